@@ -1,0 +1,71 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Flags for the Embedded Swift core (see ../shared/design-brief.md, points 1-3):
+/// - `Embedded`: no Swift runtime beyond a few weak stubs, so `ldd` shows libc only;
+/// - `-no-allocations`: any heap allocation in the core is a compile error, because an
+///   allocator must never call itself through the Swift runtime;
+/// - `-wmo`/`-Osize` are not used: `-O` with whole-module keeps the fast paths inlined.
+let coreSwiftSettings: [SwiftSetting] = [
+    .enableExperimentalFeature("Embedded"),
+    .unsafeFlags(["-Xfrontend", "-no-allocations", "-wmo"]),
+]
+
+/// Linker flags for the shared library:
+/// - the version script exports the C API only and keeps the Embedded runtime's weak
+///   `swift_*` symbols local (a library exporting them crashes Swift processes);
+/// - `--defsym` gives the `swm_*` entry points their libc names without a trampoline.
+let libcNames = [
+    "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
+    "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized",
+]
+let coreLinkerSettings: [LinkerSetting] = [
+    .unsafeFlags(
+        ["-Xlinker", "--version-script=Sources/swmalloc/swmalloc.map", "-Xlinker", "-z", "-Xlinker", "nodelete"]
+            + libcNames.flatMap { ["-Xlinker", "--defsym=\($0)=swm_\($0)"] }),
+]
+
+let package = Package(
+    name: "swmalloc",
+    products: [
+        /// libswmalloc.so: LD_PRELOAD it, link it with -lswmalloc, or depend on this product.
+        .library(name: "swmalloc", type: .dynamic, targets: ["swmalloc"]),
+        /// Swift access to swmalloc's statistics (found at run time; no link to the core).
+        .library(name: "SwmallocStats", targets: ["SwmallocStats"]),
+        .executable(name: "swmalloc-bench", targets: ["swmalloc-bench"]),
+        .executable(name: "swmalloc-stats", targets: ["swmalloc-stats"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        /// TLS, syscalls, pthread registration and constants: the only C in the core.
+        .target(name: "CSwmShim"),
+        /// The allocator itself, Embedded Swift.
+        .target(
+            name: "swmalloc",
+            dependencies: ["CSwmShim"],
+            exclude: ["swmalloc.map"],
+            swiftSettings: coreSwiftSettings,
+            linkerSettings: coreLinkerSettings),
+
+        // ---- tools: ordinary Swift and C, never linked to the core statically ----
+        /// Reads swmalloc's statistics from Swift through the C API, looked up with dlsym.
+        .target(name: "SwmallocStats"),
+        /// The benchmark driver: runs each workload in a child process per allocator.
+        .executableTarget(
+            name: "swmalloc-bench",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        /// The workloads the benchmark runs (C, so they call malloc directly), with the
+        /// design document's baseline allocators (VOS pool, memcached slab, nginx slab).
+        .executableTarget(name: "swm-workload"),
+        /// Runs a program with swmalloc preloaded and prints its statistics at exit.
+        .executableTarget(
+            name: "swmalloc-stats",
+            dependencies: ["SwmallocStats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        /// A Swift program using Array, Dictionary and String from several threads: the
+        /// tests run it with swmalloc preloaded.
+        .executableTarget(name: "swm-swift-probe"),
+        .testTarget(name: "SwmallocTests", dependencies: ["SwmallocStats"]),
+    ]
+)

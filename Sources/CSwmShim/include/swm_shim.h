@@ -1,0 +1,83 @@
+/// swm_shim.h — the only C in swmalloc's core: thread-local storage, raw system calls,
+/// pthread registration and constants. All allocator logic lives in Swift.
+///
+/// Every name is prefixed `swmshim_`/`SWM_` so that nothing collides with a host program.
+#ifndef SWM_SHIM_H
+#define SWM_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Number of small size classes; the Swift size-class table is checked against it.
+#define SWM_CLASS_COUNT 88
+/// Direct page slots in a heap: one per class plus one that is always empty, for sizes
+/// above the small range (they take the slow path through the same single test).
+#define SWM_DIRECT_SLOTS (SWM_CLASS_COUNT + 1)
+
+/// The heap every thread starts with: `SWM_DIRECT_SLOTS` pointers, all to one empty page
+/// whose free list is NULL. Reading a size class's page from it always finds "no free
+/// block", so "thread has no heap yet" and "page is empty" are the same single test on
+/// malloc's fast path.
+extern void *swmshim_empty_heap[SWM_DIRECT_SLOTS] __attribute__((visibility("hidden")));
+
+/// The current thread's heap, initial-exec TLS: one %fs-relative load.
+/// It initially points at `swmshim_empty_heap`.
+extern __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+static inline void *swmshim_heap_get(void) { return swmshim_tls_heap; }
+static inline void swmshim_heap_set(void *heap) { swmshim_tls_heap = heap; }
+static inline void *swmshim_empty_heap_address(void) { return (void *)swmshim_empty_heap; }
+
+/// One bit per 4 MiB of the 47-bit user address space: set where a swmalloc segment
+/// starts. 2^25 bits = 4 MiB of zero-filled .bss, only touched pages become resident.
+#define SWM_SEGMENT_MAP_WORDS (1u << 19)
+extern uint64_t swmshim_segment_map[SWM_SEGMENT_MAP_WORDS] __attribute__((visibility("hidden")));
+static inline uint64_t *swmshim_segment_map_base(void) { return swmshim_segment_map; }
+
+/// Zero-filled, 64-byte aligned storage for the allocator's process-wide state (the
+/// Swift `Globals` layout lives in it; its size is checked at start-up). Static storage
+/// needs no initialisation order: it is valid before the first malloc.
+#define SWM_GLOBALS_BYTES 16384
+void *swmshim_globals(void);
+
+// ---- system calls (raw, no errno side effects: the result is -errno on failure) ----
+long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out);
+long swmshim_munmap(void *addr, size_t len);
+long swmshim_madvise(void *addr, size_t len, int advice);
+long swmshim_futex_wait(uint32_t *addr, uint32_t expected);
+long swmshim_futex_wake(uint32_t *addr, int count);
+long swmshim_write(int fd, const void *buf, size_t len);
+/// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
+uint64_t swmshim_now_ns(void);
+/// Sets errno for the caller (ENOMEM/EINVAL on the C API's error paths).
+void swmshim_set_errno(int value);
+int swmshim_get_errno(void);
+/// Writes one line to stderr and aborts the process (SIGABRT).
+_Noreturn void swmshim_abort(void);
+/// getenv without allocation (the C library's own).
+const char *swmshim_getenv(const char *name);
+/// The process id (for report file names).
+int swmshim_getpid(void);
+
+// ---- process and thread registration ----
+/// Creates the thread-exit key; `destructor` is called with the heap when a thread ends.
+int swmshim_thread_key_create(void (*destructor)(void *));
+/// Associates the heap with the calling thread so that the destructor runs at its exit.
+void swmshim_thread_key_set(void *heap);
+/// Registers fork handlers (prepare / parent / child).
+int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/// Registers a function to run at process exit.
+int swmshim_atexit(void (*fn)(void));
+/// Installs `handler` for signal `signo` (SA_RESTART); returns 0 on success.
+int swmshim_signal(int signo, void (*handler)(int));
+
+// ---- constants ----
+enum {
+    SWM_PROT_NONE = 0, SWM_PROT_RW = 3,
+    SWM_MAP_PRIVATE_ANON = 0x22,           // MAP_PRIVATE | MAP_ANONYMOUS
+    SWM_MAP_NORESERVE = 0x4000,
+    SWM_MADV_DONTNEED = 4, SWM_MADV_HUGEPAGE = 14, SWM_MADV_NOHUGEPAGE = 15,
+    SWM_ENOMEM = 12, SWM_EINVAL = 22, SWM_EINTR = 4, SWM_EAGAIN = 11,
+};
+
+#endif

@@ -1,0 +1,99 @@
+// shim.c — storage for the TLS slot, the empty heap and the segment map, and the raw
+// system calls. No allocator logic: see swm_shim.h.
+#define _GNU_SOURCE
+#include "swm_shim.h"
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/// A zeroed page descriptor: its first word, the free list, is NULL. 256 bytes covers
+/// the Swift `Page` layout (checked at start-up).
+static _Alignas(64) void *swmshim_empty_page[32];
+
+void *swmshim_empty_heap[SWM_DIRECT_SLOTS] = {[0 ... SWM_DIRECT_SLOTS - 1] = swmshim_empty_page};
+
+__thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"))) = swmshim_empty_heap;
+
+uint64_t swmshim_segment_map[SWM_SEGMENT_MAP_WORDS];
+
+static pthread_key_t swmshim_key;
+
+static _Alignas(64) unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES];
+void *swmshim_globals(void) { return swmshim_globals_storage; }
+
+long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out) {
+    long r = syscall(SYS_mmap, addr, len, prot, flags, -1, 0);
+    if (r < 0) { *out = NULL; return -errno; }
+    *out = (void *)r;
+    return 0;
+}
+
+long swmshim_munmap(void *addr, size_t len) {
+    return syscall(SYS_munmap, addr, len) < 0 ? -errno : 0;
+}
+
+long swmshim_madvise(void *addr, size_t len, int advice) {
+    int saved = errno;
+    long r = syscall(SYS_madvise, addr, len, advice) < 0 ? -errno : 0;
+    errno = saved;
+    return r;
+}
+
+long swmshim_futex_wait(uint32_t *addr, uint32_t expected) {
+    int saved = errno;
+    long r = syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0) < 0 ? -errno : 0;
+    errno = saved;
+    return r;
+}
+
+long swmshim_futex_wake(uint32_t *addr, int count) {
+    int saved = errno;
+    long r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    errno = saved;
+    return r;
+}
+
+long swmshim_write(int fd, const void *buf, size_t len) {
+    int saved = errno;
+    long r = write(fd, buf, len);
+    errno = saved;
+    return r;
+}
+
+uint64_t swmshim_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void swmshim_set_errno(int value) { errno = value; }
+int swmshim_get_errno(void) { return errno; }
+_Noreturn void swmshim_abort(void) { abort(); }
+const char *swmshim_getenv(const char *name) { return getenv(name); }
+int swmshim_getpid(void) { return (int)getpid(); }
+
+int swmshim_thread_key_create(void (*destructor)(void *)) {
+    return pthread_key_create(&swmshim_key, destructor);
+}
+
+void swmshim_thread_key_set(void *heap) { pthread_setspecific(swmshim_key, heap); }
+
+int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    return pthread_atfork(prepare, parent, child);
+}
+
+int swmshim_atexit(void (*fn)(void)) { return atexit(fn); }
+
+int swmshim_signal(int signo, void (*handler)(int)) {
+    struct sigaction sa = {0};
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(signo, &sa, NULL);
+}

@@ -1,0 +1,177 @@
+// Extensions layer: options from the environment.
+
+import CSwmShim
+
+/// Transparent-huge-page policy (`thp=`).
+enum THPPolicy: UInt8 {
+    /// Small-object segments opt out of THP (no bloat from partly used huge pages); huge
+    /// blocks of 2 MiB and more opt in. The default.
+    case large = 0
+    /// Every swmalloc mapping opts out (MADV_NOHUGEPAGE).
+    case never = 1
+    /// No advice: the system's setting decides.
+    case system = 2
+}
+
+/// Options, parsed once from `SWMALLOC_OPTIONS` (`key=value,key=value`) without allocating.
+/// An unknown key or a malformed value prints one warning line and keeps the default.
+///
+/// | key              | values                 | default | meaning |
+/// |------------------|------------------------|---------|---------|
+/// | purge_delay_ms   | 0 … 1000000            | 10      | free memory goes back to the OS this long after it is freed (0: at once) |
+/// | thp              | large, never, system   | large   | transparent huge pages (see `THPPolicy`) |
+/// | verbose          | 0, 1                   | 0       | print the options in force at start-up |
+/// | stats_print      | 0, 1                   | 0       | print the statistics report at exit |
+/// | stats_signal     | 0, 1 … 64              | 0       | print the report when this signal arrives |
+/// | stats_json       | 0, 1                   | 0       | reports in JSON instead of text |
+/// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to |
+struct Options {
+    var purgeDelayMs: Int
+    var thp: THPPolicy
+    var verbose: Bool
+    var statsPrint: Bool
+    var statsJSON: Bool
+    var statsSignal: Int32
+    var statsFD: Int32
+
+    /// The options in force.
+    @inline(__always) static var current: UnsafeMutablePointer<Options> { Globals.options }
+
+    /// The purge delay in nanoseconds.
+    @inline(__always) var purgeDelayNanoseconds: UInt64 { UInt64(purgeDelayMs) &* 1_000_000 }
+
+    /// The defaults.
+    static let defaults = Options(
+        purgeDelayMs: 10, thp: .large, verbose: false, statsPrint: false, statsJSON: false,
+        statsSignal: 0, statsFD: 2)
+
+    /// Sets the defaults, then applies `SWMALLOC_OPTIONS`.
+    static func load() {
+        current.pointee = defaults
+        let name: StaticString = "SWMALLOC_OPTIONS"
+        if let text = swmshim_getenv(UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)) { current.pointee.parse(text) }
+        if current.pointee.verbose { current.pointee.print() }
+    }
+
+    /// Applies each `key=value` of a comma-separated list.
+    mutating func parse(_ text: UnsafePointer<CChar>) {
+        var start = 0
+        while true {
+            var end = start
+            while text[end] != 0 && text[end] != 44 /* , */ { end += 1 }
+            if end > start { apply(Token(text + start, end - start)) }
+            if text[end] == 0 { return }
+            start = end + 1
+        }
+    }
+
+    /// Applies one `key=value` item.
+    private mutating func apply(_ item: Token) {
+        guard let eq = item.firstIndex(of: 61 /* = */) else {
+            return Options.warn("option without '=' in SWMALLOC_OPTIONS (ignored): ", item)
+        }
+        let key = item.prefix(eq)
+        let value = item.suffix(from: eq + 1)
+        if key == "purge_delay_ms" {
+            if let n = value.integer, n <= 1_000_000 { purgeDelayMs = n } else { Options.badValue(item) }
+        } else if key == "thp" {
+            if value == "large" { thp = .large }
+            else if value == "never" { thp = .never }
+            else if value == "system" { thp = .system }
+            else { Options.badValue(item) }
+        } else if key == "verbose" {
+            if let b = value.flag { verbose = b } else { Options.badValue(item) }
+        } else if key == "stats_print" {
+            if let b = value.flag { statsPrint = b } else { Options.badValue(item) }
+        } else if key == "stats_json" {
+            if let b = value.flag { statsJSON = b } else { Options.badValue(item) }
+        } else if key == "stats_signal" {
+            if let n = value.integer, n <= 64 { statsSignal = Int32(n) } else { Options.badValue(item) }
+        } else if key == "stats_fd" {
+            if let n = value.integer, n >= 1, n < 1024 { statsFD = Int32(n) } else { Options.badValue(item) }
+        } else {
+            Options.warn("unknown option in SWMALLOC_OPTIONS (ignored): ", item)
+        }
+    }
+
+    private static func badValue(_ item: Token) {
+        warn("bad value in SWMALLOC_OPTIONS (default kept): ", item)
+    }
+
+    private static func warn(_ message: StaticString, _ item: Token) {
+        var line = LineBuffer()
+        line.append("swmalloc: warning: ")
+        line.append(message)
+        for i in 0..<min(item.count, 100) { line.append(byte: UInt8(bitPattern: item.base[i])) }
+        line.append("\n")
+        line.write(to: 2)
+    }
+
+    /// Prints the options in force (`verbose=1`).
+    func print() {
+        var line = LineBuffer()
+        line.append("swmalloc: options purge_delay_ms=")
+        line.append(purgeDelayMs)
+        line.append(" thp=")
+        switch thp {
+        case .large: line.append("large")
+        case .never: line.append("never")
+        case .system: line.append("system")
+        }
+        line.append(" verbose=")
+        line.append(verbose ? 1 : 0)
+        line.append(" stats_print=")
+        line.append(statsPrint ? 1 : 0)
+        line.append(" stats_json=")
+        line.append(statsJSON ? 1 : 0)
+        line.append(" stats_signal=")
+        line.append(Int(statsSignal))
+        line.append(" stats_fd=")
+        line.append(Int(statsFD))
+        line.append("\n")
+        line.write(to: 2)
+    }
+}
+
+/// A slice of a C string, compared and converted without allocating.
+struct Token {
+    let base: UnsafePointer<CChar>
+    let count: Int
+
+    init(_ base: UnsafePointer<CChar>, _ count: Int) { self.base = base; self.count = count }
+
+    func firstIndex(of byte: CChar) -> Int? {
+        for i in 0..<count where base[i] == byte { return i }
+        return nil
+    }
+
+    func prefix(_ n: Int) -> Token { Token(base, n) }
+    func suffix(from n: Int) -> Token { Token(base + n, count - n) }
+
+    /// Equal to a static string, byte for byte.
+    static func == (lhs: Token, rhs: StaticString) -> Bool {
+        if lhs.count != rhs.utf8CodeUnitCount { return false }
+        let r = rhs.utf8Start
+        for i in 0..<lhs.count where UInt8(bitPattern: lhs.base[i]) != r[i] { return false }
+        return true
+    }
+
+    /// A non-negative decimal number of at most 9 digits, or nil.
+    var integer: Int? {
+        if count == 0 || count > 9 { return nil }
+        var n = 0
+        for i in 0..<count {
+            let d = Int(base[i]) - 48
+            if d < 0 || d > 9 { return nil }
+            n = n * 10 + d
+        }
+        return n
+    }
+
+    /// 0/1, false/true, or nil.
+    var flag: Bool? {
+        if self == "1" || self == "true" { return true }
+        if self == "0" || self == "false" { return false }
+        return nil
+    }
+}

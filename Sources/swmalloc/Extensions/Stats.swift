@@ -1,0 +1,230 @@
+// Extensions layer: statistics — process totals, per size class, per thread — and the
+// text and JSON reports, all without calling malloc.
+//
+// Counting happens where it is cheapest: malloc's and free's fast paths bump one
+// per-thread, per-class counter; large and huge blocks are counted in bytes on their slow
+// paths; segment and mapping counters live in `Counters`. A thread's counters are folded
+// into the exited totals when it exits, so the sums over live heaps plus the exited
+// totals are exact for the whole process (a block freed by another thread is counted
+// there, and the totals still balance).
+
+import CSwmShim
+import Synchronization
+
+/// Process totals, the layout of `swm_stats_t` in include/swmalloc.h.
+struct StatsSnapshot {
+    var allocated: UInt = 0       // bytes in live blocks (by usable size)
+    var active: UInt = 0          // bytes of pages holding blocks, plus huge mappings
+    var resident: UInt = 0        // mapped minus purged: the most swmalloc keeps resident
+    var mapped: UInt = 0          // bytes mapped from the OS
+    var returned: UInt = 0        // bytes given back with madvise since start (cumulative)
+    var segments: UInt = 0        // 4 MiB segments mapped
+    var hugeBlocks: UInt = 0      // live huge blocks
+    var heaps: UInt = 0           // thread heaps in use
+    var abandoned: UInt = 0       // segments of exited threads not yet reclaimed
+    var mallocs: UInt = 0         // allocations since start
+    var frees: UInt = 0           // frees since start
+    var outOfMemory: UInt = 0     // allocations refused with ENOMEM
+}
+
+/// Per-class counters, the layout of `swm_class_stats_t`.
+struct ClassSnapshot {
+    var blockSize: UInt = 0
+    var allocs: UInt = 0
+    var frees: UInt = 0
+    var live: UInt = 0
+}
+
+enum Stats {
+    private static let bigAllocatedWord = 2 * SizeClass.count
+    private static let bigFreedWord = bigAllocatedWord + 1
+    private static let bigAllocsWord = bigAllocatedWord + 2
+    private static let bigFreesWord = bigAllocatedWord + 3
+
+    @inline(__always)
+    private static func exited(_ word: Int) -> AtomicWord {
+        AtomicWord(UnsafeMutableRawPointer(Globals.exitedCounters + word))
+    }
+
+    /// Folds an exiting thread's counters into the exited totals.
+    static func foldExited(_ heap: Heap) {
+        let s = heap.state
+        for c in 0..<SizeClass.count {
+            exited(c).add(s.allocCounter(c).pointee)
+            exited(SizeClass.count + c).add(s.freeCounter(c).pointee)
+        }
+        exited(bigAllocatedWord).add(s.pointee.bigAllocated)
+        exited(bigFreedWord).add(s.pointee.bigFreed)
+        exited(bigAllocsWord).add(s.pointee.bigAllocs)
+        exited(bigFreesWord).add(s.pointee.bigFrees)
+    }
+
+    /// A free by a thread that has no heap (it never allocated, or is exiting).
+    static func countOrphanFree(kind: PageKind, classIndex: Int, size: UInt) {
+        if kind == .small {
+            exited(SizeClass.count + classIndex).add(1)
+        } else {
+            exited(bigFreedWord).add(size)
+            exited(bigFreesWord).add(1)
+        }
+    }
+
+    /// A huge allocation by a thread without a heap.
+    static func countOrphanHuge(allocated: UInt) {
+        exited(bigAllocatedWord).add(allocated)
+        exited(bigAllocsWord).add(1)
+    }
+
+    /// Calls `body` with every live heap, under the registry lock.
+    private static func forEachLiveHeap(_ body: (Heap) -> Void) {
+        Globals.heapsLock.lock()
+        var cursor = Globals.liveHeaps.pointee
+        while let raw = cursor {
+            body(Heap(raw))
+            cursor = Heap(raw).state.pointee.nextLive
+        }
+        Globals.heapsLock.unlock()
+    }
+
+    /// Counters of class `c` summed over all threads.
+    static func classSnapshot(_ c: Int) -> ClassSnapshot {
+        var out = ClassSnapshot()
+        out.blockSize = UInt(SizeClass.blockSize(c))
+        out.allocs = exited(c).loadRelaxed()
+        out.frees = exited(SizeClass.count + c).loadRelaxed()
+        forEachLiveHeap { heap in
+            out.allocs &+= heap.state.allocCounter(c).pointee
+            out.frees &+= heap.state.freeCounter(c).pointee
+        }
+        out.live = out.allocs >= out.frees ? out.allocs - out.frees : 0
+        return out
+    }
+
+    /// Process totals.
+    static func snapshot() -> StatsSnapshot {
+        var out = StatsSnapshot()
+        var bigAllocated = exited(bigAllocatedWord).loadRelaxed()
+        var bigFreed = exited(bigFreedWord).loadRelaxed()
+        out.mallocs = exited(bigAllocsWord).loadRelaxed()
+        out.frees = exited(bigFreesWord).loadRelaxed()
+        for c in 0..<SizeClass.count {
+            let cs = classSnapshot(c)
+            out.allocated &+= cs.live &* cs.blockSize
+            out.mallocs &+= cs.allocs
+            out.frees &+= cs.frees
+        }
+        forEachLiveHeap { heap in
+            bigAllocated &+= heap.state.pointee.bigAllocated
+            bigFreed &+= heap.state.pointee.bigFreed
+            out.mallocs &+= heap.state.pointee.bigAllocs
+            out.frees &+= heap.state.pointee.bigFrees
+        }
+        out.allocated &+= bigAllocated >= bigFreed ? bigAllocated - bigFreed : 0
+        let counters = Counters.shared
+        out.mapped = counters.pointee.mapped.load(ordering: .relaxed)
+        let purged = counters.pointee.purgedNow.load(ordering: .relaxed)
+        out.resident = out.mapped >= purged ? out.mapped - purged : 0
+        out.active = counters.pointee.activeBytes.load(ordering: .relaxed)
+            &+ counters.pointee.hugeBytes.load(ordering: .relaxed)
+        out.returned = counters.pointee.purgedTotal.load(ordering: .relaxed)
+        out.segments = counters.pointee.segments.load(ordering: .relaxed)
+        out.hugeBlocks = counters.pointee.hugeBlocks.load(ordering: .relaxed)
+        out.heaps = counters.pointee.heaps.load(ordering: .relaxed)
+        out.abandoned = counters.pointee.abandoned.load(ordering: .relaxed)
+        out.outOfMemory = counters.pointee.outOfMemory.load(ordering: .relaxed)
+        return out
+    }
+
+    /// Bytes allocated and freed by the calling thread since it started (by usable size).
+    static func threadCounters() -> (allocated: UInt, freed: UInt) {
+        let heap = Heap.current
+        if heap.isEmpty { return (0, 0) }
+        var allocated = heap.state.pointee.bigAllocated
+        var freed = heap.state.pointee.bigFreed
+        for c in 0..<SizeClass.count {
+            let size = UInt(SizeClass.blockSize(c))
+            allocated &+= heap.state.allocCounter(c).pointee &* size
+            freed &+= heap.state.freeCounter(c).pointee &* size
+        }
+        return (allocated, freed)
+    }
+
+    /// Prints the report chosen by the options (text or JSON) to their descriptor.
+    static func printReport() {
+        let options = Options.current.pointee
+        writeReport(to: options.statsFD, json: options.statsJSON)
+    }
+
+    /// Writes the report to `fd`, without calling malloc.
+    static func writeReport(to fd: Int32, json: Bool) {
+        let s = snapshot()
+        var line = LineBuffer()
+        if json {
+            line.append("{\"swmalloc\":{\"allocated\":"); line.append(s.allocated)
+            line.append(",\"active\":"); line.append(s.active)
+            line.append(",\"resident\":"); line.append(s.resident)
+            line.append(",\"mapped\":"); line.append(s.mapped)
+            line.append(",\"returned\":"); line.append(s.returned)
+            line.append(",\"segments\":"); line.append(s.segments)
+            line.append(",\"huge_blocks\":"); line.append(s.hugeBlocks)
+            line.append(",\"heaps\":"); line.append(s.heaps)
+            line.append(",\"abandoned_segments\":"); line.append(s.abandoned)
+            line.append(",\"mallocs\":"); line.append(s.mallocs)
+            line.append(",\"frees\":"); line.append(s.frees)
+            line.append(",\"out_of_memory\":"); line.append(s.outOfMemory)
+            line.append(",\"classes\":[")
+            var first = true
+            for c in 0..<SizeClass.count {
+                let cs = classSnapshot(c)
+                if cs.allocs == 0 { continue }
+                line.flushIfFull(to: fd)
+                if !first { line.append(",") }
+                first = false
+                line.append("{\"size\":"); line.append(cs.blockSize)
+                line.append(",\"allocs\":"); line.append(cs.allocs)
+                line.append(",\"frees\":"); line.append(cs.frees)
+                line.append(",\"live\":"); line.append(cs.live)
+                line.append("}")
+            }
+            line.append("]")
+            line.write(to: fd)
+            Extensions.writeReport(to: fd, json: true)
+            line.append("}}\n")
+            line.write(to: fd)
+            return
+        }
+        line.append("swmalloc statistics\n")
+        line.append("  allocated  "); line.append(s.allocated); line.append(" bytes in live blocks\n")
+        line.append("  active     "); line.append(s.active); line.append(" bytes in pages with blocks\n")
+        line.append("  resident   "); line.append(s.resident); line.append(" bytes mapped and not purged\n")
+        line.append("  mapped     "); line.append(s.mapped); line.append(" bytes\n")
+        line.write(to: fd)
+        line.append("  returned   "); line.append(s.returned); line.append(" bytes given back (madvise, total)\n")
+        line.append("  segments   "); line.append(s.segments); line.append(", huge blocks "); line.append(s.hugeBlocks)
+        line.append(", heaps "); line.append(s.heaps); line.append(", abandoned segments "); line.append(s.abandoned); line.append("\n")
+        line.append("  mallocs    "); line.append(s.mallocs); line.append(", frees "); line.append(s.frees)
+        line.append(", out of memory "); line.append(s.outOfMemory); line.append("\n")
+        line.write(to: fd)
+        line.append("  class      size       allocs        frees         live\n")
+        for c in 0..<SizeClass.count {
+            let cs = classSnapshot(c)
+            if cs.allocs == 0 { continue }
+            line.flushIfFull(to: fd)
+            line.append("  "); pad(&line, UInt(c), 5)
+            pad(&line, cs.blockSize, 10); pad(&line, cs.allocs, 13); pad(&line, cs.frees, 13); pad(&line, cs.live, 13)
+            line.append("\n")
+        }
+        line.write(to: fd)
+        Extensions.writeReport(to: fd, json: false)
+    }
+
+    /// Appends `value` right-aligned in `width` columns.
+    static func pad(_ line: inout LineBuffer, _ value: UInt, _ width: Int) {
+        var digits = 1
+        var n = value
+        while n >= 10 { n /= 10; digits += 1 }
+        var i = digits
+        while i < width { line.append(" "); i += 1 }
+        line.append(value)
+    }
+}

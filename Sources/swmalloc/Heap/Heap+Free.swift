@@ -1,0 +1,116 @@
+// Thread-heap layer: free's fast path and its slow path.
+//
+// Call tree:
+//
+//   swm_free ── Heap.deallocate ─────────── fast: segment-map test, page lookup, owner test,
+//                  │                         push on page.localFree
+//                  ├─ Heap.invalidFree ───── not a swmalloc pointer: abort with the pointer
+//                  ├─ Heap.pageEmptied ───── the page's last block came back: retire it
+//                  └─ Heap.deallocateSlow ── checks, then: local free to a full or large
+//                                            page; another thread's page (atomic push);
+//                                            a huge block (unmap)
+
+import Synchronization
+
+extension Heap {
+    /// free's fast path (NULL included). Cost: a shift, a load and a bit test (segment map), a byte load
+    /// (slice map), the owner test fused with the block-start test (one multiply) and the
+    /// double-free test (the freed mark), then the push: three stores and the per-class
+    /// counter. No lock, no atomic read-modify-write. Two unlikely exits: a pointer outside
+    /// every segment, and anything but a plain local free.
+    @inline(__always)
+    static func deallocate(_ pointer: UnsafeMutableRawPointer?) {
+        let p = UInt(bitPattern: pointer)
+        if _slowPath(!SegmentMap.contains(p)) { return invalidFree(pointer) }
+        let pointer = pointer.unsafelyUnwrapped
+        let page = UnsafeMutablePointer<Segment>.of(p).page(containing: p)
+        let heap = Heap.current
+        let mark = freedMark(p)
+        if _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag
+                     && page.isBlockStart(p)
+                     && pointer.load(fromByteOffset: 8, as: UInt.self) != mark) {
+            pointer.storeBytes(of: page.pointee.localFree, as: UnsafeMutableRawPointer?.self)
+            pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
+            page.pointee.localFree = pointer
+            page.pointee.used &-= 1
+            heap.state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
+            if _slowPath(page.pointee.used == 0) { heap.pageEmptied(page) }
+            return
+        }
+        deallocateSlow(pointer, page: page, heap: heap)
+    }
+
+    /// A pointer outside every swmalloc segment: NULL (nothing to do), or a pointer never
+    /// returned by us, or a huge block already freed (abort).
+    @inline(never)
+    static func invalidFree(_ pointer: UnsafeMutableRawPointer?) {
+        guard let pointer else { return }
+        OS.fatal("free(): invalid pointer: not allocated by swmalloc, or already freed", pointer: pointer)
+    }
+
+    /// The last block of a page in a class list came back. The page stays if it is the
+    /// class's only page (a malloc/free loop must not churn pages); otherwise its span
+    /// goes back to the segment.
+    @inline(never)
+    func pageEmptied(_ page: UnsafeMutablePointer<Page>) {
+        if page.pointee.prev == nil && page.pointee.next == nil { return }
+        unlinkClass(page)
+        retire(page, now: OS.nowNanoseconds())
+    }
+
+    /// free's slow path: checks the pointer, then frees it by its kind and owner.
+    @inline(never)
+    static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>, heap: Heap) {
+        let p = UInt(bitPattern: pointer)
+        let segment = UnsafeMutablePointer<Segment>.of(p)
+        if segment.pointee.kind == .huge {
+            Huge.free(pointer, segment: segment, heap: heap)
+            return
+        }
+        let kind = page.pointee.kind
+        if kind != .small && kind != .large {
+            OS.fatal("free(): invalid pointer: not in an allocated block (or already freed)", pointer: pointer)
+        }
+        if !page.isBlockStart(p) {
+            OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
+        }
+        let mark = freedMark(p)
+        if pointer.load(fromByteOffset: 8, as: UInt.self) == mark {
+            OS.fatal("free(): double free detected", pointer: pointer)
+        }
+        let size = UInt(page.pointee.blockSize)
+        if !heap.isEmpty {
+            if kind == .large {
+                heap.state.pointee.bigFreed &+= size
+                heap.state.pointee.bigFrees &+= 1
+            } else {
+                heap.state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
+            }
+        } else {
+            Stats.countOrphanFree(kind: kind, classIndex: Int(page.pointee.classIndex), size: size)
+        }
+        pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
+        if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
+            // Our own full or large page.
+            pointer.storeBytes(of: page.pointee.localFree, as: UnsafeMutableRawPointer?.self)
+            page.pointee.localFree = pointer
+            page.pointee.used &-= 1
+            heap.unlinkFull(page)
+            if page.pointee.used == 0 {
+                heap.retire(page, now: OS.nowNanoseconds())
+            } else {
+                heap.pushClass(page)
+            }
+            return
+        }
+        // Another thread's page, or an abandoned one: lock-free push; the first block on
+        // an empty list tells the owner (if any) to look at its full pages.
+        if page.pushThreadFree(pointer) {
+            let owner = page.pointee.heap.load(ordering: .relaxed)
+            if owner != 0 {
+                Heap(UnsafeMutableRawPointer(bitPattern: owner)!).state.pointee.remotePending
+                    .store(1, ordering: .relaxed)
+            }
+        }
+    }
+}

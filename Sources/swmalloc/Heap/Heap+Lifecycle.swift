@@ -1,0 +1,208 @@
+// Thread-heap layer: process start, thread start and exit, fork.
+//
+// A thread gets a heap on its first allocation (`attach`). When it exits, pthread calls
+// `threadExited`: its empty pages go back, segments without live blocks are unmapped, and
+// segments with live blocks are *abandoned* to a global list, from which any thread that
+// needs memory reclaims them (`reclaimAbandoned`). So memory moves between threads, and
+// blocks freed later by other threads are found by the reclaiming heap.
+
+import CSwmShim
+import Synchronization
+
+extension Heap {
+    /// Gives the calling thread a heap; nil when the OS has no memory for its record.
+    @inline(never)
+    static func attach() -> Heap? {
+        Process.initialize()
+        guard let raw = takeRecord() else { return nil }
+        let heap = Heap(raw)
+        for slot in 0...SizeClass.count { heap.setPage(slot: slot, Heap.emptyPage) }
+        raw.advanced(by: stateOffset).initializeMemory(as: UInt8.self, repeating: 0, count: recordSize - stateOffset)
+        Globals.heapsLock.lock()
+        heap.state.pointee.nextLive = Globals.liveHeaps.pointee
+        if let next = Globals.liveHeaps.pointee { Heap(next).state.pointee.prevLive = raw }
+        Globals.liveHeaps.pointee = raw
+        Globals.heapsLock.unlock()
+        Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
+        swmshim_heap_set(raw)
+        swmshim_thread_key_set(raw)
+        Process.registerHandlersOnce()
+        return heap
+    }
+
+    /// A heap record from the pool (4 KiB each, carved from 64 KiB mappings, never unmapped).
+    private static func takeRecord() -> UnsafeMutableRawPointer? {
+        Globals.heapsLock.lock()
+        defer { Globals.heapsLock.unlock() }
+        if let record = Globals.freeHeaps.pointee {
+            Globals.freeHeaps.pointee = record.load(as: UnsafeMutableRawPointer?.self)
+            return record
+        }
+        let chunk = 64 * 1024
+        guard let raw = OS.map(chunk) else { return nil }
+        var offset = recordSize
+        while offset < chunk {
+            let record = raw + offset
+            record.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
+            Globals.freeHeaps.pointee = record
+            offset += recordSize
+        }
+        return raw
+    }
+
+    /// Detaches this heap from its thread: collects and returns what is free, abandons
+    /// segments that still hold live blocks, folds its counters into the process totals and
+    /// returns the record to the pool. The thread's TLS points at the empty heap again.
+    func detach() {
+        #if DEBUG
+        if validate() != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
+        #endif
+        swmshim_heap_set(swmshim_empty_heap_address())
+        Extensions.heapDetaching(self)
+        let now = OS.nowNanoseconds()
+        let available = state.pointee.segments
+        let full = state.pointee.fullSegments
+        state.pointee.segments = nil
+        state.pointee.fullSegments = nil
+        for pass in 0..<2 {
+            var seg = pass == 0 ? available : full
+            while let s = seg {
+                seg = s.pointee.next
+                s.forEachPage { page in
+                    page.collect()
+                    if page.pointee.used == 0 {
+                        s.returnSpan(page, now: now, purgeNow: true)
+                    } else {
+                        page.pointee.ownerTag.store(0, ordering: .relaxed)
+                        page.pointee.heap.store(0, ordering: .relaxed)
+                        page.pointee.inFullList = false
+                        page.pointee.next = nil
+                        page.pointee.prev = nil
+                    }
+                }
+                if s.pointee.usedSlices == 0 {
+                    s.release()
+                } else {
+                    _ = s.purgeExpired(now: now, delay: 0)
+                    Heap.abandon(s)
+                }
+            }
+        }
+        Stats.foldExited(self)
+        Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+        Globals.heapsLock.lock()
+        let prevLive = state.pointee.prevLive
+        let nextLive = state.pointee.nextLive
+        if let prev = prevLive { Heap(prev).state.pointee.nextLive = nextLive }
+        else { Globals.liveHeaps.pointee = nextLive }
+        if let next = nextLive { Heap(next).state.pointee.prevLive = prevLive }
+        raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
+        Globals.freeHeaps.pointee = raw
+        Globals.heapsLock.unlock()
+    }
+
+    /// Puts a segment with live blocks on the abandoned list.
+    private static func abandon(_ seg: UnsafeMutablePointer<Segment>) {
+        seg.pointee.heap = nil
+        Globals.abandonedLock.lock()
+        seg.pointee.prev = nil
+        seg.pointee.next = Globals.abandonedHead.pointee
+        Globals.abandonedHead.pointee = seg
+        Globals.abandonedLock.unlock()
+        Counters.shared.pointee.abandoned.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Adopts one abandoned segment: its pages join this heap's lists, blocks other threads
+    /// freed meanwhile are collected, empty pages go back. Returns false when none is left.
+    func reclaimAbandoned() -> Bool {
+        if Globals.abandonedHead.pointee == nil { return false }
+        Globals.abandonedLock.lock()
+        let taken = Globals.abandonedHead.pointee
+        if let seg = taken { Globals.abandonedHead.pointee = seg.pointee.next }
+        Globals.abandonedLock.unlock()
+        guard let seg = taken else { return false }
+        Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
+        seg.pointee.heap = raw
+        seg.pointee.next = nil
+        linkSegment(seg)
+        let now = OS.nowNanoseconds()
+        seg.forEachPage { page in
+            page.pointee.heap.store(tag, ordering: .relaxed)
+            page.collect()
+            if page.pointee.used == 0 {
+                seg.returnSpan(page, now: now, purgeNow: false)
+            } else if page.pointee.kind == .small && (page.pointee.free != nil || page.pointee.capacity < page.pointee.reserved) {
+                pushClass(page)
+            } else {
+                pushFull(page)
+            }
+        }
+        state.pointee.purgeWaiting = true
+        segmentChanged(seg)
+        return true
+    }
+}
+
+/// Called by pthread when a thread that allocated exits.
+private func threadExited(_ raw: UnsafeMutableRawPointer?) {
+    guard let raw, raw != swmshim_empty_heap_address() else { return }
+    Heap(raw).detach()
+}
+
+/// Process-wide start-up, exit and fork handling.
+enum Process {
+    /// Initialises options and the thread-exit key once; cheap after the first call.
+    @inline(__always)
+    static func initialize() {
+        if Globals.initState.load() >= 2 { return }
+        initializeSlow()
+    }
+
+    @inline(never)
+    private static func initializeSlow() {
+        Globals.initLock.lock()
+        defer { Globals.initLock.unlock() }
+        if Globals.initState.load() >= 2 { return }
+        Globals.checkLayout()
+        Segment.checkLayout()
+        Heap.checkLayout()
+        Options.load()
+        _ = swmshim_thread_key_create { threadExited($0) }
+        Globals.initState.store(2)
+    }
+
+    /// Registers fork and exit handlers once, after the first heap exists: registering
+    /// may itself call malloc, which then finds a ready heap.
+    static func registerHandlersOnce() {
+        let flag = AtomicWord(Globals.base + 16)
+        if flag.load() != 0 { return }
+        if !flag.compareExchange(expected: 0, desired: 1).exchanged { return }
+        _ = swmshim_atfork({ Process.forkPrepare() }, { Process.forkParent() }, { Process.forkChild() })
+        Extensions.processStarted()
+    }
+
+    /// Before fork: take every allocator lock, so the child never inherits one held by a
+    /// thread that does not exist there.
+    static func forkPrepare() {
+        Globals.initLock.lock()
+        Globals.heapsLock.lock()
+        Globals.abandonedLock.lock()
+        Extensions.forkPrepare()
+    }
+
+    /// After fork, in the parent: release them.
+    static func forkParent() {
+        Extensions.forkParent()
+        Globals.abandonedLock.unlock()
+        Globals.heapsLock.unlock()
+        Globals.initLock.unlock()
+    }
+
+    /// After fork, in the child: only the forking thread exists; its locks are reset.
+    static func forkChild() {
+        Extensions.forkChild()
+        Globals.abandonedLock.reset()
+        Globals.heapsLock.reset()
+        Globals.initLock.reset()
+    }
+}

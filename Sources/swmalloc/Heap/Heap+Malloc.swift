@@ -1,0 +1,150 @@
+// Thread-heap layer: malloc's fast path and its slow path.
+//
+// Call tree:
+//
+//   swm_malloc ── Heap.allocate ─────────────── fast: TLS load, size-class slot, pop page.free
+//                      └─ Heap.allocateSlow ─── @inline(never): no heap yet, page empty, size 0,
+//                            │                   large or huge
+//                            ├─ Heap.attach ───── first allocation of the thread
+//                            ├─ findPage ──────── collect frees → extend page → full list →
+//                            │                    fresh page (acquireSpan: own segment,
+//                            │                    abandoned segment, new segment)
+//                            ├─ allocateLarge ─── one block in a span of 64 KiB slices
+//                            └─ Huge.allocate ─── its own mapping
+
+import Synchronization
+
+import CSwmShim
+
+extension Heap {
+    /// malloc's fast path. Cost: one TLS load, the size-class slot (a compare, plus lzcnt
+    /// and shifts above 128 bytes), two loads to reach the page's free list, one unlikely
+    /// branch, then the pop: three stores (page.free, the block's freed-mark word, the
+    /// page's used count) and the per-class counter. No lock, no atomic.
+    @inline(__always)
+    static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+        let heap = Heap.current
+        let slot = SizeClass.slot(size)
+        let page = heap.page(slot: slot)
+        guard let block = page.pointee.free else { return allocateSlow(size) }
+        page.pointee.free = block.load(as: UnsafeMutableRawPointer?.self)
+        block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+        page.pointee.used &+= 1
+        heap.state.allocCounter(slot).pointee &+= 1
+        return block
+    }
+
+    /// malloc's slow path: everything the fast path's one test sends here.
+    @inline(never)
+    static func allocateSlow(_ size: Int) -> UnsafeMutableRawPointer? {
+        var heap = Heap.current
+        if heap.isEmpty {
+            guard let attached = Heap.attach() else { return outOfMemory() }
+            heap = attached
+        }
+        heap.maintain()
+        if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
+        if size <= Geometry.smallMax {
+            let c = SizeClass.of(size)
+            guard let page = heap.findPage(c) else { return outOfMemory() }
+            let block = page.pointee.free.unsafelyUnwrapped
+            page.pointee.free = block.load(as: UnsafeMutableRawPointer?.self)
+            block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+            page.pointee.used &+= 1
+            heap.state.allocCounter(c).pointee &+= 1
+            return block
+        }
+        if size <= Geometry.largeMax { return heap.allocateLarge(size) }
+        return Huge.allocate(size, alignment: 0)
+    }
+
+    /// The page of class `c` to allocate from, its free list non-empty; nil when out of memory.
+    func findPage(_ c: Int) -> UnsafeMutablePointer<Page>? {
+        for attempt in 0..<2 {
+            var cursor = page(slot: c)
+            while cursor != Heap.emptyPage {
+                let page = cursor
+                cursor = page.pointee.next ?? Heap.emptyPage
+                page.collect()
+                if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
+                if page.pointee.free != nil {
+                    if page.pointee.prev != nil { unlinkClass(page); pushClass(page) }
+                    return page
+                }
+                unlinkClass(page)
+                pushFull(page)
+            }
+            if attempt == 0 && !collectRemoteFrees() { break }
+        }
+        guard let span = acquireSpan(SizeClass.pageSlices(c)) else { return nil }
+        span.format(segment: span.segment, heapTag: tag, classIndex: c, blockSize: SizeClass.blockSize(c))
+        pushClass(span)
+        span.extend()
+        return span
+    }
+
+    /// Collects other threads' frees into full pages after a remote free hinted at them:
+    /// pages that got blocks back return to their class lists, empty ones retire.
+    /// Returns true when it found any.
+    func collectRemoteFrees() -> Bool {
+        if state.pointee.remotePending.load(ordering: .relaxed) == 0 { return false }
+        state.pointee.remotePending.store(0, ordering: .relaxed)
+        var found = false
+        var cursor = state.pointee.fullPages
+        let now = OS.nowNanoseconds()
+        while let page = cursor {
+            cursor = page.pointee.next
+            if page.pointee.threadFree.load(ordering: .relaxed) == 0 { continue }
+            found = true
+            page.collect()
+            if page.pointee.used == 0 {
+                unlinkFull(page)
+                retire(page, now: now)
+            } else if page.pointee.kind == .small {
+                unlinkFull(page)
+                pushClass(page)
+            }
+        }
+        return found
+    }
+
+    /// A block of `size` bytes (`Geometry.smallMax` < size ≤ `Geometry.largeMax`) in a
+    /// page of its own, rounded up to whole 64 KiB slices.
+    func allocateLarge(_ size: Int) -> UnsafeMutableRawPointer? {
+        let slices = (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        guard let span = acquireSpan(slices) else { return Heap.outOfMemory() }
+        span.format(segment: span.segment, heapTag: tag, classIndex: -1, blockSize: slices << Geometry.sliceShift)
+        span.pointee.capacity = 1
+        span.pointee.capacityBytes = span.pointee.blockSize
+        span.pointee.used = 1
+        pushFull(span)
+        let block = span.pointee.start.unsafelyUnwrapped
+        block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+        state.pointee.bigAllocated &+= UInt(span.pointee.blockSize)
+        state.pointee.bigAllocs &+= 1
+        return block
+    }
+
+    /// The out-of-memory result: NULL with errno = ENOMEM, counted.
+    @inline(never)
+    static func outOfMemory() -> UnsafeMutableRawPointer? {
+        Counters.shared.pointee.outOfMemory.wrappingAdd(1, ordering: .relaxed)
+        OS.setErrno(Int32(SWM_ENOMEM))
+        return nil
+    }
+
+    /// `size` bytes aligned to `alignment` (a power of two). Up to 64 KiB the ordinary
+    /// path serves it: every class is a multiple of the largest power of two dividing it,
+    /// and pages start 64 KiB-aligned, so rounding the size up to the alignment is enough.
+    /// Larger alignments (up to `Geometry.maxAlignment`) get a huge block placed at the
+    /// alignment inside its mapping.
+    static func allocateAligned(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+        if alignment <= 16 { return allocate(size) }
+        if alignment > Geometry.maxAlignment || size > Int.max / 2 { return outOfMemory() }
+        if alignment <= Geometry.sliceSize {
+            let rounded = (size + alignment - 1) & ~(alignment - 1)
+            return allocate(rounded == 0 ? alignment : rounded)
+        }
+        return Huge.allocate(size, alignment: alignment)
+    }
+}

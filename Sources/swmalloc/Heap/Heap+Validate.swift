@@ -1,0 +1,129 @@
+// Thread-heap layer: the invariant checker (swm_validate; run at every thread exit in
+// debug builds, and by the stress tests).
+
+import Synchronization
+
+extension Heap {
+    /// Checks this heap (the caller's own) against its invariants and returns the number
+    /// of violations, printing one line for each:
+    ///
+    ///  segments   seg.heap == self; the segment map has it; spans tile slices 1…63
+    ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
+    ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63)
+    ///  pages      used == capacity − |free| − |localFree|; |threadFree| ≤ used (snapshot);
+    ///             capacity ≤ reserved; every listed block is a block start of the page;
+    ///             small: blockSize == SizeClass.blockSize(classIndex)
+    ///  lists      class list c holds pages of class c tagged self; the full list holds
+    ///             pages tagged self|1; every non-free page is on exactly one list
+    func validate() -> Int {
+        var errors = 0
+        var listed = 0
+        for c in 0..<SizeClass.count {
+            var cursor = page(slot: c)
+            var prev: UnsafeMutablePointer<Page>? = nil
+            while cursor != Heap.emptyPage {
+                let page = cursor
+                if page.pointee.kind != .small || Int(page.pointee.classIndex) != c || page.pointee.inFullList
+                    || page.pointee.ownerTag.load(ordering: .relaxed) != tag || page.pointee.prev != prev {
+                    errors += report("page in a class list is not a small page of that class tagged with its heap", page)
+                }
+                listed += 1
+                prev = page
+                cursor = page.pointee.next ?? Heap.emptyPage
+            }
+        }
+        if page(slot: SizeClass.overflowSlot) != Heap.emptyPage {
+            errors += report("overflow slot does not point at the empty page", nil)
+        }
+        var full = state.pointee.fullPages
+        while let page = full {
+            if !page.pointee.inFullList || page.pointee.ownerTag.load(ordering: .relaxed) != tag | 1 {
+                errors += report("page in the full list is not tagged as full", page)
+            }
+            listed += 1
+            full = page.pointee.next
+        }
+        var pages = 0
+        for pass in 0..<2 {
+            var cursor = pass == 0 ? state.pointee.segments : state.pointee.fullSegments
+            while let seg = cursor {
+                errors += validate(segment: seg, full: pass == 1, pages: &pages)
+                cursor = seg.pointee.next
+            }
+        }
+        if pages != listed { errors += report("pages in segments differ from pages on lists", nil) }
+        return errors
+    }
+
+    private func validate(segment seg: UnsafeMutablePointer<Segment>, full: Bool, pages: inout Int) -> Int {
+        var errors = 0
+        if seg.pointee.heap != raw || !SegmentMap.contains(UInt(bitPattern: seg)) || seg.pointee.isFull != full {
+            errors += report("segment not owned by its heap, not in the segment map, or on the wrong list", nil)
+        }
+        var i = 1
+        var used = 0
+        while i < Geometry.slicesPerSegment {
+            let span = seg.page(at: i)
+            let count = span.pointee.sliceCount
+            if count <= 0 || span.pointee.sliceIndex != i || i + count > Geometry.slicesPerSegment {
+                return errors + report("spans do not tile the segment", span)
+            }
+            for s in i..<(i + count) {
+                let address = UInt(bitPattern: seg) + UInt(s << Geometry.sliceShift)
+                if seg.page(containing: address) != span { errors += report("slice map points outside its span", span) }
+            }
+            if span.pointee.kind != .freeSpan {
+                used += count
+                pages += 1
+                errors += validate(page: span)
+            }
+            i += count
+        }
+        if used != seg.pointee.usedSlices { errors += report("usedSlices differs from the pages' slices", nil) }
+        if seg.pointee.isFull != (used == Geometry.usableSlices) { errors += report("segment on the wrong list", nil) }
+        return errors
+    }
+
+    private func validate(page: UnsafeMutablePointer<Page>) -> Int {
+        var errors = 0
+        if page.pointee.kind == .small && Int(page.pointee.blockSize) != SizeClass.blockSize(Int(page.pointee.classIndex)) {
+            errors += report("small page's block size differs from its class", page)
+        }
+        if page.pointee.capacity > page.pointee.reserved || page.pointee.capacity * Int(page.pointee.blockSize) != Int(page.pointee.capacityBytes) {
+            errors += report("page capacity exceeds its reserve or capacityBytes is stale", page)
+        }
+        let threadHead = UnsafeMutableRawPointer(bitPattern: page.pointee.threadFree.load(ordering: .acquiring))
+        var counts = (0, 0, 0)
+        for list in 0..<3 {
+            var block = list == 0 ? page.pointee.free : list == 1 ? page.pointee.localFree : threadHead
+            var n = 0
+            while let b = block {
+                if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
+                n += 1
+                if n > page.pointee.capacity { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }
+                block = b.load(as: UnsafeMutableRawPointer?.self)
+            }
+            if list == 0 { counts.0 = n } else if list == 1 { counts.1 = n } else { counts.2 = n }
+        }
+        if Int(page.pointee.used) != page.pointee.capacity - counts.0 - counts.1 {
+            errors += report("used != capacity - |free| - |localFree|", page)
+        }
+        if counts.2 > Int(page.pointee.used) { errors += report("|threadFree| > used", page) }
+        return errors
+    }
+
+    /// Prints one violation and returns 1.
+    private func report(_ message: StaticString, _ page: UnsafeMutablePointer<Page>?) -> Int {
+        var line = LineBuffer()
+        line.append("swmalloc: validate: ")
+        line.append(message)
+        if let page {
+            line.append(" (page ")
+            line.appendHex(UInt(bitPattern: page))
+            line.append(")")
+        }
+        line.append("\n")
+        line.write(to: 2)
+        return 1
+    }
+}

@@ -1,0 +1,222 @@
+// Thread-heap layer: the heap record and its lists.
+
+import CSwmShim
+import Synchronization
+
+/// A thread's heap: one record per thread, reached by one TLS load.
+///
+/// Record layout (4 KiB, from a pool of records that is never unmapped, so a stale heap
+/// address read by another thread is always safe memory):
+///
+///     +0      direct page table: 89 page pointers, the head of each class's page list
+///             (the empty page when the list is empty; slot 88 is always empty)
+///     +768    HeapState
+///
+/// The direct table is what malloc's fast path indexes; the shim's `swmshim_empty_heap`
+/// has the same first 89 words, so a thread without a heap takes the slow path through
+/// the same single test.
+struct Heap {
+    /// The record's address (also the owner tag stored in its pages).
+    let raw: UnsafeMutableRawPointer
+
+    @inline(__always) init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
+
+    static let stateOffset = 768
+    static let recordSize = 4096
+
+    /// The current thread's heap (the empty heap until its first allocation).
+    @inline(__always)
+    static var current: Heap { Heap(swmshim_heap_get().unsafelyUnwrapped) }
+
+    /// The shared empty page every empty direct slot points at.
+    @inline(__always)
+    static var emptyPage: UnsafeMutablePointer<Page> {
+        swmshim_empty_heap_address().load(as: UnsafeMutablePointer<Page>.self)
+    }
+
+    /// True for the shim's empty heap (the thread has not allocated yet, or has exited).
+    @inline(__always)
+    var isEmpty: Bool { raw == swmshim_empty_heap_address() }
+
+    /// The owner tag of this heap's pages.
+    @inline(__always)
+    var tag: UInt { UInt(bitPattern: raw) }
+
+    @inline(__always)
+    var state: UnsafeMutablePointer<HeapState> {
+        (raw + Heap.stateOffset).assumingMemoryBound(to: HeapState.self)
+    }
+
+    /// Head of the page list of direct slot `slot`.
+    @inline(__always)
+    func page(slot: Int) -> UnsafeMutablePointer<Page> {
+        raw.load(fromByteOffset: slot &<< 3, as: UnsafeMutablePointer<Page>.self)
+    }
+
+    @inline(__always)
+    func setPage(slot: Int, _ page: UnsafeMutablePointer<Page>) {
+        raw.storeBytes(of: page, toByteOffset: slot &<< 3, as: UnsafeMutablePointer<Page>.self)
+    }
+
+    static func checkLayout() {
+        if SizeClass.count + 1 > Heap.stateOffset / 8
+            || Heap.stateOffset + MemoryLayout<HeapState>.size > Heap.recordSize
+            || Int(SWM_CLASS_COUNT) != SizeClass.count {
+            OS.fatal("internal error: heap record layout does not fit", pointer: nil)
+        }
+    }
+}
+
+/// The heap's state after its direct page table. Only the owning thread writes it, except
+/// `remotePending`; other threads read the counters for statistics.
+struct HeapState: ~Copyable {
+    /// Small allocations per size class by this thread (malloc's fast path counts here).
+    var classAllocs: (UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                      UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt)
+    /// Small frees per size class by this thread, its own blocks or others'.
+    var classFrees: (UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt,
+                     UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt, UInt)
+    /// Bytes of large and huge blocks allocated / freed by this thread.
+    var bigAllocated: UInt
+    var bigFreed: UInt
+    /// Large and huge blocks allocated / freed by this thread.
+    var bigAllocs: UInt
+    var bigFrees: UInt
+    /// Pages with no free block (and large pages), outside the class lists.
+    var fullPages: UnsafeMutablePointer<Page>?
+    /// Segments with free slices, and segments without.
+    var segments: UnsafeMutablePointer<Segment>?
+    var fullSegments: UnsafeMutablePointer<Segment>?
+    /// One empty segment kept mapped (purged after the delay) to avoid map/unmap churn.
+    var spare: UnsafeMutablePointer<Segment>?
+    /// Set (by other threads) when a full page got its first remote free.
+    let remotePending: Atomic<UInt>
+    /// Slow-path calls, for periodic maintenance.
+    var slowCalls: UInt
+    /// Some free span waits for its purge delay.
+    var purgeWaiting: Bool
+    /// Earliest time of the next purge pass.
+    var nextPurge: UInt64
+    /// Registry links (all live heaps, under `Globals.heapsLock`).
+    var nextLive: UnsafeMutableRawPointer?
+    var prevLive: UnsafeMutableRawPointer?
+    /// Extension data (VOS per-thread module counters), owned by the extension.
+    var extensionData: UnsafeMutableRawPointer?
+}
+
+extension UnsafeMutablePointer where Pointee == HeapState {
+    /// Allocation counter of class `c`.
+    @inline(__always)
+    func allocCounter(_ c: Int) -> UnsafeMutablePointer<UInt> {
+        UnsafeMutableRawPointer(self).assumingMemoryBound(to: UInt.self) + c
+    }
+    /// Free counter of class `c`.
+    @inline(__always)
+    func freeCounter(_ c: Int) -> UnsafeMutablePointer<UInt> {
+        UnsafeMutableRawPointer(self).assumingMemoryBound(to: UInt.self) + SizeClass.count + c
+    }
+}
+
+// MARK: - Page lists
+
+extension Heap {
+    /// Puts `page` at the head of its class list (it becomes the page malloc serves from).
+    func pushClass(_ page: UnsafeMutablePointer<Page>) {
+        let c = Int(page.pointee.classIndex)
+        let head = self.page(slot: c)
+        page.pointee.prev = nil
+        page.pointee.next = head == Heap.emptyPage ? nil : head
+        if head != Heap.emptyPage { head.pointee.prev = page }
+        setPage(slot: c, page)
+        page.pointee.inFullList = false
+        page.pointee.ownerTag.store(tag, ordering: .relaxed)
+    }
+
+    /// Takes `page` out of its class list.
+    func unlinkClass(_ page: UnsafeMutablePointer<Page>) {
+        let c = Int(page.pointee.classIndex)
+        if let prev = page.pointee.prev { prev.pointee.next = page.pointee.next }
+        else { setPage(slot: c, page.pointee.next ?? Heap.emptyPage) }
+        if let next = page.pointee.next { next.pointee.prev = page.pointee.prev }
+        page.pointee.next = nil
+        page.pointee.prev = nil
+    }
+
+    /// Puts `page` on the full list; frees to it then take the slow path (tag | 1).
+    func pushFull(_ page: UnsafeMutablePointer<Page>) {
+        let s = state
+        page.pointee.prev = nil
+        page.pointee.next = s.pointee.fullPages
+        s.pointee.fullPages?.pointee.prev = page
+        s.pointee.fullPages = page
+        page.pointee.inFullList = true
+        page.pointee.ownerTag.store(tag | 1, ordering: .relaxed)
+    }
+
+    /// Takes `page` out of the full list.
+    func unlinkFull(_ page: UnsafeMutablePointer<Page>) {
+        if let prev = page.pointee.prev { prev.pointee.next = page.pointee.next }
+        else { state.pointee.fullPages = page.pointee.next }
+        if let next = page.pointee.next { next.pointee.prev = page.pointee.prev }
+        page.pointee.next = nil
+        page.pointee.prev = nil
+    }
+
+    /// Takes `page` out of whichever list holds it.
+    func unlink(_ page: UnsafeMutablePointer<Page>) {
+        if page.pointee.inFullList { unlinkFull(page) } else { unlinkClass(page) }
+    }
+}
+
+// MARK: - Segment lists
+
+extension Heap {
+    /// Head of the available (`full == false`) or full segment list.
+    private func segmentHead(full: Bool) -> UnsafeMutablePointer<Segment>? {
+        full ? state.pointee.fullSegments : state.pointee.segments
+    }
+
+    private func setSegmentHead(full: Bool, _ seg: UnsafeMutablePointer<Segment>?) {
+        if full { state.pointee.fullSegments = seg } else { state.pointee.segments = seg }
+    }
+
+    /// Adds `seg` to the available or the full segment list, by its free slices.
+    func linkSegment(_ seg: UnsafeMutablePointer<Segment>) {
+        let full = seg.pointee.usedSlices == Geometry.usableSlices
+        let head = segmentHead(full: full)
+        seg.pointee.isFull = full
+        seg.pointee.prev = nil
+        seg.pointee.next = head
+        head?.pointee.prev = seg
+        setSegmentHead(full: full, seg)
+    }
+
+    /// Removes `seg` from its segment list.
+    func unlinkSegment(_ seg: UnsafeMutablePointer<Segment>) {
+        if let prev = seg.pointee.prev { prev.pointee.next = seg.pointee.next }
+        else { setSegmentHead(full: seg.pointee.isFull, seg.pointee.next) }
+        if let next = seg.pointee.next { next.pointee.prev = seg.pointee.prev }
+        seg.pointee.next = nil
+        seg.pointee.prev = nil
+    }
+
+    /// Moves `seg` to the right list after its free slices changed.
+    func relinkSegment(_ seg: UnsafeMutablePointer<Segment>) {
+        if seg.pointee.isFull != (seg.pointee.usedSlices == Geometry.usableSlices) {
+            unlinkSegment(seg)
+            linkSegment(seg)
+        }
+    }
+}

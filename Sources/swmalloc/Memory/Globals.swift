@@ -1,0 +1,79 @@
+// Memory layer: where process-wide state lives.
+
+import CSwmShim
+import Synchronization
+
+/// Fixed offsets of the process-wide state inside the shim's zero-filled static storage
+/// (`swmshim_globals`). Static storage is valid before the first malloc, needs no
+/// initialisation order and is never allocated.
+enum Globals {
+    @inline(__always) static var base: UnsafeMutableRawPointer { swmshim_globals() }
+
+    /// 0 = not initialised, 1 = initialising, 2 = ready.
+    static var initState: AtomicWord { AtomicWord(base) }
+    /// Serialises process initialisation.
+    static var initLock: FutexLock { FutexLock((base + 8).assumingMemoryBound(to: UInt32.self)) }
+    /// Guards the list of abandoned segments.
+    static var abandonedLock: FutexLock { FutexLock((base + 64).assumingMemoryBound(to: UInt32.self)) }
+    /// Head of the abandoned-segment list (segments of exited threads with live blocks).
+    static var abandonedHead: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?> {
+        (base + 72).assumingMemoryBound(to: UnsafeMutablePointer<Segment>?.self)
+    }
+    /// Guards the heap registry (all heaps, and the pool of unused heap records).
+    static var heapsLock: FutexLock { FutexLock((base + 128).assumingMemoryBound(to: UInt32.self)) }
+    /// Head of the list of live heaps (for statistics).
+    static var liveHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (base + 136).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+    /// Head of the list of unused heap records (recycled when threads exit).
+    static var freeHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (base + 144).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+    /// Options, parsed once at start-up.
+    static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }
+    static let optionsBytes = 256
+    /// Process-wide counters.
+    static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
+    static let countersBytes = 1024
+    /// Counters folded in from exited threads: allocations and frees per size class,
+    /// then large/huge bytes and counts (see `Stats`).
+    static var exitedCounters: UnsafeMutablePointer<UInt> { (base + 4096).assumingMemoryBound(to: UInt.self) }
+    static let exitedWords = 2 * SizeClass.count + 4
+    /// Extension state (VOS module accounting) starts here.
+    static let extensionOffset = 8192
+
+    /// Checks that the Swift layouts fit their slots (run once at start-up).
+    static func checkLayout() {
+        if MemoryLayout<Options>.size > optionsBytes || MemoryLayout<Counters>.size > countersBytes
+            || 4096 + exitedWords * 8 > extensionOffset {
+            OS.fatal("internal error: global state layout does not fit its storage", pointer: nil)
+        }
+    }
+}
+
+/// Process-wide counters, updated with relaxed atomics on slow paths only.
+struct Counters: ~Copyable {
+    /// Bytes currently mapped from the OS (segments and huge blocks).
+    let mapped: Atomic<UInt>
+    /// Bytes ever returned to the OS with madvise (monotonic).
+    let purgedTotal: Atomic<UInt>
+    /// Bytes of free spans currently purged (not resident), within mapped segments.
+    let purgedNow: Atomic<UInt>
+    /// Normal segments currently mapped.
+    let segments: Atomic<UInt>
+    /// Bytes in live huge blocks (their mapped size).
+    let hugeBytes: Atomic<UInt>
+    /// Huge blocks currently live.
+    let hugeBlocks: Atomic<UInt>
+    /// Segments currently abandoned by exited threads.
+    let abandoned: Atomic<UInt>
+    /// Heaps currently attached to threads.
+    let heaps: Atomic<UInt>
+    /// Bytes of slices in small and large pages.
+    let activeBytes: Atomic<UInt>
+    /// Allocations refused for lack of memory (ENOMEM).
+    let outOfMemory: Atomic<UInt>
+
+    /// The one instance, in the global storage.
+    @inline(__always) static var shared: UnsafeMutablePointer<Counters> { Globals.counters }
+}

@@ -1,0 +1,42 @@
+// Memory layer: aligned mappings from the OS, and giving memory back.
+
+import Synchronization
+
+/// Aligned mappings and purging, keeping the process-wide byte counters.
+enum OSMemory {
+    /// Maps `size` bytes aligned to `alignment` (a power of two ≥ the page size).
+    /// First tries an exact mapping (the kernel often returns an aligned one next to the
+    /// previous segment); otherwise over-maps by `alignment` and trims both ends.
+    /// Returns nil when the kernel refuses (the caller reports ENOMEM).
+    static func mapAligned(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        let mask = UInt(alignment - 1)
+        if let p = OS.map(size) {
+            if UInt(bitPattern: p) & mask == 0 {
+                Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
+                return p
+            }
+            OS.unmap(p, size)
+        }
+        guard let raw = OS.map(size + alignment) else { return nil }
+        let start = UInt(bitPattern: raw)
+        let aligned = (start + mask) & ~mask
+        let head = Int(aligned - start)
+        if head > 0 { OS.unmap(raw, head) }
+        let tail = alignment - head
+        if tail > 0 { OS.unmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(size))!, tail) }
+        Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
+        return UnsafeMutableRawPointer(bitPattern: aligned)
+    }
+
+    /// Unmaps memory obtained from `mapAligned`.
+    static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        OS.unmap(p, size)
+        Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
+    }
+
+    /// Returns a range's physical pages to the OS; the range stays mapped and reads as zero.
+    static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        OS.purge(p, size)
+        Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(size), ordering: .relaxed)
+    }
+}

@@ -1,0 +1,148 @@
+// Pages layer: the page descriptor and its three free lists.
+
+import Synchronization
+
+/// Descriptor of one page: a span of slices inside a segment, holding blocks of one size
+/// (a *small* page), one block (a *large* page), or nothing (a *free span*).
+/// Descriptors live in the segment header, one per slice; only a span's first slice's
+/// descriptor is meaningful.
+///
+/// Free-list sharding (after mimalloc): `free` serves the owner's allocations, the owner's
+/// frees go to `localFree`, other threads' frees to the atomic `threadFree`. Collecting
+/// moves both into `free` on the slow path.
+///
+/// Invariant (small page, owner's view; `used` counts blocks in other threads' frees until
+/// the owner collects them):
+///     used == capacity − |free| − |localFree|,   |threadFree| ≤ used,   capacity ≤ reserved
+/// and every block on a list carries the freed mark in its second word.
+struct Page: ~Copyable {
+    // First cache line: everything malloc's and free's fast paths read or write.
+    var free: UnsafeMutableRawPointer?        // +0   owner's allocation list (malloc's fast path pops it)
+    var localFree: UnsafeMutableRawPointer?   // +8   owner's frees, merged into `free` when it runs dry
+    let ownerTag: Atomic<UInt>                // +16  owning heap's address; |1 in the full list or large; 0 abandoned/free
+    let threadFree: Atomic<UInt>              // +24  other threads' frees (lock-free stack head)
+    var start: UnsafeMutableRawPointer?       // +32  first block
+    var boundaryMagic: UInt                   // +40  ⌈2^48 / blockSize⌉: the block-start test is one multiply
+    var blockSize: UInt32                     // +48  bytes per block (large: the whole span)
+    var used: Int32                           // +52  blocks handed out and not collected back
+    var capacityBytes: UInt32                 // +56  capacity · blockSize: blocks beyond were never handed out
+    var classIndex: UInt16                    // +60  size class (small pages)
+    var kind: PageKind                        // +62  free span, small page, large page, huge
+    var inFullList: Bool                      // +63  on the heap's full list instead of its class list
+    // Slow-path fields.
+    var capacity: Int                         // blocks threaded onto lists so far (lazy extension)
+    var reserved: Int                         // blocks that fit in the span
+    var sliceCount: Int                       // length of the span in slices (free spans too)
+    var sliceIndex: Int                       // position of the span's first slice in its segment
+    var purged: Bool                          // free span whose memory was returned to the OS
+    let heap: Atomic<UInt>                    // owning heap record, for the remote-free hint; 0 when abandoned
+    var next: UnsafeMutablePointer<Page>?     // class list / full list links
+    var prev: UnsafeMutablePointer<Page>?
+    var freedAt: UInt64                       // free span: when it was freed (purge delay clock)
+}
+
+/// What a page descriptor currently describes.
+enum PageKind: UInt8 {
+    case freeSpan = 0, small = 1, large = 2, huge = 3
+}
+
+/// The word a freed block carries in its second 8 bytes. Malloc clears it, so finding it
+/// on free means the block was freed before and not allocated since: a double free.
+@inline(__always)
+func freedMark(_ p: UInt) -> UInt { (p &* 0x9E37_79B9_7F4A_7C15) ^ 0x5357_4D41_4C4C_4F43 }
+
+extension UnsafeMutablePointer where Pointee == Page {
+    /// True when `p` is the start of a block of this page (one multiply, see `boundaryMagic`).
+    @inline(__always)
+    func isBlockStart(_ p: UInt) -> Bool {
+        let offset = p &- UInt(bitPattern: pointee.start)
+        let magic = pointee.boundaryMagic
+        return (offset &* magic) & ((1 << 48) - 1) < magic && offset < UInt(pointee.capacityBytes)
+    }
+
+    /// Sets up a small page of class `c` (or a large page when `c < 0`) over this span.
+    func format(segment: UnsafeMutablePointer<Segment>, heapTag: UInt, classIndex c: Int, blockSize: Int) {
+        let span = pointee.sliceCount << Geometry.sliceShift
+        pointee.free = nil
+        pointee.localFree = nil
+        pointee.used = 0
+        pointee.blockSize = UInt32(blockSize)
+        pointee.capacityBytes = 0
+        pointee.threadFree.store(0, ordering: .relaxed)
+        pointee.start = UnsafeMutableRawPointer(segment) + (pointee.sliceIndex << Geometry.sliceShift)
+        pointee.boundaryMagic = UInt((1 << 48) / blockSize + 1)
+        pointee.capacity = 0
+        pointee.reserved = span / blockSize
+        pointee.kind = c < 0 ? .large : .small
+        pointee.classIndex = UInt16(c < 0 ? 0 : c)
+        pointee.inFullList = false
+        pointee.heap.store(heapTag, ordering: .relaxed)
+        pointee.ownerTag.store(heapTag, ordering: .relaxed)
+        pointee.next = nil
+        pointee.prev = nil
+    }
+
+    /// Threads more never-used blocks onto `free` (at most 16 KiB of them at a time, so a
+    /// fresh page touches memory only as it is used). Requires `free == nil` and
+    /// `capacity < reserved`.
+    func extend() {
+        let size = Int(pointee.blockSize)
+        var n = (16 * 1024) / size
+        if n < 1 { n = 1 }
+        let left = pointee.reserved - pointee.capacity
+        if n > left { n = left }
+        let first = pointee.start! + pointee.capacity * size
+        var block = first
+        for _ in 1..<n {
+            let next = block + size
+            block.storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
+            block = next
+        }
+        block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+        pointee.free = first
+        pointee.capacity += n
+        pointee.capacityBytes = UInt32(pointee.capacity * size)
+    }
+
+    /// Moves other threads' frees and the owner's local frees into `free`; `used` drops by
+    /// the number of remote frees taken. Owner only.
+    @inline(__always)
+    func collect() {
+        if pointee.threadFree.load(ordering: .relaxed) != 0 { collectThreadFree() }
+        if pointee.free == nil {
+            pointee.free = pointee.localFree
+            pointee.localFree = nil
+        }
+    }
+
+    @inline(never)
+    private func collectThreadFree() {
+        let head = pointee.threadFree.exchange(0, ordering: .acquiring)
+        guard var tail = UnsafeMutableRawPointer(bitPattern: head) else { return }
+        var n = 1
+        while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next; n += 1 }
+        tail.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
+        pointee.free = UnsafeMutableRawPointer(bitPattern: head)
+        pointee.used -= Int32(n)
+    }
+
+    /// Pushes a block freed by a thread that does not own the page. Lock-free; returns true
+    /// when the list was empty before (the owner may need a hint).
+    @inline(__always)
+    func pushThreadFree(_ block: UnsafeMutableRawPointer) -> Bool {
+        var head = pointee.threadFree.load(ordering: .relaxed)
+        while true {
+            block.storeBytes(of: UnsafeMutableRawPointer(bitPattern: head), as: UnsafeMutableRawPointer?.self)
+            let r = pointee.threadFree.compareExchange(
+                expected: head, desired: UInt(bitPattern: block), ordering: .releasing)
+            if r.exchanged { return head == 0 }
+            head = r.original
+        }
+    }
+
+    /// The segment that holds this descriptor.
+    @inline(__always)
+    var segment: UnsafeMutablePointer<Segment> {
+        UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: self) & ~Geometry.segmentMask)!
+    }
+}

@@ -1,0 +1,73 @@
+// Platform layer: every system call the allocator makes goes through this file.
+// The C shim performs the raw calls; this file gives them Swift types and one place
+// for error handling.
+
+import CSwmShim
+
+/// Thin, typed wrappers over the shim's system calls.
+enum OS {
+    /// The system page size the allocator assumes (x86-64 and arm64 Linux defaults).
+    static let pageSize = 4096
+
+    /// Maps `size` bytes of fresh, zeroed, read-write anonymous memory; nil when the kernel refuses.
+    @inline(__always)
+    static func map(_ size: Int, hint: UnsafeMutableRawPointer? = nil) -> UnsafeMutableRawPointer? {
+        var out: UnsafeMutableRawPointer? = nil
+        let r = swmshim_mmap(hint, size, Int32(SWM_PROT_RW), Int32(SWM_MAP_PRIVATE_ANON), &out)
+        return r == 0 ? out : nil
+    }
+
+    /// Returns a mapping (or part of one) to the kernel.
+    @inline(__always)
+    static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        _ = swmshim_munmap(p, size)
+    }
+
+    /// Tells the kernel the range's contents are no longer needed: RSS falls, later
+    /// touches fault in zero pages.
+    @inline(__always)
+    static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        _ = swmshim_madvise(p, size, Int32(SWM_MADV_DONTNEED))
+    }
+
+    /// Applies a transparent-huge-page hint to a range.
+    @inline(__always)
+    static func adviseHugePages(_ p: UnsafeMutableRawPointer, _ size: Int, enable: Bool) {
+        let advice = enable ? SWM_MADV_HUGEPAGE : SWM_MADV_NOHUGEPAGE
+        _ = swmshim_madvise(p, size, Int32(advice))
+    }
+
+    /// Monotonic time in nanoseconds.
+    @inline(__always)
+    static func nowNanoseconds() -> UInt64 { swmshim_now_ns() }
+
+    /// Sets the caller's errno.
+    @inline(__always)
+    static func setErrno(_ value: Int32) { swmshim_set_errno(value) }
+
+    /// Writes bytes to a file descriptor, retrying short writes; never allocates.
+    static func write(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) {
+        var done = 0
+        while done < count {
+            let r = swmshim_write(fd, bytes + done, count - done)
+            if r <= 0 { return }
+            done += r
+        }
+    }
+
+    /// Writes `message`, then ", pointer 0x…", then a newline to stderr and aborts.
+    /// The one exit for detected misuse (invalid free, double free) and broken invariants.
+    static func fatal(_ message: StaticString, pointer: UnsafeRawPointer?) -> Never {
+        var line = LineBuffer()
+        line.append("swmalloc: ")
+        line.append(message)
+        if let pointer {
+            line.append(" (pointer ")
+            line.appendHex(UInt(bitPattern: pointer))
+            line.append(")")
+        }
+        line.append("\n")
+        line.write(to: 2)
+        swmshim_abort()
+    }
+}

@@ -1,0 +1,89 @@
+/* swmalloc.h — public interface of swmalloc, a thread-caching malloc written in
+ * Embedded Swift. Link with -lswmalloc (or LD_PRELOAD=libswmalloc.so) and the standard
+ * allocation functions are swmalloc's; the swm_ names below are always swmalloc's, even
+ * where the process's malloc is another allocator. */
+#ifndef SWMALLOC_H
+#define SWMALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the C allocation API, under swmalloc's own names (same semantics as glibc) ---- */
+void *swm_malloc(size_t size);
+void swm_free(void *ptr);
+void *swm_calloc(size_t count, size_t size);
+void *swm_realloc(void *ptr, size_t size);
+void *swm_reallocarray(void *ptr, size_t count, size_t size);
+int swm_posix_memalign(void **out, size_t alignment, size_t size);
+void *swm_aligned_alloc(size_t alignment, size_t size);
+void *swm_memalign(size_t alignment, size_t size);
+void *swm_valloc(size_t size);
+void *swm_pvalloc(size_t size);
+size_t swm_malloc_usable_size(void *ptr);
+void swm_free_sized(void *ptr, size_t size);
+void swm_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* ---- statistics ---- */
+
+/** Process totals. All sizes in bytes. */
+typedef struct swm_stats {
+    size_t allocated;   /* in live blocks, by usable size */
+    size_t active;      /* in pages that hold blocks, plus huge blocks' mappings */
+    size_t resident;    /* mapped and not purged: the most swmalloc keeps in RAM */
+    size_t mapped;      /* mapped from the OS */
+    size_t returned;    /* given back to the OS with madvise since start (cumulative) */
+    size_t segments;    /* 4 MiB segments mapped */
+    size_t huge_blocks; /* live blocks mapped on their own (above 2 MiB) */
+    size_t heaps;       /* threads with a heap */
+    size_t abandoned_segments; /* segments of exited threads not yet reclaimed */
+    size_t mallocs;     /* allocations since start */
+    size_t frees;       /* frees since start */
+    size_t out_of_memory; /* allocations refused with ENOMEM */
+} swm_stats_t;
+
+/** Fills *out with the process totals; returns 0. */
+int swm_stats_get(swm_stats_t *out);
+
+/** One size class, summed over all threads. */
+typedef struct swm_class_stats {
+    size_t block_size;
+    size_t allocs;
+    size_t frees;
+    size_t live;        /* allocs - frees */
+} swm_class_stats_t;
+
+/** Number of small size classes (0 ... count-1). */
+unsigned swm_class_count(void);
+/** Block size of class c (0 when c is out of range). */
+size_t swm_class_size(unsigned c);
+/** Class serving a request of size bytes, or swm_class_count() when it is not small. */
+unsigned swm_class_of(size_t size);
+/** Fills *out for class c; returns 0, or -1 when c is out of range. */
+int swm_class_stats_get(unsigned c, swm_class_stats_t *out);
+
+/** Bytes the calling thread has allocated / freed since it started (usable sizes),
+ *  as jemalloc's thread.allocated / thread.deallocated. */
+uint64_t swm_thread_allocated(void);
+uint64_t swm_thread_freed(void);
+
+/** Writes the statistics report (text, or JSON when json != 0) to fd without calling
+ *  malloc. SWMALLOC_OPTIONS=stats_print=1 does this at exit, stats_signal=N on signal N. */
+void swm_stats_print(int fd, int json);
+
+/** Returns the memory of free spans in the calling thread's heap to the OS now,
+ *  regardless of purge_delay_ms. */
+void swm_collect(void);
+
+/** Checks the calling thread's heap against its invariants (page free-list counts,
+ *  span tiling, list membership). Prints one line per violation to stderr and returns
+ *  their number: 0 means consistent. Debug builds also run it at each thread exit. */
+int swm_validate(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
