@@ -83,6 +83,55 @@ void swm_collect(void);
  *  their number: 0 means consistent. Debug builds also run it at each thread exit. */
 int swm_validate(void);
 
+/* ---- VOS accounting (include/vos_mem.h allocates; docs/vos.md explains) ----
+ * Counters are kept per thread without locks and merged when read; a read is exact when
+ * the threads using a module are not allocating or freeing in it meanwhile. Sizes are the
+ * requested bytes (ulSize). Module IDs 0 ... 65535 are counted apart; every larger ID is
+ * counted as module 65536. */
+
+/** One module's counters, summed over all threads. */
+typedef struct swm_vos_module_stats {
+    unsigned long module;    /* module ID (65536: all IDs above 65535) */
+    long live_bytes;         /* bytes of live blocks */
+    size_t live_blocks;      /* allocs - frees */
+    size_t allocs;           /* allocations since start */
+    size_t frees;            /* frees since start, by any thread */
+    size_t peak_bytes;       /* highest live bytes seen: at each 64 KiB a thread publishes,
+                                at each read, and after each allocation of a quota'd module
+                                (a lower bound of the true peak; docs/vos.md) */
+    size_t quota_bytes;      /* 0 = no quota */
+    size_t quota_live_bytes; /* live bytes allocated while a quota was set */
+    size_t quota_refused;    /* allocations refused by the quota (NULL, ENOMEM) */
+} swm_vos_module_stats_t;
+
+/** One allocation site (module, file, line) in site mode, summed over all threads. */
+typedef struct swm_vos_site_stats {
+    const char *file;        /* the __FILE__ passed by VOS_Malloc */
+    unsigned long line;
+    unsigned long module;
+    long live_bytes;
+    size_t live_blocks;
+    size_t allocs;
+    size_t frees;
+} swm_vos_site_stats_t;
+
+/** Fills *out for a module ID; returns 0, or -1 when out is NULL. */
+int swm_vos_module_stats(unsigned long module, swm_vos_module_stats_t *out);
+/** Fills out[0 ... capacity-1] with the modules that have counts or a quota, by ID;
+ *  returns their number (which may exceed capacity; out may be NULL to count). */
+size_t swm_vos_modules(swm_vos_module_stats_t *out, size_t capacity);
+/** Fills out[0 ... capacity-1] with the sites that have allocations, largest live bytes
+ *  first (the leak report's order); returns their number. */
+size_t swm_vos_sites(swm_vos_site_stats_t *out, size_t capacity);
+/** Sets a module's quota in bytes (0 removes it). An allocation that would take the live
+ *  bytes allocated since the quota was set above it returns NULL with ENOMEM and is
+ *  counted in quota_refused. Returns 0, or -1 when out of memory. */
+int swm_vos_set_quota(unsigned long module, size_t bytes);
+/** Writes the module table and the leak report (live blocks by site, largest first), text
+ *  or JSON ({"modules":[...],"sites":[...]}), to fd without calling malloc. The full
+ *  report of swm_stats_print includes them. */
+void swm_vos_report(int fd, int json);
+
 #ifdef __cplusplus
 }
 #endif

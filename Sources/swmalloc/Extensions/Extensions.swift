@@ -12,13 +12,34 @@ enum Extensions {
         if options.statsSignal != 0 { _ = swmshim_signal(options.statsSignal) { _ in Stats.printReport() } }
     }
 
-    /// A thread's heap is about to be detached.
-    static func heapDetaching(_ heap: Heap) {}
+    /// A thread's heap is about to be detached: its VOS counters are folded into the
+    /// process-wide ones and its table goes back to the pool.
+    static func heapDetaching(_ heap: Heap) { VOSModules.detach(heap) }
 
-    static func forkPrepare() {}
-    static func forkParent() {}
-    static func forkChild() {}
+    /// free() found `pointer` inside a block, not at its start: true when it was a VOS
+    /// block (16 bytes past the block start), which is then credited and freed; false
+    /// and the core reports the invalid free.
+    static func freeInterior(_ pointer: UnsafeMutableRawPointer) -> Bool { VOS.releaseFromFree(pointer) }
 
-    /// Appends the extensions' sections to a statistics report.
-    static func writeReport(to fd: Int32, json: Bool) {}
+    /// Before fork: take the VOS locks (after the core's).
+    static func forkPrepare() {
+        VOSModules.lock.lock()
+        VOSModules.siteLock.lock()
+    }
+
+    /// After fork, in the parent: release them.
+    static func forkParent() {
+        VOSModules.siteLock.unlock()
+        VOSModules.lock.unlock()
+    }
+
+    /// After fork, in the child: reset them (their holders do not exist there).
+    static func forkChild() {
+        VOSModules.siteLock.reset()
+        VOSModules.lock.reset()
+    }
+
+    /// Appends the extensions' sections to a statistics report: the VOS module table and
+    /// leak report (JSON: `,"modules":[…],"sites":[…]`).
+    static func writeReport(to fd: Int32, json: Bool) { VOSReport.write(to: fd, json: json) }
 }

@@ -72,6 +72,7 @@ extension Heap {
             OS.fatal("free(): invalid pointer: not in an allocated block (or already freed)", pointer: pointer)
         }
         if !page.isBlockStart(p) {
+            if Extensions.freeInterior(pointer) { return }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
         let mark = freedMark(p)

@@ -51,6 +51,7 @@ enum Huge {
     /// Unmaps a huge block after checking that `pointer` is its start.
     static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap) {
         if pointer != seg.base + seg.pointee.hugeOffset {
+            if Extensions.freeInterior(pointer) { return }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
         let usable = UInt(usableSize(seg))

@@ -1,0 +1,357 @@
+// Extensions layer (VOS): per-module and per-site counters, per thread, without locks.
+//
+// Every thread that uses VOS has a *thread table* (one mapping, virtual until touched,
+// hung off `HeapState.extensionData`): 24-byte entries (bytes, allocs, frees) for each
+// module and each site, only ever written by its thread. The process-wide *global
+// region* holds what was published or folded from tables, with relaxed atomics:
+//
+//     live bytes[m]  = published[m] + Σ_threads table[m].bytes
+//     allocs[m]      = folded allocs[m] + Σ_threads table[m].allocs      (frees alike)
+//     live blocks[m] = allocs[m] − frees[m]
+//
+// A free is charged to the freeing thread's table, so a block freed by another thread
+// makes one table's bytes negative and another's positive: the sums stay exact. A
+// thread's `bytes` entry is *published* (atomically added to `published[m]`, then zeroed)
+// when it leaves ±`publishThreshold`, and folded entirely when the thread exits; the
+// peak is the atomic maximum of `published[m]` after each publication, of the exact
+// merged value at each statistics read, and (for modules with a quota) of the exact
+// quota counter after each allocation. Readers hold `lock`, which only thread exit
+// (fold) and table creation also take; malloc and free never do.
+
+import CSwmShim
+import Synchronization
+
+/// Where the VOS state lives: the global region, the thread tables and the locks.
+enum VOSModules {
+    /// Module indexes 0 ..< 65536 are module IDs; every larger ID shares index 65536.
+    static let moduleCount = 65_537
+    /// Site ids 1 ..< 65536 (0 = no site).
+    static let siteCapacity = 65_536
+    /// Bytes a thread accumulates per module before it publishes them (64 KiB).
+    static let publishThreshold = 64 * 1024
+    /// Entry size in a thread table: bytes (signed), allocs, frees.
+    static let entrySize = 24
+
+    // Global region layout (one mapping, made once).
+    /// +0: module group bitmap (a bit per 64 modules that have published or folded counts).
+    static let globalModuleGroupsOffset = 0
+    /// Per-module global entry (64 bytes, one cache line): published, allocs, frees, peak,
+    /// quota, quota live bytes, quota refusals.
+    static let globalModulesOffset = 4096
+    static let globalModuleStride = 64
+    /// Per-site record (64 bytes): file, line, module, folded bytes, allocs, frees.
+    static let globalSitesOffset = globalModulesOffset + roundUp(moduleCount * globalModuleStride)
+    static let globalSiteStride = 64
+    /// Site hash index: `siteIndexSlots` words, each 0 or a site id.
+    static let siteIndexOffset = globalSitesOffset + siteCapacity * globalSiteStride
+    static let siteIndexSlots = 2 * siteCapacity
+    static let globalBytes = siteIndexOffset + siteIndexSlots * 8
+
+    // Thread table layout.
+    /// +0: next table in the registry; +8: the global region.
+    /// +64: module group bitmap (a bit per 64 modules this thread touched), 17 words.
+    static let tableModuleGroupsOffset = 64
+    /// +256: site group bitmap, 16 words.
+    static let tableSiteGroupsOffset = 256
+    /// +1024: the site cache (see `VOSSites`), 256 entries of 24 bytes. It stays valid
+    /// when the table is recycled: site ids are process-wide and never reused.
+    static let tableSiteCacheOffset = 1024
+    static let tableModulesOffset = 8192
+    static let tableSitesOffset = tableModulesOffset + roundUp(moduleCount * entrySize)
+    static let tableBytes = tableSitesOffset + roundUp(siteCapacity * entrySize)
+
+    /// `n` rounded up to whole pages.
+    static func roundUp(_ n: Int) -> Int { (n + OS.pageSize - 1) & ~(OS.pageSize - 1) }
+
+    // Process-wide words, in the extension part of the shim's static storage.
+    private static var slots: UnsafeMutableRawPointer { Globals.base + Globals.extensionOffset }
+    /// The global region, nil until the first VOS call.
+    static var globalWord: AtomicWord { AtomicWord(slots) }
+    /// Guards the table registry, the pool, folding and merged reads.
+    static var lock: FutexLock { FutexLock((slots + 8).assumingMemoryBound(to: UInt32.self)) }
+    /// Guards site registration (see `VOSSites`).
+    static var siteLock: FutexLock { FutexLock((slots + 16).assumingMemoryBound(to: UInt32.self)) }
+    /// Head of the registry of tables attached to threads (under `lock`).
+    private static var tablesHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (slots + 24).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+    /// Head of the pool of zeroed tables of exited threads (under `lock`).
+    private static var poolHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (slots + 32).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+    /// Number of registered sites + 1 (next site id); see `VOSSites`.
+    static var siteCountWord: AtomicWord { AtomicWord(slots + 40) }
+
+    /// Module index of a module ID.
+    @inline(__always)
+    static func index(of module: UInt) -> Int { module < UInt(moduleCount - 1) ? Int(module) : moduleCount - 1 }
+
+    /// The global region, mapping it on first use; nil when the OS has no memory.
+    static func global() -> UnsafeMutableRawPointer? {
+        if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) { return g }
+        lock.lock()
+        defer { lock.unlock() }
+        if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) { return g }
+        guard let g = OS.map(globalBytes) else { return nil }
+        siteCountWord.store(1)
+        globalWord.store(UInt(bitPattern: g))
+        return g
+    }
+
+    /// The global region if it exists.
+    @inline(__always)
+    static var globalIfMapped: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: globalWord.load()) }
+
+    /// Global word `field` (0 published, 1 allocs, 2 frees, 3 peak, 4 quota, 5 quota live,
+    /// 6 quota refusals) of module index `m`.
+    @inline(__always)
+    static func globalModule(_ g: UnsafeMutableRawPointer, _ m: Int, _ field: Int) -> AtomicWord {
+        AtomicWord(g + globalModulesOffset + m &* globalModuleStride + field &* 8)
+    }
+
+    /// Sets the global group bit of module index `m`.
+    static func markGlobalModule(_ g: UnsafeMutableRawPointer, _ m: Int) {
+        AtomicWord(g + globalModuleGroupsOffset + (m >> 12) * 8).or(1 << UInt((m >> 6) & 63))
+    }
+
+    /// Raises module `m`'s peak to `value` if it is higher.
+    static func raisePeak(_ g: UnsafeMutableRawPointer, _ m: Int, _ value: Int) {
+        if value <= 0 { return }
+        let peak = globalModule(g, m, 3)
+        var seen = peak.loadRelaxed()
+        while UInt(value) > seen {
+            let r = peak.compareExchange(expected: seen, desired: UInt(value))
+            if r.exchanged { return }
+            seen = r.original
+        }
+    }
+
+    // MARK: - Thread tables
+
+    /// The calling thread's table, nil when it has no heap (never allocated, or exiting)
+    /// or no memory for a table.
+    @inline(__always)
+    static func currentTable() -> VOSTable? {
+        let heap = Heap.current
+        if _slowPath(heap.isEmpty) { return nil }
+        if let raw = heap.state.pointee.extensionData { return VOSTable(raw) }
+        return attachTable(heap)
+    }
+
+    /// Gives `heap` a table: from the pool, or freshly mapped; registers it.
+    @inline(never)
+    private static func attachTable(_ heap: Heap) -> VOSTable? {
+        guard let g = global() else { return nil }
+        lock.lock()
+        var raw = poolHead.pointee
+        if let r = raw { poolHead.pointee = r.load(as: UnsafeMutableRawPointer?.self) }
+        lock.unlock()
+        if raw == nil { raw = OS.map(tableBytes) }
+        guard let raw else { return nil }
+        raw.storeBytes(of: g, toByteOffset: 8, as: UnsafeMutableRawPointer.self)
+        lock.lock()
+        raw.storeBytes(of: tablesHead.pointee, as: UnsafeMutableRawPointer?.self)
+        tablesHead.pointee = raw
+        lock.unlock()
+        heap.state.pointee.extensionData = raw
+        return VOSTable(raw)
+    }
+
+    /// Calls `body` with every registered table; the caller holds `lock`.
+    static func forEachTable(_ body: (VOSTable) -> Void) {
+        var cursor = tablesHead.pointee
+        while let raw = cursor {
+            body(VOSTable(raw))
+            cursor = raw.load(as: UnsafeMutableRawPointer?.self)
+        }
+    }
+
+    /// Folds the table of an exiting thread's heap into the global region, zeroes it and
+    /// returns it to the pool. Afterwards Σ over tables + global is unchanged.
+    static func detach(_ heap: Heap) {
+        guard let raw = heap.state.pointee.extensionData else { return }
+        heap.state.pointee.extensionData = nil
+        let table = VOSTable(raw)
+        lock.lock()
+        var link = tablesHead
+        while let cursor = link.pointee, cursor != raw {
+            link = cursor.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        }
+        link.pointee = raw.load(as: UnsafeMutableRawPointer?.self)
+        table.foldAndClear()
+        raw.storeBytes(of: poolHead.pointee, as: UnsafeMutableRawPointer?.self)
+        poolHead.pointee = raw
+        lock.unlock()
+    }
+
+    // MARK: - Quota
+
+    /// The quota of module index `m` in bytes (0 = none).
+    static func setQuota(_ m: Int, _ bytes: UInt) -> Bool {
+        guard let g = global() else { return false }
+        globalModule(g, m, 4).store(bytes)
+        markGlobalModule(g, m)
+        return true
+    }
+
+    /// Charges `size` bytes to module `m`'s exact quota counter; false (counted as a
+    /// refusal) when the live bytes counted against the quota would exceed it.
+    @inline(never)
+    static func admit(_ g: UnsafeMutableRawPointer, _ m: Int, _ size: UInt, quota: UInt) -> Bool {
+        let live = globalModule(g, m, 5)
+        let after = live.add(size) &+ size
+        if after > quota {
+            live.subtract(size)
+            globalModule(g, m, 6).add(1)
+            return false
+        }
+        raisePeak(g, m, Int(bitPattern: after))
+        return true
+    }
+
+    // MARK: - Frees by threads without a table
+
+    /// A free on a thread without a heap: charged straight to the global region.
+    @inline(never)
+    static func orphanRelease(_ header: VOSHeader) {
+        guard let g = globalIfMapped else { return }
+        globalModule(g, header.module, 0).subtract(header.size)
+        globalModule(g, header.module, 2).add(1)
+        markGlobalModule(g, header.module)
+        if header.site != 0 {
+            VOSSites.record(g, header.site, 3).subtract(header.size)
+            VOSSites.record(g, header.site, 5).add(1)
+        }
+        if header.quotaCounted { globalModule(g, header.module, 5).subtract(header.size) }
+    }
+}
+
+/// A handle on one thread's table: written by its thread only, read by merges.
+struct VOSTable {
+    let raw: UnsafeMutableRawPointer
+
+    @inline(__always) init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
+
+    /// The global region.
+    @inline(__always)
+    var global: UnsafeMutableRawPointer { raw.load(fromByteOffset: 8, as: UnsafeMutableRawPointer.self) }
+
+    /// Entry of module index `m`: bytes (Int), allocs, frees.
+    @inline(__always)
+    func module(_ m: Int) -> UnsafeMutablePointer<Int> {
+        (raw + VOSModules.tableModulesOffset + m &* VOSModules.entrySize).assumingMemoryBound(to: Int.self)
+    }
+
+    /// Entry of site `s`.
+    @inline(__always)
+    func site(_ s: Int) -> UnsafeMutablePointer<Int> {
+        (raw + VOSModules.tableSitesOffset + s &* VOSModules.entrySize).assumingMemoryBound(to: Int.self)
+    }
+
+    /// Word `i` of the module group bitmap.
+    @inline(__always)
+    func moduleGroups(_ i: Int) -> UnsafeMutablePointer<UInt> {
+        (raw + VOSModules.tableModuleGroupsOffset + i &* 8).assumingMemoryBound(to: UInt.self)
+    }
+
+    /// Word `i` of the site group bitmap.
+    @inline(__always)
+    func siteGroups(_ i: Int) -> UnsafeMutablePointer<UInt> {
+        (raw + VOSModules.tableSiteGroupsOffset + i &* 8).assumingMemoryBound(to: UInt.self)
+    }
+
+    static let moduleGroupWords = (VOSModules.moduleCount + 4095) / 4096
+    static let siteGroupWords = VOSModules.siteCapacity / 4096
+
+    /// Marks the group of entry `i` (module or site) as touched.
+    @inline(never)
+    func touch(_ groups: UnsafeMutablePointer<UInt>, _ i: Int) {
+        groups[i >> 12] |= 1 << UInt((i >> 6) & 63)
+    }
+
+    /// Charges a new block: fast path, a few plain increments.
+    @inline(__always)
+    func charge(_ header: VOSHeader) {
+        let e = module(header.module)
+        if _slowPath(e[1] == 0) { touch(moduleGroups(0), header.module) }
+        e[1] &+= 1
+        e[0] &+= Int(bitPattern: header.size)
+        if _slowPath(e[0] > VOSModules.publishThreshold) { publish(header.module) }
+        if header.site != 0 {
+            let s = site(header.site)
+            if _slowPath(s[1] == 0) { touch(siteGroups(0), header.site) }
+            s[1] &+= 1
+            s[0] &+= Int(bitPattern: header.size)
+        }
+    }
+
+    /// Credits a freed block (whichever thread allocated it).
+    @inline(__always)
+    func release(_ header: VOSHeader) {
+        let e = module(header.module)
+        if _slowPath(e[2] == 0) { touch(moduleGroups(0), header.module) }
+        e[2] &+= 1
+        e[0] &-= Int(bitPattern: header.size)
+        if _slowPath(e[0] < -VOSModules.publishThreshold) { publish(header.module) }
+        if header.site != 0 {
+            let s = site(header.site)
+            if _slowPath(s[2] == 0) { touch(siteGroups(0), header.site) }
+            s[2] &+= 1
+            s[0] &-= Int(bitPattern: header.size)
+        }
+        if _slowPath(header.quotaCounted) { VOSModules.globalModule(global, header.module, 5).subtract(header.size) }
+    }
+
+    /// Moves module `m`'s unpublished bytes to the global counter and raises the peak.
+    @inline(never)
+    func publish(_ m: Int) {
+        let g = global
+        let e = module(m)
+        let bytes = e[0]
+        let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
+        e[0] = 0
+        VOSModules.markGlobalModule(g, m)
+        VOSModules.raisePeak(g, m, after)
+    }
+
+    /// Calls `body(i)` for every entry index in a touched group of `words` bitmap words,
+    /// below `limit`.
+    func forEachTouched(_ groups: UnsafeMutablePointer<UInt>, words: Int, limit: Int, _ body: (Int) -> Void) {
+        for w in 0..<words {
+            var bits = groups[w]
+            while bits != 0 {
+                let b = bits.trailingZeroBitCount
+                bits &= bits &- 1
+                let first = (w << 12) | (b << 6)
+                var i = first
+                while i < first + 64 && i < limit { body(i); i += 1 }
+            }
+        }
+    }
+
+    /// Adds every entry into the global region, then zeroes the touched entries and bitmaps
+    /// (called under `VOSModules.lock` at thread exit).
+    func foldAndClear() {
+        let g = global
+        forEachTouched(moduleGroups(0), words: VOSTable.moduleGroupWords, limit: VOSModules.moduleCount) { m in
+            let e = module(m)
+            if e[0] != 0 {
+                let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: e[0]))) &+ e[0]
+                VOSModules.raisePeak(g, m, after)
+            }
+            VOSModules.globalModule(g, m, 1).add(UInt(bitPattern: e[1]))
+            VOSModules.globalModule(g, m, 2).add(UInt(bitPattern: e[2]))
+            VOSModules.markGlobalModule(g, m)
+            e[0] = 0; e[1] = 0; e[2] = 0
+        }
+        forEachTouched(siteGroups(0), words: VOSTable.siteGroupWords, limit: VOSModules.siteCapacity) { s in
+            let e = site(s)
+            VOSSites.record(g, s, 3).add(UInt(bitPattern: e[0]))
+            VOSSites.record(g, s, 4).add(UInt(bitPattern: e[1]))
+            VOSSites.record(g, s, 5).add(UInt(bitPattern: e[2]))
+            e[0] = 0; e[1] = 0; e[2] = 0
+        }
+        for w in 0..<VOSTable.moduleGroupWords { moduleGroups(w).pointee = 0 }
+        for w in 0..<VOSTable.siteGroupWords { siteGroups(w).pointee = 0 }
+    }
+}

@@ -1,0 +1,85 @@
+// Extensions layer (VOS): the module table and the leak report, text and JSON, written
+// to a file descriptor without calling malloc (appended to the statistics report).
+
+/// The VOS sections of the statistics report.
+enum VOSReport {
+    /// Text: the module table, then live blocks by site, largest first.
+    /// JSON: `,"modules":[…],"sites":[…]` (members of the report's top object), or a whole
+    /// object `{"modules":[…],"sites":[…]}` when `standalone`.
+    static func write(to fd: Int32, json: Bool, standalone: Bool = false) {
+        var line = LineBuffer()
+        if json {
+            line.append(standalone ? "{\"modules\":[" : ",\"modules\":[")
+            var first = true
+            VOSStats.forEachModule { s in
+                line.flushIfFull(to: fd, room: 300)
+                if !first { line.append(",") }
+                first = false
+                line.append("{\"id\":"); line.append(s.module)
+                line.append(",\"live_bytes\":"); line.append(s.liveBytes)
+                line.append(",\"live_blocks\":"); line.append(s.liveBlocks)
+                line.append(",\"allocs\":"); line.append(s.allocs)
+                line.append(",\"frees\":"); line.append(s.frees)
+                line.append(",\"peak_bytes\":"); line.append(s.peakBytes)
+                line.append(",\"quota_bytes\":"); line.append(s.quotaBytes)
+                line.append(",\"quota_refused\":"); line.append(s.quotaRefused)
+                line.append("}")
+            }
+            line.append("],\"sites\":[")
+            first = true
+            VOSStats.forEachSite { s in
+                line.flushIfFull(to: fd, room: 400)
+                if !first { line.append(",") }
+                first = false
+                line.append("{\"file\":\""); line.append(cString: s.file, json: true)
+                line.append("\",\"line\":"); line.append(s.line)
+                line.append(",\"module\":"); line.append(s.module)
+                line.append(",\"live_bytes\":"); line.append(s.liveBytes)
+                line.append(",\"live_blocks\":"); line.append(s.liveBlocks)
+                line.append(",\"allocs\":"); line.append(s.allocs)
+                line.append(",\"frees\":"); line.append(s.frees)
+                line.append("}")
+            }
+            line.append(standalone ? "]}\n" : "]")
+            line.write(to: fd)
+            return
+        }
+        line.append("VOS modules (module 65536 = every ID above 65535)\n")
+        line.append("   module   live bytes  live blocks       allocs        frees   peak bytes        quota  refused\n")
+        line.write(to: fd)
+        VOSStats.forEachModule { s in
+            line.flushIfFull(to: fd)
+            pad(&line, s.module, 9); padSigned(&line, s.liveBytes, 13); pad(&line, s.liveBlocks, 13)
+            pad(&line, s.allocs, 13); pad(&line, s.frees, 13); pad(&line, s.peakBytes, 13)
+            pad(&line, s.quotaBytes, 13); pad(&line, s.quotaRefused, 9)
+            line.append("\n")
+        }
+        line.append("VOS leak report: live blocks by site, largest first\n")
+        line.append("   live bytes  live blocks   module  site\n")
+        line.write(to: fd)
+        VOSStats.forEachSite { s in
+            if s.liveBlocks == 0 { return }
+            line.flushIfFull(to: fd, room: 300)
+            padSigned(&line, s.liveBytes, 13); pad(&line, s.liveBlocks, 13); pad(&line, s.module, 9)
+            line.append("  "); line.append(cString: s.file); line.append(":"); line.append(s.line)
+            line.append("\n")
+        }
+        line.write(to: fd)
+    }
+
+    /// Appends `value` right-aligned in `width` columns.
+    private static func pad(_ line: inout LineBuffer, _ value: UInt, _ width: Int) {
+        Stats.pad(&line, value, width)
+    }
+
+    /// Appends a signed `value` right-aligned in `width` columns.
+    private static func padSigned(_ line: inout LineBuffer, _ value: Int, _ width: Int) {
+        if value >= 0 { return Stats.pad(&line, UInt(value), width) }
+        var digits = 2
+        var n = 0 &- value
+        while n >= 10 { n /= 10; digits += 1 }
+        var i = digits
+        while i < width { line.append(" "); i += 1 }
+        line.append(value)
+    }
+}

@@ -1,0 +1,166 @@
+// Extensions layer (VOS): merged reads of the per-thread counters.
+//
+// A read holds `VOSModules.lock` (so no table is folded or recycled meanwhile) and sums
+// the global region and every registered table. The sums are exact when the threads
+// using a module are not allocating or freeing in it during the read; otherwise each
+// value is one that the counters held during the read, give or take the operations in
+// flight (a read is not a snapshot of all threads at one instant).
+
+/// One module's merged counters, the layout of `swm_vos_module_stats_t`.
+struct VOSModuleSnapshot {
+    var module: UInt = 0          // module ID (65536: every ID ≥ 65536)
+    var liveBytes: Int = 0        // requested bytes of live blocks
+    var liveBlocks: UInt = 0      // allocs − frees
+    var allocs: UInt = 0          // allocations since start
+    var frees: UInt = 0           // frees since start (by any thread)
+    var peakBytes: UInt = 0       // see docs/vos.md: published, read and quota maxima
+    var quotaBytes: UInt = 0      // 0 = no quota
+    var quotaLiveBytes: UInt = 0  // live bytes counted against the quota
+    var quotaRefused: UInt = 0    // allocations refused by the quota
+}
+
+/// One site's merged counters, the layout of `swm_vos_site_stats_t`.
+struct VOSSiteSnapshot {
+    var file: UnsafePointer<CChar>? = nil  // the __FILE__ of the site
+    var line: UInt = 0
+    var module: UInt = 0
+    var liveBytes: Int = 0
+    var liveBlocks: UInt = 0
+    var allocs: UInt = 0
+    var frees: UInt = 0
+}
+
+/// Merged reads.
+enum VOSStats {
+    /// Module index `m` summed over the global region and all tables; raises its peak to
+    /// the merged live bytes. The caller holds `VOSModules.lock`.
+    static func moduleLocked(_ g: UnsafeMutableRawPointer, _ m: Int) -> VOSModuleSnapshot {
+        var out = VOSModuleSnapshot()
+        out.module = UInt(m)
+        var bytes = Int(bitPattern: VOSModules.globalModule(g, m, 0).loadRelaxed())
+        out.allocs = VOSModules.globalModule(g, m, 1).loadRelaxed()
+        out.frees = VOSModules.globalModule(g, m, 2).loadRelaxed()
+        VOSModules.forEachTable { t in
+            let e = t.module(m)
+            bytes &+= e[0]
+            out.allocs &+= UInt(bitPattern: e[1])
+            out.frees &+= UInt(bitPattern: e[2])
+        }
+        out.liveBytes = bytes
+        out.liveBlocks = out.allocs &- out.frees
+        VOSModules.raisePeak(g, m, bytes)
+        out.peakBytes = VOSModules.globalModule(g, m, 3).loadRelaxed()
+        out.quotaBytes = VOSModules.globalModule(g, m, 4).loadRelaxed()
+        out.quotaLiveBytes = VOSModules.globalModule(g, m, 5).loadRelaxed()
+        out.quotaRefused = VOSModules.globalModule(g, m, 6).loadRelaxed()
+        return out
+    }
+
+    /// The merged counters of a module ID.
+    static func module(_ id: UInt) -> VOSModuleSnapshot {
+        let m = VOSModules.index(of: id)
+        guard let g = VOSModules.globalIfMapped else {
+            var empty = VOSModuleSnapshot()
+            empty.module = UInt(m)
+            return empty
+        }
+        VOSModules.lock.lock()
+        defer { VOSModules.lock.unlock() }
+        return moduleLocked(g, m)
+    }
+
+    /// Calls `body` with every module that has counts or a quota, in increasing order,
+    /// under `VOSModules.lock`.
+    static func forEachModule(_ body: (VOSModuleSnapshot) -> Void) {
+        guard let g = VOSModules.globalIfMapped else { return }
+        VOSModules.lock.lock()
+        defer { VOSModules.lock.unlock() }
+        for w in 0..<VOSTable.moduleGroupWords {
+            var bits = (g + VOSModules.globalModuleGroupsOffset + w * 8).load(as: UInt.self)
+            VOSModules.forEachTable { t in bits |= t.moduleGroups(w).pointee }
+            while bits != 0 {
+                let first = (w << 12) | (bits.trailingZeroBitCount << 6)
+                bits &= bits &- 1
+                var m = first
+                while m < first + 64 && m < VOSModules.moduleCount {
+                    let s = moduleLocked(g, m)
+                    if s.allocs != 0 || s.frees != 0 || s.quotaBytes != 0 { body(s) }
+                    m += 1
+                }
+            }
+        }
+    }
+
+    /// Calls `body` with every registered site that has allocations, the largest live
+    /// bytes first (ties: older site first). Works in a scratch mapping (no malloc);
+    /// nothing is reported when the OS refuses it.
+    static func forEachSite(_ body: (VOSSiteSnapshot) -> Void) {
+        guard let g = VOSModules.globalIfMapped else { return }
+        let n = VOSSites.count() + 1
+        let countersBytes = VOSModules.roundUp(n * VOSModules.entrySize)
+        let scratchBytes = countersBytes + VOSModules.roundUp(n * 8)
+        guard let scratch = OS.map(scratchBytes) else { return }
+        defer { OS.unmap(scratch, scratchBytes) }
+        let sums = scratch.assumingMemoryBound(to: Int.self)
+        let order = (scratch + countersBytes).assumingMemoryBound(to: Int.self)
+        VOSModules.lock.lock()
+        for s in 1..<n {
+            sums[3 * s] = Int(bitPattern: VOSSites.record(g, s, 3).loadRelaxed())
+            sums[3 * s + 1] = Int(bitPattern: VOSSites.record(g, s, 4).loadRelaxed())
+            sums[3 * s + 2] = Int(bitPattern: VOSSites.record(g, s, 5).loadRelaxed())
+        }
+        VOSModules.forEachTable { t in
+            t.forEachTouched(t.siteGroups(0), words: VOSTable.siteGroupWords, limit: n) { s in
+                let e = t.site(s)
+                sums[3 * s] &+= e[0]; sums[3 * s + 1] &+= e[1]; sums[3 * s + 2] &+= e[2]
+            }
+        }
+        VOSModules.lock.unlock()
+        var count = 0
+        for s in 1..<n where sums[3 * s + 1] != 0 { order[count] = s; count += 1 }
+        heapSort(order, count) { a, b in
+            sums[3 * a] != sums[3 * b] ? sums[3 * a] > sums[3 * b] : a < b
+        }
+        for i in 0..<count {
+            let s = order[i]
+            var out = VOSSiteSnapshot()
+            out.file = VOSSites.file(g, s)
+            out.line = VOSSites.record(g, s, 1).loadRelaxed()
+            out.module = VOSSites.record(g, s, 2).loadRelaxed()
+            out.liveBytes = sums[3 * s]
+            out.allocs = UInt(bitPattern: sums[3 * s + 1])
+            out.frees = UInt(bitPattern: sums[3 * s + 2])
+            out.liveBlocks = out.allocs &- out.frees
+            body(out)
+        }
+    }
+
+    /// Sorts `items[0 ..< count]` so that `before(items[i], items[j])` for i < j
+    /// (heapsort: in place, no allocation, O(n log n)).
+    static func heapSort(_ items: UnsafeMutablePointer<Int>, _ count: Int, _ before: (Int, Int) -> Bool) {
+        func swap(_ i: Int, _ j: Int) {
+            let t = items[i]
+            items[i] = items[j]
+            items[j] = t
+        }
+        func siftDown(_ start: Int, _ end: Int) {
+            var root = start
+            while 2 * root + 1 < end {
+                var child = 2 * root + 1
+                if child + 1 < end && before(items[child], items[child + 1]) { child += 1 }
+                if !before(items[root], items[child]) { return }
+                swap(root, child)
+                root = child
+            }
+        }
+        if count < 2 { return }
+        var start = count / 2
+        while start > 0 { start -= 1; siftDown(start, count) }
+        var end = count
+        while end > 1 {
+            end -= 1
+            swap(0, end)
+            siftDown(0, end)
+        }
+    }
+}
