@@ -201,7 +201,8 @@ private let compiling = Mutex<Void>(())
 /// Compiles `source` (a file name in `Tests/programs`, `.c` with `cc` or `.cpp` with
 /// `g++`) once per test run and returns the executable's path.
 ///
-/// Flags: `-O1 -g -fno-builtin -pthread -I include` (`-fno-builtin` keeps the compiler
+/// Flags: `-O1 -g -fno-builtin -pthread -I include`, plus `-std=c++17` for C++
+/// (`-fno-builtin` keeps the compiler
 /// from folding `malloc` calls, so each edge case reaches the allocator). With `linking`,
 /// the program is linked to that libswmalloc.so (`-lswmalloc` with an rpath), so it needs
 /// no preload and can call the `swm_*` functions directly; without, it uses the process's
@@ -216,7 +217,7 @@ func compileProgram(_ source: String, linking library: Library? = nil) throws ->
         let base = (source as NSString).deletingPathExtension
         let output = "\(Paths.scratch)/\(base)-\(library?.rawValue ?? "plain")"
         var args = ["-O1", "-g", "-fno-builtin", "-pthread", "-I", Paths.include,
-                    "\(Paths.programs)/\(source)", "-o", output]
+                    "\(Paths.programs)/\(source)", "-o", output] + (cxx ? ["-std=c++17"] : [])
         if let library {
             _ = try library.existingPath()
             args += ["-L", library.directory, "-lswmalloc", "-Wl,-rpath,\(library.directory)"]

@@ -1,0 +1,143 @@
+// RealProgramTests.swift — real programs with swmalloc preloaded give the same output as
+// without it: python3, git, sqlite3, a multithreaded C++ STL program (compiled with g++
+// here) and the Swift probe (Array/Dictionary/String from 4 threads). Each preloaded run
+// sets SWMALLOC_OPTIONS=verbose=1, so its stderr proves that swmalloc was loaded.
+
+import Foundation
+import Testing
+
+/// Runs of one program with and without the library, compared.
+struct Comparison {
+    /// The run without swmalloc.
+    let plain: ChildResult
+    /// The run with swmalloc preloaded.
+    let preloaded: ChildResult
+
+    /// Runs `program` twice: plain, then with `library` preloaded and `verbose=1`.
+    init(_ program: String, _ arguments: [String] = [], library: Library, stdin: String? = nil,
+         environment: [String: String] = [:], directory: String? = nil) throws {
+        plain = try runChild(program, arguments, environment: environment, stdin: stdin, directory: directory)
+        var loud = environment
+        loud["SWMALLOC_OPTIONS"] = "verbose=1"
+        preloaded = try runChild(program, arguments, environment: loud, preload: library, stdin: stdin,
+                                 directory: directory)
+    }
+
+    /// The preloaded run's stderr without swmalloc's option lines.
+    var preloadedStderr: String { withoutOptionLines(preloaded.stderr) }
+
+    /// Expects both runs to exit 0 with the same stdout and stderr, and swmalloc to have
+    /// been loaded in the preloaded one.
+    func expectSame(_ label: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(plain.succeeded, "\(label) without swmalloc: \(plain)", sourceLocation: sourceLocation)
+        #expect(preloaded.succeeded, "\(label) with swmalloc: \(preloaded)", sourceLocation: sourceLocation)
+        #expect(preloaded.stderr.contains("swmalloc: options "), "\(label): swmalloc was not loaded",
+                sourceLocation: sourceLocation)
+        #expect(!plain.stdout.isEmpty, "\(label) printed nothing", sourceLocation: sourceLocation)
+        #expect(plain.stdout == preloaded.stdout, "\(label): stdout differs", sourceLocation: sourceLocation)
+        #expect(plain.stderr == preloadedStderr, "\(label): stderr differs", sourceLocation: sourceLocation)
+    }
+}
+
+/// `text` without the lines swmalloc prints for `verbose=1`.
+func withoutOptionLines(_ text: String) -> String {
+    text.split(separator: "\n", omittingEmptySubsequences: false)
+        .filter { !$0.hasPrefix("swmalloc: options ") }
+        .joined(separator: "\n")
+}
+
+/// Real programs give the same output with swmalloc. Serialized: they are heavy.
+@Suite(.serialized) struct RealProgramTests {
+    /// python3 runs workload.py (dicts, lists, strings, json, threads) identically.
+    @Test(arguments: Library.allCases)
+    func python(_ library: Library) throws {
+        let python = try requireTool("python3", debianPackage: "python3")
+        let run = try Comparison(python, ["\(Paths.programs)/workload.py"], library: library)
+        run.expectSame("python3 workload.py")
+    }
+
+    /// sqlite3 runs workload.sql (table, transaction, indexes, aggregates) identically.
+    @Test(arguments: Library.allCases)
+    func sqlite(_ library: Library) throws {
+        let sqlite = try requireTool("sqlite3", debianPackage: "sqlite3")
+        let script = try String(contentsOfFile: "\(Paths.programs)/workload.sql", encoding: .utf8)
+        let run = try Comparison(sqlite, [":memory:"], library: library, stdin: script)
+        run.expectSame("sqlite3 workload.sql")
+        #expect(run.preloaded.stdout.hasSuffix("ok\n"), "integrity_check: \(run.preloaded.stdout.suffix(200))")
+    }
+
+    /// A C++ program using vector, string, map, unordered_map, shared_ptr and std::thread
+    /// prints the same digests.
+    @Test(arguments: Library.allCases)
+    func cxxSTL(_ library: Library) throws {
+        let program = try compileProgram("stl_threads.cpp")
+        let run = try Comparison(program, library: library)
+        run.expectSame("stl_threads")
+    }
+
+    /// The Swift probe (Array, Dictionary, String from 4 threads) prints the same digests.
+    @Test(arguments: Library.allCases)
+    func swiftProbe(_ library: Library) throws {
+        let probe = Library.debug.directory + "/swm-swift-probe"
+        guard access(probe, X_OK) == 0 else {
+            throw SupportError("\(probe) missing: run `swift build` first")
+        }
+        let run = try Comparison(probe, library: library)
+        run.expectSame("swm-swift-probe")
+        #expect(run.plain.stdout.split(separator: "\n").count == 4)
+    }
+
+    /// git builds a repository of a few commits, then `git log --stat`, `git fsck` and
+    /// `git gc` (and log, fsck, count-objects after it) print the same with swmalloc.
+    @Test(arguments: Library.allCases)
+    func git(_ library: Library) throws {
+        let git = try requireTool("git", debianPackage: "git")
+        let plain = try gitTranscript(git, preload: nil)
+        let preloaded = try gitTranscript(git, preload: library)
+        #expect(plain.count == preloaded.count)
+        for (a, b) in zip(plain, preloaded) {
+            #expect(a == b, "git output differs with swmalloc")
+        }
+        #expect(plain.contains { $0.contains("commit 5") }, "\(plain.first ?? "")")
+    }
+
+    /// Builds a repository in a new directory with fixed names and dates (so hashes are
+    /// the same every time) and returns each inspecting command's exit status and output.
+    /// With `preload`, every git process runs with swmalloc and must show it was loaded.
+    func gitTranscript(_ git: String, preload: Library?) throws -> [String] {
+        let repo = try Paths.newDirectory("git")
+        defer { try? FileManager.default.removeItem(atPath: repo) }
+        let environment = [
+            "HOME": repo, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
+            "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+            "LC_ALL": "C", "SWMALLOC_OPTIONS": "verbose=1",
+        ]
+        var transcript: [String] = []
+        /// Runs one git command in the repository; fails on a non-zero status.
+        func run(_ arguments: [String]) throws -> String {
+            let result = try runChild(git, ["-c", "pack.threads=1"] + arguments, environment: environment,
+                                      preload: preload, directory: repo)
+            #expect(result.succeeded, "git \(arguments.joined(separator: " ")): \(result)")
+            if preload != nil {
+                #expect(result.stderr.contains("swmalloc: options "), "git \(arguments): swmalloc not loaded")
+            }
+            return "git \(arguments.joined(separator: " ")): \(result.exitCode ?? -1)\n\(result.stdout)\n\(withoutOptionLines(result.stderr))"
+        }
+        _ = try run(["init", "-q", "-b", "main"])
+        for commit in 1...5 {
+            for file in 0..<(commit * 3) {
+                let text = (0..<(40 * file + commit)).map { "line \($0) of file \(file), commit \(commit)\n" }.joined()
+                try text.write(toFile: "\(repo)/file\(file).txt", atomically: false, encoding: .utf8)
+            }
+            _ = try run(["add", "-A"])
+            _ = try run(["commit", "-q", "-m", "commit \(commit)"])
+        }
+        for arguments in [["log", "--stat"], ["fsck", "--full"], ["gc"], ["count-objects", "-v"],
+                          ["log", "--stat", "-p"], ["fsck", "--full"]] {
+            transcript.append(try run(arguments))
+        }
+        return transcript
+    }
+}

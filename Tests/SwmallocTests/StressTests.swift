@@ -1,0 +1,51 @@
+// StressTests.swift — the heavy C programs: the deterministic multithreaded stress test,
+// fork from a multithreaded process, out of memory under `ulimit -v`, and memory going
+// back to the OS. Serialized: each of them wants both cores.
+
+import Testing
+
+/// Whole-process behaviour under load.
+@Suite(.serialized) struct StressTests {
+    /// stress.c (workers with cross-thread frees, realloc chains, aligned allocations,
+    /// thread churn, content checks, periodic swm_validate) passes against the library.
+    /// Against the debug one every thread exit also checks the heap invariants.
+    @Test(arguments: Library.allCases)
+    func multithreadedStress(_ library: Library) throws {
+        let program = try compileProgram("stress.c", linking: library)
+        let result = try runChild(program)
+        #expect(result.succeeded, "stress (\(library)): \(result)")
+        #expect(result.stdout.hasPrefix("stress ok:"), "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+
+    /// fork.c: children forked while three threads allocate can allocate, free, start a
+    /// thread and validate their heap, and exit 0.
+    @Test(arguments: Library.allCases)
+    func forkFromThreads(_ library: Library) throws {
+        let program = try compileProgram("fork.c", linking: library)
+        let result = try runChild(program)
+        #expect(result.succeeded, "fork (\(library)): \(result)")
+        #expect(result.stdout == "fork ok\n")
+    }
+
+    /// oom.c under `ulimit -v 262144`: allocation fails with NULL and ENOMEM (no crash),
+    /// and works again once everything is freed, for huge, large and small sizes.
+    @Test(arguments: Library.allCases)
+    func outOfMemory(_ library: Library) throws {
+        let program = try compileProgram("oom.c")
+        let result = try runChild("/bin/sh", ["-c", "ulimit -v 262144; exec \"$0\"", program], preload: library)
+        #expect(result.succeeded, "oom (\(library)): \(result)")
+        #expect(result.stdout.split(separator: "\n").count == 6, "\(result)")
+    }
+
+    /// rss.c: after ~256 MiB of 1 KiB and 64 KiB blocks are touched and freed, the
+    /// resident set size falls back to within 32 MiB of where it started, whether the
+    /// program calls swm_collect() or lets the purge delay pass and allocates once.
+    @Test(arguments: ["collect", "delay"])
+    func memoryGoesBackToTheOS(_ mode: String) throws {
+        let program = try compileProgram("rss.c", linking: .release)
+        let result = try runChild(program, [mode])
+        #expect(result.succeeded, "rss \(mode): \(result)")
+        #expect(result.stdout.hasPrefix("rss MiB:"), "\(result)")
+    }
+}

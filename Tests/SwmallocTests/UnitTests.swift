@@ -1,0 +1,120 @@
+// UnitTests.swift — unit tests of the core through its C API (Tests/programs/units.c):
+// size classes, address-to-metadata lookup, free lists; option parsing; and the shape of
+// the built library (dependencies, exported symbols).
+
+import Foundation
+import Testing
+
+/// The cases of units.c, each run in its own child process.
+let unitCases = [
+    "class_table", "class_of", "usable_is_class_size", "lookup_tiers", "freed_block_reused",
+    "free_list_patterns", "noop",
+]
+
+/// Size classes, lookup and free lists, against the release and the debug library.
+@Suite struct UnitTests {
+    /// units.c knows exactly the cases this file runs.
+    @Test func caseListMatches() throws {
+        let units = try compileProgram("units.c", linking: .release)
+        let listed = try runChild(units, ["list"])
+        #expect(listed.succeeded)
+        #expect(listed.stdout.split(separator: "\n").map(String.init) == unitCases)
+    }
+
+    /// One unit case: it exits 0 and its heap validates.
+    @Test(arguments: unitCases, Library.allCases)
+    func unit(_ name: String, _ library: Library) throws {
+        let units = try compileProgram("units.c", linking: library)
+        let result = try runChild(units, [name])
+        #expect(result.succeeded, "units \(name) against the \(library) library: \(result)")
+        #expect(result.stdout == "ok \(name)\n")
+    }
+}
+
+/// The default options line that `verbose=1` prints, with `verbose=1` itself.
+let defaultOptionsLine =
+    "swmalloc: options purge_delay_ms=10 thp=large verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
+
+/// `SWMALLOC_OPTIONS` parsing: values in force are printed with verbose=1; unknown keys
+/// and bad values print a warning and keep the default.
+@Suite struct OptionTests {
+    /// Runs units.c's no-op case with `SWMALLOC_OPTIONS=options`; returns its result.
+    func run(options: String) throws -> ChildResult {
+        let units = try compileProgram("units.c", linking: .release)
+        let result = try runChild(units, ["noop"], environment: ["SWMALLOC_OPTIONS": options])
+        #expect(result.succeeded, "\(result)")
+        return result
+    }
+
+    /// verbose=1 alone prints the defaults, once, and nothing else.
+    @Test func verbosePrintsDefaults() throws {
+        let result = try run(options: "verbose=1")
+        #expect(result.swmallocLines == [defaultOptionsLine])
+    }
+
+    /// Every key set to a valid non-default value is printed as set.
+    @Test func validValuesAreApplied() throws {
+        let result = try run(options: "verbose=1,purge_delay_ms=250,thp=never,stats_json=1,stats_signal=12,stats_fd=5")
+        #expect(result.swmallocLines == [
+            "swmalloc: options purge_delay_ms=250 thp=never verbose=1 stats_print=0 stats_json=1 stats_signal=12 stats_fd=5",
+        ])
+        let other = try run(options: "thp=system,purge_delay_ms=0,verbose=true")
+        #expect(other.swmallocLines == [
+            "swmalloc: options purge_delay_ms=0 thp=system verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2",
+        ])
+    }
+
+    /// An unknown key prints one warning naming it and changes nothing.
+    @Test func unknownKeyWarns() throws {
+        let result = try run(options: "verbose=1,bogus_key=3")
+        let lines = result.swmallocLines
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first { $0.hasPrefix("swmalloc: warning: ") && $0.contains("bogus_key=3") } != nil, "\(lines)")
+        #expect(lines.contains(defaultOptionsLine), "\(lines)")
+    }
+
+    /// A bad value (or an item without `=`) prints one warning naming it and keeps the
+    /// default.
+    @Test(arguments: [
+        "purge_delay_ms=abc", "purge_delay_ms=1000001", "purge_delay_ms=", "purge_delay_ms=-5",
+        "thp=always", "thp=", "stats_print=2", "stats_json=yes", "stats_signal=65",
+        "stats_fd=0", "stats_fd=1024", "nokeyvalue",
+    ])
+    func badValueWarnsAndKeepsDefault(_ item: String) throws {
+        let result = try run(options: "verbose=1,\(item)")
+        let lines = result.swmallocLines
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first { $0.hasPrefix("swmalloc: warning: ") && $0.contains(item) } != nil, "\(lines)")
+        #expect(lines.contains(defaultOptionsLine), "\(lines)")
+    }
+}
+
+/// The built libswmalloc.so depends on libc only and exports the C API only.
+@Suite struct LibraryShapeTests {
+    /// `ldd` lists libc, the dynamic loader and the vDSO, nothing else.
+    @Test(arguments: Library.allCases)
+    func dependsOnLibcOnly(_ library: Library) throws {
+        let result = try runChild("ldd", [try library.existingPath()])
+        #expect(result.succeeded, "\(result)")
+        let lines = result.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(lines.contains { $0.hasPrefix("libc.so.6") })
+        for line in lines {
+            let allowed = line.hasPrefix("libc.so.") || line.hasPrefix("linux-vdso.so.") || line.contains("ld-linux")
+            #expect(allowed, "unexpected dependency: \(line)")
+        }
+    }
+
+    /// `nm -D --defined-only` shows the allocation API and no Swift symbol.
+    @Test(arguments: Library.allCases)
+    func exportsCAPIOnly(_ library: Library) throws {
+        let result = try runChild("nm", ["-D", "--defined-only", try library.existingPath()])
+        #expect(result.succeeded, "\(result)")
+        let names = Set(result.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) })
+        for name in ["malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc",
+                     "malloc_usable_size", "free_sized", "swm_malloc", "swm_validate"] {
+            #expect(names.contains(name), "\(name) not exported")
+        }
+        let swift = names.filter { $0.hasPrefix("swift_") || $0.hasPrefix("$s") || $0.hasPrefix("$e") || $0.hasPrefix("_$s") }
+        #expect(swift.isEmpty, "Swift symbols exported: \(swift.sorted().prefix(20))")
+    }
+}

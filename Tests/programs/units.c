@@ -1,0 +1,222 @@
+/* units.c — unit checks of the core through its C API, one case per run:
+ *     units CASE       (or: units list)
+ * Size classes, usable sizes of every tier (address-to-metadata lookup), and free lists.
+ * Linked with -lswmalloc. Exits 0 when the case holds and swm_validate() finds the heap
+ * consistent, 1 with a message on stderr otherwise. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "swmalloc.h"
+
+/** Largest small size: 128 KiB. */
+#define SMALL_MAX ((size_t)128 * 1024)
+
+/** The class table: 16 … 128 step 16, then eight classes per doubling up to 128 KiB,
+ *  strictly increasing, multiples of 16, neighbours from 128 bytes on ≤ 12.5 % apart. */
+static void case_class_table(void) {
+    unsigned count = swm_class_count();
+    CHECKF(count == 8 + 8 * 10, "count %u", count);
+    for (unsigned c = 0; c < 8; c++) CHECKF(swm_class_size(c) == 16 * (c + 1), "class %u", c);
+    for (unsigned k = 7; k < 17; k++) {
+        for (unsigned j = 0; j < 8; j++) {
+            unsigned c = 8 + 8 * (k - 7) + j;
+            size_t want = ((size_t)1 << k) + (size_t)(j + 1) * ((size_t)1 << (k - 3));
+            CHECKF(swm_class_size(c) == want, "class %u: %zu, want %zu", c, swm_class_size(c), want);
+        }
+    }
+    CHECK(swm_class_size(count - 1) == SMALL_MAX);
+    CHECK(swm_class_size(count) == 0 && swm_class_size(count + 100) == 0);
+    for (unsigned c = 1; c < count; c++) {
+        size_t prev = swm_class_size(c - 1), size = swm_class_size(c);
+        CHECK(size > prev && size % 16 == 0);
+        if (prev >= 128) CHECKF((size - prev) * 8 <= prev, "%zu -> %zu is over 12.5 %%", prev, size);
+    }
+}
+
+/** Every size 1 … 128 KiB maps to the smallest class that holds it; larger sizes to none. */
+static void case_class_of(void) {
+    unsigned count = swm_class_count();
+    for (size_t n = 1; n <= SMALL_MAX; n++) {
+        unsigned c = swm_class_of(n);
+        CHECKF(c < count, "size %zu: class %u", n, c);
+        CHECKF(swm_class_size(c) >= n, "size %zu: class %u of %zu", n, c, swm_class_size(c));
+        CHECKF(c == 0 || swm_class_size(c - 1) < n, "size %zu: class %u is not the smallest", n, c);
+    }
+    static const size_t big[] = {SMALL_MAX + 1, SMALL_MAX + 16, 1 << 20, SIZE_MAX / 2, SIZE_MAX};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        CHECKF(swm_class_of(big[i]) == count, "size %zu: class %u", big[i], swm_class_of(big[i]));
+}
+
+/** malloc_usable_size(malloc(n)) is exactly the size of n's class, for every small n. */
+static void case_usable_is_class_size(void) {
+    for (size_t n = 1; n <= SMALL_MAX; n += (n < 4096 ? 1 : 61)) {
+        void *p = malloc(n);
+        CHECK(p != NULL);
+        size_t want = swm_class_size(swm_class_of(n));
+        CHECKF(malloc_usable_size(p) == want, "size %zu: usable %zu, class size %zu", n,
+               malloc_usable_size(p), want);
+        free(p);
+    }
+    for (unsigned c = 0; c < swm_class_count(); c++) {
+        void *p = malloc(swm_class_size(c));
+        CHECK(malloc_usable_size(p) == swm_class_size(c));
+        free(p);
+    }
+}
+
+/** Usable sizes of small, large (page spans, 64 KiB granular) and huge blocks (own
+ *  mappings: whole pages, or whole 2 MiB pages with the default thp=large), found from
+ *  the pointer alone, many blocks live at once. */
+static void case_lookup_tiers(void) {
+    static const size_t sizes[] = {16, 100, 4000, 131072, 131073, 200000, 1000000, 2097152,
+                                   2097153, 3000000, 9000000};
+    enum { N = sizeof sizes / sizeof sizes[0], COPIES = 4 };
+    void *blocks[N][COPIES];
+    for (int k = 0; k < COPIES; k++)
+        for (int i = 0; i < N; i++) blocks[i][k] = malloc(sizes[i]);
+    for (int k = 0; k < COPIES; k++) {
+        for (int i = 0; i < N; i++) {
+            size_t n = sizes[i], usable = malloc_usable_size(blocks[i][k]);
+            CHECK(blocks[i][k] != NULL);
+            if (n <= SMALL_MAX)
+                CHECKF(usable == swm_class_size(swm_class_of(n)), "small %zu: usable %zu", n, usable);
+            else if (n <= (size_t)2 << 20)
+                CHECKF(usable >= n && usable < n + 65536 && usable % 65536 == 0,
+                       "large %zu: usable %zu", n, usable);
+            else
+                CHECKF(usable >= n && usable < n + ((size_t)2 << 20) && usable % 4096 == 0,
+                       "huge %zu: usable %zu", n, usable);
+            memset(blocks[i][k], (int)i, usable);
+        }
+    }
+    for (int k = 0; k < COPIES; k++)
+        for (int i = 0; i < N; i++) free(blocks[i][k]);
+}
+
+/** A freed block is handed out again by later allocations of its class (frees go to the
+ *  page's local free list, which serves once the current free list runs out: within one
+ *  page's worth of allocations). */
+static void case_freed_block_reused(void) {
+    enum { MAX = 8192 };
+    static void *taken[MAX];
+    for (unsigned c = 0; c < swm_class_count(); c++) {
+        size_t n = swm_class_size(c);
+        size_t limit = 16 * 65536 / n + 8;
+        void *p = malloc(n);
+        CHECK(p != NULL);
+        free(p);
+        size_t k = 0;
+        int found = 0;
+        while (k < limit && k < MAX && !found) {
+            taken[k] = malloc(n);
+            CHECK(taken[k] != NULL);
+            found = taken[k++] == p;
+        }
+        CHECKF(found, "class %u (%zu bytes): freed block %p not reused in %zu allocations", c, n, p, k);
+        while (k > 0) free(taken[--k]);
+    }
+}
+
+/** Deterministic pseudo-random numbers (xorshift64*). */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+/** The next pseudo-random number. */
+static uint64_t next_random(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+/** Asserts swm_validate() finds no violation, naming the phase when it does. */
+static void validate(const char *phase) {
+    int violations = swm_validate();
+    CHECKF(violations == 0, "%s: swm_validate() found %d violations", phase, violations);
+}
+
+/** Alloc/free patterns (LIFO, FIFO, interleaved, random, mixed tiers) leave the free
+ *  lists and pages consistent (swm_validate() == 0 after each), contents intact. */
+static void case_free_list_patterns(void) {
+    enum { N = 20000 };
+    static void *blocks[N];
+    static size_t sizes[N];
+    for (int i = 0; i < N; i++) blocks[i] = malloc(48);
+    for (int i = N - 1; i >= 0; i--) free(blocks[i]);
+    validate("LIFO");
+    for (int i = 0; i < N; i++) blocks[i] = malloc(200);
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    validate("FIFO");
+    for (int i = 0; i < N; i++) blocks[i] = malloc(1000);
+    for (int i = 0; i < N; i += 2) free(blocks[i]);
+    validate("every other freed");
+    for (int i = 0; i < N; i += 2) blocks[i] = malloc(1000);
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    validate("interleaved");
+    memset(blocks, 0, sizeof blocks);
+    for (int round = 0; round < 200000; round++) {
+        int i = (int)(next_random() % N);
+        if (blocks[i]) {
+            unsigned char *b = blocks[i];
+            CHECKF(sizes[i] == 0 || b[0] == (unsigned char)i, "block %d of %zu bytes overwritten", i, sizes[i]);
+            CHECKF(sizes[i] < 2 || b[sizes[i] - 1] == (unsigned char)(i >> 3), "block %d of %zu bytes overwritten", i, sizes[i]);
+            free(b);
+            blocks[i] = NULL;
+        } else {
+            uint64_t r = next_random();
+            size_t n = r % 16 == 0 ? (size_t)(r >> 8) % 600000 : (size_t)(r >> 8) % 2048;
+            blocks[i] = malloc(n);
+            CHECK(blocks[i] != NULL);
+            sizes[i] = n;
+            if (n > 0) ((unsigned char *)blocks[i])[0] = (unsigned char)i;
+            if (n > 1) ((unsigned char *)blocks[i])[n - 1] = (unsigned char)(i >> 3);
+        }
+        if (round % 50000 == 0) validate("random");
+    }
+    validate("random");
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    validate("all freed");
+}
+
+/** Allocates and frees one block (the options cases need the allocator started). */
+static void case_noop(void) {
+    free(malloc(32));
+}
+
+/** One named case. */
+struct test_case {
+    const char *name;
+    void (*run)(void);
+};
+
+static const struct test_case cases[] = {
+    {"class_table", case_class_table},
+    {"class_of", case_class_of},
+    {"usable_is_class_size", case_usable_is_class_size},
+    {"lookup_tiers", case_lookup_tiers},
+    {"freed_block_reused", case_freed_block_reused},
+    {"free_list_patterns", case_free_list_patterns},
+    {"noop", case_noop},
+};
+
+/** Runs the case named on the command line. */
+int main(int argc, char **argv) {
+    size_t ncases = sizeof cases / sizeof cases[0];
+    if (argc == 2 && strcmp(argv[1], "list") == 0) {
+        for (size_t i = 0; i < ncases; i++) printf("%s\n", cases[i].name);
+        return 0;
+    }
+    for (size_t i = 0; argc == 2 && i < ncases; i++) {
+        if (strcmp(cases[i].name, argv[1]) == 0) {
+            cases[i].run();
+            validate(argv[1]);
+            printf("ok %s\n", argv[1]);
+            return 0;
+        }
+    }
+    fprintf(stderr, "usage: units CASE | units list\n");
+    return 2;
+}
