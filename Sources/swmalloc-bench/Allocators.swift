@@ -1,0 +1,59 @@
+import Foundation
+
+/// An allocator under test: preloaded into the workload program, or none for glibc.
+struct Allocator: Codable, Equatable {
+    /// The name on the command line and in the reports.
+    let name: String
+    /// The library put in `LD_PRELOAD`; nil runs the process's own malloc (glibc).
+    let library: String?
+    /// The Debian package that provides it, named when it is missing.
+    let package: String?
+}
+
+/// The allocators the benchmark knows, and where their libraries are looked for.
+enum AllocatorCatalogue {
+    /// Allocator names in report order.
+    static let names = ["swmalloc", "glibc", "jemalloc", "tcmalloc", "mimalloc"]
+
+    /// Default library paths of the system allocators.
+    static let systemLibraries: [String: (paths: [String], package: String)] = [
+        "jemalloc": (["/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2"], "libjemalloc2"),
+        "tcmalloc": (["/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/libtcmalloc_minimal.so.4"],
+                     "libtcmalloc-minimal4"),
+        "mimalloc": (["/usr/lib/x86_64-linux-gnu/libmimalloc.so.2", "/usr/lib/libmimalloc.so.2"], "libmimalloc2.0"),
+    ]
+
+    /// Resolves the named allocators. `overrides` maps a name to a library path given on
+    /// the command line; `buildDirectory` holds libswmalloc.so. Returns the allocators
+    /// found and one note per allocator that was skipped.
+    static func resolve(
+        _ requested: [String], overrides: [String: String], buildDirectory: String
+    ) -> (found: [Allocator], notes: [String]) {
+        var found: [Allocator] = []
+        var notes: [String] = []
+        let files = FileManager.default
+        for name in requested {
+            switch name {
+            case "glibc":
+                found.append(Allocator(name: name, library: nil, package: nil))
+            case "swmalloc":
+                let path = overrides[name] ?? buildDirectory + "/libswmalloc.so"
+                if files.fileExists(atPath: path) {
+                    found.append(Allocator(name: name, library: path, package: nil))
+                } else {
+                    notes.append("swmalloc skipped: \(path) not found (run `swift build -c release` or pass --lib-swmalloc)")
+                }
+            default:
+                guard let system = systemLibraries[name] else { continue }
+                let candidates = overrides[name].map { [$0] } ?? system.paths
+                if let path = candidates.first(where: { files.fileExists(atPath: $0) }) {
+                    found.append(Allocator(name: name, library: path, package: system.package))
+                } else {
+                    notes.append(
+                        "\(name) skipped: \(candidates.joined(separator: " or ")) not found (apt-get install \(system.package))")
+                }
+            }
+        }
+        return (found, notes)
+    }
+}

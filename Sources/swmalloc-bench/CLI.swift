@@ -1,0 +1,258 @@
+import ArgumentParser
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The benchmark driver: runs each workload in a fresh child process per allocator (the
+/// allocator loaded with LD_PRELOAD), k interleaved repetitions, and reports medians.
+@main
+struct SwmallocBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swmalloc-bench",
+        abstract: "Compare swmalloc with glibc, jemalloc, tcmalloc, mimalloc and the design document's baselines.",
+        discussion: """
+            Each workload runs in a new swm-workload process per allocator and repetition; the \
+            repetitions are interleaved (A B C … A B C) and the median is reported with min–max, \
+            user+sys CPU from wait4 and the child's peak RSS. With no options: the default comparison \
+            (about two minutes on 2 cores). Workload parameters: --list.
+            """)
+
+    @Option(name: .long, help: "Comma-separated allocators (swmalloc, glibc, jemalloc, tcmalloc, mimalloc).")
+    var allocators: String = AllocatorCatalogue.names.joined(separator: ",")
+
+    @Option(name: .long, help: "Comma-separated workloads (default: all; see --list).")
+    var workloads: String?
+
+    @Option(name: [.short, .long], help: "Interleaved repetitions per workload and allocator.")
+    var repetitions: Int = 3
+
+    @Option(name: .long, help: "Threads for the multi-threaded workloads (thread-loop runs 1 … T). Default: CPUs, at least 2.")
+    var threads: Int?
+
+    @Flag(name: .long, help: "The design document's sizes (nginx-1500 5,000,000 blocks, …): minutes, not seconds.")
+    var full = false
+
+    @Option(name: .long, help: "Parameter profile: tiny, standard or full (--full is the same as --profile full).")
+    var profile: Profile = .standard
+
+    @Option(
+        name: .customLong("set"),
+        help: "Set a workload parameter: key=value (every workload that has the key) or workload.key=value. Repeatable.")
+    var settings: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Also run the baselines (vos-pool, ngx-slab, mc-slab) on their workloads.")
+    var baselines = true
+
+    @Option(name: .long, help: "libswmalloc.so to test (default: next to this executable).")
+    var libSwmalloc: String?
+
+    @Option(name: .long, help: "jemalloc library (default /usr/lib/x86_64-linux-gnu/libjemalloc.so.2).")
+    var libJemalloc: String?
+
+    @Option(name: .long, help: "tcmalloc library (default /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4).")
+    var libTcmalloc: String?
+
+    @Option(name: .long, help: "mimalloc library (default /usr/lib/x86_64-linux-gnu/libmimalloc.so.2).")
+    var libMimalloc: String?
+
+    @Option(name: .long, help: "The swm-workload program (default: next to this executable).")
+    var workloadBinary: String?
+
+    @Option(name: .long, help: "JSON file of all samples (default: .build/bench/results.json beside the build).")
+    var json: String?
+
+    @Option(name: .long, help: "SVG chart (default: .build/bench/results.svg beside the build).")
+    var svg: String?
+
+    @Option(name: .long, help: "Report on a JSON file written earlier instead of running: summaries recomputed from its samples, tables printed, --json and --svg written if given.")
+    var report: String?
+
+    @Flag(name: .long, help: "List the workloads and their parameters, then exit.")
+    var list = false
+
+    mutating func validate() throws {
+        if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
+        if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be 1 … 1024") }
+        if full { profile = .full }
+        for name in allocatorList where !AllocatorCatalogue.names.contains(name) {
+            throw ValidationError("unknown allocator '\(name)' (known: \(AllocatorCatalogue.names.joined(separator: ", ")))")
+        }
+        for name in workloadList where Catalogue.workload(named: name) == nil {
+            throw ValidationError("unknown workload '\(name)' (see --list)")
+        }
+        _ = try parsedSettings()
+    }
+
+    /// The requested allocator names.
+    var allocatorList: [String] { split(allocators) }
+
+    /// The requested workload names (all when not given).
+    var workloadList: [String] { workloads.map(split) ?? Catalogue.all.map(\.name) }
+
+    /// The --set values as (workload or nil for every workload, key, value).
+    func parsedSettings() throws -> [(workload: String?, key: String, value: String)] {
+        try settings.map { setting in
+            guard let eq = setting.firstIndex(of: "="), eq != setting.startIndex,
+                !setting[setting.index(after: eq)...].contains(" ")
+            else { throw ValidationError("--set wants key=value or workload.key=value, not '\(setting)'") }
+            let name = setting[..<eq], value = String(setting[setting.index(after: eq)...])
+            if let dot = name.firstIndex(of: ".") {
+                let workload = String(name[..<dot])
+                guard Catalogue.workload(named: workload) != nil else {
+                    throw ValidationError("--set: unknown workload '\(workload)'")
+                }
+                return (workload, String(name[name.index(after: dot)...]), value)
+            }
+            let key = String(name)
+            guard Catalogue.all.contains(where: { w in w.parameters(for: profile).contains { $0.key == key } }) else {
+                throw ValidationError("--set: no workload has a parameter '\(key)' (use workload.key=value for others)")
+            }
+            return (nil, key, value)
+        }
+    }
+
+    mutating func run() throws {
+        if list {
+            printCatalogue()
+            return
+        }
+        let buildDirectory = executableDirectory()
+        if let report {
+            let document = try BenchDocument.read(from: report).resummarised()
+            print(Report(document: document).text(), terminator: "")
+            if let json { try document.write(to: json) }
+            if let svg { try writeSVG(Report(document: document), to: svg) }
+            return
+        }
+        let threadCount = threads ?? max(2, ProcessInfo.processInfo.activeProcessorCount)
+        let overrides = [
+            "swmalloc": libSwmalloc, "jemalloc": libJemalloc, "tcmalloc": libTcmalloc, "mimalloc": libMimalloc,
+        ].compactMapValues { $0 }
+        let (found, notes) = AllocatorCatalogue.resolve(allocatorList, overrides: overrides, buildDirectory: buildDirectory)
+        for note in notes { FileHandle.standardError.write(Data("swmalloc-bench: \(note)\n".utf8)) }
+        let binary = workloadBinary ?? buildDirectory + "/swm-workload"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw ValidationError("workload program \(binary) not found (build the package or pass --workload-binary)")
+        }
+        let plan = try makePlan(allocators: found, threads: threadCount)
+        let samples = execute(plan, runner: Runner(workloadBinary: binary))
+        let document = BenchDocument(
+            date: ISO8601DateFormatter().string(from: Date()), machine: .current(), command: CommandLine.arguments,
+            profile: profile, repetitions: repetitions, threads: threadCount, allocators: found, notes: notes,
+            samples: samples, summaries: []
+        ).resummarised()
+        let reporter = Report(document: document)
+        print(reporter.text(), terminator: "")
+        let jsonPath = json ?? resultsDirectory(buildDirectory) + "/results.json"
+        try document.write(to: jsonPath)
+        let svgPath = svg ?? resultsDirectory(buildDirectory) + "/results.svg"
+        try writeSVG(reporter, to: svgPath)
+        print("\nsamples: \(standardised(jsonPath))\nchart:   \(standardised(svgPath))")
+        if samples.contains(where: { $0.error != nil }) { throw ExitCode(1) }
+    }
+
+    /// One planned child run, before the repetitions.
+    struct Job {
+        /// The workload.
+        let workload: Workload
+        /// The row name: an allocator or a baseline.
+        let row: String
+        /// LD_PRELOAD for the child.
+        let preload: String?
+        /// The key=value arguments.
+        let arguments: [String]
+    }
+
+    /// The jobs of every selected workload: one per allocator, plus the baseline.
+    func makePlan(allocators: [Allocator], threads: Int) throws -> [[Job]] {
+        let settings = try parsedSettings()
+        return workloadList.compactMap(Catalogue.workload(named:)).map { workload in
+            var parameters = workload.parameters(for: profile)
+            if workload.takesThreads { parameters.append((key: "threads", value: String(threads))) }
+            for s in settings where s.workload == nil || s.workload == workload.name {
+                if s.workload == nil && !parameters.contains(where: { $0.key == s.key }) { continue }
+                parameters.removeAll { $0.key == s.key }
+                parameters.append((key: s.key, value: s.value))
+            }
+            let arguments = parameters.map { "\($0.key)=\($0.value)" }
+            var jobs = allocators.map { Job(workload: workload, row: $0.name, preload: $0.library, arguments: arguments) }
+            if baselines, let baseline = workload.baseline {
+                jobs.append(Job(workload: workload, row: baseline.name, preload: nil, arguments: arguments + ["api=\(baseline.api)"]))
+            }
+            return jobs
+        }
+    }
+
+    /// Runs the plan, each workload's jobs interleaved over the repetitions, with a
+    /// progress line on stderr.
+    func execute(_ plan: [[Job]], runner: Runner) -> [Sample] {
+        let total = plan.reduce(0) { $0 + $1.count } * repetitions
+        let terminal = isatty(2) != 0
+        var samples: [Sample] = []
+        for jobs in plan {
+            for repetition in 1...repetitions {
+                for job in jobs {
+                    let progress = "[\(samples.count + 1)/\(total)] \(job.workload.name) on \(job.row), repetition \(repetition)/\(repetitions)"
+                    FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + progress : progress + "\n").utf8))
+                    let sample = runner.run(
+                        workload: job.workload.name, allocator: job.row, repetition: repetition,
+                        arguments: job.arguments, preload: job.preload)
+                    if let error = sample.error {
+                        FileHandle.standardError.write(Data("\n\(job.workload.name) on \(job.row) failed: \(error)\n".utf8))
+                    }
+                    samples.append(sample)
+                }
+            }
+        }
+        if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        return samples
+    }
+
+    /// Prints the workload catalogue with each profile's parameters.
+    func printCatalogue() {
+        for w in Catalogue.all {
+            print("\(w.name): \(w.summary)")
+            if let b = w.baseline { print("  baseline: \(b.name)") }
+            for p in Profile.allCases {
+                var parameters = w.parameters(for: p).map { "\($0.key)=\($0.value)" }
+                if w.takesThreads { parameters.append("threads=<--threads>") }
+                print("  \(p.rawValue): \(parameters.joined(separator: " "))")
+            }
+        }
+    }
+}
+
+/// Writes the report's SVG chart, creating the directory.
+func writeSVG(_ report: Report, to path: String) throws {
+    try createParentDirectory(of: path)
+    try report.svg().write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+/// The directory of this executable (/proc/self/exe), where the package's build puts
+/// swm-workload and libswmalloc.so.
+func executableDirectory() -> String {
+    let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return (path as NSString).deletingLastPathComponent
+}
+
+/// Where results go by default: `bench/` in the build's scratch directory (`.build/bench`
+/// for `.build/release`, whose real path is `.build/<target triple>/release`).
+func resultsDirectory(_ buildDirectory: String) -> String {
+    let parent = (buildDirectory as NSString).deletingLastPathComponent
+    let scratch = (parent as NSString).lastPathComponent.contains("-linux") ? (parent as NSString).deletingLastPathComponent : parent
+    return scratch + "/bench"
+}
+
+/// A path with `..` resolved, for messages.
+func standardised(_ path: String) -> String {
+    (path as NSString).standardizingPath
+}
+
+/// Splits a comma-separated list, dropping empty items and spaces.
+func split(_ list: String) -> [String] {
+    list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
+extension Profile: ExpressibleByArgument {}
