@@ -8,19 +8,19 @@
 import CSwmShim
 
 /// Allocates `size` bytes (16-byte aligned; malloc(0) returns a unique pointer).
-@_cdecl("swm_malloc")
+@c(swm_malloc)
 public func swm_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
     Heap.allocate(size)
 }
 
 /// Frees a block (NULL is a no-op); an invalid or double free aborts naming the pointer.
-@_cdecl("swm_free")
+@c(swm_free)
 public func swm_free(_ pointer: UnsafeMutableRawPointer?) {
     Heap.deallocate(pointer)
 }
 
 /// Allocates `count × size` zeroed bytes; NULL with ENOMEM when the product overflows.
-@_cdecl("swm_calloc")
+@c(swm_calloc)
 public func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = count.multipliedReportingOverflow(by: size)
     if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
@@ -32,7 +32,7 @@ public func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 
 /// Resizes a block as glibc does: NULL → malloc; size 0 → free and return NULL; on
 /// failure NULL with ENOMEM and the block untouched.
-@_cdecl("swm_realloc")
+@c(swm_realloc)
 public func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
     guard let pointer else { return Heap.allocate(size) }
     if size == 0 {
@@ -43,7 +43,7 @@ public func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> Uns
 }
 
 /// realloc of `count × size` bytes; NULL with ENOMEM when the product overflows.
-@_cdecl("swm_reallocarray")
+@c(swm_reallocarray)
 public func swm_reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = count.multipliedReportingOverflow(by: size)
     if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
@@ -56,7 +56,7 @@ private func isPowerOfTwo(_ n: Int) -> Bool { n > 0 && n & (n - 1) == 0 }
 /// POSIX aligned allocation: EINVAL unless `alignment` is a power of two and a multiple
 /// of `sizeof(void *)`; ENOMEM when out of memory (or alignment above 2 MiB). errno is
 /// left as it was.
-@_cdecl("swm_posix_memalign")
+@c(swm_posix_memalign)
 public func swm_posix_memalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
     guard let out, isPowerOfTwo(alignment), alignment % MemoryLayout<UnsafeRawPointer>.size == 0 else {
         return Int32(SWM_EINVAL)
@@ -71,7 +71,7 @@ public func swm_posix_memalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPoint
 }
 
 /// C11 aligned allocation: NULL with EINVAL unless `alignment` is a power of two.
-@_cdecl("swm_aligned_alloc")
+@c(swm_aligned_alloc)
 public func swm_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     guard isPowerOfTwo(alignment) else {
         OS.setErrno(Int32(SWM_EINVAL))
@@ -82,7 +82,7 @@ public func swm_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRaw
 
 /// Obsolete aligned allocation, as glibc: an alignment that is not a power of two is
 /// rounded up to the next one; one above 2^62 fails with EINVAL.
-@_cdecl("swm_memalign")
+@c(swm_memalign)
 public func swm_memalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     if alignment < 0 || alignment > (1 << 62) {
         OS.setErrno(Int32(SWM_EINVAL))
@@ -94,13 +94,13 @@ public func swm_memalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPoint
 }
 
 /// Page-aligned allocation.
-@_cdecl("swm_valloc")
+@c(swm_valloc)
 public func swm_valloc(_ size: Int) -> UnsafeMutableRawPointer? {
     Heap.allocateAligned(OS.pageSize, size)
 }
 
 /// Page-aligned allocation of whole pages (size rounded up; 0 gives one page).
-@_cdecl("swm_pvalloc")
+@c(swm_pvalloc)
 public func swm_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
     if size < 0 || size > Int.max - OS.pageSize { return Heap.outOfMemory() }
     let rounded = size == 0 ? OS.pageSize : (size + OS.pageSize - 1) & ~(OS.pageSize - 1)
@@ -108,20 +108,20 @@ public func swm_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
 }
 
 /// Usable bytes of a block: exact (its size class), 0 for NULL.
-@_cdecl("swm_malloc_usable_size")
+@c(swm_malloc_usable_size)
 public func swm_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
     guard let pointer else { return 0 }
     return Heap.usableSize(pointer, checkFreed: false)
 }
 
 /// C23 free with the allocation's size (the size is not needed and not trusted).
-@_cdecl("swm_free_sized")
+@c(swm_free_sized)
 public func swm_free_sized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
     Heap.deallocate(pointer)
 }
 
 /// C23 free with the allocation's alignment and size.
-@_cdecl("swm_free_aligned_sized")
+@c(swm_free_aligned_sized)
 public func swm_free_aligned_sized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
     Heap.deallocate(pointer)
 }

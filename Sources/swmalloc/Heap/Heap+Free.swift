@@ -104,14 +104,39 @@ extension Heap {
             }
             return
         }
-        // Another thread's page, or an abandoned one: lock-free push; the first block on
-        // an empty list tells the owner (if any) to look at its full pages.
-        if page.pushThreadFree(pointer) {
-            let owner = page.pointee.heap.load(ordering: .relaxed)
-            if owner != 0 {
-                Heap(UnsafeMutableRawPointer(bitPattern: owner)!).state.pointee.remotePending
-                    .store(1, ordering: .relaxed)
-            }
+        // Another thread's page, or an abandoned one.
+        if heap.isEmpty {
+            page.sendRemote(first: pointer, last: pointer)
+        } else {
+            heap.batchRemote(pointer, page: page)
         }
+    }
+
+    /// Most blocks a thread chains for one remote page before sending them.
+    static let remoteBatchMax = 64
+
+    /// Adds a block freed into another thread's page to this heap's remote batch.
+    @inline(__always)
+    func batchRemote(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>) {
+        let s = state
+        if s.pointee.batchPage != page || s.pointee.batchCount == Heap.remoteBatchMax {
+            sendRemoteBatch()
+            s.pointee.batchPage = page
+            s.pointee.batchLast = block
+        }
+        block.storeBytes(of: s.pointee.batchFirst, as: UnsafeMutableRawPointer?.self)
+        s.pointee.batchFirst = block
+        s.pointee.batchCount += 1
+    }
+
+    /// Sends the remote batch, if any, to its page.
+    func sendRemoteBatch() {
+        let s = state
+        guard let page = s.pointee.batchPage else { return }
+        page.sendRemote(first: s.pointee.batchFirst.unsafelyUnwrapped, last: s.pointee.batchLast.unsafelyUnwrapped)
+        s.pointee.batchPage = nil
+        s.pointee.batchFirst = nil
+        s.pointee.batchLast = nil
+        s.pointee.batchCount = 0
     }
 }

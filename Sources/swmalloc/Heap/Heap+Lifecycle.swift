@@ -57,6 +57,7 @@ extension Heap {
         #if DEBUG
         if validate() != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
         #endif
+        sendRemoteBatch()
         swmshim_heap_set(swmshim_empty_heap_address())
         Extensions.heapDetaching(self)
         let now = OS.nowNanoseconds()
@@ -81,7 +82,7 @@ extension Heap {
                     }
                 }
                 if s.pointee.usedSlices == 0 {
-                    s.release()
+                    s.retireEmpty()
                 } else {
                     _ = s.purgeExpired(now: now, delay: 0)
                     Heap.abandon(s)
@@ -187,12 +188,14 @@ enum Process {
         Globals.initLock.lock()
         Globals.heapsLock.lock()
         Globals.abandonedLock.lock()
+        Globals.segmentCacheLock.lock()
         Extensions.forkPrepare()
     }
 
     /// After fork, in the parent: release them.
     static func forkParent() {
         Extensions.forkParent()
+        Globals.segmentCacheLock.unlock()
         Globals.abandonedLock.unlock()
         Globals.heapsLock.unlock()
         Globals.initLock.unlock()
@@ -201,6 +204,7 @@ enum Process {
     /// After fork, in the child: only the forking thread exists; its locks are reset.
     static func forkChild() {
         Extensions.forkChild()
+        Globals.segmentCacheLock.reset()
         Globals.abandonedLock.reset()
         Globals.heapsLock.reset()
         Globals.initLock.reset()

@@ -1,8 +1,8 @@
 // Thread-heap layer: where pages come from and where they go.
 
 extension Heap {
-    /// A span of `count` slices from this heap's segments, an abandoned segment, or a new
-    /// segment; nil when the OS has no memory.
+    /// A span of `count` slices from this heap's segments, an abandoned segment, a cached
+    /// empty segment, or a new segment; nil when the OS has no memory.
     func acquireSpan(_ count: Int) -> UnsafeMutablePointer<Page>? {
         for _ in 0..<2 {
             var cursor = state.pointee.segments
@@ -17,7 +17,8 @@ extension Heap {
             }
             if !reclaimAbandoned() { break }
         }
-        guard let seg = UnsafeMutablePointer<Segment>.create(heap: raw) else { return nil }
+        guard let seg = UnsafeMutablePointer<Segment>.takeCached(heap: raw)
+            ?? UnsafeMutablePointer<Segment>.create(heap: raw) else { return nil }
         linkSegment(seg)
         let span = seg.takeSpan(count)
         relinkSegment(seg)
@@ -35,24 +36,25 @@ extension Heap {
     }
 
     /// Files `seg` by its free slices after spans came back; an empty segment becomes the
-    /// spare, or is unmapped when the heap has a spare already.
+    /// spare, or goes to the process's segment cache when the heap has a spare already.
     func segmentChanged(_ seg: UnsafeMutablePointer<Segment>) {
         relinkSegment(seg)
         if seg.pointee.usedSlices == 0 {
             if let spare = state.pointee.spare, spare != seg {
                 unlinkSegment(seg)
-                seg.release()
+                seg.retireEmpty()
             } else {
                 state.pointee.spare = seg
             }
         }
     }
 
-    /// Periodic work on the slow path: every 16th call, purge free spans whose delay
+    /// Periodic work on the slow path: send the remote-free batch; every 16th call, purge free spans whose delay
     /// has passed (memory goes back to the OS after `purge_delay_ms`).
     @inline(__always)
     func maintain() {
         let s = state
+        if s.pointee.batchPage != nil { sendRemoteBatch() }
         s.pointee.slowCalls &+= 1
         if s.pointee.purgeWaiting && s.pointee.slowCalls & 15 == 0 { purgeExpired(force: false) }
     }

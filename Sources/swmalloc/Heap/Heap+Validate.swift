@@ -89,7 +89,7 @@ extension Heap {
         if page.pointee.kind == .small && Int(page.pointee.blockSize) != SizeClass.blockSize(Int(page.pointee.classIndex)) {
             errors += report("small page's block size differs from its class", page)
         }
-        if page.pointee.capacity > page.pointee.reserved || page.pointee.capacity * Int(page.pointee.blockSize) != Int(page.pointee.capacityBytes) {
+        if page.pointee.capacity > page.pointee.reserved || Int(page.pointee.capacity) * Int(page.pointee.blockSize) != Int(page.pointee.capacityBytes) {
             errors += report("page capacity exceeds its reserve or capacityBytes is stale", page)
         }
         let threadHead = UnsafeMutableRawPointer(bitPattern: page.pointee.threadFree.load(ordering: .acquiring))
@@ -100,12 +100,12 @@ extension Heap {
             while let b = block {
                 if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
                 n += 1
-                if n > page.pointee.capacity { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }
+                if n > Int(page.pointee.capacity) { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }
                 block = b.load(as: UnsafeMutableRawPointer?.self)
             }
             if list == 0 { counts.0 = n } else if list == 1 { counts.1 = n } else { counts.2 = n }
         }
-        if Int(page.pointee.used) != page.pointee.capacity - counts.0 - counts.1 {
+        if Int(page.pointee.used) != Int(page.pointee.capacity) - counts.0 - counts.1 {
             errors += report("used != capacity - |free| - |localFree|", page)
         }
         if counts.2 > Int(page.pointee.used) { errors += report("|threadFree| > used", page) }

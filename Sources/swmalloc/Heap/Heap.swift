@@ -103,6 +103,14 @@ struct HeapState: ~Copyable {
     var spare: UnsafeMutablePointer<Segment>?
     /// Set (by other threads) when a full page got its first remote free.
     let remotePending: Atomic<UInt>
+    /// Blocks this thread freed into one other thread's page, not yet sent: consecutive
+    /// remote frees to the same page are chained here and sent with one atomic operation
+    /// (at most `Heap.remoteBatchMax` blocks; sent when the page changes, on this thread's
+    /// malloc slow path, and at its exit).
+    var batchPage: UnsafeMutablePointer<Page>?
+    var batchFirst: UnsafeMutableRawPointer?
+    var batchLast: UnsafeMutableRawPointer?
+    var batchCount: Int
     /// Slow-path calls, for periodic maintenance.
     var slowCalls: UInt
     /// Some free span waits for its purge delay.

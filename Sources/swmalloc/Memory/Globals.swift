@@ -11,6 +11,7 @@ enum Globals {
 
     /// 0 = not initialised, 1 = initialising, 2 = ready.
     static var initState: AtomicWord { AtomicWord(base) }
+    // base + 16: handlers-registered flag (Process); base + 24: last aligned mapping (OSMemory).
     /// Serialises process initialisation.
     static var initLock: FutexLock { FutexLock((base + 8).assumingMemoryBound(to: UInt32.self)) }
     /// Guards the list of abandoned segments.
@@ -19,6 +20,13 @@ enum Globals {
     static var abandonedHead: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?> {
         (base + 72).assumingMemoryBound(to: UnsafeMutablePointer<Segment>?.self)
     }
+    /// The cache of empty segments (purged, still mapped), shared by all threads; its
+    /// lock, its list head (linked through `Segment.next`) and its length.
+    static var segmentCacheLock: FutexLock { FutexLock((base + 80).assumingMemoryBound(to: UInt32.self)) }
+    static var segmentCacheHead: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?> {
+        (base + 88).assumingMemoryBound(to: UnsafeMutablePointer<Segment>?.self)
+    }
+    static var segmentCacheCount: UnsafeMutablePointer<Int> { (base + 96).assumingMemoryBound(to: Int.self) }
     /// Guards the heap registry (all heaps, and the pool of unused heap records).
     static var heapsLock: FutexLock { FutexLock((base + 128).assumingMemoryBound(to: UInt32.self)) }
     /// Head of the list of live heaps (for statistics).

@@ -5,13 +5,18 @@ import Synchronization
 /// Aligned mappings and purging, keeping the process-wide byte counters.
 enum OSMemory {
     /// Maps `size` bytes aligned to `alignment` (a power of two ≥ the page size).
-    /// First tries an exact mapping (the kernel often returns an aligned one next to the
-    /// previous segment); otherwise over-maps by `alignment` and trims both ends.
+    /// First tries an exact mapping at a hinted aligned address; otherwise over-maps by `alignment` and trims both ends.
     /// Returns nil when the kernel refuses (the caller reports ENOMEM).
     static func mapAligned(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         let mask = UInt(alignment - 1)
-        if let p = OS.map(size) {
+        // Ask for the aligned address just below the last aligned mapping (the kernel
+        // hands out addresses top-down): usually granted, saving the over-map and trims.
+        let hint = AtomicWord(Globals.base + 24)
+        let last = hint.loadRelaxed()
+        let wanted = last > UInt(size) ? (last - UInt(size)) & ~mask : 0
+        if let p = OS.map(size, hint: UnsafeMutableRawPointer(bitPattern: wanted)) {
             if UInt(bitPattern: p) & mask == 0 {
+                hint.store(UInt(bitPattern: p))
                 Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
                 return p
             }
@@ -24,6 +29,7 @@ enum OSMemory {
         if head > 0 { OS.unmap(raw, head) }
         let tail = alignment - head
         if tail > 0 { OS.unmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(size))!, tail) }
+        hint.store(aligned)
         Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
         return UnsafeMutableRawPointer(bitPattern: aligned)
     }

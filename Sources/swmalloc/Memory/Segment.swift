@@ -25,12 +25,14 @@ struct Segment {
 
     static let sliceMapOffset = 128
     static let pagesOffset = 256
+    /// Bytes per page descriptor: a power of two, so finding one is a shift.
+    static let pageStride = 128
 
     /// Checks that the layout fits in slice 0 (run once at start-up).
     static func checkLayout() {
-        let end = pagesOffset + MemoryLayout<Page>.stride * Geometry.slicesPerSegment
+        let end = pagesOffset + pageStride * Geometry.slicesPerSegment
         if MemoryLayout<Segment>.size > sliceMapOffset || end > Geometry.sliceSize
-            || MemoryLayout<Page>.size > 256 {
+            || MemoryLayout<Page>.stride > pageStride {
             OS.fatal("internal error: segment header layout does not fit slice 0", pointer: nil)
         }
     }
@@ -40,7 +42,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// The segment holding address `p` (which must lie in a live segment).
     @inline(__always)
     static func of(_ p: UInt) -> UnsafeMutablePointer<Segment> {
-        UnsafeMutablePointer<Segment>(bitPattern: p & ~Geometry.segmentMask)!
+        UnsafeMutablePointer<Segment>(bitPattern: p & ~Geometry.segmentMask).unsafelyUnwrapped
     }
 
     @inline(__always) var base: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) }
@@ -48,7 +50,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// Descriptor of the span starting at slice `i`.
     @inline(__always)
     func page(at i: Int) -> UnsafeMutablePointer<Page> {
-        (base + Segment.pagesOffset + i &* MemoryLayout<Page>.stride).assumingMemoryBound(to: Page.self)
+        (base + Segment.pagesOffset + i &<< 7).assumingMemoryBound(to: Page.self)
     }
 
     /// Descriptor of the span holding address `p`. Cost: one byte load and an address computation.
@@ -89,6 +91,46 @@ extension UnsafeMutablePointer where Pointee == Segment {
         Counters.shared.pointee.purgedNow.wrappingAdd(
             UInt(Geometry.usableSlices << Geometry.sliceShift), ordering: .relaxed)
         SegmentMap.insert(raw)
+        return seg
+    }
+
+    /// Most empty segments the process keeps mapped for reuse (purged: no memory, only
+    /// address space), so that one thread's empty segment serves another without a
+    /// munmap/mmap pair.
+    static let cacheLimit = 8
+
+    /// Retires an empty normal segment: purged and cached, or unmapped when the cache is full.
+    func retireEmpty() {
+        var i = 1
+        while i < Geometry.slicesPerSegment {
+            let span = page(at: i)
+            if !span.pointee.purged { purge(span) }
+            i += span.pointee.sliceCount
+        }
+        pointee.heap = nil
+        Globals.segmentCacheLock.lock()
+        let cached = Globals.segmentCacheCount.pointee < UnsafeMutablePointer<Segment>.cacheLimit
+        if cached {
+            pointee.next = Globals.segmentCacheHead.pointee
+            Globals.segmentCacheHead.pointee = self
+            Globals.segmentCacheCount.pointee += 1
+        }
+        Globals.segmentCacheLock.unlock()
+        if !cached { release() }
+    }
+
+    /// An empty segment from the cache, now owned by `heap`; nil when the cache is empty.
+    static func takeCached(heap: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Segment>? {
+        if Globals.segmentCacheHead.pointee == nil { return nil }
+        Globals.segmentCacheLock.lock()
+        let seg = Globals.segmentCacheHead.pointee
+        if let seg {
+            Globals.segmentCacheHead.pointee = seg.pointee.next
+            Globals.segmentCacheCount.pointee -= 1
+        }
+        Globals.segmentCacheLock.unlock()
+        seg?.pointee.heap = heap
+        seg?.pointee.next = nil
         return seg
     }
 

@@ -20,7 +20,7 @@ struct Page: ~Copyable {
     var free: UnsafeMutableRawPointer?        // +0   owner's allocation list (malloc's fast path pops it)
     var localFree: UnsafeMutableRawPointer?   // +8   owner's frees, merged into `free` when it runs dry
     let ownerTag: Atomic<UInt>                // +16  owning heap's address; |1 in the full list or large; 0 abandoned/free
-    let threadFree: Atomic<UInt>              // +24  other threads' frees (lock-free stack head)
+    let heap: Atomic<UInt>                    // +24  owning heap record, for the remote-free hint; 0 when abandoned
     var start: UnsafeMutableRawPointer?       // +32  first block
     var boundaryMagic: UInt                   // +40  ⌈2^48 / blockSize⌉: the block-start test is one multiply
     var blockSize: UInt32                     // +48  bytes per block (large: the whole span)
@@ -29,13 +29,14 @@ struct Page: ~Copyable {
     var classIndex: UInt16                    // +60  size class (small pages)
     var kind: PageKind                        // +62  free span, small page, large page, huge
     var inFullList: Bool                      // +63  on the heap's full list instead of its class list
-    // Slow-path fields.
-    var capacity: Int                         // blocks threaded onto lists so far (lazy extension)
-    var reserved: Int                         // blocks that fit in the span
+    // Second cache line: slow-path fields. Other threads' frees land here, away from the
+    // line the owner's fast paths write.
+    let threadFree: Atomic<UInt>              // other threads' frees (lock-free stack head)
+    var capacity: Int32                       // blocks threaded onto lists so far (lazy extension)
+    var reserved: Int32                       // blocks that fit in the span
     var sliceCount: Int                       // length of the span in slices (free spans too)
     var sliceIndex: Int                       // position of the span's first slice in its segment
     var purged: Bool                          // free span whose memory was returned to the OS
-    let heap: Atomic<UInt>                    // owning heap record, for the remote-free hint; 0 when abandoned
     var next: UnsafeMutablePointer<Page>?     // class list / full list links
     var prev: UnsafeMutablePointer<Page>?
     var freedAt: UInt64                       // free span: when it was freed (purge delay clock)
@@ -72,7 +73,7 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.start = UnsafeMutableRawPointer(segment) + (pointee.sliceIndex << Geometry.sliceShift)
         pointee.boundaryMagic = UInt((1 << 48) / blockSize + 1)
         pointee.capacity = 0
-        pointee.reserved = span / blockSize
+        pointee.reserved = Int32(span / blockSize)
         pointee.kind = c < 0 ? .large : .small
         pointee.classIndex = UInt16(c < 0 ? 0 : c)
         pointee.inFullList = false
@@ -89,9 +90,9 @@ extension UnsafeMutablePointer where Pointee == Page {
         let size = Int(pointee.blockSize)
         var n = (16 * 1024) / size
         if n < 1 { n = 1 }
-        let left = pointee.reserved - pointee.capacity
+        let left = Int(pointee.reserved - pointee.capacity)
         if n > left { n = left }
-        let first = pointee.start! + pointee.capacity * size
+        let first = pointee.start.unsafelyUnwrapped + Int(pointee.capacity) * size
         var block = first
         for _ in 1..<n {
             let next = block + size
@@ -100,8 +101,8 @@ extension UnsafeMutablePointer where Pointee == Page {
         }
         block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
         pointee.free = first
-        pointee.capacity += n
-        pointee.capacityBytes = UInt32(pointee.capacity * size)
+        pointee.capacity += Int32(n)
+        pointee.capacityBytes = UInt32(Int(pointee.capacity) * size)
     }
 
     /// Moves other threads' frees and the owner's local frees into `free`; `used` drops by
@@ -126,23 +127,36 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.used -= Int32(n)
     }
 
-    /// Pushes a block freed by a thread that does not own the page. Lock-free; returns true
-    /// when the list was empty before (the owner may need a hint).
+    /// Pushes a chain of blocks (`first` … `last`, linked through their first word) freed
+    /// by a thread that does not own the page. Lock-free: one compare-and-swap for the
+    /// whole chain. Returns true when the list was empty before (the owner may need a hint).
     @inline(__always)
-    func pushThreadFree(_ block: UnsafeMutableRawPointer) -> Bool {
+    func pushThreadFree(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer) -> Bool {
         var head = pointee.threadFree.load(ordering: .relaxed)
         while true {
-            block.storeBytes(of: UnsafeMutableRawPointer(bitPattern: head), as: UnsafeMutableRawPointer?.self)
+            last.storeBytes(of: UnsafeMutableRawPointer(bitPattern: head), as: UnsafeMutableRawPointer?.self)
             let r = pointee.threadFree.compareExchange(
-                expected: head, desired: UInt(bitPattern: block), ordering: .releasing)
+                expected: head, desired: UInt(bitPattern: first), ordering: .releasing)
             if r.exchanged { return head == 0 }
             head = r.original
+        }
+    }
+
+    /// Pushes `first … last` to the page's thread-free list and, when the list was empty,
+    /// tells the owning heap (if any) to look at its full pages.
+    func sendRemote(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer) {
+        if pushThreadFree(first: first, last: last) {
+            let owner = pointee.heap.load(ordering: .relaxed)
+            if owner != 0 {
+                Heap(UnsafeMutableRawPointer(bitPattern: owner).unsafelyUnwrapped).state.pointee.remotePending
+                    .store(1, ordering: .relaxed)
+            }
         }
     }
 
     /// The segment that holds this descriptor.
     @inline(__always)
     var segment: UnsafeMutablePointer<Segment> {
-        UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: self) & ~Geometry.segmentMask)!
+        UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: self) & ~Geometry.segmentMask).unsafelyUnwrapped
     }
 }
