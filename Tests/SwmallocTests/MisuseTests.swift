@@ -1,6 +1,7 @@
-// MisuseTests.swift — invalid frees, double frees, interior and foreign pointers passed to
-// free / realloc / malloc_usable_size (Tests/programs/misuse.c): the process aborts with
-// SIGABRT and one stderr line starting with "swmalloc:" that names the pointer.
+// MisuseTests.swift — invalid frees, double frees (also of a block first freed by another
+// thread), interior and foreign pointers passed to free / realloc / malloc_usable_size
+// (Tests/programs/misuse.c): the process aborts with SIGABRT and one stderr line starting
+// with "swmalloc:" that names the pointer.
 
 import Testing
 
@@ -10,7 +11,8 @@ import Glibc
 
 /// The cases of misuse.c.
 let misuseCases = [
-    "double_free_small", "double_free_large", "double_free_huge", "free_stack", "free_static",
+    "double_free_small", "double_free_large", "double_free_huge", "double_free_cross_thread_small",
+    "double_free_cross_thread_large", "double_free_cross_thread_huge", "free_stack", "free_static",
     "free_mmap", "interior_free_small", "interior_free_large", "interior_free_huge",
     "realloc_interior", "realloc_foreign", "realloc_freed", "usable_size_interior",
     "usable_size_foreign",

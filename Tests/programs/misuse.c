@@ -4,6 +4,7 @@
  * swmalloc preloaded. */
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,22 @@ static void double_free(size_t n) {
     char *p = malloc(n);
     memset(p, 1, n);
     free(announce(p));
+    free(p);
+    free(keep);
+}
+
+/** Frees the block its argument points to (run on another thread). */
+static void *free_on_thread(void *p) {
+    free(p);
+    return NULL;
+}
+
+/** Frees a block of n bytes on another thread, then again on this one (the owner). */
+static void double_free_cross_thread(size_t n) {
+    void *keep = malloc(n);
+    void *p = announce(malloc(n));
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_on_thread, p) == 0) pthread_join(t, NULL);
     free(p);
     free(keep);
 }
@@ -55,6 +72,9 @@ static int run(const char *name) {
     if (!strcmp(name, "double_free_small")) double_free(64);
     else if (!strcmp(name, "double_free_large")) double_free(512 * 1024);
     else if (!strcmp(name, "double_free_huge")) double_free(8 * 1024 * 1024);
+    else if (!strcmp(name, "double_free_cross_thread_small")) double_free_cross_thread(64);
+    else if (!strcmp(name, "double_free_cross_thread_large")) double_free_cross_thread(512 * 1024);
+    else if (!strcmp(name, "double_free_cross_thread_huge")) double_free_cross_thread(8 * 1024 * 1024);
     else if (!strcmp(name, "free_stack")) free(announce((void *)stack_buffer));
     else if (!strcmp(name, "free_static")) free(announce(static_buffer + 64));
     else if (!strcmp(name, "free_mmap")) free(announce(mapped_page()));
@@ -81,7 +101,8 @@ static int run(const char *name) {
 
 /** The case names, for `misuse list`. */
 static const char *const names[] = {
-    "double_free_small", "double_free_large", "double_free_huge", "free_stack", "free_static",
+    "double_free_small", "double_free_large", "double_free_huge", "double_free_cross_thread_small",
+    "double_free_cross_thread_large", "double_free_cross_thread_huge", "free_stack", "free_static",
     "free_mmap", "interior_free_small", "interior_free_large", "interior_free_huge",
     "realloc_interior", "realloc_foreign", "realloc_freed", "usable_size_interior",
     "usable_size_foreign",
