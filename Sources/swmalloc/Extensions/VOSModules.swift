@@ -1,18 +1,21 @@
 // Extensions layer (VOS): per-module and per-site counters, per thread, without locks.
 //
 // Every thread that uses VOS has a *thread table* (one mapping, virtual until touched,
-// hung off `HeapState.extensionData`): 24-byte entries (bytes, allocs, frees) for each
-// module and each site, only ever written by its thread. The process-wide *global
+// hung off `HeapState.extensionData`): 32-byte entries (bytes charged, allocs, frees,
+// bytes credited) for each module and each site, only ever written by its thread.
+// Allocation and free update different words, so a malloc/free loop does not chain each
+// operation to the previous one through one memory word. The process-wide *global
 // region* holds what was published or folded from tables, with relaxed atomics:
 //
-//     live bytes[m]  = published[m] + Σ_threads table[m].bytes
+//     live bytes[m]  = published[m] + Σ_threads (table[m].charged − table[m].credited)
 //     allocs[m]      = folded allocs[m] + Σ_threads table[m].allocs      (frees alike)
 //     live blocks[m] = allocs[m] − frees[m]
 //
 // A free is charged to the freeing thread's table, so a block freed by another thread
-// makes one table's bytes negative and another's positive: the sums stay exact. A
-// thread's `bytes` entry is *published* (atomically added to `published[m]`, then zeroed)
-// when it leaves ±`publishThreshold`, and folded entirely when the thread exits; the
+// makes one table's net bytes negative and another's positive: the sums stay exact. A
+// thread's net bytes are *published* (atomically added to `published[m]`, then both byte
+// words zeroed) whenever it has charged or credited `publishThreshold` bytes since the
+// last publication (so |unpublished net bytes| ≤ 64 KiB per thread and module), and folded entirely when the thread exits; the
 // peak is the atomic maximum of `published[m]` after each publication, of the exact
 // merged value at each statistics read, and (for modules with a quota) of the exact
 // quota counter after each allocation. Readers hold `lock`, which only thread exit
@@ -27,10 +30,10 @@ enum VOSModules {
     static let moduleCount = 65_537
     /// Site ids 1 ..< 65536 (0 = no site).
     static let siteCapacity = 65_536
-    /// Bytes a thread accumulates per module before it publishes them (64 KiB).
+    /// Bytes a thread charges (or credits) to a module before it publishes its net (64 KiB).
     static let publishThreshold = 64 * 1024
-    /// Entry size in a thread table: bytes (signed), allocs, frees.
-    static let entrySize = 24
+    /// Entry size in a thread table: bytes charged, allocs, frees, bytes credited.
+    static let entrySize = 32
 
     // Global region layout (one mapping, made once).
     /// +0: module group bitmap (a bit per 64 modules that have published or folded counts).
@@ -53,7 +56,7 @@ enum VOSModules {
     static let tableModuleGroupsOffset = 64
     /// +256: site group bitmap, 16 words.
     static let tableSiteGroupsOffset = 256
-    /// +1024: the site cache (see `VOSSites`), 256 entries of 24 bytes. It stays valid
+    /// +1024: the site cache (see `VOSSites`), 256 entries of 24 bytes (not table entries). It stays valid
     /// when the table is recycled: site ids are process-wide and never reused.
     static let tableSiteCacheOffset = 1024
     static let tableModulesOffset = 8192
@@ -236,7 +239,8 @@ struct VOSTable {
     @inline(__always)
     var global: UnsafeMutableRawPointer { raw.load(fromByteOffset: 8, as: UnsafeMutableRawPointer.self) }
 
-    /// Entry of module index `m`: bytes (Int), allocs, frees.
+    /// Entry of module index `m`: [0] bytes charged, [1] allocs, [2] frees, [3] bytes
+    /// credited, since the last publication (bytes) or the thread's start (counts).
     @inline(__always)
     func module(_ m: Int) -> UnsafeMutablePointer<Int> {
         (raw + VOSModules.tableModulesOffset + m &* VOSModules.entrySize).assumingMemoryBound(to: Int.self)
@@ -263,6 +267,10 @@ struct VOSTable {
     static let moduleGroupWords = (VOSModules.moduleCount + 4095) / 4096
     static let siteGroupWords = VOSModules.siteCapacity / 4096
 
+    /// Net bytes of an entry: charged − credited.
+    @inline(__always)
+    static func net(_ e: UnsafeMutablePointer<Int>) -> Int { e[0] &- e[3] }
+
     /// Marks the group of entry `i` (module or site) as touched.
     @inline(never)
     func touch(_ groups: UnsafeMutablePointer<UInt>, _ i: Int) {
@@ -275,8 +283,9 @@ struct VOSTable {
         let e = module(header.module)
         if _slowPath(e[1] == 0) { touch(moduleGroups(0), header.module) }
         e[1] &+= 1
-        e[0] &+= Int(bitPattern: header.size)
-        if _slowPath(e[0] > VOSModules.publishThreshold) { publish(header.module) }
+        let charged = e[0] &+ Int(bitPattern: header.size)
+        e[0] = charged
+        if _slowPath(charged > VOSModules.publishThreshold) { publish(header.module) }
         if header.site != 0 {
             let s = site(header.site)
             if _slowPath(s[1] == 0) { touch(siteGroups(0), header.site) }
@@ -291,13 +300,14 @@ struct VOSTable {
         let e = module(header.module)
         if _slowPath(e[2] == 0) { touch(moduleGroups(0), header.module) }
         e[2] &+= 1
-        e[0] &-= Int(bitPattern: header.size)
-        if _slowPath(e[0] < -VOSModules.publishThreshold) { publish(header.module) }
+        let credited = e[3] &+ Int(bitPattern: header.size)
+        e[3] = credited
+        if _slowPath(credited > VOSModules.publishThreshold) { publish(header.module) }
         if header.site != 0 {
             let s = site(header.site)
             if _slowPath(s[2] == 0) { touch(siteGroups(0), header.site) }
             s[2] &+= 1
-            s[0] &-= Int(bitPattern: header.size)
+            s[3] &+= Int(bitPattern: header.size)
         }
         if _slowPath(header.quotaCounted) { VOSModules.globalModule(global, header.module, 5).subtract(header.size) }
     }
@@ -307,9 +317,10 @@ struct VOSTable {
     func publish(_ m: Int) {
         let g = global
         let e = module(m)
-        let bytes = e[0]
+        let bytes = VOSTable.net(e)
         let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
         e[0] = 0
+        e[3] = 0
         VOSModules.markGlobalModule(g, m)
         VOSModules.raisePeak(g, m, after)
     }
@@ -335,21 +346,22 @@ struct VOSTable {
         let g = global
         forEachTouched(moduleGroups(0), words: VOSTable.moduleGroupWords, limit: VOSModules.moduleCount) { m in
             let e = module(m)
-            if e[0] != 0 {
-                let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: e[0]))) &+ e[0]
+            let bytes = VOSTable.net(e)
+            if bytes != 0 {
+                let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
                 VOSModules.raisePeak(g, m, after)
             }
             VOSModules.globalModule(g, m, 1).add(UInt(bitPattern: e[1]))
             VOSModules.globalModule(g, m, 2).add(UInt(bitPattern: e[2]))
             VOSModules.markGlobalModule(g, m)
-            e[0] = 0; e[1] = 0; e[2] = 0
+            e[0] = 0; e[1] = 0; e[2] = 0; e[3] = 0
         }
         forEachTouched(siteGroups(0), words: VOSTable.siteGroupWords, limit: VOSModules.siteCapacity) { s in
             let e = site(s)
-            VOSSites.record(g, s, 3).add(UInt(bitPattern: e[0]))
+            VOSSites.record(g, s, 3).add(UInt(bitPattern: VOSTable.net(e)))
             VOSSites.record(g, s, 4).add(UInt(bitPattern: e[1]))
             VOSSites.record(g, s, 5).add(UInt(bitPattern: e[2]))
-            e[0] = 0; e[1] = 0; e[2] = 0
+            e[0] = 0; e[1] = 0; e[2] = 0; e[3] = 0
         }
         for w in 0..<VOSTable.moduleGroupWords { moduleGroups(w).pointee = 0 }
         for w in 0..<VOSTable.siteGroupWords { siteGroups(w).pointee = 0 }

@@ -7,7 +7,8 @@
 //        │                                       ├─ VOSSites.id (site mode: cache hit = 2 compares)
 //        │                                       ├─ quota test (one load; quota'd modules: admit)
 //        │                                       └─ VOSTable.charge + VOSBlock.write
-//   VOS_Free_Debug ── VOS.free ── VOSBlock.locate ── VOSTable.release ── Heap.deallocate(block)
+//   VOS_Free_Debug ── VOS.free ── VOSBlock.quickRead ── VOSTable.release ── Heap.deallocate(block)
+//                        └─ VOS.freeSlow (huge block, or not a VOS block: VOSBlock.locate)
 //   free() of a VOS block ── Heap.deallocateSlow ── Extensions.freeInterior ── VOS.releaseFromFree
 //
 // No lock and no atomic read-modify-write on these paths, except for modules with a quota.
@@ -51,6 +52,14 @@ enum VOS {
     @inline(__always)
     static func free(_ user: UnsafeMutableRawPointer?, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
         guard let user else { return }
+        guard let header = VOSBlock.quickRead(user) else { return freeSlow(user, flags: flags, file: file, line: line) }
+        release(header)
+        Heap.deallocate(user - VOSBlock.headerSize)
+    }
+
+    /// VOS_Free of a huge VOS block, or of a pointer that is not a VOS block.
+    @inline(never)
+    static func freeSlow(_ user: UnsafeMutableRawPointer, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
         guard let header = VOSBlock.locate(user) else {
             if flags & acceptMallocFlag != 0 { return Heap.deallocate(user) }
             misuse("VOS_Free(): not a block from VOS_Malloc, or already freed", user, file, line)

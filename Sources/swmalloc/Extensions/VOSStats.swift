@@ -42,7 +42,7 @@ enum VOSStats {
         out.frees = VOSModules.globalModule(g, m, 2).loadRelaxed()
         VOSModules.forEachTable { t in
             let e = t.module(m)
-            bytes &+= e[0]
+            bytes &+= VOSTable.net(e)
             out.allocs &+= UInt(bitPattern: e[1])
             out.frees &+= UInt(bitPattern: e[2])
         }
@@ -97,10 +97,11 @@ enum VOSStats {
     static func forEachSite(_ body: (VOSSiteSnapshot) -> Void) {
         guard let g = VOSModules.globalIfMapped else { return }
         let n = VOSSites.count() + 1
-        let countersBytes = VOSModules.roundUp(n * VOSModules.entrySize)
+        let countersBytes = VOSModules.roundUp(n * 24)
         let scratchBytes = countersBytes + VOSModules.roundUp(n * 8)
         guard let scratch = OS.map(scratchBytes) else { return }
         defer { OS.unmap(scratch, scratchBytes) }
+        // sums[3s ... 3s+2]: live bytes, allocs, frees of site s; order: site ids to sort.
         let sums = scratch.assumingMemoryBound(to: Int.self)
         let order = (scratch + countersBytes).assumingMemoryBound(to: Int.self)
         VOSModules.lock.lock()
@@ -112,7 +113,7 @@ enum VOSStats {
         VOSModules.forEachTable { t in
             t.forEachTouched(t.siteGroups(0), words: VOSTable.siteGroupWords, limit: n) { s in
                 let e = t.site(s)
-                sums[3 * s] &+= e[0]; sums[3 * s + 1] &+= e[1]; sums[3 * s + 2] &+= e[2]
+                sums[3 * s] &+= VOSTable.net(e); sums[3 * s + 1] &+= e[1]; sums[3 * s + 2] &+= e[2]
             }
         }
         VOSModules.lock.unlock()
