@@ -47,12 +47,14 @@ enum Paths {
     /// `include`: swmalloc.h.
     static let include = root + "/include"
 
-    /// A directory private to this test run (created on first use, in `$TMPDIR` or `/tmp`).
+    /// A directory private to this test run (created on first use, in `$TMPDIR` or `/tmp`,
+    /// removed when the test process exits).
     static let scratch: String = {
         let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
         var template = Array("\(base)/swmalloc-tests-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!).map { String(cString: $0) } }
         guard let made else { fatalError("cannot create a scratch directory in \(base)") }
+        atexit { try? FileManager.default.removeItem(atPath: Paths.scratch) }
         return made
     }()
 

@@ -31,6 +31,7 @@ static struct api {
     void (*free_aligned_sized)(void *, size_t, size_t);
 } A;
 
+/* C23 functions that older glibc headers do not declare. */
 void free_sized(void *, size_t);
 void free_aligned_sized(void *, size_t, size_t);
 
@@ -439,6 +440,7 @@ struct test_case {
     void (*run)(void);
 };
 
+/** Every named case, in the order `api_contract list` prints them. */
 static const struct test_case cases[] = {
     {"malloc0_unique", case_malloc0_unique},
     {"free_null", case_free_null},

@@ -14,6 +14,7 @@
 
 #include "swmalloc.h"
 
+/** Allocating threads, and children forked. */
 enum { THREADS = 3, FORKS = 30 };
 
 /** Tells the allocating threads to stop. */

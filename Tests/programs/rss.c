@@ -13,8 +13,10 @@
 
 #include "swmalloc.h"
 
+/** Block sizes, and the bytes allocated in each. */
 enum { SMALL = 1024, LARGE = 64 * 1024, HALF = 128 << 20 };
 
+/** The live blocks (static, so that remembering them allocates nothing). */
 static void *small_blocks[HALF / SMALL];
 static void *large_blocks[HALF / LARGE];
 

@@ -28,6 +28,7 @@ struct block {
     size_t n;
 };
 
+/** The shape of the run. */
 enum {
     WORKERS = 4,        /* long-lived worker threads */
     LOCAL = 256,        /* live blocks each worker keeps */

@@ -192,6 +192,7 @@ struct test_case {
     void (*run)(void);
 };
 
+/** Every case, in the order `units list` prints them. */
 static const struct test_case cases[] = {
     {"class_table", case_class_table},
     {"class_of", case_class_of},
