@@ -66,12 +66,12 @@ enum Catalogue {
         Workload(
             name: "larson", summary: "server simulation: random replacement, slot arrays passed to new threads",
             parameters: [.tiny: ["slots": "200", "ops": "5000", "generations": "2"],
-                         .standard: ["slots": "1000", "ops": "200000", "generations": "5"],
+                         .standard: ["slots": "1000", "ops": "300000", "generations": "5"],
                          .full: ["slots": "1000", "ops": "2000000", "generations": "10"]],
             baseline: nil, takesThreads: true),
         Workload(
             name: "producer-consumer", summary: "one thread allocates, another frees (through a ring)",
-            parameters: [.tiny: ["n": "20000"], .standard: ["n": "1000000"], .full: ["n": "10000000"]],
+            parameters: [.tiny: ["n": "20000"], .standard: ["n": "2000000"], .full: ["n": "10000000"]],
             baseline: nil, takesThreads: false),
         Workload(
             name: "false-sharing", summary: "small blocks handed to different threads that write them hard",
@@ -80,12 +80,12 @@ enum Catalogue {
             baseline: nil, takesThreads: true),
         Workload(
             name: "thread-churn", summary: "threads created and destroyed per phase, objects outliving them",
-            parameters: [.tiny: ["phases": "3", "objs": "500"], .standard: ["phases": "50", "objs": "5000"],
+            parameters: [.tiny: ["phases": "3", "objs": "500"], .standard: ["phases": "100", "objs": "5000"],
                          .full: ["phases": "200", "objs": "20000"]],
             baseline: nil, takesThreads: true),
         Workload(
             name: "mixed-sizes", summary: "random replacement with a Pareto-like size distribution (16 B … 64 KiB)",
-            parameters: [.tiny: ["ops": "20000", "slots": "1000"], .standard: ["ops": "1000000", "slots": "10000"],
+            parameters: [.tiny: ["ops": "20000", "slots": "1000"], .standard: ["ops": "2000000", "slots": "10000"],
                          .full: ["ops": "10000000", "slots": "100000"]],
             baseline: nil, takesThreads: false),
         Workload(
