@@ -114,14 +114,15 @@ extension Heap {
     }
 
     /// Adopts one abandoned segment: its pages join this heap's lists, blocks other threads
-    /// freed meanwhile are collected, empty pages go back. Returns false when none is left.
-    func reclaimAbandoned() -> Bool {
-        if Globals.abandonedHead.pointee == nil { return false }
+    /// freed meanwhile are collected, empty pages go back. Returns the segment (now this
+    /// heap's; it may have been unmapped if it came out empty), or nil when none is left.
+    func reclaimAbandoned() -> UnsafeMutablePointer<Segment>? {
+        if Globals.abandonedHead.pointee == nil { return nil }
         Globals.abandonedLock.lock()
         let taken = Globals.abandonedHead.pointee
         if let seg = taken { Globals.abandonedHead.pointee = seg.pointee.next }
         Globals.abandonedLock.unlock()
-        guard let seg = taken else { return false }
+        guard let seg = taken else { return nil }
         Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
         seg.pointee.heap = raw
         seg.pointee.next = nil
@@ -139,8 +140,13 @@ extension Heap {
             }
         }
         state.pointee.purgeWaiting = true
+        if seg.pointee.usedSlices == 0 && state.pointee.spare != nil && state.pointee.spare != seg {
+            unlinkSegment(seg)
+            seg.retireEmpty()
+            return nil
+        }
         segmentChanged(seg)
-        return true
+        return seg
     }
 }
 

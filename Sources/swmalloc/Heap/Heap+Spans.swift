@@ -4,23 +4,32 @@ extension Heap {
     /// A span of `count` slices from this heap's segments, an abandoned segment, a cached
     /// empty segment, or a new segment; nil when the OS has no memory.
     func acquireSpan(_ count: Int) -> UnsafeMutablePointer<Page>? {
-        for _ in 0..<2 {
-            var cursor = state.pointee.segments
-            while let seg = cursor {
-                cursor = seg.pointee.next
-                if Geometry.usableSlices - seg.pointee.usedSlices < count { continue }
-                if let span = seg.takeSpan(count) {
-                    if seg == state.pointee.spare { state.pointee.spare = nil }
-                    relinkSegment(seg)
-                    return span
-                }
-            }
-            if !reclaimAbandoned() { break }
+        var cursor = state.pointee.segments
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            if let span = takeSpan(count, from: seg) { return span }
+        }
+        // Adopt abandoned segments before mapping: blocks other threads freed into them
+        // come back, so memory moves from exited threads to live ones.
+        var adopted = 0
+        while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil {
+            adopted += 1
+            if let seg = reclaimAbandoned(), let span = takeSpan(count, from: seg) { return span }
         }
         guard let seg = UnsafeMutablePointer<Segment>.takeCached(heap: raw)
             ?? UnsafeMutablePointer<Segment>.create(heap: raw) else { return nil }
         linkSegment(seg)
-        let span = seg.takeSpan(count)
+        return takeSpan(count, from: seg)
+    }
+
+    /// Most abandoned segments one span request adopts before it maps memory.
+    static let adoptLimit = 16
+
+    /// A span of `count` slices from `seg` (one of this heap's), or nil when none fits.
+    private func takeSpan(_ count: Int, from seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Page>? {
+        if Geometry.usableSlices - seg.pointee.usedSlices < count { return nil }
+        guard let span = seg.takeSpan(count) else { return nil }
+        if seg == state.pointee.spare { state.pointee.spare = nil }
         relinkSegment(seg)
         return span
     }
