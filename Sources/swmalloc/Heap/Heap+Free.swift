@@ -61,6 +61,9 @@ extension Heap {
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
     @inline(never)
     static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>, heap: Heap) {
+        // A thread that only frees gets a heap too: its remote frees are then batched and
+        // counted in its own counters instead of process-wide atomics.
+        let heap = heap.isEmpty ? (Heap.attach() ?? heap) : heap
         let p = UInt(bitPattern: pointer)
         let segment = UnsafeMutablePointer<Segment>.of(p)
         if segment.pointee.kind == .huge {
