@@ -117,8 +117,8 @@ func withoutOptionLines(_ text: String) -> String {
         var transcript: [String] = []
         /// Runs one git command in the repository; fails on a non-zero status.
         func run(_ arguments: [String]) throws -> String {
-            let result = try runChild(git, ["-c", "pack.threads=1"] + arguments, environment: environment,
-                                      preload: preload, directory: repo)
+            let result = try runChild(git, ["-C", repo, "-c", "pack.threads=1"] + arguments,
+                                      environment: environment, preload: preload)
             #expect(result.succeeded, "git \(arguments.joined(separator: " ")): \(result)")
             if preload != nil {
                 #expect(result.stderr.contains("swmalloc: options "), "git \(arguments): swmalloc not loaded")

@@ -105,6 +105,8 @@ struct ChildResult: Sendable, CustomStringConvertible {
     var exitCode: Int32?
     /// The signal that killed it, when one did.
     var signal: Int32?
+    /// True when it ran past its time limit and was killed with SIGKILL.
+    var timedOut = false
 
     /// True when it exited with status 0.
     var succeeded: Bool { exitCode == 0 }
@@ -116,7 +118,7 @@ struct ChildResult: Sendable, CustomStringConvertible {
 
     /// How it ended and its stderr (truncated), for failure messages.
     var description: String {
-        let how = exitCode.map { "exit \($0)" } ?? "signal \(signal ?? -1)"
+        let how = timedOut ? "timed out" : exitCode.map { "exit \($0)" } ?? "signal \(signal ?? -1)"
         return "\(how); stderr: \(stderr.suffix(2000)); stdout: \(stdout.suffix(1000))"
     }
 }
@@ -125,11 +127,14 @@ struct ChildResult: Sendable, CustomStringConvertible {
 ///
 /// The child inherits this process's environment, plus `environment` (a value replaces an
 /// inherited one), plus `LD_PRELOAD=<library path>` when `preload` is given. `stdin` is
-/// fed on its standard input (else /dev/null); `directory` is its working directory.
-/// Output goes through files, so any amount of it is safe.
+/// fed on its standard input (else it reads an empty input); `directory` is its working
+/// directory (reached through `/bin/sh`, which then execs the program). Output goes
+/// through files, so any amount of it is safe. A child still running after `timeLimit`
+/// seconds is killed (SIGKILL) and reported with `timedOut`, so a deadlock fails its test
+/// instead of hanging the run.
 func runChild(
     _ program: String, _ arguments: [String] = [], environment: [String: String] = [:],
-    preload: Library? = nil, stdin: String? = nil, directory: String? = nil
+    preload: Library? = nil, stdin: String? = nil, directory: String? = nil, timeLimit: Double = 300
 ) throws -> ChildResult {
     var env = ProcessInfo.processInfo.environment
     for (key, value) in environment { env[key] = value }
@@ -173,8 +178,19 @@ func runChild(
     guard rc == 0 else { throw SupportError("cannot run \(program): \(String(cString: strerror(rc)))") }
 
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-        guard errno == EINTR else { throw SupportError("waitpid failed: \(errno)") }
+    var timedOut = false
+    let deadline = Date().addingTimeInterval(timeLimit)
+    var pause: UInt32 = 200
+    while true {
+        let done = waitpid(pid, &status, WNOHANG)
+        if done == pid { break }
+        if done < 0 && errno != EINTR { throw SupportError("waitpid failed: \(errno)") }
+        if !timedOut && Date() > deadline {
+            timedOut = true
+            kill(pid, SIGKILL)
+        }
+        usleep(pause)
+        pause = min(pause * 2, 20_000)
     }
     let read = { (path: String) in
         String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
@@ -183,7 +199,7 @@ func runChild(
     return ChildResult(
         stdout: read(outPath), stderr: read(errPath),
         exitCode: signaled == 0 ? (status >> 8) & 0xff : nil,
-        signal: signaled == 0 ? nil : signaled)
+        signal: signaled == 0 ? nil : signaled, timedOut: timedOut)
 }
 
 /// The path of `name` in `PATH`, or a thrown error naming the Debian package to install.

@@ -2,6 +2,10 @@
 
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The helpers of Support.swift work: children run, output and status come back.
 @Suite struct SupportTests {
     /// A child's stdout, stderr and exit status come back, and environment values reach it.
@@ -24,6 +28,13 @@ import Testing
     @Test func childDirectory() throws {
         let r = try runChild("pwd", directory: "/usr")
         #expect(r.stdout == "/usr\n")
+    }
+
+    /// A child past its time limit is killed and reported as timed out.
+    @Test func childTimeLimit() throws {
+        let r = try runChild("sleep", ["30"], timeLimit: 0.2)
+        #expect(r.timedOut)
+        #expect(r.signal == SIGKILL)
     }
 
     /// A missing tool is an error that names the Debian package.
