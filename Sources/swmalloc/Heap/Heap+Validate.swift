@@ -114,16 +114,7 @@ extension Heap {
 
     /// Prints one violation and returns 1.
     private func report(_ message: StaticString, _ page: UnsafeMutablePointer<Page>?) -> Int {
-        var line = LineBuffer()
-        line.append("swmalloc: validate: ")
-        line.append(message)
-        if let page {
-            line.append(" (page ")
-            line.appendHex(UInt(bitPattern: page))
-            line.append(")")
-        }
-        line.append("\n")
-        line.write(to: 2)
+        OS.reportLine("validate: ", message, label: "page", value: page.map { UnsafeRawPointer($0) })
         return 1
     }
 }

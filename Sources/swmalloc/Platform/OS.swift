@@ -55,19 +55,28 @@ enum OS {
         }
     }
 
-    /// Writes `message`, then ", pointer 0x…", then a newline to stderr and aborts.
-    /// The one exit for detected misuse (invalid free, double free) and broken invariants.
-    static func fatal(_ message: StaticString, pointer: UnsafeRawPointer?) -> Never {
+    /// Writes one line to stderr: `swmalloc: `, `prefix`, `message`, and when `value` is
+    /// given ` (label 0x…)`. Never allocates.
+    static func reportLine(_ prefix: StaticString, _ message: StaticString, label: StaticString, value: UnsafeRawPointer?) {
         var line = LineBuffer()
         line.append("swmalloc: ")
+        line.append(prefix)
         line.append(message)
-        if let pointer {
-            line.append(" (pointer ")
-            line.appendHex(UInt(bitPattern: pointer))
+        if let value {
+            line.append(" (")
+            line.append(label)
+            line.append(" ")
+            line.appendHex(UInt(bitPattern: value))
             line.append(")")
         }
         line.append("\n")
         line.write(to: 2)
+    }
+
+    /// Writes `swmalloc: message (pointer 0x…)` to stderr and aborts: the one exit for
+    /// detected misuse (invalid free, double free) and broken invariants.
+    static func fatal(_ message: StaticString, pointer: UnsafeRawPointer?) -> Never {
+        reportLine("", message, label: "pointer", value: pointer)
         swmshim_abort()
     }
 }
