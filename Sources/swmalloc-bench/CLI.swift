@@ -72,6 +72,7 @@ struct SwmallocBench: ParsableCommand {
     @Flag(name: .long, help: "List the workloads and their parameters, then exit.")
     var list = false
 
+    /// Checks the options before anything runs; `--full` selects the full profile.
     mutating func validate() throws {
         if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be 1 … 1024") }
@@ -113,6 +114,8 @@ struct SwmallocBench: ParsableCommand {
         }
     }
 
+    /// Lists the catalogue, re-reports a saved run, or runs the comparison and writes its
+    /// reports; exits with status 1 when a child run failed.
     mutating func run() throws {
         if list {
             printCatalogue()
@@ -255,4 +258,5 @@ func split(_ list: String) -> [String] {
     list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 }
 
+/// Lets `--profile` take a profile's name.
 extension Profile: ExpressibleByArgument {}
