@@ -1,10 +1,15 @@
-/* rss.c — memory goes back to the OS (README, "Memory goes back to the OS"). Allocates
- * ~256 MiB (128 MiB of 1 KiB blocks, 128 MiB of 64 KiB blocks), touches every byte, frees
- * everything, then either calls swm_collect() (`rss collect`) or sleeps past the purge
- * delay and allocates a block of a size class not used before, which takes the slow path
- * where purging runs (`rss delay`). Prints the resident set size at start, at the peak
- * and at the end (/proc/self/statm), and exits 0 when the end is within 32 MiB of the
- * start, 1 otherwise. Linked with -lswmalloc. */
+/* rss.c — memory goes back to the OS (README, "Memory goes back to the OS").
+ *     rss collect|delay|fragmented-collect|fragmented-delay
+ * `collect` and `delay`: allocates ~256 MiB (128 MiB of 1 KiB blocks, 128 MiB of 64 KiB
+ * blocks), touches every byte and frees everything.
+ * `fragmented-*`: allocates 256 MiB of 256 KiB blocks, touches them and frees all but
+ * every 16th, so no segment empties: the freed spans can only go back by purging
+ * (madvise), not by unmapping.
+ * Then `*collect` calls swm_collect(); `*delay` sleeps 100 ms (ten times the default
+ * purge delay) and allocates one block of a size class not used before, which takes the
+ * slow path, where purging runs. Prints the resident set size (/proc/self/statm) at
+ * start, peak, after the frees and at the end, and exits 0 when the end is within 32 MiB
+ * of the start plus the bytes still live, 1 otherwise. Linked with -lswmalloc. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +18,13 @@
 
 #include "swmalloc.h"
 
-/** Block sizes, and the bytes allocated in each. */
-enum { SMALL = 1024, LARGE = 64 * 1024, HALF = 128 << 20 };
+/** Block sizes, and the bytes allocated in each kind of run. */
+enum { SMALL = 1024, MEDIUM = 64 * 1024, LARGE = 256 * 1024, HALF = 128 << 20, TOTAL = 256 << 20 };
 
 /** The live blocks (static, so that remembering them allocates nothing). */
 static void *small_blocks[HALF / SMALL];
-static void *large_blocks[HALF / LARGE];
+static void *medium_blocks[HALF / MEDIUM];
+static void *large_blocks[TOTAL / LARGE];
 
 /** Resident set size in MiB, from /proc/self/statm. */
 static double rss_mib(void) {
@@ -32,30 +38,46 @@ static double rss_mib(void) {
     return (double)pages_resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 
-/** Allocates, touches and frees ~256 MiB, returns memory to the OS the way argv[1]
- *  says, and checks the resident set size. */
+/** Allocates `count` touched blocks of `size` bytes into `blocks`; exits 2 on failure. */
+static void allocate_all(void **blocks, size_t count, size_t size) {
+    for (size_t i = 0; i < count; i++) {
+        blocks[i] = malloc(size);
+        if (!blocks[i]) exit(2);
+        memset(blocks[i], 1, size);
+    }
+}
+
+/** Runs the scenario argv[1] names and checks the resident set size. */
 int main(int argc, char **argv) {
-    int collect = argc > 1 && strcmp(argv[1], "collect") == 0;
-    memset(small_blocks, 0, sizeof small_blocks);
-    memset(large_blocks, 0, sizeof large_blocks);
+    const char *mode = argc > 1 ? argv[1] : "";
+    int fragmented = strncmp(mode, "fragmented-", 11) == 0;
+    const char *how = fragmented ? mode + 11 : mode;
+    if (strcmp(how, "collect") && strcmp(how, "delay")) {
+        fprintf(stderr, "usage: rss collect|delay|fragmented-collect|fragmented-delay\n");
+        return 2;
+    }
     free(malloc(16));
     double start = rss_mib();
-    for (size_t i = 0; i < HALF / SMALL; i++) {
-        small_blocks[i] = malloc(SMALL);
-        if (!small_blocks[i]) return 2;
-        memset(small_blocks[i], 1, SMALL);
-    }
-    for (size_t i = 0; i < HALF / LARGE; i++) {
-        large_blocks[i] = malloc(LARGE);
-        if (!large_blocks[i]) return 2;
-        memset(large_blocks[i], 1, LARGE);
+    double live = 0;
+    if (fragmented) {
+        allocate_all(large_blocks, TOTAL / LARGE, LARGE);
+    } else {
+        allocate_all(small_blocks, HALF / SMALL, SMALL);
+        allocate_all(medium_blocks, HALF / MEDIUM, MEDIUM);
     }
     double peak = rss_mib();
-    for (size_t i = 0; i < HALF / SMALL; i++) free(small_blocks[i]);
-    for (size_t i = 0; i < HALF / LARGE; i++) free(large_blocks[i]);
+    if (fragmented) {
+        for (size_t i = 0; i < TOTAL / LARGE; i++) {
+            if (i % 16) free(large_blocks[i]);
+            else live += (double)LARGE / (1 << 20);
+        }
+    } else {
+        for (size_t i = 0; i < HALF / SMALL; i++) free(small_blocks[i]);
+        for (size_t i = 0; i < HALF / MEDIUM; i++) free(medium_blocks[i]);
+    }
     double freed = rss_mib();
     void *probe = NULL;
-    if (collect) {
+    if (strcmp(how, "collect") == 0) {
         swm_collect();
     } else {
         struct timespec delay = {0, 100 * 1000 * 1000};
@@ -64,11 +86,15 @@ int main(int argc, char **argv) {
     }
     double end = rss_mib();
     free(probe);
-    printf("rss MiB: start %.1f peak %.1f after free %.1f end %.1f (%s)\n", start, peak, freed, end,
-           collect ? "swm_collect" : "purge delay + one malloc");
+    printf("rss MiB (%s): start %.1f peak %.1f after free %.1f end %.1f, live %.1f\n", mode, start, peak,
+           freed, end, live);
     if (peak - start < 200) {
         fprintf(stderr, "peak only %.1f MiB above start: the test did not allocate what it meant to\n", peak - start);
         return 1;
     }
-    return end - start <= 32 ? 0 : 1;
+    if (end - start - live > 32) {
+        fprintf(stderr, "resident set still %.1f MiB above start plus live blocks\n", end - start - live);
+        return 1;
+    }
+    return 0;
 }
