@@ -11,7 +11,8 @@ let coreSwiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-Xfrontend", "-no-allocations", "-wmo"]),
 ]
 
-/// Linker flags for the shared library:
+/// Linker flags for the shared library (the script's path is absolute so that the
+/// library also links when this package is a dependency):
 /// - the version script exports the C API only and keeps the Embedded runtime's weak
 ///   `swift_*` symbols local (a library exporting them crashes Swift processes);
 /// - `--defsym` gives the `swm_*` entry points their libc names without a trampoline.
@@ -21,7 +22,8 @@ let libcNames = [
 ]
 let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
-        ["-Xlinker", "--version-script=Sources/swmalloc/swmalloc.map", "-Xlinker", "-z", "-Xlinker", "nodelete"]
+        ["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
+         "-Xlinker", "-z", "-Xlinker", "nodelete"]
             + libcNames.flatMap { ["-Xlinker", "--defsym=\($0)=swm_\($0)"] }),
 ]
 
