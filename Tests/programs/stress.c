@@ -5,7 +5,8 @@
  * fixed seeds:
  * - allocate and free blocks of 0 … ~4 MiB (skewed to small) with malloc, calloc,
  *   posix_memalign and aligned_alloc (random power-of-two alignments);
- * - pass blocks to each other through shared slots, so most frees are cross-thread;
+ * - pass blocks to each other through shared slots, so many frees (and some reallocs)
+ *   are cross-thread;
  * - resize blocks with realloc (grow and shrink), checking the kept prefix;
  * - call swm_validate() periodically; any violation fails the run.
  * The main thread meanwhile creates and joins short-lived threads whose blocks outlive
@@ -182,13 +183,16 @@ static void realloc_chain(uint64_t *rng) {
     check_and_free(b);
 }
 
-/** Puts a block into shared slot i (malloc'ed record), checking and freeing what was there. */
-static void swap_slot(size_t i, struct block b) {
+/** Puts a block into shared slot i (malloc'ed record). What was there, made by another
+ *  thread, is checked and freed, or first resized with realloc (a cross-thread realloc)
+ *  when `resize_first`. */
+static void swap_slot(size_t i, struct block b, int resize_first, uint64_t *rng) {
     struct block *record = malloc(sizeof *record);
     if (!record) return fail("malloc failed", NULL, sizeof *record);
     *record = b;
     struct block *previous = __atomic_exchange_n(&slots[i], record, __ATOMIC_ACQ_REL);
     if (previous) {
+        if (resize_first) resize(previous, rng);
         check_and_free(*previous);
         free(previous);
     }
@@ -212,7 +216,7 @@ static void *worker(void *arg) {
         switch (r % 16) {
         case 0: case 1: case 2:                     /* hand a block to another thread */
             if (local[i].p) {
-                swap_slot((r >> 20) % SLOTS, local[i]);
+                swap_slot((r >> 20) % SLOTS, local[i], (r >> 40) % 4 == 0, &rng);
                 local[i].p = NULL;
             }
             break;
@@ -240,7 +244,7 @@ static void *short_lived(void *arg) {
     for (int k = 0; k < 200 && !failed; k++) {
         struct block b = allocate(&rng);
         if (!b.p) break;
-        if (k % 2) swap_slot(next_random(&rng) % SLOTS, b);
+        if (k % 2) swap_slot(next_random(&rng) % SLOTS, b, k % 3 == 0, &rng);
         else check_and_free(b);
     }
     validate();
