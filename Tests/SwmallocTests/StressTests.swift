@@ -43,8 +43,10 @@ import Testing
     /// program calls swm_collect() or lets the purge delay pass and allocates once (the
     /// slow path purges). `collect`/`delay`: 1 KiB and 64 KiB blocks, all freed, so whole
     /// segments empty. `fragmented-*`: 256 KiB blocks, every 16th kept, so every segment
-    /// stays in use and the freed spans can only go back by purging.
-    @Test(arguments: ["collect", "delay", "fragmented-collect", "fragmented-delay"])
+    /// stays in use and the freed spans can only go back by purging. `thread-exit`: the
+    /// blocks of `collect` are allocated by a thread that exits and freed by the main
+    /// thread, which then allocates on 64 slow paths past the purge delay and collects.
+    @Test(arguments: ["collect", "delay", "fragmented-collect", "fragmented-delay", "thread-exit"])
     func memoryGoesBackToTheOS(_ mode: String) throws {
         let program = try compileProgram("rss.c", linking: .release)
         let result = try runChild(program, [mode])

@@ -7,9 +7,13 @@
  * (madvise), not by unmapping.
  * Then `*collect` calls swm_collect(); `*delay` sleeps 100 ms (ten times the default
  * purge delay) and allocates one block of a size class not used before, which takes the
- * slow path, where purging runs. Prints the resident set size (/proc/self/statm) at
+ * slow path, where purging runs.
+ * `thread-exit`: a thread allocates and touches the blocks of `collect` and exits; the
+ * main thread frees them all, sleeps 100 ms, allocates one block of each of 64 size
+ * classes (64 slow paths) and calls swm_collect(). Prints the resident set size (/proc/self/statm) at
  * start, peak, after the frees and at the end, and exits 0 when the end is within 32 MiB
  * of the start plus the bytes still live, 1 otherwise. Linked with -lswmalloc. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +51,22 @@ static void allocate_all(void **blocks, size_t count, size_t size) {
     }
 }
 
+/** The thread of `thread-exit`: allocates and touches the blocks, then exits. */
+static void *allocate_on_thread(void *arg) {
+    (void)arg;
+    allocate_all(small_blocks, HALF / SMALL, SMALL);
+    allocate_all(medium_blocks, HALF / MEDIUM, MEDIUM);
+    return NULL;
+}
+
 /** Runs the scenario argv[1] names and checks the resident set size. */
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     int fragmented = strncmp(mode, "fragmented-", 11) == 0;
+    int thread_exit = strcmp(mode, "thread-exit") == 0;
     const char *how = fragmented ? mode + 11 : mode;
-    if (strcmp(how, "collect") && strcmp(how, "delay")) {
-        fprintf(stderr, "usage: rss collect|delay|fragmented-collect|fragmented-delay\n");
+    if (strcmp(how, "collect") && strcmp(how, "delay") && !thread_exit) {
+        fprintf(stderr, "usage: rss collect|delay|fragmented-collect|fragmented-delay|thread-exit\n");
         return 2;
     }
     free(malloc(16));
@@ -61,6 +74,9 @@ int main(int argc, char **argv) {
     double live = 0;
     if (fragmented) {
         allocate_all(large_blocks, TOTAL / LARGE, LARGE);
+    } else if (thread_exit) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, allocate_on_thread, NULL) || pthread_join(thread, NULL)) return 2;
     } else {
         allocate_all(small_blocks, HALF / SMALL, SMALL);
         allocate_all(medium_blocks, HALF / MEDIUM, MEDIUM);
@@ -77,7 +93,14 @@ int main(int argc, char **argv) {
     }
     double freed = rss_mib();
     void *probe = NULL;
-    if (strcmp(how, "collect") == 0) {
+    void *probes[64];
+    if (thread_exit) {
+        struct timespec delay = {0, 100 * 1000 * 1000};
+        nanosleep(&delay, NULL);
+        for (unsigned c = 0; c < 64; c++) probes[c] = malloc(swm_class_size(c + 16));
+        swm_collect();
+        for (unsigned c = 0; c < 64; c++) free(probes[c]);
+    } else if (strcmp(how, "collect") == 0) {
         swm_collect();
     } else {
         struct timespec delay = {0, 100 * 1000 * 1000};
