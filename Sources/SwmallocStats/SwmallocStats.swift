@@ -80,3 +80,166 @@ public enum Swmalloc {
         return true
     }
 }
+
+// MARK: - VOS accounting
+
+/// One VOS module's counters summed over all threads (the C `swm_vos_module_stats_t`;
+/// the JSON report's `modules` entries decode into it).
+public struct VOSModuleStats: Sendable, Equatable, Codable {
+    /// Module ID (65536 stands for every ID above 65535).
+    public var module: UInt = 0
+    /// Requested bytes of live blocks.
+    public var liveBytes = 0
+    /// Live blocks (allocs − frees).
+    public var liveBlocks = 0
+    /// Allocations and frees since start.
+    public var allocs = 0, frees = 0
+    /// Highest live bytes observed (a lower bound of the true peak; see docs/vos.md).
+    public var peakBytes = 0
+    /// The module's quota in bytes (0: none), the live bytes counted against it, and the
+    /// allocations it refused.
+    public var quotaBytes = 0, quotaLiveBytes = 0, quotaRefused = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case module = "id", liveBytes = "live_bytes", liveBlocks = "live_blocks", allocs, frees
+        case peakBytes = "peak_bytes", quotaBytes = "quota_bytes", quotaRefused = "quota_refused"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        module = try c.decode(UInt.self, forKey: .module)
+        liveBytes = try c.decode(Int.self, forKey: .liveBytes)
+        liveBlocks = try c.decode(Int.self, forKey: .liveBlocks)
+        allocs = try c.decode(Int.self, forKey: .allocs)
+        frees = try c.decode(Int.self, forKey: .frees)
+        peakBytes = try c.decode(Int.self, forKey: .peakBytes)
+        quotaBytes = try c.decode(Int.self, forKey: .quotaBytes)
+        quotaRefused = try c.decode(Int.self, forKey: .quotaRefused)
+    }
+}
+
+/// One VOS allocation site (module, file, line) summed over all threads (the C
+/// `swm_vos_site_stats_t`; the JSON report's `sites` entries decode into it).
+public struct VOSSiteStats: Sendable, Equatable, Codable {
+    /// The `__FILE__` and `__LINE__` the allocation passed, and its module ID.
+    public var file = "", line = 0
+    public var module: UInt = 0
+    /// Requested bytes and number of live blocks allocated here.
+    public var liveBytes = 0, liveBlocks = 0
+    /// Allocations here and frees of them since start.
+    public var allocs = 0, frees = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case file, line, module, liveBytes = "live_bytes", liveBlocks = "live_blocks", allocs, frees
+    }
+}
+
+extension Swmalloc {
+    /// The C layout of `swm_vos_module_stats_t`, in words.
+    static let moduleStatsWords = 9
+    /// The C layout of `swm_vos_site_stats_t`, in words.
+    static let siteStatsWords = 7
+
+    /// Decodes one `swm_vos_module_stats_t`.
+    static func moduleStats(_ w: UnsafeBufferPointer<Int>) -> VOSModuleStats {
+        var s = VOSModuleStats()
+        s.module = UInt(bitPattern: w[0])
+        (s.liveBytes, s.liveBlocks, s.allocs, s.frees) = (w[1], w[2], w[3], w[4])
+        (s.peakBytes, s.quotaBytes, s.quotaLiveBytes, s.quotaRefused) = (w[5], w[6], w[7], w[8])
+        return s
+    }
+
+    /// A VOS module's counters, or nil when swmalloc is not loaded. IDs above 65535 all
+    /// read the shared module 65536.
+    public static func vosModule(_ id: UInt) -> VOSModuleStats? {
+        typealias Fn = @convention(c) (UInt, UnsafeMutableRawPointer?) -> Int32
+        guard let fn = symbol("swm_vos_module_stats", as: Fn.self) else { return nil }
+        var raw = [Int](repeating: 0, count: moduleStatsWords)
+        _ = raw.withUnsafeMutableBytes { fn(id, $0.baseAddress) }
+        return raw.withUnsafeBufferPointer { moduleStats($0) }
+    }
+
+    /// Every VOS module with counts or a quota, by ID, or nil when swmalloc is not loaded.
+    public static func vosModules() -> [VOSModuleStats]? {
+        typealias Fn = @convention(c) (UnsafeMutableRawPointer?, Int) -> Int
+        guard let fn = symbol("swm_vos_modules", as: Fn.self) else { return nil }
+        var capacity = 0
+        while true {
+            var raw = [Int](repeating: 0, count: max(capacity, 1) * moduleStatsWords)
+            let count = raw.withUnsafeMutableBytes { fn($0.baseAddress, capacity) }
+            if count <= capacity {
+                return raw.withUnsafeBufferPointer { w in
+                    (0..<count).map { moduleStats(UnsafeBufferPointer(rebasing: w[($0 * moduleStatsWords)...])) }
+                }
+            }
+            capacity = count + 16
+        }
+    }
+
+    /// Every VOS site with allocations, largest live bytes first (the leak report's
+    /// order), or nil when swmalloc is not loaded.
+    public static func vosSites() -> [VOSSiteStats]? {
+        typealias Fn = @convention(c) (UnsafeMutableRawPointer?, Int) -> Int
+        guard let fn = symbol("swm_vos_sites", as: Fn.self) else { return nil }
+        var capacity = 0
+        while true {
+            var raw = [Int](repeating: 0, count: max(capacity, 1) * siteStatsWords)
+            let count = raw.withUnsafeMutableBytes { fn($0.baseAddress, capacity) }
+            if count <= capacity {
+                return (0..<count).map { i in
+                    let w = Array(raw[(i * siteStatsWords)..<((i + 1) * siteStatsWords)])
+                    var s = VOSSiteStats()
+                    if let file = UnsafePointer<CChar>(bitPattern: w[0]) { s.file = String(cString: file) }
+                    s.line = w[1]
+                    s.module = UInt(bitPattern: w[2])
+                    (s.liveBytes, s.liveBlocks, s.allocs, s.frees) = (w[3], w[4], w[5], w[6])
+                    return s
+                }
+            }
+            capacity = count + 16
+        }
+    }
+
+    /// Sets (or with 0 removes) a VOS module's byte quota; false when swmalloc is not loaded
+    /// or out of memory.
+    @discardableResult
+    public static func setVOSQuota(module: UInt, bytes: Int) -> Bool {
+        typealias Fn = @convention(c) (UInt, Int) -> Int32
+        guard let fn = symbol("swm_vos_set_quota", as: Fn.self) else { return false }
+        return fn(module, bytes) == 0
+    }
+
+    /// Writes the VOS module table and leak report (text or JSON) to a file descriptor;
+    /// false when swmalloc is not loaded.
+    @discardableResult
+    public static func printVOSReport(fd: Int32 = 2, json: Bool = false) -> Bool {
+        typealias Fn = @convention(c) (Int32, Int32) -> Void
+        guard let fn = symbol("swm_vos_report", as: Fn.self) else { return false }
+        fn(fd, json ? 1 : 0)
+        return true
+    }
+}
+
+/// The JSON statistics report (`SWMALLOC_OPTIONS=stats_json=1`): process totals, size
+/// classes, VOS modules and sites. Decode one line of the report with `JSONDecoder`.
+public struct SwmallocReport: Sendable, Equatable, Decodable {
+    /// The report's body.
+    public struct Body: Sendable, Equatable, Decodable {
+        /// Bytes in live blocks, resident, and mapped from the OS.
+        public var allocated = 0, resident = 0, mapped = 0
+        /// Allocations and frees since start.
+        public var mallocs = 0, frees = 0
+        /// VOS modules with counts, by ID.
+        public var modules: [VOSModuleStats] = []
+        /// VOS sites with allocations, largest live bytes first.
+        public var sites: [VOSSiteStats] = []
+    }
+
+    /// The one top-level member, `"swmalloc"`.
+    public var swmalloc: Body
+}
+

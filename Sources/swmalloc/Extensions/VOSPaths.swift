@@ -26,7 +26,10 @@ enum VOS {
     static func allocate(_ size: UInt, _ module: UInt, withSite: Bool,
                          file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         if _slowPath(size > VOSBlock.maxSize) { return Heap.outOfMemory() }
-        guard let block = Heap.allocate(Int(size) &+ VOSBlock.headerSize) else { return nil }
+        // At least one byte after the header, so that `block + 16` lies inside the block
+        // (for size 0 it would be the next block's start, and free() would take it for that).
+        let request = Int(size) &+ (size == 0 ? VOSBlock.headerSize + 1 : VOSBlock.headerSize)
+        guard let block = Heap.allocate(request) else { return nil }
         guard let table = VOSModules.currentTable() else {
             Heap.deallocate(block)
             return Heap.outOfMemory()

@@ -1,0 +1,148 @@
+// swmalloc-stats — runs a program with swmalloc preloaded and prints its VOS module and
+// site report when it exits.
+//
+// The program inherits the write end of a pipe; SWMALLOC_OPTIONS makes swmalloc write
+// its JSON report there at exit (stats_print=1,stats_json=1,stats_fd=N). Every process of
+// the program that exits normally writes one line; each is decoded and printed.
+
+import ArgumentParser
+import Foundation
+import SwmallocStats
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The command line.
+@main
+struct SwmallocStatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swmalloc-stats",
+        abstract: "Run a program with swmalloc preloaded and print its VOS module and site report at exit.")
+
+    @Option(name: .long, help: "libswmalloc.so to preload (default: $SWMALLOC_LIB, else the one beside this command).")
+    var library: String?
+
+    @Option(name: .long, help: "Leak report: at most this many sites per process.")
+    var top = 20
+
+    @Flag(name: .long, help: "Print the raw JSON report lines instead of tables.")
+    var json = false
+
+    @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
+    var command: [String]
+
+    mutating func run() throws {
+        let args = command.first == "--" ? Array(command.dropFirst()) : command
+        guard !args.isEmpty else { throw ValidationError("no program given") }
+        let lib = try libraryPath()
+        let (lines, status) = try runWithReport(args, library: lib)
+        if lines.isEmpty {
+            FileHandle.standardError.write(Data("swmalloc-stats: no report came back (did the program exit normally?)\n".utf8))
+        }
+        for (index, line) in lines.enumerated() {
+            if json {
+                print(line)
+                continue
+            }
+            let report = try JSONDecoder().decode(SwmallocReport.self, from: Data(line.utf8))
+            if lines.count > 1 { print("process \(index + 1) of \(lines.count)") }
+            print(format(report.swmalloc, top: top))
+        }
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    /// The library to preload: --library, $SWMALLOC_LIB, or libswmalloc.so beside this executable.
+    func libraryPath() throws -> String {
+        if let library { return library }
+        if let env = ProcessInfo.processInfo.environment["SWMALLOC_LIB"], !env.isEmpty { return env }
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let beside = me.deletingLastPathComponent().appendingPathComponent("libswmalloc.so").path
+        guard access(beside, R_OK) == 0 else {
+            throw ValidationError("libswmalloc.so not found beside \(me.path): pass --library or set SWMALLOC_LIB")
+        }
+        return beside
+    }
+}
+
+/// Runs `args` with `library` preloaded and the report sent to a pipe; returns the report
+/// lines (one per process that exited normally) and the exit status (128 + signal when a
+/// signal killed it).
+func runWithReport(_ args: [String], library: String) throws -> (lines: [String], status: Int32) {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { throw ValidationError("pipe failed") }
+    let (readEnd, writeEnd) = (fds[0], fds[1])
+    var env = ProcessInfo.processInfo.environment
+    let preload = env["LD_PRELOAD"].map { "\(library):\($0)" } ?? library
+    env["LD_PRELOAD"] = preload
+    let options = "stats_print=1,stats_json=1,stats_fd=\(writeEnd)"
+    env["SWMALLOC_OPTIONS"] = env["SWMALLOC_OPTIONS"].map { "\($0),\(options)" } ?? options
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addclose(&actions, readEnd)
+    let argv = args.map { strdup($0) } + [nil]
+    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for p in argv + envp { free(p) } }
+    var pid = pid_t()
+    let rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
+    close(writeEnd)
+    guard rc == 0 else {
+        close(readEnd)
+        throw ValidationError("cannot run \(args[0]): \(String(cString: strerror(rc)))")
+    }
+    var output = Data()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(readEnd, &buffer, buffer.count)
+        if n > 0 { output.append(contentsOf: buffer[0..<n]) }
+        else if n == 0 || errno != EINTR { break }
+    }
+    close(readEnd)
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let signal = status & 0x7f
+    let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
+    return (lines.filter { $0.hasPrefix("{\"swmalloc\"") }, code)
+}
+
+/// The module table and the leak report of one process, as text.
+func format(_ r: SwmallocReport.Body, top: Int) -> String {
+    var out = "totals: \(r.allocated) bytes allocated, \(r.resident) resident, \(r.mallocs) mallocs, \(r.frees) frees\n"
+    if r.modules.isEmpty {
+        out += "no VOS allocations\n"
+        return out
+    }
+    out += "VOS modules\n"
+    out += row(["module", "live bytes", "live blocks", "allocs", "frees", "peak bytes", "quota", "refused"])
+    for m in r.modules {
+        out += row([m.module == 65536 ? ">65535" : "\(m.module)", "\(m.liveBytes)", "\(m.liveBlocks)",
+                    "\(m.allocs)", "\(m.frees)", "\(m.peakBytes)", m.quotaBytes == 0 ? "-" : "\(m.quotaBytes)",
+                    "\(m.quotaRefused)"])
+    }
+    let leaks = r.sites.filter { $0.liveBlocks != 0 }
+    out += "VOS leak report: \(leaks.count) site\(leaks.count == 1 ? "" : "s") with live blocks, largest first\n"
+    out += row(["live bytes", "live blocks", "module", "site"], last: true)
+    for s in leaks.prefix(top) {
+        out += row(["\(s.liveBytes)", "\(s.liveBlocks)", "\(s.module)", "\(s.file):\(s.line)"], last: true)
+    }
+    if leaks.count > top { out += "  … \(leaks.count - top) more\n" }
+    return out
+}
+
+/// One table row: right-aligned columns of 12, the last left-aligned when `last`.
+func row(_ cells: [String], last: Bool = false) -> String {
+    var line = ""
+    for (i, cell) in cells.enumerated() {
+        if last && i == cells.count - 1 {
+            line += "  " + cell
+        } else {
+            line += String(repeating: " ", count: max(0, 12 - cell.count)) + cell
+        }
+    }
+    return line + "\n"
+}

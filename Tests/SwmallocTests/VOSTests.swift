@@ -1,0 +1,167 @@
+// VOSTests.swift — the VOS API (include/vos_mem.h) and its accounting: exact module
+// counters under a multithreaded stress with cross-thread frees, the leak report at exact
+// file:line, quotas, the build macro and the fixed ABI, VOS and malloc blocks mixed up,
+// the Swift API (SwmallocStats) and the swmalloc-stats command.
+
+import Foundation
+import SwmallocStats
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The VOS cases of vos_misuse.c that end in an abort, and the message each must print.
+let vosAbortCases: [(mode: String, message: String)] = [
+    ("vos-free-malloc", "VOS_Free(): not a block from VOS_Malloc"),
+    ("vos-free-huge-malloc", "VOS_Free(): not a block from VOS_Malloc"),
+    ("vos-double-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
+    ("free-then-vos-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
+    ("vos-free-garbage", "VOS_Free(): not a block from VOS_Malloc"),
+    ("realloc-vos", "invalid pointer: not the start of a block"),
+]
+
+/// The VOS API and its statistics.
+@Suite struct VOSTests {
+    /// vos_stress.c: with 8 threads freeing each other's blocks (VOS_Free and free()),
+    /// every module's live bytes, live blocks, allocs and frees equal what the test holds,
+    /// while the threads are alive and after they exited; the sum over modules too.
+    @Test(arguments: Library.allCases)
+    func exactAccountingUnderStress(_ library: Library) throws {
+        let program = try compileProgram("vos_stress.c", linking: library)
+        let result = try runChild(program)
+        #expect(result.succeeded, "vos_stress (\(library)): \(result)")
+        #expect(result.stdout.hasPrefix("vos stress ok:"), "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+
+    /// vos_leaks.c: the planted leaks come out of the text leak report at their exact
+    /// file:line, largest first, with their bytes and blocks; the fully freed site does not.
+    @Test func leakReportFindsPlantedLeaks() throws {
+        let program = try compileProgram("vos_leaks.c", linking: .release)
+        let result = try runChild(program)
+        #expect(result.succeeded, "\(result)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let planted = lines.filter { $0.hasPrefix("planted ") }.map { $0.split(separator: " ").map(String.init) }
+        #expect(planted.count == 3, "\(result)")
+        let reportStart = try #require(lines.firstIndex { $0.hasPrefix("VOS leak report") }, "\(result)")
+        let rows = lines[(reportStart + 2)...].map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.count == planted.count, "\(lines)")
+        for (row, plant) in zip(rows, planted) {
+            // row: live bytes, live blocks, module, file:line; plant: "planted", file:line, bytes, blocks
+            #expect(row.count == 4 && row[3] == plant[1] && row[0] == plant[2] && row[1] == plant[3], "\(row) vs \(plant)")
+        }
+    }
+
+    /// The JSON report at exit (stats_print, stats_json) decodes with SwmallocStats'
+    /// `SwmallocReport` and carries the same modules and sites.
+    @Test func jsonReportAtExitDecodes() throws {
+        let program = try compileProgram("vos_leaks.c", linking: .release)
+        let result = try runChild(program, environment: ["SWMALLOC_OPTIONS": "stats_print=1,stats_json=1,stats_fd=2"])
+        #expect(result.succeeded, "\(result)")
+        let line = try #require(result.stderr.split(separator: "\n").first { $0.hasPrefix("{\"swmalloc\"") }, "\(result)")
+        let report = try JSONDecoder().decode(SwmallocReport.self, from: Data(line.utf8)).swmalloc
+        #expect(report.modules.map(\.module) == [40, 41, 42])
+        #expect(report.modules.map(\.liveBytes) == [40000, 15000, 3000])
+        #expect(report.modules.map(\.liveBlocks) == [4, 3, 10])
+        #expect(report.sites.count == 4)
+        #expect(report.sites.map(\.liveBytes) == [40000, 15000, 3000, 0])
+        #expect(report.sites.allSatisfy { $0.file.hasSuffix("vos_leaks.c") })
+        #expect(report.sites.last?.allocs == 100 && report.sites.last?.frees == 100)
+    }
+
+    /// vos_quota.c: NULL with ENOMEM over the quota, counted; room again after frees by
+    /// another thread; lifting the quota lifts the limit.
+    @Test func quotaIsEnforced() throws {
+        let program = try compileProgram("vos_quota.c", linking: .release)
+        let result = try runChild(program)
+        #expect(result.succeeded, "\(result)")
+        #expect(result.stdout == "vos quota ok\n")
+    }
+
+    /// vos_modes.c: -DVOS_MEM_MODULE_ONLY records no site; the fixed ABI found with dlsym
+    /// charges module + site or module, and VOS_Free_Debug frees both kinds.
+    @Test func buildMacroAndFixedABI() throws {
+        let program = try compileProgram("vos_modes.c", linking: .release)
+        let result = try runChild(program)
+        #expect(result.succeeded, "\(result)")
+        #expect(result.stdout == "vos modes ok\n")
+    }
+
+    /// VOS blocks released with plain free() are credited to their module and site;
+    /// VOS_FREE_ACCEPT_MALLOC lets VOS_Free take malloc blocks.
+    @Test(arguments: ["free-vos", "accept-malloc"], Library.allCases)
+    func mixedFreesAreAccounted(_ mode: String, _ library: Library) throws {
+        let program = try compileProgram("vos_misuse.c", linking: library)
+        let result = try runChild(program, [mode])
+        #expect(result.succeeded, "\(mode) (\(library)): \(result)")
+        #expect(result.stdout == "ok\n")
+    }
+
+    /// A malloc block (or a freed or foreign pointer) given to VOS_Free, and a VOS block
+    /// given to realloc(), abort with one "swmalloc:" line naming the pointer (and, from
+    /// VOS_Free, the caller's file:line).
+    @Test(arguments: vosAbortCases.map(\.mode), Library.allCases)
+    func misuseAborts(_ mode: String, _ library: Library) throws {
+        let program = try compileProgram("vos_misuse.c", linking: library)
+        let result = try runChild(program, [mode])
+        #expect(result.signal == SIGABRT, "\(mode) (\(library)): \(result)")
+        let announced = result.stdout.split(separator: "\n").first { $0.hasPrefix("pointer 0x") }
+        let pointer = try #require(announced.map { String($0.dropFirst("pointer ".count)) }, "\(result)")
+        let lines = result.swmallocLines
+        #expect(lines.count == 1, "\(mode): \(lines)")
+        let line = lines.first ?? ""
+        #expect(hexNumbers(in: line).contains(pointer), "\(mode): \(line) should name \(pointer)")
+        let message = vosAbortCases.first { $0.mode == mode }?.message ?? "?"
+        #expect(line.contains(message), "\(mode): \(line)")
+        if message.hasPrefix("VOS_Free") { #expect(line.contains("vos_misuse.c:"), "\(line)") }
+    }
+
+    /// The Swift API reads the same counters in-process (the library loaded with dlopen):
+    /// modules, sites, quota.
+    @Test func swiftAPIReadsCounters() throws {
+        let path = try Library.release.existingPath()
+        #expect(dlopen(path, RTLD_NOW | RTLD_GLOBAL) != nil, "dlopen \(path)")
+        typealias Malloc = @convention(c) (UInt, UInt, UnsafePointer<UInt8>?, UInt32) -> UnsafeMutableRawPointer?
+        typealias Free = @convention(c) (UInt, UnsafeMutableRawPointer?, UnsafePointer<UInt8>?, UInt32) -> Void
+        let vosMalloc = try #require(dlsym(dlopen(nil, RTLD_NOW), "VOS_MallocWithDebug").map { unsafeBitCast($0, to: Malloc.self) })
+        let vosFree = try #require(dlsym(dlopen(nil, RTLD_NOW), "VOS_Free_Debug").map { unsafeBitCast($0, to: Free.self) })
+        let file: StaticString = "swift-api.c"
+        let module: UInt = 54321
+        let blocks = (0..<5).map { _ in vosMalloc(1000, module, file.utf8Start, 99) }
+        #expect(blocks.allSatisfy { $0 != nil })
+        vosFree(0, blocks[0], nil, 0)
+        let stats = try #require(Swmalloc.vosModule(module))
+        #expect(stats.module == module && stats.liveBytes == 4000 && stats.liveBlocks == 4)
+        #expect(stats.allocs == 5 && stats.frees == 1)
+        #expect(Swmalloc.vosModules()?.contains(stats) == true)
+        let site = try #require(Swmalloc.vosSites()?.first { $0.file == "swift-api.c" })
+        #expect(site.line == 99 && site.module == module && site.liveBytes == 4000 && site.liveBlocks == 4)
+        // The quota counts blocks allocated while it is set: one more fits, two do not.
+        #expect(Swmalloc.setVOSQuota(module: module, bytes: 1500))
+        let underQuota = vosMalloc(1000, module, file.utf8Start, 99)
+        #expect(underQuota != nil)
+        #expect(vosMalloc(1000, module, file.utf8Start, 99) == nil)
+        #expect(Swmalloc.vosModule(module)?.quotaRefused == 1)
+        #expect(Swmalloc.vosModule(module)?.quotaLiveBytes == 1000)
+        #expect(Swmalloc.setVOSQuota(module: module, bytes: 0))
+        for block in blocks.dropFirst() + [underQuota] { vosFree(0, block, nil, 0) }
+        #expect(Swmalloc.vosModule(module)?.liveBytes == 0)
+    }
+
+    /// swmalloc-stats runs a program with the library preloaded, prints its module table
+    /// and leak report at exit, and passes on its exit status.
+    @Test func statsCommandPrintsLeakReport() throws {
+        let tool = Library.release.directory + "/swmalloc-stats"
+        let program = try compileProgram("vos_leaks.c", linking: .release)
+        let result = try runChild(tool, ["--library", try Library.release.existingPath(), "--", program])
+        #expect(result.succeeded, "\(result)")
+        let out = result.stdout
+        let table = try #require(out.range(of: "VOS leak report: 3 sites with live blocks"), "\(out)")
+        let after = out[table.upperBound...].split(separator: "\n").dropFirst(2).prefix(3)
+        #expect(after.map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["40000", "15000", "3000"], "\(out)")
+        #expect(after.allSatisfy { $0.contains("vos_leaks.c:") })
+        let failing = try runChild(tool, ["--library", try Library.release.existingPath(), "--", "/bin/sh", "-c", "exit 3"])
+        #expect(failing.exitCode == 3, "\(failing)")
+    }
+}

@@ -1,0 +1,48 @@
+/* vos_modes.c — the build macro and the fixed ABI. This file is compiled with
+ * VOS_MEM_MODULE_ONLY: VOS_Malloc records modules only (no site appears). The three
+ * fixed entry points, looked up with dlsym as a benchmark does, charge module + site
+ * (VOS_MallocWithDebug) or the module (VOS_MallocModule) and VOS_Free_Debug frees both.
+ * Prints "vos modes ok". */
+#define VOS_MEM_MODULE_ONLY
+#include "check.h"
+#include "swmalloc.h"
+#include "vos_mem.h"
+#include <dlfcn.h>
+#include <string.h>
+
+typedef void *(*with_debug_fn)(unsigned long, unsigned long, const unsigned char *, unsigned int);
+typedef void *(*module_fn)(unsigned long, unsigned long);
+typedef void (*free_fn)(unsigned long, void *, const unsigned char *, unsigned int);
+
+int main(void) {
+    void *a = VOS_Malloc(100, 12);
+    void *b = VOS_Calloc(2, 50, 12);
+    CHECK(a && b && ((unsigned char *)b)[99] == 0);
+    b = VOS_Realloc(b, 300, 12);
+    CHECK(b != NULL);
+    CHECK(swm_vos_sites(NULL, 0) == 0);
+
+    with_debug_fn with_debug = (with_debug_fn)dlsym(RTLD_DEFAULT, "VOS_MallocWithDebug");
+    module_fn module_only = (module_fn)dlsym(RTLD_DEFAULT, "VOS_MallocModule");
+    free_fn vos_free = (free_fn)dlsym(RTLD_DEFAULT, "VOS_Free_Debug");
+    CHECK(with_debug && module_only && vos_free);
+    void *c = with_debug(1000, 12, (const unsigned char *)"bench.c", 77);
+    void *d = module_only(2000, 12);
+    CHECK(c && d);
+
+    swm_vos_module_stats_t st;
+    CHECK(swm_vos_module_stats(12, &st) == 0);
+    CHECKF(st.live_bytes == 3400 && st.live_blocks == 4 && st.allocs == 5 && st.frees == 1,
+           "%ld bytes %zu blocks %zu allocs %zu frees", st.live_bytes, st.live_blocks, st.allocs, st.frees);
+    swm_vos_site_stats_t site;
+    CHECK(swm_vos_sites(&site, 1) == 1);
+    CHECK(strcmp(site.file, "bench.c") == 0 && site.line == 77 && site.live_bytes == 1000 && site.module == 12);
+
+    vos_free(0, c, (const unsigned char *)__FILE__, __LINE__);
+    vos_free(0, d, (const unsigned char *)__FILE__, __LINE__);
+    VOS_Free(a);
+    VOS_Free(b);
+    CHECK(swm_vos_module_stats(12, &st) == 0 && st.live_bytes == 0 && st.live_blocks == 0 && st.frees == 5);
+    printf("vos modes ok\n");
+    return 0;
+}
