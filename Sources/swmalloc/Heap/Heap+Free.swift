@@ -3,7 +3,7 @@
 // Call tree:
 //
 //   swm_free ── Heap.deallocate ─────────── fast: segment-map test, page lookup, owner test,
-//                  │                         push on page.localFree
+//                  │                         push on page.free
 //                  ├─ Heap.invalidFree ───── not a swmalloc pointer: abort with the pointer
 //                  ├─ Heap.pageEmptied ───── the page's last block came back: retire it
 //                  └─ Heap.deallocateSlow ── checks, then: local free to a full or large
@@ -29,9 +29,9 @@ extension Heap {
         if _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag
                      && page.isBlockStart(p)
                      && pointer.load(fromByteOffset: 8, as: UInt.self) != mark) {
-            pointer.storeBytes(of: page.pointee.localFree, as: UnsafeMutableRawPointer?.self)
+            pointer.storeBytes(of: page.pointee.free, as: UnsafeMutableRawPointer?.self)
             pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
-            page.pointee.localFree = pointer
+            page.pointee.free = pointer
             page.pointee.used &-= 1
             heap.state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
             if _slowPath(page.pointee.used == 0) { heap.pageEmptied(page) }
@@ -96,8 +96,8 @@ extension Heap {
         pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
         if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
             // Our own full or large page.
-            pointer.storeBytes(of: page.pointee.localFree, as: UnsafeMutableRawPointer?.self)
-            page.pointee.localFree = pointer
+            pointer.storeBytes(of: page.pointee.free, as: UnsafeMutableRawPointer?.self)
+            page.pointee.free = pointer
             page.pointee.used &-= 1
             heap.unlinkFull(page)
             if page.pointee.used == 0 {

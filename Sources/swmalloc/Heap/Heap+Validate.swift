@@ -10,7 +10,7 @@ extension Heap {
     ///  segments   seg.heap == self; the segment map has it; spans tile slices 1…63
     ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
     ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63)
-    ///  pages      used == capacity − |free| − |localFree|; |threadFree| ≤ used (snapshot);
+    ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot);
     ///             capacity ≤ reserved; every listed block is a block start of the page;
     ///             small: blockSize == SizeClass.blockSize(classIndex)
     ///  lists      class list c holds pages of class c tagged self; the full list holds
@@ -93,9 +93,9 @@ extension Heap {
             errors += report("page capacity exceeds its reserve or capacityBytes is stale", page)
         }
         let threadHead = UnsafeMutableRawPointer(bitPattern: page.pointee.threadFree.load(ordering: .acquiring))
-        var counts = (0, 0, 0)
-        for list in 0..<3 {
-            var block = list == 0 ? page.pointee.free : list == 1 ? page.pointee.localFree : threadHead
+        var counts = (0, 0)
+        for list in 0..<2 {
+            var block = list == 0 ? page.pointee.free : threadHead
             var n = 0
             while let b = block {
                 if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
@@ -103,12 +103,12 @@ extension Heap {
                 if n > Int(page.pointee.capacity) { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }
                 block = b.load(as: UnsafeMutableRawPointer?.self)
             }
-            if list == 0 { counts.0 = n } else if list == 1 { counts.1 = n } else { counts.2 = n }
+            if list == 0 { counts.0 = n } else { counts.1 = n }
         }
-        if Int(page.pointee.used) != Int(page.pointee.capacity) - counts.0 - counts.1 {
-            errors += report("used != capacity - |free| - |localFree|", page)
+        if Int(page.pointee.used) != Int(page.pointee.capacity) - counts.0 {
+            errors += report("used != capacity - |free|", page)
         }
-        if counts.2 > Int(page.pointee.used) { errors += report("|threadFree| > used", page) }
+        if counts.1 > Int(page.pointee.used) { errors += report("|threadFree| > used", page) }
         return errors
     }
 

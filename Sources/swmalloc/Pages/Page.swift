@@ -1,4 +1,4 @@
-// Pages layer: the page descriptor and its three free lists.
+// Pages layer: the page descriptor and its two free lists.
 
 import Synchronization
 
@@ -7,33 +7,33 @@ import Synchronization
 /// Descriptors live in the segment header, one per slice; only a span's first slice's
 /// descriptor is meaningful.
 ///
-/// Free-list sharding (after mimalloc): `free` serves the owner's allocations, the owner's
-/// frees go to `localFree`, other threads' frees to the atomic `threadFree`. Collecting
-/// moves both into `free` on the slow path.
+/// Free-list sharding (after mimalloc): the owner allocates from and frees to `free`
+/// (last in, first out, so the block just freed — still in cache — is the next one handed
+/// out); other threads' frees go to the atomic `threadFree`, which the owner collects into
+/// `free` on its slow path.
 ///
 /// Invariant (small page, owner's view; `used` counts blocks in other threads' frees until
 /// the owner collects them):
-///     used == capacity − |free| − |localFree|,   |threadFree| ≤ used,   capacity ≤ reserved
-/// and every block on a list carries the freed mark in its second word.
+///     used == capacity − |free|,   |threadFree| ≤ used,   capacity ≤ reserved
+/// and every freed block on a list carries the freed mark in its second word.
 struct Page: ~Copyable {
     // First cache line: everything malloc's and free's fast paths read or write.
-    var free: UnsafeMutableRawPointer?        // +0   owner's allocation list (malloc's fast path pops it)
-    var localFree: UnsafeMutableRawPointer?   // +8   owner's frees, merged into `free` when it runs dry
-    let ownerTag: Atomic<UInt>                // +16  owning heap's address; |1 in the full list or large; 0 abandoned/free
-    let heap: Atomic<UInt>                    // +24  owning heap record, for the remote-free hint; 0 when abandoned
-    var start: UnsafeMutableRawPointer?       // +32  first block
-    var boundaryMagic: UInt                   // +40  ⌈2^48 / blockSize⌉: the block-start test is one multiply
-    var blockSize: UInt32                     // +48  bytes per block (large: the whole span)
-    var used: Int32                           // +52  blocks handed out and not collected back
-    var capacityBytes: UInt32                 // +56  capacity · blockSize: blocks beyond were never handed out
-    var classIndex: UInt16                    // +60  size class (small pages)
-    var kind: PageKind                        // +62  free span, small page, large page, huge
-    var inFullList: Bool                      // +63  on the heap's full list instead of its class list
-    // Second cache line: slow-path fields. Other threads' frees land here, away from the
-    // line the owner's fast paths write.
-    let threadFree: Atomic<UInt>              // other threads' frees (lock-free stack head)
-    var capacity: Int32                       // blocks threaded onto lists so far (lazy extension)
-    var reserved: Int32                       // blocks that fit in the span
+    var free: UnsafeMutableRawPointer?        // +0   owner's free blocks: malloc's fast path pops, free's pushes
+    let ownerTag: Atomic<UInt>                // +8   owning heap's address; |1 in the full list or large; 0 abandoned/free
+    let heap: Atomic<UInt>                    // +16  owning heap record, for the remote-free hint; 0 when abandoned
+    var start: UnsafeMutableRawPointer?       // +24  first block
+    var boundaryMagic: UInt                   // +32  ⌈2^48 / blockSize⌉: the block-start test is one multiply
+    var blockSize: UInt32                     // +40  bytes per block (large: the whole span)
+    var used: Int32                           // +44  blocks handed out and not collected back
+    var capacityBytes: UInt32                 // +48  capacity · blockSize: blocks beyond were never handed out
+    var classIndex: UInt16                    // +52  size class (small pages)
+    var kind: PageKind                        // +54  free span, small page, large page, huge
+    var inFullList: Bool                      // +55  on the heap's full list instead of its class list
+    var capacity: Int32                       // +56  blocks threaded onto `free` so far (lazy extension)
+    var reserved: Int32                       // +60  blocks that fit in the span
+    // Second cache line: other threads' frees land here, away from the line the owner's
+    // fast paths write; then slow-path fields.
+    let threadFree: Atomic<UInt>              // +64  other threads' frees (lock-free stack head)
     var sliceCount: Int                       // length of the span in slices (free spans too)
     var sliceIndex: Int                       // position of the span's first slice in its segment
     var purged: Bool                          // free span whose memory was returned to the OS
@@ -65,7 +65,6 @@ extension UnsafeMutablePointer where Pointee == Page {
     func format(segment: UnsafeMutablePointer<Segment>, heapTag: UInt, classIndex c: Int, blockSize: Int) {
         let span = pointee.sliceCount << Geometry.sliceShift
         pointee.free = nil
-        pointee.localFree = nil
         pointee.used = 0
         pointee.blockSize = UInt32(blockSize)
         pointee.capacityBytes = 0
@@ -105,15 +104,10 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.capacityBytes = UInt32(Int(pointee.capacity) * size)
     }
 
-    /// Moves other threads' frees and the owner's local frees into `free`; `used` drops by
-    /// the number of remote frees taken. Owner only.
+    /// Moves other threads' frees into `free`; `used` drops by their number. Owner only.
     @inline(__always)
     func collect() {
         if pointee.threadFree.load(ordering: .relaxed) != 0 { collectThreadFree() }
-        if pointee.free == nil {
-            pointee.free = pointee.localFree
-            pointee.localFree = nil
-        }
     }
 
     @inline(never)
