@@ -1,6 +1,7 @@
-/* oom.c — out of memory under `ulimit -v`: for each block size (huge, large, small),
- * allocate until malloc returns NULL, check errno == ENOMEM, free everything, and check
- * that allocating works again. Blocks are chained through their first word, so the
+/* oom.c — out of memory under `ulimit -v`: requests above the limit fail with ENOMEM
+ * (a failed realloc leaves its block intact); then for each block size (huge, large,
+ * small), allocate until malloc returns NULL, check errno == ENOMEM, free everything, and
+ * check that allocating works again. Blocks are chained through their first word, so the
  * program itself needs no memory to remember them. Run as
  *     sh -c 'ulimit -v 262144; exec oom'
  * with swmalloc preloaded. Prints one line per size and exits 0 when every check held. */
@@ -42,8 +43,31 @@ static long exhaust(size_t n) {
     return count;
 }
 
+/** Requests bigger than the whole limit fail cleanly: malloc, calloc, posix_memalign
+ *  and realloc return NULL / ENOMEM, and the block realloc could not grow is intact.
+ *  Returns 0 when they do. */
+static int too_big_for_limit(void) {
+    size_t n = 1 << 20, huge = (size_t)300 << 20;
+    unsigned char *p = malloc(n);
+    if (!p) return fprintf(stderr, "malloc(1 MiB) failed\n"), 1;
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
+    errno = 0;
+    if (realloc(p, huge) != NULL || errno != ENOMEM) return fprintf(stderr, "realloc past the limit\n"), 1;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(i * 7)) return fprintf(stderr, "failed realloc changed the block\n"), 1;
+    free(p);
+    errno = 0;
+    if (malloc(huge) != NULL || errno != ENOMEM) return fprintf(stderr, "malloc past the limit\n"), 1;
+    errno = 0;
+    if (calloc(huge / 16, 16) != NULL || errno != ENOMEM) return fprintf(stderr, "calloc past the limit\n"), 1;
+    void *q = NULL;
+    if (posix_memalign(&q, 4096, huge) != ENOMEM || q != NULL) return fprintf(stderr, "posix_memalign past the limit\n"), 1;
+    return 0;
+}
+
 /** Exhausts memory with each size in turn, then allocates a mix again. */
 int main(void) {
+    if (too_big_for_limit()) return 1;
     static const size_t sizes[] = {8u << 20, 3u << 20, 512u << 10, 64u << 10, 1u << 10, 48};
     long counts[sizeof sizes / sizeof sizes[0]];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
