@@ -32,7 +32,7 @@ enum VOSSites {
     static func id(_ table: VOSTable, module: Int, file: UnsafePointer<UInt8>?, line: UInt32) -> Int {
         let f = UInt(bitPattern: file)
         let key = UInt(line) | UInt(module) << 32
-        let slot = Int(((f ^ (key &* 0x2545_F491_4F6C_DD1D)) &* 0x9E37_79B9_7F4A_7C15) >> 56)
+        let slot = Int(((f &+ key) &* 0x9E37_79B9_7F4A_7C15) >> 56)
         let entry = (table.raw + VOSModules.tableSiteCacheOffset + slot &* 24).assumingMemoryBound(to: UInt.self)
         if _fastPath(entry[0] == f && entry[1] == key && f != 0) { return Int(entry[2]) }
         return miss(table, entry, f, key)
