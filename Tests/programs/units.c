@@ -97,9 +97,8 @@ static void case_lookup_tiers(void) {
         for (int i = 0; i < N; i++) free(blocks[i][k]);
 }
 
-/** A freed block is handed out again by later allocations of its class (frees go to the
- *  page's local free list, which serves once the current free list runs out: within one
- *  page's worth of allocations). */
+/** A freed block is handed out again by later allocations of its class, within one
+ *  page's worth of allocations (however the page orders its free lists). */
 static void case_freed_block_reused(void) {
     enum { MAX = 8192 };
     static void *taken[MAX];
