@@ -1,7 +1,7 @@
 // VOSTests.swift — the VOS API (include/vos_mem.h) and its accounting: exact module
 // counters under a multithreaded stress with cross-thread frees, the leak report at exact
 // file:line, quotas, the build macro and the fixed ABI, VOS and malloc blocks mixed up,
-// the Swift API (SwmallocStats) and the swmalloc-stats command.
+// fork, the cost program, the Swift API (SwmallocStats) and the swmalloc-stats command.
 
 import Foundation
 import SwmallocStats
@@ -115,6 +115,26 @@ let vosAbortCases: [(mode: String, message: String)] = [
         let message = vosAbortCases.first { $0.mode == mode }?.message ?? "?"
         #expect(line.contains(message), "\(mode): \(line)")
         if message.hasPrefix("VOS_Free") { #expect(line.contains("vos_misuse.c:"), "\(line)") }
+    }
+
+    /// vos_fork.c: children forked while other threads fold tables, register sites and
+    /// read statistics can allocate, read and report (no VOS lock inherited held).
+    @Test(arguments: Library.allCases)
+    func forkWhileThreadsUseVOS(_ library: Library) throws {
+        let program = try compileProgram("vos_fork.c", linking: library)
+        let result = try runChild(program)
+        #expect(result.succeeded, "vos_fork (\(library)): \(result)")
+        #expect(result.stdout == "vos fork ok\n")
+    }
+
+    /// vos_cost.c (the README's cost figures) runs and prints one line per kind; timings
+    /// are not asserted.
+    @Test func costProgramRuns() throws {
+        let program = try compileProgram("vos_cost.c", linking: .release)
+        let result = try runChild(program, ["2", "20000"])
+        #expect(result.succeeded, "\(result)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == 3 && lines.allSatisfy { $0.contains(" ns/pair  ratio ") }, "\(result)")
     }
 
     /// The Swift API reads the same counters in-process (the library loaded with dlopen):
