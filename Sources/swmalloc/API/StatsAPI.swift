@@ -46,11 +46,14 @@ public func swm_stats_print(_ fd: Int32, _ json: Int32) {
     Stats.writeReport(to: fd, json: json != 0)
 }
 
-/// Purges the calling thread's free spans now.
+/// Sends the calling thread's pending remote frees, adopts every abandoned segment (so
+/// blocks freed into exited threads' memory go back) and purges all free spans now.
 @c(swm_collect)
 public func swm_collect() {
-    let heap = Heap.current
-    if !heap.isEmpty { heap.purgeExpired(force: true) }
+    let current = Heap.current
+    guard let heap = current.isEmpty ? Heap.attach() : current else { return }
+    heap.sendRemoteBatch()
+    heap.tidy(force: true)
 }
 
 /// Checks the calling thread's heap; returns the number of violations.

@@ -140,7 +140,7 @@ extension Heap {
     /// alignment inside its mapping.
     static func allocateAligned(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
         if alignment <= 16 { return allocate(size) }
-        if alignment > Geometry.maxAlignment || size > Int.max / 2 { return outOfMemory() }
+        if alignment > Geometry.maxAlignment || size < 0 || size > Int.max / 2 { return outOfMemory() }
         if alignment <= Geometry.sliceSize {
             let rounded = (size + alignment - 1) & ~(alignment - 1)
             return allocate(rounded == 0 ? alignment : rounded)

@@ -40,8 +40,13 @@ extension Heap {
         let seg = page.segment
         let delay = Options.current.pointee.purgeDelayNanoseconds
         seg.returnSpan(page, now: now, purgeNow: delay == 0)
-        if delay != 0 { state.pointee.purgeWaiting = true }
         segmentChanged(seg)
+        if delay != 0 {
+            // Purge as pages retire too, so that a long burst of frees gives back what it
+            // freed more than the delay ago without waiting for a later allocation.
+            state.pointee.purgeWaiting = true
+            if now >= state.pointee.nextPurge { purgeExpired(now: now, force: false) }
+        }
     }
 
     /// Files `seg` by its free slices after spans came back; an empty segment becomes the
@@ -58,30 +63,46 @@ extension Heap {
         }
     }
 
-    /// Periodic work on the slow path: send the remote-free batch; every 16th call, purge free spans whose delay
-    /// has passed (memory goes back to the OS after `purge_delay_ms`).
+    /// Housekeeping at the top of every slow path: send the remote-free batch; when free
+    /// spans wait for their purge delay or abandoned segments wait for an owner, run
+    /// `tidy` (which limits itself to one pass per half purge delay, at least 1 ms).
     @inline(__always)
     func maintain() {
         let s = state
         if s.pointee.batchPage != nil { sendRemoteBatch() }
-        s.pointee.slowCalls &+= 1
-        if s.pointee.purgeWaiting && s.pointee.slowCalls & 15 == 0 { purgeExpired(force: false) }
+        if s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil { tidy(force: false) }
     }
 
-    /// Purges free spans freed at least the purge delay ago (all of them with `force`).
+    /// Adopts abandoned segments (up to `Heap.tidyAdoptions` a pass; all with `force`), so
+    /// that blocks other threads freed into them go back, then purges free spans whose
+    /// delay has passed (all of them with `force`).
     @inline(never)
-    func purgeExpired(force: Bool) {
+    func tidy(force: Bool) {
         let now = OS.nowNanoseconds()
+        if !force && now < state.pointee.nextPurge { return }
+        var adopted = 0
+        while (force || adopted < Heap.tidyAdoptions) && Globals.abandonedHead.pointee != nil {
+            adopted += 1
+            _ = reclaimAbandoned()
+        }
+        purgeExpired(now: now, force: force)
+    }
+
+    /// Abandoned segments one `tidy` pass adopts.
+    static let tidyAdoptions = 4
+
+    /// Purges free spans freed at least the purge delay ago (all of them with `force`) and
+    /// sets the time of the next pass.
+    func purgeExpired(now: UInt64, force: Bool) {
         let s = state
-        if !force && now < s.pointee.nextPurge { return }
-        let delay = force ? 0 : Options.current.pointee.purgeDelayNanoseconds
+        let delay = Options.current.pointee.purgeDelayNanoseconds
         var waiting = false
         var seg = s.pointee.segments
         while let current = seg {
-            if current.purgeExpired(now: now, delay: delay) { waiting = true }
+            if current.purgeExpired(now: now, delay: force ? 0 : delay) { waiting = true }
             seg = current.pointee.next
         }
         s.pointee.purgeWaiting = waiting
-        s.pointee.nextPurge = now &+ delay / 2
+        s.pointee.nextPurge = now &+ (delay / 2 > 1_000_000 ? delay / 2 : 1_000_000)
     }
 }
