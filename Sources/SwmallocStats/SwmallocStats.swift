@@ -100,13 +100,16 @@ public struct VOSModuleStats: Sendable, Equatable, Codable {
     /// allocations it refused.
     public var quotaBytes = 0, quotaLiveBytes = 0, quotaRefused = 0
 
+    /// All zero.
     public init() {}
 
+    /// The JSON report's member names.
     enum CodingKeys: String, CodingKey {
         case module = "id", liveBytes = "live_bytes", liveBlocks = "live_blocks", allocs, frees
         case peakBytes = "peak_bytes", quotaBytes = "quota_bytes", quotaRefused = "quota_refused"
     }
 
+    /// Decodes a `modules` entry of the JSON report (it has no `quota_live_bytes`).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         module = try c.decode(UInt.self, forKey: .module)
@@ -131,8 +134,10 @@ public struct VOSSiteStats: Sendable, Equatable, Codable {
     /// Allocations here and frees of them since start.
     public var allocs = 0, frees = 0
 
+    /// All zero, no file.
     public init() {}
 
+    /// The JSON report's member names.
     enum CodingKeys: String, CodingKey {
         case file, line, module, liveBytes = "live_bytes", liveBlocks = "live_blocks", allocs, frees
     }

@@ -18,22 +18,28 @@ import Musl
 /// The command line.
 @main
 struct SwmallocStatsCommand: ParsableCommand {
+    /// Name and summary for --help.
     static let configuration = CommandConfiguration(
         commandName: "swmalloc-stats",
         abstract: "Run a program with swmalloc preloaded and print its VOS module and site report at exit.")
 
+    /// The library to preload.
     @Option(name: .long, help: "libswmalloc.so to preload (default: $SWMALLOC_LIB, else the one beside this command).")
     var library: String?
 
+    /// Sites shown per process.
     @Option(name: .long, help: "Leak report: at most this many sites per process.")
     var top = 20
 
+    /// Raw JSON instead of tables.
     @Flag(name: .long, help: "Print the raw JSON report lines instead of tables.")
     var json = false
 
+    /// The program and its arguments (after an optional `--`).
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
     var command: [String]
 
+    /// Runs the program, prints each report, exits with the program's status.
     mutating func run() throws {
         let args = command.first == "--" ? Array(command.dropFirst()) : command
         guard !args.isEmpty else { throw ValidationError("no program given") }

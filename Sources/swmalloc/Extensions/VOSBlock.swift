@@ -30,10 +30,13 @@ enum VOSBlock {
     static let headerSize = 16
     /// Largest VOS request: sizes must fit the header's 40-bit field (1 TiB).
     static let maxSize: UInt = (1 << 40) - 1
+    /// word0: module index at bit 40 (17 bits), the quota flag at bit 57.
     private static let moduleShift: UInt = 40
     private static let moduleMask: UInt = (1 << 17) - 1
     private static let quotaBit: UInt = 1 << 57
+    /// word1: site id in the low 24 bits, the check above.
     private static let siteMask: UInt = (1 << 24) - 1
+    /// Mixed into the check ("VOS_MEM!").
     private static let checkKey: UInt = 0x564F_535F_4D45_4D21
 
     /// The check word's upper 40 bits for a header at `block` (one multiply).

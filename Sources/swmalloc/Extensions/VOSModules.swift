@@ -41,13 +41,17 @@ enum VOSModules {
     /// Per-module global entry (64 bytes, one cache line): published, allocs, frees, peak,
     /// quota, quota live bytes, quota refusals.
     static let globalModulesOffset = 4096
+    /// Bytes per global module entry.
     static let globalModuleStride = 64
     /// Per-site record (64 bytes): file, line, module, folded bytes, allocs, frees.
     static let globalSitesOffset = globalModulesOffset + roundUp(moduleCount * globalModuleStride)
+    /// Bytes per global site record.
     static let globalSiteStride = 64
     /// Site hash index: `siteIndexSlots` words, each 0 or a site id.
     static let siteIndexOffset = globalSitesOffset + siteCapacity * globalSiteStride
+    /// Slots of the site hash index: twice the sites, so a probe always ends.
     static let siteIndexSlots = 2 * siteCapacity
+    /// Size of the global region.
     static let globalBytes = siteIndexOffset + siteIndexSlots * 8
 
     // Thread table layout.
@@ -59,14 +63,17 @@ enum VOSModules {
     /// +1024: the site cache (see `VOSSites`), 256 entries of 24 bytes (not table entries). It stays valid
     /// when the table is recycled: site ids are process-wide and never reused.
     static let tableSiteCacheOffset = 1024
+    /// +8192: the module entries, then the site entries.
     static let tableModulesOffset = 8192
     static let tableSitesOffset = tableModulesOffset + roundUp(moduleCount * entrySize)
+    /// Size of a thread table (about 4 MiB of address space; untouched pages cost nothing).
     static let tableBytes = tableSitesOffset + roundUp(siteCapacity * entrySize)
 
     /// `n` rounded up to whole pages.
     static func roundUp(_ n: Int) -> Int { (n + OS.pageSize - 1) & ~(OS.pageSize - 1) }
 
     // Process-wide words, in the extension part of the shim's static storage.
+    /// The first of them (bytes 8192 ... 8255 of the shim's storage).
     private static var slots: UnsafeMutableRawPointer { Globals.base + Globals.extensionOffset }
     /// The global region, nil until the first VOS call.
     static var globalWord: AtomicWord { AtomicWord(slots) }
@@ -231,8 +238,10 @@ enum VOSModules {
 
 /// A handle on one thread's table: written by its thread only, read by merges.
 struct VOSTable {
+    /// The table's mapping.
     let raw: UnsafeMutableRawPointer
 
+    /// A handle on the table at `raw`.
     @inline(__always) init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
 
     /// The global region.
@@ -264,7 +273,9 @@ struct VOSTable {
         (raw + VOSModules.tableSiteGroupsOffset + i &* 8).assumingMemoryBound(to: UInt.self)
     }
 
+    /// Words of the module group bitmap (a bit per 64 modules).
     static let moduleGroupWords = (VOSModules.moduleCount + 4095) / 4096
+    /// Words of the site group bitmap.
     static let siteGroupWords = VOSModules.siteCapacity / 4096
 
     /// Net bytes of an entry: charged − credited.

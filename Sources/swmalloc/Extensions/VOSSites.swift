@@ -43,11 +43,10 @@ enum VOSSites {
     private static func miss(_ table: VOSTable, _ entry: UnsafeMutablePointer<UInt>, _ f: UInt, _ key: UInt) -> Int {
         let g = table.global
         let s = find(g, f, key) ?? register(g, f, key)
-        if s != 0 {
-            entry[0] = f
-            entry[1] = key
-            entry[2] = UInt(s)
-        }
+        // Id 0 (registry full) is cached too, so such a site does not probe again.
+        entry[0] = f
+        entry[1] = key
+        entry[2] = UInt(s)
         return s
     }
 

@@ -139,11 +139,14 @@ enum VOSStats {
     /// Sorts `items[0 ..< count]` so that `before(items[i], items[j])` for i < j
     /// (heapsort: in place, no allocation, O(n log n)).
     static func heapSort(_ items: UnsafeMutablePointer<Int>, _ count: Int, _ before: (Int, Int) -> Bool) {
+        /// Exchanges items i and j.
         func swap(_ i: Int, _ j: Int) {
             let t = items[i]
             items[i] = items[j]
             items[j] = t
         }
+        /// Restores the heap order below `start` within `items[0 ..< end]` (the root is the
+        /// item that sorts last).
         func siftDown(_ start: Int, _ end: Int) {
             var root = start
             while 2 * root + 1 < end {
