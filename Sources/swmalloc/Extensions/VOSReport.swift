@@ -3,7 +3,8 @@
 
 /// The VOS sections of the statistics report.
 enum VOSReport {
-    /// Text: the module table, then live blocks by site, largest first.
+    /// Text: the module table, then live blocks by site, largest first (nothing when VOS
+    /// was never used).
     /// JSON: `,"modules":[…],"sites":[…]` (members of the report's top object), or a whole
     /// object `{"modules":[…],"sites":[…]}` when `standalone`.
     static func write(to fd: Int32, json: Bool, standalone: Bool = false) {
@@ -44,6 +45,8 @@ enum VOSReport {
             line.write(to: fd)
             return
         }
+        // A process that never used VOS gets no VOS section in the text report.
+        if VOSModules.globalIfMapped == nil { return }
         line.append("VOS modules (module 65536 = every ID above 65535)\n")
         line.append("   module   live bytes  live blocks       allocs        frees   peak bytes        quota  refused\n")
         line.write(to: fd)
