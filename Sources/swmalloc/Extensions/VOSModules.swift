@@ -55,7 +55,9 @@ enum VOSModules {
     static let globalBytes = siteIndexOffset + siteIndexSlots * 8
 
     // Thread table layout.
-    /// +0: next table in the registry; +8: the global region.
+    /// +0: next table in the registry; +8: the global region; +16: nonzero once any module
+    /// has a quota (set in every table by `setQuota`, copied at attach), so allocations
+    /// test one word of the table they already hold instead of the module's global entry.
     /// +64: module group bitmap (a bit per 64 modules this thread touched), 17 words.
     static let tableModuleGroupsOffset = 64
     /// +256: site group bitmap, 16 words.
@@ -91,6 +93,8 @@ enum VOSModules {
     }
     /// Number of registered sites + 1 (next site id); see `VOSSites`.
     static var siteCountWord: AtomicWord { AtomicWord(slots + 40) }
+    /// Nonzero once any module has had a quota (under `lock`).
+    private static var quotasExist: UnsafeMutablePointer<UInt> { (slots + 48).assumingMemoryBound(to: UInt.self) }
 
     /// Module index of a module ID.
     @inline(__always)
@@ -160,6 +164,7 @@ enum VOSModules {
         guard let raw else { return nil }
         raw.storeBytes(of: g, toByteOffset: 8, as: UnsafeMutableRawPointer.self)
         lock.lock()
+        raw.storeBytes(of: quotasExist.pointee, toByteOffset: 16, as: UInt.self)
         raw.storeBytes(of: tablesHead.pointee, as: UnsafeMutableRawPointer?.self)
         tablesHead.pointee = raw
         lock.unlock()
@@ -196,11 +201,20 @@ enum VOSModules {
 
     // MARK: - Quota
 
-    /// The quota of module index `m` in bytes (0 = none).
+    /// Sets the quota of module index `m` in bytes (0 = none). The first quota ever set
+    /// raises the quota flag of every table: from then on allocations look at their
+    /// module's global entry. An allocation on another thread sees the quota once that
+    /// thread sees the stores (at once with any synchronisation between the two threads).
     static func setQuota(_ m: Int, _ bytes: UInt) -> Bool {
         guard let g = global() else { return false }
+        lock.lock()
         globalModule(g, m, 4).store(bytes)
         markGlobalModule(g, m)
+        if quotasExist.pointee == 0 {
+            quotasExist.pointee = 1
+            forEachTable { t in t.raw.storeBytes(of: 1, toByteOffset: 16, as: UInt.self) }
+        }
+        lock.unlock()
         return true
     }
 
@@ -247,6 +261,10 @@ struct VOSTable {
     /// The global region.
     @inline(__always)
     var global: UnsafeMutableRawPointer { raw.load(fromByteOffset: 8, as: UnsafeMutableRawPointer.self) }
+
+    /// True once any module has a quota (see `VOSModules.setQuota`).
+    @inline(__always)
+    var quotasExist: Bool { raw.load(fromByteOffset: 16, as: UInt.self) != 0 }
 
     /// Entry of module index `m`: [0] bytes charged, [1] allocs, [2] frees, [3] bytes
     /// credited, since the last publication (bytes) or the thread's start (counts).

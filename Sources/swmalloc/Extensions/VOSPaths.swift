@@ -5,7 +5,7 @@
 //   VOS_MallocModule / VOS_MallocWithDebug ── VOS.allocate ── Heap.allocate(size + 16)
 //        │                                       ├─ VOSModules.currentTable (TLS heap → table)
 //        │                                       ├─ VOSSites.id (site mode: cache hit = 2 compares)
-//        │                                       ├─ quota test (one load; quota'd modules: admit)
+//        │                                       ├─ quota flag of the table (quota'd modules: admit)
 //        │                                       └─ VOSTable.charge + VOSBlock.write
 //   VOS_Free_Debug ── VOS.free ── VOSBlock.quickRead ── VOSTable.release ── Heap.deallocate(block)
 //                        └─ VOS.freeSlow (huge block, or not a VOS block: VOSBlock.locate)
@@ -37,13 +37,15 @@ enum VOS {
         let m = VOSModules.index(of: module)
         var header = VOSHeader(size: size, module: m, site: 0, quotaCounted: false)
         if withSite { header.site = VOSSites.id(table, module: m, file: file, line: line) }
-        let quota = VOSModules.globalModule(table.global, m, 4).loadRelaxed()
-        if _slowPath(quota != 0) {
-            if !VOSModules.admit(table.global, m, size, quota: quota) {
-                Heap.deallocate(block)
-                return Heap.outOfMemory()
+        if _slowPath(table.quotasExist) {
+            let quota = VOSModules.globalModule(table.global, m, 4).loadRelaxed()
+            if quota != 0 {
+                if !VOSModules.admit(table.global, m, size, quota: quota) {
+                    Heap.deallocate(block)
+                    return Heap.outOfMemory()
+                }
+                header.quotaCounted = true
             }
-            header.quotaCounted = true
         }
         table.charge(header)
         return VOSBlock.write(block, header)
