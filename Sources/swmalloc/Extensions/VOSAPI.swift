@@ -4,56 +4,56 @@
 
 /// VOS_Malloc with site accounting: `size` bytes charged to `moduleId` and to the site
 /// (`moduleId`, `file`, `line`).
-@_cdecl("VOS_MallocWithDebug")
+@c(VOS_MallocWithDebug)
 public func VOS_MallocWithDebug(_ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
     VOS.allocate(size, moduleId, withSite: true, file: file, line: line)
 }
 
 /// VOS_Malloc with module accounting only.
-@_cdecl("VOS_MallocModule")
+@c(VOS_MallocModule)
 public func VOS_MallocModule(_ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
     VOS.allocate(size, moduleId, withSite: false, file: nil, line: 0)
 }
 
 /// Frees a block from any VOS allocation function (NULL is a no-op). `flags`:
 /// bit 0 (VOS_FREE_ACCEPT_MALLOC) frees a plain malloc block instead of aborting.
-@_cdecl("VOS_Free_Debug")
+@c(VOS_Free_Debug)
 public func VOS_Free_Debug(_ flags: UInt, _ pointer: UnsafeMutableRawPointer?, _ file: UnsafePointer<UInt8>?, _ line: UInt32) {
     VOS.free(pointer, flags: flags, file: file, line: line)
 }
 
 /// VOS calloc with site accounting.
-@_cdecl("VOS_CallocWithDebug")
+@c(VOS_CallocWithDebug)
 public func VOS_CallocWithDebug(_ count: UInt, _ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
     VOS.calloc(count, size, moduleId, withSite: true, file: file, line: line)
 }
 
 /// VOS calloc with module accounting only.
-@_cdecl("VOS_CallocModule")
+@c(VOS_CallocModule)
 public func VOS_CallocModule(_ count: UInt, _ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
     VOS.calloc(count, size, moduleId, withSite: false, file: nil, line: 0)
 }
 
 /// VOS realloc with site accounting: the new block is charged to `moduleId` and the site.
-@_cdecl("VOS_ReallocWithDebug")
+@c(VOS_ReallocWithDebug)
 public func VOS_ReallocWithDebug(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
     VOS.realloc(pointer, size, moduleId, withSite: true, file: file, line: line)
 }
 
 /// VOS realloc with module accounting only.
-@_cdecl("VOS_ReallocModule")
+@c(VOS_ReallocModule)
 public func VOS_ReallocModule(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
     VOS.realloc(pointer, size, moduleId, withSite: false, file: nil, line: 0)
 }
 
 /// Sets (bytes > 0) or removes (0) a module's quota; returns 0, or -1 when out of memory.
-@_cdecl("swm_vos_set_quota")
+@c(swm_vos_set_quota)
 public func swm_vos_set_quota(_ moduleId: UInt, _ bytes: Int) -> Int32 {
     VOSModules.setQuota(VOSModules.index(of: moduleId), UInt(bitPattern: bytes)) ? 0 : -1
 }
 
 /// Fills `swm_vos_module_stats_t` for a module ID; returns 0, or -1 when `out` is NULL.
-@_cdecl("swm_vos_module_stats")
+@c(swm_vos_module_stats)
 public func swm_vos_module_stats(_ moduleId: UInt, _ out: UnsafeMutableRawPointer?) -> Int32 {
     guard let out else { return -1 }
     out.assumingMemoryBound(to: VOSModuleSnapshot.self).pointee = VOSStats.module(moduleId)
@@ -62,7 +62,7 @@ public func swm_vos_module_stats(_ moduleId: UInt, _ out: UnsafeMutableRawPointe
 
 /// Fills up to `capacity` entries with the modules that have counts or a quota, in
 /// increasing ID order; returns how many there are (possibly more than `capacity`).
-@_cdecl("swm_vos_modules")
+@c(swm_vos_modules)
 public func swm_vos_modules(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
     var count = 0
     VOSStats.forEachModule { s in
@@ -74,7 +74,7 @@ public func swm_vos_modules(_ out: UnsafeMutableRawPointer?, _ capacity: Int) ->
 
 /// Fills up to `capacity` entries with the sites that have allocations, the largest live
 /// bytes first; returns how many there are.
-@_cdecl("swm_vos_sites")
+@c(swm_vos_sites)
 public func swm_vos_sites(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
     var count = 0
     VOSStats.forEachSite { s in
@@ -86,7 +86,7 @@ public func swm_vos_sites(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> I
 
 /// Writes the VOS sections alone (module table and leak report; JSON: one object
 /// `{"modules":[…],"sites":[…]}`) to `fd`, without calling malloc.
-@_cdecl("swm_vos_report")
+@c(swm_vos_report)
 public func swm_vos_report(_ fd: Int32, _ json: Int32) {
     VOSReport.write(to: fd, json: json != 0, standalone: true)
 }

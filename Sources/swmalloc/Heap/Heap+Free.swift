@@ -5,7 +5,8 @@
 //   swm_free ── Heap.deallocate ─────────── fast: segment-map test, page lookup, owner test,
 //                  │                         push on page.free
 //                  ├─ Heap.invalidFree ───── not a swmalloc pointer: abort with the pointer
-//                  ├─ Heap.pageEmptied ───── the page's last block came back: retire it
+//                  ├─ Heap.pageEmptied ───── the last block of a page that is not its class's
+//                  │                         only page came back: retire it
 //                  └─ Heap.deallocateSlow ── checks, then: local free to a full or large
 //                                            page; another thread's page (atomic push);
 //                                            a huge block (unmap)
@@ -34,7 +35,11 @@ extension Heap {
             page.pointee.free = pointer
             page.pointee.used &-= 1
             heap.state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
-            if _slowPath(page.pointee.used == 0) { heap.pageEmptied(page) }
+            // The page's last block came back. A class's only page stays (a malloc/free loop
+            // must not churn pages): tested here, so that loop makes no call.
+            if _slowPath(page.pointee.used == 0) && (page.pointee.prev != nil || page.pointee.next != nil) {
+                heap.pageEmptied(page)
+            }
             return
         }
         deallocateSlow(pointer, page: page, heap: heap)
@@ -48,12 +53,10 @@ extension Heap {
         OS.fatal("free(): invalid pointer: not allocated by swmalloc, or already freed", pointer: pointer)
     }
 
-    /// The last block of a page in a class list came back. The page stays if it is the
-    /// class's only page (a malloc/free loop must not churn pages); otherwise its span
-    /// goes back to the segment.
+    /// The last block of a page that is not its class's only page came back: its span goes
+    /// back to the segment.
     @inline(never)
     func pageEmptied(_ page: UnsafeMutablePointer<Page>) {
-        if page.pointee.prev == nil && page.pointee.next == nil { return }
         unlinkClass(page)
         retire(page, now: OS.nowNanoseconds())
     }
