@@ -159,6 +159,13 @@ void *must(void *p, const char *what) {
         fprintf(stderr, "swm-workload: out of memory (%s)\n", what);
         exit(1);
     }
+
+void require_malloc(const char *workload, const char *api) {
+    if (strcmp(api, "malloc") != 0) {
+        fprintf(stderr, "%s: api must be malloc\n", workload);
+        exit(2);
+    }
+}
     return p;
 }
 

@@ -60,6 +60,8 @@ uint64_t rng_next(rng_t *r);
 size_t pareto_size(rng_t *r, size_t min, size_t max);
 /* Exits with status 1 and a message naming `what` when `p` is NULL. */
 void *must(void *p, const char *what);
+/* Exits with status 2 unless `api` is plain malloc (for workloads without a baseline). */
+void require_malloc(const char *workload, const char *api);
 /* Starts `n` threads running fn(index) and joins them all. */
 void run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size);
 

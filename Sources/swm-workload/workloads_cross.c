@@ -9,14 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Exits with status 2 unless the API is plain malloc (these workloads have no baseline). */
-static void require_malloc(const char *workload, const char *api) {
-    if (strcmp(api, "malloc") != 0) {
-        fprintf(stderr, "%s: api must be malloc\n", workload);
-        exit(2);
-    }
-}
-
 /* ---- larson ---- */
 
 /* One larson worker: a slot array it inherits from the previous generation. */

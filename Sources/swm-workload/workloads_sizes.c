@@ -7,14 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Exits with status 2 unless the API is plain malloc (these workloads have no baseline). */
-static void require_malloc(const char *workload, const char *api) {
-    if (strcmp(api, "malloc") != 0) {
-        fprintf(stderr, "%s: api must be malloc\n", workload);
-        exit(2);
-    }
-}
-
 /* mixed-sizes: `slots` live blocks; `ops` times a random slot is freed and refilled with
  * a Pareto-sized block (min_size … max_size) whose first and last bytes are written. */
 int workload_mixed_sizes(const char *api) {
