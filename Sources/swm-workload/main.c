@@ -159,14 +159,14 @@ void *must(void *p, const char *what) {
         fprintf(stderr, "swm-workload: out of memory (%s)\n", what);
         exit(1);
     }
+    return p;
+}
 
 void require_malloc(const char *workload, const char *api) {
     if (strcmp(api, "malloc") != 0) {
         fprintf(stderr, "%s: api must be malloc\n", workload);
         exit(2);
     }
-}
-    return p;
 }
 
 void run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size) {
