@@ -40,6 +40,14 @@ extension Heap {
         let seg = page.segment
         let delay = Options.current.pointee.purgeDelayNanoseconds
         seg.returnSpan(page, now: now, purgeNow: delay == 0)
+        // A segment less than half in use purges its free spans as soon as 1 MiB of them
+        // waits: after a program frees most of its memory, the pages it still holds must
+        // not keep the rest resident until a later allocation runs the delayed purge.
+        let used = seg.pointee.usedSlices
+        if delay != 0 && used != 0 && used * 2 < Geometry.usableSlices
+            && seg.dirtySlices() >= Heap.eagerPurgeSlices {
+            _ = seg.purgeExpired(now: now, delay: 0)
+        }
         segmentChanged(seg)
         if delay != 0 {
             // Purge as pages retire too, so that a long burst of frees gives back what it
@@ -87,6 +95,9 @@ extension Heap {
         }
         purgeExpired(now: now, force: force)
     }
+
+    /// Unpurged free slices (1 MiB) at which a segment less than half in use is purged.
+    static let eagerPurgeSlices = 16
 
     /// Abandoned segments one `tidy` pass adopts.
     static let tidyAdoptions = 4
