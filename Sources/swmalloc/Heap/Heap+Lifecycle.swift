@@ -139,8 +139,11 @@ extension Heap {
                 pushFull(page)
             }
         }
-        state.pointee.purgeWaiting = true
-        if seg.pointee.usedSlices == 0 && state.pointee.spare != nil && state.pointee.spare != seg {
+        let st = state
+        st.pointee.purgeWaiting = true
+        st.pointee.activeSlices += seg.pointee.usedSlices
+        if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
+        if seg.pointee.usedSlices == 0 && st.pointee.spare != nil && st.pointee.spare != seg {
             unlinkSegment(seg)
             seg.retireEmpty()
             return nil

@@ -29,7 +29,10 @@ extension Heap {
     private func takeSpan(_ count: Int, from seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Page>? {
         if Geometry.usableSlices - seg.pointee.usedSlices < count { return nil }
         guard let span = seg.takeSpan(count) else { return nil }
-        if seg == state.pointee.spare { state.pointee.spare = nil }
+        let st = state
+        st.pointee.activeSlices += count
+        if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
+        if seg == st.pointee.spare { st.pointee.spare = nil }
         relinkSegment(seg)
         return span
     }
@@ -39,16 +42,17 @@ extension Heap {
     func retire(_ page: UnsafeMutablePointer<Page>, now: UInt64) {
         let seg = page.segment
         let delay = Options.current.pointee.purgeDelayNanoseconds
+        let st = state
+        st.pointee.activeSlices -= page.pointee.sliceCount
         seg.returnSpan(page, now: now, purgeNow: delay == 0)
-        // A segment less than half in use purges its free spans as soon as 1 MiB of them
-        // waits: after a program frees most of its memory, the pages it still holds must
-        // not keep the rest resident until a later allocation runs the delayed purge.
-        let used = seg.pointee.usedSlices
-        if delay != 0 && used != 0 && used * 2 < Geometry.usableSlices
-            && seg.dirtySlices() >= Heap.eagerPurgeSlices {
-            _ = seg.purgeExpired(now: now, delay: 0)
-        }
         segmentChanged(seg)
+        // When the memory in use falls 16 MiB below its high-water mark, the program is
+        // giving memory back (not churning it): purge now, without waiting for the delay
+        // and a later allocation to run the delayed purge.
+        if delay != 0 && st.pointee.activePeak - st.pointee.activeSlices >= Heap.dropPurgeSlices {
+            purgeExpired(now: now, force: true)
+            st.pointee.activePeak = st.pointee.activeSlices
+        }
         if delay != 0 {
             // Purge as pages retire too, so that a long burst of frees gives back what it
             // freed more than the delay ago without waiting for a later allocation.
@@ -96,8 +100,8 @@ extension Heap {
         purgeExpired(now: now, force: force)
     }
 
-    /// Unpurged free slices (1 MiB) at which a segment less than half in use is purged.
-    static let eagerPurgeSlices = 16
+    /// Fall of the slices in use below their high-water mark (16 MiB) that purges at once.
+    static let dropPurgeSlices = 256
 
     /// Abandoned segments one `tidy` pass adopts.
     static let tidyAdoptions = 4

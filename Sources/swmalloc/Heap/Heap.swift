@@ -97,8 +97,11 @@ struct HeapState: ~Copyable {
     var batchFirst: UnsafeMutableRawPointer?
     var batchLast: UnsafeMutableRawPointer?
     var batchCount: Int
-    /// Slow-path calls, for periodic maintenance.
-    var slowCalls: UInt
+    /// Slices of this heap's pages in use, and their high-water mark since the last purge
+    /// that a fall in use triggered (see `Heap.retire`). Pages of adopted segments count
+    /// from their adoption.
+    var activeSlices: Int
+    var activePeak: Int
     /// Some free span waits for its purge delay.
     var purgeWaiting: Bool
     /// Earliest time of the next purge pass.

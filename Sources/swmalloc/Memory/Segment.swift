@@ -241,18 +241,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
         Counters.shared.pointee.purgedNow.wrappingAdd(UInt(bytes), ordering: .relaxed)
     }
 
-    /// Slices in free spans whose memory has not been purged.
-    func dirtySlices() -> Int {
-        var dirty = 0
-        var i = 1
-        while i < Geometry.slicesPerSegment {
-            let span = page(at: i)
-            if span.pointee.kind == .freeSpan && !span.pointee.purged { dirty += span.pointee.sliceCount }
-            i += span.pointee.sliceCount
-        }
-        return dirty
-    }
-
     /// Purges every free span freed at least `delay` nanoseconds before `now`; returns
     /// true when some free span is still waiting for its delay.
     func purgeExpired(now: UInt64, delay: UInt64) -> Bool {
