@@ -82,7 +82,7 @@ extension Heap {
                     }
                 }
                 if s.pointee.usedSlices == 0 {
-                    s.retireEmpty()
+                    s.retireEmpty(purgeNow: true)
                 } else {
                     _ = s.purgeExpired(now: now, delay: 0)
                     Heap.abandon(s)
@@ -145,7 +145,7 @@ extension Heap {
         if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
         if seg.pointee.usedSlices == 0 && st.pointee.spare != nil && st.pointee.spare != seg {
             unlinkSegment(seg)
-            seg.retireEmpty()
+            seg.retireEmpty(purgeNow: Options.current.pointee.purgeDelayMs == 0)
             return nil
         }
         segmentChanged(seg)

@@ -68,7 +68,7 @@ extension Heap {
         if seg.pointee.usedSlices == 0 {
             if let spare = state.pointee.spare, spare != seg {
                 unlinkSegment(seg)
-                seg.retireEmpty()
+                seg.retireEmpty(purgeNow: Options.current.pointee.purgeDelayMs == 0)
             } else {
                 state.pointee.spare = seg
             }
@@ -76,13 +76,16 @@ extension Heap {
     }
 
     /// Housekeeping at the top of every slow path: send the remote-free batch; when free
-    /// spans wait for their purge delay or abandoned segments wait for an owner, run
+    /// spans (this heap's or the segment cache's) wait for their purge delay or abandoned
+    /// segments wait for an owner, run
     /// `tidy` (which limits itself to one pass per half purge delay, at least 1 ms).
     @inline(__always)
     func maintain() {
         let s = state
         if s.pointee.batchPage != nil { sendRemoteBatch() }
-        if s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil { tidy(force: false) }
+        if s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil || Globals.segmentCacheHead.pointee != nil {
+            tidy(force: false)
+        }
     }
 
     /// Adopts abandoned segments (up to `Heap.tidyAdoptions` a pass; all with `force`), so
@@ -106,8 +109,8 @@ extension Heap {
     /// Abandoned segments one `tidy` pass adopts.
     static let tidyAdoptions = 4
 
-    /// Purges free spans freed at least the purge delay ago (all of them with `force`) and
-    /// sets the time of the next pass.
+    /// Purges free spans, this heap's and the segment cache's, freed at least the purge
+    /// delay ago (all of them with `force`) and sets the time of the next pass.
     func purgeExpired(now: UInt64, force: Bool) {
         let s = state
         let delay = Options.current.pointee.purgeDelayNanoseconds
@@ -119,5 +122,6 @@ extension Heap {
         }
         s.pointee.purgeWaiting = waiting
         s.pointee.nextPurge = now &+ (delay / 2 > 1_000_000 ? delay / 2 : 1_000_000)
+        UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: force ? 0 : delay)
     }
 }

@@ -94,19 +94,16 @@ extension UnsafeMutablePointer where Pointee == Segment {
         return seg
     }
 
-    /// Most empty segments the process keeps mapped for reuse (purged: no memory, only
-    /// address space), so that one thread's empty segment serves another without a
-    /// munmap/mmap pair.
+    /// Most empty segments the process keeps mapped for reuse, so that one thread's empty
+    /// segment serves another without a munmap/mmap pair. Their free memory is purged
+    /// like any free span: after the purge delay (`purgeCache`), or at once on a fall in
+    /// use, `swm_collect()`, or with `purge_delay_ms=0`.
     static let cacheLimit = 8
 
-    /// Retires an empty normal segment: purged and cached, or unmapped when the cache is full.
-    func retireEmpty() {
-        var i = 1
-        while i < Geometry.slicesPerSegment {
-            let span = page(at: i)
-            if !span.pointee.purged { purge(span) }
-            i += span.pointee.sliceCount
-        }
+    /// Retires an empty normal segment to the cache (purged first when `purgeNow`), or
+    /// unmaps it when the cache is full.
+    func retireEmpty(purgeNow: Bool) {
+        if purgeNow { purgeAll() }
         pointee.heap = nil
         Globals.segmentCacheLock.lock()
         let cached = Globals.segmentCacheCount.pointee < UnsafeMutablePointer<Segment>.cacheLimit
@@ -117,6 +114,28 @@ extension UnsafeMutablePointer where Pointee == Segment {
         }
         Globals.segmentCacheLock.unlock()
         if !cached { release() }
+    }
+
+    /// Purges every free span of the segment that is not purged yet.
+    func purgeAll() {
+        var i = 1
+        while i < Geometry.slicesPerSegment {
+            let span = page(at: i)
+            if span.pointee.kind == .freeSpan && !span.pointee.purged { purge(span) }
+            i += span.pointee.sliceCount
+        }
+    }
+
+    /// Purges the cached segments' free spans freed at least `delay` before `now`.
+    static func purgeCache(now: UInt64, delay: UInt64) {
+        if Globals.segmentCacheHead.pointee == nil { return }
+        Globals.segmentCacheLock.lock()
+        var cursor = Globals.segmentCacheHead.pointee
+        while let seg = cursor {
+            _ = seg.purgeExpired(now: now, delay: delay)
+            cursor = seg.pointee.next
+        }
+        Globals.segmentCacheLock.unlock()
     }
 
     /// An empty segment from the cache, now owned by `heap`; nil when the cache is empty.
