@@ -4,8 +4,9 @@ import Synchronization
 
 /// Blocks above `Geometry.largeMax` (and blocks aligned above 64 KiB): mapped directly,
 /// 4 MiB-aligned so the segment map finds them, with a header in the first slice and the
-/// block at `hugeOffset` (64 KiB, or the alignment). Freed blocks are unmapped at once:
-/// their memory goes straight back to the OS.
+/// block at `hugeOffset`: 64 KiB, the alignment, or 2 MiB when the block is to be backed
+/// by transparent huge pages (`thp=large`). Freed blocks are unmapped at once: their
+/// memory goes straight back to the OS.
 enum Huge {
     /// A huge block of at least `size` bytes, aligned to `alignment` when it is above
     /// 64 KiB; nil with ENOMEM when the OS refuses.
