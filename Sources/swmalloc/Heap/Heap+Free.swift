@@ -30,10 +30,7 @@ extension Heap {
         if _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag
                      && page.isBlockStart(p)
                      && pointer.load(fromByteOffset: 8, as: UInt.self) != mark) {
-            pointer.storeBytes(of: page.pointee.free, as: UnsafeMutableRawPointer?.self)
-            pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
-            page.pointee.free = pointer
-            page.pointee.used &-= 1
+            page.pushLocal(pointer, mark: mark)
             heap.state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
             // The page's last block came back. A class's only page stays (a malloc/free loop
             // must not churn pages): tested here, so that loop makes no call.
@@ -96,12 +93,9 @@ extension Heap {
         } else {
             Stats.countOrphanFree(kind: kind, classIndex: Int(page.pointee.classIndex), size: size)
         }
-        pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
         if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
             // Our own full or large page.
-            pointer.storeBytes(of: page.pointee.free, as: UnsafeMutableRawPointer?.self)
-            page.pointee.free = pointer
-            page.pointee.used &-= 1
+            page.pushLocal(pointer, mark: mark)
             heap.unlinkFull(page)
             if page.pointee.used == 0 {
                 heap.retire(page, now: OS.nowNanoseconds())
@@ -111,6 +105,7 @@ extension Heap {
             return
         }
         // Another thread's page, or an abandoned one.
+        pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
         if heap.isEmpty {
             page.sendRemote(first: pointer, last: pointer)
         } else {

@@ -143,13 +143,7 @@ extension Heap {
         st.pointee.purgeWaiting = true
         st.pointee.activeSlices += seg.pointee.usedSlices
         if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
-        if seg.pointee.usedSlices == 0 && st.pointee.spare != nil && st.pointee.spare != seg {
-            unlinkSegment(seg)
-            seg.retireEmpty(purgeNow: Options.current.pointee.purgeDelayMs == 0)
-            return nil
-        }
-        segmentChanged(seg)
-        return seg
+        return segmentChanged(seg) ? seg : nil
     }
 }
 

@@ -25,12 +25,19 @@ extension Heap {
     static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         let heap = Heap.current
         let slot = SizeClass.slot(size)
-        let page = heap.page(slot: slot)
-        guard let block = page.pointee.free else { return allocateSlow(size) }
+        guard let block = heap.pop(heap.page(slot: slot), slot: slot) else { return allocateSlow(size) }
+        return block
+    }
+
+    /// Takes the first block of `page`'s free list (nil when it is empty): clears the
+    /// block's freed mark, counts it in the page and in the heap's class `slot`.
+    @inline(__always)
+    func pop(_ page: UnsafeMutablePointer<Page>, slot: Int) -> UnsafeMutableRawPointer? {
+        guard let block = page.pointee.free else { return nil }
         page.pointee.free = block.load(as: UnsafeMutableRawPointer?.self)
         block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
         page.pointee.used &+= 1
-        heap.state.allocCounter(slot).pointee &+= 1
+        state.allocCounter(slot).pointee &+= 1
         return block
     }
 
@@ -47,12 +54,7 @@ extension Heap {
         if size <= Geometry.smallMax {
             let c = SizeClass.of(size)
             guard let page = heap.findPage(c) else { return outOfMemory() }
-            let block = page.pointee.free.unsafelyUnwrapped
-            page.pointee.free = block.load(as: UnsafeMutableRawPointer?.self)
-            block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-            page.pointee.used &+= 1
-            heap.state.allocCounter(c).pointee &+= 1
-            return block
+            return heap.pop(page, slot: c)
         }
         if size <= Geometry.largeMax { return heap.allocateLarge(size) }
         return Huge.allocate(size, alignment: 0)

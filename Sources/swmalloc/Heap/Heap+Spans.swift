@@ -63,16 +63,19 @@ extension Heap {
 
     /// Files `seg` by its free slices after spans came back; an empty segment becomes the
     /// spare, or goes to the process's segment cache when the heap has a spare already.
-    func segmentChanged(_ seg: UnsafeMutablePointer<Segment>) {
+    /// Returns false when the segment left the heap (to the cache, or unmapped).
+    @discardableResult
+    func segmentChanged(_ seg: UnsafeMutablePointer<Segment>) -> Bool {
         relinkSegment(seg)
         if seg.pointee.usedSlices == 0 {
             if let spare = state.pointee.spare, spare != seg {
                 unlinkSegment(seg)
                 seg.retireEmpty(purgeNow: Options.current.pointee.purgeDelayMs == 0)
-            } else {
-                state.pointee.spare = seg
+                return false
             }
+            state.pointee.spare = seg
         }
+        return true
     }
 
     /// Housekeeping at the top of every slow path: send the remote-free batch; when free

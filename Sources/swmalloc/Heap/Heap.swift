@@ -170,11 +170,6 @@ extension Heap {
         page.pointee.next = nil
         page.pointee.prev = nil
     }
-
-    /// Takes `page` out of whichever list holds it.
-    func unlink(_ page: UnsafeMutablePointer<Page>) {
-        if page.pointee.inFullList { unlinkFull(page) } else { unlinkClass(page) }
-    }
 }
 
 // MARK: - Segment lists

@@ -103,7 +103,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// Retires an empty normal segment to the cache (purged first when `purgeNow`), or
     /// unmaps it when the cache is full.
     func retireEmpty(purgeNow: Bool) {
-        if purgeNow { purgeAll() }
+        if purgeNow { _ = purgeExpired(now: OS.nowNanoseconds(), delay: 0) }
         pointee.heap = nil
         Globals.segmentCacheLock.lock()
         let cached = Globals.segmentCacheCount.pointee < UnsafeMutablePointer<Segment>.cacheLimit
@@ -114,16 +114,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
         }
         Globals.segmentCacheLock.unlock()
         if !cached { release() }
-    }
-
-    /// Purges every free span of the segment that is not purged yet.
-    func purgeAll() {
-        var i = 1
-        while i < Geometry.slicesPerSegment {
-            let span = page(at: i)
-            if span.pointee.kind == .freeSpan && !span.pointee.purged { purge(span) }
-            i += span.pointee.sliceCount
-        }
     }
 
     /// Purges the cached segments' free spans freed at least `delay` before `now`.

@@ -104,6 +104,15 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.capacityBytes = UInt32(Int(pointee.capacity) * size)
     }
 
+    /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.
+    @inline(__always)
+    func pushLocal(_ block: UnsafeMutableRawPointer, mark: UInt) {
+        block.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
+        block.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
+        pointee.free = block
+        pointee.used &-= 1
+    }
+
     /// Moves other threads' frees into `free`; `used` drops by their number. Owner only.
     @inline(__always)
     func collect() {
