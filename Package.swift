@@ -12,19 +12,14 @@ let coreSwiftSettings: [SwiftSetting] = [
 ]
 
 /// Linker flags for the shared library (the script's path is absolute so that the
-/// library also links when this package is a dependency):
-/// - the version script exports the C API only and keeps the Embedded runtime's weak
-///   `swift_*` symbols local (a library exporting them crashes Swift processes);
-/// - `--defsym` gives the `swm_*` entry points their libc names without a trampoline.
-let libcNames = [
-    "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
-    "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized",
-]
+/// library also links when this package is a dependency): the version script exports the
+/// C API only (defined with default visibility in `CSwmShim/exports.c`) and keeps the
+/// Embedded runtime's weak `swift_*` symbols local (a library exporting them crashes Swift
+/// processes).
 let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         ["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
-         "-Xlinker", "-z", "-Xlinker", "nodelete"]
-            + libcNames.flatMap { ["-Xlinker", "--defsym=\($0)=swm_\($0)"] }),
+         "-Xlinker", "-z", "-Xlinker", "nodelete"]),
 ]
 
 let package = Package(
@@ -41,8 +36,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        /// TLS, syscalls, pthread registration and constants: the only C in the core.
-        .target(name: "CSwmShim"),
+        /// TLS, syscalls, pthread registration and constants, and the exported symbols (C
+        /// forwarders with default visibility): the only C in the core.
+        /// `-gdwarf-4`: DWARF 5 from this clang makes valgrind 3.19 (Debian 12) give up on
+        /// the library's debug info, and so on every program run under valgrind with it.
+        .target(name: "CSwmShim", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         /// The allocator itself, Embedded Swift.
         .target(
             name: "swmalloc",

@@ -17,6 +17,7 @@
 static _Alignas(64) void *swmshim_empty_page[32];
 
 void *swmshim_empty_heap[SWM_DIRECT_SLOTS] = {[0 ... SWM_DIRECT_SLOTS - 1] = swmshim_empty_page};
+void *swmshim_exited_heap[SWM_DIRECT_SLOTS] = {[0 ... SWM_DIRECT_SLOTS - 1] = swmshim_empty_page};
 
 __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"))) = swmshim_empty_heap;
 
@@ -28,33 +29,39 @@ static _Alignas(64) unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES];
 void *swmshim_globals(void) { return swmshim_globals_storage; }
 
 long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out) {
-    long r = syscall(SYS_mmap, addr, len, prot, flags, -1, 0);
-    if (r < 0) { *out = NULL; return -errno; }
+    // syscall() is variadic: every argument is passed as a long, so the descriptor and
+    // the offset must be longs too (an int would leave the upper half undefined).
+    int saved = errno;
+    long r = syscall(SYS_mmap, addr, len, (long)prot, (long)flags, (long)-1, (long)0);
+    if (r < 0) { r = -errno; errno = saved; *out = NULL; return r; }
     *out = (void *)r;
     return 0;
 }
 
 long swmshim_munmap(void *addr, size_t len) {
-    return syscall(SYS_munmap, addr, len) < 0 ? -errno : 0;
+    int saved = errno;
+    long r = syscall(SYS_munmap, addr, len) < 0 ? -errno : 0;
+    errno = saved;
+    return r;
 }
 
 long swmshim_madvise(void *addr, size_t len, int advice) {
     int saved = errno;
-    long r = syscall(SYS_madvise, addr, len, advice) < 0 ? -errno : 0;
+    long r = syscall(SYS_madvise, addr, len, (long)advice) < 0 ? -errno : 0;
     errno = saved;
     return r;
 }
 
 long swmshim_futex_wait(uint32_t *addr, uint32_t expected) {
     int saved = errno;
-    long r = syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0) < 0 ? -errno : 0;
+    long r = syscall(SYS_futex, addr, (long)FUTEX_WAIT_PRIVATE, (long)expected, NULL, NULL, (long)0) < 0 ? -errno : 0;
     errno = saved;
     return r;
 }
 
 long swmshim_futex_wake(uint32_t *addr, int count) {
     int saved = errno;
-    long r = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    long r = syscall(SYS_futex, addr, (long)FUTEX_WAKE_PRIVATE, (long)count, NULL, NULL, (long)0);
     errno = saved;
     return r;
 }
@@ -79,21 +86,67 @@ const char *swmshim_getenv(const char *name) { return getenv(name); }
 int swmshim_getpid(void) { return (int)getpid(); }
 
 int swmshim_thread_key_create(void (*destructor)(void *)) {
-    return pthread_key_create(&swmshim_key, destructor);
+    int saved = errno;
+    int r = pthread_key_create(&swmshim_key, destructor);
+    errno = saved;
+    return r;
 }
 
-void swmshim_thread_key_set(void *heap) { pthread_setspecific(swmshim_key, heap); }
+void swmshim_thread_key_set(void *heap) {
+    int saved = errno;
+    pthread_setspecific(swmshim_key, heap);
+    errno = saved;
+}
 
 int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
-    return pthread_atfork(prepare, parent, child);
+    int saved = errno;
+    int r = pthread_atfork(prepare, parent, child);
+    errno = saved;
+    return r;
 }
 
-int swmshim_atexit(void (*fn)(void)) { return atexit(fn); }
+int swmshim_atexit(void (*fn)(void)) {
+    int saved = errno;
+    int r = atexit(fn);
+    errno = saved;
+    return r;
+}
+
+int swmshim_signal_usable(int signo) {
+    // SIGKILL and SIGSTOP cannot be caught; 32 and 33 (below SIGRTMIN) are glibc's own
+    // (thread cancellation, set*id broadcast).
+    if (signo < 1 || signo > 64 || signo == SIGKILL || signo == SIGSTOP) return 0;
+    return signo < 32 || signo >= SIGRTMIN;
+}
 
 int swmshim_signal(int signo, void (*handler)(int)) {
+    int saved = errno;
     struct sigaction sa = {0};
     sa.sa_handler = handler;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    return sigaction(signo, &sa, NULL);
+    int r = sigaction(signo, &sa, NULL);
+    errno = saved;
+    return r;
 }
+
+int swmshim_thread_start(void *(*body)(void *)) {
+    int saved = errno;
+    // The thread blocks every signal, so that it never runs a program's handler, and is
+    // detached: nobody joins it.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t thread;
+    int r = pthread_create(&thread, &attr, body, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return r;
+}
+
+int swmshim_gettid(void) { return (int)syscall(SYS_gettid); }

@@ -24,9 +24,19 @@ extern void *swmshim_empty_heap[SWM_DIRECT_SLOTS] __attribute__((visibility("hid
 /// It initially points at `swmshim_empty_heap`.
 extern __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
+/// The heap of a thread whose heap was detached at its exit (pthread key destructors ran):
+/// the same empty direct table as `swmshim_empty_heap` at another address, so that a late
+/// call (glibc's `__libc_thread_freeres`, a destructor of the last round) takes the slow
+/// path and is served without attaching a heap that nothing would ever detach.
+extern void *swmshim_exited_heap[SWM_DIRECT_SLOTS] __attribute__((visibility("hidden")));
+
 static inline void *swmshim_heap_get(void) { return swmshim_tls_heap; }
 static inline void swmshim_heap_set(void *heap) { swmshim_tls_heap = heap; }
 static inline void *swmshim_empty_heap_address(void) { return (void *)swmshim_empty_heap; }
+static inline void *swmshim_exited_heap_address(void) { return (void *)swmshim_exited_heap; }
+/// An address unique to the calling thread (its TLS slot): identifies the thread without a
+/// system call.
+static inline void *swmshim_thread_id(void) { return (void *)&swmshim_tls_heap; }
 
 /// One bit per 4 MiB of the 47-bit user address space: set where a swmalloc segment
 /// starts. 2^25 bits = 4 MiB of zero-filled .bss, only touched pages become resident.
@@ -41,6 +51,8 @@ static inline uint64_t *swmshim_segment_map_base(void) { return swmshim_segment_
 void *swmshim_globals(void);
 
 // ---- system calls (raw, no errno side effects: the result is -errno on failure) ----
+// Every function of this shim leaves errno as it found it unless its comment says so: a
+// successful malloc must not change errno.
 long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out);
 long swmshim_munmap(void *addr, size_t len);
 long swmshim_madvise(void *addr, size_t len, int advice);
@@ -68,8 +80,15 @@ void swmshim_thread_key_set(void *heap);
 int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /// Registers a function to run at process exit.
 int swmshim_atexit(void (*fn)(void));
+/// 1 when `signo` can carry the statistics report: a signal a handler can catch that the C
+/// library does not reserve (not SIGKILL, SIGSTOP, or glibc's 32 and 33).
+int swmshim_signal_usable(int signo);
 /// Installs `handler` for signal `signo` (SA_RESTART); returns 0 on success.
 int swmshim_signal(int signo, void (*handler)(int));
+/// Starts a detached thread running `body` with every signal blocked; 0 on success.
+int swmshim_thread_start(void *(*body)(void *));
+/// The calling thread's kernel thread id (a system call; async-signal-safe).
+int swmshim_gettid(void);
 
 // ---- constants ----
 enum {

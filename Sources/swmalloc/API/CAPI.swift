@@ -1,27 +1,28 @@
 // C API exports: the only place where C's rules live (errno, overflow, size 0, NULL,
-// alignment checks). Each function is exported as `swm_NAME`; the linker gives the libc
-// names (`--defsym=NAME=swm_NAME` in Package.swift), so LD_PRELOAD or -lswmalloc replaces
-// the system allocator, while `swm_NAME` can be called on its own.
+// alignment checks). Each function is the hidden entry point `swmimpl_NAME`; the C
+// forwarders in CSwmShim/exports.c export it as `NAME` and `swm_NAME` with default
+// visibility, so LD_PRELOAD or -lswmalloc replaces the system allocator, while `swm_NAME`
+// can be called on its own.
 //
 // `size_t` arrives as `Int`: a value above PTRDIFF_MAX is negative and fails with ENOMEM.
 
 import CSwmShim
 
 /// Allocates `size` bytes (16-byte aligned; malloc(0) returns a unique pointer).
-@c(swm_malloc)
-public func swm_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_malloc)
+func swm_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
     Heap.allocate(size)
 }
 
 /// Frees a block (NULL is a no-op); an invalid or double free aborts naming the pointer.
-@c(swm_free)
-public func swm_free(_ pointer: UnsafeMutableRawPointer?) {
+@c(swmimpl_free)
+func swm_free(_ pointer: UnsafeMutableRawPointer?) {
     Heap.deallocate(pointer)
 }
 
 /// Allocates `count × size` zeroed bytes; NULL with ENOMEM when the product overflows.
-@c(swm_calloc)
-public func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_calloc)
+func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = count.multipliedReportingOverflow(by: size)
     if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
     guard let p = Heap.allocate(total) else { return nil }
@@ -32,8 +33,8 @@ public func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 
 /// Resizes a block as glibc does: NULL → malloc; size 0 → free and return NULL; on
 /// failure NULL with ENOMEM and the block untouched.
-@c(swm_realloc)
-public func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_realloc)
+func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
     guard let pointer else { return Heap.allocate(size) }
     if size == 0 {
         Heap.deallocate(pointer)
@@ -43,36 +44,33 @@ public func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> Uns
 }
 
 /// realloc of `count × size` bytes; NULL with ENOMEM when the product overflows.
-@c(swm_reallocarray)
-public func swm_reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_reallocarray)
+func swm_reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = count.multipliedReportingOverflow(by: size)
     if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
     return swm_realloc(pointer, total)
 }
 
+/// True when `n`, read as a `size_t`, is a power of two (2^63 arrives as `Int.min`).
 @inline(__always)
-private func isPowerOfTwo(_ n: Int) -> Bool { n > 0 && n & (n - 1) == 0 }
+private func isPowerOfTwo(_ n: Int) -> Bool { n != 0 && n & (n &- 1) == 0 }
 
 /// POSIX aligned allocation: EINVAL unless `alignment` is a power of two and a multiple
-/// of `sizeof(void *)`; ENOMEM when out of memory (or alignment above 2 MiB). errno is
-/// left as it was.
-@c(swm_posix_memalign)
-public func swm_posix_memalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
+/// of `sizeof(void *)` (errno untouched); ENOMEM when out of memory, with errno set to
+/// ENOMEM as glibc does (its own tests read errno after a failure).
+@c(swmimpl_posix_memalign)
+func swm_posix_memalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
     guard let out, isPowerOfTwo(alignment), alignment % MemoryLayout<UnsafeRawPointer>.size == 0 else {
         return Int32(SWM_EINVAL)
     }
-    let saved = swmshim_get_errno()
-    guard let p = Heap.allocateAligned(alignment, size) else {
-        OS.setErrno(saved)
-        return Int32(SWM_ENOMEM)
-    }
+    guard let p = Heap.allocateAligned(alignment, size) else { return Int32(SWM_ENOMEM) }
     out.pointee = p
     return 0
 }
 
 /// C11 aligned allocation: NULL with EINVAL unless `alignment` is a power of two.
-@c(swm_aligned_alloc)
-public func swm_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_aligned_alloc)
+func swm_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     guard isPowerOfTwo(alignment) else {
         OS.setErrno(Int32(SWM_EINVAL))
         return nil
@@ -81,47 +79,47 @@ public func swm_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRaw
 }
 
 /// Obsolete aligned allocation, as glibc: an alignment that is not a power of two is
-/// rounded up to the next one; one above 2^62 fails with EINVAL.
-@c(swm_memalign)
-public func swm_memalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    if alignment < 0 || alignment > (1 << 62) {
+/// rounded up to the next one; one above 2^63 fails with EINVAL (2^63 itself with ENOMEM).
+@c(swmimpl_memalign)
+func swm_memalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    if alignment < 0 && alignment != Int.min {
         OS.setErrno(Int32(SWM_EINVAL))
         return nil
     }
-    var a = alignment < 16 ? 16 : alignment
-    if !isPowerOfTwo(a) { a = 1 << (Int.bitWidth - (a - 1).leadingZeroBitCount) }
+    var a = alignment >= 0 && alignment < 16 ? 16 : alignment
+    if !isPowerOfTwo(a) { a = 1 &<< (Int.bitWidth - (a - 1).leadingZeroBitCount) }
     return Heap.allocateAligned(a, size)
 }
 
 /// Page-aligned allocation.
-@c(swm_valloc)
-public func swm_valloc(_ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_valloc)
+func swm_valloc(_ size: Int) -> UnsafeMutableRawPointer? {
     Heap.allocateAligned(OS.pageSize, size)
 }
 
 /// Page-aligned allocation of whole pages (size rounded up; 0 gives one page).
-@c(swm_pvalloc)
-public func swm_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
+@c(swmimpl_pvalloc)
+func swm_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
     if size < 0 || size > Int.max - OS.pageSize { return Heap.outOfMemory() }
     let rounded = size == 0 ? OS.pageSize : (size + OS.pageSize - 1) & ~(OS.pageSize - 1)
     return Heap.allocateAligned(OS.pageSize, rounded)
 }
 
 /// Usable bytes of a block: exact (its size class), 0 for NULL.
-@c(swm_malloc_usable_size)
-public func swm_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
+@c(swmimpl_malloc_usable_size)
+func swm_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
     guard let pointer else { return 0 }
     return Heap.usableSize(pointer, checkFreed: false)
 }
 
 /// C23 free with the allocation's size (the size is not needed and not trusted).
-@c(swm_free_sized)
-public func swm_free_sized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
+@c(swmimpl_free_sized)
+func swm_free_sized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
     Heap.deallocate(pointer)
 }
 
 /// C23 free with the allocation's alignment and size.
-@c(swm_free_aligned_sized)
-public func swm_free_aligned_sized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
+@c(swmimpl_free_aligned_sized)
+func swm_free_aligned_sized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
     Heap.deallocate(pointer)
 }

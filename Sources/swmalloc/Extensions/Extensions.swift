@@ -9,8 +9,13 @@ enum Extensions {
     static func processStarted() {
         let options = Options.current.pointee
         if options.statsPrint { _ = swmshim_atexit { Stats.printReport() } }
-        if options.statsSignal != 0 { _ = swmshim_signal(options.statsSignal) { _ in Stats.printReport() } }
+        if options.statsSignal != 0 { SignalReport.install(options.statsSignal) }
     }
+
+    /// At the top of every allocation slow path: a statistics report requested by a signal
+    /// in a fork child, where no reporter thread runs yet, starts one. Cost: one load.
+    @inline(__always)
+    static func slowPath() { SignalReport.poll() }
 
     /// A thread's heap is about to be detached: its VOS counters are folded into the
     /// process-wide ones and its table goes back to the pool.
@@ -37,6 +42,7 @@ enum Extensions {
     static func forkChild() {
         VOSModules.siteLock.reset()
         VOSModules.lock.reset()
+        SignalReport.forkChild()
     }
 
     /// Appends the extensions' sections to a statistics report: the VOS module table and

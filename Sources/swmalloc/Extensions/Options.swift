@@ -22,7 +22,7 @@ enum THPPolicy: UInt8 {
 /// | thp              | large, never, system   | large   | transparent huge pages (see `THPPolicy`) |
 /// | verbose          | 0, 1                   | 0       | print the options in force at start-up |
 /// | stats_print      | 0, 1                   | 0       | print the statistics report at exit |
-/// | stats_signal     | 0, 1 … 64              | 0       | print the report when this signal arrives |
+/// | stats_signal     | 0, a catchable signal  | 0       | print the report when this signal arrives (not 9, 19, 32, 33) |
 /// | stats_json       | 0, 1                   | 0       | reports in JSON instead of text |
 /// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to |
 struct Options {
@@ -86,7 +86,11 @@ struct Options {
         } else if key == "stats_json" {
             if let b = value.flag { statsJSON = b } else { Options.badValue(item) }
         } else if key == "stats_signal" {
-            if let n = value.integer, n <= 64 { statsSignal = Int32(n) } else { Options.badValue(item) }
+            if let n = value.integer, n == 0 || (n <= 64 && swmshim_signal_usable(Int32(n)) != 0) {
+                statsSignal = Int32(n)
+            } else {
+                Options.badValue(item)
+            }
         } else if key == "stats_fd" {
             if let n = value.integer, n >= 1, n < 1024 { statsFD = Int32(n) } else { Options.badValue(item) }
         } else {

@@ -4,57 +4,57 @@
 
 /// VOS_Malloc with site accounting: `size` bytes charged to `moduleId` and to the site
 /// (`moduleId`, `file`, `line`).
-@c(VOS_MallocWithDebug)
-public func VOS_MallocWithDebug(_ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
+@c(swmimpl_VOS_MallocWithDebug)
+func VOS_MallocWithDebug(_ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
     VOS.allocate(size, moduleId, withSite: true, file: file, line: line)
 }
 
 /// VOS_Malloc with module accounting only.
-@c(VOS_MallocModule)
-public func VOS_MallocModule(_ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
+@c(swmimpl_VOS_MallocModule)
+func VOS_MallocModule(_ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
     VOS.allocate(size, moduleId, withSite: false, file: nil, line: 0)
 }
 
 /// Frees a block from any VOS allocation function (NULL is a no-op). `flags`:
 /// bit 0 (VOS_FREE_ACCEPT_MALLOC) frees a plain malloc block instead of aborting.
-@c(VOS_Free_Debug)
-public func VOS_Free_Debug(_ flags: UInt, _ pointer: UnsafeMutableRawPointer?, _ file: UnsafePointer<UInt8>?, _ line: UInt32) {
+@c(swmimpl_VOS_Free_Debug)
+func VOS_Free_Debug(_ flags: UInt, _ pointer: UnsafeMutableRawPointer?, _ file: UnsafePointer<UInt8>?, _ line: UInt32) {
     VOS.free(pointer, flags: flags, file: file, line: line)
 }
 
 /// VOS calloc with site accounting.
-@c(VOS_CallocWithDebug)
-public func VOS_CallocWithDebug(_ count: UInt, _ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
+@c(swmimpl_VOS_CallocWithDebug)
+func VOS_CallocWithDebug(_ count: UInt, _ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
     VOS.calloc(count, size, moduleId, withSite: true, file: file, line: line)
 }
 
 /// VOS calloc with module accounting only.
-@c(VOS_CallocModule)
-public func VOS_CallocModule(_ count: UInt, _ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
+@c(swmimpl_VOS_CallocModule)
+func VOS_CallocModule(_ count: UInt, _ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
     VOS.calloc(count, size, moduleId, withSite: false, file: nil, line: 0)
 }
 
 /// VOS realloc with site accounting: the new block is charged to `moduleId` and the site.
-@c(VOS_ReallocWithDebug)
-public func VOS_ReallocWithDebug(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
+@c(swmimpl_VOS_ReallocWithDebug)
+func VOS_ReallocWithDebug(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ moduleId: UInt, _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> UnsafeMutableRawPointer? {
     VOS.realloc(pointer, size, moduleId, withSite: true, file: file, line: line)
 }
 
 /// VOS realloc with module accounting only.
-@c(VOS_ReallocModule)
-public func VOS_ReallocModule(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
+@c(swmimpl_VOS_ReallocModule)
+func VOS_ReallocModule(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ moduleId: UInt) -> UnsafeMutableRawPointer? {
     VOS.realloc(pointer, size, moduleId, withSite: false, file: nil, line: 0)
 }
 
 /// Sets (bytes > 0) or removes (0) a module's quota; returns 0, or -1 when out of memory.
-@c(swm_vos_set_quota)
-public func swm_vos_set_quota(_ moduleId: UInt, _ bytes: Int) -> Int32 {
+@c(swmimpl_vos_set_quota)
+func swm_vos_set_quota(_ moduleId: UInt, _ bytes: Int) -> Int32 {
     VOSModules.setQuota(VOSModules.index(of: moduleId), UInt(bitPattern: bytes)) ? 0 : -1
 }
 
 /// Fills `swm_vos_module_stats_t` for a module ID; returns 0, or -1 when `out` is NULL.
-@c(swm_vos_module_stats)
-public func swm_vos_module_stats(_ moduleId: UInt, _ out: UnsafeMutableRawPointer?) -> Int32 {
+@c(swmimpl_vos_module_stats)
+func swm_vos_module_stats(_ moduleId: UInt, _ out: UnsafeMutableRawPointer?) -> Int32 {
     guard let out else { return -1 }
     out.assumingMemoryBound(to: VOSModuleSnapshot.self).pointee = VOSStats.module(moduleId)
     return 0
@@ -62,8 +62,8 @@ public func swm_vos_module_stats(_ moduleId: UInt, _ out: UnsafeMutableRawPointe
 
 /// Fills up to `capacity` entries with the modules that have counts or a quota, in
 /// increasing ID order; returns how many there are (possibly more than `capacity`).
-@c(swm_vos_modules)
-public func swm_vos_modules(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
+@c(swmimpl_vos_modules)
+func swm_vos_modules(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
     var count = 0
     VOSStats.forEachModule { s in
         if let out, count < capacity { out.assumingMemoryBound(to: VOSModuleSnapshot.self)[count] = s }
@@ -74,8 +74,8 @@ public func swm_vos_modules(_ out: UnsafeMutableRawPointer?, _ capacity: Int) ->
 
 /// Fills up to `capacity` entries with the sites that have allocations, the largest live
 /// bytes first; returns how many there are.
-@c(swm_vos_sites)
-public func swm_vos_sites(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
+@c(swmimpl_vos_sites)
+func swm_vos_sites(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
     var count = 0
     VOSStats.forEachSite { s in
         if let out, count < capacity { out.assumingMemoryBound(to: VOSSiteSnapshot.self)[count] = s }
@@ -86,7 +86,7 @@ public func swm_vos_sites(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> I
 
 /// Writes the VOS sections alone (module table and leak report; JSON: one object
 /// `{"modules":[…],"sites":[…]}`) to `fd`, without calling malloc.
-@c(swm_vos_report)
-public func swm_vos_report(_ fd: Int32, _ json: Int32) {
+@c(swmimpl_vos_report)
+func swm_vos_report(_ fd: Int32, _ json: Int32) {
     VOSReport.write(to: fd, json: json != 0, standalone: true)
 }

@@ -6,7 +6,7 @@ extension Heap {
     @inline(__always)
     static func usableSize(_ pointer: UnsafeMutableRawPointer, checkFreed: Bool) -> Int {
         let p = UInt(bitPattern: pointer)
-        if _slowPath(!SegmentMap.contains(p)) { notABlock(pointer) }
+        if _slowPath(!SegmentMap.contains(p)) { return overAlignedSize(pointer) }
         let segment = UnsafeMutablePointer<Segment>.of(p)
         let page = segment.page(containing: p)
         if _fastPath(page.pointee.kind == .small || page.pointee.kind == .large) && page.isBlockStart(p) {
@@ -18,6 +18,13 @@ extension Heap {
         if segment.pointee.kind == .huge && pointer == segment.base + segment.pointee.hugeOffset {
             return Huge.usableSize(segment)
         }
+        notABlock(pointer)
+    }
+
+    /// Usable bytes of an over-aligned huge block, or an abort when `pointer` is none.
+    @inline(never)
+    private static func overAlignedSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+        if let usable = Huge.overAlignedUsableSize(pointer) { return usable }
         notABlock(pointer)
     }
 

@@ -42,11 +42,13 @@ extension Heap {
         deallocateSlow(pointer, page: page, heap: heap)
     }
 
-    /// A pointer outside every swmalloc segment: NULL (nothing to do), or a pointer never
-    /// returned by us, or a huge block already freed (abort).
+    /// A pointer outside every swmalloc segment: NULL (nothing to do), an over-aligned
+    /// huge block (freed), or a pointer never returned by us or a huge block already freed
+    /// (abort).
     @inline(never)
     static func invalidFree(_ pointer: UnsafeMutableRawPointer?) {
         guard let pointer else { return }
+        if Huge.freeOverAligned(pointer) { return }
         OS.fatal("free(): invalid pointer: not allocated by swmalloc, or already freed", pointer: pointer)
     }
 
@@ -62,8 +64,9 @@ extension Heap {
     @inline(never)
     static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>, heap: Heap) {
         // A thread that only frees gets a heap too: its remote frees are then batched and
-        // counted in its own counters instead of process-wide atomics.
-        let heap = heap.isEmpty ? (Heap.attach() ?? heap) : heap
+        // counted in its own counters instead of process-wide atomics. Not a thread whose
+        // heap was detached at its exit: nothing would detach a new one.
+        let heap = heap.isEmpty && !heap.isExited ? (Heap.attach(registerExit: true) ?? heap) : heap
         let p = UInt(bitPattern: pointer)
         let segment = UnsafeMutablePointer<Segment>.of(p)
         if segment.pointee.kind == .huge {

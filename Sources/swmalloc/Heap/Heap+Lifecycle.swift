@@ -11,8 +11,10 @@ import Synchronization
 
 extension Heap {
     /// Gives the calling thread a heap; nil when the OS has no memory for its record.
+    /// With `registerExit` the thread-exit key holds it, so that its detach runs when the
+    /// thread ends; without, the caller detaches it itself.
     @inline(never)
-    static func attach() -> Heap? {
+    static func attach(registerExit: Bool) -> Heap? {
         Process.initialize()
         guard let raw = takeRecord() else { return nil }
         let heap = Heap(raw)
@@ -25,7 +27,7 @@ extension Heap {
         Globals.heapsLock.unlock()
         Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
         swmshim_heap_set(raw)
-        swmshim_thread_key_set(raw)
+        if registerExit { swmshim_thread_key_set(raw) }
         Process.registerHandlersOnce()
         return heap
     }
@@ -52,13 +54,14 @@ extension Heap {
 
     /// Detaches this heap from its thread: collects and returns what is free, abandons
     /// segments that still hold live blocks, folds its counters into the process totals and
-    /// returns the record to the pool. The thread's TLS points at the empty heap again.
+    /// returns the record to the pool. The thread's TLS then points at the exited heap, so
+    /// that a later call on this thread attaches nothing that would outlive it.
     func detach() {
         #if DEBUG
         if validate() != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
         #endif
         sendRemoteBatch()
-        swmshim_heap_set(swmshim_empty_heap_address())
+        swmshim_heap_set(swmshim_exited_heap_address())
         Extensions.heapDetaching(self)
         let now = OS.nowNanoseconds()
         let available = state.pointee.segments
@@ -75,7 +78,9 @@ extension Heap {
                         s.returnSpan(page, now: now, purgeNow: true)
                     } else {
                         page.pointee.ownerTag.store(0, ordering: .relaxed)
-                        page.pointee.heap.store(0, ordering: .relaxed)
+                        // After this, remote frees tell no one; the adopter collects
+                        // (see `Page.sendRemote`).
+                        page.pointee.heap.store(0, ordering: .sequentiallyConsistent)
                         page.pointee.inFullList = false
                         page.pointee.next = nil
                         page.pointee.prev = nil
@@ -129,8 +134,8 @@ extension Heap {
         linkSegment(seg)
         let now = OS.nowNanoseconds()
         seg.forEachPage { page in
-            page.pointee.heap.store(tag, ordering: .relaxed)
-            page.collect()
+            page.pointee.heap.store(tag, ordering: .sequentiallyConsistent)
+            page.collectThreadFree()
             if page.pointee.used == 0 {
                 seg.returnSpan(page, now: now, purgeNow: false)
             } else if page.pointee.kind == .small && (page.pointee.free != nil || page.pointee.capacity < page.pointee.reserved) {
@@ -185,31 +190,68 @@ enum Process {
         Extensions.processStarted()
     }
 
+    /// The fork guard's word (the forking thread's kernel id, 0 when none) as an atomic.
+    @inline(__always)
+    private static var forkOwner: UnsafeMutablePointer<Atomic<UInt32>> {
+        UnsafeMutableRawPointer(Globals.forkOwner).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
     /// Before fork: take every allocator lock, so the child never inherits one held by a
     /// thread that does not exist there.
+    ///
+    /// Reentrant: POSIX lets a signal handler call `fork`, and the signal may interrupt
+    /// this very thread inside `fork` (in these handlers, or between them). The fork guard
+    /// records which thread is forking; a nested fork on that thread only counts its depth
+    /// (the locks are already its own), where taking them again would wait for ever. The
+    /// guard is taken with one compare-and-swap, so no signal can land between "owner
+    /// unknown" and "owner recorded". Other threads that fork meanwhile sleep on the guard.
     static func forkPrepare() {
+        let me = UInt32(bitPattern: swmshim_gettid())
+        while true {
+            let r = forkOwner.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring)
+            if r.exchanged { break }
+            if r.original == me {
+                Globals.forkDepth.pointee += 1
+                return
+            }
+            _ = swmshim_futex_wait(Globals.forkOwner, r.original)
+        }
+        Globals.forkDepth.pointee = 1
         Globals.initLock.lock()
         Globals.heapsLock.lock()
         Globals.abandonedLock.lock()
         Globals.segmentCacheLock.lock()
+        Globals.overAlignedLock.lock()
         Extensions.forkPrepare()
     }
 
-    /// After fork, in the parent: release them.
+    /// After fork, in the parent: release them (the outermost fork of a nest only).
     static func forkParent() {
+        Globals.forkDepth.pointee -= 1
+        if Globals.forkDepth.pointee > 0 { return }
         Extensions.forkParent()
+        Globals.overAlignedLock.unlock()
         Globals.segmentCacheLock.unlock()
         Globals.abandonedLock.unlock()
         Globals.heapsLock.unlock()
         Globals.initLock.unlock()
+        forkOwner.pointee.store(0, ordering: .releasing)
+        _ = swmshim_futex_wake(Globals.forkOwner, Int32.max)
     }
 
-    /// After fork, in the child: only the forking thread exists; its locks are reset.
+    /// After fork, in the child: only the forking thread exists; its locks are reset. In
+    /// the child of a nested fork (in a signal handler) the outer fork is still under way
+    /// on this thread, which now has another kernel id: the guard follows it, and the
+    /// outer fork's own after-fork handler releases it.
     static func forkChild() {
         Extensions.forkChild()
+        Globals.overAlignedLock.reset()
         Globals.segmentCacheLock.reset()
         Globals.abandonedLock.reset()
         Globals.heapsLock.reset()
         Globals.initLock.reset()
+        Globals.forkDepth.pointee -= 1
+        let owner = Globals.forkDepth.pointee > 0 ? UInt32(bitPattern: swmshim_gettid()) : 0
+        forkOwner.pointee.store(owner, ordering: .releasing)
     }
 }

@@ -44,20 +44,41 @@ extension Heap {
     /// malloc's slow path: everything the fast path's one test sends here.
     @inline(never)
     static func allocateSlow(_ size: Int) -> UnsafeMutableRawPointer? {
-        var heap = Heap.current
-        if heap.isEmpty {
-            guard let attached = Heap.attach() else { return outOfMemory() }
-            heap = attached
+        withHeap { heap in
+            if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
+            if size <= Geometry.smallMax {
+                let c = SizeClass.of(size)
+                guard let page = heap.findPage(c) else { return outOfMemory() }
+                return heap.pop(page, slot: c)
+            }
+            if size <= Geometry.largeMax { return heap.allocateLarge(size, alignment: Geometry.sliceSize) }
+            return Huge.allocate(size, alignment: 0)
         }
+    }
+
+    /// Runs an allocation slow path `body` with the calling thread's heap, after its
+    /// housekeeping (`maintain`). A thread without a heap gets one. A thread whose heap was
+    /// detached at its exit (a pthread key destructor of a later round, glibc's
+    /// `__libc_thread_freeres`) is served by a heap attached for this one call and
+    /// detached at once, so that nothing stays attached to a thread that is going away;
+    /// the segment holding the block is abandoned and adopted by the next thread that
+    /// needs memory. That case is rare, so its cost does not matter.
+    @inline(__always)
+    static func withHeap(_ body: (Heap) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        let current = Heap.current
+        if !current.isEmpty {
+            current.maintain()
+            return body(current)
+        }
+        if current.isExited {
+            guard let temporary = Heap.attach(registerExit: false) else { return outOfMemory() }
+            let block = body(temporary)
+            temporary.detach()
+            return block
+        }
+        guard let heap = Heap.attach(registerExit: true) else { return outOfMemory() }
         heap.maintain()
-        if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
-        if size <= Geometry.smallMax {
-            let c = SizeClass.of(size)
-            guard let page = heap.findPage(c) else { return outOfMemory() }
-            return heap.pop(page, slot: c)
-        }
-        if size <= Geometry.largeMax { return heap.allocateLarge(size) }
-        return Huge.allocate(size, alignment: 0)
+        return body(heap)
     }
 
     /// The page of class `c` to allocate from, its free list non-empty; nil when out of memory.
@@ -89,8 +110,14 @@ extension Heap {
     /// pages that got blocks back return to their class lists, empty ones retire.
     /// Returns true when it found any.
     func collectRemoteFrees() -> Bool {
+        // The relaxed load only filters; the exchange orders the scan. A pusher publishes its
+        // blocks (CAS, release), then stores the hint (release). If the exchange reads that
+        // 1, acquire makes the pushed list visible to the loads below; if it does not, the
+        // pusher's store comes after it and the hint stays set for the next call. (A plain
+        // store of 0 could be reordered after the loads below and erase a hint whose
+        // blocks they missed: the page would be skipped for ever.)
         if state.pointee.remotePending.load(ordering: .relaxed) == 0 { return false }
-        state.pointee.remotePending.store(0, ordering: .relaxed)
+        if state.pointee.remotePending.exchange(0, ordering: .acquiring) == 0 { return false }
         var found = false
         var cursor = state.pointee.fullPages
         let now = OS.nowNanoseconds()
@@ -110,11 +137,15 @@ extension Heap {
         return found
     }
 
-    /// A block of `size` bytes (`Geometry.smallMax` < size ≤ `Geometry.largeMax`) in a
-    /// page of its own, rounded up to whole 64 KiB slices.
-    func allocateLarge(_ size: Int) -> UnsafeMutableRawPointer? {
-        let slices = (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
-        guard let span = acquireSpan(slices) else { return Heap.outOfMemory() }
+    /// A block of `size` bytes in a page of its own, rounded up to whole 64 KiB slices and
+    /// starting at a multiple of `alignment` (64 KiB … 2 MiB, a power of two); used for
+    /// `Geometry.smallMax` < size ≤ `Geometry.largeMax`, and for aligned requests above
+    /// 64 KiB that fit a segment. Nil with ENOMEM when out of memory.
+    func allocateLarge(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        let slices = size <= Geometry.sliceSize ? 1 : (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        guard let span = acquireSpan(slices, alignment: alignment >> Geometry.sliceShift) else {
+            return Heap.outOfMemory()
+        }
         span.format(segment: span.segment, heapTag: tag, classIndex: -1, blockSize: slices << Geometry.sliceShift)
         span.pointee.capacity = 1
         span.pointee.capacityBytes = span.pointee.blockSize
@@ -135,18 +166,30 @@ extension Heap {
         return nil
     }
 
-    /// `size` bytes aligned to `alignment` (a power of two). Up to 64 KiB the ordinary
-    /// path serves it: every class is a multiple of the largest power of two dividing it,
-    /// and pages start 64 KiB-aligned, so rounding the size up to the alignment is enough.
-    /// Larger alignments (up to `Geometry.maxAlignment`) get a huge block placed at the
-    /// alignment inside its mapping.
+    /// `size` bytes aligned to `alignment`, a power of two (as a `size_t`: 2^63 arrives
+    /// negative and fails with ENOMEM, as glibc answers).
+    /// - up to 64 KiB the ordinary path serves it: every class is a multiple of the largest
+    ///   power of two dividing it, and pages start 64 KiB-aligned, so rounding the size up
+    ///   to the alignment is enough;
+    /// - up to 2 MiB, when the block fits a segment at an aligned slice, a large page at
+    ///   that slice (no mapping of its own: thousands of them cost no kernel mappings);
+    /// - above, a huge block placed at the alignment (`Huge`).
     static func allocateAligned(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-        if alignment <= 16 { return allocate(size) }
-        if alignment > Geometry.maxAlignment || size < 0 || size > Int.max / 2 { return outOfMemory() }
+        if alignment <= 16 && alignment >= 0 { return allocate(size) }
+        if alignment < 0 || alignment > Huge.maxAlignment || size < 0 || size > Int.max / 2 { return outOfMemory() }
         if alignment <= Geometry.sliceSize {
             let rounded = (size + alignment - 1) & ~(alignment - 1)
             return allocate(rounded == 0 ? alignment : rounded)
         }
+        let slices = size <= Geometry.sliceSize ? 1 : (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        if alignment <= Geometry.largeMax && alignment >> Geometry.sliceShift + slices <= Geometry.slicesPerSegment {
+            return allocateAlignedLarge(size, alignment: alignment)
+        }
         return Huge.allocate(size, alignment: alignment)
+    }
+
+    @inline(never)
+    private static func allocateAlignedLarge(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        withHeap { $0.allocateLarge(size, alignment: alignment) }
     }
 }

@@ -1,34 +1,35 @@
 // Thread-heap layer: where pages come from and where they go.
 
 extension Heap {
-    /// A span of `count` slices from this heap's segments, an abandoned segment, a cached
-    /// empty segment, or a new segment; nil when the OS has no memory.
-    func acquireSpan(_ count: Int) -> UnsafeMutablePointer<Page>? {
+    /// A span of `count` slices starting at a multiple of `alignment` slices (a power of
+    /// two; `alignment + count ≤ 64`), from this heap's segments, an abandoned segment, a
+    /// cached empty segment, or a new segment; nil when the OS has no memory.
+    func acquireSpan(_ count: Int, alignment: Int = 1) -> UnsafeMutablePointer<Page>? {
         var cursor = state.pointee.segments
         while let seg = cursor {
             cursor = seg.pointee.next
-            if let span = takeSpan(count, from: seg) { return span }
+            if let span = takeSpan(count, alignment: alignment, from: seg) { return span }
         }
         // Adopt abandoned segments before mapping: blocks other threads freed into them
         // come back, so memory moves from exited threads to live ones.
         var adopted = 0
         while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil {
             adopted += 1
-            if let seg = reclaimAbandoned(), let span = takeSpan(count, from: seg) { return span }
+            if let seg = reclaimAbandoned(), let span = takeSpan(count, alignment: alignment, from: seg) { return span }
         }
         guard let seg = UnsafeMutablePointer<Segment>.takeCached(heap: raw)
             ?? UnsafeMutablePointer<Segment>.create(heap: raw) else { return nil }
         linkSegment(seg)
-        return takeSpan(count, from: seg)
+        return takeSpan(count, alignment: alignment, from: seg)
     }
 
     /// Most abandoned segments one span request adopts before it maps memory.
     static let adoptLimit = 16
 
-    /// A span of `count` slices from `seg` (one of this heap's), or nil when none fits.
-    private func takeSpan(_ count: Int, from seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Page>? {
+    /// A span of `count` aligned slices from `seg` (one of this heap's), or nil when none fits.
+    private func takeSpan(_ count: Int, alignment: Int, from seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Page>? {
         if Geometry.usableSlices - seg.pointee.usedSlices < count { return nil }
-        guard let span = seg.takeSpan(count) else { return nil }
+        guard let span = seg.takeSpan(count, alignment: alignment) else { return nil }
         let st = state
         st.pointee.activeSlices += count
         if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
@@ -78,7 +79,8 @@ extension Heap {
         return true
     }
 
-    /// Housekeeping at the top of every slow path: send the remote-free batch; when free
+    /// Housekeeping at the top of every slow path: send the remote-free batch; let the
+    /// extensions look at their flags (one load); when free
     /// spans (this heap's or the segment cache's) wait for their purge delay or abandoned
     /// segments wait for an owner, run
     /// `tidy` (which limits itself to one pass per half purge delay, at least 1 ms).
@@ -86,6 +88,7 @@ extension Heap {
     func maintain() {
         let s = state
         if s.pointee.batchPage != nil { sendRemoteBatch() }
+        Extensions.slowPath()
         if s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil || Globals.segmentCacheHead.pointee != nil {
             tidy(force: false)
         }

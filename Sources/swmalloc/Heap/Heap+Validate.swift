@@ -11,7 +11,8 @@ extension Heap {
     ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
     ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63)
     ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot);
-    ///             capacity ≤ reserved; every listed block is a block start of the page;
+    ///             capacity ≤ reserved; every listed block is a block start of the page
+    ///             and carries the freed mark;
     ///             small: blockSize == SizeClass.blockSize(classIndex)
     ///  lists      class list c holds pages of class c tagged self; the full list holds
     ///             pages tagged self|1; every non-free page is on exactly one list
@@ -99,6 +100,9 @@ extension Heap {
             var n = 0
             while let b = block {
                 if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
+                if b.load(fromByteOffset: 8, as: UInt.self) != freedMark(UInt(bitPattern: b)) {
+                    return errors + report("a block on a free list lacks the freed mark", page)
+                }
                 n += 1
                 if n > Int(page.pointee.capacity) { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }
                 block = b.load(as: UnsafeMutableRawPointer?.self)

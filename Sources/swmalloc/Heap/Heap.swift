@@ -34,9 +34,15 @@ struct Heap {
         swmshim_empty_heap_address().load(as: UnsafeMutablePointer<Page>.self)
     }
 
-    /// True for the shim's empty heap (the thread has not allocated yet, or has exited).
+    /// True when the thread has no heap: it has not allocated yet (the shim's empty heap),
+    /// or its heap was detached at its exit (the exited heap).
     @inline(__always)
-    var isEmpty: Bool { raw == swmshim_empty_heap_address() }
+    var isEmpty: Bool { raw == swmshim_empty_heap_address() || raw == swmshim_exited_heap_address() }
+
+    /// True for the exited heap: the thread's key destructor ran, and a heap attached now
+    /// would never be detached (see `Heap.allocateExited`).
+    @inline(__always)
+    var isExited: Bool { raw == swmshim_exited_heap_address() }
 
     /// The owner tag of this heap's pages.
     @inline(__always)

@@ -21,7 +21,4 @@ enum Geometry {
     static let smallMax = 128 * 1024
     /// Blocks above this size get a segment of their own ("huge": mapped directly).
     static let largeMax = 2 * 1024 * 1024
-    /// Largest alignment that `posix_memalign` and friends honour (a huge block's offset
-    /// inside its first 4 MiB).
-    static let maxAlignment = 2 * 1024 * 1024
 }

@@ -12,6 +12,10 @@ enum Globals {
     /// 0 = not initialised, 1 = initialising, 2 = ready.
     static var initState: AtomicWord { AtomicWord(base) }
     // base + 16: handlers-registered flag (Process); base + 24: last aligned mapping (OSMemory).
+    /// Raised by the `stats_signal` handler, cleared by the reporter thread (a futex word).
+    static var reportRequested: UnsafeMutablePointer<UInt32> { (base + 32).assumingMemoryBound(to: UInt32.self) }
+    /// 1 while the signal-report thread exists in this process.
+    static var reporterRunning: AtomicWord { AtomicWord(base + 40) }
     /// Serialises process initialisation.
     static var initLock: FutexLock { FutexLock((base + 8).assumingMemoryBound(to: UInt32.self)) }
     /// Guards the list of abandoned segments.
@@ -27,6 +31,13 @@ enum Globals {
         (base + 88).assumingMemoryBound(to: UnsafeMutablePointer<Segment>?.self)
     }
     static var segmentCacheCount: UnsafeMutablePointer<Int> { (base + 96).assumingMemoryBound(to: Int.self) }
+    /// Retained segments (under `segmentCacheLock`): empty segments beyond the cache, whose
+    /// memory went back to the OS but whose address range stays reserved (see
+    /// `Segment.retireEmpty`); linked through `Segment.next`, and their number.
+    static var retainedHead: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?> {
+        (base + 104).assumingMemoryBound(to: UnsafeMutablePointer<Segment>?.self)
+    }
+    static var retainedCount: UnsafeMutablePointer<Int> { (base + 112).assumingMemoryBound(to: Int.self) }
     /// Guards the heap registry (all heaps, and the pool of unused heap records).
     static var heapsLock: FutexLock { FutexLock((base + 128).assumingMemoryBound(to: UInt32.self)) }
     /// Head of the list of live heaps (for statistics).
@@ -36,6 +47,20 @@ enum Globals {
     /// Head of the list of unused heap records (recycled when threads exit).
     static var freeHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (base + 144).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+    /// The fork guard: kernel id of the thread inside `fork` (0 when none; a futex word),
+    /// and how deeply that thread is nested in forks (a signal handler that forks).
+    static var forkOwner: UnsafeMutablePointer<UInt32> { (base + 152).assumingMemoryBound(to: UInt32.self) }
+    static var forkDepth: UnsafeMutablePointer<Int> { (base + 160).assumingMemoryBound(to: Int.self) }
+    /// Guards the list of over-aligned huge blocks (alignment above 2 MiB, see `Huge`).
+    static var overAlignedLock: FutexLock { FutexLock((base + 168).assumingMemoryBound(to: UInt32.self)) }
+    static var overAlignedHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (base + 176).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+    /// Debug builds: a test hook called by a remote free right after the compare-and-swap
+    /// that publishes its blocks (`swm_debug_set_remote_hook`), to hold that window open.
+    static var remoteFreeHook: UnsafeMutablePointer<UnsafeRawPointer?> {
+        (base + 184).assumingMemoryBound(to: UnsafeRawPointer?.self)
     }
     /// Options, parsed once at start-up.
     static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }

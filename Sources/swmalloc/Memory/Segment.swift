@@ -22,6 +22,10 @@ struct Segment {
     var usedSlices: Int                         // slices in small or large pages
     var isFull: Bool                            // on the heap's full-segment list
     var hugeOffset: Int                         // huge: offset of the block from the base
+    var spanReturns: UInt32                     // spans given back so far (a generation)
+    var missReturns: UInt32                     // `spanReturns` when a span request last missed
+    var missCount: UInt8                        // that request's slices and alignment (0: none)
+    var missAlignment: UInt8
 
     static let sliceMapOffset = 128
     static let pagesOffset = 256
@@ -29,9 +33,11 @@ struct Segment {
     static let pageStride = 128
 
     /// Checks that the layout fits in slice 0 (run once at start-up).
+    /// Bytes of slice 0 that hold the header, the slice map and the page descriptors.
+    static let headerBytes = pagesOffset + pageStride * Geometry.slicesPerSegment
+
     static func checkLayout() {
-        let end = pagesOffset + pageStride * Geometry.slicesPerSegment
-        if MemoryLayout<Segment>.size > sliceMapOffset || end > Geometry.sliceSize
+        if MemoryLayout<Segment>.size > sliceMapOffset || headerBytes > Geometry.sliceSize
             || MemoryLayout<Page>.stride > pageStride {
             OS.fatal("internal error: segment header layout does not fit slice 0", pointer: nil)
         }
@@ -68,30 +74,44 @@ extension UnsafeMutablePointer where Pointee == Segment {
         }
     }
 
-    /// Maps and formats a fresh normal segment for `heap`; nil when the OS refuses.
+    /// A normal segment for `heap`: a retained one formatted again, or a fresh mapping;
+    /// nil when the OS refuses.
     static func create(heap: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Segment>? {
+        if let seg = takeRetained() {
+            // Its slices 1…63 are purged and still counted so; its header's tail is not
+            // counted any more: it is the header again.
+            Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(retainedHeaderPurge), ordering: .relaxed)
+            seg.base.initializeMemory(as: UInt8.self, repeating: 0, count: Segment.headerBytes)
+            seg.format(heap: heap)
+            return seg
+        }
         guard let raw = OSMemory.mapAligned(Geometry.segmentSize, alignment: Geometry.segmentSize) else {
             return nil
         }
-        let opts = Options.current
-        if opts.pointee.thp != .system {
+        if Options.current.pointee.thp != .system {
             OS.adviseHugePages(raw, Geometry.segmentSize, enable: false)
         }
         let seg = raw.assumingMemoryBound(to: Segment.self)
-        seg.pointee.kind = .small
-        seg.pointee.heap = heap
-        seg.pointee.mappedSize = Geometry.segmentSize
-        let first = seg.page(at: 1)
+        Counters.shared.pointee.purgedNow.wrappingAdd(
+            UInt(Geometry.usableSlices << Geometry.sliceShift), ordering: .relaxed)
+        seg.format(heap: heap)
+        return seg
+    }
+
+    /// Formats a zeroed header for `heap`: one free span of slices 1…63, not resident
+    /// (fresh or purged), and the segment map's bit.
+    private func format(heap: UnsafeMutableRawPointer) {
+        pointee.kind = .small
+        pointee.heap = heap
+        pointee.mappedSize = Geometry.segmentSize
+        let first = page(at: 1)
         first.pointee.kind = .freeSpan
         first.pointee.sliceIndex = 1
         first.pointee.sliceCount = Geometry.usableSlices
         first.pointee.purged = true
-        seg.mapSlices(1, Geometry.usableSlices, to: 1)
+        mapSlices(1, Geometry.usableSlices, to: 1)
         Counters.shared.pointee.segments.wrappingAdd(1, ordering: .relaxed)
-        Counters.shared.pointee.purgedNow.wrappingAdd(
-            UInt(Geometry.usableSlices << Geometry.sliceShift), ordering: .relaxed)
-        SegmentMap.insert(raw)
-        return seg
+        SegmentMap.insert(base)
     }
 
     /// Most empty segments the process keeps mapped for reuse, so that one thread's empty
@@ -101,7 +121,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     static let cacheLimit = 8
 
     /// Retires an empty normal segment to the cache (purged first when `purgeNow`), or
-    /// unmaps it when the cache is full.
+    /// retains it when the cache is full.
     func retireEmpty(purgeNow: Bool) {
         if purgeNow { _ = purgeExpired(now: OS.nowNanoseconds(), delay: 0) }
         pointee.heap = nil
@@ -113,7 +133,48 @@ extension UnsafeMutablePointer where Pointee == Segment {
             Globals.segmentCacheCount.pointee += 1
         }
         Globals.segmentCacheLock.unlock()
-        if !cached { release() }
+        if !cached { retain() }
+    }
+
+    /// Part of slice 0 a retained segment purges: all but the first OS page, which keeps
+    /// the header and the list link.
+    private static var retainedHeaderPurge: Int { Geometry.sliceSize - OS.pageSize }
+
+    /// Gives an empty segment's memory back to the OS but keeps its address range mapped,
+    /// on the retained list, for `create` to reuse (jemalloc's `retain`, on by default on
+    /// 64-bit Linux, does the same).
+    ///
+    /// Why never unmap: a thread that freed blocks into another thread's page reads the
+    /// page's owner right after publishing them (`Page.sendRemote`); by then the owner may
+    /// have collected them, retired the page and given the segment away. Keeping every
+    /// normal segment mapped makes that read safe (it finds zeros or a reformatted page).
+    /// The cost is address space (the peak of normal segments), not memory: a retained
+    /// segment keeps one 4 KiB page resident.
+    private func retain() {
+        _ = purgeExpired(now: OS.nowNanoseconds(), delay: 0)
+        OSMemory.purge(base + OS.pageSize, UnsafeMutablePointer<Segment>.retainedHeaderPurge)
+        Counters.shared.pointee.purgedNow.wrappingAdd(
+            UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)
+        SegmentMap.remove(base)
+        Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
+        Globals.segmentCacheLock.lock()
+        pointee.next = Globals.retainedHead.pointee
+        Globals.retainedHead.pointee = self
+        Globals.retainedCount.pointee += 1
+        Globals.segmentCacheLock.unlock()
+    }
+
+    /// A retained segment, unlinked; nil when there is none.
+    private static func takeRetained() -> UnsafeMutablePointer<Segment>? {
+        if Globals.retainedHead.pointee == nil { return nil }
+        Globals.segmentCacheLock.lock()
+        let seg = Globals.retainedHead.pointee
+        if let seg {
+            Globals.retainedHead.pointee = seg.pointee.next
+            Globals.retainedCount.pointee -= 1
+        }
+        Globals.segmentCacheLock.unlock()
+        return seg
     }
 
     /// Purges the cached segments' free spans freed at least `delay` before `now`.
@@ -143,42 +204,32 @@ extension UnsafeMutablePointer where Pointee == Segment {
         return seg
     }
 
-    /// Unmaps a segment (normal, with every span free; or huge).
+    /// Unmaps a huge block's segment (normal segments are never unmapped: see `retain`).
     func release() {
         SegmentMap.remove(base)
-        if pointee.kind == .small {
-            Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
-            var i = 1
-            while i < Geometry.slicesPerSegment {
-                let span = page(at: i)
-                if span.pointee.purged {
-                    Counters.shared.pointee.purgedNow.wrappingSubtract(
-                        UInt(span.pointee.sliceCount << Geometry.sliceShift), ordering: .relaxed)
-                }
-                i += span.pointee.sliceCount
-            }
-        }
         OSMemory.unmap(base, pointee.mappedSize)
     }
 
-    /// Takes a span of `count` slices (first fit), splitting a larger free span.
-    /// Returns its descriptor with `sliceIndex`/`sliceCount` set, or nil when none fits.
-    func takeSpan(_ count: Int) -> UnsafeMutablePointer<Page>? {
+    /// Takes a span of `count` slices starting at a multiple of `alignment` slices (first
+    /// fit; `alignment` a power of two), splitting the free span it comes from. Returns its
+    /// descriptor with `sliceIndex`/`sliceCount` set, or nil when none fits.
+    ///
+    /// A miss is remembered until a span comes back: taking spans only removes room, so a
+    /// request at least as long and as aligned cannot fit either, and is answered without
+    /// walking the spans (thousands of aligned blocks would otherwise walk every segment).
+    func takeSpan(_ count: Int, alignment: Int = 1) -> UnsafeMutablePointer<Page>? {
+        if pointee.missCount != 0 && pointee.missReturns == pointee.spanReturns
+            && count >= Int(pointee.missCount) && alignment >= Int(pointee.missAlignment) {
+            return nil
+        }
         var i = 1
         while i < Geometry.slicesPerSegment {
-            let span = page(at: i)
+            var span = page(at: i)
             let length = span.pointee.sliceCount
-            if span.pointee.kind == .freeSpan && length >= count {
-                if length > count {
-                    let rest = page(at: i + count)
-                    rest.pointee.kind = .freeSpan
-                    rest.pointee.sliceIndex = i + count
-                    rest.pointee.sliceCount = length - count
-                    rest.pointee.purged = span.pointee.purged
-                    rest.pointee.freedAt = span.pointee.freedAt
-                    mapSlices(i + count, length - count, to: i + count)
-                    span.pointee.sliceCount = count
-                }
+            let start = (i + alignment - 1) & ~(alignment - 1)
+            if span.pointee.kind == .freeSpan && start + count <= i + length {
+                if start > i { span = split(span, at: start) }
+                if span.pointee.sliceCount > count { _ = split(span, at: start + count) }
                 if span.pointee.purged {
                     Counters.shared.pointee.purgedNow.wrappingSubtract(
                         UInt(count << Geometry.sliceShift), ordering: .relaxed)
@@ -190,13 +241,32 @@ extension UnsafeMutablePointer where Pointee == Segment {
             }
             i += length
         }
+        pointee.missReturns = pointee.spanReturns
+        pointee.missCount = UInt8(count)
+        pointee.missAlignment = UInt8(alignment)
         return nil
+    }
+
+    /// Cuts free span `span` in two at slice `at` (inside it); returns the second part, a
+    /// free span of the same purge state and age.
+    private func split(_ span: UnsafeMutablePointer<Page>, at: Int) -> UnsafeMutablePointer<Page> {
+        let end = span.pointee.sliceIndex + span.pointee.sliceCount
+        let rest = page(at: at)
+        rest.pointee.kind = .freeSpan
+        rest.pointee.sliceIndex = at
+        rest.pointee.sliceCount = end - at
+        rest.pointee.purged = span.pointee.purged
+        rest.pointee.freedAt = span.pointee.freedAt
+        mapSlices(at, end - at, to: at)
+        span.pointee.sliceCount = at - span.pointee.sliceIndex
+        return rest
     }
 
     /// Gives a page's span back to the segment's free spans, merging with free neighbours.
     /// With `purgeNow` its memory goes back to the OS at once; otherwise the heap's purge
     /// pass does it after the delay.
     func returnSpan(_ span: UnsafeMutablePointer<Page>, now: UInt64, purgeNow: Bool) {
+        pointee.spanReturns &+= 1
         pointee.usedSlices -= span.pointee.sliceCount
         Counters.shared.pointee.activeBytes.wrappingSubtract(
             UInt(span.pointee.sliceCount << Geometry.sliceShift), ordering: .relaxed)

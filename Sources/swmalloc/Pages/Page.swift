@@ -85,6 +85,11 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// Threads more never-used blocks onto `free` (at most 16 KiB of them at a time, so a
     /// fresh page touches memory only as it is used). Requires `free == nil` and
     /// `capacity < reserved`.
+    ///
+    /// Each block gets the freed mark like any block on a free list: a free of a block
+    /// start that was never handed out (`free(p + 64)` after `p = malloc(64)`), or of a
+    /// stale pointer into a page formatted again, is then a double free, not a block
+    /// pushed twice.
     func extend() {
         let size = Int(pointee.blockSize)
         var n = (16 * 1024) / size
@@ -96,9 +101,11 @@ extension UnsafeMutablePointer where Pointee == Page {
         for _ in 1..<n {
             let next = block + size
             block.storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
+            block.storeBytes(of: freedMark(UInt(bitPattern: block)), toByteOffset: 8, as: UInt.self)
             block = next
         }
         block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+        block.storeBytes(of: freedMark(UInt(bitPattern: block)), toByteOffset: 8, as: UInt.self)
         pointee.free = first
         pointee.capacity += Int32(n)
         pointee.capacityBytes = UInt32(Int(pointee.capacity) * size)
@@ -119,9 +126,12 @@ extension UnsafeMutablePointer where Pointee == Page {
         if pointee.threadFree.load(ordering: .relaxed) != 0 { collectThreadFree() }
     }
 
+    /// Moves other threads' frees into `free` without the cheap emptiness test first: the
+    /// adopter of an abandoned page calls it after tagging the page (sequentially
+    /// consistent, so no push that read the old owner is missed).
     @inline(never)
-    private func collectThreadFree() {
-        let head = pointee.threadFree.exchange(0, ordering: .acquiring)
+    func collectThreadFree() {
+        let head = pointee.threadFree.exchange(0, ordering: .sequentiallyConsistent)
         guard var tail = UnsafeMutableRawPointer(bitPattern: head) else { return }
         var n = 1
         while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next; n += 1 }
@@ -138,8 +148,12 @@ extension UnsafeMutablePointer where Pointee == Page {
         var head = pointee.threadFree.load(ordering: .relaxed)
         while true {
             last.storeBytes(of: UnsafeMutableRawPointer(bitPattern: head), as: UnsafeMutableRawPointer?.self)
+            // Sequentially consistent (on x86 the same lock cmpxchg): with the load of
+            // `heap` after it and the abandon/adopt steps (`Heap.detach`,
+            // `Heap.reclaimAbandoned`) it orders "pushed, then read owner H" against
+            // "owner H abandons the page, then an adopter collects it" — see `sendRemote`.
             let r = pointee.threadFree.compareExchange(
-                expected: head, desired: UInt(bitPattern: first), ordering: .releasing)
+                expected: head, desired: UInt(bitPattern: first), ordering: .sequentiallyConsistent)
             if r.exchanged { return head == 0 }
             head = r.original
         }
@@ -147,15 +161,45 @@ extension UnsafeMutablePointer where Pointee == Page {
 
     /// Pushes `first … last` to the page's thread-free list and, when the list was empty,
     /// tells the owning heap (if any) to look at its full pages.
+    ///
+    /// Hand-off: once the compare-and-swap has published the blocks, the owner may collect
+    /// them, retire the page, empty the segment and give it away; this thread touches none
+    /// of those blocks again. It still reads `page.heap` after the CAS (reading it before
+    /// could name a heap that abandoned the page meanwhile, and the adopter would never be
+    /// told): that is safe because a normal segment is never unmapped (an empty one is
+    /// cached or retained with its header mapped, see `Segment.retireEmpty`), so the load
+    /// reads mapped memory — the owner, a later owner, 0, or a reformatted page's heap
+    /// (a spurious hint costs one scan of that heap's full pages) — and heap records, where
+    /// the hint is stored, are never unmapped either.
     func sendRemote(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer) {
-        if pushThreadFree(first: first, last: last) {
-            let owner = pointee.heap.load(ordering: .relaxed)
+        let wasEmpty = pushThreadFree(first: first, last: last)
+        #if DEBUG
+        runRemoteFreeHook()
+        #endif
+        if wasEmpty {
+            // If this reads the heap that is abandoning the page, the push comes before the
+            // abandon in the total order, so the adopter's collect (after the abandon) sees
+            // it; if it reads the adopter, the hint goes to the adopter.
+            let owner = pointee.heap.load(ordering: .sequentiallyConsistent)
             if owner != 0 {
+                // Release: an owner whose exchange of the hint reads this 1 sees the push
+                // (see `Heap.collectRemoteFrees`).
                 Heap(UnsafeMutableRawPointer(bitPattern: owner).unsafelyUnwrapped).state.pointee.remotePending
-                    .store(1, ordering: .relaxed)
+                    .store(1, ordering: .releasing)
             }
         }
     }
+
+    #if DEBUG
+    /// Debug builds: calls the test hook set with `swm_debug_set_remote_hook`, if any,
+    /// with this page, whose blocks were just published.
+    @inline(never)
+    func runRemoteFreeHook() {
+        guard let hook = Globals.remoteFreeHook.pointee else { return }
+        typealias Hook = @convention(c) (UnsafeMutableRawPointer?) -> Void
+        unsafeBitCast(hook, to: Hook.self)(UnsafeMutableRawPointer(self))
+    }
+    #endif
 
     /// The segment that holds this descriptor.
     @inline(__always)

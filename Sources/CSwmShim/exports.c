@@ -1,0 +1,79 @@
+// exports.c — the exported symbols of libswmalloc.so: one-instruction forwarders (a
+// tail jump) to the Swift entry points `swmimpl_NAME` (hidden, in Sources/swmalloc/API/
+// and Sources/swmalloc/Extensions/VOSAPI.swift, which give the C signatures).
+//
+// Why C: Swift gives every `public` symbol PROTECTED visibility on ELF, and no flag
+// changes it. A protected `free` makes ld.so warn ("direct reference to protected
+// function") in every non-PIE program that takes free's address (gcc's cc1plus, Debian's
+// /usr/bin/python3), and breaks pointer equality there. These definitions have default
+// visibility; the Swift entry points are internal (hidden), so nothing else is exported.
+// The version script (swmalloc.map) lists what is global.
+//
+// The forwarders are naked functions whose whole body is the jump, so they cost one
+// instruction whatever the build's frame-pointer flags, and the arguments pass through
+// untouched in their registers.
+
+// The naked forwarders are declared `void f(void)`: the C type of an exported symbol does
+// not reach the linker, and the real signatures are the Swift entry points'.
+#pragma clang diagnostic ignored "-Wincompatible-library-redeclaration"
+
+#if defined(__x86_64__)
+#define SWM_JUMP_INSN "jmp "
+#elif defined(__aarch64__)
+#define SWM_JUMP_INSN "b "
+#else
+#error "exports.c: add the tail-jump instruction of this architecture"
+#endif
+
+/// Exports `name` as a tail jump to the hidden Swift entry point `impl`.
+#define SWM_FORWARD(name, impl)                                                       \
+    __attribute__((naked, visibility("default"))) void name(void) {                  \
+        __asm__(SWM_JUMP_INSN #impl);                                                 \
+    }
+
+/// An allocation function under its libc name and its `swm_` name.
+#define SWM_ALLOC(name) SWM_FORWARD(name, swmimpl_##name) SWM_FORWARD(swm_##name, swmimpl_##name)
+
+// ---- the C allocation API (libc names and swm_ names) ----
+SWM_ALLOC(malloc)
+SWM_ALLOC(free)
+SWM_ALLOC(calloc)
+SWM_ALLOC(realloc)
+SWM_ALLOC(reallocarray)
+SWM_ALLOC(posix_memalign)
+SWM_ALLOC(aligned_alloc)
+SWM_ALLOC(memalign)
+SWM_ALLOC(valloc)
+SWM_ALLOC(pvalloc)
+SWM_ALLOC(malloc_usable_size)
+SWM_ALLOC(free_sized)
+SWM_ALLOC(free_aligned_sized)
+
+// ---- statistics and maintenance (include/swmalloc.h) ----
+SWM_FORWARD(swm_stats_get, swmimpl_stats_get)
+SWM_FORWARD(swm_class_count, swmimpl_class_count)
+SWM_FORWARD(swm_class_size, swmimpl_class_size)
+SWM_FORWARD(swm_class_of, swmimpl_class_of)
+SWM_FORWARD(swm_class_stats_get, swmimpl_class_stats_get)
+SWM_FORWARD(swm_thread_allocated, swmimpl_thread_allocated)
+SWM_FORWARD(swm_thread_freed, swmimpl_thread_freed)
+SWM_FORWARD(swm_stats_print, swmimpl_stats_print)
+SWM_FORWARD(swm_collect, swmimpl_collect)
+SWM_FORWARD(swm_validate, swmimpl_validate)
+#ifdef DEBUG
+SWM_FORWARD(swm_debug_set_remote_hook, swmimpl_debug_set_remote_hook)   // debug builds: tests only
+#endif
+
+// ---- VOS (include/vos_mem.h, include/swmalloc.h) ----
+SWM_FORWARD(VOS_MallocWithDebug, swmimpl_VOS_MallocWithDebug)
+SWM_FORWARD(VOS_MallocModule, swmimpl_VOS_MallocModule)
+SWM_FORWARD(VOS_Free_Debug, swmimpl_VOS_Free_Debug)
+SWM_FORWARD(VOS_CallocWithDebug, swmimpl_VOS_CallocWithDebug)
+SWM_FORWARD(VOS_CallocModule, swmimpl_VOS_CallocModule)
+SWM_FORWARD(VOS_ReallocWithDebug, swmimpl_VOS_ReallocWithDebug)
+SWM_FORWARD(VOS_ReallocModule, swmimpl_VOS_ReallocModule)
+SWM_FORWARD(swm_vos_set_quota, swmimpl_vos_set_quota)
+SWM_FORWARD(swm_vos_module_stats, swmimpl_vos_module_stats)
+SWM_FORWARD(swm_vos_modules, swmimpl_vos_modules)
+SWM_FORWARD(swm_vos_sites, swmimpl_vos_sites)
+SWM_FORWARD(swm_vos_report, swmimpl_vos_report)

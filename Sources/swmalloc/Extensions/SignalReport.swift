@@ -1,0 +1,60 @@
+// Extensions layer: the statistics report on a signal (`stats_signal=N`).
+//
+// A signal can arrive while the interrupted thread holds an allocator lock (the heap
+// registry's, taken when threads start and exit; the VOS tables'), so the report must
+// never run inside the handler. The handler only raises a flag and wakes a reporter
+// thread with a futex (both async-signal-safe); the reporter, an ordinary thread that
+// sleeps on the flag, writes the report. In a fork child the reporter does not exist: the
+// next allocation slow path after a signal starts a new one there.
+
+import CSwmShim
+import Synchronization
+
+/// The signal handler, the reporter thread and its restart after fork.
+enum SignalReport {
+    @inline(__always) private static var requested: UnsafeMutablePointer<UInt32> { Globals.reportRequested }
+    @inline(__always) private static var running: AtomicWord { Globals.reporterRunning }
+
+    @inline(__always) private static var flag: UnsafeMutablePointer<Atomic<UInt32>> {
+        UnsafeMutableRawPointer(requested).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    /// Installs the handler for `signo` and starts the reporter.
+    static func install(_ signo: Int32) {
+        _ = swmshim_signal(signo) { _ in SignalReport.signalled() }
+        start()
+    }
+
+    /// The handler: a store and a futex wake, nothing that can block.
+    private static func signalled() {
+        flag.pointee.store(1, ordering: .releasing)
+        _ = swmshim_futex_wake(requested, 1)
+    }
+
+    /// Starts the reporter thread unless one runs.
+    private static func start() {
+        if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
+        if swmshim_thread_start({ _ in SignalReport.reporter() }) != 0 { running.store(0) }
+    }
+
+    /// The reporter's loop: sleep until the flag is raised, clear it, write the report.
+    private static func reporter() -> UnsafeMutableRawPointer? {
+        while true {
+            if flag.pointee.exchange(0, ordering: .acquiring) != 0 {
+                Stats.printReport()
+            } else {
+                _ = swmshim_futex_wait(requested, 0)
+            }
+        }
+    }
+
+    /// Called on allocation slow paths: in a fork child, where no reporter runs, a raised
+    /// flag starts one. Cost when nothing is pending: one load.
+    @inline(__always)
+    static func poll() {
+        if _slowPath(flag.pointee.load(ordering: .relaxed) != 0) && running.loadRelaxed() == 0 { start() }
+    }
+
+    /// After fork, in the child: the reporter thread was not copied.
+    static func forkChild() { running.store(0) }
+}

@@ -1,0 +1,40 @@
+// LifecycleTests.swift — remote frees racing page retire, segment release, thread exit
+// and adoption, and fork while other threads hold each allocator lock
+// (Tests/programs/remote_race.c, Tests/programs/lifecycle.c).
+
+import Testing
+
+/// The cases of lifecycle.c.
+let lifecycleCases = ["remote_free_vs_exit", "fork_under_lock_churn"]
+
+/// The lifecycle of pages, segments and heaps under concurrency.
+@Suite(.serialized) struct LifecycleTests {
+    /// A remote free held (by the debug library's test hook) right after the compare-and-
+    /// swap that publishes its block, while the owner collects the block, retires the page
+    /// and gives the segment away (spare taken, segment cache full), then let go: it must
+    /// not touch unmapped memory. Before the fix the segment was unmapped and the remote
+    /// thread's read of the page's owner crashed with SIGSEGV.
+    @Test func remoteFreeRacingSegmentRelease() throws {
+        let program = try compileProgram("remote_race.c", linking: .debug)
+        let result = try runChild(program, timeLimit: 60)
+        #expect(result.succeeded, "\(result)")
+        #expect(result.stdout == "remote race ok\n", "\(result)")
+    }
+
+    /// lifecycle.c knows exactly the cases this file runs.
+    @Test func caseListMatches() throws {
+        let program = try compileProgram("lifecycle.c")
+        let listed = try runChild(program, ["list"])
+        #expect(listed.stdout.split(separator: "\n").map(String.init) == lifecycleCases)
+    }
+
+    /// One lifecycle case against one library: exits 0, says ok, reports nothing.
+    @Test(arguments: lifecycleCases, Library.allCases)
+    func lifecycle(_ name: String, _ library: Library) throws {
+        let program = try compileProgram("lifecycle.c")
+        let result = try runChild(program, [name], preload: library, timeLimit: 120)
+        #expect(result.succeeded, "\(name) (\(library)): \(result)")
+        #expect(result.stdout == "ok \(name)\n", "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+}

@@ -1,0 +1,187 @@
+/* lifecycle.c — concurrency tests of the heap and segment lifecycle: `lifecycle CASE`
+ * (or `lifecycle list`). Each case prints "ok CASE" and exits 0, or names what failed and
+ * exits 1. Runs linked to (or preloaded with) swmalloc; swm_validate is found with dlsym.
+ *
+ *   remote_free_vs_exit   producers allocate blocks, hand them over and exit at once, so
+ *                         their heaps detach and abandon segments while consumers free the
+ *                         blocks remotely; other threads adopt the abandoned segments.
+ *                         Every block's content is checked before it is freed.
+ *   fork_under_lock_churn threads keep taking every allocator lock (thread start/exit: the
+ *                         heap registry; emptied segments: the segment cache and the
+ *                         abandoned list; aligned blocks above 2 MiB: their list) while the
+ *                         main thread forks; each child allocates, frees, starts a thread,
+ *                         validates and exits 0 within its time limit (a lock inherited
+ *                         held would hang it). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/** swm_validate of the library in the process, or NULL. */
+static int (*validate)(void);
+
+/** Fails the case with a message. */
+static void fail(const char *what) {
+    fprintf(stderr, "lifecycle FAIL: %s\n", what);
+    exit(1);
+}
+
+/* ---- remote_free_vs_exit ---- */
+
+#define SLOTS 4096
+static void *_Atomic slots[SLOTS];
+static atomic_int producing;
+
+/** Fills a block with a pattern derived from its address. */
+static void fill(unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i += 64) p[i] = (unsigned char)(((uintptr_t)p >> 4) + i);
+}
+
+/** Checks the pattern of `fill`. */
+static int intact(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i += 64)
+        if (p[i] != (unsigned char)(((uintptr_t)p >> 4) + i)) return 0;
+    return 1;
+}
+
+/** Size of the block in slot i: small, medium and large blocks. */
+static size_t slot_size(unsigned i) { return i % 7 == 0 ? 200000 : i % 3 == 0 ? 3000 : 48; }
+
+/** A producer: allocates into empty slots, then exits (its heap detaches). */
+static void *producer(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    for (int k = 0; k < 256; k++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned i = (seed >> 8) % SLOTS;
+        size_t n = slot_size(i);
+        unsigned char *p = malloc(n);
+        if (!p) fail("malloc returned NULL");
+        fill(p, n);
+        void *expected = NULL;
+        if (!atomic_compare_exchange_strong(&slots[i], &expected, p)) free(p);
+    }
+    return NULL;
+}
+
+/** A consumer: takes blocks out of the slots, checks and frees them (remote frees). */
+static void *consumer(void *arg) {
+    (void)arg;
+    for (;;) {
+        int found = 0;
+        for (unsigned i = 0; i < SLOTS; i++) {
+            void *p = atomic_exchange(&slots[i], NULL);
+            if (!p) continue;
+            found = 1;
+            if (!intact(p, slot_size(i))) fail("a block's content changed while it was live");
+            free(p);
+        }
+        if (!found && !atomic_load(&producing)) break;
+    }
+    if (validate && validate() != 0) fail("consumer heap invalid");
+    return NULL;
+}
+
+static void remote_free_vs_exit(void) {
+    atomic_store(&producing, 1);
+    pthread_t consumers[2];
+    for (int c = 0; c < 2; c++) pthread_create(&consumers[c], NULL, consumer, NULL);
+    for (int round = 0; round < 100; round++) {
+        pthread_t p[3];
+        for (int k = 0; k < 3; k++) pthread_create(&p[k], NULL, producer, (void *)(uintptr_t)(round * 3 + k + 1));
+        for (int k = 0; k < 3; k++) pthread_join(p[k], NULL);
+    }
+    atomic_store(&producing, 0);
+    for (int c = 0; c < 2; c++) pthread_join(consumers[c], NULL);
+    if (validate && validate() != 0) fail("main heap invalid");
+}
+
+/* ---- fork_under_lock_churn ---- */
+
+static atomic_int churning;
+
+/** Starts and joins short threads that allocate: the heap registry's lock. */
+static void *thread_churn(void *arg) {
+    (void)arg;
+    while (atomic_load(&churning)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, producer, (void *)(uintptr_t)7) == 0) pthread_join(t, NULL);
+    }
+    return NULL;
+}
+
+/** Empties segments and aligns above 2 MiB: the segment cache's and the over-aligned
+ *  list's locks. */
+static void *segment_churn(void *arg) {
+    (void)arg;
+    while (atomic_load(&churning)) {
+        void *big[12];
+        for (int i = 0; i < 12; i++) big[i] = malloc(2u << 20);
+        for (int i = 0; i < 12; i++) free(big[i]);
+        void *aligned = aligned_alloc(4u << 20, 4096);
+        free(aligned);
+    }
+    return NULL;
+}
+
+/** The child's work after fork: allocate, free, start a thread, validate. */
+static void *child_thread(void *arg) {
+    (void)arg;
+    void *p = malloc(1000);
+    free(p);
+    return NULL;
+}
+
+static void fork_under_lock_churn(void) {
+    atomic_store(&churning, 1);
+    pthread_t t[3];
+    pthread_create(&t[0], NULL, thread_churn, NULL);
+    pthread_create(&t[1], NULL, segment_churn, NULL);
+    pthread_create(&t[2], NULL, consumer, NULL);
+    for (int i = 0; i < 150; i++) {
+        pid_t pid = fork();
+        if (pid < 0) fail("fork failed");
+        if (pid == 0) {
+            alarm(10);  /* a lock inherited held would hang the child: die instead */
+            void *blocks[64];
+            for (int k = 0; k < 64; k++) blocks[k] = malloc((size_t)k * 100 + 1);
+            for (int k = 0; k < 64; k++) free(blocks[k]);
+            void *big = malloc(3u << 20);
+            free(big);
+            void *aligned = aligned_alloc(4u << 20, 100);
+            free(aligned);
+            pthread_t c;
+            if (pthread_create(&c, NULL, child_thread, NULL) != 0) _exit(3);
+            pthread_join(c, NULL);
+            _exit(validate && validate() != 0 ? 2 : 0);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("a child forked under lock churn failed or hung");
+    }
+    atomic_store(&churning, 0);
+    for (int k = 0; k < 3; k++) pthread_join(t[k], NULL);
+}
+
+/** The case names, for `lifecycle list`. */
+static const char *const names[] = { "remote_free_vs_exit", "fork_under_lock_churn" };
+
+int main(int argc, char **argv) {
+    validate = (int (*)(void))dlsym(RTLD_DEFAULT, "swm_validate");
+    if (argc == 2 && !strcmp(argv[1], "list")) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) printf("%s\n", names[i]);
+        return 0;
+    }
+    if (argc != 2) { fprintf(stderr, "usage: lifecycle CASE | lifecycle list\n"); return 2; }
+    if (!strcmp(argv[1], "remote_free_vs_exit")) remote_free_vs_exit();
+    else if (!strcmp(argv[1], "fork_under_lock_churn")) fork_under_lock_churn();
+    else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
+    printf("ok %s\n", argv[1]);
+    return 0;
+}
