@@ -125,15 +125,38 @@ extension UnsafeMutablePointer where Pointee == Segment {
     func retireEmpty(purgeNow: Bool) {
         if purgeNow { _ = purgeExpired(now: OS.nowNanoseconds(), delay: 0) }
         pointee.heap = nil
-        Globals.segmentCacheLock.lock()
-        let cached = Globals.segmentCacheCount.pointee < UnsafeMutablePointer<Segment>.cacheLimit
-        if cached {
-            pointee.next = Globals.segmentCacheHead.pointee
-            Globals.segmentCacheHead.pointee = self
-            Globals.segmentCacheCount.pointee += 1
+        if !push(onto: Globals.segmentCacheHead, count: Globals.segmentCacheCount,
+                 limit: UnsafeMutablePointer<Segment>.cacheLimit) {
+            retain()
         }
-        Globals.segmentCacheLock.unlock()
-        if !cached { retain() }
+    }
+
+    /// Pushes this segment onto a list kept under `segmentCacheLock` (the cache or the
+    /// retained list), linked through `next`, unless the list holds `limit` already;
+    /// returns whether it did.
+    private func push(onto head: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?>,
+                      count: UnsafeMutablePointer<Int>, limit: Int) -> Bool {
+        Globals.segmentCacheLock.lock()
+        defer { Globals.segmentCacheLock.unlock() }
+        if count.pointee >= limit { return false }
+        pointee.next = head.pointee
+        head.pointee = self
+        count.pointee += 1
+        return true
+    }
+
+    /// The first segment of a list kept under `segmentCacheLock`, unlinked; nil when the
+    /// list is empty.
+    private static func pop(from head: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?>,
+                            count: UnsafeMutablePointer<Int>) -> UnsafeMutablePointer<Segment>? {
+        if head.pointee == nil { return nil }
+        Globals.segmentCacheLock.lock()
+        defer { Globals.segmentCacheLock.unlock() }
+        guard let seg = head.pointee else { return nil }
+        head.pointee = seg.pointee.next
+        count.pointee -= 1
+        seg.pointee.next = nil
+        return seg
     }
 
     /// Part of slice 0 a retained segment purges: all but the first OS page, which keeps
@@ -157,24 +180,12 @@ extension UnsafeMutablePointer where Pointee == Segment {
             UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)
         SegmentMap.remove(base)
         Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
-        Globals.segmentCacheLock.lock()
-        pointee.next = Globals.retainedHead.pointee
-        Globals.retainedHead.pointee = self
-        Globals.retainedCount.pointee += 1
-        Globals.segmentCacheLock.unlock()
+        _ = push(onto: Globals.retainedHead, count: Globals.retainedCount, limit: Int.max)
     }
 
     /// A retained segment, unlinked; nil when there is none.
     private static func takeRetained() -> UnsafeMutablePointer<Segment>? {
-        if Globals.retainedHead.pointee == nil { return nil }
-        Globals.segmentCacheLock.lock()
-        let seg = Globals.retainedHead.pointee
-        if let seg {
-            Globals.retainedHead.pointee = seg.pointee.next
-            Globals.retainedCount.pointee -= 1
-        }
-        Globals.segmentCacheLock.unlock()
-        return seg
+        pop(from: Globals.retainedHead, count: Globals.retainedCount)
     }
 
     /// Purges the cached segments' free spans freed at least `delay` before `now`.
@@ -191,16 +202,8 @@ extension UnsafeMutablePointer where Pointee == Segment {
 
     /// An empty segment from the cache, now owned by `heap`; nil when the cache is empty.
     static func takeCached(heap: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Segment>? {
-        if Globals.segmentCacheHead.pointee == nil { return nil }
-        Globals.segmentCacheLock.lock()
-        let seg = Globals.segmentCacheHead.pointee
-        if let seg {
-            Globals.segmentCacheHead.pointee = seg.pointee.next
-            Globals.segmentCacheCount.pointee -= 1
-        }
-        Globals.segmentCacheLock.unlock()
+        let seg = pop(from: Globals.segmentCacheHead, count: Globals.segmentCacheCount)
         seg?.pointee.heap = heap
-        seg?.pointee.next = nil
         return seg
     }
 
