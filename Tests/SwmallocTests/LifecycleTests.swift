@@ -1,11 +1,14 @@
 // LifecycleTests.swift — remote frees racing page retire, segment release, thread exit
-// and adoption, and fork while other threads hold each allocator lock
+// and adoption; fork while other threads hold each allocator lock; memory that must not be
+// kept (large blocks freed by another thread, emptied only pages after swm_collect)
 // (Tests/programs/remote_race.c, Tests/programs/lifecycle.c).
 
 import Testing
 
 /// The cases of lifecycle.c.
-let lifecycleCases = ["remote_free_vs_exit", "fork_under_lock_churn"]
+let lifecycleCases = [
+    "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
+]
 
 /// The lifecycle of pages, segments and heaps under concurrency.
 @Suite(.serialized) struct LifecycleTests {

@@ -11,7 +11,14 @@
  *                         abandoned list; aligned blocks above 2 MiB: their list) while the
  *                         main thread forks; each child allocates, frees, starts a thread,
  *                         validates and exits 0 within its time limit (a lock inherited
- *                         held would hang it). */
+ *                         held would hang it).
+ *   producer_consumer_large  one thread allocates 256 KiB blocks that another frees, at
+ *                         most 18 live (4.5 MiB): swmalloc's mapped memory must stay a
+ *                         small multiple of that (the owner collects the remote frees of
+ *                         its large pages before it maps more; before the fix: 5 GiB).
+ *   collect_only_pages    a thread allocates and frees one block of every size class, so
+ *                         each class keeps its emptied only page; swm_collect must retire
+ *                         them (before the fix: 16 MiB stayed in pages holding no block). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -23,6 +30,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <semaphore.h>
+#include "swmalloc.h"
 
 /** swm_validate of the library in the process, or NULL. */
 static int (*validate)(void);
@@ -169,8 +178,75 @@ static void fork_under_lock_churn(void) {
     for (int k = 0; k < 3; k++) pthread_join(t[k], NULL);
 }
 
+/* ---- producer_consumer_large ---- */
+
+#define QUEUE 16
+#define HANDOFFS 20000
+static void *queue[QUEUE];
+static sem_t queue_full, queue_free;
+
+/** The consumer: frees every block the producer hands over (remote frees). */
+static void *large_consumer(void *arg) {
+    (void)arg;
+    for (int i = 0, tail = 0; i < HANDOFFS; i++, tail = (tail + 1) % QUEUE) {
+        sem_wait(&queue_full);
+        void *p = queue[tail];
+        sem_post(&queue_free);
+        free(p);
+    }
+    return NULL;
+}
+
+static void producer_consumer_large(void) {
+    int (*stats)(swm_stats_t *) = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    if (!stats) fail("swm_stats_get not found: run with swmalloc");
+    sem_init(&queue_full, 0, 0);
+    sem_init(&queue_free, 0, QUEUE);
+    pthread_t consumer_thread;
+    pthread_create(&consumer_thread, NULL, large_consumer, NULL);
+    for (int i = 0, head = 0; i < HANDOFFS; i++, head = (head + 1) % QUEUE) {
+        void *p = malloc(256 * 1024);
+        if (!p) fail("malloc returned NULL");
+        memset(p, 1, 4096);
+        sem_wait(&queue_free);
+        queue[head] = p;
+        sem_post(&queue_full);
+    }
+    pthread_join(consumer_thread, NULL);
+    swm_stats_t st;
+    stats(&st);
+    if (st.mapped > (64u << 20)) {
+        fprintf(stderr, "mapped %zu MiB for at most 18 live 256 KiB blocks\n", st.mapped >> 20);
+        fail("large blocks freed by another thread are not reused");
+    }
+}
+
+/* ---- collect_only_pages ---- */
+
+static void collect_only_pages(void) {
+    int (*stats)(swm_stats_t *) = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    void (*collect)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
+    unsigned (*count)(void) = (unsigned (*)(void))dlsym(RTLD_DEFAULT, "swm_class_count");
+    size_t (*size)(unsigned) = (size_t (*)(unsigned))dlsym(RTLD_DEFAULT, "swm_class_size");
+    if (!stats || !collect || !count || !size) fail("swmalloc's API not found: run with swmalloc");
+    void *blocks[256];
+    unsigned n = count();
+    if (n > 256) fail("more classes than expected");
+    for (unsigned c = 0; c < n; c++) blocks[c] = malloc(size(c));
+    for (unsigned c = 0; c < n; c++) free(blocks[c]);
+    collect();
+    swm_stats_t st;
+    stats(&st);
+    if (st.active > (1u << 20)) {
+        fprintf(stderr, "%zu KiB still in pages after swm_collect with nothing allocated\n", st.active >> 10);
+        fail("swm_collect keeps emptied only pages");
+    }
+}
+
 /** The case names, for `lifecycle list`. */
-static const char *const names[] = { "remote_free_vs_exit", "fork_under_lock_churn" };
+static const char *const names[] = {
+    "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
+};
 
 int main(int argc, char **argv) {
     validate = (int (*)(void))dlsym(RTLD_DEFAULT, "swm_validate");
@@ -181,6 +257,8 @@ int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: lifecycle CASE | lifecycle list\n"); return 2; }
     if (!strcmp(argv[1], "remote_free_vs_exit")) remote_free_vs_exit();
     else if (!strcmp(argv[1], "fork_under_lock_churn")) fork_under_lock_churn();
+    else if (!strcmp(argv[1], "producer_consumer_large")) producer_consumer_large();
+    else if (!strcmp(argv[1], "collect_only_pages")) collect_only_pages();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -46,14 +46,16 @@ func swm_stats_print(_ fd: Int32, _ json: Int32) {
     Stats.writeReport(to: fd, json: json != 0)
 }
 
-/// Sends the calling thread's pending remote frees, adopts every abandoned segment (so
-/// blocks freed into exited threads' memory go back) and purges all free spans now.
+/// Sends the calling thread's pending remote frees, retires its empty pages (a class's only
+/// page included), adopts every abandoned segment (so blocks freed into exited threads'
+/// memory go back) and purges all free spans now.
 @c(swmimpl_collect)
 func swm_collect() {
     let current = Heap.current
     if current.isExited { return }
     guard let heap = current.isEmpty ? Heap.attach(registerExit: true) : current else { return }
     heap.sendRemoteBatch()
+    heap.retireEmptyClassPages()
     heap.tidy(force: true)
 }
 

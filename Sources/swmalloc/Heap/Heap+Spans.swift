@@ -4,11 +4,19 @@ extension Heap {
     /// A span of `count` slices starting at a multiple of `alignment` slices (a power of
     /// two; `alignment + count ≤ 64`), from this heap's segments, an abandoned segment, a
     /// cached empty segment, or a new segment; nil when the OS has no memory.
+    ///
+    /// Before it looks beyond its own segments it collects the blocks other threads freed
+    /// into its full pages (large pages are always there): a thread that allocates large
+    /// blocks another thread frees would otherwise map a segment after another while its
+    /// own pages sit empty (found by the review: 4.6 GiB mapped for 18 live 256 KiB blocks).
     func acquireSpan(_ count: Int, alignment: Int = 1) -> UnsafeMutablePointer<Page>? {
-        var cursor = state.pointee.segments
-        while let seg = cursor {
-            cursor = seg.pointee.next
-            if let span = takeSpan(count, alignment: alignment, from: seg) { return span }
+        for attempt in 0..<2 {
+            var cursor = state.pointee.segments
+            while let seg = cursor {
+                cursor = seg.pointee.next
+                if let span = takeSpan(count, alignment: alignment, from: seg) { return span }
+            }
+            if attempt == 1 || !collectRemoteFrees() { break }
         }
         // Adopt abandoned segments before mapping: blocks other threads freed into them
         // come back, so memory moves from exited threads to live ones.
@@ -107,6 +115,26 @@ extension Heap {
             _ = reclaimAbandoned()
         }
         purgeExpired(now: now, force: force)
+    }
+
+    /// Retires every class page that holds no block: the fast path keeps a class's only
+    /// page when it empties (a malloc/free loop must not churn pages), so without this a
+    /// thread that touched every class keeps one page per class for ever. For
+    /// `swm_collect`.
+    func retireEmptyClassPages() {
+        let now = OS.nowNanoseconds()
+        for c in 0..<SizeClass.count {
+            var cursor = page(slot: c)
+            while cursor != Heap.emptyPage {
+                let page = cursor
+                cursor = page.pointee.next ?? Heap.emptyPage
+                page.collect()
+                if page.pointee.used == 0 {
+                    unlinkClass(page)
+                    retire(page, now: now)
+                }
+            }
+        }
     }
 
     /// Fall of the slices in use below their high-water mark (16 MiB) that purges at once.
