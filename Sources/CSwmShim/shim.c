@@ -21,6 +21,10 @@ void *swmshim_exited_heap[SWM_DIRECT_SLOTS] = {[0 ... SWM_DIRECT_SLOTS - 1] = sw
 
 __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"))) = swmshim_empty_heap;
 
+__thread long swmshim_tls_locks __attribute__((tls_model("initial-exec"))) = 0;
+__thread long swmshim_tls_fork_depth __attribute__((tls_model("initial-exec"))) = 0;
+__thread long swmshim_tls_fork_held __attribute__((tls_model("initial-exec"))) = 0;
+
 uint64_t swmshim_segment_map[SWM_SEGMENT_MAP_WORDS];
 
 static pthread_key_t swmshim_key;

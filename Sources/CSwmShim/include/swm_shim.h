@@ -30,6 +30,17 @@ extern __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"),
 /// path and is served without attaching a heap that nothing would ever detach.
 extern void *swmshim_exited_heap[SWM_DIRECT_SLOTS] __attribute__((visibility("hidden")));
 
+/// Per-thread fork state (initial-exec TLS, like the heap slot): allocator locks the
+/// thread holds, forks of the thread in progress (more than one when a signal handler
+/// forked inside a fork), and whether the outermost one holds the fork guard and every
+/// allocator lock. See `Process.forkPrepare`.
+extern __thread long swmshim_tls_locks __attribute__((tls_model("initial-exec"), visibility("hidden")));
+extern __thread long swmshim_tls_fork_depth __attribute__((tls_model("initial-exec"), visibility("hidden")));
+extern __thread long swmshim_tls_fork_held __attribute__((tls_model("initial-exec"), visibility("hidden")));
+static inline long *swmshim_locks_held(void) { return &swmshim_tls_locks; }
+static inline long *swmshim_fork_depth(void) { return &swmshim_tls_fork_depth; }
+static inline long *swmshim_fork_held(void) { return &swmshim_tls_fork_held; }
+
 static inline void *swmshim_heap_get(void) { return swmshim_tls_heap; }
 static inline void swmshim_heap_set(void *heap) { swmshim_tls_heap = heap; }
 static inline void *swmshim_empty_heap_address(void) { return (void *)swmshim_empty_heap; }

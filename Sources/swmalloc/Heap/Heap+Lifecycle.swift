@@ -200,35 +200,43 @@ enum Process {
     /// thread that does not exist there.
     ///
     /// Reentrant: POSIX lets a signal handler call `fork`, and the signal may interrupt
-    /// this very thread inside `fork` (in these handlers, or between them). The fork guard
-    /// records which thread is forking; a nested fork on that thread only counts its depth
-    /// (the locks are already its own), where taking them again would wait for ever. The
-    /// guard is taken with one compare-and-swap, so no signal can land between "owner
-    /// unknown" and "owner recorded". Other threads that fork meanwhile sleep on the guard.
+    /// this very thread inside `fork` (in these handlers, or between them), or inside the
+    /// allocator holding one of its locks. Each thread counts its forks in progress
+    /// (thread-local, raised first, so a signal at any later point sees it). Only the
+    /// outermost fork of a thread that holds no allocator lock takes the fork guard (a
+    /// futex word holding the forking thread's kernel id, so forks of different threads
+    /// take turns) and then every lock. A nested fork, or one that interrupted the
+    /// allocator, takes nothing — this thread would wait for itself — and its child resets
+    /// the locks; if the handler returns there, this one thread finishes what it
+    /// interrupted.
     static func forkPrepare() {
+        let depth = swmshim_fork_depth().unsafelyUnwrapped
+        depth.pointee += 1
+        if depth.pointee > 1 || swmshim_locks_held().pointee > 0 { return }
         let me = UInt32(bitPattern: swmshim_gettid())
         while true {
             let r = forkOwner.pointee.compareExchange(expected: 0, desired: me, ordering: .acquiring)
-            if r.exchanged { break }
-            if r.original == me {
-                Globals.forkDepth.pointee += 1
-                return
-            }
+            // `original == me`: this thread's own guard, not yet cleared when a signal
+            // interrupted its last `forkParent`.
+            if r.exchanged || r.original == me { break }
             _ = swmshim_futex_wait(Globals.forkOwner, r.original)
         }
-        Globals.forkDepth.pointee = 1
         Globals.initLock.lock()
         Globals.heapsLock.lock()
         Globals.abandonedLock.lock()
         Globals.segmentCacheLock.lock()
         Globals.overAlignedLock.lock()
         Extensions.forkPrepare()
+        swmshim_fork_held().pointee = 1
     }
 
-    /// After fork, in the parent: release them (the outermost fork of a nest only).
+    /// After fork, in the parent: the outermost fork that took the locks releases them,
+    /// then the guard.
     static func forkParent() {
-        Globals.forkDepth.pointee -= 1
-        if Globals.forkDepth.pointee > 0 { return }
+        let depth = swmshim_fork_depth().unsafelyUnwrapped
+        depth.pointee -= 1
+        if depth.pointee > 0 || swmshim_fork_held().pointee == 0 { return }
+        swmshim_fork_held().pointee = 0
         Extensions.forkParent()
         Globals.overAlignedLock.unlock()
         Globals.segmentCacheLock.unlock()
@@ -239,10 +247,9 @@ enum Process {
         _ = swmshim_futex_wake(Globals.forkOwner, Int32.max)
     }
 
-    /// After fork, in the child: only the forking thread exists; its locks are reset. In
-    /// the child of a nested fork (in a signal handler) the outer fork is still under way
-    /// on this thread, which now has another kernel id: the guard follows it, and the
-    /// outer fork's own after-fork handler releases it.
+    /// After fork, in the child: only the forking thread exists; every lock and the guard
+    /// are reset. In the child of a nested fork the outer fork is still under way on this
+    /// thread; its own after-fork handler runs later and finds them free.
     static func forkChild() {
         Extensions.forkChild()
         Globals.overAlignedLock.reset()
@@ -250,8 +257,9 @@ enum Process {
         Globals.abandonedLock.reset()
         Globals.heapsLock.reset()
         Globals.initLock.reset()
-        Globals.forkDepth.pointee -= 1
-        let owner = Globals.forkDepth.pointee > 0 ? UInt32(bitPattern: swmshim_gettid()) : 0
-        forkOwner.pointee.store(owner, ordering: .releasing)
+        forkOwner.pointee.store(0, ordering: .relaxed)
+        let depth = swmshim_fork_depth().unsafelyUnwrapped
+        depth.pointee -= 1
+        if depth.pointee == 0 { swmshim_fork_held().pointee = 0 }
     }
 }

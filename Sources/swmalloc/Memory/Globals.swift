@@ -48,10 +48,9 @@ enum Globals {
     static var freeHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (base + 144).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
-    /// The fork guard: kernel id of the thread inside `fork` (0 when none; a futex word),
-    /// and how deeply that thread is nested in forks (a signal handler that forks).
+    /// The fork guard: kernel id of the thread whose fork holds the allocator locks (0
+    /// when none; a futex word). Nesting is counted per thread (`swmshim_fork_depth`).
     static var forkOwner: UnsafeMutablePointer<UInt32> { (base + 152).assumingMemoryBound(to: UInt32.self) }
-    static var forkDepth: UnsafeMutablePointer<Int> { (base + 160).assumingMemoryBound(to: Int.self) }
     /// Guards the list of over-aligned huge blocks (alignment above 2 MiB, see `Huge`).
     static var overAlignedLock: FutexLock { FutexLock((base + 168).assumingMemoryBound(to: UInt32.self)) }
     static var overAlignedHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {

@@ -16,8 +16,10 @@ struct FutexLock {
         UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
-    /// Acquires the lock.
+    /// Acquires the lock. The thread's count of held allocator locks goes up first, so
+    /// that a signal handler that forks meanwhile knows not to wait for this lock.
     @inline(__always) func lock() {
+        swmshim_locks_held().pointee &+= 1
         if cell.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
         lockContended()
     }
@@ -39,6 +41,7 @@ struct FutexLock {
         if cell.pointee.exchange(0, ordering: .releasing) == 2 {
             _ = swmshim_futex_wake(word, 1)
         }
+        swmshim_locks_held().pointee &-= 1
     }
 
     /// Puts the lock back to free: only in a fork child, where the holder no longer exists.
