@@ -1,0 +1,497 @@
+/* regress.c — regressions of the outside review (issue 7), one case per run:
+ *     regress CASE       (or: regress list)
+ * Runs with the allocator under test preloaded (LD_PRELOAD=libswmalloc.so), or with none
+ * (plain glibc, the reference behaviour). Exits 0 and prints "ok CASE" when the allocator
+ * behaves correctly, 1 with the reason on stderr otherwise; a deadlock is caught by a
+ * watchdog (exit 1) or by the caller's time limit.
+ *
+ * swmalloc's statistics (swm_stats_get) are found with dlsym, so the program also runs
+ * on glibc; checks that need them (live heaps) are made only where they exist.
+ *
+ * Set REGRESS_TRACE=1 to print how many rounds and signal-handler forks
+ * fork_in_signal_handler did (stderr).
+ *
+ * The misuse regressions of issue 7 (double free after page reuse, free of a block never
+ * handed out) abort by design: they are in misuse.c. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "swmalloc.h"
+
+#define KiB ((size_t)1024)
+#define MiB (1024 * KiB)
+
+/** Most heaps that may stay attached once every short thread is joined: the main
+ *  thread's, plus slack for helper threads of the library or the C runtime. */
+#define MAX_LIVE_HEAPS 4
+
+/* ---- helpers ---- */
+
+/** The preloaded swmalloc's swm_stats_get, or NULL when the allocator is another one. */
+static int (*stats_get)(swm_stats_t *);
+
+/** True when swmalloc is the process's allocator (its statistics are reachable). */
+static int swmalloc_loaded(void) { return stats_get != NULL; }
+
+/** swmalloc's count of threads with a heap (0 when swmalloc is not loaded). */
+static size_t live_heaps(void) {
+    swm_stats_t stats;
+    if (!stats_get || stats_get(&stats) != 0) return 0;
+    return stats.heaps;
+}
+
+/** The resident set size of this process in bytes (second field of /proc/self/statm). */
+static size_t resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f != NULL);
+    unsigned long size = 0, resident = 0;
+    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
+    fclose(f);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/** Fills n bytes at p with a pattern derived from `seed` and the offset. */
+static void fill(unsigned char *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(seed * 131 + i * 7 + (i >> 12));
+}
+
+/** The offset of the first byte of p[0 ..< n] that differs from `fill`'s, or n. */
+static size_t first_mismatch(const unsigned char *p, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed * 131 + i * 7 + (i >> 12))) return i;
+    return n;
+}
+
+/** Seconds on the monotonic clock. */
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- heaps of exited threads ---- */
+
+/** A short thread: strerror of an unknown errno makes glibc allocate a per-thread buffer,
+ *  which it frees in __libc_thread_freeres, after the pthread key destructors ran. */
+static void *strerror_thread(void *arg) {
+    (void)arg;
+    const char *text = strerror(12345);
+    return (void *)(uintptr_t)(text != NULL && strstr(text, "12345") != NULL);
+}
+
+/** 8,000 short threads (four at a time) each calling strerror(12345): a free made by the
+ *  C runtime after the thread's key destructors must not leave a heap attached to the
+ *  dead thread. Live heaps after the joins stay ≤ MAX_LIVE_HEAPS and RSS grows < 8 MiB.
+ *  (Before the fix every exited thread left one heap behind: 8,001 heaps.) */
+static void case_thread_freeres_leak(void) {
+    enum { THREADS = 8000, BATCH = 4 };
+    pthread_t t[BATCH];
+    /* A warm-up batch: thread stacks cached, first heaps and segments in place. */
+    for (int i = 0; i < BATCH; i++) CHECK(pthread_create(&t[i], NULL, strerror_thread, NULL) == 0);
+    for (int i = 0; i < BATCH; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    size_t rss_before = resident_bytes();
+    for (int done = 0; done < THREADS; done += BATCH) {
+        for (int i = 0; i < BATCH; i++) CHECK(pthread_create(&t[i], NULL, strerror_thread, NULL) == 0);
+        for (int i = 0; i < BATCH; i++) {
+            void *named = NULL;
+            CHECK(pthread_join(t[i], &named) == 0);
+            CHECKF(named != NULL, "strerror(12345) did not name the number");
+        }
+    }
+    size_t heaps = live_heaps(), rss_after = resident_bytes();
+    CHECKF(heaps <= MAX_LIVE_HEAPS, "%zu heaps live after %d threads exited (at most %d allowed)",
+           heaps, THREADS, MAX_LIVE_HEAPS);
+    CHECKF(rss_after < rss_before + 8 * MiB, "RSS grew by %zu KiB over %d exited threads",
+           (rss_after - rss_before) / KiB, THREADS);
+}
+
+/** Key of destructor_allocates_last_round's destructor. */
+static pthread_key_t round_key;
+
+/** Destructor rounds glibc runs (PTHREAD_DESTRUCTOR_ITERATIONS). */
+#define DESTRUCTOR_ROUNDS 4
+
+/** Threads of destructor_allocates_last_round. */
+#define ROUND_THREADS 2000
+
+/** Blocks the destructors allocated, freed by main; and how many there are. */
+static void *round_blocks[ROUND_THREADS * DESTRUCTOR_ROUNDS];
+static size_t round_sizes[ROUND_THREADS * DESTRUCTOR_ROUNDS];
+static atomic_size_t round_count;
+
+/** Block size of destructor round r (1 ... 4): small to large. */
+static size_t round_size(uintptr_t r) { return r == 1 ? 24 : r == 2 ? 700 : r == 3 ? 5000 : 70000; }
+
+/** The key destructor: allocates and fills a block in every round, and sets its key
+ *  again (to the next round's number) so that glibc runs every round. */
+static void round_destructor(void *value) {
+    uintptr_t r = (uintptr_t)value;
+    size_t n = round_size(r);
+    unsigned char *p = malloc(n);
+    if (p == NULL) {
+        fprintf(stderr, "malloc(%zu) in destructor round %zu returned NULL\n", n, (size_t)r);
+        _exit(1);
+    }
+    size_t slot = atomic_fetch_add(&round_count, 1);
+    if (slot >= sizeof round_blocks / sizeof round_blocks[0]) {
+        fprintf(stderr, "more destructor rounds than %d per thread\n", DESTRUCTOR_ROUNDS);
+        _exit(1);
+    }
+    fill(p, n, (unsigned)slot);
+    round_sizes[slot] = n;
+    round_blocks[slot] = p;
+    pthread_setspecific(round_key, (void *)(r + 1));
+}
+
+/** A thread that only sets the key (destructor round 1 starts at its exit). */
+static void *round_thread(void *arg) {
+    (void)arg;
+    CHECK(pthread_setspecific(round_key, (void *)(uintptr_t)1) == 0);
+    return NULL;
+}
+
+/** 2,000 threads whose key destructor allocates in each of glibc's 4 destructor rounds,
+ *  the last one included: heaps must not accumulate (≤ MAX_LIVE_HEAPS after the joins),
+ *  and every block must keep its content and be freeable by main. Main allocates before
+ *  it creates the key, so the allocator's own thread key (created on its first use) comes
+ *  first and its destructor runs before this one in each round: in the last round this
+ *  destructor allocates after the allocator said goodbye to the thread. */
+static void case_destructor_allocates_last_round(void) {
+    free(malloc(32));
+    CHECK(pthread_key_create(&round_key, round_destructor) == 0);
+    enum { BATCH = 4 };
+    pthread_t t[BATCH];
+    for (int done = 0; done < ROUND_THREADS; done += BATCH) {
+        for (int i = 0; i < BATCH; i++) CHECK(pthread_create(&t[i], NULL, round_thread, NULL) == 0);
+        for (int i = 0; i < BATCH; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    }
+    size_t count = atomic_load(&round_count), heaps = live_heaps();
+    CHECKF(count == (size_t)ROUND_THREADS * DESTRUCTOR_ROUNDS, "%zu destructor calls, want %d", count,
+           ROUND_THREADS * DESTRUCTOR_ROUNDS);
+    CHECKF(heaps <= MAX_LIVE_HEAPS, "%zu heaps live after %d threads exited (at most %d allowed)",
+           heaps, ROUND_THREADS, MAX_LIVE_HEAPS);
+    for (size_t i = 0; i < count; i++) {
+        size_t bad = first_mismatch(round_blocks[i], round_sizes[i], (unsigned)i);
+        CHECKF(bad == round_sizes[i], "block %zu (%zu bytes) at %p changed at offset %zu", i,
+               round_sizes[i], round_blocks[i], bad);
+        CHECKF(malloc_usable_size(round_blocks[i]) >= round_sizes[i], "block %zu: usable %zu < %zu", i,
+               malloc_usable_size(round_blocks[i]), round_sizes[i]);
+    }
+    for (size_t i = 0; i < count; i++) free(round_blocks[i]);
+    heaps = live_heaps();
+    CHECKF(heaps <= MAX_LIVE_HEAPS, "%zu heaps live after main freed the blocks", heaps);
+}
+
+/* ---- aligned allocations ---- */
+
+/** 70,000 live posix_memalign(128 KiB, 64) blocks: each aligned and writable, then all
+ *  freed. glibc serves them from its heap; an allocator that maps each one on its own
+ *  runs into vm.max_map_count (65,530) and fails with ENOMEM. */
+static void case_memalign_map_count(void) {
+    enum { N = 70000 };
+    const size_t alignment = 128 * KiB;
+    void **blocks = calloc(N, sizeof *blocks);
+    CHECK(blocks != NULL);
+    for (size_t i = 0; i < N; i++) {
+        int rc = posix_memalign(&blocks[i], alignment, 64);
+        CHECKF(rc == 0, "posix_memalign(128 KiB, 64) number %zu returned %d (%s)", i, rc, strerror(rc));
+        CHECKF((uintptr_t)blocks[i] % alignment == 0, "block %zu at %p is not 128 KiB aligned", i, blocks[i]);
+        fill(blocks[i], 64, (unsigned)i);
+    }
+    for (size_t i = 0; i < N; i++) {
+        size_t bad = first_mismatch(blocks[i], 64, (unsigned)i);
+        CHECKF(bad == 64, "block %zu at %p changed at offset %zu", i, blocks[i], bad);
+        free(blocks[i]);
+    }
+    free(blocks);
+}
+
+/** The alignment 2^63: the address space cannot hold it, so memalign and aligned_alloc
+ *  return NULL with ENOMEM and posix_memalign returns ENOMEM (it is a valid alignment:
+ *  not EINVAL). Alignments that are not powers of two still give EINVAL: posix_memalign
+ *  with 3 or 4 (not a multiple of sizeof(void *)), and aligned_alloc(3, 16) — the last
+ *  one only where swmalloc is loaded (its documented behaviour, as glibc ≥ 2.38; older
+ *  glibc rounds the alignment up). */
+static void case_alignment_2_63(void) {
+    const size_t top = (size_t)1 << 63;
+    errno = 0;
+    void *p = memalign(top, 16);
+    int saved = errno;
+    CHECKF(p == NULL && saved == ENOMEM, "memalign(2^63, 16): %p, errno %d (%s), want NULL and ENOMEM", p,
+           saved, strerror(saved));
+    errno = 0;
+    p = aligned_alloc(top, 16);
+    saved = errno;
+    CHECKF(p == NULL && saved == ENOMEM, "aligned_alloc(2^63, 16): %p, errno %d (%s), want NULL and ENOMEM",
+           p, saved, strerror(saved));
+    void *out = NULL;
+    int rc = posix_memalign(&out, top, 16);
+    CHECKF(rc == ENOMEM, "posix_memalign(2^63, 16) returned %d (%s), want ENOMEM", rc, strerror(rc));
+    static const size_t bad_alignments[] = {3, 4};
+    for (size_t i = 0; i < sizeof bad_alignments / sizeof bad_alignments[0]; i++) {
+        rc = posix_memalign(&out, bad_alignments[i], 16);
+        CHECKF(rc == EINVAL, "posix_memalign(%zu, 16) returned %d (%s), want EINVAL", bad_alignments[i], rc,
+               strerror(rc));
+    }
+    if (swmalloc_loaded()) {
+        errno = 0;
+        p = aligned_alloc(3, 16);
+        saved = errno;
+        CHECKF(p == NULL && saved == EINVAL, "aligned_alloc(3, 16): %p, errno %d (%s), want NULL and EINVAL",
+               p, saved, strerror(saved));
+    }
+}
+
+/** One block of huge_alignments: allocated by `how` (0 posix_memalign, 1 aligned_alloc,
+ *  2 memalign), or NULL with the reason printed. */
+static void *aligned_by(int how, size_t alignment, size_t size) {
+    static const char *const names[] = {"posix_memalign", "aligned_alloc", "memalign"};
+    void *p = NULL;
+    errno = 0;
+    if (how == 0) {
+        int rc = posix_memalign(&p, alignment, size);
+        if (rc != 0) p = NULL, errno = rc;
+    } else {
+        p = how == 1 ? aligned_alloc(alignment, size) : memalign(alignment, size);
+    }
+    CHECKF(p != NULL, "%s(%zu MiB, %zu) failed: %s", names[how], alignment / MiB, size, strerror(errno));
+    CHECKF((uintptr_t)p % alignment == 0, "%s(%zu MiB, %zu) = %p is not aligned", names[how], alignment / MiB,
+           size, p);
+    return p;
+}
+
+/** Alignments above 2 MiB (4, 8 and 64 MiB) for sizes 1, 100 and 5 MiB through the three
+ *  aligned functions: each block aligned, writable over its whole size, usable size ≥
+ *  size; realloc to a larger and then a smaller size keeps the content; free works.
+ *  (Before the fix every alignment above 2 MiB failed with ENOMEM.) */
+static void case_huge_alignments(void) {
+    static const size_t alignments[] = {4 * MiB, 8 * MiB, 64 * MiB};
+    static const size_t sizes[] = {1, 100, 5 * MiB};
+    unsigned seed = 0;
+    for (size_t a = 0; a < 3; a++) {
+        for (size_t s = 0; s < 3; s++) {
+            void *blocks[3];
+            size_t size = sizes[s];
+            for (int how = 0; how < 3; how++) {
+                blocks[how] = aligned_by(how, alignments[a], size);
+                size_t usable = malloc_usable_size(blocks[how]);
+                CHECKF(usable >= size, "block of %zu aligned to %zu MiB: usable size %zu", size,
+                       alignments[a] / MiB, usable);
+                fill(blocks[how], size, seed + (unsigned)how);
+            }
+            for (int how = 0; how < 3; how++, seed++) {
+                size_t bad = first_mismatch(blocks[how], size, seed);
+                CHECKF(bad == size, "block of %zu aligned to %zu MiB changed at offset %zu", size,
+                       alignments[a] / MiB, bad);
+                size_t bigger = size * 2 + 3 * MiB;
+                unsigned char *p = realloc(blocks[how], bigger);
+                CHECKF(p != NULL, "realloc(%zu MiB-aligned block of %zu, %zu) failed", alignments[a] / MiB, size,
+                       bigger);
+                bad = first_mismatch(p, size, seed);
+                CHECKF(bad == size, "realloc to %zu lost the content of a %zu-byte block at offset %zu", bigger,
+                       size, bad);
+                memset(p + size, 0x5a, bigger - size);
+                size_t smaller = size > 1 ? size / 2 : 1;
+                p = realloc(p, smaller);
+                CHECKF(p != NULL, "realloc to %zu failed", smaller);
+                bad = first_mismatch(p, smaller, seed);
+                CHECKF(bad == smaller, "realloc down to %zu lost the content at offset %zu", smaller, bad);
+                free(p);
+            }
+        }
+    }
+}
+
+/** A posix_memalign that fails for lack of memory returns ENOMEM, sets errno to ENOMEM
+ *  too (as glibc does; POSIX leaves errno unspecified, programs written for glibc read
+ *  it) and leaves the output pointer alone. Sizes: SIZE_MAX / 2 (refused before any
+ *  mapping) and 2^47 (more than the user address space: the mapping fails). */
+static void case_posix_memalign_errno(void) {
+    static const size_t sizes[] = {SIZE_MAX / 2, (size_t)1 << 47};
+    static const size_t alignments[] = {128, 4096, 256 * KiB};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (size_t a = 0; a < sizeof alignments / sizeof alignments[0]; a++) {
+            void *sentinel = (void *)(uintptr_t)0x1234, *out = sentinel;
+            errno = 0;
+            int rc = posix_memalign(&out, alignments[a], sizes[s]);
+            int saved = errno;
+            CHECKF(rc == ENOMEM, "posix_memalign(%zu, %zu) returned %d (%s), want ENOMEM", alignments[a], sizes[s],
+                   rc, strerror(rc));
+            CHECKF(saved == ENOMEM, "posix_memalign(%zu, %zu) returned ENOMEM but left errno %d (%s)",
+                   alignments[a], sizes[s], saved, strerror(saved));
+            CHECKF(out == sentinel, "posix_memalign(%zu, %zu) failed but changed the output pointer to %p",
+                   alignments[a], sizes[s], out);
+        }
+    }
+}
+
+/* ---- options ---- */
+
+/** Run with SWMALLOC_OPTIONS=stats_signal=N for a signal no handler can be installed for
+ *  (9, 19, 32, 33): the first allocation, which starts the library and would install the
+ *  handler, must leave errno alone (before the fix the failed sigaction set EINVAL).
+ *  The caller checks the warning on stderr. */
+static void case_stats_signal_errno(void) {
+    errno = 0;
+    void *p = malloc(100);
+    int saved = errno;
+    CHECK(p != NULL);
+    CHECKF(saved == 0, "malloc(100) changed errno from 0 to %d (%s)", saved, strerror(saved));
+    free(p);
+    saved = errno;
+    CHECKF(saved == 0, "free changed errno from 0 to %d (%s)", saved, strerror(saved));
+}
+
+/* ---- fork in a signal handler ---- */
+
+/** Forks done by the SIGUSR1 handler and by the main loop. */
+static volatile sig_atomic_t handler_forks;
+
+/** The SIGUSR1 handler: forks a child that exits at once and waits for it (fork is
+ *  async-signal-safe in a single-threaded process). Keeps errno. */
+static void fork_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    if (pid > 0) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        handler_forks++;
+    }
+    errno = saved;
+}
+
+/** Rounds of fork_in_signal_handler's main loop done so far. */
+static volatile sig_atomic_t fork_rounds;
+
+/** The watchdog's SIGALRM handler: the main loop made no progress for 10 s (a round
+ *  takes milliseconds). Reports the round with async-signal-safe calls and exits 1. */
+static void deadlock_alarm(int sig) {
+    (void)sig;
+    char message[200] = "fork_in_signal_handler: no progress for 10 s in round ";
+    size_t n = strlen(message);
+    char digits[12];
+    int k = 0;
+    for (unsigned v = (unsigned)fork_rounds; k == 0 || v > 0; v /= 10) digits[k++] = (char)('0' + v % 10);
+    while (k > 0) message[n++] = digits[--k];
+    static const char tail[] = ": fork deadlocked (a fork in a signal handler that interrupted fork)\n";
+    memcpy(message + n, tail, sizeof tail - 1);
+    ssize_t unused = write(2, message, n + sizeof tail - 1);
+    (void)unused;
+    _exit(1);
+}
+
+/** The signal sender, a child process (so the tested process stays single-threaded, as
+ *  in glibc's tst-mallocfork2): SIGUSR1 to the parent at a high rate until it is killed
+ *  or the parent is gone. */
+static void send_signals(pid_t parent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (;;) {
+        if (getppid() != parent || kill(parent, SIGUSR1) != 0) _exit(0);
+        usleep(300);
+    }
+}
+
+/** Like glibc's tst-mallocfork2: a SIGUSR1 handler forks, while the main loop forks,
+ *  mallocs and frees, and another process sends SIGUSR1 continually, so that signals
+ *  land while the main thread is inside fork (inside the allocator's fork handlers, or
+ *  between them). Must finish: before the fix the inner fork's prepare handler waited for
+ *  a lock the interrupted outer fork held, for ever. Loops for 10 s (or 20,000 rounds);
+ *  a watchdog (alarm) fails the case when a round makes no progress for 10 s. */
+static void case_fork_in_signal_handler(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = fork_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    CHECK(sigaction(SIGUSR1, &action, NULL) == 0);
+    action.sa_handler = deadlock_alarm;
+    action.sa_flags = 0;
+    CHECK(sigaction(SIGALRM, &action, NULL) == 0);
+
+    pid_t parent = getpid();
+    pid_t sender = fork();
+    CHECK(sender >= 0);
+    if (sender == 0) {
+        signal(SIGUSR1, SIG_IGN);
+        send_signals(parent);
+    }
+    alarm(10);
+    static const size_t sizes[] = {24, 1000, 40000, 300000};
+    double end = now_seconds() + 10;
+    int rounds = 0;
+    for (; rounds < 20000 && now_seconds() < end; rounds++, fork_rounds = rounds) {
+        void *p = malloc(sizes[rounds % 4]);
+        CHECK(p != NULL);
+        memset(p, rounds, sizes[rounds % 4]);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) _exit(0);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0) CHECKF(errno == EINTR, "waitpid: %s", strerror(errno));
+        CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+        free(p);
+        alarm(10);
+    }
+    alarm(0);
+    kill(sender, SIGKILL);
+    while (waitpid(sender, NULL, 0) < 0 && errno == EINTR) {}
+    signal(SIGUSR1, SIG_IGN);
+    CHECKF(handler_forks > 0, "no SIGUSR1 arrived in %d rounds: nothing was tested", rounds);
+    if (getenv("REGRESS_TRACE")) fprintf(stderr, "%d rounds, %d handler forks\n", rounds, (int)handler_forks);
+}
+
+/* ---- main ---- */
+
+/** One named case. */
+struct test_case {
+    const char *name;
+    void (*run)(void);
+};
+
+/** Every case, in the order `regress list` prints them. */
+static const struct test_case cases[] = {
+    {"thread_freeres_leak", case_thread_freeres_leak},
+    {"destructor_allocates_last_round", case_destructor_allocates_last_round},
+    {"memalign_map_count", case_memalign_map_count},
+    {"stats_signal_errno", case_stats_signal_errno},
+    {"fork_in_signal_handler", case_fork_in_signal_handler},
+    {"alignment_2_63", case_alignment_2_63},
+    {"huge_alignments", case_huge_alignments},
+    {"posix_memalign_errno", case_posix_memalign_errno},
+};
+
+/** Runs the case named on the command line. */
+int main(int argc, char **argv) {
+    size_t ncases = sizeof cases / sizeof cases[0];
+    if (argc == 2 && strcmp(argv[1], "list") == 0) {
+        for (size_t i = 0; i < ncases; i++) printf("%s\n", cases[i].name);
+        return 0;
+    }
+    for (size_t i = 0; argc == 2 && i < ncases; i++) {
+        if (strcmp(cases[i].name, argv[1]) == 0) {
+            /* No allocation before the case runs: stats_signal_errno needs its malloc
+             * to be the process's first call into the library from main. */
+            stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+            cases[i].run();
+            printf("ok %s\n", argv[1]);
+            return 0;
+        }
+    }
+    fprintf(stderr, "usage: regress CASE | regress list\n");
+    return 2;
+}
