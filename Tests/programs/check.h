@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /** Fails the program (exit 1) with a message naming the condition when `cond` is false. */
 #define CHECK(cond)                                                                       \
@@ -25,5 +26,25 @@
             exit(1);                                                                      \
         }                                                                                 \
     } while (0)
+
+/** One named case of a test program that runs one case per process. */
+struct test_case {
+    const char *name;
+    void (*run)(void);
+};
+
+/** The case named by `prog CASE`. `prog list` prints every name and exits 0; anything
+ *  else prints the usage and exits 2. */
+static inline const struct test_case *select_case(const struct test_case *cases, size_t count, int argc,
+                                                  char **argv) {
+    if (argc == 2 && strcmp(argv[1], "list") == 0) {
+        for (size_t i = 0; i < count; i++) printf("%s\n", cases[i].name);
+        exit(0);
+    }
+    for (size_t i = 0; argc == 2 && i < count; i++)
+        if (strcmp(cases[i].name, argv[1]) == 0) return &cases[i];
+    fprintf(stderr, "usage: %s CASE | %s list\n", argv[0], argv[0]);
+    exit(2);
+}
 
 #endif

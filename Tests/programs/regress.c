@@ -457,12 +457,6 @@ static void case_fork_in_signal_handler(void) {
 
 /* ---- main ---- */
 
-/** One named case. */
-struct test_case {
-    const char *name;
-    void (*run)(void);
-};
-
 /** Every case, in the order `regress list` prints them. */
 static const struct test_case cases[] = {
     {"thread_freeres_leak", case_thread_freeres_leak},
@@ -477,21 +471,11 @@ static const struct test_case cases[] = {
 
 /** Runs the case named on the command line. */
 int main(int argc, char **argv) {
-    size_t ncases = sizeof cases / sizeof cases[0];
-    if (argc == 2 && strcmp(argv[1], "list") == 0) {
-        for (size_t i = 0; i < ncases; i++) printf("%s\n", cases[i].name);
-        return 0;
-    }
-    for (size_t i = 0; argc == 2 && i < ncases; i++) {
-        if (strcmp(cases[i].name, argv[1]) == 0) {
-            /* No allocation before the case runs: stats_signal_errno needs its malloc
-             * to be the process's first call into the library from main. */
-            stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
-            cases[i].run();
-            printf("ok %s\n", argv[1]);
-            return 0;
-        }
-    }
-    fprintf(stderr, "usage: regress CASE | regress list\n");
-    return 2;
+    const struct test_case *c = select_case(cases, sizeof cases / sizeof cases[0], argc, argv);
+    /* No allocation before the case runs: stats_signal_errno needs its malloc to be the
+     * process's first call into the library from main. */
+    stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    c->run();
+    printf("ok %s\n", c->name);
+    return 0;
 }

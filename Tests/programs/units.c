@@ -185,12 +185,6 @@ static void case_noop(void) {
     free(malloc(32));
 }
 
-/** One named case. */
-struct test_case {
-    const char *name;
-    void (*run)(void);
-};
-
 /** Every case, in the order `units list` prints them. */
 static const struct test_case cases[] = {
     {"class_table", case_class_table},
@@ -202,21 +196,11 @@ static const struct test_case cases[] = {
     {"noop", case_noop},
 };
 
-/** Runs the case named on the command line. */
+/** Runs the case named on the command line, then validates the heap. */
 int main(int argc, char **argv) {
-    size_t ncases = sizeof cases / sizeof cases[0];
-    if (argc == 2 && strcmp(argv[1], "list") == 0) {
-        for (size_t i = 0; i < ncases; i++) printf("%s\n", cases[i].name);
-        return 0;
-    }
-    for (size_t i = 0; argc == 2 && i < ncases; i++) {
-        if (strcmp(cases[i].name, argv[1]) == 0) {
-            cases[i].run();
-            validate(argv[1]);
-            printf("ok %s\n", argv[1]);
-            return 0;
-        }
-    }
-    fprintf(stderr, "usage: units CASE | units list\n");
-    return 2;
+    const struct test_case *c = select_case(cases, sizeof cases / sizeof cases[0], argc, argv);
+    c->run();
+    validate(c->name);
+    printf("ok %s\n", c->name);
+    return 0;
 }
