@@ -434,12 +434,6 @@ static void case_malloc_too_big(void) {
     A.free(p);
 }
 
-/** One named case. */
-struct test_case {
-    const char *name;
-    void (*run)(void);
-};
-
 /** Every named case, in the order `api_contract list` prints them. */
 static const struct test_case cases[] = {
     {"malloc0_unique", case_malloc0_unique},

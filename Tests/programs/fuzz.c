@@ -19,10 +19,14 @@
  *
  * Each slot's operations are split over a sequence of threads: a thread lives for a
  * random number of operations, hands its blocks to the shared exchange or frees them, and
- * exits; the main thread then starts the slot's next thread (thread churn). Workers also
- * start short-lived helper threads. Blocks travel between threads through the exchange (a
- * lock-protected array of slots), so many frees and reallocs are cross-thread and many
- * blocks outlive the thread that allocated them. With --fork, a worker now and then forks:
+ * exits; the main thread then starts the slot's next thread (thread churn). A thread's
+ * first allocator call is often a free or realloc of another thread's block; at exit a
+ * pthread key destructor (two rounds) frees a block and allocates one that outlives the
+ * thread, after the allocator's own exit hook may have run. Workers also start
+ * short-lived helper threads, some of which only free. Blocks travel between threads
+ * through the exchange (a lock-protected array of slots), so many frees and reallocs are
+ * cross-thread and many blocks outlive the thread that allocated them. With --fork, a
+ * worker now and then forks:
  * the child checks, frees and reallocates some of the blocks it inherited (its own and
  * other threads'), allocates on its own and on a new thread, checks its heap and
  * _exit(0)s, while the parent waits (a child that hangs for 30 s is killed and reported).
@@ -318,9 +322,15 @@ typedef struct {
     unsigned char api;  /* the call that made it (realloc for a reallocated block) */
 } block_t;
 
-/** A worker's view: its random stream, its own blocks, and its counters. */
+/** Flavors of a worker (swarm testing): what its sizes, calls and operations lean to. */
+enum { SIZES_MIXED, SIZES_TINY, SIZES_LARGE, SIZES_PAGES, SIZES_COUNT };
+enum { CALLS_MIXED, CALLS_ALIGNED, CALLS_MALLOC, CALLS_COUNT };
+enum { OPS_MIXED, OPS_REALLOC, OPS_TRADE, OPS_COUNT };
+
+/** A worker's view: its random stream, flavor, its own blocks, and its counters. */
 typedef struct {
     uint64_t rng;
+    unsigned char sizes, calls, mix;  /* flavor: SIZES_*, CALLS_*, OPS_* */
     block_t *local;     /* opt_live slots (fewer for helpers and children) */
     long nlocal;
     unsigned tid;       /* this thread's number */
@@ -505,13 +515,27 @@ static void validate_heap(worker_t *w, const char *when) {
 
 /* ---- sizes and alignments ---- */
 
-/** A requested size: mostly tiny and small, less often medium, large and huge, sometimes
- *  next to a power of two; only tiny and small while the live bytes exceed the cap. */
-static size_t draw_size(uint64_t *rng) {
+/** Draws worker w's flavor (swarm testing): each of its sizes, calls and operations is
+ *  the common mix half of the time, else skewed one way, so that threads with different
+ *  skews reach states that one mix rarely does. */
+static void choose_flavor(worker_t *w) {
+    w->sizes = below(&w->rng, 2) ? SIZES_MIXED : (unsigned char)(1 + below(&w->rng, SIZES_COUNT - 1));
+    w->calls = below(&w->rng, 2) ? CALLS_MIXED : (unsigned char)(1 + below(&w->rng, CALLS_COUNT - 1));
+    w->mix = below(&w->rng, 2) ? OPS_MIXED : (unsigned char)(1 + below(&w->rng, OPS_COUNT - 1));
+}
+
+/** A requested size for worker w: mostly tiny and small, less often medium, large and
+ *  huge, sometimes next to a power of two; only tiny and small while the live bytes exceed
+ *  the cap. Skewed by w's flavor: tiny, large (64 KiB … 2 MiB) or whole pages. */
+static size_t draw_size(worker_t *w) {
+    uint64_t *rng = &w->rng;
+    int capped = live_bytes > (long)LIVE_BYTES_CAP;
+    if (w->sizes == SIZES_TINY && below(rng, 10)) return below(rng, 257);
+    if (w->sizes == SIZES_LARGE && !capped && below(rng, 2)) return 64 * KiB + below(rng, 2 * MiB - 64 * KiB + 1);
+    if (w->sizes == SIZES_PAGES && below(rng, 2)) return page_size * (1 + below(rng, 64)) - (below(rng, 4) ? 0 : 16);
     uint64_t r = next_random(rng);
     unsigned pick = (unsigned)(r % 10000);
     r >>= 16;
-    int capped = live_bytes > (long)LIVE_BYTES_CAP;
     if (pick < 300) {                                   /* next to a power of two */
         unsigned shift = (unsigned)(r % 24);            /* 1 B … 8 MiB */
         if (shift > 17 && (capped || (r >> 8) % 4)) shift = (unsigned)((r >> 12) % 18);
@@ -528,9 +552,10 @@ static size_t draw_size(uint64_t *rng) {
 }
 
 /** A power-of-two alignment: mostly 8 B … 4 KiB, sometimes 8 KiB … 1 MiB, now and then
- *  2 or 4 MiB. */
-static size_t draw_alignment(uint64_t *rng) {
-    uint64_t r = next_random(rng);
+ *  2 or 4 MiB; for an aligned-calls flavor, half of the time 4 KiB … 2 MiB. */
+static size_t draw_alignment(worker_t *w) {
+    if (w->calls == CALLS_ALIGNED && below(&w->rng, 2)) return (size_t)4 * KiB << below(&w->rng, 10);
+    uint64_t r = next_random(&w->rng);
     unsigned pick = (unsigned)(r % 100);
     r >>= 8;
     if (pick < 70) return (size_t)8 << (r % 10);
@@ -588,8 +613,9 @@ static void adopt_new(worker_t *w, block_t *b, const char *call, size_t expect_a
  *  empty block only for a tolerated ENOMEM (alignment above 2 MiB with the flag). */
 static block_t allocate(worker_t *w) {
     block_t b = {0};
-    uint64_t pick = below(&w->rng, 100);
-    size_t n = draw_size(&w->rng), count, element, expect_align = MALLOC_ALIGN, min_usable;
+    uint64_t pick = w->calls == CALLS_ALIGNED && below(&w->rng, 4) ? 58 + below(&w->rng, 42)
+                  : w->calls == CALLS_MALLOC && below(&w->rng, 4) ? below(&w->rng, 58) : below(&w->rng, 100);
+    size_t n = draw_size(w), count, element, expect_align = MALLOC_ALIGN, min_usable;
     int rc = 0;
     b.align = MALLOC_ALIGN;
     if (pick < 36) {
@@ -614,7 +640,7 @@ static block_t allocate(worker_t *w) {
         b.p = reallocarray(NULL, count, element);
     } else if (pick < 70) {
         b.api = API_POSIX_MEMALIGN;
-        b.align = expect_align = draw_alignment(&w->rng);
+        b.align = expect_align = draw_alignment(w);
         void *out = NULL;
         begin_call("posix_memalign");
         rc = posix_memalign(&out, b.align, n);
@@ -622,12 +648,12 @@ static block_t allocate(worker_t *w) {
         if (rc) errno = rc;
     } else if (pick < 82) {
         b.api = API_ALIGNED_ALLOC;
-        b.align = expect_align = draw_alignment(&w->rng);
+        b.align = expect_align = draw_alignment(w);
         begin_call("aligned_alloc");
         b.p = aligned_alloc(b.align, n);
     } else if (pick < 92) {
         b.api = API_MEMALIGN;
-        b.align = draw_alignment(&w->rng);
+        b.align = draw_alignment(w);
         if (b.align > 16 && below(&w->rng, 8) == 0) b.align -= b.align / 4 + (size_t)below(&w->rng, 3); /* not a power of two */
         expect_align = power_of_two_above(b.align);
         begin_call("memalign");
@@ -735,7 +761,8 @@ static void resize(worker_t *w, block_t *b, size_t n, int use_array) {
 }
 
 /** A new size for a block of n bytes: doubled, halved, the same, ±1, random, or 0. */
-static size_t new_size(uint64_t *rng, size_t n) {
+static size_t new_size(worker_t *w, size_t n) {
+    uint64_t *rng = &w->rng;
     size_t m;
     switch (below(rng, 16)) {
     case 0: case 1: case 2: m = n * 2 + below(rng, 64); break;
@@ -745,7 +772,7 @@ static size_t new_size(uint64_t *rng, size_t n) {
     case 7: m = n ? n - 1 : 0; break;
     case 8: m = n + below(rng, 4096); break;
     case 9: m = 0; break;
-    default: m = draw_size(rng); break;
+    default: m = draw_size(w); break;
     }
     if (m > 8 * MiB) m = 8 * MiB;
     if (m > 256 * KiB && live_bytes > (long)LIVE_BYTES_CAP) m = n / 2;
@@ -872,6 +899,25 @@ static block_t trade(block_t b, size_t j) {
 static void run_ops(worker_t *w, long count);
 static void fork_child(worker_t *w);
 
+/** Takes up to count blocks of other threads out of the exchange and frees them, or
+ *  (when may_realloc, one in three) reallocates them and puts them back. New threads run
+ *  it first, so that their first allocator call is a free or realloc of a foreign block. */
+static void take_foreign(worker_t *w, int count, int may_realloc) {
+    for (int k = 0; k < count; k++) {
+        ctx_op = k;
+        block_t got = trade((block_t){0}, below(&w->rng, EXCHANGE_SLOTS));
+        if (!got.p) continue;
+        if (!may_realloc || below(&w->rng, 3)) {
+            release(w, &got);
+            continue;
+        }
+        resize(w, &got, new_size(w, got.size), below(&w->rng, 4) == 0);
+        if (!got.p) continue;
+        block_t back = trade(got, below(&w->rng, EXCHANGE_SLOTS));
+        if (back.p) release(w, &back);
+    }
+}
+
 /** A helper thread's body: allocates 200 blocks, trades half of them through the
  *  exchange (freeing, reallocating or keeping what comes back), frees the rest, checks
  *  its heap, exits. */
@@ -882,7 +928,15 @@ static void *helper_main(void *arg) {
     w.tid = (unsigned)next_tid++;
     w.slot = parent->slot;
     w.gen = -(int)w.tid;
+    choose_flavor(&w);
     ctx_slot = w.slot, ctx_gen = w.gen;
+    if (below(&w.rng, 3) == 0) {                    /* a thread that only frees, never allocates */
+        take_foreign(&w, 32, 0);
+        validate_heap(&w, "at a freeing-only helper thread's exit");
+        publish_counters(&w);
+        return NULL;
+    }
+    if (below(&w.rng, 2)) take_foreign(&w, 4, 1);  /* first call: a foreign free or realloc */
     block_t kept[16] = {{0}};
     for (int k = 0; k < 200; k++) {
         ctx_op = k;
@@ -893,7 +947,7 @@ static void *helper_main(void *arg) {
             if (!got.p) continue;
             switch (below(&w.rng, 3)) {
             case 0: release(&w, &got); break;
-            case 1: resize(&w, &got, new_size(&w.rng, got.size), 0); if (got.p) release(&w, &got); break;
+            case 1: resize(&w, &got, new_size(&w, got.size), 0); if (got.p) release(&w, &got); break;
             default: {
                 block_t *slot = &kept[below(&w.rng, 16)];
                 if (slot->p) release(&w, slot);
@@ -920,13 +974,15 @@ static void step(worker_t *w) {
     uint64_t r = next_random(&w->rng);
     block_t *b = &w->local[(r >> 20) % (uint64_t)w->nlocal];
     unsigned pick = (unsigned)(r % 1000);
+    if (w->mix == OPS_REALLOC && pick < 500) pick = 430 + pick % 150;
+    if (w->mix == OPS_TRADE && pick < 500) pick = 580 + pick % 220;
     if (pick < 300) {                               /* allocate into a slot */
         if (b->p) release(w, b);
         *b = allocate(w);
     } else if (pick < 430) {                        /* free */
         if (b->p) release(w, b);
     } else if (pick < 580) {                        /* realloc: grow, shrink, to 0; or from NULL */
-        if (b->p) resize(w, b, new_size(&w->rng, b->size), below(&w->rng, 5) == 0);
+        if (b->p) resize(w, b, new_size(w, b->size), below(&w->rng, 5) == 0);
         else *b = allocate(w);
     } else if (pick < 800) {                        /* trade with another thread */
         block_t got = trade(*b, (r >> 40) % EXCHANGE_SLOTS);
@@ -935,7 +991,7 @@ static void step(worker_t *w) {
             switch (below(&w->rng, 10)) {
             case 0: case 1: case 2: case 3: *b = got; break;
             case 4: case 5: case 6: release(w, &got); break;
-            default: resize(w, &got, new_size(&w->rng, got.size), below(&w->rng, 4) == 0); *b = got; break;
+            default: resize(w, &got, new_size(w, got.size), below(&w->rng, 4) == 0); *b = got; break;
             }
         }
     } else if (pick < 880) {                        /* check a block */
@@ -1002,7 +1058,7 @@ static void child_main(worker_t *w) {
         check_content(&got, got.p, 0, got.usable, "inherited through fork (exchange)");
         if (below(&w->rng, 2)) release(w, &got);
         else {
-            resize(w, &got, new_size(&w->rng, got.size), 0);
+            resize(w, &got, new_size(w, got.size), 0);
             if (got.p) release(w, &got);
         }
     }
@@ -1075,12 +1131,52 @@ typedef struct {
 } slot_t;
 
 static slot_t slots[MAX_THREADS];
+
+/** The state of a worker's thread-exit destructor (model memory: it outlives the worker's
+ *  stack frame). */
+typedef struct {
+    block_t held;       /* a block the destructor frees */
+    uint64_t rng;
+    unsigned tid;
+    int slot, gen, round;
+} exit_state_t;
+
+/** The key whose destructor runs at each worker thread's exit. */
+static pthread_key_t exit_key;
+
+/** Runs while a worker thread exits, after its start routine returned (maybe after the
+ *  allocator's own thread-exit hook): frees the block the worker left, allocates a block
+ *  that outlives the thread (into the exchange), checks the heap; then sets itself again
+ *  once, so a second round frees a block allocated in the first. */
+static void exit_destructor(void *arg) {
+    exit_state_t *e = arg;
+    worker_t w = {0};
+    w.rng = e->rng, w.tid = e->tid, w.slot = e->slot, w.gen = e->gen;
+    ctx_what = "thread-exit destructor";
+    ctx_op = -1 - e->round;
+    if (e->held.p) release(&w, &e->held);
+    block_t b = allocate(&w);
+    if (b.p) {
+        block_t got = trade(b, below(&w.rng, EXCHANGE_SLOTS));
+        if (got.p) release(&w, &got);
+    }
+    if (++e->round < 2) {
+        e->held = allocate(&w);
+        e->rng = w.rng;
+        if (pthread_setspecific(exit_key, e)) fail("pthread_setspecific in a destructor failed");
+    } else {
+        munmap(e, sizeof *e);
+    }
+    validate_heap(&w, "in a thread-exit destructor");
+    publish_counters(&w);
+}
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 
-/** A worker thread: runs its lifetime's operations on its own block slots and the
- *  exchange, then hands half of its blocks to the exchange (they outlive it), frees the
- *  rest, checks its heap and tells the main thread it is done. */
+/** A worker thread: maybe first frees or reallocates blocks of other threads, runs its
+ *  lifetime's operations on its own block slots and the exchange, then hands half of its
+ *  blocks to the exchange (they outlive it), frees the rest, checks its heap, leaves a
+ *  block to its exit destructor and tells the main thread it is done. */
 static void *worker_main(void *arg) {
     slot_t *s = arg;
     worker_t w = {0};
@@ -1090,9 +1186,15 @@ static void *worker_main(void *arg) {
     w.tid = (unsigned)next_tid++;
     w.slot = s->index, w.gen = s->generation;
     w.may_fork = 1;
+    choose_flavor(&w);
     ctx_slot = w.slot, ctx_gen = w.gen;
+    exit_state_t *on_exit = model_memory(sizeof *on_exit);
+    if (below(&w.rng, 2)) take_foreign(&w, 4, 1);  /* first call: a foreign free or realloc */
     run_ops(&w, s->lifetime);
     ctx_what = "thread exit";
+    *on_exit = (exit_state_t){.rng = next_random(&w.rng), .tid = w.tid, .slot = w.slot, .gen = w.gen};
+    on_exit->held = allocate(&w);
+    if (pthread_setspecific(exit_key, on_exit)) fail("pthread_setspecific failed");
     for (long i = 0; i < w.nlocal; i++) {
         if (!w.local[i].p) continue;
         if (below(&w.rng, 2)) {
@@ -1233,6 +1335,7 @@ int main(int argc, char **argv) {
     is_swmalloc = validate_fn != NULL;
     install_signal_handlers();
     shadow = model_memory((size_t)SHADOW_CAPACITY * sizeof(shadow_node_t));
+    if (pthread_key_create(&exit_key, exit_destructor)) fail("pthread_key_create failed");
 
     soak_start = last_progress = now_seconds();
     uint64_t first_seed = opt_seed;

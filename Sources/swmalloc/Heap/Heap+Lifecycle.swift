@@ -234,9 +234,16 @@ enum Process {
     /// then the guard.
     static func forkParent() {
         let depth = swmshim_fork_depth().unsafelyUnwrapped
-        depth.pointee -= 1
-        if depth.pointee > 0 || swmshim_fork_held().pointee == 0 { return }
+        if depth.pointee > 1 || swmshim_fork_held().pointee == 0 {
+            depth.pointee -= 1
+            return
+        }
+        // `held` is cleared while the depth still says "inside fork", and the depth drops
+        // while the locks are still counted as held: a signal at any point in between
+        // sees a nested fork or a thread inside the allocator, and takes and releases
+        // nothing.
         swmshim_fork_held().pointee = 0
+        depth.pointee = 0
         Extensions.forkParent()
         Globals.overAlignedLock.unlock()
         Globals.segmentCacheLock.unlock()
