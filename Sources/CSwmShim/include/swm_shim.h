@@ -45,9 +45,6 @@ static inline void *swmshim_heap_get(void) { return swmshim_tls_heap; }
 static inline void swmshim_heap_set(void *heap) { swmshim_tls_heap = heap; }
 static inline void *swmshim_empty_heap_address(void) { return (void *)swmshim_empty_heap; }
 static inline void *swmshim_exited_heap_address(void) { return (void *)swmshim_exited_heap; }
-/// An address unique to the calling thread (its TLS slot): identifies the thread without a
-/// system call.
-static inline void *swmshim_thread_id(void) { return (void *)&swmshim_tls_heap; }
 
 /// One bit per 4 MiB of the 47-bit user address space: set where a swmalloc segment
 /// starts. 2^25 bits = 4 MiB of zero-filled .bss, only touched pages become resident.
