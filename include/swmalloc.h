@@ -74,9 +74,17 @@ uint64_t swm_thread_freed(void);
  *  malloc. SWMALLOC_OPTIONS=stats_print=1 does this at exit, stats_signal=N on signal N. */
 void swm_stats_print(int fd, int json);
 
-/** Returns the memory of free spans in the calling thread's heap to the OS now,
- *  regardless of purge_delay_ms. */
-void swm_collect(void);
+/** Gives back to the OS, now and regardless of purge_delay_ms, everything that can go
+ *  process-wide: the calling thread's empty pages, every heap's free spans (a heap whose
+ *  thread is inside the allocator at that moment is skipped: it purges on its own),
+ *  empty pages of exited threads, and the caches of empty segments and huge mappings.
+ *  Other threads retire their emptied pages at their next allocation slow path.
+ *  Returns the bytes given back (purged or unmapped). */
+size_t swm_collect(void);
+
+/** Times the background purger (thread "swm-purger") woke up since the process started;
+ *  0 when it never ran. It sleeps without a timeout while nothing waits for its purge. */
+uint64_t swm_purger_wakeups(void);
 
 /** Checks the calling thread's heap against its invariants (page free-list counts,
  *  span tiling, list membership). Prints one line per violation to stderr and returns

@@ -42,6 +42,14 @@ long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out) {
     return 0;
 }
 
+long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *target) {
+    int saved = errno;
+    long r = syscall(SYS_mremap, old, old_len, new_len, (long)(MREMAP_MAYMOVE | MREMAP_FIXED), target);
+    r = r < 0 ? -errno : 0;
+    errno = saved;
+    return r;
+}
+
 long swmshim_munmap(void *addr, size_t len) {
     int saved = errno;
     long r = syscall(SYS_munmap, addr, len) < 0 ? -errno : 0;
@@ -59,6 +67,14 @@ long swmshim_madvise(void *addr, size_t len, int advice) {
 long swmshim_futex_wait(uint32_t *addr, uint32_t expected) {
     int saved = errno;
     long r = syscall(SYS_futex, addr, (long)FUTEX_WAIT_PRIVATE, (long)expected, NULL, NULL, (long)0) < 0 ? -errno : 0;
+    errno = saved;
+    return r;
+}
+
+long swmshim_futex_wait_ns(uint32_t *addr, uint32_t expected, uint64_t timeout_ns) {
+    int saved = errno;
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
+    long r = syscall(SYS_futex, addr, (long)FUTEX_WAIT_PRIVATE, (long)expected, &ts, NULL, (long)0) < 0 ? -errno : 0;
     errno = saved;
     return r;
 }
@@ -134,7 +150,7 @@ int swmshim_signal(int signo, void (*handler)(int)) {
     return r;
 }
 
-int swmshim_thread_start(void *(*body)(void *)) {
+int swmshim_thread_start(void *(*body)(void *), const char *name) {
     int saved = errno;
     // The thread blocks every signal, so that it never runs a program's handler, and is
     // detached: nobody joins it.
@@ -144,9 +160,11 @@ int swmshim_thread_start(void *(*body)(void *)) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
+    // The default stack size: a smaller one fails (EINVAL) in a program whose static TLS
+    // does not fit it, and untouched stack pages cost address space only.
     pthread_t thread;
     int r = pthread_create(&thread, &attr, body, NULL);
+    if (r == 0) pthread_setname_np(thread, name);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;

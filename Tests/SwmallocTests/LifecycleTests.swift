@@ -16,10 +16,12 @@ let lifecycleCases = [
     /// swap that publishes its block, while the owner collects the block, retires the page
     /// and gives the segment away (spare taken, segment cache full), then let go: it must
     /// not touch unmapped memory. Before the fix the segment was unmapped and the remote
-    /// thread's read of the page's owner crashed with SIGSEGV.
+    /// thread's read of the page's owner crashed with SIGSEGV. Run with `purge_delay_ms=0`:
+    /// emptied segments are then purged at once and the cache holds 8, so the segment goes
+    /// furthest away — retained, out of the segment map.
     @Test func remoteFreeRacingSegmentRelease() throws {
         let program = try compileProgram("remote_race.c", linking: .debug)
-        let result = try runChild(program, timeLimit: 60)
+        let result = try runChild(program, environment: ["SWMALLOC_OPTIONS": "purge_delay_ms=0"], timeLimit: 60)
         #expect(result.succeeded, "\(result)")
         #expect(result.stdout == "remote race ok\n", "\(result)")
     }

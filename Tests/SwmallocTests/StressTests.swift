@@ -40,8 +40,9 @@ import Testing
 
     /// rss.c: after ~256 MiB of blocks are touched and freed, the resident set size falls
     /// back to within 32 MiB of where it started (plus what is still live), whether the
-    /// program calls swm_collect() or lets the purge delay pass and allocates once (the
-    /// slow path purges). `collect`/`delay`: 1 KiB and 64 KiB blocks, all freed, so whole
+    /// program calls swm_collect() or only sleeps past the purge delay (the background
+    /// purger gives it back while no thread calls the allocator). `collect`/`delay`: 1 KiB
+    /// and 64 KiB blocks, all freed, so whole
     /// segments empty. `fragmented-*`: 256 KiB blocks, every 16th kept, so every segment
     /// stays in use and the freed spans can only go back by purging. `thread-exit`: the
     /// blocks of `collect` are allocated by a thread that exits and freed by the main

@@ -33,7 +33,7 @@ let unitCases = [
 
 /// The default options line that `verbose=1` prints, with `verbose=1` itself.
 let defaultOptionsLine =
-    "swmalloc: options purge_delay_ms=10 thp=large verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
+    "swmalloc: options purge_delay_ms=250 background=1 thp=large verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
 
 /// `SWMALLOC_OPTIONS` parsing: values in force are printed with verbose=1; unknown keys
 /// and bad values print a warning and keep the default.
@@ -54,13 +54,13 @@ let defaultOptionsLine =
 
     /// Every key set to a valid non-default value is printed as set.
     @Test func validValuesAreApplied() throws {
-        let result = try run(options: "verbose=1,purge_delay_ms=250,thp=never,stats_json=1,stats_signal=12,stats_fd=5")
+        let result = try run(options: "verbose=1,purge_delay_ms=40,background=0,thp=never,stats_json=1,stats_signal=12,stats_fd=5")
         #expect(result.swmallocLines == [
-            "swmalloc: options purge_delay_ms=250 thp=never verbose=1 stats_print=0 stats_json=1 stats_signal=12 stats_fd=5",
+            "swmalloc: options purge_delay_ms=40 background=0 thp=never verbose=1 stats_print=0 stats_json=1 stats_signal=12 stats_fd=5",
         ])
         let other = try run(options: "thp=system,purge_delay_ms=0,verbose=true")
         #expect(other.swmallocLines == [
-            "swmalloc: options purge_delay_ms=0 thp=system verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2",
+            "swmalloc: options purge_delay_ms=0 background=1 thp=system verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2",
         ])
     }
 
@@ -76,7 +76,7 @@ let defaultOptionsLine =
     /// A bad value (or an item without `=`) prints one warning naming it and keeps the
     /// default.
     @Test(arguments: [
-        "purge_delay_ms=abc", "purge_delay_ms=1000001", "purge_delay_ms=", "purge_delay_ms=-5",
+        "purge_delay_ms=abc", "purge_delay_ms=1000001", "purge_delay_ms=", "purge_delay_ms=-5", "background=2",
         "thp=always", "thp=", "stats_print=2", "stats_json=yes", "stats_signal=65",
         "stats_fd=0", "stats_fd=1024", "nokeyvalue",
     ])

@@ -5,9 +5,9 @@
  * `fragmented-*`: allocates 256 MiB of 256 KiB blocks, touches them and frees all but
  * every 16th, so no segment empties: the freed spans can only go back by purging
  * (madvise), not by unmapping.
- * Then `*collect` calls swm_collect(); `*delay` sleeps 100 ms (ten times the default
- * purge delay) and allocates one block of a size class not used before, which takes the
- * slow path, where purging runs.
+ * Then `*collect` calls swm_collect(); `*delay` only sleeps, 400 ms (the default purge
+ * delay, 250 ms, and margin): no thread calls the allocator, so only the background
+ * purger can give the memory back.
  * `thread-exit`: a thread allocates and touches the blocks of `collect` and exits; the
  * main thread frees them all, sleeps 100 ms, allocates one block of each of 64 size
  * classes (64 slow paths) and calls swm_collect(). Prints the resident set size (/proc/self/statm) at
@@ -92,7 +92,6 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < HALF / MEDIUM; i++) free(medium_blocks[i]);
     }
     double freed = rss_mib();
-    void *probe = NULL;
     void *probes[64];
     if (thread_exit) {
         struct timespec delay = {0, 100 * 1000 * 1000};
@@ -103,12 +102,10 @@ int main(int argc, char **argv) {
     } else if (strcmp(how, "collect") == 0) {
         swm_collect();
     } else {
-        struct timespec delay = {0, 100 * 1000 * 1000};
+        struct timespec delay = {0, 400 * 1000 * 1000};
         nanosleep(&delay, NULL);
-        probe = malloc(3000);
     }
     double end = rss_mib();
-    free(probe);
     printf("rss MiB (%s): start %.1f peak %.1f after free %.1f end %.1f, live %.1f\n", mode, start, peak,
            freed, end, live);
     if (peak - start < 200) {

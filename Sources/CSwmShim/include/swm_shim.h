@@ -63,8 +63,13 @@ void *swmshim_globals(void);
 // successful malloc must not change errno.
 long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out);
 long swmshim_munmap(void *addr, size_t len);
+/// Moves the mapping at `old` (`old_len` bytes) to `target`, replacing what is mapped
+/// there, and resizes it to `new_len`: its pages move without being copied or faulted.
+long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *target);
 long swmshim_madvise(void *addr, size_t len, int advice);
 long swmshim_futex_wait(uint32_t *addr, uint32_t expected);
+/// Like `swmshim_futex_wait`, but returns -ETIMEDOUT after `timeout_ns` (relative).
+long swmshim_futex_wait_ns(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 long swmshim_futex_wake(uint32_t *addr, int count);
 long swmshim_write(int fd, const void *buf, size_t len);
 /// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
@@ -93,8 +98,9 @@ int swmshim_atexit(void (*fn)(void));
 int swmshim_signal_usable(int signo);
 /// Installs `handler` for signal `signo` (SA_RESTART); returns 0 on success.
 int swmshim_signal(int signo, void (*handler)(int));
-/// Starts a detached thread running `body` with every signal blocked; 0 on success.
-int swmshim_thread_start(void *(*body)(void *));
+/// Starts a detached thread named `name` (at most 15 characters, as `top -H` shows it)
+/// running `body` with every signal blocked; 0 on success.
+int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
 

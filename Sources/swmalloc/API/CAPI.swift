@@ -25,9 +25,9 @@ func swm_free(_ pointer: UnsafeMutableRawPointer?) {
 func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = count.multipliedReportingOverflow(by: size)
     if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
+    if total > Geometry.largeMax { return Heap.allocateHuge(total, zeroed: true) }
     guard let p = Heap.allocate(total) else { return nil }
-    // Huge blocks are fresh mappings, already zero.
-    if total <= Geometry.largeMax { p.initializeMemory(as: UInt8.self, repeating: 0, count: total) }
+    p.initializeMemory(as: UInt8.self, repeating: 0, count: total)
     return p
 }
 

@@ -46,24 +46,35 @@ func swm_stats_print(_ fd: Int32, _ json: Int32) {
     Stats.writeReport(to: fd, json: json != 0)
 }
 
-/// Sends the calling thread's pending remote frees, retires its empty pages (a class's only
-/// page included), adopts every abandoned segment (so blocks freed into exited threads'
-/// memory go back) and purges all free spans now.
+/// Gives back to the OS everything that can go, process-wide, without waiting for the
+/// purge delay: the calling thread's remote batch and empty pages (a class's only page
+/// included), every heap's free spans (a heap whose owner is inside the allocator is
+/// skipped: it purges on its own), the abandoned segments' empty pages, the segment cache
+/// and the huge cache. Other threads retire their empty class pages at their next
+/// allocation slow path. Returns the bytes given back.
 @c(swmimpl_collect)
-func swm_collect() {
-    let current = Heap.current
-    if current.isExited { return }
-    guard let heap = current.isEmpty ? Heap.attach(registerExit: true) : current else { return }
-    heap.sendRemoteBatch()
-    heap.retireEmptyClassPages()
-    heap.tidy(force: true)
+func swm_collect() -> Int {
+    if Heap.current.isExited { return 0 }
+    Process.initialize()
+    return Int(Purger.collectAll())
+}
+
+/// Times the background purger woke up since the process started (0 when it never ran):
+/// its whole CPU cost is these passes.
+@c(swmimpl_purger_wakeups)
+func swm_purger_wakeups() -> UInt64 {
+    UInt64(Purger.wakeups)
 }
 
 /// Checks the calling thread's heap; returns the number of violations.
 @c(swmimpl_validate)
 func swm_validate() -> Int32 {
     let heap = Heap.current
-    return heap.isEmpty ? 0 : Int32(heap.validate())
+    if heap.isEmpty { return 0 }
+    heap.spanLock.lock()
+    let violations = heap.validate()
+    heap.spanLock.unlock()
+    return Int32(violations)
 }
 
 #if DEBUG

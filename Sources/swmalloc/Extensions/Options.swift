@@ -18,7 +18,8 @@ enum THPPolicy: UInt8 {
 ///
 /// | key              | values                 | default | meaning |
 /// |------------------|------------------------|---------|---------|
-/// | purge_delay_ms   | 0 … 1000000            | 10      | free memory goes back to the OS this long after it is freed (0: at once) |
+/// | purge_delay_ms   | 0 … 1000000            | 250     | free memory goes back to the OS once it stayed unused this long (0: at once) |
+/// | background       | 0, 1                   | 1       | a background thread purges after the delay even when every thread sleeps |
 /// | thp              | large, never, system   | large   | transparent huge pages (see `THPPolicy`) |
 /// | verbose          | 0, 1                   | 0       | print the options in force at start-up |
 /// | stats_print      | 0, 1                   | 0       | print the statistics report at exit |
@@ -27,6 +28,7 @@ enum THPPolicy: UInt8 {
 /// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to |
 struct Options {
     var purgeDelayMs: Int
+    var background: Bool
     var thp: THPPolicy
     var verbose: Bool
     var statsPrint: Bool
@@ -42,7 +44,7 @@ struct Options {
 
     /// The defaults.
     static let defaults = Options(
-        purgeDelayMs: 10, thp: .large, verbose: false, statsPrint: false, statsJSON: false,
+        purgeDelayMs: 250, background: true, thp: .large, verbose: false, statsPrint: false, statsJSON: false,
         statsSignal: 0, statsFD: 2)
 
     /// Sets the defaults, then applies `SWMALLOC_OPTIONS`.
@@ -74,6 +76,8 @@ struct Options {
         let value = item.suffix(from: eq + 1)
         if key == "purge_delay_ms" {
             if let n = value.integer, n <= 1_000_000 { purgeDelayMs = n } else { Options.badValue(item) }
+        } else if key == "background" {
+            if let b = value.flag { background = b } else { Options.badValue(item) }
         } else if key == "thp" {
             if value == "large" { thp = .large }
             else if value == "never" { thp = .never }
@@ -116,6 +120,8 @@ struct Options {
         var line = LineBuffer()
         line.append("swmalloc: options purge_delay_ms=")
         line.append(purgeDelayMs)
+        line.append(" background=")
+        line.append(background ? 1 : 0)
         line.append(" thp=")
         switch thp {
         case .large: line.append("large")

@@ -12,6 +12,9 @@ import Synchronization
 
 /// The signal handler, the reporter thread and its restart after fork.
 enum SignalReport {
+    /// The reporter thread's name, as `top -H` and /proc/PID/task/TID/comm show it.
+    static let threadName: StaticString = "swm-reporter"
+
     @inline(__always) private static var requested: UnsafeMutablePointer<UInt32> { Globals.reportRequested }
     @inline(__always) private static var running: AtomicWord { Globals.reporterRunning }
 
@@ -34,7 +37,7 @@ enum SignalReport {
     /// Starts the reporter thread unless one runs.
     private static func start() {
         if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in SignalReport.reporter() }) != 0 { running.store(0) }
+        if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { running.store(0) }
     }
 
     /// The reporter's loop: sleep until the flag is raised, clear it, write the report.

@@ -172,6 +172,9 @@ enum Stats {
             line.append(",\"mallocs\":"); line.append(s.mallocs)
             line.append(",\"frees\":"); line.append(s.frees)
             line.append(",\"out_of_memory\":"); line.append(s.outOfMemory)
+            line.append(",\"huge_cached\":"); line.append(Counters.shared.pointee.hugeCached.load(ordering: .relaxed))
+            line.append(",\"purger\":\""); appendPurgerState(&line)
+            line.append("\",\"purger_wakeups\":"); line.append(Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed))
             line.append(",\"classes\":[")
             var first = true
             for c in 0..<SizeClass.count {
@@ -204,6 +207,10 @@ enum Stats {
         line.append(", heaps "); line.append(s.heaps); line.append(", abandoned segments "); line.append(s.abandoned); line.append("\n")
         line.append("  mallocs    "); line.append(s.mallocs); line.append(", frees "); line.append(s.frees)
         line.append(", out of memory "); line.append(s.outOfMemory); line.append("\n")
+        line.append("  cached     "); line.append(Counters.shared.pointee.hugeCached.load(ordering: .relaxed))
+        line.append(" bytes of freed huge mappings kept for reuse\n")
+        line.append("  purger     "); appendPurgerState(&line); line.append(", ")
+        line.append(Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed)); line.append(" wakeups\n")
         line.write(to: fd)
         line.append("  class      size       allocs        frees         live\n")
         for c in 0..<SizeClass.count {
@@ -216,6 +223,15 @@ enum Stats {
         }
         line.write(to: fd)
         Extensions.writeReport(to: fd, json: false)
+    }
+
+    /// Appends the background purger's state: `running`, `off` or `not started`.
+    private static func appendPurgerState(_ line: inout LineBuffer) {
+        switch Globals.purgerState.loadRelaxed() {
+        case 1: line.append("running")
+        case 2: line.append("off")
+        default: line.append("not started")
+        }
     }
 
     /// Appends `value` right-aligned in `width` columns.

@@ -32,9 +32,10 @@ extension Heap {
                      && pointer.load(fromByteOffset: 8, as: UInt.self) != mark) {
             page.pushLocal(pointer, mark: mark)
             heap.state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
-            // The page's last block came back. A class's only page stays (a malloc/free loop
-            // must not churn pages): tested here, so that loop makes no call.
-            if _slowPath(page.pointee.used == 0) && (page.pointee.prev != nil || page.pointee.next != nil) {
+            // The page's last block came back. A class's only page that is already kept
+            // (a malloc/free loop empties it on every free) makes no call.
+            if _slowPath(page.pointee.used == 0)
+                && (page.pointee.prev != nil || page.pointee.next != nil || !page.pointee.keptEmpty) {
                 heap.pageEmptied(page)
             }
             return
@@ -52,13 +53,44 @@ extension Heap {
         OS.fatal("free(): invalid pointer: not allocated by swmalloc, or already freed", pointer: pointer)
     }
 
-    /// The last block of a page that is not its class's only page came back: its span goes
-    /// back to the segment.
+    /// The last block of a page came back. A page that is not its class's only page goes
+    /// back to its segment. A class's only page is *kept* (a malloc/free loop must not
+    /// retire and format a page on every turn), but only the last `keptMax` pages kept:
+    /// keeping one takes the oldest out of the ring and retires it if it is still empty
+    /// and alone. So a thread that frees everything and goes to sleep keeps at most
+    /// `keptMax` empty pages, not one per size class it ever used, while loops over up to
+    /// `keptMax` classes make no call at all once their pages are kept.
     @inline(never)
     func pageEmptied(_ page: UnsafeMutablePointer<Page>) {
-        unlinkClass(page)
-        retire(page, now: OS.nowNanoseconds())
+        if page.pointee.prev != nil || page.pointee.next != nil {
+            unlinkClass(page)
+            spanLock.lock()
+            retire(page, now: OS.nowNanoseconds())
+            spanLock.unlock()
+            return
+        }
+        let s = state
+        let slot = s.pointee.keptNext
+        if let old = s.pointee.kept[slot], old != page, old.pointee.keptEmpty,
+           old.pointee.ownerTag.load(ordering: .relaxed) & ~1 == tag {
+            // Owner tag ours: still this heap's page (its descriptor may have been formatted
+            // again since it entered the ring; `keptEmpty` is cleared then).
+            old.pointee.keptEmpty = false
+            if old.pointee.used == 0 && old.pointee.prev == nil && old.pointee.next == nil
+                && !old.pointee.inFullList && self.page(slot: Int(old.pointee.classIndex)) == old {
+                unlinkClass(old)
+                spanLock.lock()
+                retire(old, now: OS.nowNanoseconds())
+                spanLock.unlock()
+            }
+        }
+        s.pointee.kept[slot] = page
+        s.pointee.keptNext = (slot + 1) & (Heap.keptMax - 1)
+        page.pointee.keptEmpty = true
     }
+
+    /// Emptied only pages a heap keeps (a power of two, the size of `HeapState.kept`).
+    static let keptMax = 8
 
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
     @inline(never)
@@ -101,29 +133,37 @@ extension Heap {
             page.pushLocal(pointer, mark: mark)
             heap.unlinkFull(page)
             if page.pointee.used == 0 {
+                heap.spanLock.lock()
                 heap.retire(page, now: OS.nowNanoseconds())
+                heap.spanLock.unlock()
             } else {
                 heap.pushClass(page)
             }
             return
         }
-        // Another thread's page, or an abandoned one.
+        // Another thread's page, or an abandoned one. A large block is sent at once: a
+        // batch waits for the next block to the same page, and a thread that then goes
+        // idle would keep a whole large page from its owner.
         pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
-        if heap.isEmpty {
+        if heap.isEmpty || kind == .large {
             page.sendRemote(first: pointer, last: pointer)
         } else {
             heap.batchRemote(pointer, page: page)
         }
     }
 
-    /// Most blocks a thread chains for one remote page before sending them.
+    /// Most blocks, and most bytes, a thread chains for one remote page before sending
+    /// them: a batch is held back from its owner until then, so it stays small (an idle
+    /// thread keeps at most this much of another thread's memory from coming back).
     static let remoteBatchMax = 64
+    static let remoteBatchBytes = 16 * 1024
 
-    /// Adds a block freed into another thread's page to this heap's remote batch.
+    /// Adds a block freed into another thread's small page to this heap's remote batch.
     @inline(__always)
     func batchRemote(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>) {
         let s = state
-        if s.pointee.batchPage != page || s.pointee.batchCount == Heap.remoteBatchMax {
+        if s.pointee.batchPage != page || s.pointee.batchCount == Heap.remoteBatchMax
+            || s.pointee.batchCount &* Int(page.pointee.blockSize) >= Heap.remoteBatchBytes {
             sendRemoteBatch()
             s.pointee.batchPage = page
             s.pointee.batchLast = block

@@ -63,6 +63,27 @@ extension Heap {
         sendRemoteBatch()
         swmshim_heap_set(swmshim_exited_heap_address())
         Extensions.heapDetaching(self)
+        spanLock.lock()
+        let purgeNow = releaseSegments()
+        // Released before the registry lock below: no owner holds both (see `Purger`).
+        spanLock.unlock()
+        if !purgeNow { Purger.announce() }
+        Stats.foldExited(self)
+        Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+        Globals.heapsLock.lock()
+        unregister()
+        raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
+        Globals.freeHeaps.pointee = raw
+        Globals.heapsLock.unlock()
+    }
+
+    /// Gives up every segment (span lock held): empty pages go back, segments without
+    /// live blocks go to the segment cache, the others are abandoned for another thread
+    /// to adopt. What comes free waits for the purge delay like any free memory (a new
+    /// thread takes the cached segments first), unless no purger runs: then it is purged
+    /// now, and the result says so.
+    private func releaseSegments(forkOrphan: Bool = false) -> Bool {
+        let purgeNow = Purger.isOff
         let now = OS.nowNanoseconds()
         let available = state.pointee.segments
         let full = state.pointee.fullSegments
@@ -75,36 +96,76 @@ extension Heap {
                 s.forEachPage { page in
                     page.collect()
                     if page.pointee.used == 0 {
-                        s.returnSpan(page, now: now, purgeNow: true)
+                        s.returnSpan(page, now: now, purgeNow: purgeNow)
                     } else {
                         page.pointee.ownerTag.store(0, ordering: .relaxed)
                         // After this, remote frees tell no one; the adopter collects
                         // (see `Page.sendRemote`).
                         page.pointee.heap.store(0, ordering: .sequentiallyConsistent)
                         page.pointee.inFullList = false
+                        page.pointee.forkOrphaned = page.pointee.forkOrphaned || forkOrphan
                         page.pointee.next = nil
                         page.pointee.prev = nil
                     }
                 }
                 if s.pointee.usedSlices == 0 {
-                    s.retireEmpty(purgeNow: true)
+                    s.retireEmpty(purgeNow: purgeNow)
                 } else {
-                    _ = s.purgeExpired(now: now, delay: 0)
+                    if purgeNow { s.purgeExpired(now: now, delay: 0) }
                     Heap.abandon(s)
                 }
             }
         }
-        Stats.foldExited(self)
-        Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
-        Globals.heapsLock.lock()
+        return purgeNow
+    }
+
+    /// Takes this heap out of the registry (registry lock held).
+    private func unregister() {
         let prevLive = state.pointee.prevLive
         let nextLive = state.pointee.nextLive
         if let prev = prevLive { Heap(prev).state.pointee.nextLive = nextLive }
         else { Globals.liveHeaps.pointee = nextLive }
         if let next = nextLive { Heap(next).state.pointee.prevLive = prevLive }
-        raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
-        Globals.freeHeaps.pointee = raw
+    }
+
+    /// In a fork child, at its first allocation slow path (or `swm_collect`): the heaps
+    /// of the threads that were not copied leave the registry (their counters folded into
+    /// the totals), and each one's segments are given up as at a thread's exit, so the
+    /// child adopts and reuses what it frees of their blocks. Deferred from the fork
+    /// handler, so a child that only execs pays nothing.
+    ///
+    /// Why this is safe for a heap whose span lock was free at the fork: its owner was
+    /// in no span operation, and whatever fast path it was in the middle of can only have
+    /// left a block off its page's lists (a block lost to the child, or a page that never
+    /// empties), never a block on a list twice: the walk below reads spans and pages'
+    /// counts and rewrites the page links, not the class lists. A page's `used` may then
+    /// be one off `capacity − |free|` (a pop cut between the list and the count): the
+    /// page is marked `forkOrphaned` and the validator allows that one block. A heap whose span lock was
+    /// held (its owner inside a slow path, or the purger) is left as it is: its memory
+    /// stays out of reach, as a fork child of any allocator keeps its parent's other
+    /// threads' caches.
+    @inline(never)
+    static func reclaimForkOrphans() {
+        let me = Heap.current.raw
+        Globals.heapsLock.lock()
+        if Globals.forkOrphans.pointee != 0 {
+            Globals.forkOrphans.pointee = 0
+            var cursor = Globals.liveHeaps.pointee
+            while let raw = cursor {
+                let heap = Heap(raw)
+                cursor = heap.state.pointee.nextLive
+                if raw == me { continue }
+                heap.unregister()
+                Stats.foldExited(heap)
+                Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+                if heap.spanLock.tryLock() {
+                    _ = heap.releaseSegments(forkOrphan: true)
+                    heap.spanLock.unlock()
+                }
+            }
+        }
         Globals.heapsLock.unlock()
+        Purger.announce()
     }
 
     /// Puts a segment with live blocks on the abandoned list.
@@ -146,6 +207,7 @@ extension Heap {
         }
         let st = state
         st.pointee.purgeWaiting = true
+        Purger.announce()
         st.pointee.activeSlices += seg.pointee.usedSlices
         if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
         return segmentChanged(seg) ? seg : nil
@@ -176,6 +238,7 @@ enum Process {
         Segment.checkLayout()
         Heap.checkLayout()
         Options.load()
+        Purger.configure()
         _ = swmshim_thread_key_create { threadExited($0) }
         Globals.initState.store(2)
     }
@@ -226,6 +289,7 @@ enum Process {
         Globals.abandonedLock.lock()
         Globals.segmentCacheLock.lock()
         Globals.overAlignedLock.lock()
+        Globals.hugeCacheLock.lock()
         Extensions.forkPrepare()
         swmshim_fork_held().pointee = 1
     }
@@ -245,6 +309,7 @@ enum Process {
         swmshim_fork_held().pointee = 0
         depth.pointee = 0
         Extensions.forkParent()
+        Globals.hugeCacheLock.unlock()
         Globals.overAlignedLock.unlock()
         Globals.segmentCacheLock.unlock()
         Globals.abandonedLock.unlock()
@@ -259,6 +324,14 @@ enum Process {
     /// thread; its own after-fork handler runs later and finds them free.
     static func forkChild() {
         Extensions.forkChild()
+        // The purger may have held this thread's span lock (it holds one without the
+        // registry lock while it purges that heap); it does not exist here. The other
+        // threads' heaps are let go at the first allocation slow path.
+        let current = Heap.current
+        if !current.isEmpty { current.spanLock.reset() }
+        if Globals.liveHeaps.pointee != nil { Globals.forkOrphans.pointee = 1 }
+        Purger.forkChild()
+        Globals.hugeCacheLock.reset()
         Globals.overAlignedLock.reset()
         Globals.segmentCacheLock.reset()
         Globals.abandonedLock.reset()

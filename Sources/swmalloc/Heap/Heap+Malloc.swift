@@ -66,19 +66,33 @@ extension Heap {
     @inline(__always)
     static func withHeap(_ body: (Heap) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
         let current = Heap.current
-        if !current.isEmpty {
-            current.maintain()
-            return body(current)
-        }
+        if !current.isEmpty { return current.slowPath(body) }
         if current.isExited {
             guard let temporary = Heap.attach(registerExit: false) else { return outOfMemory() }
-            let block = body(temporary)
+            let block = temporary.slowPath(body)
             temporary.detach()
             return block
         }
         guard let heap = Heap.attach(registerExit: true) else { return outOfMemory() }
-        heap.maintain()
-        return body(heap)
+        return heap.slowPath(body)
+    }
+
+    /// Runs `body` after the housekeeping that needs no lock (`maintain`), under the span
+    /// lock, after the housekeeping that does (`maintainLocked`).
+    @inline(__always)
+    func slowPath(_ body: (Heap) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        let periodic = maintain()
+        spanLock.lock()
+        maintainLocked(periodic: periodic)
+        let block = body(self)
+        spanLock.unlock()
+        return block
+    }
+
+    /// A huge block for calloc: zeroed (a fresh mapping is, a cached one is cleared).
+    @inline(never)
+    static func allocateHuge(_ size: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
+        withHeap { _ in Huge.allocate(size, alignment: 0, zeroed: zeroed) }
     }
 
     /// The page of class `c` to allocate from, its free list non-empty; nil when out of memory.

@@ -1,5 +1,7 @@
 // Thread-heap layer: where pages come from and where they go.
 
+import Synchronization
+
 extension Heap {
     /// A span of `count` slices starting at a multiple of `alignment` slices (a power of
     /// two; `alignment + count ≤ 64`), from this heap's segments, an abandoned segment, a
@@ -46,8 +48,13 @@ extension Heap {
         return span
     }
 
-    /// Returns an empty page's span to its segment (the page is in no list). An empty
-    /// segment becomes the heap's spare, or is unmapped if there is one already.
+    /// Returns an empty page's span to its segment (the page is in no list; the span lock
+    /// is held). An empty segment becomes the heap's spare, or goes to the segment cache.
+    ///
+    /// The span waits for the purge delay (the purger, or this heap's next purge pass,
+    /// gives it back). Only when no purger runs (`background=0`) does a fall of the
+    /// memory in use 16 MiB below its high-water mark purge at once: the program is
+    /// giving memory back, and nothing else would purge it if this thread now sleeps.
     func retire(_ page: UnsafeMutablePointer<Page>, now: UInt64) {
         let seg = page.segment
         let delay = Options.current.pointee.purgeDelayNanoseconds
@@ -55,19 +62,19 @@ extension Heap {
         st.pointee.activeSlices -= page.pointee.sliceCount
         seg.returnSpan(page, now: now, purgeNow: delay == 0)
         segmentChanged(seg)
-        // When the memory in use falls 16 MiB below its high-water mark, the program is
-        // giving memory back (not churning it): purge now, without waiting for the delay
-        // and a later allocation to run the delayed purge.
-        if delay != 0 && st.pointee.activePeak - st.pointee.activeSlices >= Heap.dropPurgeSlices {
-            purgeExpired(now: now, force: true)
-            st.pointee.activePeak = st.pointee.activeSlices
+        if delay == 0 { return }
+        st.pointee.purgeWaiting = true
+        if Purger.isOff {
+            if st.pointee.activePeak - st.pointee.activeSlices >= Heap.dropPurgeSlices {
+                purgeExpired(now: now, force: true)
+                st.pointee.activePeak = st.pointee.activeSlices
+            }
+        } else {
+            Purger.announce()
         }
-        if delay != 0 {
-            // Purge as pages retire too, so that a long burst of frees gives back what it
-            // freed more than the delay ago without waiting for a later allocation.
-            state.pointee.purgeWaiting = true
-            if now >= state.pointee.nextPurge { purgeExpired(now: now, force: false) }
-        }
+        // Purge as pages retire too, so that a long burst of frees gives back what it
+        // freed more than the delay ago without waiting for a later allocation.
+        if now >= st.pointee.nextPurge { purgeExpired(now: now, force: false) }
     }
 
     /// Files `seg` by its free slices after spans came back; an empty segment becomes the
@@ -87,17 +94,41 @@ extension Heap {
         return true
     }
 
-    /// Housekeeping at the top of every slow path: send the remote-free batch; let the
-    /// extensions look at their flags (one load); when free
-    /// spans (this heap's or the segment cache's) wait for their purge delay or abandoned
-    /// segments wait for an owner, run
-    /// `tidy` (which limits itself to one pass per half purge delay, at least 1 ms).
+    /// Housekeeping at the top of every allocation slow path, before the span lock: send
+    /// the remote-free batch, let the extensions look at their flags, in a fork child let
+    /// go of the other threads' heaps (each one load when there is nothing to do). Every
+    /// `Heap.periodicSlowPaths`-th slow path it also starts the purger if it is wanted,
+    /// and returns true: the periodic work reads the clock and the process counters,
+    /// which would cost more than the slow path itself if done on each one.
     @inline(__always)
-    func maintain() {
+    func maintain() -> Bool {
         let s = state
         if s.pointee.batchPage != nil { sendRemoteBatch() }
         Extensions.slowPath()
-        if s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil || Globals.segmentCacheHead.pointee != nil {
+        if _slowPath(Globals.forkOrphans.pointee != 0) { Heap.reclaimForkOrphans() }
+        s.pointee.periodicCountdown -= 1
+        if s.pointee.periodicCountdown > 0 { return false }
+        s.pointee.periodicCountdown = Heap.periodicSlowPaths
+        Purger.startIfWanted()
+        return true
+    }
+
+    /// Slow paths between two runs of the periodic housekeeping.
+    static let periodicSlowPaths = 16
+
+    /// Housekeeping under the span lock: honour another thread's `swm_collect`; on a
+    /// periodic slow path, when free spans or cached memory wait for their purge delay or
+    /// abandoned segments wait for an owner, run `tidy` (which also limits itself to one
+    /// pass per half purge delay, at least 1 ms).
+    @inline(__always)
+    func maintainLocked(periodic: Bool) {
+        let s = state
+        if _slowPath(s.pointee.collectRequested.load(ordering: .relaxed) != 0) {
+            s.pointee.collectRequested.store(0, ordering: .relaxed)
+            retireEmptyClassPages()
+        }
+        if periodic && (s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil
+                        || Globals.segmentCacheHead.pointee != nil || Globals.hugeCacheHead.pointee != nil) {
             tidy(force: false)
         }
     }
@@ -143,19 +174,28 @@ extension Heap {
     /// Abandoned segments one `tidy` pass adopts.
     static let tidyAdoptions = 4
 
-    /// Purges free spans, this heap's and the segment cache's, freed at least the purge
-    /// delay ago (all of them with `force`) and sets the time of the next pass.
+    /// Purges free spans (this heap's, the segment cache's) and cached huge mappings freed
+    /// at least the purge delay ago (all of them with `force`) and sets the time of the
+    /// next pass. Span lock held.
     func purgeExpired(now: UInt64, force: Bool) {
         let s = state
         let delay = Options.current.pointee.purgeDelayNanoseconds
-        var waiting = false
-        var seg = s.pointee.segments
-        while let current = seg {
-            if current.purgeExpired(now: now, delay: force ? 0 : delay) { waiting = true }
-            seg = current.pointee.next
-        }
-        s.pointee.purgeWaiting = waiting
+        s.pointee.purgeWaiting = purgeSegments(now: now, delay: force ? 0 : delay) != .max
         s.pointee.nextPurge = now &+ (delay / 2 > 1_000_000 ? delay / 2 : 1_000_000)
         UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: force ? 0 : delay)
+        Huge.purgeCache(now: now, delay: force ? 0 : delay)
+    }
+
+    /// Purges this heap's free spans freed at least `delay` before `now`; returns when the
+    /// oldest one still waiting was freed (`UInt64.max`: none). Span lock held (by the
+    /// owner, or by the purger).
+    func purgeSegments(now: UInt64, delay: UInt64) -> UInt64 {
+        var oldest = UInt64.max
+        var seg = state.pointee.segments
+        while let current = seg {
+            oldest = min(oldest, current.purgeExpired(now: now, delay: delay))
+            seg = current.pointee.next
+        }
+        return oldest
     }
 }

@@ -11,6 +11,7 @@ import Synchronization
 ///     +0      direct page table: 89 page pointers, the head of each class's page list
 ///             (the empty page when the list is empty; slot 88 is always empty)
 ///     +768    HeapState
+///     +4032   the span lock's futex word (see `spanLock`)
 ///
 /// The direct table is what malloc's fast path indexes; the shim's `swmshim_empty_heap`
 /// has the same first 89 words, so a thread without a heap takes the slow path through
@@ -22,7 +23,17 @@ struct Heap {
     @inline(__always) init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
 
     static let stateOffset = 768
+    static let spanLockOffset = 4032
     static let recordSize = 4096
+
+    /// Guards this heap's spans and segment lists against the purger. The owner holds it
+    /// on every slow path that takes or returns spans (`slowPath`, a page emptied by
+    /// free, `swm_collect`, `detach`), never on a fast path; the purger and other threads'
+    /// `swm_collect` only *try* it, and skip a heap whose owner is busy (that owner purges
+    /// its own spans). Class lists and page free lists are the owner's alone and need no
+    /// lock: the purger touches free spans only.
+    @inline(__always)
+    var spanLock: FutexLock { FutexLock((raw + Heap.spanLockOffset).assumingMemoryBound(to: UInt32.self)) }
 
     /// The current thread's heap (the empty heap until its first allocation).
     @inline(__always)
@@ -66,7 +77,7 @@ struct Heap {
 
     static func checkLayout() {
         if SizeClass.count + 1 > Heap.stateOffset / 8
-            || Heap.stateOffset + MemoryLayout<HeapState>.size > Heap.recordSize
+            || Heap.stateOffset + MemoryLayout<HeapState>.size > Heap.spanLockOffset
             || Int(SWM_CLASS_COUNT) != SizeClass.count {
             OS.fatal("internal error: heap record layout does not fit", pointer: nil)
         }
@@ -117,6 +128,15 @@ struct HeapState: ~Copyable {
     var prevLive: UnsafeMutableRawPointer?
     /// Extension data (VOS per-thread module counters), owned by the extension.
     var extensionData: UnsafeMutableRawPointer?
+    /// The last `Heap.keptMax` class pages kept when they emptied as their class's only
+    /// page (a ring; `keptNext` is the next slot to reuse). See `Heap.pageEmptied`.
+    var kept: InlineArray<8, UnsafeMutablePointer<Page>?>
+    var keptNext: Int
+    /// Slow paths left before the next periodic housekeeping (see `Heap.maintain`).
+    var periodicCountdown: Int
+    /// Raised by another thread's `swm_collect`: at its next slow path the owner sends its
+    /// remote batch and retires its empty class pages (only the owner may touch those).
+    let collectRequested: Atomic<UInt>
 }
 
 extension UnsafeMutablePointer where Pointee == HeapState {

@@ -3,8 +3,12 @@
 import Synchronization
 
 /// Blocks above `Geometry.largeMax`, and aligned blocks that do not fit a segment: each
-/// in a mapping of its own. Freed blocks are unmapped at once: their memory goes straight
-/// back to the OS.
+/// in a mapping of its own. A freed block's mapping goes to the *huge cache* (bounded by
+/// `cacheLimitBytes` and `cacheLimitCount`, oldest evicted first) and is unmapped once it
+/// stayed there for the purge delay; an allocation takes the smallest cached mapping of
+/// the same layout that is large enough, trimming its tail. So a program that frees and
+/// allocates big buffers reuses memory that is still resident instead of paying an
+/// mmap and a page fault per 4 KiB each time. With `purge_delay_ms=0` nothing is cached.
 ///
 /// - Alignment up to 2 MiB: the mapping is 4 MiB-aligned, so the segment map finds it, with
 ///   a header in the first slice and the block at `hugeOffset`: 64 KiB, the alignment, or
@@ -20,7 +24,10 @@ enum Huge {
 
     /// A huge block of at least `size` bytes, aligned to `alignment` when it is above
     /// 64 KiB; nil with ENOMEM when the OS refuses.
-    static func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    ///
+    /// With `zeroed` the block reads as zero (calloc): a fresh mapping is, a cached one is
+    /// cleared.
+    static func allocate(_ size: Int, alignment: Int, zeroed: Bool = false) -> UnsafeMutableRawPointer? {
         if size < 0 || size > Int.max / 2 || alignment > maxAlignment { return Heap.outOfMemory() }
         if alignment > Geometry.largeMax { return allocateOverAligned(size, alignment: alignment) }
         let policy = Options.current.pointee.thp
@@ -33,6 +40,13 @@ enum Huge {
         if wantsTHP && offset < hugePage { offset = hugePage }
         let granule = wantsTHP ? hugePage : OS.pageSize
         let total = offset + ((size + granule - 1) & ~(granule - 1))
+        if let seg = takeCached(total: total, offset: offset) {
+            let block = seg.base + offset
+            if zeroed { block.initializeMemory(as: UInt8.self, repeating: 0, count: total - offset) }
+            SegmentMap.insert(seg.base)
+            countAllocation(usable: total - offset, mapped: total)
+            return block
+        }
         guard let base = OSMemory.mapAligned(total, alignment: Geometry.segmentSize) else {
             return Heap.outOfMemory()
         }
@@ -96,7 +110,147 @@ enum Huge {
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
         countFree(usable: usableSize(seg), mapped: seg.pointee.mappedSize, heap: heap)
-        seg.release()
+        SegmentMap.remove(seg.base)
+        if !putCached(seg) { OSMemory.unmap(seg.base, seg.pointee.mappedSize) }
+    }
+
+    // MARK: - The huge cache
+
+    /// Most bytes of mappings the huge cache holds, and most mappings.
+    static let cacheLimitBytes = 1 << 30
+    static let cacheLimitCount = 64
+
+    /// Puts a freed huge block's mapping (already out of the segment map, so a second
+    /// free of it reports an invalid pointer as an unmapped one would) at the head of the
+    /// cache, evicting the oldest mappings to stay within the limits; false when it is
+    /// not cached (caching is off, or it alone exceeds the limit): the caller unmaps it.
+    private static func putCached(_ seg: UnsafeMutablePointer<Segment>) -> Bool {
+        let size = seg.pointee.mappedSize
+        if Options.current.pointee.purgeDelayMs == 0 || size > cacheLimitBytes { return false }
+        seg.page(at: 0).pointee.freedAt = OS.nowNanoseconds()
+        insertCached(seg)
+        Purger.announce()
+        return true
+    }
+
+    /// Puts a mapping at the head of the cache, evicting (unmapping) the oldest ones
+    /// beyond the limits.
+    private static func insertCached(_ seg: UnsafeMutablePointer<Segment>) {
+        let size = seg.pointee.mappedSize
+        var evicted: UnsafeMutablePointer<Segment>? = nil
+        Globals.hugeCacheLock.lock()
+        while Globals.hugeCacheBytes.pointee + size > cacheLimitBytes || Globals.hugeCacheCount.pointee >= cacheLimitCount {
+            // The oldest mapping is the last one: walk to it (the list is short).
+            var last = Globals.hugeCacheHead.pointee.unsafelyUnwrapped
+            while let next = last.pointee.next { last = next }
+            unlinkCached(last)
+            last.pointee.next = evicted
+            evicted = last
+        }
+        seg.pointee.prev = nil
+        seg.pointee.next = Globals.hugeCacheHead.pointee
+        seg.pointee.next?.pointee.prev = seg
+        Globals.hugeCacheHead.pointee = seg
+        Globals.hugeCacheBytes.pointee += size
+        Globals.hugeCacheCount.pointee += 1
+        Counters.shared.pointee.hugeCached.wrappingAdd(UInt(size), ordering: .relaxed)
+        Globals.hugeCacheLock.unlock()
+        unmapList(evicted)
+    }
+
+    /// Takes `seg` out of the cache (under `hugeCacheLock`).
+    private static func unlinkCached(_ seg: UnsafeMutablePointer<Segment>) {
+        if let prev = seg.pointee.prev { prev.pointee.next = seg.pointee.next }
+        else { Globals.hugeCacheHead.pointee = seg.pointee.next }
+        seg.pointee.next?.pointee.prev = seg.pointee.prev
+        seg.pointee.next = nil
+        seg.pointee.prev = nil
+        Globals.hugeCacheBytes.pointee -= seg.pointee.mappedSize
+        Globals.hugeCacheCount.pointee -= 1
+        Counters.shared.pointee.hugeCached.wrappingSubtract(UInt(seg.pointee.mappedSize), ordering: .relaxed)
+    }
+
+    /// Unmaps every mapping of a list linked through `next`.
+    private static func unmapList(_ list: UnsafeMutablePointer<Segment>?) {
+        var cursor = list
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            OSMemory.unmap(seg.base, seg.pointee.mappedSize)
+        }
+    }
+
+    /// A cached mapping with the block at `offset`, made exactly `total` bytes: the
+    /// smallest that is large enough, its tail unmapped; or else the largest, grown by
+    /// moving its pages to a new mapping (`mremap`: only the growth faults). Nil when
+    /// nothing of that layout is cached.
+    private static func takeCached(total: Int, offset: Int) -> UnsafeMutablePointer<Segment>? {
+        if Globals.hugeCacheHead.pointee == nil { return nil }
+        Globals.hugeCacheLock.lock()
+        var fit: UnsafeMutablePointer<Segment>? = nil
+        var largest: UnsafeMutablePointer<Segment>? = nil
+        var cursor = Globals.hugeCacheHead.pointee
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            if seg.pointee.hugeOffset != offset { continue }
+            let size = seg.pointee.mappedSize
+            if size >= total && (fit == nil || size < fit.unsafelyUnwrapped.pointee.mappedSize) { fit = seg }
+            if largest == nil || size > largest.unsafelyUnwrapped.pointee.mappedSize { largest = seg }
+        }
+        let taken = fit ?? largest
+        if let seg = taken { unlinkCached(seg) }
+        Globals.hugeCacheLock.unlock()
+        guard let seg = taken else { return nil }
+        let size = seg.pointee.mappedSize
+        // Cut at the next segment boundary: a rest of a segment or more stays cached as
+        // a mapping of its own (its header written where its block would start).
+        let cut = (total + Geometry.segmentSize - 1) & ~(Geometry.segmentSize - 1)
+        if size >= cut + Geometry.segmentSize {
+            let rest = (seg.base + cut).assumingMemoryBound(to: Segment.self)
+            rest.pointee.kind = .huge
+            rest.pointee.mappedSize = size - cut
+            rest.pointee.hugeOffset = offset
+            rest.page(at: 0).pointee.kind = .huge
+            rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
+            seg.pointee.mappedSize = cut
+            insertCached(rest)
+        } else if size > total {
+            OSMemory.unmap(seg.base + total, size - total)
+            seg.pointee.mappedSize = total
+        } else if size < total {
+            guard let moved = OSMemory.growAligned(seg.base, size, to: total, alignment: Geometry.segmentSize) else {
+                OSMemory.unmap(seg.base, size)
+                return nil
+            }
+            let grown = moved.assumingMemoryBound(to: Segment.self)
+            grown.pointee.mappedSize = total
+            return grown
+        }
+        return seg
+    }
+
+    /// Unmaps cached mappings freed at least `delay` before `now`; returns when the oldest
+    /// one left was freed (`UInt64.max`: none). The unmapping happens after the lock.
+    @discardableResult
+    static func purgeCache(now: UInt64, delay: UInt64) -> UInt64 {
+        if Globals.hugeCacheHead.pointee == nil { return .max }
+        var expired: UnsafeMutablePointer<Segment>? = nil
+        var oldest = UInt64.max
+        Globals.hugeCacheLock.lock()
+        var cursor = Globals.hugeCacheHead.pointee
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            let freedAt = seg.page(at: 0).pointee.freedAt
+            if now &- freedAt >= delay {
+                unlinkCached(seg)
+                seg.pointee.next = expired
+                expired = seg
+            } else if freedAt < oldest {
+                oldest = freedAt
+            }
+        }
+        Globals.hugeCacheLock.unlock()
+        unmapList(expired)
+        return oldest
     }
 
     // MARK: - Over-aligned blocks
@@ -107,7 +261,7 @@ enum Huge {
         let page = OS.pageSize
         let usable = size == 0 ? page : (size + page - 1) & ~(page - 1)
         let span = page + alignment + usable
-        guard let raw = OS.map(span) else { return Heap.outOfMemory() }
+        guard let raw = OS.map(span) ?? OSMemory.retryAfterReleasingCaches(span) else { return Heap.outOfMemory() }
         let start = UInt(bitPattern: raw)
         let block = (start + UInt(page) + UInt(alignment - 1)) & ~UInt(alignment - 1)
         let head = block - UInt(page)

@@ -61,6 +61,23 @@ enum Globals {
     static var remoteFreeHook: UnsafeMutablePointer<UnsafeRawPointer?> {
         (base + 184).assumingMemoryBound(to: UnsafeRawPointer?.self)
     }
+    /// The background purger: 0 not started, 1 running, 2 off (`background=0`, a zero
+    /// purge delay, or a thread that could not be created). See `Purger`.
+    static var purgerState: AtomicWord { AtomicWord(base + 48) }
+    /// The purger's futex word: 1 when something was announced to wait for its purge
+    /// delay since the purger last looked.
+    static var purgerSignal: UnsafeMutablePointer<UInt32> { (base + 160).assumingMemoryBound(to: UInt32.self) }
+    /// The cache of freed huge mappings (see `Huge`): its lock, its list (linked through
+    /// `Segment.next`, newest first), and its mapped bytes and length.
+    static var hugeCacheLock: FutexLock { FutexLock((base + 192).assumingMemoryBound(to: UInt32.self)) }
+    static var hugeCacheHead: UnsafeMutablePointer<UnsafeMutablePointer<Segment>?> {
+        (base + 200).assumingMemoryBound(to: UnsafeMutablePointer<Segment>?.self)
+    }
+    static var hugeCacheBytes: UnsafeMutablePointer<Int> { (base + 208).assumingMemoryBound(to: Int.self) }
+    static var hugeCacheCount: UnsafeMutablePointer<Int> { (base + 216).assumingMemoryBound(to: Int.self) }
+    /// In a fork child: 1 until the heaps of the threads that were not copied are let go
+    /// (`Heap.reclaimForkOrphans`, under `heapsLock`).
+    static var forkOrphans: UnsafeMutablePointer<Int> { (base + 224).assumingMemoryBound(to: Int.self) }
     /// Options, parsed once at start-up.
     static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }
     static let optionsBytes = 256
@@ -105,6 +122,10 @@ struct Counters: ~Copyable {
     let activeBytes: Atomic<UInt>
     /// Allocations refused for lack of memory (ENOMEM).
     let outOfMemory: Atomic<UInt>
+    /// Times the background purger woke up (its whole CPU cost is these passes).
+    let purgerWakeups: Atomic<UInt>
+    /// Bytes of freed huge mappings kept for reuse (mapped, resident until purged).
+    let hugeCached: Atomic<UInt>
 
     /// The one instance, in the global storage.
     @inline(__always) static var shared: UnsafeMutablePointer<Counters> { Globals.counters }

@@ -22,7 +22,7 @@ enum OSMemory {
             }
             OS.unmap(p, size)
         }
-        guard let raw = OS.map(size + alignment) else { return nil }
+        guard let raw = OS.map(size + alignment) ?? retryAfterReleasingCaches(size + alignment) else { return nil }
         let start = UInt(bitPattern: raw)
         let aligned = (start + mask) & ~mask
         let head = Int(aligned - start)
@@ -32,6 +32,28 @@ enum OSMemory {
         hint.store(aligned)
         Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
         return UnsafeMutableRawPointer(bitPattern: aligned)
+    }
+
+    /// Grows a mapping from `mapAligned` to `newSize` bytes at a new address aligned to
+    /// `alignment`: its pages move there (resident, not copied); the rest is fresh. Nil
+    /// when the kernel refuses (the old mapping is then untouched).
+    static func growAligned(_ p: UnsafeMutableRawPointer, _ size: Int, to newSize: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        guard let target = mapAligned(newSize, alignment: alignment) else { return nil }
+        if !OS.remap(p, size, to: target, newSize: newSize) {
+            unmap(target, newSize)
+            return nil
+        }
+        Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
+        return target
+    }
+
+    /// After the kernel refused a mapping (address-space limit, `vm.max_map_count`):
+    /// unmaps the huge cache and tries once more; nil when that does not help.
+    @inline(never)
+    static func retryAfterReleasingCaches(_ size: Int) -> UnsafeMutableRawPointer? {
+        if Globals.hugeCacheHead.pointee == nil { return nil }
+        Huge.purgeCache(now: .max, delay: 0)
+        return OS.map(size)
     }
 
     /// Unmaps memory obtained from `mapAligned`.

@@ -114,19 +114,20 @@ extension UnsafeMutablePointer where Pointee == Segment {
         SegmentMap.insert(base)
     }
 
-    /// Most empty segments the process keeps mapped for reuse, so that one thread's empty
-    /// segment serves another without a munmap/mmap pair. Their free memory is purged
-    /// like any free span: after the purge delay (`purgeCache`), or at once on a fall in
-    /// use, `swm_collect()`, or with `purge_delay_ms=0`.
+    /// Most empty segments the process keeps mapped for reuse once their memory is
+    /// purged, so that one thread's empty segment serves another without a new mapping.
+    /// Segments whose free memory still waits for its purge delay are not counted: a
+    /// program that frees many segments' worth and allocates it again within the delay
+    /// reuses all of it, resident (`purgeCache` retains the excess once it is purged).
     static let cacheLimit = 8
 
-    /// Retires an empty normal segment to the cache (purged first when `purgeNow`), or
-    /// retains it when the cache is full.
+    /// Retires an empty normal segment to the cache (purged first when `purgeNow`, and
+    /// then retained instead when the cache is full).
     func retireEmpty(purgeNow: Bool) {
-        if purgeNow { _ = purgeExpired(now: OS.nowNanoseconds(), delay: 0) }
+        if purgeNow { purgeExpired(now: OS.nowNanoseconds(), delay: 0) }
         pointee.heap = nil
         if !push(onto: Globals.segmentCacheHead, count: Globals.segmentCacheCount,
-                 limit: UnsafeMutablePointer<Segment>.cacheLimit) {
+                 limit: purgeNow ? UnsafeMutablePointer<Segment>.cacheLimit : Int.max) {
             retain()
         }
     }
@@ -174,7 +175,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// The cost is address space (the peak of normal segments), not memory: a retained
     /// segment keeps one 4 KiB page resident.
     private func retain() {
-        _ = purgeExpired(now: OS.nowNanoseconds(), delay: 0)
+        purgeExpired(now: OS.nowNanoseconds(), delay: 0)
         OSMemory.purge(base + OS.pageSize, UnsafeMutablePointer<Segment>.retainedHeaderPurge)
         Counters.shared.pointee.purgedNow.wrappingAdd(
             UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)
@@ -188,16 +189,37 @@ extension UnsafeMutablePointer where Pointee == Segment {
         pop(from: Globals.retainedHead, count: Globals.retainedCount)
     }
 
-    /// Purges the cached segments' free spans freed at least `delay` before `now`.
-    static func purgeCache(now: UInt64, delay: UInt64) {
-        if Globals.segmentCacheHead.pointee == nil { return }
+    /// Purges the cached segments' free spans freed at least `delay` before `now`, and
+    /// retains the purged ones beyond `cacheLimit`; returns when the oldest one still
+    /// waiting was freed (`UInt64.max`: none).
+    @discardableResult
+    static func purgeCache(now: UInt64, delay: UInt64) -> UInt64 {
+        if Globals.segmentCacheHead.pointee == nil { return .max }
+        var oldest = UInt64.max
+        var excess: UnsafeMutablePointer<Segment>? = nil
+        var previous: UnsafeMutablePointer<Segment>? = nil
         Globals.segmentCacheLock.lock()
         var cursor = Globals.segmentCacheHead.pointee
         while let seg = cursor {
-            _ = seg.purgeExpired(now: now, delay: delay)
             cursor = seg.pointee.next
+            let waiting = seg.purgeExpired(now: now, delay: delay)
+            oldest = min(oldest, waiting)
+            if waiting == .max && Globals.segmentCacheCount.pointee > cacheLimit {
+                if let previous { previous.pointee.next = cursor } else { Globals.segmentCacheHead.pointee = cursor }
+                Globals.segmentCacheCount.pointee -= 1
+                seg.pointee.next = excess
+                excess = seg
+            } else {
+                previous = seg
+            }
         }
         Globals.segmentCacheLock.unlock()
+        while let seg = excess {
+            excess = seg.pointee.next
+            seg.pointee.next = nil
+            seg.retain()
+        }
+        return oldest
     }
 
     /// An empty segment from the cache, now owned by `heap`; nil when the cache is empty.
@@ -205,12 +227,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
         let seg = pop(from: Globals.segmentCacheHead, count: Globals.segmentCacheCount)
         seg?.pointee.heap = heap
         return seg
-    }
-
-    /// Unmaps a huge block's segment (normal segments are never unmapped: see `retain`).
-    func release() {
-        SegmentMap.remove(base)
-        OSMemory.unmap(base, pointee.mappedSize)
     }
 
     /// Takes a span of `count` slices starting at a multiple of `alignment` slices (first
@@ -280,6 +296,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         span.pointee.capacity = 0
         span.pointee.capacityBytes = 0
         span.pointee.purged = false
+        span.pointee.keptEmpty = false
         span.pointee.freedAt = now
         if purgeNow { purge(span) }
         var head = span
@@ -324,18 +341,21 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
 
     /// Purges every free span freed at least `delay` nanoseconds before `now`; returns
-    /// true when some free span is still waiting for its delay.
-    func purgeExpired(now: UInt64, delay: UInt64) -> Bool {
-        var waiting = false
+    /// when the oldest free span still waiting for its delay was freed (`UInt64.max` when
+    /// none waits).
+    @discardableResult
+    func purgeExpired(now: UInt64, delay: UInt64) -> UInt64 {
+        var oldest = UInt64.max
         var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if span.pointee.kind == .freeSpan && !span.pointee.purged {
-                if now &- span.pointee.freedAt >= delay { purge(span) } else { waiting = true }
+                if now &- span.pointee.freedAt >= delay { purge(span) }
+                else if span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
             }
             i += span.pointee.sliceCount
         }
-        return waiting
+        return oldest
     }
 
     /// Calls `body` with each small or large page of the segment. `body` may return the

@@ -37,6 +37,8 @@ struct Page: ~Copyable {
     var sliceCount: Int                       // length of the span in slices (free spans too)
     var sliceIndex: Int                       // position of the span's first slice in its segment
     var purged: Bool                          // free span whose memory was returned to the OS
+    var keptEmpty: Bool                       // an emptied only page of its class, in its heap's kept ring
+    var forkOrphaned: Bool                    // taken in a fork child from a thread that was not copied (see `Heap.reclaimForkOrphans`)
     var next: UnsafeMutablePointer<Page>?     // class list / full list links
     var prev: UnsafeMutablePointer<Page>?
     var freedAt: UInt64                       // free span: when it was freed (purge delay clock)
@@ -76,6 +78,8 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.kind = c < 0 ? .large : .small
         pointee.classIndex = UInt16(c < 0 ? 0 : c)
         pointee.inFullList = false
+        pointee.keptEmpty = false
+        pointee.forkOrphaned = false
         pointee.heap.store(heapTag, ordering: .relaxed)
         pointee.ownerTag.store(heapTag, ordering: .relaxed)
         pointee.next = nil

@@ -36,6 +36,14 @@ struct FutexLock {
         }
     }
 
+    /// Acquires the lock if it is free; never waits. True when it did.
+    @inline(__always) func tryLock() -> Bool {
+        swmshim_locks_held().pointee &+= 1
+        if cell.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return true }
+        swmshim_locks_held().pointee &-= 1
+        return false
+    }
+
     /// Releases the lock, waking one sleeper if there is one.
     @inline(__always) func unlock() {
         if cell.pointee.exchange(0, ordering: .releasing) == 2 {

@@ -23,6 +23,13 @@ enum OS {
         _ = swmshim_munmap(p, size)
     }
 
+    /// Moves a mapping to `target` (replacing the mapping there) with a new size; its
+    /// pages move with it. False when the kernel refuses.
+    @inline(__always)
+    static func remap(_ p: UnsafeMutableRawPointer, _ size: Int, to target: UnsafeMutableRawPointer, newSize: Int) -> Bool {
+        swmshim_mremap_fixed(p, size, newSize, target) == 0
+    }
+
     /// Tells the kernel the range's contents are no longer needed: RSS falls, later
     /// touches fault in zero pages.
     @inline(__always)

@@ -1,0 +1,233 @@
+// Thread-heap layer: the background purger, and the process-wide collect.
+//
+// Purge policy: memory that is freed is reused at once and goes back to the OS (madvise,
+// or munmap for the huge cache) only once it stayed unused for `purge_delay_ms`: every
+// free span carries the time it was freed, and a span is purged when it is older than
+// the delay. A free-then-reallocate cycle shorter than the delay never faults.
+//
+// Owners purge their own expired spans on their slow paths (`Heap.tidy`). The purger
+// makes the delay true when threads stop calling the allocator: one thread, started at
+// the first allocation slow path where 4 MiB of freed memory wait for their purge or the
+// process has mapped 32 MiB (it could free that much and then sleep), that sleeps on a
+// futex until the oldest waiting memory expires, or without a timeout when nothing waits.
+// Each pass purges, in turn: every heap whose span lock it can take at once (an owner
+// busy in its slow path is skipped: it purges its own), the abandoned segments (collecting
+// the blocks other threads freed into them and retiring pages and segments that came out
+// empty), the segment cache and the huge cache. It holds a lock `malloc` needs only for
+// one heap's, list's or cache's step.
+//
+// Why it is not started from `free`: creating a thread calls into glibc, and glibc frees
+// memory while holding its own locks (the thread-stack cache lock when it releases a
+// thread's TLS), which `pthread_create` takes again. Allocation slow paths are safe.
+
+import CSwmShim
+import Synchronization
+
+enum Purger {
+    /// The thread's name, as `top -H` and /proc/PID/task/TID/comm show it.
+    static let threadName: StaticString = "swm-purger"
+
+    /// The purger starts at an allocation slow path once this much freed memory waits
+    /// for its purge (resident, in no block), or once the process has mapped
+    /// `startMapped` (it could free that much and go to sleep before it allocates again).
+    /// Below both, a process never gets the thread (it stays single-threaded, which some
+    /// programs rely on: see the README).
+    static let startWaiting: UInt = 4 << 20
+    static let startMapped: UInt = 32 << 20
+
+    @inline(__always) private static var signal: UnsafeMutablePointer<Atomic<UInt32>> {
+        UnsafeMutableRawPointer(Globals.purgerSignal).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    /// True when no purger runs or will run (`background=0`, `purge_delay_ms=0`, or the
+    /// thread could not be created): owners then purge synchronously, as a fallback.
+    @inline(__always) static var isOff: Bool { Globals.purgerState.loadRelaxed() == 2 }
+
+    /// Times the purger woke up (its passes).
+    static var wakeups: UInt { Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed) }
+
+    /// At start-up, after the options: the purger is off when they say so.
+    static func configure() {
+        let options = Options.current.pointee
+        if !options.background || options.purgeDelayMs == 0 { Globals.purgerState.store(2) }
+    }
+
+    /// Something now waits for its purge delay: wakes the purger if it sleeps without a
+    /// timeout. Cost when already announced since its last pass: one load.
+    @inline(__always)
+    static func announce() {
+        if signal.pointee.load(ordering: .relaxed) != 0 { return }
+        announceSlow()
+    }
+
+    @inline(never)
+    private static func announceSlow() {
+        if signal.pointee.exchange(1, ordering: .sequentiallyConsistent) == 0 && Globals.purgerState.loadRelaxed() == 1 {
+            _ = swmshim_futex_wake(Globals.purgerSignal, 1)
+        }
+    }
+
+    /// On allocation slow paths, where the thread holds no allocator lock: starts the
+    /// purger when it is wanted and does not run. Cost once it runs (or is off): one load.
+    @inline(__always)
+    static func startIfWanted() {
+        if _slowPath(Globals.purgerState.loadRelaxed() == 0) { startSlow() }
+    }
+
+    @inline(never)
+    private static func startSlow() {
+        let c = Counters.shared
+        let mapped = c.pointee.mapped.load(ordering: .relaxed)
+        // Resident bytes in no block: mapped, less purged, less pages and huge blocks in
+        // use, less the segments' headers (relaxed reads: an estimate is enough).
+        let inUse = c.pointee.purgedNow.load(ordering: .relaxed) &+ c.pointee.activeBytes.load(ordering: .relaxed)
+            &+ c.pointee.hugeBytes.load(ordering: .relaxed)
+            &+ c.pointee.segments.load(ordering: .relaxed) &* UInt(Geometry.sliceSize)
+        let waiting = mapped > inUse ? mapped &- inUse : 0
+        if waiting < startWaiting && mapped < startMapped { return }
+        if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
+        if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { Globals.purgerState.store(2) }
+    }
+
+    /// After fork, in the child: the purger thread was not copied; the next allocation
+    /// slow path that wants one starts it again.
+    static func forkChild() {
+        if Globals.purgerState.loadRelaxed() == 1 { Globals.purgerState.store(0) }
+    }
+
+    /// The purger's loop: a pass, then sleep until the oldest waiting memory expires (at
+    /// least an eighth of the delay, so a steady stream of frees costs at most eight
+    /// passes per delay), or until something is announced when nothing waits.
+    ///
+    /// The signal word is 0 during a pass, so an announcement made meanwhile is not lost:
+    /// it sets 1, and the untimed wait below returns at once. Before a timed sleep it is
+    /// set to 1, which silences announcements: memory freed from then on expires after
+    /// the planned wake (`due` ≤ now + delay), so the wake finds it anyway.
+    private static func run() -> UnsafeMutableRawPointer? {
+        while true {
+            signal.pointee.store(0, ordering: .sequentiallyConsistent)
+            Counters.shared.pointee.purgerWakeups.wrappingAdd(1, ordering: .relaxed)
+            let delay = Options.current.pointee.purgeDelayNanoseconds
+            let now = OS.nowNanoseconds()
+            let oldest = pass(now: now, delay: delay, force: false)
+            if oldest == .max {
+                _ = swmshim_futex_wait(Globals.purgerSignal, 0)
+                continue
+            }
+            let due = oldest &+ delay
+            let floor = delay / 8 > 1_000_000 ? delay / 8 : 1_000_000
+            let wait = due > now &+ floor ? due - now : floor
+            signal.pointee.store(1, ordering: .relaxed)
+            _ = swmshim_futex_wait_ns(Globals.purgerSignal, 1, wait)
+        }
+    }
+
+    /// One pass over everything that may hold memory waiting for its purge; returns when
+    /// the oldest memory still waiting was freed (`UInt64.max`: nothing waits). With
+    /// `force` (`swm_collect`) everything free is purged and every other heap is asked to
+    /// retire its empty class pages at its next slow path.
+    @discardableResult
+    static func pass(now: UInt64, delay: UInt64, force: Bool) -> UInt64 {
+        let d = force ? 0 : delay
+        var oldest = purgeHeaps(now: now, delay: d, requestCollect: force)
+        oldest = min(oldest, collectAbandoned(now: now, delay: d))
+        oldest = min(oldest, UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: d))
+        oldest = min(oldest, Huge.purgeCache(now: now, delay: d))
+        return oldest
+    }
+
+    /// Purges the free spans of every live heap whose span lock is free.
+    ///
+    /// The walk hands over between the registry lock and a heap's span lock: with the
+    /// heap's span lock held, the registry lock is dropped during the purge, so threads
+    /// can start and exit meanwhile. The heap cannot leave the registry while its span
+    /// lock is held (`detach` takes it first), so its `nextLive` is read again, under the
+    /// registry lock, before the span lock is released. Lock order: registry, then a span
+    /// lock only by `tryLock` (never waits); the registry lock is taken while a span lock
+    /// is held only here, and no owner takes the registry lock while it holds its span lock.
+    private static func purgeHeaps(now: UInt64, delay: UInt64, requestCollect: Bool) -> UInt64 {
+        var oldest = UInt64.max
+        let me = Heap.current.raw
+        Globals.heapsLock.lock()
+        var cursor = Globals.liveHeaps.pointee
+        while let raw = cursor {
+            let heap = Heap(raw)
+            if requestCollect && raw != me { heap.state.pointee.collectRequested.store(1, ordering: .relaxed) }
+            if !heap.spanLock.tryLock() {
+                // Its owner is inside a slow path and purges its own spans.
+                oldest = min(oldest, now)
+                cursor = heap.state.pointee.nextLive
+                continue
+            }
+            Globals.heapsLock.unlock()
+            let waiting = heap.purgeSegments(now: now, delay: delay)
+            heap.state.pointee.purgeWaiting = waiting != .max
+            oldest = min(oldest, waiting)
+            Globals.heapsLock.lock()
+            cursor = heap.state.pointee.nextLive
+            heap.spanLock.unlock()
+        }
+        Globals.heapsLock.unlock()
+        return oldest
+    }
+
+    /// Collects the blocks other threads freed into abandoned segments, returns their
+    /// empty pages to the free spans, purges the expired ones, and retires segments that
+    /// came out empty (to the segment cache). Exited threads' memory thus goes back even
+    /// when no live thread adopts it.
+    ///
+    /// Safe without an owner: under the abandoned list's lock no adopter can take these
+    /// segments, their pages' `heap` is 0 so remote frees only push to `threadFree`
+    /// (collected by an atomic exchange), and nothing else touches their spans.
+    private static func collectAbandoned(now: UInt64, delay: UInt64) -> UInt64 {
+        if Globals.abandonedHead.pointee == nil { return .max }
+        var oldest = UInt64.max
+        Globals.abandonedLock.lock()
+        var previous: UnsafeMutablePointer<Segment>? = nil   // the list is linked through `next` only
+        var cursor = Globals.abandonedHead.pointee
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            seg.forEachPage { page in
+                page.collectThreadFree()
+                if page.pointee.used == 0 { seg.returnSpan(page, now: now, purgeNow: false) }
+            }
+            if seg.pointee.usedSlices == 0 {
+                // Retired under the lock (then the cache's): a `swm_collect` that takes
+                // this lock after us finds the segment in the cache, and purges it.
+                if let previous { previous.pointee.next = cursor } else { Globals.abandonedHead.pointee = cursor }
+                seg.pointee.next = nil
+                Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
+                seg.retireEmpty(purgeNow: delay == 0)
+            } else {
+                oldest = min(oldest, seg.purgeExpired(now: now, delay: delay))
+                previous = seg
+            }
+        }
+        Globals.abandonedLock.unlock()
+        return oldest
+    }
+
+    /// `swm_collect` / `malloc_trim`: the calling thread's own heap first (its remote
+    /// batch, its empty class pages, every free span), then a forced pass over the whole
+    /// process. Returns the bytes given back to the OS (purged or unmapped) meanwhile.
+    static func collectAll() -> UInt {
+        if Globals.forkOrphans.pointee != 0 { Heap.reclaimForkOrphans() }
+        let counters = Counters.shared
+        let purgedBefore = counters.pointee.purgedTotal.load(ordering: .relaxed)
+        let cachedBefore = counters.pointee.hugeCached.load(ordering: .relaxed)
+        let current = Heap.current
+        if !current.isEmpty {
+            current.sendRemoteBatch()
+            current.spanLock.lock()
+            current.retireEmptyClassPages()
+            current.tidy(force: true)
+            current.spanLock.unlock()
+        }
+        pass(now: OS.nowNanoseconds(), delay: 0, force: true)
+        // Bytes purged, plus huge-cache bytes unmapped (the cache only shrinks in a pass;
+        // another thread's free may grow it meanwhile, which this does not count).
+        let purged = counters.pointee.purgedTotal.load(ordering: .relaxed) &- purgedBefore
+        let cachedAfter = counters.pointee.hugeCached.load(ordering: .relaxed)
+        return purged &+ (cachedBefore > cachedAfter ? cachedBefore &- cachedAfter : 0)
+    }
+}

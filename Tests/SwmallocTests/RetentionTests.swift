@@ -1,0 +1,38 @@
+// RetentionTests.swift — memory that must go back to the OS while threads sleep, and the
+// background purger's lifecycle (Tests/programs/retention.c): the retention scenarios of
+// the memory-policy review (idle threads' freed memory, large blocks held in idle threads'
+// remote batches, a fork child that cannot reuse its parent's other threads' memory) and
+// the purger's lazy start, its restart in a fork child, its off switch and its idle cost.
+
+import Testing
+
+/// The cases of retention.c.
+let retentionCases = [
+    "idle_threads", "remote_batch_idle", "fork_child_reuse", "purger_absent", "purger_lifecycle", "purger_off",
+]
+
+/// Options each case runs with (the defaults unless named here).
+let retentionOptions = ["purger_off": "background=0"]
+
+/// Memory retention and the background purger. Serialized: the cases read the resident
+/// set size and the process's threads, and want the machine to themselves.
+@Suite(.serialized) struct RetentionTests {
+    /// retention.c knows exactly the cases this file runs.
+    @Test func caseListMatches() throws {
+        let program = try compileProgram("retention.c")
+        let listed = try runChild(program, ["list"])
+        #expect(listed.stdout.split(separator: "\n").map(String.init) == retentionCases)
+    }
+
+    /// One case against one library: exits 0, says ok, and swmalloc reports nothing.
+    @Test(arguments: retentionCases, Library.allCases)
+    func retention(_ name: String, _ library: Library) throws {
+        let program = try compileProgram("retention.c")
+        var environment: [String: String] = [:]
+        if let options = retentionOptions[name] { environment["SWMALLOC_OPTIONS"] = options }
+        let result = try runChild(program, [name], environment: environment, preload: library, timeLimit: 120)
+        #expect(result.succeeded, "\(name) (\(library)): \(result)")
+        #expect(result.stdout.hasSuffix("ok \(name)\n"), "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+}

@@ -1,0 +1,345 @@
+/* retention.c — memory that must go back to the OS, and the background purger's
+ * lifecycle: `retention CASE` (or `retention list`). Each case prints "ok CASE" and exits
+ * 0, or says what failed and exits 1. Runs with swmalloc preloaded (its API is found with
+ * dlsym); the default options unless the test sets SWMALLOC_OPTIONS.
+ *
+ *   idle_threads        16 threads each allocate 3 MiB of 16 … 4,000-byte blocks, free them
+ *                       and go to sleep; the main thread sleeps too (reading its RSS
+ *                       without calling the allocator). The resident set must come back
+ *                       within 12 MiB of where it started (the purge delay is 250 ms; the
+ *                       wait is bounded by 3 s for a loaded machine; before: +59 MiB).
+ *   remote_batch_idle   32 pool threads each free 8 of the main thread's 120 KiB blocks
+ *                       and then wait; the main thread allocates as many blocks again:
+ *                       mapped memory must not grow by the 32 MiB the pool threads free
+ *                       (large blocks are sent to their owner at once, never batched).
+ *   fork_child_reuse    4 threads allocate 16 MiB each and stay alive; the process forks;
+ *                       the child frees all 64 MiB and allocates 64 MiB again: its mapped
+ *                       memory must grow by less than 32 MiB (the heaps of the threads the
+ *                       child does not have are let go, so it reuses their memory).
+ *   purger_absent       a small program (1 MiB allocated and freed, 10 times) never gets
+ *                       the purger thread: the process keeps exactly one thread.
+ *   purger_lifecycle    after 64 MiB are allocated and freed the purger thread exists
+ *                       ("swm-purger"), gives the memory back (within 8 MiB of the start)
+ *                       while every other thread sleeps, then sleeps itself: at most 2
+ *                       wakeups in the next second.
+ *                       A fork child gets its own purger at its first allocations that
+ *                       need one, and gives its memory back the same way.
+ *   purger_off          with background=0 no purger thread is ever started. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "swmalloc.h"
+
+static int (*stats_get)(swm_stats_t *);
+static uint64_t (*purger_wakeups)(void);
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0) {}
+}
+
+/** Resident set size in MiB (/proc/self/statm), read without calling the allocator (so
+ *  that waiting for it to fall is not what makes it fall). */
+static double rss_mib(void) {
+    char text[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    CHECK(fd >= 0);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    CHECK(n > 0);
+    text[n] = 0;
+    long total = 0, resident = 0;
+    CHECK(sscanf(text, "%ld %ld", &total, &resident) == 2);
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+/** Waits (sleeping, calling no allocator function) until the resident set is at most
+ *  `limit` MiB or `max_ms` passed; returns the last reading and sets `*waited_ms`. */
+static double rss_fall_to(double limit, long max_ms, long *waited_ms) {
+    double rss = rss_mib();
+    long waited = 0;
+    while (rss > limit && waited < max_ms) {
+        sleep_ms(50);
+        waited += 50;
+        rss = rss_mib();
+    }
+    *waited_ms = waited;
+    return rss;
+}
+
+/** swmalloc's mapped bytes, in MiB. */
+static double mapped_mib(void) {
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    return (double)st.mapped / (1 << 20);
+}
+
+/** Threads of this process, and whether one is named `name` (/proc/self/task/N/comm). */
+static int thread_count(const char *name, int *found) {
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL);
+    int n = 0;
+    if (found) *found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        n++;
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && found && strncmp(comm, name, strlen(name)) == 0) *found = 1;
+        if (f) fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/** A block size from 16 to 4,000 bytes. */
+static size_t small_size(unsigned *seed) {
+    *seed = *seed * 1103515245u + 12345u;
+    return 16 + (*seed >> 8) % 3985;
+}
+
+/* ---- idle_threads ---- */
+
+static pthread_barrier_t freed_barrier;
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;
+static int park_release;
+
+/** Sleeps on a condition variable until the main thread releases it. */
+static void park(void) {
+    pthread_mutex_lock(&park_lock);
+    while (!park_release) pthread_cond_wait(&park_cond, &park_lock);
+    pthread_mutex_unlock(&park_lock);
+}
+
+static void unpark(void) {
+    pthread_mutex_lock(&park_lock);
+    park_release = 1;
+    pthread_cond_broadcast(&park_cond);
+    pthread_mutex_unlock(&park_lock);
+}
+
+enum { IDLE_THREADS = 16, IDLE_MAX = 8192 };
+static void *idle_blocks[IDLE_THREADS][IDLE_MAX];
+
+static void *idle_worker(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    enum { MAX = IDLE_MAX };
+    void **blocks = idle_blocks[seed - 1];
+    size_t total = 0, n = 0;
+    while (total < (3u << 20) && n < MAX) {
+        size_t size = small_size(&seed);
+        blocks[n] = malloc(size);
+        CHECK(blocks[n] != NULL);
+        memset(blocks[n], 1, size);
+        total += size;
+        n++;
+    }
+    for (size_t i = 0; i < n; i++) free(blocks[i]);
+    pthread_barrier_wait(&freed_barrier);
+    park();
+    return NULL;
+}
+
+static void idle_threads(void) {
+    enum { THREADS = IDLE_THREADS };
+    double start = rss_mib();
+    pthread_t t[THREADS];
+    pthread_barrier_init(&freed_barrier, NULL, THREADS + 1);
+    for (int i = 0; i < THREADS; i++) CHECK(pthread_create(&t[i], NULL, idle_worker, (void *)(uintptr_t)(i + 1)) == 0);
+    pthread_barrier_wait(&freed_barrier);
+    double freed = rss_mib();
+    long waited = 0;
+    double end = rss_fall_to(start + 12, 3000, &waited);
+    unpark();
+    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    printf("rss MiB: start %.1f after frees %.1f after %ld ms %.1f\n", start, freed, waited, end);
+    CHECKF(freed - start > 24, "the threads' frees left only %.1f MiB resident: the test did not test", freed - start);
+    CHECKF(end - start <= 12, "%.1f MiB still resident 3 s after 16 sleeping threads freed everything", end - start);
+}
+
+/* ---- remote_batch_idle ---- */
+
+enum { POOL = 32, PER_THREAD = 8, BIG = 120 * 1024 };
+static void *big_blocks[POOL * PER_THREAD];
+
+static void *pool_worker(void *arg) {
+    size_t k = (size_t)(uintptr_t)arg;
+    for (size_t i = 0; i < PER_THREAD; i++) free(big_blocks[k * PER_THREAD + i]);
+    pthread_barrier_wait(&freed_barrier);
+    park();
+    return NULL;
+}
+
+static void remote_batch_idle(void) {
+    for (size_t i = 0; i < POOL * PER_THREAD; i++) {
+        big_blocks[i] = malloc(BIG);
+        CHECK(big_blocks[i] != NULL);
+        memset(big_blocks[i], 2, BIG);
+    }
+    pthread_t t[POOL];
+    pthread_barrier_init(&freed_barrier, NULL, POOL + 1);
+    for (size_t i = 0; i < POOL; i++) CHECK(pthread_create(&t[i], NULL, pool_worker, (void *)(uintptr_t)i) == 0);
+    pthread_barrier_wait(&freed_barrier);
+    double before = mapped_mib();
+    for (size_t i = 0; i < POOL * PER_THREAD; i++) {
+        big_blocks[i] = malloc(BIG);
+        CHECK(big_blocks[i] != NULL);
+    }
+    double after = mapped_mib();
+    unpark();
+    for (size_t i = 0; i < POOL; i++) pthread_join(t[i], NULL);
+    for (size_t i = 0; i < POOL * PER_THREAD; i++) free(big_blocks[i]);
+    printf("mapped MiB: %.1f before allocating again, %.1f after\n", before, after);
+    CHECKF(after - before < 8, "mapped %.1f MiB more to allocate what idle threads had freed", after - before);
+}
+
+/* ---- fork_child_reuse ---- */
+
+enum { HOLDERS = 4, HOLD_BLOCKS = 16 * 1024, HOLD_SIZE = 1024 };
+static void *held[HOLDERS][HOLD_BLOCKS];
+
+static void *holder(void *arg) {
+    size_t k = (size_t)(uintptr_t)arg;
+    for (size_t i = 0; i < HOLD_BLOCKS; i++) {
+        held[k][i] = malloc(HOLD_SIZE);
+        CHECK(held[k][i] != NULL);
+        memset(held[k][i], 3, HOLD_SIZE);
+    }
+    pthread_barrier_wait(&freed_barrier);
+    park();
+    return NULL;
+}
+
+static void fork_child_reuse(void) {
+    pthread_t t[HOLDERS];
+    pthread_barrier_init(&freed_barrier, NULL, HOLDERS + 1);
+    for (size_t i = 0; i < HOLDERS; i++) CHECK(pthread_create(&t[i], NULL, holder, (void *)(uintptr_t)i) == 0);
+    pthread_barrier_wait(&freed_barrier);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        for (size_t k = 0; k < HOLDERS; k++)
+            for (size_t i = 0; i < HOLD_BLOCKS; i++) free(held[k][i]);
+        double before = mapped_mib();
+        for (size_t k = 0; k < HOLDERS; k++)
+            for (size_t i = 0; i < HOLD_BLOCKS; i++) {
+                held[k][i] = malloc(HOLD_SIZE);
+                if (!held[k][i]) _exit(3);
+                memset(held[k][i], 4, HOLD_SIZE);
+            }
+        double after = mapped_mib();
+        printf("child mapped MiB: %.1f after freeing 64 MiB, %.1f after allocating it again\n", before, after);
+        fflush(stdout);
+        _exit(after - before < 32 ? 0 : 4);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    unpark();
+    for (size_t i = 0; i < HOLDERS; i++) pthread_join(t[i], NULL);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "the fork child did not reuse the memory its parent's other threads held (status %#x)", status);
+}
+
+/* ---- the purger's lifecycle ---- */
+
+static void purger_absent(void) {
+    for (int round = 0; round < 10; round++) {
+        void *blocks[1024];
+        for (int i = 0; i < 1024; i++) blocks[i] = malloc(1024);
+        for (int i = 0; i < 1024; i++) free(blocks[i]);
+    }
+    sleep_ms(50);
+    CHECKF(thread_count("swm-purger", NULL) == 1, "a small program got a second thread");
+}
+
+/** Allocates and frees 64 MiB of 1 KiB blocks; returns the RSS (MiB) just after the frees. */
+static double churn_64_mib(void) {
+    enum { N = 64 * 1024 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(1024);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 5, 1024);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    return rss_mib();
+}
+
+/** The purger exists, gives `freed_rss` back within 600 ms and then sleeps. */
+static void expect_purger_returns(double start, double freed_rss, const char *who) {
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(found, "%s: no swm-purger thread after 64 MiB were freed", who);
+    long waited = 0;
+    double end = rss_fall_to(start + 8, 3000, &waited);
+    printf("%s: rss MiB start %.1f after frees %.1f after %ld ms %.1f\n", who, start, freed_rss, waited, end);
+    fflush(stdout);
+    CHECKF(freed_rss - start > 48, "%s: only %.1f MiB resident after the frees: the test did not test", who,
+           freed_rss - start);
+    CHECKF(end - start <= 8, "%s: %.1f MiB still resident 3 s after the frees", who, end - start);
+    uint64_t before = purger_wakeups();
+    sleep_ms(1000);
+    uint64_t wakeups = purger_wakeups() - before;
+    CHECKF(wakeups <= 2, "%s: the purger woke %llu times in an idle second", who, (unsigned long long)wakeups);
+}
+
+static void purger_lifecycle(void) {
+    double start = rss_mib();
+    CHECK(thread_count("swm-purger", NULL) == 1);
+    double freed = churn_64_mib();
+    expect_purger_returns(start, freed, "parent");
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int found = 0;
+        CHECK(thread_count("swm-purger", &found) == 1 && !found);
+        double child_start = rss_mib();
+        double child_freed = churn_64_mib();
+        expect_purger_returns(child_start, child_freed, "fork child");
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the fork child failed (status %#x)", status);
+}
+
+static void purger_off(void) {
+    churn_64_mib();
+    void *p = malloc(100);
+    free(p);
+    sleep_ms(50);
+    int found = 0;
+    CHECKF(thread_count("swm-purger", &found) == 1 && !found, "background=0 started a thread");
+    CHECK(purger_wakeups() == 0);
+}
+
+static const struct test_case cases[] = {
+    {"idle_threads", idle_threads},         {"remote_batch_idle", remote_batch_idle},
+    {"fork_child_reuse", fork_child_reuse}, {"purger_absent", purger_absent},
+    {"purger_lifecycle", purger_lifecycle}, {"purger_off", purger_off},
+};
+
+int main(int argc, char **argv) {
+    const struct test_case *c = select_case(cases, sizeof cases / sizeof cases[0], argc, argv);
+    stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    purger_wakeups = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "swm_purger_wakeups");
+    CHECKF(stats_get != NULL, "run with swmalloc preloaded");
+    CHECKF(purger_wakeups != NULL || strncmp(c->name, "purger", 6) != 0, "swm_purger_wakeups not found");
+    c->run();
+    printf("ok %s\n", c->name);
+    return 0;
+}
