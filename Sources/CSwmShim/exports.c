@@ -17,6 +17,11 @@
 // not reach the linker, and the real signatures are the Swift entry points'.
 #pragma clang diagnostic ignored "-Wincompatible-library-redeclaration"
 
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+
 #if defined(__x86_64__)
 #define SWM_JUMP_INSN "jmp "
 #elif defined(__aarch64__)
@@ -48,6 +53,59 @@ SWM_ALLOC(pvalloc)
 SWM_ALLOC(malloc_usable_size)
 SWM_ALLOC(free_sized)
 SWM_ALLOC(free_aligned_sized)
+
+// ---- glibc's internal names: code that calls them must get swmalloc's blocks ----
+SWM_FORWARD(__libc_malloc, swmimpl_malloc)
+SWM_FORWARD(__libc_calloc, swmimpl_calloc)
+SWM_FORWARD(__libc_realloc, swmimpl_realloc)
+SWM_FORWARD(__libc_free, swmimpl_free)
+SWM_FORWARD(__libc_memalign, swmimpl_memalign)
+SWM_FORWARD(__libc_valloc, swmimpl_valloc)
+SWM_FORWARD(__libc_pvalloc, swmimpl_pvalloc)
+
+// ---- glibc's malloc extensions (Sources/swmalloc/API/GlibcAPI.swift) ----
+SWM_FORWARD(malloc_trim, swmimpl_malloc_trim)
+SWM_FORWARD(malloc_stats, swmimpl_malloc_stats)
+SWM_FORWARD(mallopt, swmimpl_mallopt)
+
+// mallinfo2/mallinfo return structures and malloc_info takes a FILE *: small C wrappers.
+// The structures have glibc's layouts (ten size_t, ten int) under tags of our own.
+struct swm_mallinfo2 { size_t f[10]; };
+struct swm_mallinfo { int f[10]; };
+void swmimpl_mallinfo2(size_t *out);
+int swmimpl_malloc_info_fd(int fd);
+
+__attribute__((visibility("default"))) struct swm_mallinfo2 mallinfo2(void) {
+    struct swm_mallinfo2 m;
+    swmimpl_mallinfo2(m.f);
+    return m;
+}
+
+/// glibc's older `mallinfo`: the same fields as `int`, saturated at INT_MAX (glibc lets
+/// them wrap).
+__attribute__((visibility("default"))) struct swm_mallinfo mallinfo(void) {
+    struct swm_mallinfo2 wide = mallinfo2();
+    struct swm_mallinfo m;
+    for (int i = 0; i < 10; i++) m.f[i] = wide.f[i] > (size_t)INT_MAX ? INT_MAX : (int)wide.f[i];
+    return m;
+}
+
+/// `malloc_info(0, stream)`: flushes the stream and writes the XML report to its file
+/// descriptor (so nothing is allocated on the way). -1 with EINVAL for options other than
+/// 0 (as glibc) or a stream without a descriptor (a memory stream).
+__attribute__((visibility("default"))) int malloc_info(int options, FILE *stream) {
+    if (options != 0 || stream == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (fflush(stream) != 0) return -1;
+    int fd = fileno(stream);
+    if (fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return swmimpl_malloc_info_fd(fd);
+}
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
 SWM_FORWARD(swm_stats_get, swmimpl_stats_get)

@@ -225,6 +225,67 @@ enum Stats {
         Extensions.writeReport(to: fd, json: false)
     }
 
+    /// The process totals in the terms of glibc's extensions (`mallinfo2`, `malloc_info`):
+    /// `arena`, the bytes mapped for segments (not for huge blocks, live or cached);
+    /// `inBlocks`, the bytes of live blocks inside them (≤ arena); `hugeMapped`, the bytes
+    /// mapped for live huge blocks; `purgeable`, what `malloc_trim` would give back now
+    /// (resident bytes in no page in use, and the huge cache).
+    struct GlibcView {
+        var totals: StatsSnapshot
+        var arena: UInt
+        var inBlocks: UInt
+        var hugeMapped: UInt
+        var purgeable: UInt
+    }
+
+    static func glibcView() -> GlibcView {
+        let s = snapshot()
+        let counters = Counters.shared
+        let hugeMapped = counters.pointee.hugeBytes.load(ordering: .relaxed)
+        let hugeCached = counters.pointee.hugeCached.load(ordering: .relaxed)
+        let hugeUsable = counters.pointee.hugeUsable.load(ordering: .relaxed)
+        let arena = s.mapped > hugeMapped &+ hugeCached ? s.mapped &- hugeMapped &- hugeCached : 0
+        let inBlocks = s.allocated > hugeUsable ? min(s.allocated &- hugeUsable, arena) : 0
+        // Pages in use, and each segment's header slice, are resident and not purgeable.
+        let inUse = s.active &+ UInt(Geometry.sliceSize) &* s.segments
+        return GlibcView(totals: s, arena: arena, inBlocks: inBlocks, hugeMapped: hugeMapped,
+                         purgeable: s.resident > inUse ? s.resident &- inUse : 0)
+    }
+
+    /// The `malloc_info` XML report in glibc's shape (one heap; `sizes` is empty: free
+    /// blocks are not counted per size), written to `fd` without calling malloc; false
+    /// when a write failed. "rest" is the bytes of segments in no live block, "mmap" the
+    /// live huge blocks, "current"/"max"/"total" the bytes mapped (no peak is kept).
+    static func writeMallocInfo(to fd: Int32) -> Bool {
+        let v = glibcView()
+        let s = v.totals
+        let arena = v.arena
+        let hugeMapped = v.hugeMapped
+        let free = arena &- v.inBlocks
+        var line = LineBuffer()
+        var ok = true
+        func system(_ line: inout LineBuffer) {
+            line.append("<system type=\"current\" size=\""); line.append(arena); line.append("\"/>\n")
+            line.append("<system type=\"max\" size=\""); line.append(arena); line.append("\"/>\n")
+            line.append("<aspace type=\"total\" size=\""); line.append(s.mapped); line.append("\"/>\n")
+            line.append("<aspace type=\"mprotect\" size=\""); line.append(s.mapped); line.append("\"/>\n")
+        }
+        line.append("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n")
+        line.append("<total type=\"fast\" count=\"0\" size=\"0\"/>\n")
+        line.append("<total type=\"rest\" count=\"0\" size=\""); line.append(free); line.append("\"/>\n")
+        system(&line)
+        line.append("</heap>\n")
+        ok = line.write(to: fd) && ok
+        line.append("<total type=\"fast\" count=\"0\" size=\"0\"/>\n")
+        line.append("<total type=\"rest\" count=\"0\" size=\""); line.append(free); line.append("\"/>\n")
+        line.append("<total type=\"mmap\" count=\""); line.append(s.hugeBlocks)
+        line.append("\" size=\""); line.append(hugeMapped); line.append("\"/>\n")
+        system(&line)
+        line.append("</malloc>\n")
+        ok = line.write(to: fd) && ok
+        return ok
+    }
+
     /// Appends the background purger's state: `running`, `off` or `not started`.
     private static func appendPurgerState(_ line: inout LineBuffer) {
         switch Globals.purgerState.loadRelaxed() {

@@ -76,6 +76,7 @@ enum Huge {
     private static func countAllocation(usable: Int, mapped: Int) {
         Counters.shared.pointee.hugeBytes.wrappingAdd(UInt(mapped), ordering: .relaxed)
         Counters.shared.pointee.hugeBlocks.wrappingAdd(1, ordering: .relaxed)
+        Counters.shared.pointee.hugeUsable.wrappingAdd(UInt(usable), ordering: .relaxed)
         let heap = Heap.current
         if !heap.isEmpty {
             heap.state.pointee.bigAllocated &+= UInt(usable)
@@ -95,6 +96,7 @@ enum Huge {
         }
         Counters.shared.pointee.hugeBytes.wrappingSubtract(UInt(mapped), ordering: .relaxed)
         Counters.shared.pointee.hugeBlocks.wrappingSubtract(1, ordering: .relaxed)
+        Counters.shared.pointee.hugeUsable.wrappingSubtract(UInt(usable), ordering: .relaxed)
     }
 
     /// Usable bytes of the huge block in `seg`.
@@ -240,7 +242,7 @@ enum Huge {
         while let seg = cursor {
             cursor = seg.pointee.next
             let freedAt = seg.page(at: 0).pointee.freedAt
-            if now &- freedAt >= delay {
+            if delay == 0 || (now >= freedAt && now - freedAt >= delay) {
                 unlinkCached(seg)
                 seg.pointee.next = expired
                 expired = seg

@@ -112,8 +112,9 @@ struct Counters: ~Copyable {
     let segments: Atomic<UInt>
     /// Bytes in live huge blocks (their mapped size).
     let hugeBytes: Atomic<UInt>
-    /// Huge blocks currently live.
+    /// Huge blocks currently live, and their usable bytes.
     let hugeBlocks: Atomic<UInt>
+    let hugeUsable: Atomic<UInt>
     /// Segments currently abandoned by exited threads.
     let abandoned: Atomic<UInt>
     /// Heaps currently attached to threads.

@@ -350,7 +350,9 @@ extension UnsafeMutablePointer where Pointee == Segment {
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if span.pointee.kind == .freeSpan && !span.pointee.purged {
-                if now &- span.pointee.freedAt >= delay { purge(span) }
+                // `now` may be older than `freedAt` (read before another step returned the
+                // span): that span is young, not 2^64 ns old (a delay of 0 purges it anyway).
+                if delay == 0 || (now >= span.pointee.freedAt && now - span.pointee.freedAt >= delay) { purge(span) }
                 else if span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
             }
             i += span.pointee.sliceCount

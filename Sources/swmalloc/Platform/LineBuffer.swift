@@ -81,11 +81,13 @@ struct LineBuffer {
         }
     }
 
-    /// Writes the line to a file descriptor and empties it.
-    mutating func write(to fd: Int32) {
+    /// Writes the line to a file descriptor and empties it; false when a write failed.
+    @discardableResult
+    mutating func write(to fd: Int32) -> Bool {
         let n = count
-        withUnsafeBytes(of: &storage) { OS.write(fd, $0.baseAddress!, n) }
+        let ok = withUnsafeBytes(of: &storage) { OS.write(fd, $0.baseAddress!, n) }
         count = 0
+        return ok
     }
 
     /// Writes the buffer out if fewer than `room` bytes are left, so the next append fits.

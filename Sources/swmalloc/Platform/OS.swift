@@ -53,13 +53,15 @@ enum OS {
     static func setErrno(_ value: Int32) { swmshim_set_errno(value) }
 
     /// Writes bytes to a file descriptor, retrying short writes; never allocates.
-    static func write(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) {
+    @discardableResult
+    static func write(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
         var done = 0
         while done < count {
             let r = swmshim_write(fd, bytes + done, count - done)
-            if r <= 0 { return }
+            if r <= 0 { return false }
             done += r
         }
+        return true
     }
 
     /// Writes one line to stderr: `swmalloc: `, `prefix`, `message`, and when `value` is

@@ -1,0 +1,189 @@
+/* glibc_api.c — glibc's malloc extensions and internal names answered by swmalloc:
+ * `glibc_api CASE` (or `glibc_api list`); prints "ok CASE" and exits 0, or names the
+ * failed check and exits 1. Run with swmalloc preloaded or linked (-lswmalloc); its
+ * statistics are found with dlsym, so the cases prove that swmalloc, not glibc's idle
+ * allocator, answered.
+ *
+ *   mallinfo2_fields     live small blocks and a huge block show in uordblks, hblks,
+ *                        hblkhd; arena = uordblks + fordblks; freeing them shows too.
+ *   mallinfo_saturates   a 3 GiB block (never touched) does not fit mallinfo's int:
+ *                        hblkhd reads INT_MAX, not a wrapped value.
+ *   malloc_trim_returns  64 MiB freed: malloc_trim(0) gives memory back and returns 1; a
+ *                        second call right after has nothing left and returns 0.
+ *   malloc_stats_text    malloc_stats() prints swmalloc's report on stderr (the test
+ *                        checks the text).
+ *   malloc_info_xml      malloc_info(0, f) writes glibc-shaped XML; options other than 0
+ *                        fail with EINVAL.
+ *   mallopt_answers      M_TRIM_THRESHOLD 0 maps onto purge_delay_ms=0 (1); parameters
+ *                        without an equivalent answer 0; allocation still works.
+ *   libc_aliases         __libc_malloc/calloc/realloc/memalign/valloc/pvalloc/free are
+ *                        swmalloc's: their blocks mix freely with malloc/free. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "swmalloc.h"
+
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"   /* mallinfo: tested on purpose */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+
+static int (*stats_get)(swm_stats_t *);
+
+/** swmalloc's count of allocations since start. */
+static size_t swm_mallocs(void) {
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    return st.mallocs;
+}
+
+static void mallinfo2_fields(void) {
+    enum { N = 1000 };
+    static void *blocks[N];
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < N; i++) CHECK((blocks[i] = malloc(1024)) != NULL);
+    void *huge = malloc(8u << 20);
+    CHECK(huge != NULL);
+    memset(huge, 1, 8u << 20);
+    struct mallinfo2 m = mallinfo2();
+    CHECKF(m.uordblks >= before.uordblks + N * 1024, "uordblks %zu, before %zu", m.uordblks, before.uordblks);
+    CHECKF(m.hblks == before.hblks + 1, "hblks %zu, before %zu", m.hblks, before.hblks);
+    CHECKF(m.hblkhd >= before.hblkhd + (8u << 20), "hblkhd %zu", m.hblkhd);
+    CHECKF(m.arena == m.uordblks + m.fordblks, "arena %zu != uordblks %zu + fordblks %zu", m.arena, m.uordblks,
+           m.fordblks);
+    CHECK(m.arena > 0 && m.usmblks == 0 && m.smblks == 0);
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    free(huge);
+    struct mallinfo2 after = mallinfo2();
+    CHECKF(after.hblks == before.hblks && after.hblkhd == before.hblkhd, "huge counts after free: %zu, %zu",
+           after.hblks, after.hblkhd);
+    CHECKF(after.uordblks + N * 1024 <= m.uordblks, "uordblks %zu after freeing, %zu before", after.uordblks,
+           m.uordblks);
+}
+
+static void mallinfo_saturates(void) {
+    void *p = malloc((size_t)3 << 30);
+    CHECK(p != NULL);
+    struct mallinfo2 wide = mallinfo2();
+    struct mallinfo narrow = mallinfo();
+    CHECKF(wide.hblkhd >= (size_t)3 << 30, "hblkhd %zu", wide.hblkhd);
+    CHECKF(narrow.hblkhd == INT_MAX, "mallinfo().hblkhd %d, not INT_MAX", narrow.hblkhd);
+    CHECK(narrow.hblks == (int)wide.hblks);
+    free(p);
+}
+
+static void malloc_trim_returns(void) {
+    enum { N = 64 * 1024 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        CHECK((blocks[i] = malloc(1000)) != NULL);
+        memset(blocks[i], 2, 1000);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    size_t returned = st.returned;
+    CHECKF(malloc_trim(0) == 1, "malloc_trim after freeing 64 MiB returned 0");
+    CHECK(stats_get(&st) == 0);
+    CHECKF(st.returned > returned, "malloc_trim returned 1 but nothing went back");
+    CHECKF(malloc_trim(0) == 0, "a second malloc_trim found memory to give back");
+}
+
+static void malloc_stats_text(void) {
+    void *p = malloc(100);
+    CHECK(p != NULL);
+    malloc_stats();
+    free(p);
+}
+
+static void malloc_info_xml(void) {
+    FILE *f = tmpfile();
+    CHECK(f != NULL);
+    fputs("before\n", f);   /* buffered: malloc_info must flush it first */
+    void *huge = malloc(5u << 20);
+    CHECK(huge != NULL);
+    CHECK(malloc_info(0, f) == 0);
+    free(huge);
+    CHECK(fflush(f) == 0);
+    rewind(f);
+    static char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    CHECKF(strncmp(text, "before\n<malloc version=\"1\">\n", 28) == 0, "starts: %.60s", text);
+    CHECKF(strstr(text, "<total type=\"mmap\" count=\"1\"") != NULL, "no mmap total of 1 block: %s", text);
+    CHECKF(n > 9 && strcmp(text + n - 10, "</malloc>\n") == 0, "ends: %s", text + (n > 40 ? n - 40 : 0));
+    errno = 0;
+    CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL);
+}
+
+static void mallopt_answers(void) {
+    CHECK(mallopt(M_TRIM_THRESHOLD, 0) == 1);
+    CHECK(mallopt(M_ARENA_MAX, 2) == 0);
+    CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 0);
+    CHECK(mallopt(M_TOP_PAD, 0) == 0);
+    CHECK(mallopt(123456, 7) == 0);
+    void *p = malloc(200000);
+    CHECK(p != NULL);
+    memset(p, 3, 200000);
+    free(p);
+}
+
+static void libc_aliases(void) {
+    size_t before = swm_mallocs();
+    char *a = __libc_malloc(100);
+    CHECK(a != NULL);
+    memset(a, 4, 100);
+    CHECKF(swm_mallocs() > before, "__libc_malloc was not served by swmalloc");
+    CHECK(malloc_usable_size(a) >= 100);
+    free(a);
+    char *b = malloc(50);
+    CHECK(b != NULL);
+    __libc_free(b);
+    unsigned char *c = __libc_calloc(10, 10);
+    CHECK(c != NULL);
+    for (int i = 0; i < 100; i++) CHECK(c[i] == 0);
+    c = __libc_realloc(c, 5000);
+    CHECK(c != NULL && c[99] == 0);
+    free(c);
+    void *d = __libc_memalign(4096, 100);
+    CHECK(d != NULL && ((uintptr_t)d & 4095) == 0);
+    __libc_free(d);
+    long page = sysconf(_SC_PAGESIZE);
+    void *e = __libc_valloc(10);
+    CHECK(e != NULL && ((uintptr_t)e & (uintptr_t)(page - 1)) == 0);
+    free(e);
+    void *g = __libc_pvalloc(10);
+    CHECK(g != NULL && ((uintptr_t)g & (uintptr_t)(page - 1)) == 0 && malloc_usable_size(g) >= (size_t)page);
+    __libc_free(g);
+}
+
+static const struct test_case cases[] = {
+    {"mallinfo2_fields", mallinfo2_fields},   {"mallinfo_saturates", mallinfo_saturates},
+    {"malloc_trim_returns", malloc_trim_returns}, {"malloc_stats_text", malloc_stats_text},
+    {"malloc_info_xml", malloc_info_xml},     {"mallopt_answers", mallopt_answers},
+    {"libc_aliases", libc_aliases},
+};
+
+int main(int argc, char **argv) {
+    const struct test_case *c = select_case(cases, sizeof cases / sizeof cases[0], argc, argv);
+    stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    CHECKF(stats_get != NULL, "run with swmalloc preloaded or linked");
+    c->run();
+    printf("ok %s\n", c->name);
+    return 0;
+}
