@@ -32,6 +32,9 @@ static const workload_entry catalogue[] = {
     {"large", workload_large},
     {"rss-return", workload_rss_return},
     {"vos-cost", workload_vos_cost},
+    {"retention-idle", workload_retention_idle},
+    {"retention-pc", workload_retention_pc},
+    {"retention-fork", workload_retention_fork},
 };
 
 static int param_count;

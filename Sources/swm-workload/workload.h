@@ -80,6 +80,9 @@ int workload_realloc_chain(const char *api);
 int workload_large(const char *api);
 int workload_rss_return(const char *api);
 int workload_vos_cost(const char *api);
+int workload_retention_idle(const char *api);
+int workload_retention_pc(const char *api);
+int workload_retention_fork(const char *api);
 
 /* ---- baseline allocators (the design document's, measured through their own API) ---- */
 

@@ -128,7 +128,7 @@ struct Report {
         out += "machine: \(document.machine.cpuModel), \(document.machine.cpus) CPUs, Linux \(document.machine.kernel)\n"
         for note in document.notes { out += "note: \(note)\n" }
         out += "\n" + ratioMatrix() + "\n" + detailTable()
-        for section in [threadScaling(), nginxTable(), rssTable(), vosTable(), slabMisses()] where !section.isEmpty {
+        for section in [threadScaling(), nginxTable(), rssTable(), retentionTable(), vosTable(), slabMisses()] where !section.isEmpty {
             out += "\n" + section
         }
         let failures = document.samples.filter { $0.error != nil }
@@ -230,6 +230,36 @@ struct Report {
         }
         return "rss-return (/proc/self/statm in the child; returned = share of the working set given back)\n"
             + table(rows, rightAligned: [1, 2, 3, 4, 5])
+    }
+
+    /// The retention family: resident memory (MiB above the start) an allocator keeps after
+    /// the program freed it — idle threads after the wait, producer/consumer of large
+    /// blocks at the end (live: 4 MiB), a fork child after it freed its parent's threads'
+    /// blocks and allocated as much again.
+    func retentionTable() -> String {
+        let family = ["retention-idle", "retention-pc", "retention-fork"]
+        guard family.contains(where: workloads.contains) else { return "" }
+        var rows = [["allocator", "idle: freed", "idle: after wait", "p/c large: end", "fork child: start", "child: again"]]
+        var allocators: [String] = []
+        for s in document.summaries where family.contains(s.workload) && s.runs > 0 && !allocators.contains(s.allocator) {
+            allocators.append(s.allocator)
+        }
+        for allocator in allocators {
+            func mib(_ w: String, _ key: String, minus base: String) -> String {
+                guard let v = medianValue(w, allocator, key), let b = medianValue(w, allocator, base) else { return "–" }
+                return format((v - b) / 1024, 1)
+            }
+            rows.append([
+                allocator,
+                mib("retention-idle", "rss_freed_kb", minus: "rss_base_kb"),
+                mib("retention-idle", "rss_after_kb", minus: "rss_base_kb"),
+                mib("retention-pc", "rss_end_kb", minus: "rss_base_kb"),
+                medianValue("retention-fork", allocator, "rss_child_start_kb").map { format($0 / 1024, 1) } ?? "–",
+                mib("retention-fork", "rss_child_again_kb", minus: "rss_child_start_kb"),
+            ])
+        }
+        return "retention (MiB of RSS above the start; the fork child: its RSS at the start, then what it grew)\n"
+            + table(rows, rightAligned: Set(1..<rows[0].count))
     }
 
     /// vos-cost: nanoseconds per alloc/free pair per API and thread count.

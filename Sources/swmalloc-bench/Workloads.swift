@@ -103,6 +103,21 @@ enum Catalogue {
                          .full: ["mb": "512", "wait_ms": "1000"]],
             baseline: nil, takesThreads: false),
         Workload(
+            name: "retention-idle", summary: "RSS after threads free 16 … 4,000-byte blocks and every thread sleeps",
+            parameters: [.tiny: ["threads": "4", "mb": "1", "wait_ms": "300"],
+                         .standard: ["threads": "16", "mb": "3", "wait_ms": "1000"],
+                         .full: ["threads": "16", "mb": "16", "wait_ms": "1000"]],
+            baseline: nil, takesThreads: false),
+        Workload(
+            name: "retention-pc", summary: "RSS after one thread allocates 256 KiB blocks another frees (16 live)",
+            parameters: [.tiny: ["n": "500"], .standard: ["n": "20000"], .full: ["n": "100000"]],
+            baseline: nil, takesThreads: false),
+        Workload(
+            name: "retention-fork", summary: "RSS of a fork child that frees its parent's threads' blocks and allocates again",
+            parameters: [.tiny: ["threads": "2", "mb": "2"], .standard: ["threads": "4", "mb": "16"],
+                         .full: ["threads": "4", "mb": "64"]],
+            baseline: nil, takesThreads: false),
+        Workload(
             name: "vos-cost", summary: "VOS_Malloc/VOS_Free (module, module+site) vs malloc/free vs the VOS pool",
             parameters: [.tiny: ["n": "20000"], .standard: ["n": "1000000"], .full: ["n": "10000000"]],
             baseline: nil, takesThreads: false),

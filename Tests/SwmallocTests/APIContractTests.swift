@@ -37,10 +37,7 @@ enum APIVariant: String, CaseIterable, CustomStringConvertible {
 @Suite struct APIContractTests {
     /// api_contract.c knows exactly the named cases this file runs.
     @Test func caseListMatches() throws {
-        let program = try compileProgram("api_contract.c", linking: .release)
-        let listed = try runChild(program, ["list"])
-        #expect(listed.succeeded)
-        #expect(listed.stdout.split(separator: "\n").map(String.init) == contractCases)
+        try expectCaseList("api_contract.c", linking: .release, contractCases)
     }
 
     /// One edge case of the contract holds (and the heap validates afterwards).

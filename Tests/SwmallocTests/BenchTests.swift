@@ -198,7 +198,7 @@ struct BenchTests {
         let samples = try #require(json["samples"] as? [[String: Any]])
         let workloads = try BenchSupport.run(BenchSupport.workload, []).stderr
             .split(separator: "\n").last.map { $0.split(separator: " ").dropFirst().map(String.init) } ?? []
-        #expect(workloads.count == 13)
+        #expect(workloads.count == 16)
         for workload in workloads {
             for allocator in ["glibc", "swmalloc"] {
                 let s = samples.first { $0["workload"] as? String == workload && $0["allocator"] as? String == allocator }
@@ -212,6 +212,13 @@ struct BenchTests {
         }
         let nginx = samples.first { $0["workload"] as? String == "nginx-1500" }?["values"] as? [String: String] ?? [:]
         for key in ["total_us", "alloc_us", "test_us", "free_us", "peak_rss_kb"] { #expect(nginx[key] != nil, "\(key)") }
+        let idle = samples.first { $0["workload"] as? String == "retention-idle" }?["values"] as? [String: String] ?? [:]
+        for key in ["rss_base_kb", "rss_freed_kb", "rss_after_kb"] { #expect(idle[key] != nil, "retention-idle \(key)") }
+        let fork = samples.first { $0["workload"] as? String == "retention-fork" }?["values"] as? [String: String] ?? [:]
+        for key in ["rss_child_start_kb", "rss_child_freed_kb", "rss_child_again_kb"] {
+            #expect(fork[key] != nil, "retention-fork \(key)")
+        }
+        #expect(run.stdout.contains("retention (MiB of RSS above the start"), "\(run.stdout)")
         let rss = samples.first { $0["workload"] as? String == "rss-return" }?["values"] as? [String: String] ?? [:]
         for key in ["rss_peak_kb", "rss_after_kb"] { #expect(rss[key] != nil, "\(key)") }
         let vos = samples.first { $0["workload"] as? String == "vos-cost" && $0["allocator"] as? String == "glibc" }

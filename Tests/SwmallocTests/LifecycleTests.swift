@@ -28,9 +28,7 @@ let lifecycleCases = [
 
     /// lifecycle.c knows exactly the cases this file runs.
     @Test func caseListMatches() throws {
-        let program = try compileProgram("lifecycle.c")
-        let listed = try runChild(program, ["list"])
-        #expect(listed.stdout.split(separator: "\n").map(String.init) == lifecycleCases)
+        try expectCaseList("lifecycle.c", lifecycleCases)
     }
 
     /// One lifecycle case against one library: exits 0, says ok, reports nothing.

@@ -158,11 +158,7 @@ func hexNumbers(in line: String) -> [String] {
 @Suite struct MisuseTests {
     /// misuse.c knows exactly the cases this file runs.
     @Test func caseListMatches() throws {
-        let program = try compileProgram("misuse.c")
-        let listed = try runChild(program, ["list"])
-        #expect(listed.succeeded)
-        #expect(listed.stdout.split(separator: "\n").map(String.init)
-                == misuseCases.map(\.name) + uncatchableMisuseCases)
+        try expectCaseList("misuse.c", misuseCases.map(\.name) + uncatchableMisuseCases)
     }
 
     /// One misuse aborts the process (SIGABRT) with exactly one line,

@@ -26,10 +26,7 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33]
 @Suite(.serialized) struct RegressionTests {
     /// regress.c knows exactly the cases this file runs.
     @Test func caseListMatches() throws {
-        let program = try compileProgram("regress.c")
-        let listed = try runChild(program, ["list"])
-        #expect(listed.succeeded, "\(listed)")
-        #expect(listed.stdout.split(separator: "\n").map(String.init) == regressionCases)
+        try expectCaseList("regress.c", regressionCases)
     }
 
     /// Runs case `name` of regress.c with `library` preloaded (nil: plain glibc) and

@@ -19,9 +19,7 @@ let retentionOptions = ["purger_off": "background=0"]
 @Suite(.serialized) struct RetentionTests {
     /// retention.c knows exactly the cases this file runs.
     @Test func caseListMatches() throws {
-        let program = try compileProgram("retention.c")
-        let listed = try runChild(program, ["list"])
-        #expect(listed.stdout.split(separator: "\n").map(String.init) == retentionCases)
+        try expectCaseList("retention.c", retentionCases)
     }
 
     /// One case against one library: exits 0, says ok, and swmalloc reports nothing.

@@ -12,10 +12,12 @@
 // - `compileProgram(_:linking:)`: compiles a C or C++ file of `Tests/programs` once per
 //   test run and returns the executable's path;
 // - `requireTool(_:debianPackage:)`: the path of a program in `PATH`, or a thrown error
-//   naming the Debian package that provides it.
+//   naming the Debian package that provides it;
+// - `expectCaseList(_:linking:_:)`: a test program's `list` matches the suite's cases.
 
 import Foundation
 import Synchronization
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -246,4 +248,15 @@ func compileProgram(_ source: String, linking library: Library? = nil) throws ->
         compiled.withLock { $0[key] = output }
         return output
     }
+}
+
+/// Expects `program list` of a test program built with check.h's `select_case` (or its
+/// own list) to print exactly `cases`, one per line: the Swift suite and the C program
+/// then know the same cases.
+func expectCaseList(_ source: String, linking library: Library? = nil, _ cases: [String],
+                    sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let program = try compileProgram(source, linking: library)
+    let listed = try runChild(program, ["list"])
+    #expect(listed.succeeded, "\(listed)", sourceLocation: sourceLocation)
+    #expect(listed.stdout.split(separator: "\n").map(String.init) == cases, sourceLocation: sourceLocation)
 }
