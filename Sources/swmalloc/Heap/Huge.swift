@@ -4,7 +4,7 @@ import Synchronization
 
 /// Blocks above `Geometry.largeMax`, and aligned blocks that do not fit a segment: each
 /// in a mapping of its own. A freed block's mapping goes to the *huge cache* (bounded by
-/// `cacheLimitBytes` and `cacheLimitCount`, oldest evicted first) and is unmapped once it
+/// `cacheLimitBytes()` and `cacheLimitCount`, oldest evicted first) and is unmapped once it
 /// stayed there for the purge delay; an allocation takes the smallest cached mapping of
 /// the same layout that is large enough, trimming its tail. So a program that frees and
 /// allocates big buffers reuses memory that is still resident instead of paying an
@@ -118,9 +118,18 @@ enum Huge {
 
     // MARK: - The huge cache
 
-    /// Most bytes of mappings the huge cache holds, and most mappings.
-    static let cacheLimitBytes = 1 << 30
+    /// Bounds of the huge cache's bytes, and most mappings it holds.
+    static let cacheMinBytes = 64 << 20
+    static let cacheMaxBytes = 1 << 30
     static let cacheLimitCount = 64
+
+    /// Most bytes of mappings the huge cache holds now: as many as live huge blocks map
+    /// (so freed huge memory kept for reuse never exceeds what is in use: peak RSS stays
+    /// within about twice the live huge memory), at least 64 MiB, at most 1 GiB.
+    static func cacheLimitBytes() -> Int {
+        let live = Int(Counters.shared.pointee.hugeBytes.load(ordering: .relaxed))
+        return min(cacheMaxBytes, max(cacheMinBytes, live))
+    }
 
     /// Puts a freed huge block's mapping (already out of the segment map, so a second
     /// free of it reports an invalid pointer as an unmapped one would) at the head of the
@@ -128,7 +137,7 @@ enum Huge {
     /// not cached (caching is off, or it alone exceeds the limit): the caller unmaps it.
     private static func putCached(_ seg: UnsafeMutablePointer<Segment>) -> Bool {
         let size = seg.pointee.mappedSize
-        if Options.current.pointee.purgeDelayMs == 0 || size > cacheLimitBytes { return false }
+        if Options.current.pointee.purgeDelayMs == 0 || size > cacheLimitBytes() { return false }
         seg.page(at: 0).pointee.freedAt = OS.nowNanoseconds()
         insertCached(seg)
         Purger.announce()
@@ -141,7 +150,9 @@ enum Huge {
         let size = seg.pointee.mappedSize
         var evicted: UnsafeMutablePointer<Segment>? = nil
         Globals.hugeCacheLock.lock()
-        while Globals.hugeCacheBytes.pointee + size > cacheLimitBytes || Globals.hugeCacheCount.pointee >= cacheLimitCount {
+        let limit = cacheLimitBytes()
+        while Globals.hugeCacheHead.pointee != nil
+            && (Globals.hugeCacheBytes.pointee + size > limit || Globals.hugeCacheCount.pointee >= cacheLimitCount) {
             // The oldest mapping is the last one: walk to it (the list is short).
             var last = Globals.hugeCacheHead.pointee.unsafelyUnwrapped
             while let next = last.pointee.next { last = next }
