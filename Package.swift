@@ -27,10 +27,15 @@ let package = Package(
     products: [
         /// libswmalloc.so: LD_PRELOAD it, link it with -lswmalloc, or depend on this product.
         .library(name: "swmalloc", type: .dynamic, targets: ["swmalloc"]),
+        /// libswmalloc-static.a, the same objects: for C programs that link statically
+        /// (installed as libswmalloc.a; a Swift program must use the dynamic product, whose
+        /// version script keeps the core's private Swift runtime symbols local).
+        .library(name: "swmalloc-static", type: .static, targets: ["swmalloc"]),
         /// Swift access to swmalloc's statistics (found at run time; no link to the core).
         .library(name: "SwmallocStats", targets: ["SwmallocStats"]),
-        .executable(name: "swmalloc-bench", targets: ["swmalloc-bench"]),
-        .executable(name: "swmalloc-stats", targets: ["swmalloc-stats"]),
+        /// The command-line tool, `swmalloc` once installed: run, stats, bench, info. (In the
+        /// build folder it is swmalloc-tool: a product cannot share the library's name.)
+        .executable(name: "swmalloc-tool", targets: ["swmalloc-tool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,17 +57,15 @@ let package = Package(
         // ---- tools: ordinary Swift and C, never linked to the core statically ----
         /// Reads swmalloc's statistics from Swift through the C API, looked up with dlsym.
         .target(name: "SwmallocStats"),
-        /// The benchmark driver: runs each workload in a child process per allocator.
+        /// The command-line tool: `run` (preload with options from flags), `stats` (report at
+        /// exit), `bench` (the benchmark driver: each workload in a child process per
+        /// allocator), `info`.
         .executableTarget(
-            name: "swmalloc-bench",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            name: "swmalloc-tool",
+            dependencies: ["SwmallocStats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         /// The workloads the benchmark runs (C, so they call malloc directly), with the
         /// design document's baseline allocators (VOS pool, memcached slab, nginx slab).
         .executableTarget(name: "swm-workload"),
-        /// Runs a program with swmalloc preloaded and prints its statistics at exit.
-        .executableTarget(
-            name: "swmalloc-stats",
-            dependencies: ["SwmallocStats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         /// A Swift program using Array, Dictionary and String from several threads: the
         /// tests run it with swmalloc preloaded.
         .executableTarget(name: "swm-swift-probe"),

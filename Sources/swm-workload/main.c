@@ -1,5 +1,5 @@
 /* swm-workload: the benchmark's workloads, one per run (see workload.h). The driver,
- * swmalloc-bench, starts it once per workload, allocator and repetition with the
+ * `swmalloc bench`, starts it once per workload, allocator and repetition with the
  * allocator under test in LD_PRELOAD, and parses the RESULT line it prints. */
 #define _GNU_SOURCE
 #include "workload.h"

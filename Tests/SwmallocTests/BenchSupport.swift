@@ -14,8 +14,9 @@ enum BenchSupport {
         ProcessInfo.processInfo.environment["SWMALLOC_BUILD_DIR"] ?? packageRoot + "/.build/release"
     }
 
-    /// The swmalloc-bench executable.
-    static var bench: String { buildDirectory + "/swmalloc-bench" }
+    /// The command-line tool (`swmalloc`; swmalloc-tool in the build folder): the bench
+    /// runs as its `bench` subcommand.
+    static var tool: String { buildDirectory + "/swmalloc-tool" }
     /// The swm-workload executable.
     static var workload: String { buildDirectory + "/swm-workload" }
     /// The built libswmalloc.so.

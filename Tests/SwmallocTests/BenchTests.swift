@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Tests of swmalloc-bench's own logic, end to end: the built driver and workload program
+/// Tests of `swmalloc bench`'s own logic, end to end: the built driver and workload program
 /// run as child processes, and their JSON is read back. No timing thresholds.
 @Suite("Bench")
 struct BenchTests {
@@ -41,7 +41,7 @@ struct BenchTests {
                 sample("w2", "a", 1, 9), sample("w2", "b", 1, 1), sample("w2", "a", 2, 5), sample("w2", "b", 2, 2),
                 sample("w2", "a", 3, nil), sample("w2", "b", 3, 3),
             ], to: input)
-        let run = try BenchSupport.run(BenchSupport.bench, ["--report", input, "--json", output, "--svg", dir + "/c.svg"])
+        let run = try BenchSupport.run(BenchSupport.tool, ["bench", "--report", input, "--json", output, "--svg", dir + "/c.svg"])
         #expect(run.status == 0, "\(run.stderr)")
         let json = try BenchSupport.readJSON(output)
         let summaries = try #require(json["summaries"] as? [[String: Any]])
@@ -78,11 +78,11 @@ struct BenchTests {
         let dir = try BenchSupport.temporaryDirectory()
         let first = dir + "/first.json", second = dir + "/second.json"
         let run = try BenchSupport.run(
-            BenchSupport.bench,
-            ["--profile", "tiny", "-r", "2", "--allocators", "glibc", "--workloads", "single-loop,rss-return",
+            BenchSupport.tool,
+            ["bench", "--profile", "tiny", "-r", "2", "--allocators", "glibc", "--workloads", "single-loop,rss-return",
              "--json", first, "--svg", dir + "/c.svg"])
         #expect(run.status == 0, "\(run.stderr)")
-        let again = try BenchSupport.run(BenchSupport.bench, ["--report", first, "--json", second])
+        let again = try BenchSupport.run(BenchSupport.tool, ["bench", "--report", first, "--json", second])
         #expect(again.status == 0, "\(again.stderr)")
         let a = try BenchSupport.readJSON(first), b = try BenchSupport.readJSON(second)
         #expect(NSDictionary(dictionary: a).isEqual(to: b))
@@ -105,7 +105,7 @@ struct BenchTests {
             (["--profile", "huge"], "huge"),
         ]
         for (arguments, message) in cases {
-            let run = try BenchSupport.run(BenchSupport.bench, arguments)
+            let run = try BenchSupport.run(BenchSupport.tool, ["bench"] + arguments)
             #expect(run.status != 0, "\(arguments)")
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
         }
@@ -116,8 +116,8 @@ struct BenchTests {
         let dir = try BenchSupport.temporaryDirectory()
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
-            BenchSupport.bench,
-            ["--profile", "tiny", "-r", "1", "--allocators", "glibc", "--no-baselines", "--threads", "3",
+            BenchSupport.tool,
+            ["bench", "--profile", "tiny", "-r", "1", "--allocators", "glibc", "--no-baselines", "--threads", "3",
              "--workloads", "thread-loop,nginx-1500", "--set", "nginx-1500.count=3000", "--set", "size=32",
              "--json", path, "--svg", dir + "/c.svg"])
         #expect(run.status == 0, "\(run.stderr)")
@@ -130,7 +130,7 @@ struct BenchTests {
         let nginx = try #require(samples.first { $0["workload"] as? String == "nginx-1500" })
         let nginxArguments = nginx["arguments"] as? [String] ?? []
         #expect(nginxArguments.contains("count=3000") && nginxArguments.contains("size=32"))
-        let list = try BenchSupport.run(BenchSupport.bench, ["--list"])
+        let list = try BenchSupport.run(BenchSupport.tool, ["bench", "--list"])
         #expect(list.status == 0)
         #expect(list.stdout.contains("full: count=5000000"))
     }
@@ -153,8 +153,8 @@ struct BenchTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
-            BenchSupport.bench,
-            ["--workload-binary", fake, "--allocators", "glibc", "--no-baselines", "-r", "1",
+            BenchSupport.tool,
+            ["bench", "--workload-binary", fake, "--allocators", "glibc", "--no-baselines", "-r", "1",
              "--workloads", "single-loop,thread-loop,nginx-1500,slab-kv,larson,mixed-sizes",
              "--json", path, "--svg", dir + "/c.svg"])
         #expect(run.status == 1)
@@ -177,8 +177,8 @@ struct BenchTests {
     func missingAllocator() throws {
         let dir = try BenchSupport.temporaryDirectory()
         let run = try BenchSupport.run(
-            BenchSupport.bench,
-            ["--profile", "tiny", "-r", "1", "--allocators", "glibc,mimalloc", "--lib-mimalloc", "/nonexistent/libmimalloc.so.2",
+            BenchSupport.tool,
+            ["bench", "--profile", "tiny", "-r", "1", "--allocators", "glibc,mimalloc", "--lib-mimalloc", "/nonexistent/libmimalloc.so.2",
              "--workloads", "mixed-sizes", "--json", dir + "/r.json", "--svg", dir + "/c.svg"])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stderr.contains("mimalloc skipped") && run.stderr.contains("libmimalloc2.0"))
@@ -190,8 +190,8 @@ struct BenchTests {
         let dir = try BenchSupport.temporaryDirectory()
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
-            BenchSupport.bench,
-            ["--profile", "tiny", "-r", "1", "--allocators", "glibc,swmalloc", "--lib-swmalloc", BenchSupport.library,
+            BenchSupport.tool,
+            ["bench", "--profile", "tiny", "-r", "1", "--allocators", "glibc,swmalloc", "--lib-swmalloc", BenchSupport.library,
              "--json", path, "--svg", dir + "/c.svg"])
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         let json = try BenchSupport.readJSON(path)

@@ -1,7 +1,7 @@
 // VOSTests.swift — the VOS API (include/vos_mem.h) and its accounting: exact module
 // counters under a multithreaded stress with cross-thread frees, the leak report at exact
 // file:line, quotas, the build macro and the fixed ABI, VOS and malloc blocks mixed up,
-// fork, the cost program, the Swift API (SwmallocStats) and the swmalloc-stats command.
+// fork, the cost program, the Swift API (SwmallocStats) and the `swmalloc stats` command.
 
 import Foundation
 import SwmallocStats
@@ -169,19 +169,19 @@ let vosAbortCases: [(mode: String, message: String)] = [
         #expect(Swmalloc.vosModule(module)?.liveBytes == 0)
     }
 
-    /// swmalloc-stats runs a program with the library preloaded, prints its module table
+    /// `swmalloc stats` runs a program with the library preloaded, prints its module table
     /// and leak report at exit, and passes on its exit status.
     @Test func statsCommandPrintsLeakReport() throws {
-        let tool = Library.release.directory + "/swmalloc-stats"
+        let tool = Library.release.directory + "/swmalloc-tool"
         let program = try compileProgram("vos_leaks.c", linking: .release)
-        let result = try runChild(tool, ["--library", try Library.release.existingPath(), "--", program])
+        let result = try runChild(tool, ["stats", "--library", try Library.release.existingPath(), "--", program])
         #expect(result.succeeded, "\(result)")
         let out = result.stdout
         let table = try #require(out.range(of: "VOS leak report: 3 sites with live blocks"), "\(out)")
         let after = out[table.upperBound...].split(separator: "\n").dropFirst(2).prefix(3)
         #expect(after.map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["40000", "15000", "3000"], "\(out)")
         #expect(after.allSatisfy { $0.contains("vos_leaks.c:") })
-        let failing = try runChild(tool, ["--library", try Library.release.existingPath(), "--", "/bin/sh", "-c", "exit 3"])
+        let failing = try runChild(tool, ["stats", "--library", try Library.release.existingPath(), "--", "/bin/sh", "-c", "exit 3"])
         #expect(failing.exitCode == 3, "\(failing)")
     }
 }

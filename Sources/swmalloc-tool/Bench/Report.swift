@@ -123,7 +123,7 @@ struct Report {
     /// The whole text report: header, ratio matrix with the geometric mean, the detailed
     /// table, the workload-specific tables, and the failures.
     func text() -> String {
-        var out = "swmalloc-bench — \(document.profile.rawValue) profile, \(document.repetitions) repetitions "
+        var out = "swmalloc bench — \(document.profile.rawValue) profile, \(document.repetitions) repetitions "
         out += "(interleaved; median shown), --threads \(document.threads)\n"
         out += "machine: \(document.machine.cpuModel), \(document.machine.cpus) CPUs, Linux \(document.machine.kernel)\n"
         for note in document.notes { out += "note: \(note)\n" }
@@ -224,7 +224,8 @@ struct Report {
             let v = ["rss_base_kb", "rss_peak_kb", "rss_freed_kb", "rss_after_kb"].map { medianValue(w, s.allocator, $0) }
             var returned = "–"
             if let base = v[0], let peak = v[1], let after = v[3], peak > base {
-                returned = format(100 * (peak - after) / (peak - base), 0) + " %"
+                // A resident set that grew a little after the peak gave back nothing: 0 %, not "-0 %".
+                returned = format(max(0, 100 * (peak - after) / (peak - base)), 0) + " %"
             }
             rows.append([s.allocator] + v.map { $0.map { String(Int($0)) } ?? "–" } + [returned])
         }
@@ -300,7 +301,7 @@ struct Report {
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" "
         s += "font-family=\"sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">swmalloc-bench: median time / best per workload "
+        s += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">swmalloc bench: median time / best per workload "
         s += "(lower is better) — \(escape(document.machine.cpuModel)), \(document.machine.cpus) CPUs</text>\n"
         for (i, name) in names.enumerated() {
             let x = left + Double(i) * 95

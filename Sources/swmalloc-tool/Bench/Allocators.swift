@@ -24,10 +24,10 @@ enum AllocatorCatalogue {
     ]
 
     /// Resolves the named allocators. `overrides` maps a name to a library path given on
-    /// the command line; `buildDirectory` holds libswmalloc.so. Returns the allocators
-    /// found and one note per allocator that was skipped.
+    /// the command line; `swmalloc` is libswmalloc.so's default path. Returns the
+    /// allocators found and one note per allocator that was skipped.
     static func resolve(
-        _ requested: [String], overrides: [String: String], buildDirectory: String
+        _ requested: [String], overrides: [String: String], swmalloc: String
     ) -> (found: [Allocator], notes: [String]) {
         var found: [Allocator] = []
         var notes: [String] = []
@@ -37,7 +37,7 @@ enum AllocatorCatalogue {
             case "glibc":
                 found.append(Allocator(name: name, library: nil, package: nil))
             case "swmalloc":
-                let path = overrides[name] ?? buildDirectory + "/libswmalloc.so"
+                let path = overrides[name] ?? swmalloc
                 if files.fileExists(atPath: path) {
                     found.append(Allocator(name: name, library: path, package: nil))
                 } else {

@@ -5,12 +5,12 @@ import Foundation
 import Glibc
 #endif
 
-/// The benchmark driver: runs each workload in a fresh child process per allocator (the
-/// allocator loaded with LD_PRELOAD), k interleaved repetitions, and reports medians.
-@main
-struct SwmallocBench: ParsableCommand {
+/// `swmalloc bench`, the benchmark driver: runs each workload in a fresh child process per
+/// allocator (the allocator loaded with LD_PRELOAD), k interleaved repetitions, and
+/// reports medians.
+struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "swmalloc-bench",
+        commandName: "bench",
         abstract: "Compare swmalloc with glibc, jemalloc, tcmalloc, mimalloc and the design document's baselines.",
         discussion: """
             Each workload runs in a new swm-workload process per allocator and repetition; the \
@@ -45,7 +45,7 @@ struct SwmallocBench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also run the baselines (vos-pool, ngx-slab, mc-slab) on their workloads.")
     var baselines = true
 
-    @Option(name: .long, help: "libswmalloc.so to test (default: next to this executable).")
+    @Option(name: .long, help: "libswmalloc.so to test (default: $SWMALLOC_LIB, the build's, or the installed one).")
     var libSwmalloc: String?
 
     @Option(name: .long, help: "jemalloc library (default /usr/lib/x86_64-linux-gnu/libjemalloc.so.2).")
@@ -57,7 +57,7 @@ struct SwmallocBench: ParsableCommand {
     @Option(name: .long, help: "mimalloc library (default /usr/lib/x86_64-linux-gnu/libmimalloc.so.2).")
     var libMimalloc: String?
 
-    @Option(name: .long, help: "The swm-workload program (default: next to this executable).")
+    @Option(name: .long, help: "The swm-workload program (default: the build's, or the installed one).")
     var workloadBinary: String?
 
     @Option(name: .long, help: "JSON file of all samples (default: .build/bench/results.json beside the build).")
@@ -133,9 +133,10 @@ struct SwmallocBench: ParsableCommand {
         let overrides = [
             "swmalloc": libSwmalloc, "jemalloc": libJemalloc, "tcmalloc": libTcmalloc, "mimalloc": libMimalloc,
         ].compactMapValues { $0 }
-        let (found, notes) = AllocatorCatalogue.resolve(allocatorList, overrides: overrides, buildDirectory: buildDirectory)
-        for note in notes { FileHandle.standardError.write(Data("swmalloc-bench: \(note)\n".utf8)) }
-        let binary = workloadBinary ?? buildDirectory + "/swm-workload"
+        let (found, notes) = AllocatorCatalogue.resolve(
+            allocatorList, overrides: overrides, swmalloc: Locations.library() ?? buildDirectory + "/libswmalloc.so")
+        for note in notes { FileHandle.standardError.write(Data("swmalloc bench: \(note)\n".utf8)) }
+        let binary = workloadBinary ?? Locations.workload() ?? buildDirectory + "/swm-workload"
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw ValidationError("workload program \(binary) not found (build the package or pass --workload-binary)")
         }
@@ -194,10 +195,14 @@ struct SwmallocBench: ParsableCommand {
         let total = plan.reduce(0) { $0 + $1.count } * repetitions
         let terminal = isatty(2) != 0
         var samples: [Sample] = []
+        let start = Date()
         for jobs in plan {
             for repetition in 1...repetitions {
                 for job in jobs {
-                    let progress = "[\(samples.count + 1)/\(total)] \(job.workload.name) on \(job.row), repetition \(repetition)/\(repetitions)"
+                    // Time left: the mean time per run so far, times the runs to go.
+                    let done = samples.count
+                    let left = done == 0 ? "" : ", about \(Int(Date().timeIntervalSince(start) / Double(done) * Double(total - done) + 0.5)) s left"
+                    let progress = "[\(done + 1)/\(total)] \(job.workload.name) on \(job.row), repetition \(repetition)/\(repetitions)\(left)"
                     FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + progress : progress + "\n").utf8))
                     let sample = runner.run(
                         workload: job.workload.name, allocator: job.row, repetition: repetition,
@@ -241,8 +246,10 @@ func executableDirectory() -> String {
 }
 
 /// Where results go by default: `bench/` in the build's scratch directory (`.build/bench`
-/// for `.build/release`, whose real path is `.build/<target triple>/release`).
+/// for `.build/release`, whose real path is `.build/<target triple>/release`); for an
+/// installed tool, `swmalloc-bench/` in the current directory.
 func resultsDirectory(_ buildDirectory: String) -> String {
+    if Locations.installedPrefix() != nil { return "swmalloc-bench" }
     let parent = (buildDirectory as NSString).deletingLastPathComponent
     let scratch = (parent as NSString).lastPathComponent.contains("-linux") ? (parent as NSString).deletingLastPathComponent : parent
     return scratch + "/bench"

@@ -1,5 +1,5 @@
-// swmalloc-stats — runs a program with swmalloc preloaded and prints its VOS module and
-// site report when it exits.
+// `swmalloc stats` — runs a program with swmalloc preloaded and prints its statistics
+// and its VOS module and site report when it exits.
 //
 // The program inherits the write end of a pipe; SWMALLOC_OPTIONS makes swmalloc write
 // its JSON report there at exit (stats_print=1,stats_json=1,stats_fd=N). Every process of
@@ -15,17 +15,16 @@ import Glibc
 import Musl
 #endif
 
-/// The command line.
-@main
-struct SwmallocStatsCommand: ParsableCommand {
+/// `swmalloc stats`.
+struct StatsCommand: ParsableCommand {
     /// Name and summary for --help.
     static let configuration = CommandConfiguration(
-        commandName: "swmalloc-stats",
-        abstract: "Run a program with swmalloc preloaded and print its VOS module and site report at exit.")
+        commandName: "stats",
+        abstract: "Run a program with swmalloc preloaded and print its statistics and VOS report at exit.",
+        usage: "swmalloc stats [--json] [--top <top>] [--library <library>] -- <program> [<arguments> ...]")
 
     /// The library to preload.
-    @Option(name: .long, help: "libswmalloc.so to preload (default: $SWMALLOC_LIB, else the one beside this command).")
-    var library: String?
+    @OptionGroup var library: LibraryOption
 
     /// Sites shown per process.
     @Option(name: .long, help: "Leak report: at most this many sites per process.")
@@ -41,12 +40,15 @@ struct SwmallocStatsCommand: ParsableCommand {
 
     /// Runs the program, prints each report, exits with the program's status.
     mutating func run() throws {
+        // The program's arguments are passed through untouched, so --help and -h before
+        // any program are looked at here.
+        if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(Self.self) }
         let args = command.first == "--" ? Array(command.dropFirst()) : command
         guard !args.isEmpty else { throw ValidationError("no program given") }
-        let lib = try libraryPath()
+        let lib = try library.path()
         let (lines, status) = try runWithReport(args, library: lib)
         if lines.isEmpty {
-            FileHandle.standardError.write(Data("swmalloc-stats: no report came back (did the program exit normally?)\n".utf8))
+            FileHandle.standardError.write(Data("swmalloc stats: no report came back (did the program exit normally?)\n".utf8))
         }
         for (index, line) in lines.enumerated() {
             if json {
@@ -60,17 +62,6 @@ struct SwmallocStatsCommand: ParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
-    /// The library to preload: --library, $SWMALLOC_LIB, or libswmalloc.so beside this executable.
-    func libraryPath() throws -> String {
-        if let library { return library }
-        if let env = ProcessInfo.processInfo.environment["SWMALLOC_LIB"], !env.isEmpty { return env }
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let beside = me.deletingLastPathComponent().appendingPathComponent("libswmalloc.so").path
-        guard access(beside, R_OK) == 0 else {
-            throw ValidationError("libswmalloc.so not found beside \(me.path): pass --library or set SWMALLOC_LIB")
-        }
-        return beside
-    }
 }
 
 /// Runs `args` with `library` preloaded and the report sent to a pipe; returns the report

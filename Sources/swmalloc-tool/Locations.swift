@@ -1,0 +1,53 @@
+// Where the tool finds libswmalloc.so and the benchmark's workload program: beside itself
+// in a build folder (.build/release), or in an installed prefix (PREFIX/bin/swmalloc
+// with PREFIX/lib and PREFIX/libexec/swmalloc, as scripts/install.sh lays them out).
+
+import ArgumentParser
+import Foundation
+
+/// The files the tool works with, looked up once per use.
+enum Locations {
+    /// The directory of this executable (/proc/self/exe).
+    static var executableDirectory: String {
+        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (path as NSString).deletingLastPathComponent
+    }
+
+    /// PREFIX when this executable is PREFIX/bin/swmalloc with PREFIX/lib/libswmalloc.so.1
+    /// beside it; nil in a build folder.
+    static func installedPrefix() -> String? {
+        let prefix = (executableDirectory as NSString).deletingLastPathComponent
+        return FileManager.default.fileExists(atPath: prefix + "/lib/libswmalloc.so.1") ? prefix : nil
+    }
+
+    /// libswmalloc.so to preload: $SWMALLOC_LIB, the one beside this executable (a build
+    /// folder), or the installed one; nil when none exists.
+    static func library() -> String? {
+        if let env = ProcessInfo.processInfo.environment["SWMALLOC_LIB"], !env.isEmpty { return env }
+        let beside = executableDirectory + "/libswmalloc.so"
+        if FileManager.default.fileExists(atPath: beside) { return beside }
+        return installedPrefix().map { $0 + "/lib/libswmalloc.so.1" }
+    }
+
+    /// The swm-workload program: beside this executable, or the installed one.
+    static func workload() -> String? {
+        let beside = executableDirectory + "/swm-workload"
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return installedPrefix().map { $0 + "/libexec/swmalloc/swm-workload" }
+    }
+}
+
+/// `--library PATH`, shared by the subcommands that preload swmalloc.
+struct LibraryOption: ParsableArguments {
+    @Option(name: .long, help: "libswmalloc.so to preload (default: $SWMALLOC_LIB, the build's, or the installed one).")
+    var library: String?
+
+    /// The library to preload, checked to exist.
+    func path() throws -> String {
+        guard let path = library ?? Locations.library() else {
+            throw ValidationError("libswmalloc.so not found beside \(Locations.executableDirectory) or installed: pass --library or set SWMALLOC_LIB")
+        }
+        guard access(path, R_OK) == 0 else { throw ValidationError("\(path): cannot read it") }
+        return path
+    }
+}

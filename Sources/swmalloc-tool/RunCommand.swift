@@ -1,0 +1,97 @@
+// `swmalloc run` — runs a program on swmalloc, its options given as flags (like
+// jemalloc.sh): sets LD_PRELOAD and SWMALLOC_OPTIONS and replaces itself with the program.
+
+import ArgumentParser
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `swmalloc run`.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a program with swmalloc as its malloc (LD_PRELOAD), options from flags.",
+        usage: "swmalloc run [<options>] -- <program> [<arguments> ...]",
+        discussion: """
+            The flags become SWMALLOC_OPTIONS (appended to any already in the environment), the \
+            library is put first in LD_PRELOAD, and the program replaces this process: its exit \
+            status and signals are its own. See the README's options table for each option.
+            """)
+
+    @OptionGroup var library: LibraryOption
+
+    @Option(name: .long, help: "Freed memory goes back to the OS once unused this long (0: at once).")
+    var purgeDelayMs: Int?
+
+    @Option(name: .long, help: "The background purger: 1 on (default), 0 off.")
+    var background: Int?
+
+    @Option(name: .long, help: "Transparent huge pages: large, never or system.")
+    var thp: String?
+
+    @Flag(name: .long, help: "Print the options in force at start-up.")
+    var verbose = false
+
+    @Flag(name: .long, help: "Print the statistics report when the program exits.")
+    var stats = false
+
+    @Flag(name: .long, help: "Reports in JSON.")
+    var statsJson = false
+
+    @Option(name: .long, help: "Print the report when this signal arrives.")
+    var statsSignal: Int?
+
+    @Option(name: .long, help: "File descriptor the reports go to (default 2).")
+    var statsFd: Int?
+
+    @Option(name: .customLong("option"), help: "Any other option as key=value (repeatable).")
+    var options: [String] = []
+
+    @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
+    var command: [String]
+
+    /// The SWMALLOC_OPTIONS items the flags ask for, in the README's order.
+    var optionItems: [String] {
+        var items: [String] = []
+        if let purgeDelayMs { items.append("purge_delay_ms=\(purgeDelayMs)") }
+        if let background { items.append("background=\(background)") }
+        if let thp { items.append("thp=\(thp)") }
+        if verbose { items.append("verbose=1") }
+        if stats { items.append("stats_print=1") }
+        if statsJson { items.append("stats_json=1") }
+        if let statsSignal { items.append("stats_signal=\(statsSignal)") }
+        if let statsFd { items.append("stats_fd=\(statsFd)") }
+        return items + options
+    }
+
+    func validate() throws {
+        for item in options where !item.contains("=") || item.contains(",") {
+            throw ValidationError("--option wants one key=value, not '\(item)'")
+        }
+    }
+
+    /// Sets the environment and executes the program (returns only when that failed).
+    func run() throws {
+        // The program's arguments are passed through untouched, so --help and -h before
+        // any program are looked at here.
+        if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(Self.self) }
+        let args = command.first == "--" ? Array(command.dropFirst()) : command
+        guard let program = args.first else { throw ValidationError("no program given") }
+        let lib = try library.path()
+        let environment = ProcessInfo.processInfo.environment
+        setenv("LD_PRELOAD", environment["LD_PRELOAD"].map { "\(lib):\($0)" } ?? lib, 1)
+        let items = optionItems
+        if !items.isEmpty {
+            let joined = items.joined(separator: ",")
+            setenv("SWMALLOC_OPTIONS", environment["SWMALLOC_OPTIONS"].map { "\($0),\(joined)" } ?? joined, 1)
+        }
+        let argv = args.map { strdup($0) } + [nil]
+        execvp(program, argv)
+        let reason = String(cString: strerror(errno))
+        throw ValidationError("cannot run \(program): \(reason)")
+    }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Checks the install the way a new user meets it (run by .ci/run after the tests; needs
+# pkg-config and dpkg-deb, and root for the Debian package part):
+#  1. scripts/install.sh --prefix TMP: the files, the soname, pkg-config, a C program
+#     built with `pkg-config --cflags --libs swmalloc` that runs on swmalloc, a static C
+#     program linked with libswmalloc.a, the installed tool (`swmalloc info`, `run`);
+#     then --uninstall leaves nothing behind.
+#  2. scripts/build-deb.sh, `apt-get install ./swmalloc_*.deb`, a program preloaded with
+#     /usr/lib/libswmalloc.so.1, `swmalloc info`, `apt-get remove` (skipped, with a note,
+#     when not root or without apt-get).
+# Prints "check-install: N passed, 0 failed" and exits 0, or stops at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+passed=0
+ok() { passed=$((passed + 1)); echo "check-install: ok: $*"; }
+fail() { echo "check-install: FAILED: $*" >&2; echo "check-install: $passed passed, 1 failed"; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+prefix="$work/prefix"
+cat > "$work/probe.c" <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <swmalloc.h>
+int main(int argc, char **argv) {
+    (void)argv;
+    char *p = malloc(100 * (size_t)argc);   /* used, so the compiler cannot drop it */
+    strcpy(p, "swmalloc");
+    if (puts(p) < 0) return 2;
+    free(p);
+    swm_stats_t st;
+    if (swm_stats_get(&st) != 0 || st.mallocs == 0) return 1;
+    printf("mallocs %zu\n", st.mallocs);
+    return 0;
+}
+EOF
+
+# A program that knows nothing of swmalloc, for preloading: it allocates and exits.
+printf '#include <stdio.h>\n#include <stdlib.h>\nint main(int c, char **v) { char *p = malloc(64 * (size_t)c); (void)v; return p == NULL || printf("%%p\\n", (void *)p) < 0; }\n' > "$work/plain.c"
+cc -O1 "$work/plain.c" -o "$work/plain" || fail "building the plain program"
+
+# ---- 1. install into a prefix ----
+bash scripts/install.sh --prefix "$prefix" > "$work/install.log" || { cat "$work/install.log"; fail "install.sh"; }
+for f in lib/libswmalloc.so.1.0 lib/libswmalloc.so.1 lib/libswmalloc.so lib/libswmalloc.a lib/pkgconfig/swmalloc.pc \
+         include/swmalloc.h include/vos_mem.h bin/swmalloc libexec/swmalloc/swm-workload share/man/man1/swmalloc.1; do
+  [ -e "$prefix/$f" ] || fail "$f not installed"
+done
+ok "install.sh put every file in place"
+readelf -d "$prefix/lib/libswmalloc.so.1.0" | grep -q 'SONAME.*\[libswmalloc.so.1\]' || fail "soname is not libswmalloc.so.1"
+needed="$(readelf -d "$prefix/lib/libswmalloc.so.1.0" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+[ "$needed" = "libc.so.6 " ] || fail "the library needs more than libc: $needed"
+ok "soname libswmalloc.so.1, needs libc only"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+flags="$(pkg-config --cflags --libs swmalloc)" || fail "pkg-config swmalloc"
+# shellcheck disable=SC2086
+cc -O1 "$work/probe.c" -o "$work/probe" $flags || fail "building with pkg-config flags: $flags"
+readelf -d "$work/probe" | grep -q 'NEEDED.*\[libswmalloc.so.1\]' || fail "the program does not need libswmalloc.so.1"
+"$work/probe" > "$work/probe.out" || fail "the program built with pkg-config did not run on swmalloc"
+ok "pkg-config --cflags --libs swmalloc builds a program that runs on it ($(tail -1 "$work/probe.out"))"
+cc -O1 -static -I "$prefix/include" "$work/probe.c" -o "$work/probe-static" \
+  -Wl,--whole-archive "$prefix/lib/libswmalloc.a" -Wl,--no-whole-archive -pthread || fail "static link with libswmalloc.a"
+if readelf -d "$work/probe-static" 2>/dev/null | grep -q NEEDED; then fail "the static program has dynamic dependencies"; fi
+"$work/probe-static" > /dev/null || fail "the static program did not run on swmalloc"
+ok "a static C program linked with libswmalloc.a runs on it"
+"$prefix/bin/swmalloc" info | grep -q "installed under $prefix" || fail "the installed tool does not find its library"
+"$prefix/bin/swmalloc" run --stats -- "$work/probe" 2>&1 >/dev/null | grep -q "swmalloc statistics" || fail "swmalloc run --stats"
+ok "the installed swmalloc tool runs (info, run)"
+bash scripts/install.sh --prefix "$prefix" --uninstall > /dev/null || fail "install.sh --uninstall"
+left="$(find "$prefix" -type f -o -type l | wc -l)"
+[ "$left" = 0 ] || fail "--uninstall left $left files: $(find "$prefix" -type f -o -type l)"
+ok "--uninstall removed every file"
+
+# ---- 2. the Debian package ----
+if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+  echo "check-install: note: Debian package install skipped (needs root and apt-get)"
+else
+  unset PKG_CONFIG_PATH
+  deb="$(bash scripts/build-deb.sh --out "$work" | tail -1)"
+  [ -f "$deb" ] || fail "build-deb.sh made no package"
+  apt-get install -y -qq "$deb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $deb"; }
+  LD_PRELOAD=/usr/lib/libswmalloc.so.1 SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null \
+    | grep -q "swmalloc statistics" || fail "preloading the packaged /usr/lib/libswmalloc.so.1"
+  swmalloc info | grep -q "installed under /usr" || fail "the packaged swmalloc tool"
+  cc -O1 "$work/probe.c" -o "$work/probe-deb" $(pkg-config --cflags --libs swmalloc) && "$work/probe-deb" > /dev/null \
+    || fail "building against the packaged library"
+  apt-get remove -y -qq swmalloc > /dev/null 2>&1 || fail "apt-get remove swmalloc"
+  [ ! -e /usr/lib/libswmalloc.so.1 ] || fail "apt-get remove left /usr/lib/libswmalloc.so.1"
+  ok "the Debian package installs, preloads, builds against, and removes ($(basename "$deb"))"
+fi
+echo "check-install: $passed passed, 0 failed"
