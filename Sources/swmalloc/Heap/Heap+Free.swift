@@ -90,7 +90,7 @@ extension Heap {
     }
 
     /// Emptied only pages a heap keeps (a power of two, the size of `HeapState.kept`).
-    static let keptMax = 8
+    static let keptMax = 64
 
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
     @inline(never)

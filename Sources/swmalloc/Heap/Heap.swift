@@ -130,7 +130,7 @@ struct HeapState: ~Copyable {
     var extensionData: UnsafeMutableRawPointer?
     /// The last `Heap.keptMax` class pages kept when they emptied as their class's only
     /// page (a ring; `keptNext` is the next slot to reuse). See `Heap.pageEmptied`.
-    var kept: InlineArray<8, UnsafeMutablePointer<Page>?>
+    var kept: InlineArray<64, UnsafeMutablePointer<Page>?>
     var keptNext: Int
     /// Slow paths left before the next periodic housekeeping (see `Heap.maintain`).
     var periodicCountdown: Int
