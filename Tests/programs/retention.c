@@ -27,11 +27,18 @@
  *                       wakeups in the next second.
  *                       A fork child gets its own purger at its first allocations that
  *                       need one, and gives its memory back the same way.
- *   purger_off          with background=0 no purger thread is ever started. */
+ *   purger_off          with background=0 no purger thread is ever started.
+ *   huge_cache_reuse    huge blocks freed and allocated again in other sizes reuse the
+ *                       huge cache (cut, trimmed, grown): contents are intact, calloc of
+ *                       a reused mapping reads zero, and once all are freed the counts
+ *                       of live huge blocks and bytes are back to 0 (a cut mapping was
+ *                       once counted by the size asked for and freed by its mapping,
+ *                       which wrapped the counter and trapped). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -330,10 +337,40 @@ static void purger_off(void) {
     CHECK(purger_wakeups() == 0);
 }
 
+static void huge_cache_reuse(void) {
+    static const size_t mib[] = {60, 5, 40, 3, 20, 64, 9, 33, 7, 50};
+    void *live[4] = {0};
+    size_t sizes[4] = {0};
+    for (int round = 0; round < 40; round++) {
+        int k = round % 4;
+        free(live[k]);
+        size_t size = mib[round % 10] << 20;
+        sizes[k] = size;
+        unsigned char *p = round % 3 == 0 ? calloc(1, size) : malloc(size);
+        CHECK(p != NULL);
+        CHECKF(malloc_usable_size(p) >= size, "usable %zu < %zu", malloc_usable_size(p), size);
+        if (round % 3 == 0)
+            for (size_t i = 0; i < size; i += 4096) CHECKF(p[i] == 0, "calloc'd reused block not zero at %zu", i);
+        memset(p, round + 1, size);
+        live[k] = p;
+        for (int j = 0; j < 4; j++) {
+            unsigned char *q = live[j];
+            if (q && j != k) CHECKF(q[0] != 0 && q[sizes[j] / 2] == q[0] && q[sizes[j] - 1] == q[0], "block %d changed", j);
+        }
+    }
+    for (int k = 0; k < 4; k++) free(live[k]);
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    CHECKF(st.huge_blocks == 0, "%zu huge blocks live after freeing all", st.huge_blocks);
+    struct mallinfo2 m = mallinfo2();
+    CHECKF(m.hblkhd == 0 && m.hblks == 0, "mallinfo2: hblks %zu hblkhd %zu after freeing all", m.hblks, m.hblkhd);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"remote_batch_idle", remote_batch_idle},
     {"fork_child_reuse", fork_child_reuse}, {"purger_absent", purger_absent},
     {"purger_lifecycle", purger_lifecycle}, {"purger_off", purger_off},
+    {"huge_cache_reuse", huge_cache_reuse},
 };
 
 int main(int argc, char **argv) {

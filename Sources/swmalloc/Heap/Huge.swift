@@ -44,7 +44,10 @@ enum Huge {
             let block = seg.base + offset
             if zeroed { block.initializeMemory(as: UInt8.self, repeating: 0, count: total - offset) }
             SegmentMap.insert(seg.base)
-            countAllocation(usable: total - offset, mapped: total)
+            // Counted by what it maps (a cut mapping can end past `total`): free subtracts
+            // the same.
+            let mapped = seg.pointee.mappedSize
+            countAllocation(usable: mapped - offset, mapped: mapped)
             return block
         }
         guard let base = OSMemory.mapAligned(total, alignment: Geometry.segmentSize) else {
