@@ -12,6 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 passed=0
+# Whether text contains a pattern. The text is read whole first: `cmd | grep -q` would stop
+# reading at the first match, the writer could die of SIGPIPE, and pipefail would call
+# that a failure.
+has() { grep -q -e "$2" <<< "$1"; }
 ok() { passed=$((passed + 1)); echo "check-install: ok: $*"; }
 fail() { echo "check-install: FAILED: $*" >&2; echo "check-install: $passed passed, 1 failed"; exit 1; }
 
@@ -47,7 +51,7 @@ for f in lib/libswmalloc.so.1.0 lib/libswmalloc.so.1 lib/libswmalloc.so lib/libs
   [ -e "$prefix/$f" ] || fail "$f not installed"
 done
 ok "install.sh put every file in place"
-readelf -d "$prefix/lib/libswmalloc.so.1.0" | grep -q 'SONAME.*\[libswmalloc.so.1\]' || fail "soname is not libswmalloc.so.1"
+has "$(readelf -d "$prefix/lib/libswmalloc.so.1.0")" 'SONAME.*\[libswmalloc.so.1\]' || fail "soname is not libswmalloc.so.1"
 needed="$(readelf -d "$prefix/lib/libswmalloc.so.1.0" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 [ "$needed" = "libc.so.6 " ] || fail "the library needs more than libc: $needed"
 ok "soname libswmalloc.so.1, needs libc only"
@@ -55,16 +59,16 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags="$(pkg-config --cflags --libs swmalloc)" || fail "pkg-config swmalloc"
 # shellcheck disable=SC2086
 cc -O1 "$work/probe.c" -o "$work/probe" $flags || fail "building with pkg-config flags: $flags"
-readelf -d "$work/probe" | grep -q 'NEEDED.*\[libswmalloc.so.1\]' || fail "the program does not need libswmalloc.so.1"
+has "$(readelf -d "$work/probe")" 'NEEDED.*\[libswmalloc.so.1\]' || fail "the program does not need libswmalloc.so.1"
 "$work/probe" > "$work/probe.out" || fail "the program built with pkg-config did not run on swmalloc"
 ok "pkg-config --cflags --libs swmalloc builds a program that runs on it ($(tail -1 "$work/probe.out"))"
 cc -O1 -static -I "$prefix/include" "$work/probe.c" -o "$work/probe-static" \
   -Wl,--whole-archive "$prefix/lib/libswmalloc.a" -Wl,--no-whole-archive -pthread || fail "static link with libswmalloc.a"
-if readelf -d "$work/probe-static" 2>/dev/null | grep -q NEEDED; then fail "the static program has dynamic dependencies"; fi
+if has "$(readelf -d "$work/probe-static" 2>/dev/null || true)" NEEDED; then fail "the static program has dynamic dependencies"; fi
 "$work/probe-static" > /dev/null || fail "the static program did not run on swmalloc"
 ok "a static C program linked with libswmalloc.a runs on it"
-"$prefix/bin/swmalloc" info | grep -q "installed under $prefix" || fail "the installed tool does not find its library"
-"$prefix/bin/swmalloc" run --stats -- "$work/probe" 2>&1 >/dev/null | grep -q "swmalloc statistics" || fail "swmalloc run --stats"
+has "$("$prefix/bin/swmalloc" info)" "installed under $prefix" || fail "the installed tool does not find its library"
+has "$("$prefix/bin/swmalloc" run --stats -- "$work/probe" 2>&1 >/dev/null)" "swmalloc statistics" || fail "swmalloc run --stats"
 ok "the installed swmalloc tool runs (info, run)"
 bash scripts/install.sh --prefix "$prefix" --uninstall > /dev/null || fail "install.sh --uninstall"
 left="$(find "$prefix" -type f -o -type l | wc -l)"
@@ -79,9 +83,9 @@ else
   deb="$(bash scripts/build-deb.sh --out "$work" | tail -1)"
   [ -f "$deb" ] || fail "build-deb.sh made no package"
   apt-get install -y -qq "$deb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $deb"; }
-  LD_PRELOAD=/usr/lib/libswmalloc.so.1 SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null \
-    | grep -q "swmalloc statistics" || fail "preloading the packaged /usr/lib/libswmalloc.so.1"
-  swmalloc info | grep -q "installed under /usr" || fail "the packaged swmalloc tool"
+  has "$(LD_PRELOAD=/usr/lib/libswmalloc.so.1 SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null)" \
+    "swmalloc statistics" || fail "preloading the packaged /usr/lib/libswmalloc.so.1"
+  has "$(swmalloc info)" "installed under /usr" || fail "the packaged swmalloc tool"
   cc -O1 "$work/probe.c" -o "$work/probe-deb" $(pkg-config --cflags --libs swmalloc) && "$work/probe-deb" > /dev/null \
     || fail "building against the packaged library"
   apt-get remove -y -qq swmalloc > /dev/null 2>&1 || fail "apt-get remove swmalloc"

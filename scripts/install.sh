@@ -84,7 +84,7 @@ cc -shared -o "$stage/$real" \
   -Wl,--whole-archive "$bin/libswmalloc-static.a" -Wl,--no-whole-archive \
   -Wl,-soname,"$soname" -Wl,--version-script=Sources/swmalloc/swmalloc.map -Wl,-z,nodelete \
   -Wl,--no-undefined
-if ldd "$stage/$real" | grep -v -e 'libc.so' -e 'vdso' -e 'ld-linux' | grep -q '=>'; then
+if [ -n "$(ldd "$stage/$real" | grep -v -e 'libc.so' -e 'vdso' -e 'ld-linux' | grep '=>' || true)" ]; then
   echo "install.sh: $real depends on more than libc:" >&2
   ldd "$stage/$real" >&2
   exit 1
