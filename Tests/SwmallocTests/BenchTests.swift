@@ -103,12 +103,32 @@ struct BenchTests {
             (["--set", "novalue"], "--set wants key=value"),
             (["--threads", "0"], "--threads"),
             (["--profile", "huge"], "huge"),
+            (["--allocator", "noequals"], "--allocator wants NAME=/path/to/lib.so"),
+            (["--allocator", "glibc=/lib/x86_64-linux-gnu/libc.so.6"], "'glibc' is already an allocator"),
+            (["--allocator", "mine=/nonexistent/lib.so"], "/nonexistent/lib.so not found"),
         ]
         for (arguments, message) in cases {
             let run = try BenchSupport.run(BenchSupport.tool, ["bench"] + arguments)
             #expect(run.status != 0, "\(arguments)")
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
         }
+    }
+
+    @Test("--allocator NAME=PATH measures another library like the built-in allocators")
+    func extraAllocatorIsMeasured() throws {
+        let dir = try BenchSupport.temporaryDirectory()
+        let path = dir + "/r.json"
+        let run = try BenchSupport.run(
+            BenchSupport.tool,
+            ["bench", "--profile", "tiny", "-r", "1", "--allocators", "glibc", "--no-baselines",
+             "--allocator", "swm-copy=" + BenchSupport.library, "--workloads", "single-loop,larson",
+             "--json", path, "--svg", dir + "/c.svg"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let header = run.stdout.split(separator: "\n").first { $0.hasPrefix("workload ") } ?? ""
+        #expect(header.contains("glibc") && header.contains("swm-copy"), "\(run.stdout)")
+        let samples = try #require(try BenchSupport.readJSON(path)["samples"] as? [[String: Any]])
+        let mine = samples.filter { $0["allocator"] as? String == "swm-copy" }
+        #expect(mine.count == 2 && mine.allSatisfy { $0["error"] == nil }, "\(mine)")
     }
 
     @Test("options reach the workload program: --set, --threads, --full, --list")

@@ -22,6 +22,11 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated allocators (swmalloc, glibc, jemalloc, tcmalloc, mimalloc).")
     var allocators: String = AllocatorCatalogue.names.joined(separator: ",")
 
+    @Option(
+        name: .customLong("allocator"),
+        help: "Another allocator to measure like the built-in ones: NAME=/path/to/lib.so (preloaded). Repeatable.")
+    var extraAllocators: [String] = []
+
     @Option(name: .long, help: "Comma-separated workloads (default: all; see --list).")
     var workloads: String?
 
@@ -80,6 +85,15 @@ struct BenchCommand: ParsableCommand {
         for name in allocatorList where !AllocatorCatalogue.names.contains(name) {
             throw ValidationError("unknown allocator '\(name)' (known: \(AllocatorCatalogue.names.joined(separator: ", ")))")
         }
+        var extraNames = Set<String>()
+        for extra in try parsedExtraAllocators() {
+            if AllocatorCatalogue.names.contains(extra.name) || !extraNames.insert(extra.name).inserted {
+                throw ValidationError("--allocator: '\(extra.name)' is already an allocator of this run")
+            }
+            guard FileManager.default.fileExists(atPath: extra.library ?? "") else {
+                throw ValidationError("--allocator \(extra.name): \(extra.library ?? "") not found")
+            }
+        }
         for name in workloadList where Catalogue.workload(named: name) == nil {
             throw ValidationError("unknown workload '\(name)' (see --list)")
         }
@@ -88,6 +102,16 @@ struct BenchCommand: ParsableCommand {
 
     /// The requested allocator names.
     var allocatorList: [String] { split(allocators) }
+
+    /// The `--allocator NAME=PATH` values as allocators.
+    func parsedExtraAllocators() throws -> [Allocator] {
+        try extraAllocators.map { spec in
+            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
+                throw ValidationError("--allocator wants NAME=/path/to/lib.so, not '\(spec)'")
+            }
+            return Allocator(name: String(spec[..<eq]), library: String(spec[spec.index(after: eq)...]), package: nil)
+        }
+    }
 
     /// The requested workload names (all when not given).
     var workloadList: [String] { workloads.map(split) ?? Catalogue.all.map(\.name) }
@@ -133,8 +157,9 @@ struct BenchCommand: ParsableCommand {
         let overrides = [
             "swmalloc": libSwmalloc, "jemalloc": libJemalloc, "tcmalloc": libTcmalloc, "mimalloc": libMimalloc,
         ].compactMapValues { $0 }
-        let (found, notes) = AllocatorCatalogue.resolve(
+        var (found, notes) = AllocatorCatalogue.resolve(
             allocatorList, overrides: overrides, swmalloc: Locations.library() ?? buildDirectory + "/libswmalloc.so")
+        found += try parsedExtraAllocators()
         for note in notes { FileHandle.standardError.write(Data("swmalloc bench: \(note)\n".utf8)) }
         let binary = workloadBinary ?? Locations.workload() ?? buildDirectory + "/swm-workload"
         guard FileManager.default.isExecutableFile(atPath: binary) else {
