@@ -41,7 +41,8 @@ void result_end(void);
 
 /* Monotonic time in seconds. */
 double now_s(void);
-/* The process's resident set size now, in kB (from /proc/self/statm). */
+/* The process's resident set size now, in kB (from /proc/self/statm, without calling
+ * the allocator). */
 long rss_now_kb(void);
 /* The process's peak resident set size so far, in kB (VmHWM of /proc/self/status). */
 long rss_peak_kb(void);

@@ -1,6 +1,6 @@
 /* The retention family: memory an allocator keeps after the program freed it, in the
- * patterns the memory-policy review found (RSS in kB from /proc/self/statm, read without
- * calling the allocator, so that measuring does not make an allocator purge).
+ * patterns the memory-policy review found (RSS in kB from /proc/self/statm: rss_now_kb
+ * reads it without calling the allocator, so that measuring does not make one purge).
  *
  *   retention-idle   `threads` threads each allocate `mb` MiB of 16 … 4,000-byte blocks,
  *                    free them and go to sleep; the main thread sleeps `wait_ms` too.
@@ -11,7 +11,6 @@
  *                    alive; the process forks; the child frees all of it and allocates as
  *                    much again: its RSS should not double. */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
@@ -21,20 +20,6 @@
 #include <unistd.h>
 
 #include "workload.h"
-
-/** RSS in kB, from /proc/self/statm with open/read (no stdio, so no malloc). */
-static long rss_quiet_kb(void) {
-    char text[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    text[n] = 0;
-    long size = 0, resident = 0;
-    if (sscanf(text, "%ld %ld", &size, &resident) != 2) return -1;
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 /* Threads park on this until the main thread has measured. */
 static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -99,7 +84,7 @@ int workload_retention_idle(const char *api) {
     idle_args *args = must(calloc((size_t)threads, sizeof(idle_args)), "args");
     pthread_t *tids = must(calloc((size_t)threads, sizeof(pthread_t)), "threads");
     pthread_barrier_init(&done_barrier, NULL, (unsigned)threads + 1);
-    long base_kb = rss_quiet_kb();
+    long base_kb = rss_now_kb();
     for (long t = 0; t < threads; t++) {
         args[t] = (idle_args){mb << 20, (uint64_t)t + 1, 0};
         if (pthread_create(&tids[t], NULL, idle_thread, &args[t]) != 0) {
@@ -108,9 +93,9 @@ int workload_retention_idle(const char *api) {
         }
     }
     pthread_barrier_wait(&done_barrier);
-    long freed_kb = rss_quiet_kb();
+    long freed_kb = rss_now_kb();
     usleep((useconds_t)wait_ms * 1000);
-    long after_kb = rss_quiet_kb();
+    long after_kb = rss_now_kb();
     unpark();
     double seconds = 0;
     for (long t = 0; t < threads; t++) {
@@ -160,7 +145,7 @@ int workload_retention_pc(const char *api) {
     pc_n = n;
     sem_init(&pc_full, 0, 0);
     sem_init(&pc_free, 0, (unsigned)live);
-    long base_kb = rss_quiet_kb();
+    long base_kb = rss_now_kb();
     pthread_t consumer;
     if (pthread_create(&consumer, NULL, pc_consumer, NULL) != 0) return 1;
     size_t size = (size_t)kb * 1024;
@@ -174,7 +159,7 @@ int workload_retention_pc(const char *api) {
     }
     pthread_join(consumer, NULL);
     double t = now_s() - t0;
-    long end_kb = rss_quiet_kb();
+    long end_kb = rss_now_kb();
     free(pc_ring);
     result_begin("retention-pc", api);
     result_double("time_s", t);
@@ -228,17 +213,17 @@ int workload_retention_fork(const char *api) {
     if (pid < 0) return 1;
     if (pid == 0) {
         long report[3];
-        report[0] = rss_quiet_kb();
+        report[0] = rss_now_kb();
         for (long t = 0; t < threads; t++)
             for (long i = 0; i < per; i++) free(args[t].blocks[i]);
-        report[1] = rss_quiet_kb();
+        report[1] = rss_now_kb();
         for (long t = 0; t < threads; t++)
             for (long i = 0; i < per; i++) {
                 args[t].blocks[i] = malloc(1024);
                 if (!args[t].blocks[i]) _exit(3);
                 memset(args[t].blocks[i], 3, 1024);
             }
-        report[2] = rss_quiet_kb();
+        report[2] = rss_now_kb();
         if (write(pipefd[1], report, sizeof report) != (ssize_t)sizeof report) _exit(4);
         _exit(0);
     }

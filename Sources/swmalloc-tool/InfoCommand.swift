@@ -29,9 +29,8 @@ struct InfoCommand: ParsableCommand {
             return
         }
         let lib = try library.path()
-        let self_ = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: self_)
+        process.executableURL = URL(fileURLWithPath: Locations.executable)
         process.arguments = ["info", "--probe"]
         var environment = ProcessInfo.processInfo.environment
         environment["LD_PRELOAD"] = lib

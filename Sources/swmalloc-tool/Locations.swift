@@ -7,11 +7,13 @@ import Foundation
 
 /// The files the tool works with, looked up once per use.
 enum Locations {
-    /// The directory of this executable (/proc/self/exe).
-    static var executableDirectory: String {
-        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return (path as NSString).deletingLastPathComponent
+    /// This executable's path (/proc/self/exe).
+    static var executable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
+
+    /// The directory of this executable: the build folder, or PREFIX/bin.
+    static var executableDirectory: String { (executable as NSString).deletingLastPathComponent }
 
     /// PREFIX when this executable is PREFIX/bin/swmalloc with PREFIX/lib/libswmalloc.so.1
     /// beside it; nil in a build folder.

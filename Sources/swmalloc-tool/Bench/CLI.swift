@@ -145,7 +145,7 @@ struct BenchCommand: ParsableCommand {
             printCatalogue()
             return
         }
-        let buildDirectory = executableDirectory()
+        let buildDirectory = Locations.executableDirectory
         if let report {
             let document = try BenchDocument.read(from: report).resummarised()
             print(Report(document: document).text(), terminator: "")
@@ -261,13 +261,6 @@ struct BenchCommand: ParsableCommand {
 func writeSVG(_ report: Report, to path: String) throws {
     try createParentDirectory(of: path)
     try report.svg().write(toFile: path, atomically: true, encoding: .utf8)
-}
-
-/// The directory of this executable (/proc/self/exe), where the package's build puts
-/// swm-workload and libswmalloc.so.
-func executableDirectory() -> String {
-    let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return (path as NSString).deletingLastPathComponent
 }
 
 /// Where results go by default: `bench/` in the build's scratch directory (`.build/bench`

@@ -256,7 +256,7 @@ enum Huge {
         while let seg = cursor {
             cursor = seg.pointee.next
             let freedAt = seg.page(at: 0).pointee.freedAt
-            if delay == 0 || (now >= freedAt && now - freedAt >= delay) {
+            if hasExpired(freedAt: freedAt, now: now, delay: delay) {
                 unlinkCached(seg)
                 seg.pointee.next = expired
                 expired = seg

@@ -350,9 +350,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if span.pointee.kind == .freeSpan && !span.pointee.purged {
-                // `now` may be older than `freedAt` (read before another step returned the
-                // span): that span is young, not 2^64 ns old (a delay of 0 purges it anyway).
-                if delay == 0 || (now >= span.pointee.freedAt && now - span.pointee.freedAt >= delay) { purge(span) }
+                if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) { purge(span) }
                 else if span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
             }
             i += span.pointee.sliceCount
@@ -373,4 +371,12 @@ extension UnsafeMutablePointer where Pointee == Segment {
             i = now.pointee.sliceIndex + now.pointee.sliceCount
         }
     }
+}
+
+/// Whether memory freed at `freedAt` stayed unused for `delay` by `now` (a delay of 0:
+/// always). `now` may be older than `freedAt` (read before another step freed it): that
+/// memory is young, not 2^64 ns old.
+@inline(__always)
+func hasExpired(freedAt: UInt64, now: UInt64, delay: UInt64) -> Bool {
+    delay == 0 || (now >= freedAt && now - freedAt >= delay)
 }
