@@ -11,6 +11,12 @@ let coreSwiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-Xfrontend", "-no-allocations", "-wmo"]),
 ]
 
+/// The exports the shared library binds straight to their Swift entry points, without
+/// `CSwmShim/exports.c`'s one-jump forwarder (which the static library keeps): `--defsym`
+/// of an expression (`+0`) gives the name default visibility, while a plain alias would
+/// copy the entry point's hidden one and export nothing.
+let hotExports = ["malloc", "free", "calloc", "realloc"]
+
 /// Linker flags for the shared library (the script's path is absolute so that the
 /// library also links when this package is a dependency): the version script exports the
 /// C API only (defined with default visibility in `CSwmShim/exports.c`) and keeps the
@@ -19,7 +25,8 @@ let coreSwiftSettings: [SwiftSetting] = [
 let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         ["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
-         "-Xlinker", "-z", "-Xlinker", "nodelete"]),
+         "-Xlinker", "-z", "-Xlinker", "nodelete"]
+        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0)=swmimpl_\($0)+0"] }),
 ]
 
 let package = Package(

@@ -11,7 +11,9 @@
 //
 // The forwarders are naked functions whose whole body is the jump, so they cost one
 // instruction whatever the build's frame-pointer flags, and the arguments pass through
-// untouched in their registers.
+// untouched in their registers. In the shared library, malloc, free, calloc and realloc
+// cost not even that: the link binds those names to the entry points themselves
+// (`hotExports` in Package.swift), and their forwarders here are left unused.
 
 // The naked forwarders are declared `void f(void)`: the C type of an exported symbol does
 // not reach the linker, and the real signatures are the Swift entry points'.

@@ -25,7 +25,8 @@ __thread long swmshim_tls_locks __attribute__((tls_model("initial-exec"))) = 0;
 __thread long swmshim_tls_fork_depth __attribute__((tls_model("initial-exec"))) = 0;
 __thread long swmshim_tls_fork_held __attribute__((tls_model("initial-exec"))) = 0;
 
-uint64_t swmshim_segment_map[SWM_SEGMENT_MAP_WORDS];
+uint8_t swmshim_segment_map[SWM_SEGMENT_MAP_BYTES];
+uint8_t swmshim_slot_table[SWM_SLOT_TABLE_ROWS];
 
 static pthread_key_t swmshim_key;
 

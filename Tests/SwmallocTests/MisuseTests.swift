@@ -92,6 +92,10 @@ let misuseCases: [(name: String, message: String)] = [
     // is no block yet.
     ("invalid_free_never_issued", MisuseMessage.doubleFree),
     ("invalid_free_beyond_capacity", MisuseMessage.notBlockStart),
+    // A block past its class page's first slice: free's fast path leaves it to the slow
+    // path, which checks it the same way.
+    ("double_free_past_first_slice", MisuseMessage.doubleFree),
+    ("interior_free_past_first_slice", MisuseMessage.notBlockStart),
     // Double frees of aligned blocks, on the owner thread.
     ("double_free_aligned_4k", MisuseMessage.doubleFree),
     ("double_free_aligned_128k", MisuseMessage.notInBlock),

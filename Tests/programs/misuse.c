@@ -201,6 +201,33 @@ static void interior_free(const struct kind *k) {
     free(announce(p + k->interior));
 }
 
+/** A block of class 24 KiB (pages of 3 slices) that lies past its page's first slice:
+ * free's fast path reads only the descriptor of a pointer's slice, and this block's is
+ * not its page's, so its frees take the slow path, which must check them all the same.
+ * The first block of the first fresh page is at a slice boundary; its fourth (72 KiB in)
+ * is in the page's second slice. */
+static char *past_first_slice_block(void) {
+    static char *blocks[16];
+    for (size_t i = 0; i < 16; i++) blocks[i] = malloc(24 * KiB);
+    for (size_t i = 0; i + 3 < 16; i++) {
+        if (slice_of(blocks[i]) == (uintptr_t)blocks[i] && blocks[i + 3] == blocks[i] + 72 * KiB) {
+            return blocks[i + 3];
+        }
+    }
+    setup_failed("no fresh page of 24 KiB blocks");
+    return NULL;
+}
+
+static void double_free_past_first_slice(void) {
+    char *p = announce(past_first_slice_block());
+    free(p);
+    free(p);
+}
+
+static void interior_free_past_first_slice(void) {
+    free(announce(past_first_slice_block() + 16));
+}
+
 /** Calls realloc, ignoring the result (the call is expected to abort). */
 static void reallocate(void *p, size_t n) {
     void *volatile r = realloc(p, n);
@@ -480,6 +507,9 @@ static const struct misuse_case cases[] = {
     // Block starts never handed out.
     PLAIN("invalid_free_never_issued", invalid_free_never_issued),
     PLAIN("invalid_free_beyond_capacity", invalid_free_beyond_capacity),
+    // Blocks past a class page's first slice (free's slow path).
+    PLAIN("double_free_past_first_slice", double_free_past_first_slice),
+    PLAIN("interior_free_past_first_slice", interior_free_past_first_slice),
     // Double frees of aligned blocks, on the owner thread.
     KIND("double_free_aligned_4k", double_free, aligned_4k),
     KIND("double_free_aligned_128k", double_free, aligned_128k),

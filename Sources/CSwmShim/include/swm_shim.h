@@ -10,9 +10,16 @@
 
 /// Number of small size classes; the Swift size-class table is checked against it.
 #define SWM_CLASS_COUNT 88
-/// Direct page slots in a heap: one per class plus one that is always empty, for sizes
-/// above the small range (they take the slow path through the same single test).
-#define SWM_DIRECT_SLOTS (SWM_CLASS_COUNT + 1)
+/// Direct page slots in a heap (see the Swift `SizeClass.slot`): 65 by size up to 1 KiB,
+/// 56 for the classes above, one that is always empty.
+#define SWM_DIRECT_SLOTS 122
+
+/// Direct slots of sizes 1025 … 128 KiB by (size − 1) / 128 (filled in at start-up by the
+/// Swift `SizeClass.fillSlotTable`; before that every entry is 0, a slot that is empty in
+/// the only heap a thread can have then).
+#define SWM_SLOT_TABLE_ROWS 1024
+extern uint8_t swmshim_slot_table[SWM_SLOT_TABLE_ROWS] __attribute__((visibility("hidden")));
+static inline uint8_t *swmshim_slot_table_base(void) { return swmshim_slot_table; }
 
 /// The heap every thread starts with: `SWM_DIRECT_SLOTS` pointers, all to one empty page
 /// whose free list is NULL. Reading a size class's page from it always finds "no free
@@ -46,11 +53,12 @@ static inline void swmshim_heap_set(void *heap) { swmshim_tls_heap = heap; }
 static inline void *swmshim_empty_heap_address(void) { return (void *)swmshim_empty_heap; }
 static inline void *swmshim_exited_heap_address(void) { return (void *)swmshim_exited_heap; }
 
-/// One bit per 4 MiB of the 47-bit user address space: set where a swmalloc segment
-/// starts. 2^25 bits = 4 MiB of zero-filled .bss, only touched pages become resident.
-#define SWM_SEGMENT_MAP_WORDS (1u << 19)
-extern uint64_t swmshim_segment_map[SWM_SEGMENT_MAP_WORDS] __attribute__((visibility("hidden")));
-static inline uint64_t *swmshim_segment_map_base(void) { return swmshim_segment_map; }
+/// One byte per 4 MiB of the 47-bit user address space: non-zero where a swmalloc segment
+/// starts. 2^25 bytes (32 MiB) of zero-filled .bss: address space only, the pages free
+/// reads are the kernel's shared zero page until a segment is mapped in their range.
+#define SWM_SEGMENT_MAP_BYTES (1u << 25)
+extern uint8_t swmshim_segment_map[SWM_SEGMENT_MAP_BYTES] __attribute__((visibility("hidden")));
+static inline uint8_t *swmshim_segment_map_base(void) { return swmshim_segment_map; }
 
 /// Zero-filled, 64-byte aligned storage for the allocator's process-wide state (the
 /// Swift `Globals` layout lives in it; its size is checked at start-up). Static storage

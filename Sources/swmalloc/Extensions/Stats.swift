@@ -50,7 +50,7 @@ enum Stats {
     static func foldExited(_ heap: Heap) {
         let s = heap.state
         for c in 0..<SizeClass.count {
-            exited(c).add(s.allocCounter(c).pointee)
+            exited(c).add(s.classAllocs(c))
             exited(SizeClass.count + c).add(s.freeCounter(c).pointee)
         }
         exited(bigAllocatedWord).add(s.pointee.bigAllocated)
@@ -93,7 +93,7 @@ enum Stats {
         out.allocs = exited(c).loadRelaxed()
         out.frees = exited(SizeClass.count + c).loadRelaxed()
         forEachLiveHeap { heap in
-            out.allocs &+= heap.state.allocCounter(c).pointee
+            out.allocs &+= heap.state.classAllocs(c)
             out.frees &+= heap.state.freeCounter(c).pointee
         }
         out.live = out.allocs >= out.frees ? out.allocs - out.frees : 0
@@ -143,7 +143,7 @@ enum Stats {
         var freed = heap.state.pointee.bigFreed
         for c in 0..<SizeClass.count {
             let size = UInt(SizeClass.blockSize(c))
-            allocated &+= heap.state.allocCounter(c).pointee &* size
+            allocated &+= heap.state.classAllocs(c) &* size
             freed &+= heap.state.freeCounter(c).pointee &* size
         }
         return (allocated, freed)

@@ -18,7 +18,8 @@ extension Heap {
         Process.initialize()
         guard let raw = takeRecord() else { return nil }
         let heap = Heap(raw)
-        for slot in 0...SizeClass.count { heap.setPage(slot: slot, Heap.emptyPage) }
+        raw.initializeMemory(as: UnsafeMutablePointer<Page>.self, repeating: Heap.emptyPage,
+                             count: SizeClass.directSlots)
         raw.advanced(by: stateOffset).initializeMemory(as: UInt8.self, repeating: 0, count: recordSize - stateOffset)
         Globals.heapsLock.lock()
         heap.state.pointee.nextLive = Globals.liveHeaps.pointee
@@ -199,7 +200,7 @@ extension Heap {
             page.collectThreadFree()
             if page.pointee.used == 0 {
                 seg.returnSpan(page, now: now, purgeNow: false)
-            } else if page.pointee.kind == .small && (page.pointee.free != nil || page.pointee.capacity < page.pointee.reserved) {
+            } else if page.pointee.kind == .small && (page.pointee.free != nil || page.pointee.capacity < Int(page.pointee.reserved)) {
                 pushClass(page)
             } else {
                 pushFull(page)
@@ -237,6 +238,7 @@ enum Process {
         Globals.checkLayout()
         Segment.checkLayout()
         Heap.checkLayout()
+        SizeClass.fillSlotTable()
         Options.load()
         Purger.configure()
         _ = swmshim_thread_key_create { threadExited($0) }

@@ -155,7 +155,7 @@ extension Heap {
     func retireEmptyClassPages() {
         let now = OS.nowNanoseconds()
         for c in 0..<SizeClass.count {
-            var cursor = page(slot: c)
+            var cursor = page(class: c)
             while cursor != Heap.emptyPage {
                 let page = cursor
                 cursor = page.pointee.next ?? Heap.emptyPage

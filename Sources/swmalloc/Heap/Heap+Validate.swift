@@ -9,7 +9,8 @@ extension Heap {
     ///
     ///  segments   seg.heap == self; the segment map has it; spans tile slices 1…63
     ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
-    ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63)
+    ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63);
+    ///             descriptors inside a span (not its first) have ownerTag == 0
     ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot);
     ///             capacity ≤ reserved; every listed block is a block start of the page
     ///             and carries the freed mark;
@@ -20,7 +21,7 @@ extension Heap {
         var errors = 0
         var listed = 0
         for c in 0..<SizeClass.count {
-            var cursor = page(slot: c)
+            var cursor = page(class: c)
             var prev: UnsafeMutablePointer<Page>? = nil
             while cursor != Heap.emptyPage {
                 let page = cursor
@@ -35,6 +36,11 @@ extension Heap {
         }
         if page(slot: SizeClass.overflowSlot) != Heap.emptyPage {
             errors += report("overflow slot does not point at the empty page", nil)
+        }
+        for c in 0..<SizeClass.count {
+            for slot in SizeClass.slots(ofClass: c) where page(slot: slot) != page(class: c) {
+                errors += report("a class's direct slots point at different pages", page(class: c))
+            }
         }
         var full = state.pointee.fullPages
         while let page = full {
@@ -72,6 +78,9 @@ extension Heap {
             for s in i..<(i + count) {
                 let address = UInt(bitPattern: seg) + UInt(s << Geometry.sliceShift)
                 if seg.page(containing: address) != span { errors += report("slice map points outside its span", span) }
+                if s != i && seg.page(at: s).pointee.ownerTag.load(ordering: .relaxed) != 0 {
+                    errors += report("a descriptor inside a span carries an owner tag", span)
+                }
             }
             if span.pointee.kind != .freeSpan {
                 used += count
@@ -90,8 +99,8 @@ extension Heap {
         if page.pointee.kind == .small && Int(page.pointee.blockSize) != SizeClass.blockSize(Int(page.pointee.classIndex)) {
             errors += report("small page's block size differs from its class", page)
         }
-        if page.pointee.capacity > page.pointee.reserved || Int(page.pointee.capacity) * Int(page.pointee.blockSize) != Int(page.pointee.capacityBytes) {
-            errors += report("page capacity exceeds its reserve or capacityBytes is stale", page)
+        if page.pointee.capacity > Int(page.pointee.reserved) {
+            errors += report("page capacity exceeds its reserve", page)
         }
         let threadHead = UnsafeMutableRawPointer(bitPattern: page.pointee.threadFree.load(ordering: .acquiring))
         var counts = (0, 0)

@@ -8,13 +8,14 @@ import Synchronization
 /// Record layout (4 KiB, from a pool of records that is never unmapped, so a stale heap
 /// address read by another thread is always safe memory):
 ///
-///     +0      direct page table: 89 page pointers, the head of each class's page list
-///             (the empty page when the list is empty; slot 88 is always empty)
-///     +768    HeapState
+///     +0      direct page table: 122 page pointers (`SizeClass.directSlots`), each the
+///             head of its class's page list (the empty page when the list is empty;
+///             the last slot is always empty)
+///     +1024   HeapState
 ///     +4032   the span lock's futex word (see `spanLock`)
 ///
 /// The direct table is what malloc's fast path indexes; the shim's `swmshim_empty_heap`
-/// has the same first 89 words, so a thread without a heap takes the slow path through
+/// has the same first 122 words, so a thread without a heap takes the slow path through
 /// the same single test.
 struct Heap {
     /// The record's address (also the owner tag stored in its pages).
@@ -22,7 +23,7 @@ struct Heap {
 
     @inline(__always) init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
 
-    static let stateOffset = 768
+    static let stateOffset = 1024
     static let spanLockOffset = 4032
     static let recordSize = 4096
 
@@ -64,19 +65,26 @@ struct Heap {
         (raw + Heap.stateOffset).assumingMemoryBound(to: HeapState.self)
     }
 
-    /// Head of the page list of direct slot `slot`.
+    /// The page direct slot `slot` points at (malloc's fast path).
     @inline(__always)
     func page(slot: Int) -> UnsafeMutablePointer<Page> {
         raw.load(fromByteOffset: slot &<< 3, as: UnsafeMutablePointer<Page>.self)
     }
 
+    /// Head of class `c`'s page list.
     @inline(__always)
-    func setPage(slot: Int, _ page: UnsafeMutablePointer<Page>) {
-        raw.storeBytes(of: page, toByteOffset: slot &<< 3, as: UnsafeMutablePointer<Page>.self)
+    func page(class c: Int) -> UnsafeMutablePointer<Page> { page(slot: SizeClass.slot(ofClass: c)) }
+
+    /// Makes `page` the head of class `c`'s page list, in every slot of the class.
+    @inline(__always)
+    func setPage(class c: Int, _ page: UnsafeMutablePointer<Page>) {
+        for slot in SizeClass.slots(ofClass: c) {
+            raw.storeBytes(of: page, toByteOffset: slot &<< 3, as: UnsafeMutablePointer<Page>.self)
+        }
     }
 
     static func checkLayout() {
-        if SizeClass.count + 1 > Heap.stateOffset / 8
+        if SizeClass.directSlots > Heap.stateOffset / 8 || Int(SWM_DIRECT_SLOTS) != SizeClass.directSlots
             || Heap.stateOffset + MemoryLayout<HeapState>.size > Heap.spanLockOffset
             || Int(SWM_CLASS_COUNT) != SizeClass.count {
             OS.fatal("internal error: heap record layout does not fit", pointer: nil)
@@ -87,8 +95,9 @@ struct Heap {
 /// The heap's state after its direct page table. Only the owning thread writes it, except
 /// `remotePending`; other threads read the counters for statistics.
 struct HeapState: ~Copyable {
-    /// Small allocations per size class by this thread (malloc's fast path counts here).
-    var classAllocs: InlineArray<88, UInt>
+    /// Small allocations by this thread per direct slot (malloc's fast path counts here;
+    /// `classAllocs` sums a class's slots).
+    var slotAllocs: InlineArray<122, UInt>
     /// Small frees per size class by this thread, its own blocks or others'.
     var classFrees: InlineArray<88, UInt>
     /// Bytes of large and huge blocks allocated / freed by this thread.
@@ -140,15 +149,21 @@ struct HeapState: ~Copyable {
 }
 
 extension UnsafeMutablePointer where Pointee == HeapState {
-    /// Allocation counter of class `c`.
+    /// Allocation counter of direct slot `slot`.
     @inline(__always)
-    func allocCounter(_ c: Int) -> UnsafeMutablePointer<UInt> {
-        UnsafeMutableRawPointer(self).assumingMemoryBound(to: UInt.self) + c
+    func allocCounter(slot: Int) -> UnsafeMutablePointer<UInt> {
+        UnsafeMutableRawPointer(self).assumingMemoryBound(to: UInt.self) + slot
+    }
+    /// Allocations of class `c`: the sum of its slots' counters.
+    func classAllocs(_ c: Int) -> UInt {
+        var n: UInt = 0
+        for slot in SizeClass.slots(ofClass: c) { n &+= allocCounter(slot: slot).pointee }
+        return n
     }
     /// Free counter of class `c`.
     @inline(__always)
     func freeCounter(_ c: Int) -> UnsafeMutablePointer<UInt> {
-        UnsafeMutableRawPointer(self).assumingMemoryBound(to: UInt.self) + SizeClass.count + c
+        UnsafeMutableRawPointer(self).assumingMemoryBound(to: UInt.self) + SizeClass.directSlots + c
     }
 }
 
@@ -158,11 +173,11 @@ extension Heap {
     /// Puts `page` at the head of its class list (it becomes the page malloc serves from).
     func pushClass(_ page: UnsafeMutablePointer<Page>) {
         let c = Int(page.pointee.classIndex)
-        let head = self.page(slot: c)
+        let head = self.page(class: c)
         page.pointee.prev = nil
         page.pointee.next = head == Heap.emptyPage ? nil : head
         if head != Heap.emptyPage { head.pointee.prev = page }
-        setPage(slot: c, page)
+        setPage(class: c, page)
         page.pointee.inFullList = false
         page.pointee.ownerTag.store(tag, ordering: .relaxed)
     }
@@ -171,7 +186,7 @@ extension Heap {
     func unlinkClass(_ page: UnsafeMutablePointer<Page>) {
         let c = Int(page.pointee.classIndex)
         if let prev = page.pointee.prev { prev.pointee.next = page.pointee.next }
-        else { setPage(slot: c, page.pointee.next ?? Heap.emptyPage) }
+        else { setPage(class: c, page.pointee.next ?? Heap.emptyPage) }
         if let next = page.pointee.next { next.pointee.prev = page.pointee.prev }
         page.pointee.next = nil
         page.pointee.prev = nil

@@ -222,6 +222,9 @@ enum Huge {
         let cut = (total + Geometry.segmentSize - 1) & ~(Geometry.segmentSize - 1)
         if size >= cut + Geometry.segmentSize {
             let rest = (seg.base + cut).assumingMemoryBound(to: Segment.self)
+            // Its header lies in what was block data: zeroed, so that its page
+            // descriptors carry no owner tag (free's fast path reads one of them).
+            rest.base.initializeMemory(as: UInt8.self, repeating: 0, count: Segment.headerBytes)
             rest.pointee.kind = .huge
             rest.pointee.mappedSize = size - cut
             rest.pointee.hugeOffset = offset

@@ -38,7 +38,8 @@ struct Segment {
 
     static func checkLayout() {
         if MemoryLayout<Segment>.size > sliceMapOffset || headerBytes > Geometry.sliceSize
-            || MemoryLayout<Page>.stride > pageStride {
+            || MemoryLayout<Page>.stride > pageStride
+            || SegmentMap.count != 1 << (Geometry.addressBits - Geometry.segmentShift) {
             OS.fatal("internal error: segment header layout does not fit slice 0", pointer: nil)
         }
     }
@@ -57,6 +58,14 @@ extension UnsafeMutablePointer where Pointee == Segment {
     @inline(__always)
     func page(at i: Int) -> UnsafeMutablePointer<Page> {
         (base + Segment.pagesOffset + i &<< 7).assumingMemoryBound(to: Page.self)
+    }
+
+    /// Descriptor of the slice holding address `p`: the page's own descriptor when `p` lies
+    /// in its first slice, else an interior one whose owner tag is 0 (free's fast path,
+    /// see `Page`). Cost: a mask, a shift and an address computation; no load.
+    @inline(__always)
+    func descriptor(ofSliceHolding p: UInt) -> UnsafeMutablePointer<Page> {
+        page(at: Int((p >> UInt(Geometry.sliceShift)) & UInt(Geometry.slicesPerSegment - 1)))
     }
 
     /// Descriptor of the span holding address `p`. Cost: one byte load and an address computation.
@@ -294,7 +303,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
         span.pointee.heap.store(0, ordering: .relaxed)
         span.pointee.blockSize = 0
         span.pointee.capacity = 0
-        span.pointee.capacityBytes = 0
         span.pointee.purged = false
         span.pointee.keptEmpty = false
         span.pointee.freedAt = now

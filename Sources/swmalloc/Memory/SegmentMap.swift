@@ -2,32 +2,32 @@
 
 import CSwmShim
 
-/// One bit per 4 MiB of the user address space, set while a segment starts there.
+/// One byte per 4 MiB of the user address space, non-zero while a segment starts there.
 ///
 /// `free` consults it before touching any metadata, so a pointer swmalloc never returned
-/// is reported instead of dereferenced. Invariant: bit(s) == 1 ⇔ a live segment header
-/// is mapped at address s · 4 MiB.
+/// is reported instead of dereferenced. Invariant: map[s] ≠ 0 ⇔ a live segment header
+/// is mapped at address s · 4 MiB. Each byte is written only by the thread that maps or
+/// unmaps that segment (plain byte stores: no neighbour shares a word to update).
 enum SegmentMap {
-    @inline(__always) private static var words: UnsafeMutablePointer<UInt64> { swmshim_segment_map_base() }
-    private static let wordMask = UInt(SWM_SEGMENT_MAP_WORDS - 1)
+    @inline(__always) private static var bytes: UnsafeMutablePointer<UInt8> { swmshim_segment_map_base() }
+    /// Bytes in the map: one per 4 MiB below 2^`Geometry.addressBits`.
+    static let count = UInt(SWM_SEGMENT_MAP_BYTES)
 
-    /// True when `p` lies in a segment swmalloc mapped. Cost: one shift, one load, one test.
+    /// True when `p` lies in a segment swmalloc mapped. Cost: a shift, a compare (the
+    /// address range) and a byte test.
     @inline(__always)
     static func contains(_ p: UInt) -> Bool {
         let index = p >> UInt(Geometry.segmentShift)
-        let word = words[Int((index >> 6) & wordMask)]
-        return (p >> UInt(Geometry.addressBits)) == 0 && (word >> (index & 63)) & 1 != 0
+        return index < count && bytes[Int(index)] != 0
     }
 
     /// Marks the segment at `base` live.
     static func insert(_ base: UnsafeMutableRawPointer) {
-        let index = UInt(bitPattern: base) >> UInt(Geometry.segmentShift)
-        AtomicWord(UnsafeMutableRawPointer(words + Int(index >> 6))).or(1 << (index & 63))
+        bytes[Int(UInt(bitPattern: base) >> UInt(Geometry.segmentShift))] = 1
     }
 
     /// Marks the segment at `base` gone.
     static func remove(_ base: UnsafeMutableRawPointer) {
-        let index = UInt(bitPattern: base) >> UInt(Geometry.segmentShift)
-        AtomicWord(UnsafeMutableRawPointer(words + Int(index >> 6))).and(~(1 << (index & 63)))
+        bytes[Int(UInt(bitPattern: base) >> UInt(Geometry.segmentShift))] = 0
     }
 }

@@ -16,21 +16,26 @@ import Synchronization
 /// the owner collects them):
 ///     used == capacity − |free|,   |threadFree| ≤ used,   capacity ≤ reserved
 /// and every freed block on a list carries the freed mark in its second word.
+///
+/// Invariant (descriptors): ownerTag ≠ 0 ⇒ the descriptor is the first of a live page's
+/// span. Interior descriptors of a span keep ownerTag 0 (a page's tag is cleared when it
+/// returns its span, before the span can merge), so free's fast path may take the
+/// descriptor of the slice holding a pointer without the slice map: a pointer in any
+/// slice but a page's first finds tag 0 and takes the slow path, which looks it up.
 struct Page: ~Copyable {
     // First cache line: everything malloc's and free's fast paths read or write.
     var free: UnsafeMutableRawPointer?        // +0   owner's free blocks: malloc's fast path pops, free's pushes
     let ownerTag: Atomic<UInt>                // +8   owning heap's address; |1 in the full list or large; 0 abandoned/free
     let heap: Atomic<UInt>                    // +16  owning heap record, for the remote-free hint; 0 when abandoned
     var start: UnsafeMutableRawPointer?       // +24  first block
-    var boundaryMagic: UInt                   // +32  ⌈2^48 / blockSize⌉: the block-start test is one multiply
-    var blockSize: UInt32                     // +40  bytes per block (large: the whole span)
-    var used: Int32                           // +44  blocks handed out and not collected back
-    var capacityBytes: UInt32                 // +48  capacity · blockSize: blocks beyond were never handed out
-    var classIndex: UInt16                    // +52  size class (small pages)
-    var kind: PageKind                        // +54  free span, small page, large page, huge
-    var inFullList: Bool                      // +55  on the heap's full list instead of its class list
-    var capacity: Int32                       // +56  blocks threaded onto `free` so far (lazy extension)
-    var reserved: Int32                       // +60  blocks that fit in the span
+    var divInverse: UInt                      // +32  inverse of blockSize's odd part mod 2^64 (see `isBlockStart`)
+    var capacity: Int                         // +40  blocks threaded onto `free` so far (lazy extension)
+    var blockSize: UInt32                     // +48  bytes per block (large: the whole span)
+    var used: Int32                           // +52  blocks handed out and not collected back
+    var classIndex: UInt16                    // +56  size class (small pages)
+    var kind: PageKind                        // +58  free span, small page, large page, huge
+    var inFullList: Bool                      // +59  on the heap's full list instead of its class list
+    var divShift: UInt8                       // +60  log2 of blockSize's power-of-two part
     // Second cache line: other threads' frees land here, away from the line the owner's
     // fast paths write; then slow-path fields.
     let threadFree: Atomic<UInt>              // +64  other threads' frees (lock-free stack head)
@@ -39,6 +44,7 @@ struct Page: ~Copyable {
     var purged: Bool                          // free span whose memory was returned to the OS
     var keptEmpty: Bool                       // an emptied only page of its class, in its heap's kept ring
     var forkOrphaned: Bool                    // taken in a fork child from a thread that was not copied (see `Heap.reclaimForkOrphans`)
+    var reserved: Int32                       // blocks that fit in the span
     var next: UnsafeMutablePointer<Page>?     // class list / full list links
     var prev: UnsafeMutablePointer<Page>?
     var freedAt: UInt64                       // free span: when it was freed (purge delay clock)
@@ -51,16 +57,36 @@ enum PageKind: UInt8 {
 
 /// The word a freed block carries in its second 8 bytes. Malloc clears it, so finding it
 /// on free means the block was freed before and not allocated since: a double free.
+/// The constant's top bits make the mark a non-canonical address, a value no pointer a
+/// program stores can have (a block whose second word points at the block itself, as an
+/// empty circular list head's does, is not taken for freed).
 @inline(__always)
-func freedMark(_ p: UInt) -> UInt { (p &* 0x9E37_79B9_7F4A_7C15) ^ 0x5357_4D41_4C4C_4F43 }
+func freedMark(_ p: UInt) -> UInt { p ^ 0x5357_4D41_4C4C_4F43 }
 
 extension UnsafeMutablePointer where Pointee == Page {
-    /// True when `p` is the start of a block of this page (one multiply, see `boundaryMagic`).
+    /// True when `p` is the start of one of the page's first `capacity` blocks. Cost: a
+    /// subtraction, a multiply, a rotate and a compare. With blockSize = 2^s · d (d odd)
+    /// and offset = p − start, rotr(offset · d⁻¹, s) is offset / blockSize when blockSize
+    /// divides offset; otherwise a low bit of offset lands in the top s bits, or the
+    /// quotient by d is not exact and the product exceeds 2^(64−s) / d (far above any
+    /// capacity), as it does for p below start. So one unsigned compare with `capacity`
+    /// answers "a block start" and "a block handed out at least once" together.
     @inline(__always)
     func isBlockStart(_ p: UInt) -> Bool {
-        let offset = p &- UInt(bitPattern: pointee.start)
-        let magic = pointee.boundaryMagic
-        return (offset &* magic) & ((1 << 48) - 1) < magic && offset < UInt(pointee.capacityBytes)
+        let product = (p &- UInt(bitPattern: pointee.start)) &* pointee.divInverse
+        let s = UInt(pointee.divShift)
+        let index = product &>> s | product &<< (64 &- s)
+        return index < UInt(bitPattern: pointee.capacity)
+    }
+
+    /// Sets the block-start test's constants for blocks of `blockSize` bytes.
+    private func setDivisor(_ blockSize: Int) {
+        let s = blockSize.trailingZeroBitCount
+        let d = UInt(blockSize >> s)
+        var inverse = d                       // correct to 3 bits: d · d ≡ 1 (mod 8)
+        for _ in 0..<5 { inverse &*= 2 &- d &* inverse }   // each step doubles the bits
+        pointee.divInverse = inverse
+        pointee.divShift = UInt8(s)
     }
 
     /// Sets up a small page of class `c` (or a large page when `c < 0`) over this span.
@@ -69,10 +95,9 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.free = nil
         pointee.used = 0
         pointee.blockSize = UInt32(blockSize)
-        pointee.capacityBytes = 0
         pointee.threadFree.store(0, ordering: .relaxed)
         pointee.start = UnsafeMutableRawPointer(segment) + (pointee.sliceIndex << Geometry.sliceShift)
-        pointee.boundaryMagic = UInt((1 << 48) / blockSize + 1)
+        setDivisor(blockSize)
         pointee.capacity = 0
         pointee.reserved = Int32(span / blockSize)
         pointee.kind = c < 0 ? .large : .small
@@ -98,9 +123,9 @@ extension UnsafeMutablePointer where Pointee == Page {
         let size = Int(pointee.blockSize)
         var n = (16 * 1024) / size
         if n < 1 { n = 1 }
-        let left = Int(pointee.reserved - pointee.capacity)
+        let left = Int(pointee.reserved) - pointee.capacity
         if n > left { n = left }
-        let first = pointee.start.unsafelyUnwrapped + Int(pointee.capacity) * size
+        let first = pointee.start.unsafelyUnwrapped + pointee.capacity * size
         var block = first
         for _ in 1..<n {
             let next = block + size
@@ -111,8 +136,7 @@ extension UnsafeMutablePointer where Pointee == Page {
         block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
         block.storeBytes(of: freedMark(UInt(bitPattern: block)), toByteOffset: 8, as: UInt.self)
         pointee.free = first
-        pointee.capacity += Int32(n)
-        pointee.capacityBytes = UInt32(Int(pointee.capacity) * size)
+        pointee.capacity += n
     }
 
     /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.

@@ -1,5 +1,7 @@
 // Pages layer: size classes.
 
+import CSwmShim
+
 /// Small-object size classes: 16, 32, … 128 in steps of 16, then eight classes per
 /// doubling (144, 160, … 256, 288, … 128 KiB), so neighbours above 128 bytes are at most
 /// 12.5 % apart and internal waste is under 12.5 %. Every class is a multiple of 16, and
@@ -14,24 +16,68 @@
 enum SizeClass {
     /// Number of small size classes (`SWM_CLASS_COUNT` in the shim).
     static let count = 88
-    /// The direct slot past the last class: its page is always empty.
-    static let overflowSlot = count
 
-    /// Slot of the direct page table that serves `size` bytes: a class index for
-    /// 1 … `Geometry.smallMax`, else `overflowSlot` (size 0 included: the slow path
-    /// handles it). Cost: a compare, and for sizes above 128 one `lzcnt` and three shifts.
+    /// Slots of a heap's direct page table (`SWM_DIRECT_SLOTS` in the shim): malloc's fast
+    /// path indexes it with `slot(size)` and finds the page to allocate from.
+    ///
+    /// | slots    | serve                                   | index              |
+    /// |----------|-----------------------------------------|--------------------|
+    /// | 0–64     | sizes 0 … 1024 (classes 0–31)           | (size + 15) / 16   |
+    /// | 65–120   | sizes 1025 … 128 KiB (classes 32–87)    | class + 33         |
+    /// | 121      | nothing: above 128 KiB (its page is empty) |                 |
+    ///
+    /// Up to 1 KiB the index needs no class computation; the slots of one class (1 up to
+    /// 256 bytes, 2 up to 512, 4 up to 1 KiB; size 0 shares class 0's) all hold its page.
+    static let directSlots = 122
+    /// The direct slot past the small sizes: its page is always empty.
+    static let overflowSlot = directSlots - 1
+    /// Sizes up to this one are indexed by size.
+    static let sizeIndexedMax = 1024
+
+    /// The direct slot that serves `size` bytes (a `size_t` above `PTRDIFF_MAX` arrives
+    /// negative and gets `overflowSlot`). Cost up to 1 KiB: a compare, an add and a shift;
+    /// above, a shift, a compare and a byte load from the slot table (class boundaries
+    /// above 1 KiB are multiples of 128, so every row of 128 sizes has one slot).
     @inline(__always)
     static func slot(_ size: Int) -> Int {
-        let w = UInt(bitPattern: size &- 1)
-        if w < 128 { return Int(w >> 4) }
-        if w >= UInt(Geometry.smallMax) { return overflowSlot }
-        let k = UInt(63 &- w.leadingZeroBitCount)
-        return 8 &+ Int(k &- 7) &* 8 &+ Int((w >> (k &- 3)) & 7)
+        if _fastPath(UInt(bitPattern: size) <= UInt(sizeIndexedMax)) { return (size &+ 15) &>> 4 }
+        let row = UInt(bitPattern: size &- 1) &>> 7
+        if row >= UInt(SWM_SLOT_TABLE_ROWS) { return overflowSlot }
+        return Int(swmshim_slot_table_base()[Int(row)])
     }
 
-    /// The class that serves `size` bytes (1 … `Geometry.smallMax`; size 0 maps to class 0).
+    /// Fills the slot table `slot` reads above 1 KiB (once, before the first heap exists).
+    static func fillSlotTable() {
+        for row in (sizeIndexedMax >> 7)..<Int(SWM_SLOT_TABLE_ROWS) {
+            swmshim_slot_table_base()[row] = UInt8(of(row << 7 + 128) + 33)
+        }
+    }
+
+    /// The class that serves `size` bytes (0 … `Geometry.smallMax`; size 0 maps to class 0).
     @inline(__always)
-    static func of(_ size: Int) -> Int { size == 0 ? 0 : slot(size) }
+    static func of(_ size: Int) -> Int {
+        let w = UInt(bitPattern: size &- 1)
+        if w < 128 || size == 0 { return size == 0 ? 0 : Int(w >> 4) }
+        return classAbove128(w)
+    }
+
+    /// The class of size w + 1 for 128 ≤ w < `Geometry.smallMax`: eight classes per
+    /// doubling.
+    @inline(__always)
+    private static func classAbove128(_ w: UInt) -> Int {
+        let k = Int(63 &- w.leadingZeroBitCount)
+        return 8 &* k &- 48 &+ Int((w &>> UInt(k &- 3)) & 7)
+    }
+
+    /// The slot whose page the slow paths read for class `c` (one of `slots(ofClass:)`).
+    @inline(__always)
+    static func slot(ofClass c: Int) -> Int { c < 32 ? blockSize(c) >> 4 : c + 33 }
+
+    /// Every slot that holds class `c`'s page.
+    static func slots(ofClass c: Int) -> ClosedRange<Int> {
+        if c >= 32 { return (c + 33)...(c + 33) }
+        return (c == 0 ? 0 : blockSize(c - 1) >> 4 + 1)...(blockSize(c) >> 4)
+    }
 
     /// Block size of class `c`.
     @inline(__always)
