@@ -14,17 +14,20 @@
 #   --procs N      thread count where bench.sh uses $procs (default: nproc)
 #   --allocator NAME=PATH   also run with LD_PRELOAD=PATH (repeatable; swmalloc=PATH
 #                  replaces the default .build/release/libswmalloc.so)
-#   --tests "..."  test names as in bench.sh's output (default: all below whose program
+#   --tests "..."  test names as in bench.sh's output (default: all in cmd() below whose program
 #                  was built)
 #   --raw FILE     raw results as TSV: test allocator round seconds maxrss_kb status wall_s
 #                  (default: ./standard-suite-raw.tsv)
 #   --timeout S    a run taking longer is killed and reported as timeout (default 600)
 #
 # Each run is timed with /usr/bin/time -f '%e %M' (elapsed seconds, max RSS in KiB).
-# seconds is that elapsed time, except for xmalloc-testN and glibc-thread, which run for a
-# fixed time and report a rate: there it is bench.sh's relative time (xmalloc-test's rtime,
-# 1e9 / glibc-thread's iterations). A run that exits non-zero, dies or times out is
-# reported as FAIL. Table cells: median over rounds / best median of the row.
+# seconds is that elapsed time, except for the tests that run for a fixed time and report a
+# rate (larsonN, larsonN-sized, rptestN, xmalloc-testN, glibc-thread): there it is the
+# relative time bench.sh computes (larson's and xmalloc-test's own, 2e6 / rptest's ops,
+# 1e9 / glibc-thread's iterations); wall_s in the raw file is always the elapsed time.
+# A run that exits non-zero, dies, times out or prints no rate is reported as FAIL (with
+# the command to reproduce it on stderr). Table cells: median over rounds / best median of
+# the row.
 # Needs bash, coreutils, awk and GNU time (Debian package `time`).
 set -euo pipefail
 
@@ -115,6 +118,9 @@ for ((r = 1; r <= rounds; r++)); do
       read -r wall rss < <(tail -n 1 "$tmp/time") || true
       secs=$wall
       case "$t" in
+        larsonN*) secs=$(sed -n 's/.* time: \([0-9.]*\).*/\1/p' "$tmp/out");;
+        rptestN) secs=$(sed -n 's/.*\.\.\.\([0-9]*\) memory ops.*/\1/p' "$tmp/out" |
+          awk '$1 > 0 { printf "%.3f", 2e6 / $1 }');;
         xmalloc-testN) secs=$(sed -n 's/^rtime: \([0-9.]*\).*/\1/p' "$tmp/out");;
         glibc-thread) secs=$(awk '/iterations/ && $1 > 0 { printf "%.3f", 1e9 / $1 }' "$tmp/out");;
       esac
@@ -125,7 +131,7 @@ for ((r = 1; r <= rounds; r++)); do
       else status=exit-$rc; fi
       if [ $status != ok ]; then
         secs=NA
-        echo "FAIL ($status): $t under $a: LD_PRELOAD=${libs[i]} ./$(cmd "$t") < $stdin" >&2
+        echo "FAIL ($status): $t under $a: (cd $bench && ${preload[*]:-} ./$(cmd "$t") < $stdin)" >&2
         tail -n 5 "$tmp/out" | sed 's/^/  | /' >&2
       fi
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$a" "$r" "$secs" "$rss" "$status" "$wall" >> "$raw"
