@@ -18,6 +18,7 @@ struct Segment {
     var heap: UnsafeMutableRawPointer?          // owning heap record; nil when abandoned
     var next: UnsafeMutablePointer<Segment>?    // heap's segment list or the abandoned list
     var prev: UnsafeMutablePointer<Segment>?
+    var isAbandoned: Bool                       // on the abandoned list (under its lock)
     var mappedSize: Int                         // bytes mapped at the base
     var usedSlices: Int                         // slices in small or large pages
     var isFull: Bool                            // on the heap's full-segment list

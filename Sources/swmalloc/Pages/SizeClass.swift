@@ -46,10 +46,15 @@ enum SizeClass {
         return Int(swmshim_slot_table_base()[Int(row)])
     }
 
-    /// Fills the slot table `slot` reads above 1 KiB (once, before the first heap exists).
+    /// Fills the slot table `slot` reads above 1 KiB (once, before the first heap exists),
+    /// and checks that every size's slot is one of its class's (`slots(ofClass:)`, which
+    /// the slow paths write).
     static func fillSlotTable() {
         for row in (sizeIndexedMax >> 7)..<Int(SWM_SLOT_TABLE_ROWS) {
             swmshim_slot_table_base()[row] = UInt8(of(row << 7 + 128) + 33)
+        }
+        for size in stride(from: 0, through: Geometry.smallMax, by: 16) where !slots(ofClass: of(size)).contains(slot(size)) {
+            OS.fatal("internal error: direct slot outside its class's slots", pointer: nil)
         }
     }
 
@@ -69,14 +74,23 @@ enum SizeClass {
         return 8 &* k &- 48 &+ Int((w &>> UInt(k &- 3)) & 7)
     }
 
-    /// The slot whose page the slow paths read for class `c` (one of `slots(ofClass:)`).
+    /// The slot whose page the slow paths read for class `c`: the last of `slots(ofClass:)`,
+    /// blockSize(c) / 16 up to 1 KiB.
     @inline(__always)
-    static func slot(ofClass c: Int) -> Int { c < 32 ? blockSize(c) >> 4 : c + 33 }
+    static func slot(ofClass c: Int) -> Int {
+        if c < 16 { return c + 1 }                  // 16 … 256 bytes: one slot each
+        if c < 24 { return 18 + (c - 16) << 1 }     // 288 … 512: two
+        if c < 32 { return 36 + (c - 24) << 2 }     // 576 … 1024: four
+        return c + 33
+    }
 
-    /// Every slot that holds class `c`'s page.
+    /// Every slot that holds class `c`'s page (size 0's slot 0 shares class 0's).
+    @inline(__always)
     static func slots(ofClass c: Int) -> ClosedRange<Int> {
-        if c >= 32 { return (c + 33)...(c + 33) }
-        return (c == 0 ? 0 : blockSize(c - 1) >> 4 + 1)...(blockSize(c) >> 4)
+        let last = slot(ofClass: c)
+        if c == 0 { return 0...last }
+        if c < 16 || c >= 32 { return last...last }
+        return (last - (c < 24 ? 1 : 3))...last
     }
 
     /// Block size of class `c`.
