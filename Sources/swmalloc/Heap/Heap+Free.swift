@@ -204,7 +204,7 @@ extension Heap {
                 heap.retire(page, now: OS.nowNanoseconds())
                 heap.spanLock.unlock()
             } else {
-                heap.pushClass(page)
+                heap.appendClass(page)
             }
             return
         }

@@ -33,7 +33,7 @@ extension Heap {
         return heap
     }
 
-    /// A heap record from the pool (4 KiB each, carved from 64 KiB mappings, never unmapped).
+    /// A heap record from the pool (8 KiB each, carved from 64 KiB mappings, never unmapped).
     private static func takeRecord() -> UnsafeMutableRawPointer? {
         Globals.heapsLock.lock()
         defer { Globals.heapsLock.unlock() }

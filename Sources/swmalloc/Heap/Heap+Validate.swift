@@ -15,8 +15,9 @@ extension Heap {
     ///             capacity ≤ reserved; every listed block is a block start of the page
     ///             and carries the freed mark;
     ///             small: blockSize == SizeClass.blockSize(classIndex)
-    ///  lists      class list c holds pages of class c tagged self; the full list holds
-    ///             pages tagged self|1; every non-free page is on exactly one list
+    ///  lists      class list c holds pages of class c tagged self, and classTails[c] is
+    ///             its last page; the full list holds pages tagged self|1; every non-free
+    ///             page is on exactly one list
     func validate() -> Int {
         var errors = 0
         var listed = 0
@@ -32,6 +33,9 @@ extension Heap {
                 listed += 1
                 prev = page
                 cursor = page.pointee.next ?? Heap.emptyPage
+            }
+            if state.pointee.classTails[c] != prev {
+                errors += report("a class list's tail is not its last page", prev)
             }
         }
         if page(slot: SizeClass.overflowSlot) != Heap.emptyPage {
