@@ -30,8 +30,7 @@ uint8_t swmshim_slot_table[SWM_SLOT_TABLE_ROWS];
 
 static pthread_key_t swmshim_key;
 
-static _Alignas(64) unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES];
-void *swmshim_globals(void) { return swmshim_globals_storage; }
+_Alignas(64) unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES];
 
 long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out) {
     // syscall() is variadic: every argument is passed as a long, so the descriptor and

@@ -1,7 +1,6 @@
 // LifecycleTests.swift — remote frees racing page retire, segment release, thread exit
 // and adoption; fork while other threads hold each allocator lock; memory that must not be
-// kept (large blocks freed by another thread, emptied only pages after swm_collect); frees
-// that adopt an exited thread's segments
+// kept (large blocks freed by another thread, emptied only pages after swm_collect)
 // (Tests/programs/remote_race.c, Tests/programs/lifecycle.c).
 
 import Testing
@@ -9,7 +8,6 @@ import Testing
 /// The cases of lifecycle.c.
 let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "free_adopts_abandoned",
 ]
 
 /// The lifecycle of pages, segments and heaps under concurrency.

@@ -18,12 +18,7 @@
  *                         its large pages before it maps more; before the fix: 5 GiB).
  *   collect_only_pages    a thread allocates and frees one block of every size class, so
  *                         each class keeps its emptied only page; swm_collect must retire
- *                         them (before the fix: 16 MiB stayed in pages holding no block).
- *   free_adopts_abandoned a thread allocates 4 MiB of blocks and exits (its segments are
- *                         abandoned); the main thread frees them: its first free into each
- *                         segment adopts it, so none is left abandoned right after (before:
- *                         the frees went to the abandoned pages' remote lists, and the
- *                         segments waited for an allocating thread or the purger). */
+ *                         them (before the fix: 16 MiB stayed in pages holding no block). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -248,46 +243,9 @@ static void collect_only_pages(void) {
     }
 }
 
-/* ---- free_adopts_abandoned ---- */
-
-#define ADOPT_BLOCKS 4096
-static void *adopt_blocks[ADOPT_BLOCKS];
-
-static void *adopt_allocator(void *arg) {
-    (void)arg;
-    for (int i = 0; i < ADOPT_BLOCKS; i++) {
-        adopt_blocks[i] = malloc(1024);
-        if (!adopt_blocks[i]) fail("malloc returned NULL");
-        fill(adopt_blocks[i], 1024);
-    }
-    return NULL;
-}
-
-static void free_adopts_abandoned(void) {
-    int (*stats)(swm_stats_t *) = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
-    if (!stats || !validate) fail("swmalloc's API not found: run with swmalloc");
-    pthread_t t;
-    pthread_create(&t, NULL, adopt_allocator, NULL);
-    pthread_join(t, NULL);
-    swm_stats_t st;
-    stats(&st);
-    if (st.abandoned_segments == 0) fail("the exited thread abandoned no segment (test set-up)");
-    for (int i = 0; i < ADOPT_BLOCKS; i++) {
-        if (!intact(adopt_blocks[i], 1024)) fail("a block of the exited thread was overwritten");
-        free(adopt_blocks[i]);
-    }
-    stats(&st);
-    if (st.abandoned_segments != 0) {
-        fprintf(stderr, "%zu segments still abandoned after their blocks were freed\n", st.abandoned_segments);
-        fail("a free into an abandoned segment does not adopt it");
-    }
-    if (validate() != 0) fail("swm_validate");
-}
-
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "free_adopts_abandoned",
 };
 
 int main(int argc, char **argv) {
@@ -301,7 +259,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fork_under_lock_churn")) fork_under_lock_churn();
     else if (!strcmp(argv[1], "producer_consumer_large")) producer_consumer_large();
     else if (!strcmp(argv[1], "collect_only_pages")) collect_only_pages();
-    else if (!strcmp(argv[1], "free_adopts_abandoned")) free_adopts_abandoned();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

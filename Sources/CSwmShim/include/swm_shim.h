@@ -64,7 +64,9 @@ static inline uint8_t *swmshim_segment_map_base(void) { return swmshim_segment_m
 /// Swift `Globals` layout lives in it; its size is checked at start-up). Static storage
 /// needs no initialisation order: it is valid before the first malloc.
 #define SWM_GLOBALS_BYTES 16384
-void *swmshim_globals(void);
+extern unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES] __attribute__((visibility("hidden")));
+/// Its address: inline, so that reaching a global costs an address computation, not a call.
+static inline void *swmshim_globals(void) { return swmshim_globals_storage; }
 
 // ---- system calls (raw, no errno side effects: the result is -errno on failure) ----
 // Every function of this shim leaves errno as it found it unless its comment says so: a

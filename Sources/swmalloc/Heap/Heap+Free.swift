@@ -174,11 +174,6 @@ extension Heap {
         if pointer.load(fromByteOffset: 8, as: UInt.self) == mark {
             OS.fatal("free(): double free detected", pointer: pointer)
         }
-        // A free into an abandoned segment (its thread exited) adopts it: then this free
-        // and the next ones into it are local (the branches below see our tag).
-        if segment.pointee.heap == nil && !heap.isEmpty && page.pointee.ownerTag.load(ordering: .relaxed) == 0 {
-            _ = heap.adoptOnFree(segment)
-        }
         if page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag {
             // A class page of ours: the block lies past the page's first slice.
             if heap.pushToClassPage(page, pointer) { heap.pageEmptied(page) }

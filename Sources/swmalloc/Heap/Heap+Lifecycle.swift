@@ -169,66 +169,28 @@ extension Heap {
         Purger.announce()
     }
 
-    /// Puts a segment with live blocks on the abandoned list (doubly linked, so that a
-    /// free can take one segment out of the middle: `adoptOnFree`).
+    /// Puts a segment with live blocks on the abandoned list.
     private static func abandon(_ seg: UnsafeMutablePointer<Segment>) {
         seg.pointee.heap = nil
         Globals.abandonedLock.lock()
-        let head = Globals.abandonedHead.pointee
         seg.pointee.prev = nil
-        seg.pointee.next = head
-        head?.pointee.prev = seg
+        seg.pointee.next = Globals.abandonedHead.pointee
         Globals.abandonedHead.pointee = seg
-        seg.pointee.isAbandoned = true
         Globals.abandonedLock.unlock()
         Counters.shared.pointee.abandoned.wrappingAdd(1, ordering: .relaxed)
     }
 
-    /// Takes `seg` off the abandoned list (its lock held).
-    static func unlinkAbandoned(_ seg: UnsafeMutablePointer<Segment>) {
-        if let prev = seg.pointee.prev { prev.pointee.next = seg.pointee.next }
-        else { Globals.abandonedHead.pointee = seg.pointee.next }
-        seg.pointee.next?.pointee.prev = seg.pointee.prev
-        seg.pointee.next = nil
-        seg.pointee.prev = nil
-        seg.pointee.isAbandoned = false
-        Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
-    }
-
-    /// Adopts one abandoned segment (see `adopt`). Returns the segment, or nil when none
-    /// is left or it came out empty.
+    /// Adopts one abandoned segment: its pages join this heap's lists, blocks other threads
+    /// freed meanwhile are collected, empty pages go back. Returns the segment (now this
+    /// heap's; it may have been unmapped if it came out empty), or nil when none is left.
     func reclaimAbandoned() -> UnsafeMutablePointer<Segment>? {
         if Globals.abandonedHead.pointee == nil { return nil }
         Globals.abandonedLock.lock()
         let taken = Globals.abandonedHead.pointee
-        if let seg = taken { Heap.unlinkAbandoned(seg) }
+        if let seg = taken { Globals.abandonedHead.pointee = seg.pointee.next }
         Globals.abandonedLock.unlock()
         guard let seg = taken else { return nil }
-        return adopt(seg)
-    }
-
-    /// A free into abandoned segment `seg` (span lock not held): the freeing thread adopts
-    /// it, as mimalloc's reclaim-on-free does, so that this free and the next ones into
-    /// the segment are local, and its memory serves this thread. Returns false when the
-    /// segment is no longer abandoned (another thread adopted it, or the purger retired
-    /// it, after the caller's unlocked look at `seg.heap`); membership is decided under
-    /// the list's lock, and a normal segment's header is never unmapped, so the look is
-    /// safe.
-    func adoptOnFree(_ seg: UnsafeMutablePointer<Segment>) -> Bool {
-        spanLock.lock()
-        defer { spanLock.unlock() }
-        Globals.abandonedLock.lock()
-        let taken = seg.pointee.isAbandoned
-        if taken { Heap.unlinkAbandoned(seg) }
-        Globals.abandonedLock.unlock()
-        if taken { _ = adopt(seg) }
-        return taken
-    }
-
-    /// Adopts `seg`, just taken off the abandoned list: its pages join this heap's lists,
-    /// blocks other threads freed meanwhile are collected, empty pages go back. Returns the
-    /// segment (now this heap's), or nil if it came out empty (then it went to the cache).
-    private func adopt(_ seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Segment>? {
+        Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
         seg.pointee.heap = raw
         seg.pointee.next = nil
         linkSegment(seg)

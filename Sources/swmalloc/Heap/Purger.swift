@@ -183,6 +183,7 @@ enum Purger {
         if Globals.abandonedHead.pointee == nil { return .max }
         var oldest = UInt64.max
         Globals.abandonedLock.lock()
+        var previous: UnsafeMutablePointer<Segment>? = nil   // the list is linked through `next` only
         var cursor = Globals.abandonedHead.pointee
         while let seg = cursor {
             cursor = seg.pointee.next
@@ -193,10 +194,13 @@ enum Purger {
             if seg.pointee.usedSlices == 0 {
                 // Retired under the lock (then the cache's): a `swm_collect` that takes
                 // this lock after us finds the segment in the cache, and purges it.
-                Heap.unlinkAbandoned(seg)
+                if let previous { previous.pointee.next = cursor } else { Globals.abandonedHead.pointee = cursor }
+                seg.pointee.next = nil
+                Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
                 seg.retireEmpty(purgeNow: delay == 0)
             } else {
                 oldest = min(oldest, seg.purgeExpired(now: now, delay: delay))
+                previous = seg
             }
         }
         Globals.abandonedLock.unlock()

@@ -18,7 +18,6 @@ struct Segment {
     var heap: UnsafeMutableRawPointer?          // owning heap record; nil when abandoned
     var next: UnsafeMutablePointer<Segment>?    // heap's segment list or the abandoned list
     var prev: UnsafeMutablePointer<Segment>?
-    var isAbandoned: Bool                       // on the abandoned list (under its lock)
     var mappedSize: Int                         // bytes mapped at the base
     var usedSlices: Int                         // slices in small or large pages
     var isFull: Bool                            // on the heap's full-segment list
@@ -30,8 +29,9 @@ struct Segment {
 
     static let sliceMapOffset = 128
     static let pagesOffset = 256
-    /// Bytes per page descriptor: a power of two, so finding one is a shift.
-    static let pageStride = 128
+    /// Bytes per page descriptor (three cache lines used, see `Page`): a power of two, so
+    /// finding one is a shift.
+    static let pageStride = 256
 
     /// Checks that the layout fits in slice 0 (run once at start-up).
     /// Bytes of slice 0 that hold the header, the slice map and the page descriptors.
@@ -58,7 +58,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// Descriptor of the span starting at slice `i`.
     @inline(__always)
     func page(at i: Int) -> UnsafeMutablePointer<Page> {
-        (base + Segment.pagesOffset + i &<< 7).assumingMemoryBound(to: Page.self)
+        (base + Segment.pagesOffset + i &<< 8).assumingMemoryBound(to: Page.self)
     }
 
     /// Descriptor of the slice holding address `p`: the page's own descriptor when `p` lies

@@ -23,31 +23,37 @@ import Synchronization
 /// descriptor of the slice holding a pointer without the slice map: a pointer in any
 /// slice but a page's first finds tag 0 and takes the slow path, which looks it up.
 struct Page: ~Copyable {
-    // First cache line: everything malloc's and free's fast paths read or write.
+    // Line 0: written by the owner, on its fast paths (free, used) and slow paths; no other
+    // thread reads it while the page is in use (the purger reads free spans only).
     var free: UnsafeMutableRawPointer?        // +0   owner's free blocks: malloc's fast path pops, free's pushes
-    let ownerTag: Atomic<UInt>                // +8   owning heap's address; |1 in the full list or large; 0 abandoned/free
-    let heap: Atomic<UInt>                    // +16  owning heap record, for the remote-free hint; 0 when abandoned
-    var start: UnsafeMutableRawPointer?       // +24  first block
-    var divInverse: UInt                      // +32  inverse of blockSize's odd part mod 2^64 (see `isBlockStart`)
-    var capacity: Int                         // +40  blocks threaded onto `free` so far (lazy extension)
-    var blockSize: UInt32                     // +48  bytes per block (large: the whole span)
-    var used: Int32                           // +52  blocks handed out and not collected back
-    var classIndex: UInt16                    // +56  size class (small pages)
-    var kind: PageKind                        // +58  free span, small page, large page, huge
+    var used: Int32                           // +8   blocks handed out and not collected back
+    var reserved: Int32                       // +12  blocks that fit in the span
+    var sliceCount: Int                       // +16  length of the span in slices (free spans too)
+    var sliceIndex: Int                       // +24  position of the span's first slice in its segment
+    var next: UnsafeMutablePointer<Page>?     // +32  class list / full list links
+    var prev: UnsafeMutablePointer<Page>?     // +40
+    var freedAt: UInt64                       // +48  free span: when it was freed (purge delay clock)
+    var purged: Bool                          // +56  free span whose memory was returned to the OS
+    var keptEmpty: Bool                       // +57  an emptied only page of its class, in its heap's kept ring
+    var forkOrphaned: Bool                    // +58  taken in a fork child from a thread that was not copied (see `Heap.reclaimForkOrphans`)
     var inFullList: Bool                      // +59  on the heap's full list instead of its class list
-    var divShift: UInt8                       // +60  log2 of blockSize's power-of-two part
-    // Second cache line: other threads' frees land here, away from the line the owner's
-    // fast paths write; then slow-path fields.
-    let threadFree: Atomic<UInt>              // +64  other threads' frees (lock-free stack head)
-    var sliceCount: Int                       // length of the span in slices (free spans too)
-    var sliceIndex: Int                       // position of the span's first slice in its segment
-    var purged: Bool                          // free span whose memory was returned to the OS
-    var keptEmpty: Bool                       // an emptied only page of its class, in its heap's kept ring
-    var forkOrphaned: Bool                    // taken in a fork child from a thread that was not copied (see `Heap.reclaimForkOrphans`)
-    var reserved: Int32                       // blocks that fit in the span
-    var next: UnsafeMutablePointer<Page>?     // class list / full list links
-    var prev: UnsafeMutablePointer<Page>?
-    var freedAt: UInt64                       // free span: when it was freed (purge delay clock)
+    private var padding0: UInt32 = 0          // +60
+    // Line 1: read by every thread that frees a block of the page (free's fast path, and
+    // other threads' frees: owner, block-start test); written only when the page is
+    // formatted, extended, or changes lists or owners (slow paths).
+    let ownerTag: Atomic<UInt>                // +64  owning heap's address; |1 in the full list or large; 0 abandoned/free
+    let heap: Atomic<UInt>                    // +72  owning heap record, for the remote-free hint; 0 when abandoned
+    var start: UnsafeMutableRawPointer?       // +80  first block
+    var divInverse: UInt                      // +88  inverse of blockSize's odd part mod 2^64 (see `isBlockStart`)
+    var capacity: Int                         // +96  blocks threaded onto `free` so far (lazy extension)
+    var blockSize: UInt32                     // +104 bytes per block (large: the whole span)
+    var classIndex: UInt16                    // +108 size class (small pages)
+    var kind: PageKind                        // +110 free span, small page, large page, huge
+    var divShift: UInt8                       // +111 log2 of blockSize's power-of-two part
+    private var padding1: (UInt, UInt) = (0, 0) // +112
+    // Line 2: other threads' frees, alone: their compare-and-swaps invalidate no line the
+    // owner's fast paths use.
+    let threadFree: Atomic<UInt>              // +128 other threads' frees (lock-free stack head)
 }
 
 /// What a page descriptor currently describes.
