@@ -60,6 +60,7 @@ done
 bench=$(cd "$bench" && pwd)
 inputs=$(cd "${inputs:-$bench/../../bench}" && pwd) || die "no inputs folder (--inputs)"
 [ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time)"
+raw=$(cd "$(dirname "$raw")" && pwd)/$(basename "$raw")   # absolute: the runs cd to --bench
 for lib in "${libs[@]:1}"; do [ -f "$lib" ] || die "no allocator library at $lib"; done
 
 # The command line of each test, as in mimalloc-bench's bench.sh.
@@ -126,7 +127,7 @@ for ((r = 1; r <= rounds; r++)); do
       esac
       if [ $rc -eq 0 ] && [ -n "$secs" ]; then status=ok
       elif [ $rc -eq 0 ]; then status=no-result
-      elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then status=timeout
+      elif [ $rc -eq 124 ]; then status=timeout
       elif [ $rc -gt 128 ]; then status=signal-$((rc - 128))
       else status=exit-$rc; fi
       if [ $status != ok ]; then
