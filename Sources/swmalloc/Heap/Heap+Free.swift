@@ -75,14 +75,11 @@ extension Heap {
 
     /// The last block of a page came back. A page that is not its class's only page goes
     /// back to its segment. A class's only page is *kept* (a malloc/free loop must not
-    /// retire and format a page on every turn), in a ring of the last pages kept, bounded
-    /// twice: at most `keptMax` pages and `keptSlicesMax` slices (pages of large classes
-    /// span up to 16 slices, so 64 of them could hold 64 MiB). Keeping one takes the oldest
-    /// out of the ring, and more of the oldest while the ring holds too many slices; each
-    /// taken out is retired if it is still empty and alone. So a thread that frees
-    /// everything and goes to sleep keeps at most 4 MiB of empty pages, not one per size
-    /// class it ever used, while loops over up to `keptMax` small classes make no call at
-    /// all once their pages are kept.
+    /// retire and format a page on every turn), but only the last `keptMax` pages kept:
+    /// keeping one takes the oldest out of the ring and retires it if it is still empty
+    /// and alone. So a thread that frees everything and goes to sleep keeps at most
+    /// `keptMax` empty pages, not one per size class it ever used, while loops over up to
+    /// `keptMax` classes make no call at all once their pages are kept.
     @inline(never)
     func pageEmptied(_ page: UnsafeMutablePointer<Page>) {
         if page.pointee.prev != nil || page.pointee.next != nil {
@@ -94,59 +91,26 @@ extension Heap {
         }
         let s = state
         let slot = s.pointee.keptNext
-        var held = s.pointee.keptSlices - releaseKept(slot, except: page) + page.pointee.sliceCount
-        if held > Heap.keptSlicesMax {
-            // `keptSlices` may count pages that stopped being kept elsewhere (formatted
-            // again): count exactly, then take the oldest out until the ring fits.
-            held = page.pointee.sliceCount
-            for i in 0..<Heap.keptMax {
-                if let other = s.pointee.kept[i], other != page, isKept(other) { held += other.pointee.sliceCount }
-            }
-            var oldest = slot
-            while held > Heap.keptSlicesMax {
-                oldest = (oldest + 1) & (Heap.keptMax - 1)
-                if oldest == slot { break }
-                held -= releaseKept(oldest, except: page)
+        if let old = s.pointee.kept[slot], old != page, old.pointee.keptEmpty,
+           old.pointee.ownerTag.load(ordering: .relaxed) & ~1 == tag {
+            // Owner tag ours: still this heap's page (its descriptor may have been formatted
+            // again since it entered the ring; `keptEmpty` is cleared then).
+            old.pointee.keptEmpty = false
+            if old.pointee.used == 0 && old.pointee.prev == nil && old.pointee.next == nil
+                && !old.pointee.inFullList && self.page(class: Int(old.pointee.classIndex)) == old {
+                unlinkClass(old)
+                spanLock.lock()
+                retire(old, now: OS.nowNanoseconds())
+                spanLock.unlock()
             }
         }
-        s.pointee.keptSlices = held
         s.pointee.kept[slot] = page
         s.pointee.keptNext = (slot + 1) & (Heap.keptMax - 1)
         page.pointee.keptEmpty = true
     }
 
-    /// True when `page`, found in the kept ring, is still kept by this heap: marked kept and
-    /// tagged ours (its descriptor may have been formatted again since it entered the
-    /// ring; `keptEmpty` is cleared then).
-    @inline(__always)
-    private func isKept(_ page: UnsafeMutablePointer<Page>) -> Bool {
-        page.pointee.keptEmpty && page.pointee.ownerTag.load(ordering: .relaxed) & ~1 == tag
-    }
-
-    /// Takes the page in ring slot `slot` out of the ring (unless it is `except`), retiring
-    /// it if it is still empty and its class's only page; returns its slices if it was
-    /// still kept, else 0.
-    private func releaseKept(_ slot: Int, except: UnsafeMutablePointer<Page>) -> Int {
-        let s = state
-        guard let old = s.pointee.kept[slot], old != except else { return 0 }
-        s.pointee.kept[slot] = nil
-        if !isKept(old) { return 0 }
-        old.pointee.keptEmpty = false
-        let slices = old.pointee.sliceCount
-        if old.pointee.used == 0 && old.pointee.prev == nil && old.pointee.next == nil
-            && !old.pointee.inFullList && self.page(class: Int(old.pointee.classIndex)) == old {
-            unlinkClass(old)
-            spanLock.lock()
-            retire(old, now: OS.nowNanoseconds())
-            spanLock.unlock()
-        }
-        return slices
-    }
-
     /// Emptied only pages a heap keeps (a power of two, the size of `HeapState.kept`).
     static let keptMax = 64
-    /// Slices the kept pages of a heap may hold together (4 MiB).
-    static let keptSlicesMax = 64
 
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
     @inline(never)

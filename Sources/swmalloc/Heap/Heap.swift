@@ -144,10 +144,6 @@ struct HeapState: ~Copyable {
     /// page (a ring; `keptNext` is the next slot to reuse). See `Heap.pageEmptied`.
     var kept: InlineArray<64, UnsafeMutablePointer<Page>?>
     var keptNext: Int
-    /// Slices of the pages in `kept`, an upper bound: a page formatted again since it was
-    /// kept still counts until `Heap.pageEmptied` counts exactly
-    /// (Σ sliceCount of kept pages ≤ keptSlices).
-    var keptSlices: Int
     /// Slow paths left before the next periodic housekeeping (see `Heap.maintain`).
     var periodicCountdown: Int
     /// Raised by another thread's `swm_collect`: at its next slow path the owner sends its
