@@ -51,7 +51,7 @@ enum BenchSupport {
             stderr: String(decoding: errData.wait(), as: UTF8.self))
     }
 
-    /// A fresh temporary directory for one test.
+    /// A fresh temporary directory for one test (the test removes it: `defer`).
     static func temporaryDirectory() throws -> String {
         let path = NSTemporaryDirectory() + "swmalloc-bench-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

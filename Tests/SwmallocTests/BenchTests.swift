@@ -33,6 +33,7 @@ struct BenchTests {
     @Test("median, min, max, ratio and geometric mean are computed from the samples")
     func statistics() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let input = dir + "/in.json", output = dir + "/out.json"
         try writeDocument(
             [
@@ -76,6 +77,7 @@ struct BenchTests {
     @Test("a results file survives a JSON round trip unchanged")
     func jsonRoundTrip() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let first = dir + "/first.json", second = dir + "/second.json"
         let run = try BenchSupport.run(
             BenchSupport.tool,
@@ -117,6 +119,7 @@ struct BenchTests {
     @Test("--allocator NAME=PATH measures another library like the built-in allocators")
     func extraAllocatorIsMeasured() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
             BenchSupport.tool,
@@ -134,6 +137,7 @@ struct BenchTests {
     @Test("options reach the workload program: --set, --threads, --full, --list")
     func optionsReachTheWorkload() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
             BenchSupport.tool,
@@ -158,6 +162,7 @@ struct BenchTests {
     @Test("RESULT lines are parsed, and failing children are reported, not fatal")
     func resultLineParsing() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let fake = dir + "/fake-workload"
         try """
             #!/bin/sh
@@ -196,6 +201,7 @@ struct BenchTests {
     @Test("a missing allocator is skipped with a note naming its Debian package")
     func missingAllocator() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let run = try BenchSupport.run(
             BenchSupport.tool,
             ["bench", "--profile", "tiny", "-r", "1", "--allocators", "glibc,mimalloc", "--lib-mimalloc", "/nonexistent/libmimalloc.so.2",
@@ -208,6 +214,7 @@ struct BenchTests {
     @Test("every workload runs on glibc and swmalloc (and its baseline) and its results parse")
     func tinyRunOfEveryWorkload() throws {
         let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
             BenchSupport.tool,
