@@ -46,24 +46,27 @@ enum SizeClass {
         return Int(swmshim_slot_table_base()[Int(row)])
     }
 
-    /// Fills the slot table `slot` reads above 1 KiB (once, before the first heap exists),
-    /// and checks that every size's slot is one of its class's (`slots(ofClass:)`, which
-    /// the slow paths write).
+    /// Fills the slot table `slot` reads above 1 KiB (once, before the first heap exists).
+    /// Debug builds also check that every size's slot is one of its class's
+    /// (`slots(ofClass:)`, the slots the slow paths write); a release process does not
+    /// pay for that check at every start.
     static func fillSlotTable() {
         for row in (sizeIndexedMax >> 7)..<Int(SWM_SLOT_TABLE_ROWS) {
             swmshim_slot_table_base()[row] = UInt8(of(row << 7 + 128) + 33)
         }
-        for size in stride(from: 0, through: Geometry.smallMax, by: 16) where !slots(ofClass: of(size)).contains(slot(size)) {
+        #if DEBUG
+        for size in 0...Geometry.smallMax where !slots(ofClass: of(size)).contains(slot(size)) {
             OS.fatal("internal error: direct slot outside its class's slots", pointer: nil)
         }
+        #endif
     }
 
     /// The class that serves `size` bytes (0 … `Geometry.smallMax`; size 0 maps to class 0).
     @inline(__always)
     static func of(_ size: Int) -> Int {
+        if size == 0 { return 0 }
         let w = UInt(bitPattern: size &- 1)
-        if w < 128 || size == 0 { return size == 0 ? 0 : Int(w >> 4) }
-        return classAbove128(w)
+        return w < 128 ? Int(w >> 4) : classAbove128(w)
     }
 
     /// The class of size w + 1 for 128 ≤ w < `Geometry.smallMax`: eight classes per
