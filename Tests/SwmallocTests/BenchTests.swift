@@ -174,8 +174,12 @@ struct BenchTests {
             larson) kill -9 $$ ;;
             *) echo "no result here" ;;
             esac
-            """.write(toFile: fake, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
+            """.write(toFile: fake + ".sh", atomically: true, encoding: .utf8)
+        // The executable is written by another process (install): a file this process
+        // wrote can still be open for writing in a child another test is forking, and
+        // running it then fails with ETXTBSY ("Text file busy").
+        let installed = try BenchSupport.run("/usr/bin/install", ["-m", "755", fake + ".sh", fake])
+        try #require(installed.status == 0, "\(installed)")
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
             BenchSupport.tool,
