@@ -7,7 +7,8 @@ import Testing
 
 /// The cases of units.c, each run in its own child process.
 let unitCases = [
-    "class_table", "class_of", "usable_is_class_size", "lookup_tiers", "freed_block_reused",
+    "class_table", "class_of", "usable_is_class_size", "lookup_tiers", "large_realloc_in_place", "huge_cache_grows",
+    "freed_block_reused",
     "free_list_patterns", "noop",
 ]
 

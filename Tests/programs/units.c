@@ -68,9 +68,9 @@ static void case_usable_is_class_size(void) {
     }
 }
 
-/** Usable sizes of small, large (page spans, 64 KiB granular) and huge blocks (own
- *  mappings: whole pages, or whole 2 MiB pages with the default thp=large), found from
- *  the pointer alone, many blocks live at once. */
+/** Usable sizes of small, large (the request in whole 4 KiB pages, in a span of 64 KiB
+ *  slices) and huge blocks (own mappings: whole pages, or whole 2 MiB pages with the
+ *  default thp=large), found from the pointer alone, many blocks live at once. */
 static void case_lookup_tiers(void) {
     static const size_t sizes[] = {16, 100, 4000, 131072, 131073, 200000, 1000000, 2097152,
                                    2097153, 3000000, 9000000};
@@ -85,7 +85,7 @@ static void case_lookup_tiers(void) {
             if (n <= SMALL_MAX)
                 CHECKF(usable == swm_class_size(swm_class_of(n)), "small %zu: usable %zu", n, usable);
             else if (n <= (size_t)2 << 20)
-                CHECKF(usable >= n && usable < n + 65536 && usable % 65536 == 0,
+                CHECKF(usable >= n && usable < n + 4096 && usable % 4096 == 0,
                        "large %zu: usable %zu", n, usable);
             else
                 CHECKF(usable >= n && usable < n + ((size_t)2 << 20) && usable % 4096 == 0,
@@ -95,6 +95,74 @@ static void case_lookup_tiers(void) {
     }
     for (int k = 0; k < COPIES; k++)
         for (int i = 0; i < N; i++) free(blocks[i][k]);
+}
+
+/** realloc grows a large block in place: within its span (whole 64 KiB slices), and past
+ *  it into free slices right after it; usable size the new request in 4 KiB pages,
+ *  contents kept. A block right behind it makes it move, contents kept. A huge block
+ *  grows (its pages move to a larger mapping), contents kept. */
+static void case_large_realloc_in_place(void) {
+    unsigned char *p = malloc(140000);              /* 3 slices: the span ends at 196,608 */
+    CHECK(p != NULL);
+    CHECKF(malloc_usable_size(p) == 143360, "usable %zu", malloc_usable_size(p));
+    for (size_t i = 0; i < 140000; i++) p[i] = (unsigned char)(i * 7);
+    uintptr_t before = (uintptr_t)p;
+    unsigned char *q = realloc(p, 190000);
+    CHECKF((uintptr_t)q == before, "grown within the span: moved from %#lx to %p", (unsigned long)before, (void *)q);
+    CHECKF(malloc_usable_size(q) == 192512, "usable %zu", malloc_usable_size(q));
+    memset(q + 140000, 0xEE, 190000 - 140000);
+    /* A fresh heap's segment has free slices after the block: it takes them. */
+    unsigned char *r = realloc(q, 1000000);
+    CHECKF((uintptr_t)r == before && malloc_usable_size(r) == 1003520, "past the span: %p usable %zu",
+           (void *)r, malloc_usable_size(r));
+    for (size_t i = 0; i < 140000; i++) CHECKF(r[i] == (unsigned char)(i * 7), "byte %zu", i);
+    for (size_t i = 140000; i < 190000; i++) CHECKF(r[i] == 0xEE, "byte %zu", i);
+    memset(r + 190000, 0x11, 1000000 - 190000);
+    /* A block right after the span: growing past it moves the block. */
+    unsigned char *behind = malloc(140000);
+    CHECK(behind != NULL);
+    if ((uintptr_t)behind == before + 16 * 65536) {
+        unsigned char *m = realloc(r, 1100000);
+        CHECK(m != NULL && (uintptr_t)m != before);
+        for (size_t i = 0; i < 140000; i++) CHECKF(m[i] == (unsigned char)(i * 7), "byte %zu", i);
+        for (size_t i = 190000; i < 1000000; i++) CHECKF(m[i] == 0x11, "byte %zu", i);
+        r = m;
+    }
+    free(behind);
+    free(r);
+    /* A huge block grows by moving its pages: contents kept, usable at least the request. */
+    size_t n = 3 * 1024 * 1024;
+    unsigned char *h = malloc(n);
+    CHECK(h != NULL);
+    for (size_t i = 0; i < n; i += 512) h[i] = (unsigned char)(i >> 9);
+    for (size_t grown = n * 2; grown <= 48 * 1024 * 1024; n = grown, grown *= 2) {
+        h = realloc(h, grown);
+        CHECK(h != NULL && malloc_usable_size(h) >= grown);
+        for (size_t i = 0; i < 3 * 1024 * 1024; i += 512) CHECKF(h[i] == (unsigned char)(i >> 9), "byte %zu of %zu", i, grown);
+        memset(h + n, 0x22, grown - n);
+    }
+    CHECK(h[n - 1] == 0x22);
+    free(h);
+}
+
+/** A freed huge block's mapping is cached, and a larger huge allocation takes it, its
+ *  pages moved (not copied, not faulted again) to a larger mapping: the new block starts
+ *  with the old one's bytes. The block's part of the mapping has its own huge-page
+ *  hint, which splits the kernel's mapping in two; moving the whole mapping at once
+ *  failed (EFAULT) and every such allocation mapped fresh memory. */
+static void case_huge_cache_grows(void) {
+    size_t n = 8 * 1024 * 1024;
+    unsigned char *p = malloc(n);
+    CHECK(p != NULL);
+    memset(p, 0xAB, n);
+    __asm__ volatile("" : : "r"(p) : "memory");     /* the stores are not dead: keep them */
+    free(p);
+    unsigned char *q = malloc(n + n / 4);
+    CHECK(q != NULL);
+    size_t kept = 0;
+    while (kept < n && q[kept] == 0xAB) kept++;
+    CHECKF(kept == n, "the cached mapping was not reused: byte %zu is %#x", kept, kept < n ? q[kept] : 0);
+    free(q);
 }
 
 /** A freed block is handed out again by later allocations of its class, within one
@@ -191,6 +259,8 @@ static const struct test_case cases[] = {
     {"class_of", case_class_of},
     {"usable_is_class_size", case_usable_is_class_size},
     {"lookup_tiers", case_lookup_tiers},
+    {"large_realloc_in_place", case_large_realloc_in_place},
+    {"huge_cache_grows", case_huge_cache_grows},
     {"freed_block_reused", case_freed_block_reused},
     {"free_list_patterns", case_free_list_patterns},
     {"noop", case_noop},

@@ -1,5 +1,7 @@
 // Thread-heap layer: what a pointer is, for realloc and malloc_usable_size.
 
+import Synchronization
+
 extension Heap {
     /// Usable bytes of the live block at `pointer`, or an abort naming the pointer when it
     /// is not the start of a live swmalloc block. `operation` names the caller in the message.
@@ -34,13 +36,56 @@ extension Heap {
     }
 
     /// realloc's core: in place when the new size fits the block and does not waste more
-    /// than half of it; otherwise allocate, copy, free. On failure the block is untouched.
+    /// than half of it, or when a large block grows within its span; otherwise allocate,
+    /// copy, free. On failure the block is untouched.
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
         let old = usableSize(pointer, checkFreed: true)
         if size <= old && size >= old / 2 { return pointer }
+        if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) { return grown }
         guard let fresh = allocate(size) else { return nil }
         fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
         deallocate(pointer)
         return fresh
+    }
+
+    /// The block at `pointer` (live, larger than a small block: checked by `usableSize`)
+    /// grown to `size` bytes, more than it holds, without copying it: a large block in
+    /// place (`growLarge`), a huge one by moving its pages (`Huge.grow`); nil when that
+    /// cannot be done (the caller copies).
+    private static func growWithoutCopy(_ pointer: UnsafeMutableRawPointer, to size: Int) -> UnsafeMutableRawPointer? {
+        let p = UInt(bitPattern: pointer)
+        if !SegmentMap.contains(p) { return nil }   // an over-aligned huge block
+        let segment = UnsafeMutablePointer<Segment>.of(p)
+        if segment.pointee.kind == .huge { return Huge.grow(pointer, segment: segment, to: size) }
+        return growLarge(pointer, segment: segment, to: size) ? pointer : nil
+    }
+
+    /// Grows the large block at `pointer` (live, checked by `usableSize`) to `size` bytes
+    /// (at most `Geometry.largeMax`) in place, as jemalloc does: a large page's block is
+    /// the request in OS pages and its span is whole 64 KiB slices, so a block that grows
+    /// by less than the rest of its last slice needs no copy; when the calling thread owns
+    /// the page, its span may also take the free slices right after it. False above
+    /// `Geometry.largeMax` (the block must become huge), or when there is no room. The
+    /// calling thread's heap counts the growth (the freeing heap subtracts the block's
+    /// size as it is then).
+    ///
+    /// Safe from any thread: the block is the caller's, and no other thread reads a large
+    /// page's block size or span while the block is live (large pages are never batched;
+    /// the purger reads free spans only, under the owner's span lock, which
+    /// `extendSpan` takes).
+    private static func growLarge(_ pointer: UnsafeMutableRawPointer, segment: UnsafeMutablePointer<Segment>, to size: Int) -> Bool {
+        let heap = Heap.current
+        if heap.isEmpty || size > Geometry.largeMax { return false }
+        let page = segment.page(containing: UInt(bitPattern: pointer))
+        if page.pointee.kind != .large { return false }
+        let slices = (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        if slices > page.pointee.sliceCount {
+            if page.pointee.ownerTag.load(ordering: .relaxed) != heap.tag | 1
+                || !heap.extendSpan(page, by: slices - page.pointee.sliceCount) { return false }
+        }
+        let usable = largeUsable(size)
+        heap.state.pointee.bigAllocated &+= UInt(usable) &- UInt(page.pointee.blockSize)
+        page.resizeLarge(usable)
+        return true
     }
 }

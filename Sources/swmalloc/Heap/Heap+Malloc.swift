@@ -160,7 +160,10 @@ extension Heap {
         guard let span = acquireSpan(slices, alignment: alignment >> Geometry.sliceShift) else {
             return Heap.outOfMemory()
         }
-        span.format(segment: span.segment, heapTag: tag, classIndex: -1, blockSize: slices << Geometry.sliceShift)
+        // The block's usable size is the request in whole OS pages, not the whole span:
+        // realloc copies (and so touches) only those, and may grow the block in place up
+        // to the span's end.
+        span.format(segment: span.segment, heapTag: tag, classIndex: -1, blockSize: Heap.largeUsable(size))
         span.pointee.capacity = 1
         span.pointee.used = 1
         pushFull(span)
@@ -169,6 +172,12 @@ extension Heap {
         state.pointee.bigAllocated &+= UInt(span.pointee.blockSize)
         state.pointee.bigAllocs &+= 1
         return block
+    }
+
+    /// Usable bytes of a large block of `size` bytes: whole OS pages, at least one.
+    @inline(__always)
+    static func largeUsable(_ size: Int) -> Int {
+        size <= OS.pageSize ? OS.pageSize : (size + OS.pageSize - 1) & ~(OS.pageSize - 1)
     }
 
     /// The out-of-memory result: NULL with errno = ENOMEM, counted.

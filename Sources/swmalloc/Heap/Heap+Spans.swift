@@ -48,6 +48,22 @@ extension Heap {
         return span
     }
 
+    /// Lengthens `page`'s span (a page of this heap) by `extra` slices from the free span
+    /// right after it; false when they are not free. Takes the span lock.
+    func extendSpan(_ page: UnsafeMutablePointer<Page>, by extra: Int) -> Bool {
+        let seg = page.segment
+        spanLock.lock()
+        let done = seg.extendSpan(page, by: extra)
+        if done {
+            let st = state
+            st.pointee.activeSlices += extra
+            if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
+            relinkSegment(seg)
+        }
+        spanLock.unlock()
+        return done
+    }
+
     /// Returns an empty page's span to its segment (the page is in no list; the span lock
     /// is held). An empty segment becomes the heap's spare, or goes to the segment cache.
     ///

@@ -67,6 +67,38 @@ enum Huge {
         return block
     }
 
+    /// realloc of the huge block at `pointer` (its start, checked) to `size` bytes, more
+    /// than it holds: its pages move to a larger mapping (`mremap`: nothing is copied,
+    /// only the growth faults), as glibc does for its mapped chunks. Nil when the kernel
+    /// refuses, or the thread has no heap to count it in; the block is then untouched and
+    /// the caller copies.
+    ///
+    /// The block is the caller's, so no other thread may use the old address range once
+    /// it moved; its segment-map byte moves with it.
+    static func grow(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, to size: Int) -> UnsafeMutableRawPointer? {
+        let heap = Heap.current
+        if size > Int.max / 2 || heap.isEmpty { return nil }
+        let offset = seg.pointee.hugeOffset
+        let granule = Options.current.pointee.thp == .large ? Geometry.largeMax : OS.pageSize
+        let total = offset + ((size + granule - 1) & ~(granule - 1))
+        let oldMapped = seg.pointee.mappedSize
+        guard let moved = OSMemory.growAligned(seg.base, oldMapped, to: total, alignment: Geometry.segmentSize,
+                                               head: offset, headBytes: Segment.headerBytes) else {
+            return nil
+        }
+        SegmentMap.remove(seg.base)
+        let grown = moved.assumingMemoryBound(to: Segment.self)
+        grown.pointee.mappedSize = total
+        SegmentMap.insert(moved)
+        let block = moved + offset
+        adviseHugePages(block, total - offset)
+        let growth = UInt(total - oldMapped)
+        Counters.shared.pointee.hugeBytes.wrappingAdd(growth, ordering: .relaxed)
+        Counters.shared.pointee.hugeUsable.wrappingAdd(growth, ordering: .relaxed)
+        heap.state.pointee.bigAllocated &+= growth
+        return block
+    }
+
     /// Applies the `thp` policy to a huge block's memory.
     private static func adviseHugePages(_ block: UnsafeMutableRawPointer, _ usable: Int) {
         let policy = Options.current.pointee.thp
@@ -236,7 +268,8 @@ enum Huge {
             OSMemory.unmap(seg.base + total, size - total)
             seg.pointee.mappedSize = total
         } else if size < total {
-            guard let moved = OSMemory.growAligned(seg.base, size, to: total, alignment: Geometry.segmentSize) else {
+            guard let moved = OSMemory.growAligned(seg.base, size, to: total, alignment: Geometry.segmentSize,
+                                                   head: offset, headBytes: Segment.headerBytes) else {
                 OSMemory.unmap(seg.base, size)
                 return nil
             }

@@ -35,14 +35,23 @@ enum OSMemory {
     }
 
     /// Grows a mapping from `mapAligned` to `newSize` bytes at a new address aligned to
-    /// `alignment`: its pages move there (resident, not copied); the rest is fresh. Nil
-    /// when the kernel refuses (the old mapping is then untouched).
-    static func growAligned(_ p: UnsafeMutableRawPointer, _ size: Int, to newSize: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    /// `alignment`. Its part from `head` on moves there (resident pages, not copied; the
+    /// growth is fresh); of the first `head` bytes only the first `headBytes` are copied,
+    /// and the old head is unmapped. Nil when the kernel refuses (the old mapping is then
+    /// untouched).
+    ///
+    /// Why not one `mremap` of the whole mapping: the kernel moves only a range inside one
+    /// of its mappings (EFAULT otherwise), and a hint given to the block's part alone
+    /// (`madvise` for huge pages) splits the mapping in two there.
+    static func growAligned(_ p: UnsafeMutableRawPointer, _ size: Int, to newSize: Int, alignment: Int,
+                            head: Int, headBytes: Int) -> UnsafeMutableRawPointer? {
         guard let target = mapAligned(newSize, alignment: alignment) else { return nil }
-        if !OS.remap(p, size, to: target, newSize: newSize) {
+        if !OS.remap(p + head, size - head, to: target + head, newSize: newSize - head) {
             unmap(target, newSize)
             return nil
         }
+        target.copyMemory(from: p, byteCount: headBytes)
+        OS.unmap(p, head)
         Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
         return target
     }

@@ -276,6 +276,28 @@ extension UnsafeMutablePointer where Pointee == Segment {
         return nil
     }
 
+    /// Lengthens the live span `span` by `extra` slices taken from the free span right
+    /// after it (split when longer); false, and nothing changed, when the slices after it
+    /// are not free or too few. Like `takeSpan`, it only removes room, so a remembered
+    /// miss stays true.
+    func extendSpan(_ span: UnsafeMutablePointer<Page>, by extra: Int) -> Bool {
+        let after = span.pointee.sliceIndex + span.pointee.sliceCount
+        if after >= Geometry.slicesPerSegment { return false }
+        let next = page(at: after)
+        if next.pointee.kind != .freeSpan || next.pointee.sliceCount < extra { return false }
+        if next.pointee.sliceCount > extra { _ = split(next, at: after + extra) }
+        if next.pointee.purged {
+            Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(extra << Geometry.sliceShift), ordering: .relaxed)
+        }
+        next.pointee.purged = false
+        next.pointee.sliceCount = 0
+        mapSlices(after, extra, to: span.pointee.sliceIndex)
+        span.pointee.sliceCount += extra
+        pointee.usedSlices += extra
+        Counters.shared.pointee.activeBytes.wrappingAdd(UInt(extra << Geometry.sliceShift), ordering: .relaxed)
+        return true
+    }
+
     /// Cuts free span `span` in two at slice `at` (inside it); returns the second part, a
     /// free span of the same purge state and age.
     private func split(_ span: UnsafeMutablePointer<Page>, at: Int) -> UnsafeMutablePointer<Page> {

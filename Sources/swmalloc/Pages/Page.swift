@@ -46,7 +46,7 @@ struct Page: ~Copyable {
     var start: UnsafeMutableRawPointer?       // +80  first block
     var divInverse: UInt                      // +88  inverse of blockSize's odd part mod 2^64 (see `isBlockStart`)
     var capacity: Int                         // +96  blocks threaded onto `free` so far (lazy extension)
-    var blockSize: UInt32                     // +104 bytes per block (large: the whole span)
+    var blockSize: UInt32                     // +104 bytes per block (large: the block's size in OS pages)
     var classIndex: UInt16                    // +108 size class (small pages)
     var kind: PageKind                        // +110 free span, small page, large page, huge
     var divShift: UInt8                       // +111 log2 of blockSize's power-of-two part
@@ -93,6 +93,13 @@ extension UnsafeMutablePointer where Pointee == Page {
         for _ in 0..<5 { inverse &*= 2 &- d &* inverse }   // each step doubles the bits
         pointee.divInverse = inverse
         pointee.divShift = UInt8(s)
+    }
+
+    /// A large page's block now holds `usable` bytes (whole OS pages, at most the span):
+    /// realloc grew it in place. The block-start test's constants follow.
+    func resizeLarge(_ usable: Int) {
+        pointee.blockSize = UInt32(usable)
+        setDivisor(usable)
     }
 
     /// Sets up a small page of class `c` (or a large page when `c < 0`) over this span.
