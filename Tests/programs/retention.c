@@ -11,6 +11,11 @@
  *                       What stays is each thread's kept empty class pages (at most 64;
  *                       about 1.2 MiB a thread here), which only the thread itself may
  *                       retire.
+ *   idle_wide_pages     8 threads each allocate 8 blocks of every class from 9 KiB to
+ *                       128 KiB (pages of 2 … 16 slices), write and free them, and sleep:
+ *                       the resident set must come back within 40 MiB of the start (each
+ *                       thread keeps at most 4 MiB of such empty pages; before: all of
+ *                       them, about 100 MiB).
  *   remote_batch_idle   32 pool threads each free 8 of the main thread's 120 KiB blocks
  *                       and then wait; the main thread allocates as many blocks again:
  *                       mapped memory must not grow by the 32 MiB the pool threads free
@@ -179,6 +184,48 @@ static void idle_threads(void) {
     printf("rss MiB: start %.1f after frees %.1f after %ld ms %.1f\n", start, freed, waited, end);
     CHECKF(freed - start > 24, "the threads' frees left only %.1f MiB resident: the test did not test", freed - start);
     CHECKF(end - start <= 24, "%.1f MiB still resident 3 s after 16 sleeping threads freed everything", end - start);
+}
+
+/* ---- idle_wide_pages ---- */
+
+enum { WIDE_THREADS = 8 };
+
+/** Allocates 8 blocks of every class from 9 KiB to 128 KiB (pages of 2 … 16 slices),
+ *  writes them, frees them, and sleeps. */
+static void *wide_worker(void *arg) {
+    (void)arg;
+    enum { CLASSES = 32, EACH = 8 };
+    void *blocks[CLASSES * EACH];
+    size_t n = 0;
+    for (size_t size = 9216; size <= 131072; size += size < 16384 ? 1024 : size < 32768 ? 2048 : size < 65536 ? 4096 : 8192) {
+        for (int k = 0; k < EACH; k++) {
+            blocks[n] = malloc(size);
+            CHECK(blocks[n] != NULL);
+            memset(blocks[n], 1, size);
+            n++;
+        }
+    }
+    CHECK(n == CLASSES * EACH);
+    for (size_t i = 0; i < n; i++) free(blocks[i]);
+    pthread_barrier_wait(&freed_barrier);
+    park();
+    return NULL;
+}
+
+static void idle_wide_pages(void) {
+    double start = rss_mib();
+    pthread_t t[WIDE_THREADS];
+    pthread_barrier_init(&freed_barrier, NULL, WIDE_THREADS + 1);
+    for (int i = 0; i < WIDE_THREADS; i++) CHECK(pthread_create(&t[i], NULL, wide_worker, NULL) == 0);
+    pthread_barrier_wait(&freed_barrier);
+    double freed = rss_mib();
+    long waited = 0;
+    double end = rss_fall_to(start + 40, 3000, &waited);
+    unpark();
+    for (int i = 0; i < WIDE_THREADS; i++) pthread_join(t[i], NULL);
+    printf("rss MiB: start %.1f after frees %.1f after %ld ms %.1f\n", start, freed, waited, end);
+    CHECKF(freed - start > 64, "the threads' frees left only %.1f MiB resident: the test did not test", freed - start);
+    CHECKF(end - start <= 40, "%.1f MiB still resident 3 s after 8 sleeping threads freed everything", end - start);
 }
 
 /* ---- remote_batch_idle ---- */
@@ -367,7 +414,8 @@ static void huge_cache_reuse(void) {
 }
 
 static const struct test_case cases[] = {
-    {"idle_threads", idle_threads},         {"remote_batch_idle", remote_batch_idle},
+    {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
+    {"remote_batch_idle", remote_batch_idle},
     {"fork_child_reuse", fork_child_reuse}, {"purger_absent", purger_absent},
     {"purger_lifecycle", purger_lifecycle}, {"purger_off", purger_off},
     {"huge_cache_reuse", huge_cache_reuse},
