@@ -169,22 +169,30 @@ static void *idle_worker(void *arg) {
     return NULL;
 }
 
-static void idle_threads(void) {
-    enum { THREADS = IDLE_THREADS };
+/** Starts `threads` threads running `worker` (argument: 1, 2, …), which free what they
+ *  allocated, wait on `freed_barrier` and park; then, while every thread sleeps, waits
+ *  up to 3 s for the resident set to fall within `limit` MiB of where it started.
+ *  Checks that the frees left more than `least` MiB resident (else nothing was tested)
+ *  and that it fell. */
+static void expect_idle_rss_falls(int threads, void *(*worker)(void *), double least, double limit) {
     double start = rss_mib();
-    pthread_t t[THREADS];
-    pthread_barrier_init(&freed_barrier, NULL, THREADS + 1);
-    for (int i = 0; i < THREADS; i++) CHECK(pthread_create(&t[i], NULL, idle_worker, (void *)(uintptr_t)(i + 1)) == 0);
+    pthread_t t[IDLE_THREADS];
+    CHECK(threads <= IDLE_THREADS);
+    pthread_barrier_init(&freed_barrier, NULL, (unsigned)threads + 1);
+    for (int i = 0; i < threads; i++) CHECK(pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0);
     pthread_barrier_wait(&freed_barrier);
     double freed = rss_mib();
     long waited = 0;
-    double end = rss_fall_to(start + 24, 3000, &waited);
+    double end = rss_fall_to(start + limit, 3000, &waited);
     unpark();
-    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
     printf("rss MiB: start %.1f after frees %.1f after %ld ms %.1f\n", start, freed, waited, end);
-    CHECKF(freed - start > 24, "the threads' frees left only %.1f MiB resident: the test did not test", freed - start);
-    CHECKF(end - start <= 24, "%.1f MiB still resident 3 s after 16 sleeping threads freed everything", end - start);
+    CHECKF(freed - start > least, "the threads' frees left only %.1f MiB resident: the test did not test", freed - start);
+    CHECKF(end - start <= limit, "%.1f MiB still resident 3 s after %d sleeping threads freed everything",
+           end - start, threads);
 }
+
+static void idle_threads(void) { expect_idle_rss_falls(IDLE_THREADS, idle_worker, 24, 24); }
 
 /* ---- idle_wide_pages ---- */
 
@@ -212,21 +220,7 @@ static void *wide_worker(void *arg) {
     return NULL;
 }
 
-static void idle_wide_pages(void) {
-    double start = rss_mib();
-    pthread_t t[WIDE_THREADS];
-    pthread_barrier_init(&freed_barrier, NULL, WIDE_THREADS + 1);
-    for (int i = 0; i < WIDE_THREADS; i++) CHECK(pthread_create(&t[i], NULL, wide_worker, NULL) == 0);
-    pthread_barrier_wait(&freed_barrier);
-    double freed = rss_mib();
-    long waited = 0;
-    double end = rss_fall_to(start + 40, 3000, &waited);
-    unpark();
-    for (int i = 0; i < WIDE_THREADS; i++) pthread_join(t[i], NULL);
-    printf("rss MiB: start %.1f after frees %.1f after %ld ms %.1f\n", start, freed, waited, end);
-    CHECKF(freed - start > 64, "the threads' frees left only %.1f MiB resident: the test did not test", freed - start);
-    CHECKF(end - start <= 40, "%.1f MiB still resident 3 s after 8 sleeping threads freed everything", end - start);
-}
+static void idle_wide_pages(void) { expect_idle_rss_falls(WIDE_THREADS, wide_worker, 64, 40); }
 
 /* ---- remote_batch_idle ---- */
 
