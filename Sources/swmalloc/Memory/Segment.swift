@@ -239,6 +239,41 @@ extension UnsafeMutablePointer where Pointee == Segment {
         return seg
     }
 
+    /// A cached empty segment with a resident free span of at least `count` slices, now
+    /// owned by `heap`; nil when the cache has none. The walk is bounded by the cache,
+    /// which holds the segments whose memory still waits for its delay and at most
+    /// `cacheLimit` purged ones.
+    static func takeCachedResident(heap: UnsafeMutableRawPointer, count: Int) -> UnsafeMutablePointer<Segment>? {
+        if Globals.segmentCacheHead.pointee == nil { return nil }
+        Globals.segmentCacheLock.lock()
+        defer { Globals.segmentCacheLock.unlock() }
+        var previous: UnsafeMutablePointer<Segment>? = nil
+        var cursor = Globals.segmentCacheHead.pointee
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            if seg.hasResidentSpan(count) {
+                if let previous { previous.pointee.next = cursor } else { Globals.segmentCacheHead.pointee = cursor }
+                Globals.segmentCacheCount.pointee -= 1
+                seg.pointee.next = nil
+                seg.pointee.heap = heap
+                return seg
+            }
+            previous = seg
+        }
+        return nil
+    }
+
+    /// True when a free span of at least `count` slices is resident (freed, not purged).
+    private func hasResidentSpan(_ count: Int) -> Bool {
+        var i = 1
+        while i < Geometry.slicesPerSegment {
+            let span = page(at: i)
+            if span.pointee.kind == .freeSpan && !span.pointee.purged && span.pointee.sliceCount >= count { return true }
+            i += span.pointee.sliceCount
+        }
+        return false
+    }
+
     /// Takes a span of `count` slices starting at a multiple of `alignment` slices (first
     /// fit; `alignment` a power of two), splitting the free span it comes from. Returns its
     /// descriptor with `sliceIndex`/`sliceCount` set, or nil when none fits.
@@ -246,7 +281,10 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// A miss is remembered until a span comes back: taking spans only removes room, so a
     /// request at least as long and as aligned cannot fit either, and is answered without
     /// walking the spans (thousands of aligned blocks would otherwise walk every segment).
-    func takeSpan(_ count: Int, alignment: Int = 1) -> UnsafeMutablePointer<Page>? {
+    ///
+    /// With `residentOnly` it takes only a span whose memory is resident (freed and not
+    /// yet purged), and a miss is not remembered (a purged span may still fit).
+    func takeSpan(_ count: Int, alignment: Int = 1, residentOnly: Bool = false) -> UnsafeMutablePointer<Page>? {
         if pointee.missCount != 0 && pointee.missReturns == pointee.spanReturns
             && count >= Int(pointee.missCount) && alignment >= Int(pointee.missAlignment) {
             return nil
@@ -256,7 +294,13 @@ extension UnsafeMutablePointer where Pointee == Segment {
             var span = page(at: i)
             let length = span.pointee.sliceCount
             let start = (i + alignment - 1) & ~(alignment - 1)
-            if span.pointee.kind == .freeSpan && start + count <= i + length {
+            if span.pointee.kind == .freeSpan && !(residentOnly && span.pointee.purged)
+                && start + count <= i + length + (residentOnly ? 0 : freeAfter(i + length, upTo: start + count)) {
+                // Free spans of different purge states lie side by side unmerged (see
+                // `returnSpan`): join as many as the request needs.
+                while start + count > i + span.pointee.sliceCount {
+                    absorb(page(at: i + span.pointee.sliceCount), into: span)
+                }
                 if start > i { span = split(span, at: start) }
                 if span.pointee.sliceCount > count { _ = split(span, at: start + count) }
                 if span.pointee.purged {
@@ -270,13 +314,24 @@ extension UnsafeMutablePointer where Pointee == Segment {
             }
             i += length
         }
+        if residentOnly { return nil }
         pointee.missReturns = pointee.spanReturns
         pointee.missCount = UInt8(count)
         pointee.missAlignment = UInt8(alignment)
         return nil
     }
 
-    /// Lengthens the live span `span` by `extra` slices taken from the free span right
+    /// Free slices in the run of free spans that starts at slice `i`, counted until the
+    /// run ends or reaches slice `end`.
+    private func freeAfter(_ i: Int, upTo end: Int) -> Int {
+        var j = i
+        while j < end && j < Geometry.slicesPerSegment && page(at: j).pointee.kind == .freeSpan {
+            j += page(at: j).pointee.sliceCount
+        }
+        return j - i
+    }
+
+    /// Lengthens the live span `span` by `extra` slices taken from the free spans right
     /// after it (split when longer); false, and nothing changed, when the slices after it
     /// are not free or too few. Like `takeSpan`, it only removes room, so a remembered
     /// miss stays true.
@@ -284,7 +339,8 @@ extension UnsafeMutablePointer where Pointee == Segment {
         let after = span.pointee.sliceIndex + span.pointee.sliceCount
         if after >= Geometry.slicesPerSegment { return false }
         let next = page(at: after)
-        if next.pointee.kind != .freeSpan || next.pointee.sliceCount < extra { return false }
+        if next.pointee.kind != .freeSpan || freeAfter(after, upTo: after + extra) < extra { return false }
+        while next.pointee.sliceCount < extra { absorb(page(at: after + next.pointee.sliceCount), into: next) }
         if next.pointee.sliceCount > extra { _ = split(next, at: after + extra) }
         if next.pointee.purged {
             Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(extra << Geometry.sliceShift), ordering: .relaxed)
@@ -313,9 +369,15 @@ extension UnsafeMutablePointer where Pointee == Segment {
         return rest
     }
 
-    /// Gives a page's span back to the segment's free spans, merging with free neighbours.
-    /// With `purgeNow` its memory goes back to the OS at once; otherwise the heap's purge
-    /// pass does it after the delay.
+    /// Gives a page's span back to the segment's free spans, merging with free neighbours
+    /// of the same purge state. With `purgeNow` its memory goes back to the OS at once;
+    /// otherwise the heap's purge pass does it after the delay.
+    ///
+    /// Why not merge a resident span with a purged (or never touched) one: the merged span
+    /// would count as resident, and the next page cut from it could land in the part that
+    /// is not, touching fresh memory while freed memory stays resident and unused (a fork
+    /// child that freed 64 MiB of its parent's threads' blocks and allocated as much again
+    /// grew by 15 MiB). `takeSpan` joins neighbours when a request needs them.
     func returnSpan(_ span: UnsafeMutablePointer<Page>, now: UInt64, purgeNow: Bool) {
         pointee.spanReturns &+= 1
         pointee.usedSlices -= span.pointee.sliceCount
@@ -333,14 +395,15 @@ extension UnsafeMutablePointer where Pointee == Segment {
         var head = span
         // Merge with the following span.
         let after = span.pointee.sliceIndex + span.pointee.sliceCount
-        if after < Geometry.slicesPerSegment, page(at: after).pointee.kind == .freeSpan {
+        if after < Geometry.slicesPerSegment, page(at: after).pointee.kind == .freeSpan,
+           page(at: after).pointee.purged == span.pointee.purged {
             absorb(page(at: after), into: head)
         }
         // Merge into the preceding span.
         let i = span.pointee.sliceIndex
         if i > 1 {
             let before = page(containing: UInt(bitPattern: base) + UInt((i - 1) << Geometry.sliceShift))
-            if before.pointee.kind == .freeSpan {
+            if before.pointee.kind == .freeSpan && before.pointee.purged == span.pointee.purged {
                 absorb(head, into: before)
                 head = before
             }
