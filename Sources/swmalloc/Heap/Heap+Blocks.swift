@@ -78,12 +78,12 @@ extension Heap {
         if heap.isEmpty || size > Geometry.largeMax { return false }
         let page = segment.page(containing: UInt(bitPattern: pointer))
         if page.pointee.kind != .large { return false }
-        let slices = (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        let slices = Geometry.slices(for: size)
         if slices > page.pointee.sliceCount {
             if page.pointee.ownerTag.load(ordering: .relaxed) != heap.tag | 1
                 || !heap.extendSpan(page, by: slices - page.pointee.sliceCount) { return false }
         }
-        let usable = largeUsable(size)
+        let usable = OS.wholePages(size)
         heap.state.pointee.bigAllocated &+= UInt(usable) &- UInt(page.pointee.blockSize)
         page.resizeLarge(usable)
         return true

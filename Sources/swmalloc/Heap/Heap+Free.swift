@@ -133,19 +133,22 @@ extension Heap {
         }
     }
 
-    /// True when `page`, found in a kept ring, is still one of this heap's kept pages and
-    /// holds no block. The owner tag tells that it is still this heap's page (its
-    /// descriptor may have been formatted again since it entered the ring; `keptEmpty` is
-    /// cleared then).
-    private func isKeptEmpty(_ page: UnsafeMutablePointer<Page>) -> Bool {
+    /// True when `page`, found in a kept ring, is still one of this heap's kept pages: the
+    /// owner tag tells that it is still this heap's page (its descriptor may have been
+    /// formatted again since it entered the ring; `keptEmpty` is cleared then).
+    private func isKept(_ page: UnsafeMutablePointer<Page>) -> Bool {
         page.pointee.keptEmpty && page.pointee.ownerTag.load(ordering: .relaxed) & ~1 == tag
-            && page.pointee.used == 0
+    }
+
+    /// True when `page` is still kept and holds no block.
+    private func isKeptEmpty(_ page: UnsafeMutablePointer<Page>) -> Bool {
+        isKept(page) && page.pointee.used == 0
     }
 
     /// Takes `old` out of a kept ring: retired if it is still this heap's kept page, empty
     /// and its class's only page.
     private func releaseKept(_ old: UnsafeMutablePointer<Page>) {
-        guard old.pointee.keptEmpty, old.pointee.ownerTag.load(ordering: .relaxed) & ~1 == tag else { return }
+        guard isKept(old) else { return }
         old.pointee.keptEmpty = false
         if old.pointee.used == 0 && old.pointee.prev == nil && old.pointee.next == nil
             && !old.pointee.inFullList && self.page(class: Int(old.pointee.classIndex)) == old {

@@ -156,14 +156,14 @@ extension Heap {
     /// `Geometry.smallMax` < size ≤ `Geometry.largeMax`, and for aligned requests above
     /// 64 KiB that fit a segment. Nil with ENOMEM when out of memory.
     func allocateLarge(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        let slices = size <= Geometry.sliceSize ? 1 : (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        let slices = Geometry.slices(for: size)
         guard let span = acquireSpan(slices, alignment: alignment >> Geometry.sliceShift) else {
             return Heap.outOfMemory()
         }
         // The block's usable size is the request in whole OS pages, not the whole span:
         // realloc copies (and so touches) only those, and may grow the block in place up
         // to the span's end.
-        span.format(segment: span.segment, heapTag: tag, classIndex: -1, blockSize: Heap.largeUsable(size))
+        span.format(segment: span.segment, heapTag: tag, classIndex: -1, blockSize: OS.wholePages(size))
         span.pointee.capacity = 1
         span.pointee.used = 1
         pushFull(span)
@@ -172,12 +172,6 @@ extension Heap {
         state.pointee.bigAllocated &+= UInt(span.pointee.blockSize)
         state.pointee.bigAllocs &+= 1
         return block
-    }
-
-    /// Usable bytes of a large block of `size` bytes: whole OS pages, at least one.
-    @inline(__always)
-    static func largeUsable(_ size: Int) -> Int {
-        size <= OS.pageSize ? OS.pageSize : (size + OS.pageSize - 1) & ~(OS.pageSize - 1)
     }
 
     /// The out-of-memory result: NULL with errno = ENOMEM, counted.
@@ -203,7 +197,7 @@ extension Heap {
             let rounded = (size + alignment - 1) & ~(alignment - 1)
             return allocate(rounded == 0 ? alignment : rounded)
         }
-        let slices = size <= Geometry.sliceSize ? 1 : (size + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        let slices = Geometry.slices(for: size)
         if alignment <= Geometry.largeMax && alignment >> Geometry.sliceShift + slices <= Geometry.slicesPerSegment {
             return allocateAlignedLarge(size, alignment: alignment)
         }

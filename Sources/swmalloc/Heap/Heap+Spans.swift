@@ -61,26 +61,27 @@ extension Heap {
                           residentOnly: Bool = false) -> UnsafeMutablePointer<Page>? {
         if Geometry.usableSlices - seg.pointee.usedSlices < count { return nil }
         guard let span = seg.takeSpan(count, alignment: alignment, residentOnly: residentOnly) else { return nil }
+        slicesTaken(count, from: seg)
+        return span
+    }
+
+    /// Counts `count` slices of `seg` taken into use (the slices in use and their
+    /// high-water mark; `seg` is no longer an empty spare) and files the segment again.
+    private func slicesTaken(_ count: Int, from seg: UnsafeMutablePointer<Segment>) {
         let st = state
         st.pointee.activeSlices += count
         if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
         if seg == st.pointee.spare { st.pointee.spare = nil }
         relinkSegment(seg)
-        return span
     }
 
-    /// Lengthens `page`'s span (a page of this heap) by `extra` slices from the free span
+    /// Lengthens `page`'s span (a page of this heap) by `extra` slices from the free spans
     /// right after it; false when they are not free. Takes the span lock.
     func extendSpan(_ page: UnsafeMutablePointer<Page>, by extra: Int) -> Bool {
         let seg = page.segment
         spanLock.lock()
         let done = seg.extendSpan(page, by: extra)
-        if done {
-            let st = state
-            st.pointee.activeSlices += extra
-            if st.pointee.activeSlices > st.pointee.activePeak { st.pointee.activePeak = st.pointee.activeSlices }
-            relinkSegment(seg)
-        }
+        if done { slicesTaken(extra, from: seg) }
         spanLock.unlock()
         return done
     }

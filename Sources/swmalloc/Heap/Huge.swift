@@ -30,16 +30,9 @@ enum Huge {
     static func allocate(_ size: Int, alignment: Int, zeroed: Bool = false) -> UnsafeMutableRawPointer? {
         if size < 0 || size > Int.max / 2 || alignment > maxAlignment { return Heap.outOfMemory() }
         if alignment > Geometry.largeMax { return allocateOverAligned(size, alignment: alignment) }
-        let policy = Options.current.pointee.thp
-        // With `thp=large` a block of 2 MiB or more starts on a 2 MiB boundary and spans
-        // whole 2 MiB pages, so the kernel can back it with huge pages: one fault per 2 MiB
-        // instead of 512. The extra is address space; untouched, it costs no memory.
-        let hugePage = Geometry.largeMax
-        let wantsTHP = policy == .large && size >= hugePage
         var offset = alignment > Geometry.sliceSize ? alignment : Geometry.sliceSize
-        if wantsTHP && offset < hugePage { offset = hugePage }
-        let granule = wantsTHP ? hugePage : OS.pageSize
-        let total = offset + ((size + granule - 1) & ~(granule - 1))
+        if backedByHugePages(size) && offset < Geometry.largeMax { offset = Geometry.largeMax }
+        let total = mappingSize(size, offset: offset)
         if let seg = takeCached(total: total, offset: offset) {
             let block = seg.base + offset
             if zeroed { block.initializeMemory(as: UInt8.self, repeating: 0, count: total - offset) }
@@ -79,8 +72,7 @@ enum Huge {
         let heap = Heap.current
         if size > Int.max / 2 || heap.isEmpty { return nil }
         let offset = seg.pointee.hugeOffset
-        let granule = Options.current.pointee.thp == .large ? Geometry.largeMax : OS.pageSize
-        let total = offset + ((size + granule - 1) & ~(granule - 1))
+        let total = mappingSize(size, offset: offset)
         let oldMapped = seg.pointee.mappedSize
         guard let moved = OSMemory.growAligned(seg.base, oldMapped, to: total, alignment: Geometry.segmentSize,
                                                head: offset, headBytes: Segment.headerBytes) else {
@@ -97,6 +89,23 @@ enum Huge {
         Counters.shared.pointee.hugeUsable.wrappingAdd(growth, ordering: .relaxed)
         heap.state.pointee.bigAllocated &+= growth
         return block
+    }
+
+    /// Whether a block of `size` bytes is laid out for transparent huge pages: with
+    /// `thp=large` a block of 2 MiB or more starts on a 2 MiB boundary and spans whole
+    /// 2 MiB pages, so the kernel can back it with huge pages: one fault per 2 MiB instead
+    /// of 512. The extra is address space; untouched, it costs no memory.
+    @inline(__always)
+    private static func backedByHugePages(_ size: Int) -> Bool {
+        Options.current.pointee.thp == .large && size >= Geometry.largeMax
+    }
+
+    /// Bytes of the mapping of a huge block of `size` bytes placed at `offset`: whole
+    /// 2 MiB pages when it is laid out for huge pages, else whole OS pages.
+    @inline(__always)
+    private static func mappingSize(_ size: Int, offset: Int) -> Int {
+        let granule = backedByHugePages(size) ? Geometry.largeMax : OS.pageSize
+        return offset + ((size + granule - 1) & ~(granule - 1))
     }
 
     /// Applies the `thp` policy to a huge block's memory.
@@ -311,7 +320,7 @@ enum Huge {
     /// mapping that starts one OS page below the block (the header) and ends with it.
     private static func allocateOverAligned(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         let page = OS.pageSize
-        let usable = size == 0 ? page : (size + page - 1) & ~(page - 1)
+        let usable = OS.wholePages(size)
         let span = page + alignment + usable
         guard let raw = OS.map(span) ?? OSMemory.retryAfterReleasingCaches(span) else { return Heap.outOfMemory() }
         let start = UInt(bitPattern: raw)

@@ -21,4 +21,10 @@ enum Geometry {
     static let smallMax = 128 * 1024
     /// Blocks above this size get a segment of their own ("huge": mapped directly).
     static let largeMax = 2 * 1024 * 1024
+
+    /// Slices that hold `bytes` bytes: whole slices, at least one.
+    @inline(__always)
+    static func slices(for bytes: Int) -> Int {
+        bytes <= sliceSize ? 1 : (bytes + sliceSize - 1) >> sliceShift
+    }
 }

@@ -303,13 +303,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
                 }
                 if start > i { span = split(span, at: start) }
                 if span.pointee.sliceCount > count { _ = split(span, at: start + count) }
-                if span.pointee.purged {
-                    Counters.shared.pointee.purgedNow.wrappingSubtract(
-                        UInt(count << Geometry.sliceShift), ordering: .relaxed)
-                }
-                span.pointee.purged = false
-                pointee.usedSlices += count
-                Counters.shared.pointee.activeBytes.wrappingAdd(UInt(count << Geometry.sliceShift), ordering: .relaxed)
+                markInUse(span)
                 return span
             }
             i += length
@@ -319,6 +313,16 @@ extension UnsafeMutablePointer where Pointee == Segment {
         pointee.missCount = UInt8(count)
         pointee.missAlignment = UInt8(alignment)
         return nil
+    }
+
+    /// Counts free span `span`, cut to the length taken, as in use: resident from now on,
+    /// and its slices used.
+    private func markInUse(_ span: UnsafeMutablePointer<Page>) {
+        let bytes = UInt(span.pointee.sliceCount << Geometry.sliceShift)
+        if span.pointee.purged { Counters.shared.pointee.purgedNow.wrappingSubtract(bytes, ordering: .relaxed) }
+        span.pointee.purged = false
+        pointee.usedSlices += span.pointee.sliceCount
+        Counters.shared.pointee.activeBytes.wrappingAdd(bytes, ordering: .relaxed)
     }
 
     /// Free slices in the run of free spans that starts at slice `i`, counted until the
@@ -342,15 +346,10 @@ extension UnsafeMutablePointer where Pointee == Segment {
         if next.pointee.kind != .freeSpan || freeAfter(after, upTo: after + extra) < extra { return false }
         while next.pointee.sliceCount < extra { absorb(page(at: after + next.pointee.sliceCount), into: next) }
         if next.pointee.sliceCount > extra { _ = split(next, at: after + extra) }
-        if next.pointee.purged {
-            Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(extra << Geometry.sliceShift), ordering: .relaxed)
-        }
-        next.pointee.purged = false
+        markInUse(next)
         next.pointee.sliceCount = 0
         mapSlices(after, extra, to: span.pointee.sliceIndex)
         span.pointee.sliceCount += extra
-        pointee.usedSlices += extra
-        Counters.shared.pointee.activeBytes.wrappingAdd(UInt(extra << Geometry.sliceShift), ordering: .relaxed)
         return true
     }
 

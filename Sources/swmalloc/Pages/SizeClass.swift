@@ -110,6 +110,6 @@ enum SizeClass {
     static func pageSlices(_ c: Int) -> Int {
         let size = blockSize(c)
         if size <= 8192 { return 1 }
-        return (size * 8 + Geometry.sliceSize - 1) >> Geometry.sliceShift
+        return Geometry.slices(for: size * 8)
     }
 }

@@ -9,6 +9,12 @@ enum OS {
     /// The system page size the allocator assumes (x86-64 and arm64 Linux defaults).
     static let pageSize = 4096
 
+    /// `size` rounded up to whole pages, at least one.
+    @inline(__always)
+    static func wholePages(_ size: Int) -> Int {
+        size <= pageSize ? pageSize : (size + pageSize - 1) & ~(pageSize - 1)
+    }
+
     /// Maps `size` bytes of fresh, zeroed, read-write anonymous memory; nil when the kernel refuses.
     @inline(__always)
     static func map(_ size: Int, hint: UnsafeMutableRawPointer? = nil) -> UnsafeMutableRawPointer? {
