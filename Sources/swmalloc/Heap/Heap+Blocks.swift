@@ -12,7 +12,7 @@ extension Heap {
         let segment = UnsafeMutablePointer<Segment>.of(p)
         let page = segment.page(containing: p)
         if _fastPath(page.pointee.kind == .small || page.pointee.kind == .large) && page.isBlockStart(p) {
-            if checkFreed && pointer.load(fromByteOffset: 8, as: UInt.self) == freedMark(p) {
+            if checkFreed && pointer.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
                 OS.fatal("realloc(): pointer already freed", pointer: pointer)
             }
             return Int(page.pointee.blockSize)

@@ -34,7 +34,7 @@ extension Heap {
             let heap = Heap.current
             if _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag
                          && page.isBlockStart(p)
-                         && pointer.unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self) != freedMark(p)) {
+                         && pointer.unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self) != page.freedMark) {
                 if _fastPath(!heap.pushToClassPage(page, pointer.unsafelyUnwrapped)) { return }
                 emptied = page
             }
@@ -49,7 +49,7 @@ extension Heap {
     @inline(__always)
     func pushToClassPage(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) -> Bool {
         state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
-        page.pushLocal(block, mark: freedMark(UInt(bitPattern: block)))
+        page.pushLocal(block)
         return _slowPath(page.pointee.used == 0)
             && (page.pointee.prev != nil || page.pointee.next != nil || !page.pointee.keptEmpty)
     }
@@ -191,7 +191,7 @@ extension Heap {
             if Extensions.freeInterior(pointer) { return }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
-        let mark = freedMark(p)
+        let mark = page.freedMark
         if pointer.load(fromByteOffset: 8, as: UInt.self) == mark {
             OS.fatal("free(): double free detected", pointer: pointer)
         }
@@ -213,7 +213,7 @@ extension Heap {
         }
         if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
             // Our own full or large page.
-            page.pushLocal(pointer, mark: mark)
+            page.pushLocal(pointer)
             heap.unlinkFull(page)
             if page.pointee.used == 0 {
                 heap.spanLock.lock()

@@ -113,7 +113,7 @@ extension Heap {
             var n = 0
             while let b = block {
                 if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
-                if b.load(fromByteOffset: 8, as: UInt.self) != freedMark(UInt(bitPattern: b)) {
+                if b.load(fromByteOffset: 8, as: UInt.self) != page.freedMark {
                     return errors + report("a block on a free list lacks the freed mark", page)
                 }
                 n += 1

@@ -6,8 +6,17 @@ import Synchronization
 enum OSMemory {
     /// Maps `size` bytes aligned to `alignment` (a power of two ≥ the page size).
     /// First tries an exact mapping at a hinted aligned address; otherwise over-maps by `alignment` and trims both ends.
-    /// Returns nil when the kernel refuses (the caller reports ENOMEM).
+    /// Returns nil when the kernel refuses, or maps it where no segment may start
+    /// (`SegmentMap.limit`); the caller reports ENOMEM.
     static func mapAligned(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        guard let p = mapAlignedAnywhere(size, alignment: alignment) else { return nil }
+        if SegmentMap.covers(p) { return p }
+        unmap(p, size)
+        return nil
+    }
+
+    /// `mapAligned` without the segment map's range test.
+    private static func mapAlignedAnywhere(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         let mask = UInt(alignment - 1)
         // Ask for the aligned address just below the last aligned mapping (the kernel
         // hands out addresses top-down): usually granted, saving the over-map and trims.

@@ -13,12 +13,24 @@ enum SegmentMap {
     /// Bytes in the map: one per 4 MiB below 2^`Geometry.addressBits`.
     static let count = UInt(SWM_SEGMENT_MAP_BYTES)
 
+    /// Segments start below `limit` entries: the map's last entry, the 4 MiB just below
+    /// 2^47 (where the stack lives, never a mapping of ours), is left out, so that the
+    /// range test in `contains` compares with a constant that is not a power of two
+    /// (against 2^25 the compiler tests the pointer's top bits instead, and then shifts it
+    /// a second time for the index). `OSMemory.mapAligned` refuses a segment there.
+    static let limit = count - 1
+
     /// True when `p` lies in a segment swmalloc mapped. Cost: a shift, a compare (the
     /// address range) and a byte test.
     @inline(__always)
     static func contains(_ p: UInt) -> Bool {
         let index = p >> UInt(Geometry.segmentShift)
-        return index < count && bytes[Int(index)] != 0
+        return index < limit && bytes[Int(index)] != 0
+    }
+
+    /// True when a segment may start at `base` (see `limit`).
+    static func covers(_ base: UnsafeMutableRawPointer) -> Bool {
+        UInt(bitPattern: base) >> UInt(Geometry.segmentShift) < limit
     }
 
     /// Marks the segment at `base` live.

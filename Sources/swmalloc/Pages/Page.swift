@@ -61,15 +61,17 @@ enum PageKind: UInt8 {
     case freeSpan = 0, small = 1, large = 2, huge = 3
 }
 
-/// The word a freed block carries in its second 8 bytes. Malloc clears it, so finding it
-/// on free means the block was freed before and not allocated since: a double free.
-/// The constant's top bits make the mark a non-canonical address, a value no pointer a
-/// program stores can have (a block whose second word points at the block itself, as an
-/// empty circular list head's does, is not taken for freed).
-@inline(__always)
-func freedMark(_ p: UInt) -> UInt { p ^ 0x5357_4D41_4C4C_4F43 }
-
 extension UnsafeMutablePointer where Pointee == Page {
+    /// The word a freed block of this page carries in its second 8 bytes: the address of
+    /// the page's descriptor. Malloc clears it, so finding it on free means the block was
+    /// freed before and not allocated since: a double free. Descriptors lie in a segment's
+    /// first slice, which holds no block, so no pointer to a block (or one past its end)
+    /// equals a mark: a block whose second word points at the block itself, as an empty
+    /// circular list head's does, is not taken for freed. free's fast path compares the
+    /// word with the descriptor pointer it already holds (a compare, no constant to load).
+    @inline(__always)
+    var freedMark: UInt { UInt(bitPattern: self) }
+
     /// True when `p` is the start of one of the page's first `capacity` blocks. Cost: a
     /// subtraction, a multiply, a rotate and a compare. With blockSize = 2^s · d (d odd)
     /// and offset = p − start, rotr(offset · d⁻¹, s) is offset / blockSize when blockSize
@@ -143,20 +145,20 @@ extension UnsafeMutablePointer where Pointee == Page {
         for _ in 1..<n {
             let next = block + size
             block.storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
-            block.storeBytes(of: freedMark(UInt(bitPattern: block)), toByteOffset: 8, as: UInt.self)
+            block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
             block = next
         }
         block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
-        block.storeBytes(of: freedMark(UInt(bitPattern: block)), toByteOffset: 8, as: UInt.self)
+        block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
         pointee.free = first
         pointee.capacity += n
     }
 
     /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.
     @inline(__always)
-    func pushLocal(_ block: UnsafeMutableRawPointer, mark: UInt) {
+    func pushLocal(_ block: UnsafeMutableRawPointer) {
         block.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
-        block.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
+        block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
         pointee.free = block
         pointee.used &-= 1
     }
