@@ -68,21 +68,6 @@ enum VOSBlock {
                          site: Int(site), quotaCounted: word0 & quotaBit != 0)
     }
 
-    /// VOS_Free's test: the header in front of `user` when `user` is 16-byte aligned, lies
-    /// in a normal swmalloc segment (all of it mapped, so the 16 bytes in front are
-    /// readable) and its header passes the check; nil otherwise, and then `locate` decides.
-    /// It does not test that `user - 16` is a block start: the core's free, which runs
-    /// next, does (a header passing the check for a pointer that is not a VOS block has
-    /// a 2^-40 chance).
-    @inline(__always)
-    static func quickRead(_ user: UnsafeMutableRawPointer) -> VOSHeader? {
-        let u = UInt(bitPattern: user)
-        let b = u &- UInt(headerSize)
-        if _slowPath(u & 15 != 0 || !SegmentMap.contains(b)) { return nil }
-        if _slowPath(UnsafeMutablePointer<Segment>.of(b).pointee.kind == .huge) { return nil }
-        return read(user)
-    }
-
     /// The header of the VOS block whose caller pointer is `user`, or nil when `user` is not
     /// one: it must be 16-byte aligned, and `user - 16` the start of a live-looking core
     /// block (small or large page block start, or a huge block's start) whose header passes

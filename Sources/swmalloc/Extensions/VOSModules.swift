@@ -301,44 +301,65 @@ struct VOSTable {
     static func net(_ e: UnsafeMutablePointer<Int>) -> Int { e[0] &- e[3] }
 
     /// Marks the group of entry `i` (module or site) as touched.
-    @inline(never)
     func touch(_ groups: UnsafeMutablePointer<UInt>, _ i: Int) {
         groups[i >> 12] |= 1 << UInt((i >> 6) & 63)
     }
 
-    /// Charges a new block: fast path, a few plain increments.
+    /// Entry words a charge updates: allocs and bytes charged.
+    static let chargeWords = (count: 1, bytes: 0)
+    /// Entry words a credit updates: frees and bytes credited.
+    static let creditWords = (count: 2, bytes: 3)
+
+    /// Charges a new block to its module (and site).
     @inline(__always)
     func charge(_ header: VOSHeader) {
-        let e = module(header.module)
-        if _slowPath(e[1] == 0) { touch(moduleGroups(0), header.module) }
-        e[1] &+= 1
-        let charged = e[0] &+ Int(bitPattern: header.size)
-        e[0] = charged
-        if _slowPath(charged > VOSModules.publishThreshold) { publish(header.module) }
-        if header.site != 0 {
-            let s = site(header.site)
-            if _slowPath(s[1] == 0) { touch(siteGroups(0), header.site) }
-            s[1] &+= 1
-            s[0] &+= Int(bitPattern: header.size)
-        }
+        if !countFast(header, VOSTable.chargeWords) { countSlow(header, VOSTable.chargeWords) }
     }
 
     /// Credits a freed block (whichever thread allocated it).
     @inline(__always)
     func release(_ header: VOSHeader) {
+        if !countFast(header, VOSTable.creditWords) { countSlow(header, VOSTable.creditWords) }
+        if _slowPath(header.quotaCounted) { VOSModules.globalModule(global, header.module, 5).subtract(header.size) }
+    }
+
+    /// Counts a block in the `words` of its module's (and site's) entries when plain
+    /// increments are all it takes: each entry counted a block before (its group is
+    /// marked touched) and the module's unpublished bytes stay within
+    /// `publishThreshold`. Returns false, having changed nothing, otherwise. It calls
+    /// nothing, so the VOS fast paths that use it need no stack frame.
+    @inline(__always)
+    func countFast(_ header: VOSHeader, _ words: (count: Int, bytes: Int)) -> Bool {
         let e = module(header.module)
-        if _slowPath(e[2] == 0) { touch(moduleGroups(0), header.module) }
-        e[2] &+= 1
-        let credited = e[3] &+ Int(bitPattern: header.size)
-        e[3] = credited
-        if _slowPath(credited > VOSModules.publishThreshold) { publish(header.module) }
+        let bytes = e[words.bytes] &+ Int(bitPattern: header.size)
+        if _slowPath(e[words.count] == 0 || bytes > VOSModules.publishThreshold) { return false }
         if header.site != 0 {
             let s = site(header.site)
-            if _slowPath(s[2] == 0) { touch(siteGroups(0), header.site) }
-            s[2] &+= 1
-            s[3] &+= Int(bitPattern: header.size)
+            if _slowPath(s[words.count] == 0) { return false }
+            s[words.count] &+= 1
+            s[words.bytes] &+= Int(bitPattern: header.size)
         }
-        if _slowPath(header.quotaCounted) { VOSModules.globalModule(global, header.module, 5).subtract(header.size) }
+        e[words.count] &+= 1
+        e[words.bytes] = bytes
+        return true
+    }
+
+    /// `countFast` for the other cases: marks first-touched groups, and publishes the
+    /// module's bytes when they pass the threshold.
+    @inline(never)
+    func countSlow(_ header: VOSHeader, _ words: (count: Int, bytes: Int)) {
+        let e = module(header.module)
+        if e[words.count] == 0 { touch(moduleGroups(0), header.module) }
+        e[words.count] &+= 1
+        let bytes = e[words.bytes] &+ Int(bitPattern: header.size)
+        e[words.bytes] = bytes
+        if bytes > VOSModules.publishThreshold { publish(header.module) }
+        if header.site != 0 {
+            let s = site(header.site)
+            if s[words.count] == 0 { touch(siteGroups(0), header.site) }
+            s[words.count] &+= 1
+            s[words.bytes] &+= Int(bitPattern: header.size)
+        }
     }
 
     /// Moves module `m`'s unpublished bytes to the global counter and raises the peak.

@@ -2,13 +2,15 @@
 //
 // Call tree:
 //
-//   VOS_MallocModule / VOS_MallocWithDebug ── VOS.allocate ── Heap.allocate(size + 16)
-//        │                                       ├─ VOSModules.currentTable (TLS heap → table)
-//        │                                       ├─ VOSSites.id (site mode: cache hit = 2 compares)
-//        │                                       ├─ quota flag of the table (quota'd modules: admit)
-//        │                                       └─ VOSTable.charge + VOSBlock.write
-//   VOS_Free_Debug ── VOS.free ── VOSBlock.quickRead ── VOSTable.release ── Heap.deallocate(block)
-//                        └─ VOS.freeSlow (huge block, or not a VOS block: VOSBlock.locate)
+//   VOS_MallocModule / VOS_MallocWithDebug ── VOS.allocate ─ fast: Heap.allocateFast (malloc's
+//        │                                       pop), the thread's table, the cached site,
+//        │                                       VOSTable.countFast, VOSBlock.write
+//        ├─ VOS.allocateSlow ── Heap.allocate(size + 16) ── VOS.charge
+//        └─ VOS.charge ──────── VOSModules.currentTable (created on first use), VOSSites.id,
+//                               the module's quota (admit), VOSTable.charge, VOSBlock.write
+//   VOS_Free_Debug ── VOS.free ─ fast: Heap.localPage (free's test), VOSBlock.read,
+//        │                         VOSTable.countFast, Heap.pushToClassPage
+//        └─ VOS.freeSlow ── VOSBlock.locate (else abort) ── VOSTable.release ── Heap.deallocate
 //   free() of a VOS block ── Heap.deallocateSlow ── Extensions.freeInterior ── VOS.releaseFromFree
 //
 // No lock and no atomic read-modify-write on these paths, except for modules with a quota.
@@ -22,14 +24,66 @@ enum VOS {
 
     /// A VOS block of `size` bytes charged to `module` (and to the site `file`:`line` when
     /// `withSite`); NULL with ENOMEM when out of memory or over the module's quota.
+    ///
+    /// Fast path: malloc's pop from the thread's direct slot, then, when the thread has a
+    /// table, no module has a quota, the site is in the thread's cache and the counts need
+    /// only increments (`VOSTable.countFast`), the charge and the header. It calls
+    /// nothing; every other case continues in `charge` (the block is allocated) or
+    /// `allocateSlow` (it is not).
     @inline(__always)
     static func allocate(_ size: UInt, _ module: UInt, withSite: Bool,
                          file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
-        if _slowPath(size > VOSBlock.maxSize) { return Heap.outOfMemory() }
-        // At least one byte after the header, so that `block + 16` lies inside the block
-        // (for size 0 it would be the next block's start, and free() would take it for that).
-        let request = Int(size) &+ (size == 0 ? VOSBlock.headerSize + 1 : VOSBlock.headerSize)
-        guard let block = Heap.allocate(request) else { return nil }
+        let heap = Heap.current
+        guard _fastPath(size <= VOSBlock.maxSize), let block = heap.allocateFast(request(size)) else {
+            return allocateSlow(size, module, withSite: withSite, file: file, line: line)
+        }
+        // A block from the direct slot: `heap` is the thread's own (`allocateFast`).
+        if let raw = heap.state.pointee.extensionData {
+            let table = VOSTable(raw)
+            var header = VOSHeader(size: size, module: VOSModules.index(of: module), site: 0, quotaCounted: false)
+            if !table.quotasExist
+                && (!withSite || setCachedSite(&header, table, file: file, line: line))
+                && table.countFast(header, VOSTable.chargeWords) {
+                return VOSBlock.write(block, header)
+            }
+        }
+        return charge(block, size, module, withSite: withSite, file: file, line: line)
+    }
+
+    /// Core bytes for a VOS request of `size`: the header, and at least one byte after it,
+    /// so that `block + 16` lies inside the block (for size 0 it would be the next block's
+    /// start, and free() would take it for that).
+    @inline(__always)
+    private static func request(_ size: UInt) -> Int {
+        Int(size) &+ (size == 0 ? VOSBlock.headerSize + 1 : VOSBlock.headerSize)
+    }
+
+    /// Puts the site id of (`header.module`, `file`, `line`) in `header` when the thread's
+    /// cache holds it; false otherwise.
+    @inline(__always)
+    private static func setCachedSite(_ header: inout VOSHeader, _ table: VOSTable,
+                                      file: UnsafePointer<UInt8>?, line: UInt32) -> Bool {
+        guard let site = VOSSites.cachedId(table, module: header.module, file: file, line: line) else { return false }
+        header.site = site
+        return true
+    }
+
+    /// `allocate` when the fast path found no block: any size, any thread.
+    @inline(never)
+    private static func allocateSlow(_ size: UInt, _ module: UInt, withSite: Bool,
+                                     file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
+        if size > VOSBlock.maxSize { return Heap.outOfMemory() }
+        guard let block = Heap.allocate(request(size)) else { return nil }
+        return charge(block, size, module, withSite: withSite, file: file, line: line)
+    }
+
+    /// Charges the core block `block` of a VOS request and writes its header: the thread's
+    /// table (created on first use), the site (registered on first use), the module's
+    /// quota. Frees the block and returns NULL with ENOMEM when the thread can have no
+    /// table or the quota refuses it.
+    @inline(never)
+    private static func charge(_ block: UnsafeMutableRawPointer, _ size: UInt, _ module: UInt, withSite: Bool,
+                               file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         guard let table = VOSModules.currentTable() else {
             Heap.deallocate(block)
             return Heap.outOfMemory()
@@ -37,7 +91,7 @@ enum VOS {
         let m = VOSModules.index(of: module)
         var header = VOSHeader(size: size, module: m, site: 0, quotaCounted: false)
         if withSite { header.site = VOSSites.id(table, module: m, file: file, line: line) }
-        if _slowPath(table.quotasExist) {
+        if table.quotasExist {
             let quota = VOSModules.globalModule(table.global, m, 4).loadRelaxed()
             if quota != 0 {
                 if !VOSModules.admit(table.global, m, size, quota: quota) {
@@ -54,15 +108,29 @@ enum VOS {
     /// Frees a VOS block (NULL is a no-op). A pointer that is not a live VOS block aborts
     /// naming it and the caller's file:line, unless `flags` has `acceptMallocFlag`, in
     /// which case it is handed to free().
+    ///
+    /// Fast path: free's test of the core block (`Heap.localPage`: a live block start in
+    /// a class page of this thread), which also makes its header readable, the header's
+    /// check, the credit when it needs only increments and the block has no quota, then
+    /// free's push. It calls nothing (the page emptied leaves through a tail call); every
+    /// other case goes to `freeSlow`, which checks everything again.
     @inline(__always)
     static func free(_ user: UnsafeMutableRawPointer?, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
         guard let user else { return }
-        guard let header = VOSBlock.quickRead(user) else { return freeSlow(user, flags: flags, file: file, line: line) }
-        release(header)
-        Heap.deallocate(user - VOSBlock.headerSize)
+        let block = user - VOSBlock.headerSize
+        let heap = Heap.current
+        if _fastPath(UInt(bitPattern: user) & 15 == 0), let page = heap.localPage(of: UInt(bitPattern: block)),
+           let raw = heap.state.pointee.extensionData, let header = VOSBlock.read(user),
+           !header.quotaCounted, VOSTable(raw).countFast(header, VOSTable.creditWords) {
+            if _fastPath(!heap.pushToClassPage(page, block)) { return }
+            return Heap.freeSlow(block, emptied: page)
+        }
+        freeSlow(user, flags: flags, file: file, line: line)
     }
 
-    /// VOS_Free of a huge VOS block, or of a pointer that is not a VOS block.
+    /// VOS_Free of anything the fast path does not take: a block of another thread, of a
+    /// full or large page, a huge block, the slow counting cases, or a pointer that is
+    /// not a VOS block.
     @inline(never)
     static func freeSlow(_ user: UnsafeMutableRawPointer, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
         guard let header = VOSBlock.locate(user) else {

@@ -30,12 +30,29 @@ enum VOSSites {
     /// The site id of (`module`, `file`, `line`) for the table's thread.
     @inline(__always)
     static func id(_ table: VOSTable, module: Int, file: UnsafePointer<UInt8>?, line: UInt32) -> Int {
+        if let s = cachedId(table, module: module, file: file, line: line) { return s }
+        let (entry, f, key) = cacheEntry(table, module: module, file: file, line: line)
+        return miss(table, entry, f, key)
+    }
+
+    /// The site id of (`module`, `file`, `line`) when the thread's cache holds it, else nil
+    /// (then `id`). It calls nothing.
+    @inline(__always)
+    static func cachedId(_ table: VOSTable, module: Int, file: UnsafePointer<UInt8>?, line: UInt32) -> Int? {
+        let (entry, f, key) = cacheEntry(table, module: module, file: file, line: line)
+        if _fastPath(entry[0] == f && entry[1] == key && f != 0) { return Int(entry[2]) }
+        return nil
+    }
+
+    /// The thread cache's entry for (`module`, `file`, `line`), and the words it holds
+    /// when it caches that site.
+    @inline(__always)
+    private static func cacheEntry(_ table: VOSTable, module: Int, file: UnsafePointer<UInt8>?, line: UInt32)
+        -> (UnsafeMutablePointer<UInt>, UInt, UInt) {
         let f = UInt(bitPattern: file)
         let key = UInt(line) | UInt(module) << 32
         let slot = Int(((f &+ key) &* 0x9E37_79B9_7F4A_7C15) >> 56)
-        let entry = (table.raw + VOSModules.tableSiteCacheOffset + slot &* 24).assumingMemoryBound(to: UInt.self)
-        if _fastPath(entry[0] == f && entry[1] == key && f != 0) { return Int(entry[2]) }
-        return miss(table, entry, f, key)
+        return ((table.raw + VOSModules.tableSiteCacheOffset + slot &* 24).assumingMemoryBound(to: UInt.self), f, key)
     }
 
     /// Cache miss: the global index, then registration; fills the cache entry.

@@ -29,17 +29,28 @@ extension Heap {
         // The bits as they are (`UInt(bitPattern:)` of an optional tests for nil first).
         let p = unsafeBitCast(pointer, to: UInt.self)
         var emptied: UnsafeMutablePointer<Page>? = nil
-        if _fastPath(SegmentMap.contains(p)) {
-            let page = UnsafeMutablePointer<Segment>.of(p).descriptor(ofSliceHolding: p)
-            let heap = Heap.current
-            if _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag
-                         && page.isBlockStart(p)
-                         && pointer.unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self) != page.freedMark) {
-                if _fastPath(!heap.pushToClassPage(page, pointer.unsafelyUnwrapped)) { return }
-                emptied = page
-            }
+        let heap = Heap.current
+        if let page = heap.localPage(of: p) {
+            if _fastPath(!heap.pushToClassPage(page, pointer.unsafelyUnwrapped)) { return }
+            emptied = page
         }
         freeSlow(pointer, emptied: emptied)
+    }
+
+    /// The fast path's test: the class page of this heap whose first slice holds the live
+    /// block starting at `p`; nil for anything else (outside every segment, another
+    /// thread's or a full page, not a block start, already freed, past the first slice).
+    /// A page found proves that this is the thread's own heap and that the block's bytes
+    /// are mapped.
+    @inline(__always)
+    func localPage(of p: UInt) -> UnsafeMutablePointer<Page>? {
+        guard _fastPath(SegmentMap.contains(p)) else { return nil }
+        let page = UnsafeMutablePointer<Segment>.of(p).descriptor(ofSliceHolding: p)
+        guard _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == tag
+                        && page.isBlockStart(p)
+                        && UnsafeRawPointer(bitPattern: p).unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self)
+                            != page.freedMark) else { return nil }
+        return page
     }
 
     /// Pushes `block` (checked) onto this heap's class-list page `page` and counts it.

@@ -23,10 +23,17 @@ extension Heap {
     /// freed-mark word, the page's used count) and the slot's counter. No lock, no atomic.
     @inline(__always)
     static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
-        let heap = Heap.current
-        let slot = SizeClass.slot(size)
-        guard let block = heap.pop(heap.page(slot: slot), slot: slot) else { return allocateSlow(size) }
+        guard let block = Heap.current.allocateFast(size) else { return allocateSlow(size) }
         return block
+    }
+
+    /// The fast path's pop: a block of `size` bytes from this heap's direct slot, nil when
+    /// its page has none (then `allocateSlow`). A block found proves that this is the
+    /// thread's own heap: the empty and exited heaps' slots all point at the empty page.
+    @inline(__always)
+    func allocateFast(_ size: Int) -> UnsafeMutableRawPointer? {
+        let slot = SizeClass.slot(size)
+        return pop(page(slot: slot), slot: slot)
     }
 
     /// Takes the first block of `page`'s free list (nil when it is empty): clears the
