@@ -17,8 +17,11 @@ let coreSwiftSettings: [SwiftSetting] = [
 /// The exports the shared library binds straight to their Swift entry points, without
 /// `CSwmShim/exports.c`'s one-jump forwarder (which the static library keeps): `--defsym`
 /// of an expression (`+0`) gives the name default visibility, while a plain alias would
-/// copy the entry point's hidden one and export nothing.
-let hotExports = ["malloc", "free", "calloc", "realloc"]
+/// copy the entry point's hidden one and export nothing. C++'s commonest `operator new`
+/// and `operator delete` forms are bound the same way.
+let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
+    + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
+    + ["_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm"].map { ($0, "swmimpl_free") }
 
 /// Linker flags for the shared library (the script's path is absolute so that the
 /// library also links when this package is a dependency): the version script exports the
@@ -29,7 +32,7 @@ let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         ["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
          "-Xlinker", "-z", "-Xlinker", "nodelete"]
-        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0)=swmimpl_\($0)+0"] }),
+        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)+0"] }),
 ]
 
 let package = Package(

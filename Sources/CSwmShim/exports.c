@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "swm_shim.h"
+
 #if defined(__x86_64__)
 #define SWM_JUMP_INSN "jmp "
 #elif defined(__aarch64__)
@@ -108,6 +110,86 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
     }
     return swmimpl_malloc_info_fd(fd);
 }
+
+// ---- C++: the replaceable operator new and delete (all 20 forms of libstdc++/libc++) ----
+// A C++ program's `new` and `delete` come here directly instead of through the C++
+// runtime's operators and a call to malloc/free: `operator new` is malloc's fast path
+// (`swmimpl_cxx_new`), every `operator delete` is free (sizes and alignments are hints
+// that free does not need). When memory is out, `operator new` keeps the C++ rules: it
+// calls the new-handler while one is installed and retries, then throws std::bad_alloc —
+// both through the C++ runtime's own functions (weak references, so a C program needs no
+// C++ runtime); without a C++ runtime it aborts with a message. The nothrow forms return
+// NULL at once without calling the new-handler: it may throw, and a nothrow caller
+// could not catch it.
+void *swmimpl_malloc(intptr_t size);
+void *swmimpl_memalign(intptr_t alignment, intptr_t size);
+
+typedef void (*swm_new_handler)(void);
+/// std::get_new_handler() and std::__throw_bad_alloc() of libstdc++ (libc++ has both too).
+extern swm_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
+extern _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
+
+/// The C++ rules once an allocation of `size` bytes (aligned to `alignment`, 0 for the
+/// default) failed: the new-handler and a retry while there is one, then std::bad_alloc.
+/// Only C frames are on the stack here, all with unwind tables, so the exception reaches
+/// the caller of `operator new`.
+__attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment) {
+    for (;;) {
+        swm_new_handler handler = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
+        if (handler == NULL) break;
+        handler();
+        void *p = alignment ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
+        if (p != NULL) return p;
+    }
+    if (_ZSt17__throw_bad_allocv) _ZSt17__throw_bad_allocv();
+    static const char message[] = "swmalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
+    swmshim_write(2, message, sizeof message - 1);
+    swmshim_abort();
+}
+
+void *swmshim_cxx_new_slow(intptr_t size) {
+    void *p = swmimpl_malloc(size);
+    return p != NULL ? p : swm_new_out_of_memory(size, 0);
+}
+
+/// `operator new(size_t, align_val_t)`: memalign's rules, then the C++ rules.
+static void *swm_new_aligned(intptr_t size, intptr_t alignment) {
+    void *p = swmimpl_memalign(alignment, size);
+    return p != NULL ? p : swm_new_out_of_memory(size, alignment);
+}
+
+SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
+SWM_FORWARD(_Znam, swmimpl_cxx_new)                                      // new[](size_t)
+SWM_FORWARD(_ZnwmRKSt9nothrow_t, swmimpl_malloc)                         // new(size_t, nothrow_t)
+SWM_FORWARD(_ZnamRKSt9nothrow_t, swmimpl_malloc)                         // new[](size_t, nothrow_t)
+__attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
+    return swm_new_aligned(size, alignment);                              // new(size_t, align_val_t)
+}
+__attribute__((visibility("default"))) void *_ZnamSt11align_val_t(intptr_t size, intptr_t alignment) {
+    return swm_new_aligned(size, alignment);                              // new[](size_t, align_val_t)
+}
+__attribute__((visibility("default"))) void *_ZnwmSt11align_val_tRKSt9nothrow_t(intptr_t size, intptr_t alignment,
+                                                                                const void *tag) {
+    (void)tag;                                                            // new(size_t, align_val_t, nothrow_t)
+    return swmimpl_memalign(alignment, size);
+}
+__attribute__((visibility("default"))) void *_ZnamSt11align_val_tRKSt9nothrow_t(intptr_t size, intptr_t alignment,
+                                                                                const void *tag) {
+    (void)tag;                                                            // new[](size_t, align_val_t, nothrow_t)
+    return swmimpl_memalign(alignment, size);
+}
+SWM_FORWARD(_ZdlPv, swmimpl_free)                                        // delete(void *)
+SWM_FORWARD(_ZdaPv, swmimpl_free)                                        // delete[](void *)
+SWM_FORWARD(_ZdlPvm, swmimpl_free)                                       // delete(void *, size_t)
+SWM_FORWARD(_ZdaPvm, swmimpl_free)                                       // delete[](void *, size_t)
+SWM_FORWARD(_ZdlPvRKSt9nothrow_t, swmimpl_free)                          // delete(void *, nothrow_t)
+SWM_FORWARD(_ZdaPvRKSt9nothrow_t, swmimpl_free)                          // delete[](void *, nothrow_t)
+SWM_FORWARD(_ZdlPvSt11align_val_t, swmimpl_free)                         // delete(void *, align_val_t)
+SWM_FORWARD(_ZdaPvSt11align_val_t, swmimpl_free)                         // delete[](void *, align_val_t)
+SWM_FORWARD(_ZdlPvmSt11align_val_t, swmimpl_free)                        // delete(void *, size_t, align_val_t)
+SWM_FORWARD(_ZdaPvmSt11align_val_t, swmimpl_free)                        // delete[](void *, size_t, align_val_t)
+SWM_FORWARD(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete(void *, align_val_t, nothrow_t)
+SWM_FORWARD(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete[](void *, align_val_t, nothrow_t)
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
 SWM_FORWARD(swm_stats_get, swmimpl_stats_get)

@@ -114,6 +114,17 @@ func withoutOptionLines(_ text: String) -> String {
         run.expectSame("stl_threads")
     }
 
+    /// C++'s operator new and delete are swmalloc's, linked with -lswmalloc or preloaded
+    /// (each of the 20 forms the C++ runtime defines), and keep the C++ rules: std::bad_alloc
+    /// when memory is out, the new-handler first, NULL from the nothrow forms, alignment.
+    @Test(arguments: Library.allCases)
+    func cxxOperators(_ library: Library) throws {
+        let linked = try runChild(try compileProgram("cxx_operators.cpp", linking: library))
+        #expect(linked.succeeded && linked.stdout == "cxx operators ok\n", "linked: \(linked)")
+        let preloaded = try runChild(try compileProgram("cxx_operators.cpp"), preload: library)
+        #expect(preloaded.succeeded && preloaded.stdout == "cxx operators ok\n", "preloaded: \(preloaded)")
+    }
+
     /// The Swift probe (Array, Dictionary, String from 4 threads) prints the same digests.
     @Test(arguments: Library.allCases)
     func swiftProbe(_ library: Library) throws {

@@ -112,7 +112,8 @@ let defaultOptionsLine =
         #expect(result.succeeded, "\(result)")
         let names = Set(result.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) })
         for name in ["malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc",
-                     "malloc_usable_size", "free_sized", "swm_malloc", "swm_validate"] {
+                     "malloc_usable_size", "free_sized", "swm_malloc", "swm_validate",
+                     "_Znwm", "_ZnamSt11align_val_t", "_ZdlPvm", "_ZdaPvSt11align_val_tRKSt9nothrow_t"] {
             #expect(names.contains(name), "\(name) not exported")
         }
         let swift = names.filter { $0.hasPrefix("swift_") || $0.hasPrefix("$s") || $0.hasPrefix("$e") || $0.hasPrefix("_$s") }

@@ -89,6 +89,9 @@ void swmshim_set_errno(int value);
 int swmshim_get_errno(void);
 /// Writes one line to stderr and aborts the process (SIGABRT).
 _Noreturn void swmshim_abort(void);
+/// C++ `operator new` after malloc's fast path missed (`swmimpl_cxx_new`, CAPI.swift):
+/// malloc's slow path, then, when memory is out, the C++ rules (exports.c).
+void *swmshim_cxx_new_slow(intptr_t size);
 /// getenv without allocation (the C library's own).
 const char *swmshim_getenv(const char *name);
 /// The process id (for report file names).

@@ -14,6 +14,16 @@ func swm_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
     Heap.allocate(size)
 }
 
+/// C++ `operator new` and `operator new[]` (exports.c): malloc's fast path, inlined; a
+/// miss tail-jumps to the shim's `swmshim_cxx_new_slow` (malloc's slow path, then the C++
+/// rules when memory is out), so no Swift frame is on the stack when that throws
+/// std::bad_alloc.
+@c(swmimpl_cxx_new)
+func swm_cxx_new(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let block = Heap.current.allocateFast(size) else { return swmshim_cxx_new_slow(size) }
+    return block
+}
+
 /// Frees a block (NULL is a no-op); an invalid or double free aborts naming the pointer.
 @c(swmimpl_free)
 func swm_free(_ pointer: UnsafeMutableRawPointer?) {
