@@ -21,7 +21,7 @@ let coreSwiftSettings: [SwiftSetting] = [
 /// and `operator delete` forms are bound the same way.
 let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
     + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
-    + ["_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm"].map { ($0, "swmimpl_free") }
+    + ["_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm"].map { ($0, "swmimpl_cxx_delete") }
 
 /// Linker flags for the shared library (the script's path is absolute so that the
 /// library also links when this package is a dependency): the version script exports the
