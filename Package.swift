@@ -17,11 +17,11 @@ let coreSwiftSettings: [SwiftSetting] = [
 /// The exports the shared library binds straight to their Swift entry points, without
 /// `CSwmShim/exports.c`'s one-jump forwarder (which the static library keeps): `--defsym`
 /// of an expression (`+0`) gives the name default visibility, while a plain alias would
-/// copy the entry point's hidden one and export nothing. C++'s commonest `operator new`
-/// and `operator delete` forms are bound the same way.
+/// copy the entry point's hidden one and export nothing. C++'s `operator new` is bound the
+/// same way; `operator delete` is not: at free's address, profilers and debuggers would
+/// name free after it.
 let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
     + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
-    + ["_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm"].map { ($0, "swmimpl_cxx_delete") }
 
 /// Linker flags for the shared library (the script's path is absolute so that the
 /// library also links when this package is a dependency): the version script exports the

@@ -114,8 +114,9 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // ---- C++: the replaceable operator new and delete (all 20 forms of libstdc++/libc++) ----
 // A C++ program's `new` and `delete` come here directly instead of through the C++
 // runtime's operators and a call to malloc/free: `operator new` is malloc's fast path
-// (`swmimpl_cxx_new`), every `operator delete` is free's (`swmimpl_cxx_delete`; sizes and
-// alignments are hints that free does not need). When memory is out, `operator new` keeps the C++ rules: it
+// (`swmimpl_cxx_new`), every `operator delete` is a one-jump forwarder to free (sizes and
+// alignments are hints that free does not need; an address of their own, so that
+// profilers and debuggers name free `free`, not `operator delete[]`). When memory is out, `operator new` keeps the C++ rules: it
 // calls the new-handler while one is installed and retries, then throws std::bad_alloc —
 // both through the C++ runtime's own functions (weak references, so a C program needs no
 // C++ runtime); without a C++ runtime it aborts with a message. The nothrow forms return
@@ -178,18 +179,18 @@ __attribute__((visibility("default"))) void *_ZnamSt11align_val_tRKSt9nothrow_t(
     (void)tag;                                                            // new[](size_t, align_val_t, nothrow_t)
     return swmimpl_memalign(alignment, size);
 }
-SWM_FORWARD(_ZdlPv, swmimpl_cxx_delete)                                        // delete(void *)
-SWM_FORWARD(_ZdaPv, swmimpl_cxx_delete)                                        // delete[](void *)
-SWM_FORWARD(_ZdlPvm, swmimpl_cxx_delete)                                       // delete(void *, size_t)
-SWM_FORWARD(_ZdaPvm, swmimpl_cxx_delete)                                       // delete[](void *, size_t)
-SWM_FORWARD(_ZdlPvRKSt9nothrow_t, swmimpl_cxx_delete)                          // delete(void *, nothrow_t)
-SWM_FORWARD(_ZdaPvRKSt9nothrow_t, swmimpl_cxx_delete)                          // delete[](void *, nothrow_t)
-SWM_FORWARD(_ZdlPvSt11align_val_t, swmimpl_cxx_delete)                         // delete(void *, align_val_t)
-SWM_FORWARD(_ZdaPvSt11align_val_t, swmimpl_cxx_delete)                         // delete[](void *, align_val_t)
-SWM_FORWARD(_ZdlPvmSt11align_val_t, swmimpl_cxx_delete)                        // delete(void *, size_t, align_val_t)
-SWM_FORWARD(_ZdaPvmSt11align_val_t, swmimpl_cxx_delete)                        // delete[](void *, size_t, align_val_t)
-SWM_FORWARD(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_cxx_delete)           // delete(void *, align_val_t, nothrow_t)
-SWM_FORWARD(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_cxx_delete)           // delete[](void *, align_val_t, nothrow_t)
+SWM_FORWARD(_ZdlPv, swmimpl_free)                                        // delete(void *)
+SWM_FORWARD(_ZdaPv, swmimpl_free)                                        // delete[](void *)
+SWM_FORWARD(_ZdlPvm, swmimpl_free)                                       // delete(void *, size_t)
+SWM_FORWARD(_ZdaPvm, swmimpl_free)                                       // delete[](void *, size_t)
+SWM_FORWARD(_ZdlPvRKSt9nothrow_t, swmimpl_free)                          // delete(void *, nothrow_t)
+SWM_FORWARD(_ZdaPvRKSt9nothrow_t, swmimpl_free)                          // delete[](void *, nothrow_t)
+SWM_FORWARD(_ZdlPvSt11align_val_t, swmimpl_free)                         // delete(void *, align_val_t)
+SWM_FORWARD(_ZdaPvSt11align_val_t, swmimpl_free)                         // delete[](void *, align_val_t)
+SWM_FORWARD(_ZdlPvmSt11align_val_t, swmimpl_free)                        // delete(void *, size_t, align_val_t)
+SWM_FORWARD(_ZdaPvmSt11align_val_t, swmimpl_free)                        // delete[](void *, size_t, align_val_t)
+SWM_FORWARD(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete(void *, align_val_t, nothrow_t)
+SWM_FORWARD(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete[](void *, align_val_t, nothrow_t)
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
 SWM_FORWARD(swm_stats_get, swmimpl_stats_get)

@@ -24,13 +24,6 @@ func swm_cxx_new(_ size: Int) -> UnsafeMutableRawPointer? {
     return block
 }
 
-/// C++ `operator delete`, every form (exports.c): free's fast path, inlined, at an address
-/// of its own, so that profilers and debuggers name `free` free and not `operator delete`.
-@c(swmimpl_cxx_delete)
-func swm_cxx_delete(_ pointer: UnsafeMutableRawPointer?) {
-    Heap.deallocate(pointer)
-}
-
 /// Frees a block (NULL is a no-op); an invalid or double free aborts naming the pointer.
 @c(swmimpl_free)
 func swm_free(_ pointer: UnsafeMutableRawPointer?) {
