@@ -9,7 +9,7 @@ import Testing
 /// The cases of retention.c.
 let retentionCases = [
     "idle_threads", "idle_wide_pages", "remote_batch_idle", "fork_child_reuse", "purger_absent", "purger_lifecycle", "purger_off",
-    "huge_cache_reuse", "free_reclaims_abandoned",
+    "huge_cache_reuse",
 ]
 
 /// Options each case runs with (the defaults unless named here).

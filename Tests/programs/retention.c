@@ -411,56 +411,12 @@ static void huge_cache_reuse(void) {
     CHECKF(m.hblkhd == 0 && m.hblks == 0, "mallinfo2: hblks %zu hblkhd %zu after freeing all", m.hblks, m.hblkhd);
 }
 
-/* Blocks of a thread that exited, freed by another thread: the first free makes their
- * segment the freeing thread's (as an allocation would), so the rest are plain local
- * frees and the memory is reused at once, instead of each free going to the abandoned
- * page's remote list until some thread's allocation adopts the segment. */
-#define ORPHAN_BLOCKS 2000
-static void *orphans[ORPHAN_BLOCKS];
-
-static void *orphan_maker(void *arg) {
-    (void)arg;
-    for (int i = 0; i < ORPHAN_BLOCKS; i++) CHECK((orphans[i] = malloc(48)) != NULL);
-    return NULL;
-}
-
-static void free_reclaims_abandoned(void) {
-    free(malloc(48));   /* this thread has a heap */
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, orphan_maker, NULL) == 0);
-    CHECK(pthread_join(t, NULL) == 0);
-    swm_stats_t before, after;
-    CHECK(stats_get(&before) == 0);
-    CHECKF(before.abandoned_segments >= 1, "the exited thread abandoned %zu segments", before.abandoned_segments);
-    free(orphans[0]);
-    CHECK(stats_get(&after) == 0);
-    CHECKF(after.abandoned_segments == before.abandoned_segments - 1,
-           "abandoned segments %zu before the free, %zu after", before.abandoned_segments, after.abandoned_segments);
-    for (int i = 1; i < ORPHAN_BLOCKS; i++) free(orphans[i]);
-    /* Freed blocks of the adopted pages: malloc hands them out again (after what is left
-     * of this thread's own page). */
-    static void *again[2 * ORPHAN_BLOCKS];
-    int reused = 0;
-    for (int i = 0; i < 2 * ORPHAN_BLOCKS; i++) {
-        CHECK((again[i] = malloc(48)) != NULL);
-        for (int j = 0; j < ORPHAN_BLOCKS; j++)
-            if (again[i] == orphans[j]) {
-                reused++;
-                break;
-            }
-    }
-    CHECKF(reused >= ORPHAN_BLOCKS / 2, "%d of %d freed blocks handed out again", reused, ORPHAN_BLOCKS);
-    for (int i = 0; i < 2 * ORPHAN_BLOCKS; i++) free(again[i]);
-    int (*validate)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "swm_validate");
-    CHECK(validate != NULL && validate() == 0);
-}
-
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
     {"fork_child_reuse", fork_child_reuse}, {"purger_absent", purger_absent},
     {"purger_lifecycle", purger_lifecycle}, {"purger_off", purger_off},
-    {"huge_cache_reuse", huge_cache_reuse}, {"free_reclaims_abandoned", free_reclaims_abandoned},
+    {"huge_cache_reuse", huge_cache_reuse},
 };
 
 int main(int argc, char **argv) {

@@ -211,11 +211,6 @@ extension Heap {
             if heap.pushToClassPage(page, pointer) { heap.pageEmptied(page) }
             return
         }
-        if page.pointee.ownerTag.load(ordering: .relaxed) == 0 && !heap.isEmpty && heap.reclaimOnFree(segment) {
-            // An abandoned segment, now ours: the page is in our class or full list, and
-            // the block (still live: checked above) is freed as our own.
-            return deallocateSlow(pointer, heap: heap)
-        }
         let size = UInt(page.pointee.blockSize)
         if !heap.isEmpty {
             if kind == .large {

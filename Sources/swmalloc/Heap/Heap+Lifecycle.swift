@@ -175,65 +175,22 @@ extension Heap {
         Globals.abandonedLock.lock()
         seg.pointee.prev = nil
         seg.pointee.next = Globals.abandonedHead.pointee
-        seg.pointee.isAbandoned = true
         Globals.abandonedHead.pointee = seg
         Globals.abandonedLock.unlock()
         Counters.shared.pointee.abandoned.wrappingAdd(1, ordering: .relaxed)
     }
 
-    /// Adopts one abandoned segment (the most recently abandoned); nil when none is left.
-    /// See `adopt`.
+    /// Adopts one abandoned segment: its pages join this heap's lists, blocks other threads
+    /// freed meanwhile are collected, empty pages go back. Returns the segment (now this
+    /// heap's; it may have been unmapped if it came out empty), or nil when none is left.
     func reclaimAbandoned() -> UnsafeMutablePointer<Segment>? {
         if Globals.abandonedHead.pointee == nil { return nil }
-        guard let seg = Heap.takeAbandoned(nil) else { return nil }
-        return adopt(seg)
-    }
-
-    /// free of a block in `seg`, a page of which has no owner: when `seg` is still
-    /// abandoned, this heap adopts it (as an allocation would), and the block, with
-    /// every later one of that segment, is freed as a local block instead of being sent
-    /// to a list no thread collects until an adoption. Returns true when it adopted `seg`.
-    /// Takes the span lock.
-    @inline(never)
-    func reclaimOnFree(_ seg: UnsafeMutablePointer<Segment>) -> Bool {
-        spanLock.lock()
-        let taken = Heap.takeAbandoned(seg)
-        if let taken { _ = adopt(taken) }
-        spanLock.unlock()
-        return taken != nil
-    }
-
-    /// Takes `wanted` off the abandoned list when it is there, or the list's first
-    /// segment when `wanted` is nil; nil when there is none. `isAbandoned` says, under
-    /// the list's lock, whether a segment is on it (an adopter that popped it sets the
-    /// segment's heap only after the lock).
-    private static func takeAbandoned(_ wanted: UnsafeMutablePointer<Segment>?) -> UnsafeMutablePointer<Segment>? {
         Globals.abandonedLock.lock()
-        var taken: UnsafeMutablePointer<Segment>? = nil
-        var previous: UnsafeMutablePointer<Segment>? = nil   // the list is linked through `next` only
-        var cursor = Globals.abandonedHead.pointee
-        if wanted == nil || wanted.unsafelyUnwrapped.pointee.isAbandoned {
-            while let seg = cursor {
-                if wanted == nil || seg == wanted {
-                    if let previous { previous.pointee.next = seg.pointee.next } else { Globals.abandonedHead.pointee = seg.pointee.next }
-                    seg.pointee.isAbandoned = false
-                    taken = seg
-                    break
-                }
-                previous = seg
-                cursor = seg.pointee.next
-            }
-        }
+        let taken = Globals.abandonedHead.pointee
+        if let seg = taken { Globals.abandonedHead.pointee = seg.pointee.next }
         Globals.abandonedLock.unlock()
-        if taken != nil { Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed) }
-        return taken
-    }
-
-    /// Adopts `seg`, just taken off the abandoned list (span lock held): its pages join
-    /// this heap's lists, blocks other threads freed meanwhile are collected, empty pages
-    /// go back. Returns the segment (now this heap's; it may have been unmapped if it came
-    /// out empty), or nil when it was.
-    private func adopt(_ seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Segment>? {
+        guard let seg = taken else { return nil }
+        Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
         seg.pointee.heap = raw
         seg.pointee.next = nil
         linkSegment(seg)

@@ -196,7 +196,6 @@ enum Purger {
                 // this lock after us finds the segment in the cache, and purges it.
                 if let previous { previous.pointee.next = cursor } else { Globals.abandonedHead.pointee = cursor }
                 seg.pointee.next = nil
-                seg.pointee.isAbandoned = false
                 Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
                 seg.retireEmpty(purgeNow: delay == 0)
             } else {

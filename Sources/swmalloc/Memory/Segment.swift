@@ -21,7 +21,6 @@ struct Segment {
     var mappedSize: Int                         // bytes mapped at the base
     var usedSlices: Int                         // slices in small or large pages
     var isFull: Bool                            // on the heap's full-segment list
-    var isAbandoned: Bool                       // on the abandoned list (under its lock)
     var hugeOffset: Int                         // huge: offset of the block from the base
     var spanReturns: UInt32                     // spans given back so far (a generation)
     var missReturns: UInt32                     // `spanReturns` when a span request last missed
