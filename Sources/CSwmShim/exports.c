@@ -115,13 +115,13 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // A C++ program's `new` and `delete` come here directly instead of through the C++
 // runtime's operators and a call to malloc/free: `operator new` is malloc's fast path
 // (`swmimpl_cxx_new`), every `operator delete` is a one-jump forwarder to free (sizes and
-// alignments are hints that free does not need; an address of their own, so that
-// profilers and debuggers name free `free`, not `operator delete[]`). When memory is out, `operator new` keeps the C++ rules: it
-// calls the new-handler while one is installed and retries, then throws std::bad_alloc —
-// both through the C++ runtime's own functions (weak references, so a C program needs no
-// C++ runtime); without a C++ runtime it aborts with a message. The nothrow forms return
-// NULL at once without calling the new-handler: it may throw, and a nothrow caller
-// could not catch it.
+// alignments are hints that free does not need; the forwarders have addresses of their
+// own, so that profilers and debuggers name free `free`, not `operator delete[]`).
+// When memory is out, `operator new` keeps the C++ rules: it calls the new-handler while
+// one is installed and retries, then throws std::bad_alloc — both through the C++
+// runtime's own functions (weak references, so a C program needs no C++ runtime);
+// without a C++ runtime it aborts with a message. The nothrow forms return NULL at once
+// without calling the new-handler: it may throw, and a nothrow caller could not catch it.
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
