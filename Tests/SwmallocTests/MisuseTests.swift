@@ -73,10 +73,12 @@ let misuseCases: [(name: String, message: String)] = [
     ("usable_size_foreign", MisuseMessage.notABlock),
     // More foreign pointers: glibc's own malloc (like any other allocator's block, or an
     // mmap); a 4 MiB-aligned mapping (free searches the over-aligned blocks for it); the
-    // header slice of a swmalloc segment; a slice of a segment no page has used yet.
+    // header slice of a swmalloc segment (inside, and its base, where slice 0's descriptor
+    // would be); a slice of a segment no page has used yet.
     ("free_foreign_allocator", MisuseMessage.notOurs),
     ("free_foreign_4mib_aligned", MisuseMessage.notOurs),
     ("free_segment_header", MisuseMessage.notInBlock),
+    ("free_segment_base", MisuseMessage.notInBlock),
     ("free_unused_span", MisuseMessage.notInBlock),
     // Interior pointers of aligned blocks. Inside an over-aligned block the pointer is in
     // no segment and not 4 MiB-aligned: to free it looks like a foreign pointer.

@@ -335,6 +335,13 @@ static void free_segment_header(void) {
     free(announce((void *)(segment + 1024)));
 }
 
+/** The segment's base: slice 0, whose page descriptor's place holds the segment header
+ * itself (it must read as a descriptor with no owner). */
+static void free_segment_base(void) {
+    char *p = allocate(&small);
+    free(announce((void *)((uintptr_t)p & ~(SEGMENT - 1))));
+}
+
 /** A pointer into a slice of a swmalloc segment that no page has used yet (the last but
  * one: a fresh process uses a few slices of its first segment). */
 static void free_unused_span(void) {
@@ -497,6 +504,7 @@ static const struct misuse_case cases[] = {
     PLAIN("free_foreign_allocator", free_foreign_allocator),
     PLAIN("free_foreign_4mib_aligned", free_foreign_4mib_aligned),
     PLAIN("free_segment_header", free_segment_header),
+    PLAIN("free_segment_base", free_segment_base),
     PLAIN("free_unused_span", free_unused_span),
     // More interior pointers: aligned blocks.
     KIND("interior_free_aligned_4k", interior_free, aligned_4k),

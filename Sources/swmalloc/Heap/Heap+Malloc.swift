@@ -20,7 +20,8 @@ extension Heap {
     /// malloc's fast path. Cost: one TLS load, the direct slot (up to 1 KiB a compare, an
     /// add and a shift; above, a `bsr` and a few shifts), two loads to reach the page's free
     /// list, one unlikely branch, then the pop: three stores (page.free, the block's
-    /// freed-mark word, the page's used count) and the slot's counter. No lock, no atomic.
+    /// freed-mark word, the page's used count), the slot's counter and a prefetch of the
+    /// next block (see `pop`). No lock, no atomic.
     @inline(__always)
     static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         guard let block = Heap.current.allocateFast(size) else { return allocateSlow(size) }
@@ -38,10 +39,17 @@ extension Heap {
 
     /// Takes the first block of `page`'s free list (nil when it is empty): clears the
     /// block's freed mark, counts it in the page and in the heap's direct slot `slot`.
+    ///
+    /// It prefetches the new head: the next pop loads that block's first word, and when the
+    /// list runs through memory out of this core's cache (blocks other threads freed, or
+    /// freed long ago) the misses would otherwise come one after the other, each stalling
+    /// a malloc. One instruction; a prefetch never faults (NULL included).
     @inline(__always)
     func pop(_ page: UnsafeMutablePointer<Page>, slot: Int) -> UnsafeMutableRawPointer? {
         guard let block = page.pointee.free else { return nil }
-        page.pointee.free = block.load(as: UnsafeMutableRawPointer?.self)
+        let next = block.load(as: UnsafeMutableRawPointer?.self)
+        page.pointee.free = next
+        swmshim_prefetch(next)
         block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
         page.pointee.used &+= 1
         state.allocCounter(slot: slot).pointee &+= 1

@@ -11,7 +11,8 @@ extension Heap {
     ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
     ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63);
     ///             descriptors inside a span (not its first) have ownerTag == 0
-    ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot);
+    ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot), and
+    ///             |threadFree| == the count in the word's top bits;
     ///             capacity ≤ reserved; every listed block is a block start of the page
     ///             and carries the freed mark;
     ///             small: blockSize == SizeClass.blockSize(classIndex)
@@ -106,7 +107,8 @@ extension Heap {
         if page.pointee.capacity > Int(page.pointee.reserved) {
             errors += report("page capacity exceeds its reserve", page)
         }
-        let threadHead = UnsafeMutableRawPointer(bitPattern: page.pointee.threadFree.load(ordering: .acquiring))
+        let threadList = page.threadFreeSnapshot()
+        let threadHead = threadList.head
         var counts = (0, 0)
         for list in 0..<2 {
             var block = list == 0 ? page.pointee.free : threadHead
@@ -129,6 +131,8 @@ extension Heap {
             errors += report("used != capacity - |free|", page)
         }
         if counts.1 > Int(page.pointee.used) { errors += report("|threadFree| > used", page) }
+        // The list below a head read once never changes (pushes go on top of it).
+        if counts.1 != threadList.count { errors += report("thread-free count differs from its list", page) }
         return errors
     }
 

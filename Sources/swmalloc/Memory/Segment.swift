@@ -7,7 +7,13 @@ import Synchronization
 ///
 ///     base + 0                  Segment
 ///     base + sliceMapOffset     UInt8 × 64: slice → first slice of the span holding it
-///     base + pagesOffset        Page × 64
+///     base + i · pageStride     Page, the descriptor of slice i (1 … 63)
+///
+/// Slice 0 holds no page, so its descriptor's place is the header and the slice map: a
+/// descriptor is `base + i · 256`, one address computation on free's fast path. Read as
+/// a descriptor, the header has owner tag 0 (`noOwnerTag`, at the tag's offset) and kind
+/// `.freeSpan` (a zero byte at the kind's offset): free of a pointer into slice 0 takes
+/// the slow path and aborts there.
 ///
 /// Spans tile slices 1…63 exactly: Σ span.sliceCount == 63, and for every slice s,
 /// sliceMap[s] is the first slice of the span containing s. A normal segment belongs to
@@ -22,23 +28,37 @@ struct Segment {
     var usedSlices: Int                         // slices in small or large pages
     var isFull: Bool                            // on the heap's full-segment list
     var hugeOffset: Int                         // huge: offset of the block from the base
+    /// At a descriptor's owner-tag offset (+64): never written but by `checkLayout`'s
+    /// probe, so 0 (headers start zeroed), and slice 0 has no owner.
+    var noOwnerTag: UInt
     var spanReturns: UInt32                     // spans given back so far (a generation)
     var missReturns: UInt32                     // `spanReturns` when a span request last missed
     var missCount: UInt8                        // that request's slices and alignment (0: none)
     var missAlignment: UInt8
 
     static let sliceMapOffset = 128
-    static let pagesOffset = 256
     /// Bytes per page descriptor (three cache lines used, see `Page`): a power of two, so
     /// finding one is a shift.
     static let pageStride = 256
+    /// Offsets in a descriptor that the header, read as slice 0's, must keep at zero.
+    static let ownerTagOffset = 64
+    static let kindOffset = 110
 
-    /// Checks that the layout fits in slice 0 (run once at start-up).
     /// Bytes of slice 0 that hold the header, the slice map and the page descriptors.
-    static let headerBytes = pagesOffset + pageStride * Geometry.slicesPerSegment
+    static let headerBytes = pageStride * Geometry.slicesPerSegment
 
+    /// Checks that the layout fits in slice 0 and that the header reads as a descriptor
+    /// with no owner and no page (run once at start-up).
     static func checkLayout() {
-        if MemoryLayout<Segment>.size > sliceMapOffset || headerBytes > Geometry.sliceSize
+        let header = MemoryLayout<Segment>.size
+        // Where `noOwnerTag` lies: written through the struct, read back by offset.
+        var probe = InlineArray<16, UInt>(repeating: 0)   // sliceMapOffset bytes
+        let noOwner = withUnsafeMutableBytes(of: &probe) { bytes -> Bool in
+            let raw = bytes.baseAddress.unsafelyUnwrapped
+            raw.bindMemory(to: Segment.self, capacity: 1).pointee.noOwnerTag = 0x5a
+            return raw.load(fromByteOffset: ownerTagOffset, as: UInt.self) == 0x5a
+        }
+        if header > sliceMapOffset || header > kindOffset || !noOwner || headerBytes > Geometry.sliceSize
             || MemoryLayout<Page>.stride > pageStride
             || SegmentMap.count != 1 << (Geometry.addressBits - Geometry.segmentShift) {
             OS.fatal("internal error: segment header layout does not fit slice 0", pointer: nil)
@@ -58,7 +78,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// Descriptor of the span starting at slice `i`.
     @inline(__always)
     func page(at i: Int) -> UnsafeMutablePointer<Page> {
-        (base + Segment.pagesOffset + i &<< 8).assumingMemoryBound(to: Page.self)
+        (base + i &* Segment.pageStride).assumingMemoryBound(to: Page.self)
     }
 
     /// Descriptor of the slice holding address `p`: the page's own descriptor when `p` lies

@@ -15,6 +15,7 @@ import Synchronization
 /// Invariant (small page, owner's view; `used` counts blocks in other threads' frees until
 /// the owner collects them):
 ///     used == capacity − |free|,   |threadFree| ≤ used,   capacity ≤ reserved
+///     threadFree == |threadFree| << 48 | head   (the count rides in the word's top bits)
 /// and every freed block on a list carries the freed mark in its second word.
 ///
 /// Invariant (descriptors): ownerTag ≠ 0 ⇒ the descriptor is the first of a live page's
@@ -53,7 +54,7 @@ struct Page: ~Copyable {
     private var padding1: (UInt, UInt) = (0, 0) // +112
     // Line 2: other threads' frees, alone: their compare-and-swaps invalidate no line the
     // owner's fast paths use.
-    let threadFree: Atomic<UInt>              // +128 other threads' frees (lock-free stack head)
+    let threadFree: Atomic<UInt>              // +128 other threads' frees: stack head | count << 48
 }
 
 /// What a page descriptor currently describes.
@@ -169,40 +170,75 @@ extension UnsafeMutablePointer where Pointee == Page {
         if pointee.threadFree.load(ordering: .relaxed) != 0 { collectThreadFree() }
     }
 
+    /// The thread-free word's parts: the stack's head in the low 48 bits (every block lies
+    /// in a segment below 2^47, see `SegmentMap`), its length above. A page holds at most
+    /// 4,096 blocks, so the count never reaches bit 64.
+    static var threadFreeCountShift: UInt { 48 }
+    static var threadFreeHeadMask: UInt { (1 << 48) - 1 }
+
+    /// The blocks on the thread-free list: its head (nil when empty) and its length, from
+    /// one acquiring read of the word (a snapshot: other threads may push meanwhile).
+    func threadFreeSnapshot() -> (head: UnsafeMutableRawPointer?, count: Int) {
+        let word = pointee.threadFree.load(ordering: .acquiring)
+        return (UnsafeMutableRawPointer(bitPattern: word & Self.threadFreeHeadMask),
+                Int(word >> Self.threadFreeCountShift))
+    }
+
     /// Moves other threads' frees into `free` without the cheap emptiness test first: the
     /// adopter of an abandoned page calls it after tagging the page (sequentially
     /// consistent, so no push that read the old owner is missed).
+    ///
+    /// The word carries the list's length, so joining the two lists walks the shorter one
+    /// (none when `free` is empty, the common case on a slow path): the blocks other
+    /// threads freed are cold in this thread's cache, and a walk through them is a chain
+    /// of dependent misses that malloc's pops would take again.
     @inline(never)
     func collectThreadFree() {
-        let head = pointee.threadFree.exchange(0, ordering: .sequentiallyConsistent)
-        guard var tail = UnsafeMutableRawPointer(bitPattern: head) else { return }
-        var n = 1
-        while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next; n += 1 }
-        tail.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
-        pointee.free = UnsafeMutableRawPointer(bitPattern: head)
+        let word = pointee.threadFree.exchange(0, ordering: .sequentiallyConsistent)
+        guard let head = UnsafeMutableRawPointer(bitPattern: word & Self.threadFreeHeadMask) else { return }
+        let n = Int(word >> Self.threadFreeCountShift)
+        if let local = pointee.free {
+            // |free| == capacity − used (the invariant, before this collect).
+            let localCount = pointee.capacity - Int(pointee.used)
+            if n <= localCount {
+                var tail = head
+                while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next }
+                tail.storeBytes(of: local, as: UnsafeMutableRawPointer?.self)
+                pointee.free = head
+            } else {
+                var tail = local
+                while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next }
+                tail.storeBytes(of: head, as: UnsafeMutableRawPointer?.self)
+            }
+        } else {
+            pointee.free = head
+        }
         pointee.used -= Int32(n)
     }
 
-    /// Pushes a chain of blocks (`first` … `last`, linked through their first word) freed
-    /// by a thread that does not own the page. Lock-free: one compare-and-swap for the
-    /// whole chain. Returns true when the list was empty before (the owner may need a hint).
+    /// Pushes a chain of `count` blocks (`first` … `last`, linked through their first word)
+    /// freed by a thread that does not own the page. Lock-free: one compare-and-swap for the
+    /// whole chain, which also adds `count` to the word's length. Returns true when the
+    /// list was empty before (the owner may need a hint).
     @inline(__always)
-    func pushThreadFree(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer) -> Bool {
-        var head = pointee.threadFree.load(ordering: .relaxed)
+    func pushThreadFree(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer, count: Int) -> Bool {
+        var word = pointee.threadFree.load(ordering: .relaxed)
         while true {
-            last.storeBytes(of: UnsafeMutableRawPointer(bitPattern: head), as: UnsafeMutableRawPointer?.self)
+            last.storeBytes(of: UnsafeMutableRawPointer(bitPattern: word & Self.threadFreeHeadMask),
+                            as: UnsafeMutableRawPointer?.self)
             // Sequentially consistent (on x86 the same lock cmpxchg): with the load of
             // `heap` after it and the abandon/adopt steps (`Heap.detach`,
             // `Heap.reclaimAbandoned`) it orders "pushed, then read owner H" against
             // "owner H abandons the page, then an adopter collects it" — see `sendRemote`.
-            let r = pointee.threadFree.compareExchange(
-                expected: head, desired: UInt(bitPattern: first), ordering: .sequentiallyConsistent)
-            if r.exchanged { return head == 0 }
-            head = r.original
+            let desired = (word & ~Self.threadFreeHeadMask) &+ UInt(count) << Self.threadFreeCountShift
+                | UInt(bitPattern: first)
+            let r = pointee.threadFree.compareExchange(expected: word, desired: desired, ordering: .sequentiallyConsistent)
+            if r.exchanged { return word == 0 }
+            word = r.original
         }
     }
 
-    /// Pushes `first … last` to the page's thread-free list and, when the list was empty,
+    /// Pushes the `count` blocks `first … last` to the page's thread-free list and, when the list was empty,
     /// tells the owning heap (if any) to look at its full pages.
     ///
     /// Hand-off: once the compare-and-swap has published the blocks, the owner may collect
@@ -214,8 +250,8 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// reads mapped memory — the owner, a later owner, 0, or a reformatted page's heap
     /// (a spurious hint costs one scan of that heap's full pages) — and heap records, where
     /// the hint is stored, are never unmapped either.
-    func sendRemote(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer) {
-        let wasEmpty = pushThreadFree(first: first, last: last)
+    func sendRemote(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer, count: Int) {
+        let wasEmpty = pushThreadFree(first: first, last: last, count: count)
         #if DEBUG
         runRemoteFreeHook()
         #endif
