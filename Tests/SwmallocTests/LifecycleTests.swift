@@ -1,6 +1,7 @@
 // LifecycleTests.swift — remote frees racing page retire, segment release, thread exit
 // and adoption; fork while other threads hold each allocator lock; memory that must not be
-// kept (large blocks freed by another thread, emptied only pages after swm_collect)
+// kept (large blocks freed by another thread, emptied only pages after swm_collect,
+// parked heaps of exited threads)
 // (Tests/programs/remote_race.c, Tests/programs/lifecycle.c).
 
 import Testing
@@ -8,6 +9,7 @@ import Testing
 /// The cases of lifecycle.c.
 let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
+    "parked_heaps",
 ]
 
 /// The lifecycle of pages, segments and heaps under concurrency.

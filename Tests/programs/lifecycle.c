@@ -18,7 +18,15 @@
  *                         its large pages before it maps more; before the fix: 5 GiB).
  *   collect_only_pages    a thread allocates and frees one block of every size class, so
  *                         each class keeps its emptied only page; swm_collect must retire
- *                         them (before the fix: 16 MiB stayed in pages holding no block). */
+ *                         them (before the fix: 16 MiB stayed in pages holding no block).
+ *   parked_heaps          with the background purger running, 200 threads one after the
+ *                         other each free the previous one's 2,000 blocks (checked) and
+ *                         allocate 2,000: each takes over the exited thread's parked heap,
+ *                         so mapped memory must stay flat (a parked heap left unused beside
+ *                         a new one mapped 690 MB in a test run); then the last one's
+ *                         blocks are freed and the parked heap must give its pages back:
+ *                         at once on swm_collect, or within the purge delay with every
+ *                         thread asleep. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -243,9 +251,105 @@ static void collect_only_pages(void) {
     }
 }
 
+/* ---- parked_heaps ---- */
+
+#define PARKED_BLOCKS 2000
+static unsigned char *parked_blocks[PARKED_BLOCKS];
+
+/** Size of parked block i: 16 ... 4,000 bytes. */
+static size_t parked_size(unsigned i) { return 16 + (i * 2654435761u >> 7) % 3985; }
+
+/** One thread of the chain: frees the previous thread's blocks (checked), allocates its own. */
+static void *parked_step(void *arg) {
+    (void)arg;
+    for (unsigned i = 0; i < PARKED_BLOCKS; i++) {
+        if (parked_blocks[i] && !intact(parked_blocks[i], parked_size(i))) fail("a block's content changed while it was live");
+        free(parked_blocks[i]);
+        parked_blocks[i] = malloc(parked_size(i));
+        if (!parked_blocks[i]) fail("malloc returned NULL");
+        fill(parked_blocks[i], parked_size(i));
+    }
+    if (validate && validate() != 0) fail("a chain thread's heap is invalid");
+    return NULL;
+}
+
+/** True when the thread named swm-purger runs in this process. */
+static int purger_running(void) {
+    char path[64];
+    for (int tid = getpid(), end = tid + 4096; tid < end; tid++) {
+        snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        char name[32] = {0};
+        int found = fgets(name, sizeof name, f) && !strncmp(name, "swm-purger", 10);
+        fclose(f);
+        if (found) return 1;
+    }
+    return 0;
+}
+
+/** Runs the chain of `threads` threads, one after the other. */
+static void parked_chain(int threads) {
+    for (int t = 0; t < threads; t++) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, parked_step, NULL) != 0) fail("pthread_create failed");
+        pthread_join(thread, NULL);
+    }
+}
+
+/** Frees the chain's live blocks from the main thread (remote frees into the parked heap). */
+static void parked_free_all(void) {
+    for (unsigned i = 0; i < PARKED_BLOCKS; i++) {
+        free(parked_blocks[i]);
+        parked_blocks[i] = NULL;
+    }
+}
+
+static void parked_heaps(void) {
+    int (*stats)(swm_stats_t *) = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    size_t (*collect)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
+    if (!stats || !collect) fail("swmalloc's API not found: run with swmalloc");
+    /* Map 40 MiB, then take slow paths: the purger starts once 32 MiB are mapped. */
+    void *big[40];
+    for (int i = 0; i < 40; i++) big[i] = malloc(1u << 20);
+    for (int i = 0; i < 40; i++) free(big[i]);
+    for (int i = 0; i < 64; i++) free(malloc((size_t)(200 + i) << 10));
+    if (!purger_running()) fail("the purger did not start after 40 MiB were mapped");
+
+    parked_chain(20);
+    swm_stats_t before, after;
+    stats(&before);
+    parked_chain(200);
+    stats(&after);
+    if (after.mapped > before.mapped + (16u << 20)) {
+        fprintf(stderr, "mapped %zu MiB before 200 threads, %zu MiB after\n", before.mapped >> 20, after.mapped >> 20);
+        fail("a new thread does not reuse the exited thread's memory");
+    }
+    if (after.heaps != 1) fail("an exited thread's heap is still counted");
+
+    parked_free_all();
+    collect();
+    stats(&after);
+    if (after.active > (2u << 20)) {
+        fprintf(stderr, "%zu KiB in pages after swm_collect, nothing allocated by the exited threads\n", after.active >> 10);
+        fail("swm_collect does not release parked heaps");
+    }
+
+    parked_chain(3);
+    parked_free_all();
+    usleep(250000 + 500000);   /* the default purge delay, and a margin */
+    stats(&after);
+    if (after.active > (2u << 20)) {
+        fprintf(stderr, "%zu KiB in pages 750 ms after the last free, every thread asleep\n", after.active >> 10);
+        fail("a parked heap keeps its pages after the purge delay");
+    }
+    if (validate && validate() != 0) fail("main heap invalid");
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
+    "parked_heaps",
 };
 
 int main(int argc, char **argv) {
@@ -259,6 +363,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fork_under_lock_churn")) fork_under_lock_churn();
     else if (!strcmp(argv[1], "producer_consumer_large")) producer_consumer_large();
     else if (!strcmp(argv[1], "collect_only_pages")) collect_only_pages();
+    else if (!strcmp(argv[1], "parked_heaps")) parked_heaps();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -59,6 +59,20 @@ enum Stats {
         exited(bigFreesWord).add(s.pointee.bigFrees)
     }
 
+    /// Folds `heap`'s counters into the exited totals and zeroes them: its thread exited
+    /// and the heap is parked for another thread, which counts from zero. Under the
+    /// registry lock, so that a reader never counts the same allocations twice.
+    static func foldParked(_ heap: Heap) {
+        foldExited(heap)
+        let s = heap.state
+        s.pointee.slotAllocs = InlineArray(repeating: 0)
+        s.pointee.classFrees = InlineArray(repeating: 0)
+        s.pointee.bigAllocated = 0
+        s.pointee.bigFreed = 0
+        s.pointee.bigAllocs = 0
+        s.pointee.bigFrees = 0
+    }
+
     /// A free by a thread that has no heap (it never allocated, or is exiting).
     static func countOrphanFree(kind: PageKind, classIndex: Int, size: UInt) {
         if kind == .small {

@@ -185,11 +185,14 @@ extension Heap {
     @inline(never)
     static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, heap: Heap) {
         // A thread that only frees gets a heap too: its remote frees are then batched and
-        // counted in its own counters instead of process-wide atomics. Not a thread whose
-        // heap was detached at its exit: nothing would detach a new one.
-        let heap = heap.isEmpty && !heap.isExited ? (Heap.attach(registerExit: true) ?? heap) : heap
+        // counted in its own counters instead of process-wide atomics (the parked heap
+        // that owns the block, if any: see `attach`). Not a thread whose heap was detached
+        // at its exit: nothing would detach a new one.
         let p = UInt(bitPattern: pointer)
         let segment = UnsafeMutablePointer<Segment>.of(p)
+        let heap = heap.isEmpty && !heap.isExited
+            ? (Heap.attach(registerExit: true, parked: segment.pointee.kind == .huge ? .none : .owner(pointer)) ?? heap)
+            : heap
         if segment.pointee.kind == .huge {
             Huge.free(pointer, segment: segment, heap: heap)
             return

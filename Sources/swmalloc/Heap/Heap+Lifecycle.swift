@@ -1,21 +1,50 @@
 // Thread-heap layer: process start, thread start and exit, fork.
 //
 // A thread gets a heap on its first allocation (`attach`). When it exits, pthread calls
-// `threadExited`: its empty pages go back, segments without live blocks are unmapped, and
-// segments with live blocks are *abandoned* to a global list, from which any thread that
-// needs memory reclaims them (`reclaimAbandoned`). So memory moves between threads, and
-// blocks freed later by other threads are found by the reclaiming heap.
+// `threadExited`, and the heap is *parked* whole while the background purger runs: the
+// next thread that allocates takes it over as it is (pages, lists, segments), so a
+// program that replaces threads pays nothing per page for it. A heap parked for the purge
+// delay is released: its empty pages go back, segments without live blocks go to the
+// segment cache, and segments with live blocks are *abandoned* to a global list, from
+// which any thread that needs memory reclaims them (`reclaimAbandoned`). Without a purger
+// the release happens at the exit. So memory moves between threads, and blocks freed
+// later by other threads are found by the heap that took them over.
 
 import CSwmShim
 import Synchronization
 
 extension Heap {
-    /// Gives the calling thread a heap; nil when the OS has no memory for its record.
+    /// Which parked heap a thread without a heap takes (see `attach`).
+    enum ParkedChoice {
+        /// Its first call allocates: the most recently parked heap.
+        case newest
+        /// Its first call frees this block of a small or large page: the heap that owns
+        /// the page, if it is parked.
+        case owner(UnsafeMutableRawPointer)
+        /// None (its first call frees a huge block).
+        case none
+    }
+
+    /// Gives the calling thread a heap: a parked one, if one fits, else a new one; nil
+    /// when the OS has no memory for its record. A thread whose first call allocates takes
+    /// the most recently parked heap. A thread whose first call frees a block takes the
+    /// heap that owns the block's page if that heap is parked (the thread inherited the
+    /// exited thread's blocks, and frees them locally from now on), and no other: a new thread that frees blocks of a heap still alive (larson's
+    /// successor threads start before their predecessor exits) would otherwise take an
+    /// unrelated parked heap, and free all its inherited blocks remotely instead of
+    /// adopting their segments once the predecessor's heap is released (mimalloc-bench's
+    /// larsonN: 1.00 → 1.21 of the best when any parked heap was taken).
+    ///
     /// With `registerExit` the thread-exit key holds it, so that its detach runs when the
     /// thread ends; without, the caller detaches it itself.
     @inline(never)
-    static func attach(registerExit: Bool) -> Heap? {
+    static func attach(registerExit: Bool, parked: ParkedChoice = .newest) -> Heap? {
         Process.initialize()
+        if let heap = unpark(parked) {
+            swmshim_heap_set(heap.raw)
+            if registerExit { swmshim_thread_key_set(heap.raw) }
+            return heap
+        }
         guard let raw = takeRecord() else { return nil }
         let heap = Heap(raw)
         raw.initializeMemory(as: UnsafeMutablePointer<Page>.self, repeating: Heap.emptyPage,
@@ -53,10 +82,10 @@ extension Heap {
         return raw
     }
 
-    /// Detaches this heap from its thread: collects and returns what is free, abandons
-    /// segments that still hold live blocks, folds its counters into the process totals and
-    /// returns the record to the pool. The thread's TLS then points at the exited heap, so
-    /// that a later call on this thread attaches nothing that would outlive it.
+    /// Detaches this heap from its thread. While the purger runs, the heap is parked for
+    /// the next thread that allocates (`park`); otherwise, and when a parked heap is
+    /// released, `release` gives its memory up. The thread's TLS then points at the exited
+    /// heap, so that a later call on this thread attaches nothing that would outlive it.
     func detach() {
         #if DEBUG
         if validate() != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
@@ -64,14 +93,121 @@ extension Heap {
         sendRemoteBatch()
         swmshim_heap_set(swmshim_exited_heap_address())
         Extensions.heapDetaching(self)
+        if Globals.purgerState.loadRelaxed() == 1 { return park() }
         spanLock.lock()
-        let purgeNow = releaseSegments()
+        release()
+    }
+
+    /// Parks this heap, whose thread is gone, as it is: its counters go to the process
+    /// totals (it counts from zero for its next thread), and it joins the parked list
+    /// (it stays in the registry, so the purger keeps purging its free spans).
+    ///
+    /// Who touches a parked heap: other threads' frees (remote pushes onto its pages'
+    /// lists and its `remotePending` hint, as for a live heap whose thread is busy
+    /// elsewhere), the purger and `swm_collect` (its free spans, under its span lock),
+    /// and, under the registry lock, the one thread that takes it off the list: `unpark`
+    /// or `releaseParked`. Its pages, lists and direct table wait unchanged, so the thread
+    /// that takes it over allocates from them at once.
+    private func park() {
+        let now = OS.nowNanoseconds()
+        Globals.heapsLock.lock()
+        Stats.foldParked(self)
+        state.pointee.parked = true
+        state.pointee.parkedAt = now
+        state.pointee.nextParked = Globals.parkedHeaps.pointee
+        Globals.parkedHeaps.pointee = raw
+        Globals.heapsLock.unlock()
+        Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+        Purger.announce()
+    }
+
+    /// A parked heap taken off the parked list (nil when none fits `choice`): the calling
+    /// thread's from now on. For `.owner`, the block lies in a normal segment (the caller
+    /// checked the segment map and the segment's kind), so its page's owner can be read.
+    private static func unpark(_ choice: ParkedChoice) -> Heap? {
+        if Globals.parkedHeaps.pointee == nil { return nil }
+        var wanted: UnsafeMutableRawPointer? = nil
+        switch choice {
+        case .newest: break
+        case .none: return nil
+        case .owner(let block):
+            let p = UInt(bitPattern: block)
+            let page = UnsafeMutablePointer<Segment>.of(p).page(containing: p)
+            wanted = UnsafeMutableRawPointer(bitPattern: page.pointee.heap.load(ordering: .relaxed))
+            if wanted == nil { return nil }
+        }
+        Globals.heapsLock.lock()
+        var previous: Heap? = nil
+        var taken = Globals.parkedHeaps.pointee
+        while let raw = taken, wanted != nil && raw != wanted {
+            previous = Heap(raw)
+            taken = Heap(raw).state.pointee.nextParked
+        }
+        if let raw = taken {
+            let s = Heap(raw).state
+            if let previous { previous.state.pointee.nextParked = s.pointee.nextParked }
+            else { Globals.parkedHeaps.pointee = s.pointee.nextParked }
+            s.pointee.nextParked = nil
+            s.pointee.parked = false
+        }
+        Globals.heapsLock.unlock()
+        guard let raw = taken else { return nil }
+        Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
+        return Heap(raw)
+    }
+
+    /// Releases the heaps parked at least `delay` before `now` (all with 0): each gives
+    /// its memory up as at a thread's exit (`release`), its free memory purged at once (it
+    /// stayed unused for the delay). Returns when the oldest heap still parked was parked
+    /// (`UInt64.max`: none). Called by the purger and `swm_collect`, holding no lock.
+    static func releaseParked(now: UInt64, delay: UInt64) -> UInt64 {
+        if Globals.parkedHeaps.pointee == nil { return .max }
+        var oldest = UInt64.max
+        var expired: UnsafeMutableRawPointer? = nil
+        Globals.heapsLock.lock()
+        var previous: Heap? = nil
+        var cursor = Globals.parkedHeaps.pointee
+        while let raw = cursor {
+            let s = Heap(raw).state
+            cursor = s.pointee.nextParked
+            if hasExpired(freedAt: s.pointee.parkedAt, now: now, delay: delay) {
+                if let previous { previous.state.pointee.nextParked = cursor } else { Globals.parkedHeaps.pointee = cursor }
+                s.pointee.nextParked = expired
+                expired = raw
+            } else {
+                oldest = min(oldest, s.pointee.parkedAt)
+                previous = Heap(raw)
+            }
+        }
+        Globals.heapsLock.unlock()
+        while let raw = expired {
+            let heap = Heap(raw)
+            expired = heap.state.pointee.nextParked
+            heap.state.pointee.nextParked = nil
+            // Waits for the purger or another `swm_collect` that holds it for a purge step;
+            // no registry lock is held here (see `Purger.purgeHeaps` for the lock order).
+            heap.spanLock.lock()
+            heap.release(purgeNow: true, counted: false)
+        }
+        return oldest
+    }
+
+    /// Gives this heap's memory up (span lock held; released here): what is free returns
+    /// (purged now with `purgeNow`, or when no purger runs; else after the delay),
+    /// segments that still hold live blocks are abandoned, its counters go to the process
+    /// totals unless `counted` is false (a parked heap's went at its park), and the record
+    /// returns to the pool.
+    private func release(purgeNow: Bool = false, counted: Bool = true) {
+        let purged = releaseSegments(purgeNow: purgeNow || Purger.isOff)
         // Released before the registry lock below: no owner holds both (see `Purger`).
         spanLock.unlock()
-        if !purgeNow { Purger.announce() }
-        Stats.foldExited(self)
-        Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+        if !purged { Purger.announce() }
         Globals.heapsLock.lock()
+        if counted {
+            Stats.foldExited(self)
+            Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+        }
+        state.pointee.parked = false
         unregister()
         raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
         Globals.freeHeaps.pointee = raw
@@ -81,10 +217,8 @@ extension Heap {
     /// Gives up every segment (span lock held): empty pages go back, segments without
     /// live blocks go to the segment cache, the others are abandoned for another thread
     /// to adopt. What comes free waits for the purge delay like any free memory (a new
-    /// thread takes the cached segments first), unless no purger runs: then it is purged
-    /// now, and the result says so.
-    private func releaseSegments(forkOrphan: Bool = false) -> Bool {
-        let purgeNow = Purger.isOff
+    /// thread takes the cached segments first), unless `purgeNow`; returns `purgeNow`.
+    private func releaseSegments(purgeNow: Bool, forkOrphan: Bool = false) -> Bool {
         let now = OS.nowNanoseconds()
         let available = state.pointee.segments
         let full = state.pointee.fullSegments
@@ -121,7 +255,7 @@ extension Heap {
     }
 
     /// Takes this heap out of the registry (registry lock held).
-    private func unregister() {
+    fileprivate func unregister() {
         let prevLive = state.pointee.prevLive
         let nextLive = state.pointee.nextLive
         if let prev = prevLive { Heap(prev).state.pointee.nextLive = nextLive }
@@ -156,11 +290,14 @@ extension Heap {
                 let heap = Heap(raw)
                 cursor = heap.state.pointee.nextLive
                 if raw == me { continue }
+                // A parked heap stays parked (its thread was gone before the fork; see
+                // `Process.forkChild` for its span lock).
+                if heap.state.pointee.parked { continue }
                 heap.unregister()
                 Stats.foldExited(heap)
                 Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
                 if heap.spanLock.tryLock() {
-                    _ = heap.releaseSegments(forkOrphan: true)
+                    _ = heap.releaseSegments(purgeNow: Purger.isOff, forkOrphan: true)
                     heap.spanLock.unlock()
                 }
             }
@@ -321,6 +458,28 @@ enum Process {
         _ = swmshim_futex_wake(Globals.forkOwner, Int32.max)
     }
 
+    /// In a fork child: a parked heap whose span lock was held at the fork (by the purger
+    /// or a `swm_collect`, in the middle of a purge step) may have half-changed spans; it
+    /// leaves the parked list and the registry, out of reach as any heap caught in a slow
+    /// path is. The others are whole (parking and unparking happen under the registry
+    /// lock, which the fork held) and stay parked for the child's threads.
+    private static func keepReadyParkedHeaps() {
+        var previous: Heap? = nil
+        var cursor = Globals.parkedHeaps.pointee
+        while let raw = cursor {
+            let heap = Heap(raw)
+            cursor = heap.state.pointee.nextParked
+            if heap.spanLock.tryLock() {
+                heap.spanLock.unlock()
+                previous = heap
+                continue
+            }
+            if let previous { previous.state.pointee.nextParked = cursor } else { Globals.parkedHeaps.pointee = cursor }
+            heap.state.pointee.parked = false
+            heap.unregister()
+        }
+    }
+
     /// After fork, in the child: only the forking thread exists; every lock and the guard
     /// are reset. In the child of a nested fork the outer fork is still under way on this
     /// thread; its own after-fork handler runs later and finds them free.
@@ -331,6 +490,7 @@ enum Process {
         // threads' heaps are let go at the first allocation slow path.
         let current = Heap.current
         if !current.isEmpty { current.spanLock.reset() }
+        keepReadyParkedHeaps()
         if Globals.liveHeaps.pointee != nil { Globals.forkOrphans.pointee = 1 }
         Purger.forkChild()
         Globals.hugeCacheLock.reset()

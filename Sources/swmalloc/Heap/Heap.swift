@@ -153,6 +153,11 @@ struct HeapState: ~Copyable {
     /// Raised by another thread's `swm_collect`: at its next slow path the owner sends its
     /// remote batch and retires its empty class pages (only the owner may touch those).
     let collectRequested: Atomic<UInt>
+    /// Parked: its thread exited and the heap waits, whole, for a new thread (see
+    /// `Heap.park`); when, and the parked list's link (under `Globals.heapsLock`).
+    var parked: Bool
+    var parkedAt: UInt64
+    var nextParked: UnsafeMutableRawPointer?
 }
 
 extension UnsafeMutablePointer where Pointee == HeapState {

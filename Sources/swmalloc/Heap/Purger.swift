@@ -10,7 +10,8 @@
 // the first allocation slow path where 4 MiB of freed memory wait for their purge or the
 // process has mapped 32 MiB (it could free that much and then sleep), that sleeps on a
 // futex until the oldest waiting memory expires, or without a timeout when nothing waits.
-// Each pass purges, in turn: every heap whose span lock it can take at once (an owner
+// Each pass releases the heaps of exited threads parked for the delay (`Heap.park`), then
+// purges, in turn: every heap whose span lock it can take at once (an owner
 // busy in its slow path is skipped: it purges its own), the abandoned segments (collecting
 // the blocks other threads freed into them and retiring pages and segments that came out
 // empty), the segment cache and the huge cache. It holds a lock `malloc` needs only for
@@ -129,7 +130,8 @@ enum Purger {
     @discardableResult
     static func pass(now: UInt64, delay: UInt64, force: Bool) -> UInt64 {
         let d = force ? 0 : delay
-        var oldest = purgeHeaps(now: now, delay: d, requestCollect: force)
+        var oldest = Heap.releaseParked(now: now, delay: d)
+        oldest = min(oldest, purgeHeaps(now: now, delay: d, requestCollect: force))
         oldest = min(oldest, collectAbandoned(now: now, delay: d))
         oldest = min(oldest, UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: d))
         oldest = min(oldest, Huge.purgeCache(now: now, delay: d))

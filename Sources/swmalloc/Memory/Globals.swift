@@ -78,6 +78,11 @@ enum Globals {
     /// In a fork child: 1 until the heaps of the threads that were not copied are let go
     /// (`Heap.reclaimForkOrphans`, under `heapsLock`).
     static var forkOrphans: UnsafeMutablePointer<Int> { (base + 224).assumingMemoryBound(to: Int.self) }
+    /// Parked heaps (their threads exited; see `Heap.park`), newest first, linked through
+    /// `HeapState.nextParked`, under `heapsLock`.
+    static var parkedHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (base + 232).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
     /// Options, parsed once at start-up.
     static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }
     static let optionsBytes = 256
