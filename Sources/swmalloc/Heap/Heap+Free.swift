@@ -191,7 +191,7 @@ extension Heap {
         let p = UInt(bitPattern: pointer)
         let segment = UnsafeMutablePointer<Segment>.of(p)
         let heap = heap.isEmpty && !heap.isExited
-            ? (Heap.attach(registerExit: true, parked: segment.pointee.kind == .huge ? .none : .owner(pointer)) ?? heap)
+            ? (Heap.attach(registerExit: true, parked: segment.pointee.kind == .huge ? .fresh : .owner(pointer)) ?? heap)
             : heap
         if segment.pointee.kind == .huge {
             Huge.free(pointer, segment: segment, heap: heap)
