@@ -122,6 +122,18 @@ extension Heap {
         Purger.announce()
     }
 
+    /// Takes the parked heap that follows `previous` (the list's head when nil) off the
+    /// parked list and returns the heap after it (registry lock held, or a fork child).
+    fileprivate static func unlinkParked(after previous: Heap?) -> UnsafeMutableRawPointer? {
+        let raw = previous?.state.pointee.nextParked ?? Globals.parkedHeaps.pointee
+        let s = Heap(raw.unsafelyUnwrapped).state
+        let following = s.pointee.nextParked
+        if let previous { previous.state.pointee.nextParked = following } else { Globals.parkedHeaps.pointee = following }
+        s.pointee.nextParked = nil
+        s.pointee.parked = false
+        return following
+    }
+
     /// A parked heap taken off the parked list (nil when none fits `choice`): the calling
     /// thread's from now on. For `.owner`, the block lies in a normal segment (the caller
     /// checked the segment map and the segment's kind), so its page's owner can be read.
@@ -144,13 +156,7 @@ extension Heap {
             previous = Heap(raw)
             taken = Heap(raw).state.pointee.nextParked
         }
-        if let raw = taken {
-            let s = Heap(raw).state
-            if let previous { previous.state.pointee.nextParked = s.pointee.nextParked }
-            else { Globals.parkedHeaps.pointee = s.pointee.nextParked }
-            s.pointee.nextParked = nil
-            s.pointee.parked = false
-        }
+        if taken != nil { _ = unlinkParked(after: previous) }
         Globals.heapsLock.unlock()
         guard let raw = taken else { return nil }
         Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
@@ -170,14 +176,14 @@ extension Heap {
         var cursor = Globals.parkedHeaps.pointee
         while let raw = cursor {
             let s = Heap(raw).state
-            cursor = s.pointee.nextParked
             if hasExpired(freedAt: s.pointee.parkedAt, now: now, delay: delay) {
-                if let previous { previous.state.pointee.nextParked = cursor } else { Globals.parkedHeaps.pointee = cursor }
-                s.pointee.nextParked = expired
+                cursor = unlinkParked(after: previous)
+                s.pointee.nextParked = expired   // the local list of expired heaps
                 expired = raw
             } else {
                 oldest = min(oldest, s.pointee.parkedAt)
                 previous = Heap(raw)
+                cursor = s.pointee.nextParked
             }
         }
         Globals.heapsLock.unlock()
@@ -208,7 +214,6 @@ extension Heap {
             Stats.foldExited(self)
             Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
         }
-        state.pointee.parked = false
         unregister()
         raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
         Globals.freeHeaps.pointee = raw
@@ -469,14 +474,13 @@ enum Process {
         var cursor = Globals.parkedHeaps.pointee
         while let raw = cursor {
             let heap = Heap(raw)
-            cursor = heap.state.pointee.nextParked
             if heap.spanLock.tryLock() {
                 heap.spanLock.unlock()
                 previous = heap
+                cursor = heap.state.pointee.nextParked
                 continue
             }
-            if let previous { previous.state.pointee.nextParked = cursor } else { Globals.parkedHeaps.pointee = cursor }
-            heap.state.pointee.parked = false
+            cursor = Heap.unlinkParked(after: previous)
             heap.unregister()
         }
     }
