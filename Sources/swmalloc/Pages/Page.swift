@@ -135,6 +135,14 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// start that was never handed out (`free(p + 64)` after `p = malloc(64)`), or of a
     /// stale pointer into a page formatted again, is then a double free, not a block
     /// pushed twice.
+    ///
+    /// Blocks under 64 bytes are threaded so that consecutive mallocs land in different
+    /// cache lines (no *passive false sharing*: a thread that allocates a few small objects
+    /// and hands them to other threads does not make them write to one line). Within a
+    /// group of `spreadLines` lines the list takes the first block of each line, then the
+    /// second, and so on: a group is 512 bytes (768 for 48-byte blocks), so single-threaded
+    /// code keeps its locality. An extension covers whole groups, so every group starts on
+    /// a line; only the page's last blocks (fewer than a group) go in address order.
     func extend() {
         let size = Int(pointee.blockSize)
         var n = (16 * 1024) / size
@@ -142,17 +150,44 @@ extension UnsafeMutablePointer where Pointee == Page {
         let left = Int(pointee.reserved) - pointee.capacity
         if n > left { n = left }
         let first = pointee.start.unsafelyUnwrapped + pointee.capacity * size
-        var block = first
-        for _ in 1..<n {
-            let next = block + size
-            block.storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
-            block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
-            block = next
+        // Blocks per line step: block i and i + perLine never share a line (every size is a
+        // multiple of 16; 48-byte blocks two apart leave a gap of 48 bytes, which no line
+        // boundary pattern of 48 · i mod 64 ∈ {0, 16, 32, 48} lets one line span).
+        let perLine = size < 64 ? (64 &+ size &- 1) / size : 1
+        let group = perLine &* Self.spreadLines
+        let groups = perLine > 1 ? n / group : 0
+        if groups > 0 && n < left { n = groups &* group }   // the next extension starts a group, line-aligned
+        var last: UnsafeMutableRawPointer? = nil
+        var groupBase = first
+        for _ in 0..<groups {
+            for column in 0..<perLine {
+                for row in 0..<Self.spreadLines {
+                    thread(groupBase + (row &* perLine &+ column) &* size, after: &last)
+                }
+            }
+            groupBase += group &* size
         }
-        block.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
-        block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
+        var block = groupBase
+        let end = first + n &* size
+        while block < end {
+            thread(block, after: &last)
+            block += size
+        }
+        last.unsafelyUnwrapped.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
         pointee.free = first
         pointee.capacity += n
+    }
+
+    /// Lines a group of `extend`'s spread covers: that many consecutive mallocs of a block
+    /// under 64 bytes from a fresh stretch of a page get different cache lines.
+    static var spreadLines: Int { 8 }
+
+    /// `extend`'s step: marks `block` freed and links it after `last` (the list's tail).
+    @inline(__always)
+    private func thread(_ block: UnsafeMutableRawPointer, after last: inout UnsafeMutableRawPointer?) {
+        last?.storeBytes(of: block, as: UnsafeMutableRawPointer?.self)
+        block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
+        last = block
     }
 
     /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.
