@@ -86,6 +86,11 @@ size_t swm_collect(void);
  *  0 when it never ran. It sleeps without a timeout while nothing waits for its purge. */
 uint64_t swm_purger_wakeups(void);
 
+/** Small-block pages set up since the process started (a span of a segment becoming a
+ *  page of a size class). A count that keeps rising while a program repeats the same
+ *  work means emptied pages are retired and set up again. */
+uint64_t swm_pages_formatted(void);
+
 /** Checks the calling thread's heap against its invariants (page free-list counts,
  *  span tiling, list membership). Prints one line per violation to stderr and returns
  *  their number: 0 means consistent. Debug builds also run it at each thread exit. */

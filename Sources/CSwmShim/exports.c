@@ -203,6 +203,7 @@ SWM_FORWARD(swm_thread_freed, swmimpl_thread_freed)
 SWM_FORWARD(swm_stats_print, swmimpl_stats_print)
 SWM_FORWARD(swm_collect, swmimpl_collect)
 SWM_FORWARD(swm_purger_wakeups, swmimpl_purger_wakeups)
+SWM_FORWARD(swm_pages_formatted, swmimpl_pages_formatted)
 SWM_FORWARD(swm_validate, swmimpl_validate)
 #ifdef DEBUG
 SWM_FORWARD(swm_debug_set_remote_hook, swmimpl_debug_set_remote_hook)   // debug builds: tests only

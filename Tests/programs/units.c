@@ -271,6 +271,30 @@ static void case_small_blocks_spread(void) {
     }
 }
 
+/** A loop that takes one block of every class in turn (holding one at a time, as a
+ *  block grown by realloc does) sets up no page once each class has its page: every
+ *  emptied only page is kept, those above 8 KiB within the memory bound of their ring
+ *  (before: pages above 8 KiB were kept 8 at most, and set up again every round). */
+static void case_class_cycle_keeps_pages(void) {
+    unsigned count = swm_class_count();
+    uint64_t formatted = 0;
+    for (int round = 0; round < 6; round++) {
+        if (round == 2) formatted = swm_pages_formatted();
+        void *held = NULL;
+        for (unsigned c = 0; c < count; c++) {
+            size_t n = swm_class_size(c);
+            unsigned char *p = malloc(n);
+            CHECK(p != NULL);
+            p[0] = p[n - 1] = (unsigned char)c;
+            free(held);
+            held = p;
+        }
+        free(held);
+    }
+    uint64_t again = swm_pages_formatted() - formatted;
+    CHECKF(again == 0, "%llu pages set up in rounds 3-6 of the same loop", (unsigned long long)again);
+}
+
 /** Allocates and frees one block (the options cases need the allocator started). */
 static void case_noop(void) {
     free(malloc(32));
@@ -287,6 +311,7 @@ static const struct test_case cases[] = {
     {"freed_block_reused", case_freed_block_reused},
     {"free_list_patterns", case_free_list_patterns},
     {"small_blocks_spread", case_small_blocks_spread},
+    {"class_cycle_keeps_pages", case_class_cycle_keeps_pages},
     {"noop", case_noop},
 };
 

@@ -66,6 +66,14 @@ func swm_purger_wakeups() -> UInt64 {
     UInt64(Purger.wakeups)
 }
 
+/// Small-block pages set up since the process started (a span becoming a page of a size
+/// class): a count that keeps rising while a program repeats the same work means pages
+/// are retired and set up again.
+@c(swmimpl_pages_formatted)
+func swm_pages_formatted() -> UInt64 {
+    UInt64(Stats.pagesFormatted)
+}
+
 /// Checks the calling thread's heap; returns the number of violations.
 @c(swmimpl_validate)
 func swm_validate() -> Int32 {

@@ -36,6 +36,9 @@ struct ClassSnapshot {
 }
 
 enum Stats {
+    /// Small-block pages set up since start (`swm_pages_formatted`).
+    static var pagesFormatted: UInt { Counters.shared.pointee.pagesFormatted.load(ordering: .relaxed) }
+
     private static let bigAllocatedWord = 2 * SizeClass.count
     private static let bigFreedWord = bigAllocatedWord + 1
     private static let bigAllocsWord = bigAllocatedWord + 2
@@ -189,6 +192,7 @@ enum Stats {
             line.append(",\"huge_cached\":"); line.append(Counters.shared.pointee.hugeCached.load(ordering: .relaxed))
             line.append(",\"purger\":\""); appendPurgerState(&line)
             line.append("\",\"purger_wakeups\":"); line.append(Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed))
+            line.append(",\"pages_formatted\":"); line.append(pagesFormatted)
             line.append(",\"classes\":[")
             var first = true
             for c in 0..<SizeClass.count {
@@ -225,6 +229,8 @@ enum Stats {
         line.append(" bytes of freed huge mappings kept for reuse\n")
         line.append("  purger     "); appendPurgerState(&line); line.append(", ")
         line.append(Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed)); line.append(" wakeups\n")
+        line.append("  pages      "); line.append(pagesFormatted)
+        line.append(" small-block pages set up\n")
         line.write(to: fd)
         line.append("  class      size       allocs        frees         live\n")
         for c in 0..<SizeClass.count {

@@ -144,9 +144,10 @@ struct HeapState: ~Copyable {
     /// page (a ring; `keptNext` is the next slot to reuse). See `Heap.pageEmptied`.
     var kept: InlineArray<64, UnsafeMutablePointer<Page>?>
     var keptNext: Int
-    /// The same for pages of more than one slice (classes above 8 KiB), bounded in slices
-    /// too (`Heap.keptWideSlices`); `keptWideNext` is the next slot to reuse.
-    var keptWide: InlineArray<8, UnsafeMutablePointer<Page>?>
+    /// The same for pages of more than one slice (classes above 8 KiB), bounded by the
+    /// memory they may hold resident too (`Heap.keptWideBytes`); `keptWideNext` is the
+    /// next slot to reuse.
+    var keptWide: InlineArray<32, UnsafeMutablePointer<Page>?>
     var keptWideNext: Int
     /// Slow paths left before the next periodic housekeeping (see `Heap.maintain`).
     var periodicCountdown: Int

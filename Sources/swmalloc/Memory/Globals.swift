@@ -132,6 +132,9 @@ struct Counters: ~Copyable {
     let purgerWakeups: Atomic<UInt>
     /// Bytes of freed huge mappings kept for reuse (mapped, resident until purged).
     let hugeCached: Atomic<UInt>
+    /// Small-block pages set up since start (`Page.format`): a count that keeps rising in
+    /// a steady loop means pages are retired and set up again.
+    let pagesFormatted: Atomic<UInt>
 
     /// The one instance, in the global storage.
     @inline(__always) static var shared: UnsafeMutablePointer<Counters> { Globals.counters }

@@ -335,11 +335,13 @@ extension UnsafeMutablePointer where Pointee == Segment {
         return nil
     }
 
-    /// Counts free span `span`, cut to the length taken, as in use: resident from now on,
-    /// and its slices used.
+    /// Counts free span `span`, cut to the length taken, as in use: resident from now on
+    /// (as far as its page touches it: `untouchedTail` says whether the rest is), and its
+    /// slices used.
     private func markInUse(_ span: UnsafeMutablePointer<Page>) {
         let bytes = UInt(span.pointee.sliceCount << Geometry.sliceShift)
         if span.pointee.purged { Counters.shared.pointee.purgedNow.wrappingSubtract(bytes, ordering: .relaxed) }
+        span.pointee.untouchedTail = span.pointee.purged
         span.pointee.purged = false
         pointee.usedSlices += span.pointee.sliceCount
         Counters.shared.pointee.activeBytes.wrappingAdd(bytes, ordering: .relaxed)

@@ -38,7 +38,8 @@ struct Page: ~Copyable {
     var keptEmpty: Bool                       // +57  an emptied only page of its class, in its heap's kept ring
     var forkOrphaned: Bool                    // +58  taken in a fork child from a thread that was not copied (see `Heap.reclaimForkOrphans`)
     var inFullList: Bool                      // +59  on the heap's full list instead of its class list
-    private var padding0: UInt32 = 0          // +60
+    var untouchedTail: Bool                   // +60  small page: no block past `capacity` was touched since its span was last purged (not resident)
+    private var padding0: (UInt8, UInt16) = (0, 0) // +61
     // Line 1: read by every thread that frees a block of the page (free's fast path, and
     // other threads' frees: owner, block-start test); written only when the page is
     // formatted, extended, or changes lists or owners (slow paths).
@@ -121,6 +122,7 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.inFullList = false
         pointee.keptEmpty = false
         pointee.forkOrphaned = false
+        if c >= 0 { Counters.shared.pointee.pagesFormatted.wrappingAdd(1, ordering: .relaxed) }
         pointee.heap.store(heapTag, ordering: .relaxed)
         pointee.ownerTag.store(heapTag, ordering: .relaxed)
         pointee.next = nil
