@@ -40,9 +40,11 @@ struct Segment {
     /// Bytes per page descriptor (three cache lines used, see `Page`): a power of two, so
     /// finding one is a shift.
     static let pageStride = 256
-    /// Offsets in a descriptor that the header, read as slice 0's, must keep at zero.
+    /// Offsets in a descriptor that the header, read as slice 0's, must keep at zero; and
+    /// where `Page`'s third cache line starts (`threadFree`, alone on it).
     static let ownerTagOffset = 64
     static let kindOffset = 110
+    static let threadFreeOffset = 128
 
     /// Bytes of slice 0 that hold the header, the slice map and the page descriptors.
     static let headerBytes = pageStride * Geometry.slicesPerSegment
@@ -58,7 +60,20 @@ struct Segment {
             raw.bindMemory(to: Segment.self, capacity: 1).pointee.noOwnerTag = 0x5a
             return raw.load(fromByteOffset: ownerTagOffset, as: UInt.self) == 0x5a
         }
-        if header > sliceMapOffset || header > kindOffset || !noOwner || headerBytes > Geometry.sliceSize
+        // Where `Page` puts its owner tag, kind and thread-free word: the offsets above,
+        // which the cache-line split of `Page` and the header's disguise rely on.
+        var pageProbe = InlineArray<32, UInt>(repeating: 0)   // pageStride bytes
+        let pageFits = withUnsafeMutableBytes(of: &pageProbe) { bytes -> Bool in
+            let raw = bytes.baseAddress.unsafelyUnwrapped
+            let page = raw.bindMemory(to: Page.self, capacity: 1)
+            page.pointee.ownerTag.store(0x5a, ordering: .relaxed)
+            page.pointee.kind = .huge
+            page.pointee.threadFree.store(0x77, ordering: .relaxed)
+            return raw.load(fromByteOffset: ownerTagOffset, as: UInt.self) == 0x5a
+                && raw.load(fromByteOffset: kindOffset, as: UInt8.self) == PageKind.huge.rawValue
+                && raw.load(fromByteOffset: threadFreeOffset, as: UInt.self) == 0x77
+        }
+        if header > sliceMapOffset || header > kindOffset || !noOwner || !pageFits || headerBytes > Geometry.sliceSize
             || MemoryLayout<Page>.stride > pageStride
             || SegmentMap.count != 1 << (Geometry.addressBits - Geometry.segmentShift) {
             OS.fatal("internal error: segment header layout does not fit slice 0", pointer: nil)
