@@ -167,8 +167,13 @@ extension Heap {
     /// OS pages), or its whole span while the rest may still be resident from the span's
     /// earlier use.
     private func keptResidentBytes(_ page: UnsafeMutablePointer<Page>) -> Int {
+        page.pointee.untouchedTail ? touchedBytes(page) : page.pointee.sliceCount << Geometry.sliceShift
+    }
+
+    /// Bytes from the start of `page`'s span through its last block ever handed out, in
+    /// whole OS pages (at most the span).
+    private func touchedBytes(_ page: UnsafeMutablePointer<Page>) -> Int {
         let span = page.pointee.sliceCount << Geometry.sliceShift
-        if !page.pointee.untouchedTail { return span }
         let touched = OS.wholePages(page.pointee.capacity * Int(page.pointee.blockSize))
         return touched < span ? touched : span
     }
@@ -179,7 +184,7 @@ extension Heap {
     /// it again only when `extend` threads more blocks, as it would touch fresh memory.
     private func purgeTail(_ page: UnsafeMutablePointer<Page>) {
         let span = page.pointee.sliceCount << Geometry.sliceShift
-        let touched = OS.wholePages(page.pointee.capacity * Int(page.pointee.blockSize))
+        let touched = touchedBytes(page)
         if touched < span { OSMemory.purge(page.pointee.start.unsafelyUnwrapped + touched, span - touched) }
         page.pointee.untouchedTail = true
     }

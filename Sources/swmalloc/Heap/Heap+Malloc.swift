@@ -70,8 +70,7 @@ extension Heap {
             let heap = Heap.current
             let slot = SizeClass.slot(size)
             let page = heap.page(slot: slot)
-            if page.pointee.free == nil && page.pointee.capacity < Int(page.pointee.reserved)
-                && page.pointee.threadFree.load(ordering: .relaxed) == 0 {
+            if page.canExtend && page.pointee.threadFree.load(ordering: .relaxed) == 0 {
                 page.extend()
                 return heap.pop(page, slot: slot)
             }
@@ -135,7 +134,7 @@ extension Heap {
                 let page = cursor
                 cursor = page.pointee.next ?? Heap.emptyPage
                 page.collect()
-                if page.pointee.free == nil && page.pointee.capacity < Int(page.pointee.reserved) { page.extend() }
+                if page.canExtend { page.extend() }
                 if page.pointee.free != nil {
                     if page.pointee.prev != nil { unlinkClass(page); pushClass(page) }
                     return page
