@@ -4,7 +4,10 @@
  * Linked with -lswmalloc. Exits 0 when the case holds and swm_validate() finds the heap
  * consistent, 1 with a message on stderr otherwise. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +298,61 @@ static void case_class_cycle_keeps_pages(void) {
     CHECKF(again == 0, "%llu pages set up in rounds 3-6 of the same loop", (unsigned long long)again);
 }
 
+/* ---- remote frees batched by class ---- */
+
+enum { BATCH_CLASSES = 8, BATCH_BLOCKS = 48 };
+static void *batch_blocks[BATCH_BLOCKS][BATCH_CLASSES];
+static atomic_long batch_sends;
+
+/** The debug library's hook: one call per batch of remote frees published to a page. */
+static void count_send(void *page) {
+    (void)page;
+    atomic_fetch_add(&batch_sends, 1);
+}
+
+/** Frees every block of `batch_blocks`, the classes interleaved (each free's page differs
+ *  from the last one's). */
+static void *free_interleaved(void *arg) {
+    (void)arg;
+    for (int i = 0; i < BATCH_BLOCKS; i++)
+        for (int c = 0; c < BATCH_CLASSES; c++) free(batch_blocks[i][c]);
+    return NULL;
+}
+
+/** A thread that frees another thread's blocks of 8 classes in turn (a consumer of mixed
+ *  messages) sends them in one batch per page, not one per block: 8 sends, at its exit,
+ *  for 384 blocks (27 KiB). The debug library counts the sends through its test hook;
+ *  both libraries check that every block came back (the class counters, the validator).
+ *  It fails with one batch for the last page only: 384 sends. */
+static void case_remote_frees_batched(void) {
+    void (*set_hook)(void (*)(void *)) = (void (*)(void (*)(void *)))dlsym(RTLD_DEFAULT, "swm_debug_set_remote_hook");
+    swm_class_stats_t before[BATCH_CLASSES], after;
+    for (int c = 0; c < BATCH_CLASSES; c++) CHECK(swm_class_stats_get((unsigned)c, &before[c]) == 0);
+    for (int i = 0; i < BATCH_BLOCKS; i++)
+        for (int c = 0; c < BATCH_CLASSES; c++) {
+            size_t n = swm_class_size((unsigned)c);
+            unsigned char *p = malloc(n);
+            CHECK(p != NULL && swm_class_of(n) == (unsigned)c);
+            memset(p, i, n);
+            batch_blocks[i][c] = p;
+        }
+    if (set_hook) set_hook(count_send);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_interleaved, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    if (set_hook) {
+        set_hook(NULL);
+        long sends = atomic_load(&batch_sends);
+        CHECKF(sends <= 2 * BATCH_CLASSES, "%ld sends for %d remote frees of %d classes", sends,
+               BATCH_BLOCKS * BATCH_CLASSES, BATCH_CLASSES);
+    }
+    for (int c = 0; c < BATCH_CLASSES; c++) {
+        CHECK(swm_class_stats_get((unsigned)c, &after) == 0);
+        CHECKF(after.live == before[c].live, "class %d: %llu live blocks before, %llu after", c,
+               (unsigned long long)before[c].live, (unsigned long long)after.live);
+    }
+}
+
 /** Allocates and frees one block (the options cases need the allocator started). */
 static void case_noop(void) {
     free(malloc(32));
@@ -312,6 +370,7 @@ static const struct test_case cases[] = {
     {"free_list_patterns", case_free_list_patterns},
     {"small_blocks_spread", case_small_blocks_spread},
     {"class_cycle_keeps_pages", case_class_cycle_keeps_pages},
+    {"remote_frees_batched", case_remote_frees_batched},
     {"noop", case_noop},
 };
 

@@ -47,7 +47,7 @@ func swm_stats_print(_ fd: Int32, _ json: Int32) {
 }
 
 /// Gives back to the OS everything that can go, process-wide, without waiting for the
-/// purge delay: the calling thread's remote batch and empty pages (a class's only page
+/// purge delay: the calling thread's remote batches and empty pages (a class's only page
 /// included), every heap's free spans (a heap whose owner is inside the allocator is
 /// skipped: it purges on its own), the abandoned segments' empty pages, the segment cache
 /// and the huge cache. Other threads retire their empty class pages at their next

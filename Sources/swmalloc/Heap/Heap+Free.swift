@@ -294,36 +294,56 @@ extension Heap {
         }
     }
 
-    /// Most blocks, and most bytes, a thread chains for one remote page before sending
-    /// them: a batch is held back from its owner until then, so it stays small (an idle
-    /// thread keeps at most this much of another thread's memory from coming back).
+    /// Most blocks a thread chains for one remote page before sending them, and most bytes
+    /// it holds back in all its batches: an idle thread keeps at most that much of other
+    /// threads' memory from coming back.
     static let remoteBatchMax = 64
-    static let remoteBatchBytes = 16 * 1024
+    static let remoteBatchBytes = 32 * 1024
 
-    /// Adds a block freed into another thread's small page to this heap's remote batch.
+    /// The batch slot of `page`'s blocks: its class, folded onto the 32 slots. The classes up
+    /// to 1 KiB (0 … 31) have a slot each, so a thread that frees blocks of mixed sizes
+    /// that other threads allocated (a consumer of a producer's messages, larson) batches
+    /// each class's current page apart: with one batch for the last page, a batch changed
+    /// at almost every free of such a stream, one atomic operation per block.
+    @inline(__always)
+    static func batchSlot(_ page: UnsafeMutablePointer<Page>) -> Int { Int(page.pointee.classIndex) & 31 }
+
+    /// Adds a block freed into another thread's small page to this heap's remote batch of
+    /// that page. The slot's batch is sent first when it holds another page's blocks or
+    /// `remoteBatchMax` blocks; all batches are sent when they hold more than
+    /// `remoteBatchBytes`, on this thread's malloc slow path, and at its exit.
+    ///
+    /// The owner cannot retire or format `page` while a batch holds its blocks: they still
+    /// count in its `used`, so it does not empty until they are sent.
     @inline(__always)
     func batchRemote(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>) {
         let s = state
-        if s.pointee.batchPage != page || s.pointee.batchCount == Heap.remoteBatchMax
-            || s.pointee.batchCount &* Int(page.pointee.blockSize) >= Heap.remoteBatchBytes {
-            sendRemoteBatch()
-            s.pointee.batchPage = page
-            s.pointee.batchLast = block
+        let slot = Heap.batchSlot(page)
+        if s.pointee.batches[slot].page != page || s.pointee.batches[slot].count == Heap.remoteBatchMax {
+            sendRemoteBatch(slot)
+            s.pointee.batches[slot].page = page
+            s.pointee.batches[slot].last = block
         }
-        block.storeBytes(of: s.pointee.batchFirst, as: UnsafeMutableRawPointer?.self)
-        s.pointee.batchFirst = block
-        s.pointee.batchCount += 1
+        block.storeBytes(of: s.pointee.batches[slot].first, as: UnsafeMutableRawPointer?.self)
+        s.pointee.batches[slot].first = block
+        s.pointee.batches[slot].count += 1
+        s.pointee.batchedBytes += Int(page.pointee.blockSize)
+        if s.pointee.batchedBytes > Heap.remoteBatchBytes { sendRemoteBatches() }
     }
 
-    /// Sends the remote batch, if any, to its page.
-    func sendRemoteBatch() {
+    /// Sends every remote batch to its page.
+    func sendRemoteBatches() {
+        for slot in 0..<32 where state.pointee.batches[slot].page != nil { sendRemoteBatch(slot) }
+    }
+
+    /// Sends the remote batch of slot `slot`, if any, to its page.
+    private func sendRemoteBatch(_ slot: Int) {
         let s = state
-        guard let page = s.pointee.batchPage else { return }
-        page.sendRemote(first: s.pointee.batchFirst.unsafelyUnwrapped, last: s.pointee.batchLast.unsafelyUnwrapped,
-                        count: s.pointee.batchCount)
-        s.pointee.batchPage = nil
-        s.pointee.batchFirst = nil
-        s.pointee.batchLast = nil
-        s.pointee.batchCount = 0
+        guard let page = s.pointee.batches[slot].page else { return }
+        let count = s.pointee.batches[slot].count
+        s.pointee.batchedBytes -= count &* Int(page.pointee.blockSize)
+        page.sendRemote(first: s.pointee.batches[slot].first.unsafelyUnwrapped,
+                        last: s.pointee.batches[slot].last.unsafelyUnwrapped, count: count)
+        s.pointee.batches[slot] = RemoteBatch(page: nil, first: nil, last: nil, count: 0)
     }
 }

@@ -91,7 +91,7 @@ extension Heap {
         #if DEBUG
         if validate() != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
         #endif
-        sendRemoteBatch()
+        sendRemoteBatches()
         swmshim_heap_set(swmshim_exited_heap_address())
         Extensions.heapDetaching(self)
         if Globals.purgerState.loadRelaxed() == 1 { return park() }

@@ -133,7 +133,7 @@ extension Heap {
     }
 
     /// Housekeeping at the top of every allocation slow path, before the span lock: send
-    /// the remote-free batch, let the extensions look at their flags, in a fork child let
+    /// the remote-free batches, let the extensions look at their flags, in a fork child let
     /// go of the other threads' heaps (each one load when there is nothing to do). Every
     /// `Heap.periodicSlowPaths`-th slow path it also starts the purger if it is wanted,
     /// and returns true: the periodic work reads the clock and the process counters,
@@ -141,7 +141,7 @@ extension Heap {
     @inline(__always)
     func maintain() -> Bool {
         let s = state
-        if s.pointee.batchPage != nil { sendRemoteBatch() }
+        if s.pointee.batchedBytes != 0 { sendRemoteBatches() }
         Extensions.slowPath()
         if _slowPath(Globals.forkOrphans.pointee != 0) { Heap.reclaimForkOrphans() }
         s.pointee.periodicCountdown -= 1

@@ -92,6 +92,15 @@ struct Heap {
     }
 }
 
+/// Blocks freed by one thread into another thread's page, chained through their first
+/// word and not yet sent to it: `first` … `last`, `count` blocks, all of `page`.
+struct RemoteBatch {
+    var page: UnsafeMutablePointer<Page>?
+    var first: UnsafeMutableRawPointer?
+    var last: UnsafeMutableRawPointer?
+    var count: Int
+}
+
 /// The heap's state after its direct page table. Only the owning thread writes it, except
 /// `remotePending`; other threads read the counters for statistics.
 struct HeapState: ~Copyable {
@@ -118,14 +127,12 @@ struct HeapState: ~Copyable {
     var spare: UnsafeMutablePointer<Segment>?
     /// Set (by other threads) when a full page got its first remote free.
     let remotePending: Atomic<UInt>
-    /// Blocks this thread freed into one other thread's page, not yet sent: consecutive
-    /// remote frees to the same page are chained here and sent with one atomic operation
-    /// (at most `Heap.remoteBatchMax` blocks; sent when the page changes, on this thread's
-    /// malloc slow path, and at its exit).
-    var batchPage: UnsafeMutablePointer<Page>?
-    var batchFirst: UnsafeMutableRawPointer?
-    var batchLast: UnsafeMutableRawPointer?
-    var batchCount: Int
+    /// Blocks this thread freed into other threads' small pages, not yet sent: one batch
+    /// per slot, the slot chosen by the page's class (`Heap.batchSlot`), each sent to its
+    /// page with one atomic operation (see `Heap.batchRemote` for when).
+    var batches: InlineArray<32, RemoteBatch>
+    /// Bytes of blocks in all batches: Σ over slots of count × the page's block size.
+    var batchedBytes: Int
     /// Slices of this heap's pages in use, and their high-water mark since the last purge
     /// that a fall in use triggered (see `Heap.retire`). Pages of adopted segments count
     /// from their adoption.
@@ -152,7 +159,7 @@ struct HeapState: ~Copyable {
     /// Slow paths left before the next periodic housekeeping (see `Heap.maintain`).
     var periodicCountdown: Int
     /// Raised by another thread's `swm_collect`: at its next slow path the owner sends its
-    /// remote batch and retires its empty class pages (only the owner may touch those).
+    /// remote batches and retires its empty class pages (only the owner may touch those).
     let collectRequested: Atomic<UInt>
     /// Parked: its thread exited and the heap waits, whole, for a new thread (see
     /// `Heap.park`); when, and the parked list's link (under `Globals.heapsLock`).

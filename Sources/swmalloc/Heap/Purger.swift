@@ -210,7 +210,7 @@ enum Purger {
     }
 
     /// `swm_collect` / `malloc_trim`: the calling thread's own heap first (its remote
-    /// batch, its empty class pages, every free span), then a forced pass over the whole
+    /// batches, its empty class pages, every free span), then a forced pass over the whole
     /// process. Returns the bytes given back to the OS (purged or unmapped) meanwhile.
     static func collectAll() -> UInt {
         if Globals.forkOrphans.pointee != 0 { Heap.reclaimForkOrphans() }
@@ -219,7 +219,7 @@ enum Purger {
         let cachedBefore = counters.pointee.hugeCached.load(ordering: .relaxed)
         let current = Heap.current
         if !current.isEmpty {
-            current.sendRemoteBatch()
+            current.sendRemoteBatches()
             current.spanLock.lock()
             current.retireEmptyClassPages()
             current.tidy(force: true)
