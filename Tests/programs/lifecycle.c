@@ -26,7 +26,10 @@
  *                         a new one mapped 690 MB in a test run); then the last one's
  *                         blocks are freed and the parked heap must give its pages back:
  *                         at once on swm_collect, or within the purge delay with every
- *                         thread asleep. */
+ *                         thread asleep.
+ *   fork_child_thread_first  a fork child's first allocation slow path is a new thread's:
+ *                         the forking thread must keep its heap (validated), and three
+ *                         threads then churn checked blocks without one overwritten. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -346,10 +349,95 @@ static void parked_heaps(void) {
     if (validate && validate() != 0) fail("main heap invalid");
 }
 
+/* ---- fork_child_thread_first ---- */
+
+enum { FORK_KEEP = 2000, FORK_LIVE = 256 };
+static void *fork_keep[FORK_KEEP];
+
+static void *no_op(void *arg) { return arg; }
+
+static void *first_malloc(void *arg) {
+    void *volatile p = malloc(64);
+    free(p);
+    return arg;
+}
+
+/** Replaces random blocks of its own `ops` times, checking each one's bytes before it
+ *  frees it; returns non-NULL when one was overwritten. */
+static void *own_blocks(void *arg) {
+    uintptr_t id = (uintptr_t)arg;
+    uint64_t r = id * 0x9E3779B97F4A7C15ULL + 1;
+    unsigned char *mine[FORK_LIVE] = {0};
+    size_t len[FORK_LIVE] = {0};
+    void *bad = NULL;
+    for (int i = 0; i < 100000 && !bad; i++) {
+        r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+        unsigned j = (unsigned)(r % FORK_LIVE);
+        unsigned char mark = (unsigned char)(id * 16 + j);
+        if (mine[j]) {
+            for (size_t k = 0; k < len[j]; k++)
+                if (mine[j][k] != mark) { bad = mine[j]; break; }
+            free(mine[j]);
+        }
+        len[j] = 16 + (r >> 20) % 1000;
+        mine[j] = malloc(len[j]);
+        if (!mine[j]) return (void *)1;
+        memset(mine[j], mark, len[j]);
+    }
+    for (unsigned j = 0; j < FORK_LIVE; j++) free(mine[j]);
+    return bad;
+}
+
+/** A fork child whose first allocation slow path is a new thread's: only the heaps of the
+ *  threads the child does not have may be let go, not the forking thread's, which keeps
+ *  allocating from its pages. Before the fix that first slow path gave up every heap but
+ *  its own: the forking thread's pages were abandoned and adopted by other threads while
+ *  it still allocated from them (blocks overwritten, SIGSEGV, the validator's complaints). */
+static void fork_child_thread_first(void) {
+    pthread_t t;
+    /* A thread started and joined leaves its stack cached: the child's pthread_create
+     * then needs no malloc on the forking thread. */
+    if (pthread_create(&t, NULL, no_op, NULL) != 0) fail("pthread_create");
+    pthread_join(t, NULL);
+    for (int i = 0; i < FORK_KEEP; i++) {
+        fork_keep[i] = malloc(16 + (size_t)(i * 37) % 1000);
+        if (!fork_keep[i]) fail("malloc");
+    }
+    for (int i = 0; i < FORK_KEEP; i += 2) free(fork_keep[i]);
+    pid_t pid = fork();
+    if (pid < 0) fail("fork");
+    if (pid == 0) {
+        alarm(60);
+        pthread_t w[2];
+        if (pthread_create(&t, NULL, first_malloc, NULL) != 0) _exit(2);
+        pthread_join(t, NULL);
+        if (validate && validate() != 0) _exit(3);
+        for (uintptr_t i = 0; i < 2; i++)
+            if (pthread_create(&w[i], NULL, own_blocks, (void *)(i + 1)) != 0) _exit(2);
+        void *bad = own_blocks((void *)3);
+        for (int i = 0; i < 2; i++) {
+            void *r;
+            pthread_join(w[i], &r);
+            if (r) bad = r;
+        }
+        if (bad) _exit(4);
+        if (validate && validate() != 0) _exit(3);
+        for (int i = 1; i < FORK_KEEP; i += 2) free(fork_keep[i]);
+        _exit(0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) fail("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "child status %#x (3: heap invalid, 4: a block overwritten)\n", status);
+        fail("the fork child's forking thread lost its heap to another thread");
+    }
+    for (int i = 1; i < FORK_KEEP; i += 2) free(fork_keep[i]);
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "parked_heaps",
+    "parked_heaps", "fork_child_thread_first",
 };
 
 int main(int argc, char **argv) {
@@ -364,6 +452,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "producer_consumer_large")) producer_consumer_large();
     else if (!strcmp(argv[1], "collect_only_pages")) collect_only_pages();
     else if (!strcmp(argv[1], "parked_heaps")) parked_heaps();
+    else if (!strcmp(argv[1], "fork_child_thread_first")) fork_child_thread_first();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

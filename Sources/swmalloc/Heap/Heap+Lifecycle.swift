@@ -285,9 +285,14 @@ extension Heap {
     /// held (its owner inside a slow path, or the purger) is left as it is: its memory
     /// stays out of reach, as a fork child of any allocator keeps its parent's other
     /// threads' caches.
+    ///
+    /// Which heaps are orphans was decided in `Process.forkChild` (`forkOrphan`), while
+    /// the child had one thread: the forking thread's heap, parked heaps and heaps the
+    /// child's threads attached since are not, whichever thread gets here first (a new
+    /// thread's first slow path gave up the forking thread's live heap when this step
+    /// chose by "not the caller's").
     @inline(never)
     static func reclaimForkOrphans() {
-        let me = Heap.current.raw
         Globals.heapsLock.lock()
         if Globals.forkOrphans.pointee != 0 {
             Globals.forkOrphans.pointee = 0
@@ -295,10 +300,8 @@ extension Heap {
             while let raw = cursor {
                 let heap = Heap(raw)
                 cursor = heap.state.pointee.nextLive
-                if raw == me { continue }
-                // A parked heap stays parked (its thread was gone before the fork; see
-                // `Process.forkChild` for its span lock).
-                if heap.state.pointee.parked { continue }
+                if !heap.state.pointee.forkOrphan { continue }
+                heap.state.pointee.forkOrphan = false
                 heap.unregister()
                 Stats.foldExited(heap)
                 Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
@@ -485,6 +488,22 @@ enum Process {
         }
     }
 
+    /// In a fork child, while it has one thread: marks the heaps of the threads that were
+    /// not copied (every live heap but the forking thread's and the parked ones) for
+    /// `Heap.reclaimForkOrphans`.
+    private static func markForkOrphans(except current: Heap) {
+        var orphans = false
+        var cursor = Globals.liveHeaps.pointee
+        while let raw = cursor {
+            let heap = Heap(raw)
+            let orphan = raw != current.raw && !heap.state.pointee.parked
+            heap.state.pointee.forkOrphan = orphan
+            orphans = orphans || orphan
+            cursor = heap.state.pointee.nextLive
+        }
+        if orphans { Globals.forkOrphans.pointee = 1 }
+    }
+
     /// After fork, in the child: only the forking thread exists; every lock and the guard
     /// are reset. In the child of a nested fork the outer fork is still under way on this
     /// thread; its own after-fork handler runs later and finds them free.
@@ -499,7 +518,7 @@ enum Process {
         // fork, or one that interrupted the allocator, may have cut a change to it short:
         // its parked heaps are left out of reach.
         if swmshim_fork_held().pointee != 0 { keepReadyParkedHeaps() } else { Globals.parkedHeaps.pointee = nil }
-        if Globals.liveHeaps.pointee != nil { Globals.forkOrphans.pointee = 1 }
+        markForkOrphans(except: current)
         Purger.forkChild()
         Globals.hugeCacheLock.reset()
         Globals.overAlignedLock.reset()

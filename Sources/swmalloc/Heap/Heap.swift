@@ -165,6 +165,10 @@ struct HeapState: ~Copyable {
     /// `Heap.park`); when, and the parked list's link (under `Globals.heapsLock`).
     var parked: Bool
     var parkedAt: UInt64
+    /// In a fork child: the heap of a thread that was not copied, to be let go
+    /// (`Heap.reclaimForkOrphans`); set in `Process.forkChild`, while the child has one
+    /// thread.
+    var forkOrphan: Bool
     var nextParked: UnsafeMutableRawPointer?
 }
 
