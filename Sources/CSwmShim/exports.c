@@ -66,6 +66,9 @@ SWM_FORWARD(__libc_free, swmimpl_free)
 SWM_FORWARD(__libc_memalign, swmimpl_memalign)
 SWM_FORWARD(__libc_valloc, swmimpl_valloc)
 SWM_FORWARD(__libc_pvalloc, swmimpl_pvalloc)
+// glibc still exports cfree (an old alias of free) for programs linked before 2.26: theirs
+// would hand swmalloc's blocks to glibc's free.
+SWM_FORWARD(cfree, swmimpl_free)
 
 // ---- glibc's malloc extensions (Sources/swmalloc/API/GlibcAPI.swift) ----
 SWM_FORWARD(malloc_trim, swmimpl_malloc_trim)

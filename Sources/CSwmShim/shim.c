@@ -134,8 +134,12 @@ int swmshim_atexit(void (*fn)(void)) {
 
 int swmshim_signal_usable(int signo) {
     // SIGKILL and SIGSTOP cannot be caught; 32 and 33 (below SIGRTMIN) are glibc's own
-    // (thread cancellation, set*id broadcast).
+    // (thread cancellation, set*id broadcast). A fault (SIGILL, SIGTRAP, SIGBUS, SIGFPE,
+    // SIGSEGV, SIGSYS) is not a request: a handler that returns runs the faulting
+    // instruction again, for ever, and a crash would become a loop of reports.
     if (signo < 1 || signo > 64 || signo == SIGKILL || signo == SIGSTOP) return 0;
+    if (signo == SIGILL || signo == SIGTRAP || signo == SIGBUS || signo == SIGFPE || signo == SIGSEGV
+        || signo == SIGSYS) return 0;
     return signo < 32 || signo >= SIGRTMIN;
 }
 

@@ -8,7 +8,7 @@ import Testing
 let contractCases = [
     "malloc0_unique", "free_null", "calloc_zeroes", "calloc_dirty_reuse", "calloc_overflow",
     "realloc_null", "realloc_zero", "realloc_grow", "realloc_shrink", "realloc_in_place",
-    "realloc_failure", "reallocarray_overflow", "posix_memalign_too_big", "aligned_alloc",
+    "realloc_failure", "reallocarray_overflow", "zero_product_huge_factor", "posix_memalign_too_big", "aligned_alloc",
     "aligned_alloc_too_big", "memalign_too_big", "memalign_rounds_up", "valloc", "pvalloc", "usable_size",
     "free_sized", "malloc_too_big",
 ]

@@ -30,6 +30,7 @@ enum MisuseMessage {
     static let notInBlock = "free(): invalid pointer: not in an allocated block (or already freed)"
     /// realloc of a block start whose freed mark is set.
     static let reallocFreed = "realloc(): pointer already freed"
+    static let usableSizeFreed = "malloc_usable_size(): pointer already freed"
     /// realloc or malloc_usable_size of anything but the start of a live block (the freed
     /// mark of a small block is not checked by malloc_usable_size).
     static let notABlock = "invalid pointer: not the start of a block allocated by swmalloc"
@@ -141,6 +142,7 @@ let misuseCases: [(name: String, message: String)] = [
     ("usable_size_interior_small", MisuseMessage.notABlock),
     ("usable_size_interior_huge", MisuseMessage.notABlock),
     ("usable_size_interior_over_aligned", MisuseMessage.notABlock),
+    ("usable_size_freed_small", MisuseMessage.usableSizeFreed),
     ("usable_size_freed_large", MisuseMessage.notABlock),
     ("usable_size_freed_huge", MisuseMessage.notABlock),
     ("usable_size_freed_over_aligned", MisuseMessage.notABlock),

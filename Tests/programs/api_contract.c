@@ -235,6 +235,29 @@ static void case_reallocarray_overflow(void) {
     A.free(p);
 }
 
+/** A product of 0 is a zero-byte request whatever the other factor (2^63 or more too, as in
+ *  glibc): calloc and reallocarray(NULL, …) return a block, errno untouched, and
+ *  reallocarray(p, SIZE_MAX, 0) is realloc(p, 0): p is freed. They failed with ENOMEM,
+ *  and left p allocated, when a factor read as negative. */
+static void case_zero_product_huge_factor(void) {
+    errno = 0;
+    void *a = A.calloc(SIZE_MAX, 0);
+    void *b = A.calloc(0, SIZE_MAX);
+    void *c = A.reallocarray(NULL, 0, SIZE_MAX);
+    CHECK(a != NULL && b != NULL && c != NULL && errno == 0);
+    A.free(a);
+    A.free(b);
+    A.free(c);
+    void *p = A.malloc(10);
+    CHECK(p != NULL);
+    swm_stats_t before, after;
+    CHECK(swm_stats_get(&before) == 0);
+    CHECK(A.reallocarray(p, SIZE_MAX, 0) == NULL);
+    CHECK(swm_stats_get(&after) == 0);
+    CHECKF(after.frees == before.frees + 1, "reallocarray(p, SIZE_MAX, 0) freed %zu blocks",
+           (size_t)(after.frees - before.frees));
+}
+
 /** posix_memalign with a valid power-of-two alignment gives aligned, usable blocks. */
 static void run_posix_memalign_ok(size_t alignment) {
     static const size_t sizes[] = {0, 1, 8, 24, 100, 4096, 70000, 300000, 3000000};
@@ -448,6 +471,7 @@ static const struct test_case cases[] = {
     {"realloc_in_place", case_realloc_in_place},
     {"realloc_failure", case_realloc_failure},
     {"reallocarray_overflow", case_reallocarray_overflow},
+    {"zero_product_huge_factor", case_zero_product_huge_factor},
     {"posix_memalign_too_big", case_posix_memalign_too_big},
     {"aligned_alloc", case_aligned_alloc},
     {"aligned_alloc_too_big", case_aligned_alloc_too_big},

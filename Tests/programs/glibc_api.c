@@ -41,6 +41,9 @@ extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_valloc(size_t);
 extern void *__libc_pvalloc(size_t);
+/* cfree as a program linked before glibc 2.26 calls it: glibc's old alias of its free. */
+__asm__(".symver cfree,cfree@GLIBC_2.2.5");
+extern void cfree(void *);
 
 static int (*stats_get)(swm_stats_t *);
 
@@ -170,6 +173,17 @@ static void libc_aliases(void) {
     void *g = __libc_pvalloc(10);
     CHECK(g != NULL && ((uintptr_t)g & (uintptr_t)(page - 1)) == 0 && malloc_usable_size(g) >= (size_t)page);
     __libc_free(g);
+    /* Before cfree was exported, glibc's free got the block and aborted. */
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    size_t frees = st.frees;
+    for (int i = 0; i < 4; i++) {
+        void *h = malloc(100);
+        CHECK(h != NULL);
+        cfree(h);
+    }
+    CHECK(stats_get(&st) == 0);
+    CHECKF(st.frees >= frees + 4, "cfree was not served by swmalloc");
 }
 
 static const struct test_case cases[] = {

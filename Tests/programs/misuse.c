@@ -557,6 +557,7 @@ static const struct misuse_case cases[] = {
     KIND("usable_size_interior_small", usable_size_interior, small),
     KIND("usable_size_interior_huge", usable_size_interior, huge),
     KIND("usable_size_interior_over_aligned", usable_size_interior, over_aligned),
+    KIND("usable_size_freed_small", usable_size_freed, small),
     KIND("usable_size_freed_large", usable_size_freed, large),
     KIND("usable_size_freed_huge", usable_size_freed, huge),
     KIND("usable_size_freed_over_aligned", usable_size_freed, over_aligned),

@@ -33,8 +33,7 @@ func swm_free(_ pointer: UnsafeMutableRawPointer?) {
 /// Allocates `count × size` zeroed bytes; NULL with ENOMEM when the product overflows.
 @c(swmimpl_calloc)
 func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    let (total, overflow) = count.multipliedReportingOverflow(by: size)
-    if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
+    guard let total = byteCount(count, size) else { return Heap.outOfMemory() }
     if total > Geometry.largeMax { return Heap.allocateHuge(total, zeroed: true) }
     guard let p = Heap.allocate(total) else { return nil }
     p.initializeMemory(as: UInt8.self, repeating: 0, count: total)
@@ -56,9 +55,19 @@ func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMuta
 /// realloc of `count × size` bytes; NULL with ENOMEM when the product overflows.
 @c(swmimpl_reallocarray)
 func swm_reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    let (total, overflow) = count.multipliedReportingOverflow(by: size)
-    if overflow || count < 0 || size < 0 { return Heap.outOfMemory() }
+    guard let total = byteCount(count, size) else { return Heap.outOfMemory() }
     return swm_realloc(pointer, total)
+}
+
+/// `count × size` for calloc and reallocarray, the arguments read as `size_t` (above
+/// `PTRDIFF_MAX` they arrive negative); nil when the product does not fit `PTRDIFF_MAX`.
+/// A product of 0 is 0 whatever the other factor (`calloc(SIZE_MAX, 0)` is a valid
+/// zero-byte request, as in glibc).
+@inline(__always)
+private func byteCount(_ count: Int, _ size: Int) -> Int? {
+    let (total, overflow) = UInt(bitPattern: count).multipliedReportingOverflow(by: UInt(bitPattern: size))
+    if overflow || total > UInt(Int.max) { return nil }
+    return Int(total)
 }
 
 /// True when `n`, read as a `size_t`, is a power of two (2^63 arrives as `Int.min`).
@@ -115,11 +124,12 @@ func swm_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
     return Heap.allocateAligned(OS.pageSize, rounded)
 }
 
-/// Usable bytes of a block: exact (its size class), 0 for NULL.
+/// Usable bytes of a block: exact (its size class), 0 for NULL; a pointer that is not a
+/// live block (a freed one included) aborts naming it.
 @c(swmimpl_malloc_usable_size)
 func swm_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
     guard let pointer else { return 0 }
-    return Heap.usableSize(pointer, checkFreed: false)
+    return Heap.usableSize(pointer, freedMessage: "malloc_usable_size(): pointer already freed")
 }
 
 /// C23 free with the allocation's size (the size is not needed and not trusted).

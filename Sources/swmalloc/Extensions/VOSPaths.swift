@@ -160,12 +160,15 @@ enum VOS {
     static func calloc(_ count: UInt, _ size: UInt, _ module: UInt, withSite: Bool,
                        file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
-        if overflow { return Heap.outOfMemory() }
-        guard let p = allocate(total, module, withSite: withSite, file: file, line: line) else { return nil }
-        // Huge blocks are fresh mappings, already zero.
-        if total + UInt(VOSBlock.headerSize) <= UInt(Geometry.largeMax) {
-            p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(total))
+        if overflow || total > VOSBlock.maxSize { return Heap.outOfMemory() }
+        if request(total) > Geometry.largeMax {
+            // A huge block: zeroed where it comes from (a fresh mapping is; one reused from
+            // the huge cache is cleared), as for calloc.
+            guard let block = Heap.allocateHuge(request(total), zeroed: true) else { return nil }
+            return charge(block, total, module, withSite: withSite, file: file, line: line)
         }
+        guard let p = allocate(total, module, withSite: withSite, file: file, line: line) else { return nil }
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(total))
         return p
     }
 

@@ -4,16 +4,17 @@ import Synchronization
 
 extension Heap {
     /// Usable bytes of the live block at `pointer`, or an abort naming the pointer when it
-    /// is not the start of a live swmalloc block. `operation` names the caller in the message.
+    /// is not the start of a live swmalloc block (a freed one included, `freedMessage`
+    /// naming the caller).
     @inline(__always)
-    static func usableSize(_ pointer: UnsafeMutableRawPointer, checkFreed: Bool) -> Int {
+    static func usableSize(_ pointer: UnsafeMutableRawPointer, freedMessage: StaticString) -> Int {
         let p = UInt(bitPattern: pointer)
         if _slowPath(!SegmentMap.contains(p)) { return overAlignedSize(pointer) }
         let segment = UnsafeMutablePointer<Segment>.of(p)
         let page = segment.page(containing: p)
         if _fastPath(page.pointee.kind == .small || page.pointee.kind == .large) && page.isBlockStart(p) {
-            if checkFreed && pointer.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
-                OS.fatal("realloc(): pointer already freed", pointer: pointer)
+            if pointer.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
+                OS.fatal(freedMessage, pointer: pointer)
             }
             return Int(page.pointee.blockSize)
         }
@@ -39,7 +40,7 @@ extension Heap {
     /// than half of it, or when a large block grows within its span; otherwise allocate,
     /// copy, free. On failure the block is untouched.
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
-        let old = usableSize(pointer, checkFreed: true)
+        let old = usableSize(pointer, freedMessage: "realloc(): pointer already freed")
         if size <= old && size >= old / 2 { return pointer }
         if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) { return grown }
         guard let fresh = allocate(size) else { return nil }
