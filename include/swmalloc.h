@@ -79,7 +79,9 @@ void swm_stats_print(int fd, int json);
  *  thread is inside the allocator at that moment is skipped: it purges on its own),
  *  empty pages of exited threads, and the caches of empty segments and huge mappings.
  *  Other threads retire their emptied pages at their next allocation slow path.
- *  Returns the bytes given back (purged or unmapped). */
+ *  Returns the bytes of the ranges given back (purged or unmapped): an upper bound of
+ *  what left the resident set, since parts of a purged range (the never-used end of a
+ *  page's span, say) may not have been resident. */
 size_t swm_collect(void);
 
 /** Times the background purger (thread "swm-purger") woke up since the process started;

@@ -44,11 +44,9 @@ static void hook(void *page) {
 static void *remote(void *arg) {
     (void)arg;
     sem_wait(&start);
-    free(blocks[COUNT - 1]);
-    swm_collect();               /* sends the batch: A's remote-free hint is raised */
+    free(blocks[COUNT - 1]);     /* a large block is sent at once: A's remote-free hint is raised */
     armed = 1;
-    free(blocks[COUNT - 2]);
-    swm_collect();               /* sends it: the hook holds R after the publishing CAS */
+    free(blocks[COUNT - 2]);     /* the hook holds R after the publishing CAS */
     return NULL;
 }
 

@@ -37,6 +37,28 @@
  *                       A fork child gets its own purger at its first allocations that
  *                       need one, and gives its memory back the same way.
  *   purger_off          with background=0 no purger thread is ever started.
+ *   big_freed_then_sleep   a program keeps a 40 MiB block, frees a 48 MiB one and sleeps
+ *                       (a few allocations in all): the resident set must fall back to
+ *                       the kept block within 3 s. Before: the purger started only at a
+ *                       periodic check of a later slow path, so it never started, and
+ *                       the 48 MiB stayed in the huge cache. Also run with background=0
+ *                       (big_freed_then_sleep_sync), where the cache keeps at most 16 MiB.
+ *   realloc_chain_then_sleep  a buffer grown by realloc to 40 MiB, freed: back within 3 s
+ *                       (before: +53 MiB for good).
+ *   small_freed_then_sleep  20 MiB of 1,000-byte blocks freed before sleeping, in a process
+ *                       too small to want a purger: back within 8 MiB of the start (the
+ *                       synchronous fallback now applies until a purger runs; before:
+ *                       +20 MiB for good).
+ *   fork_child_sleeps   4 threads hold 16 MiB each; a fork child frees the 64 MiB, makes
+ *                       one allocation and sleeps: its resident set must fall by 48 MiB
+ *                       (before: the child's freed spans waited for a purger that was
+ *                       never started again).
+ *   remote_owner_sleeps a thread allocates 32 MiB of 16 KiB blocks and 32 MiB of 256 KiB
+ *                       blocks, hands them to the main thread and sleeps; the main thread
+ *                       frees them all: back within 8 MiB of the start in 3 s. Before: the
+ *                       owner's full pages kept the blocks for good, swm_collect included.
+ *   huge_shrink         realloc of a 64 MiB block to 33 MiB gives the rest back at once
+ *                       (before: all 64 MiB stayed resident while the block lived).
  *   huge_cache_reuse    huge blocks freed and allocated again in other sizes reuse the
  *                       huge cache (cut, trimmed, grown): contents are intact, calloc of
  *                       a reused mapping reads zero, and once all are freed the counts
@@ -412,12 +434,137 @@ static void huge_cache_reuse(void) {
     CHECKF(m.hblkhd == 0 && m.hblks == 0, "mallinfo2: hblks %zu hblkhd %zu after freeing all", m.hblks, m.hblkhd);
 }
 
+/* ---- memory freed before every thread sleeps ---- */
+
+/** Waits up to 3 s for the resident set to fall to `limit` MiB; fails naming `what`. */
+static void expect_rss_falls(double limit, const char *what) {
+    long waited = 0;
+    double rss = rss_fall_to(limit, 3000, &waited);
+    CHECKF(rss <= limit, "%s: resident %.1f MiB after %ld ms, limit %.1f MiB", what, rss, waited, limit);
+}
+
+/** Allocates `mib` MiB in one block and touches it. */
+static unsigned char *touched_block(size_t mib) {
+    unsigned char *p = malloc(mib << 20);
+    CHECK(p != NULL);
+    memset(p, 7, mib << 20);
+    return p;
+}
+
+static void big_freed_then_sleep(void) {
+    double start = rss_mib();
+    unsigned char *keep = touched_block(40);
+    free(touched_block(48));
+    expect_rss_falls(start + 40 + 8, "a freed 48 MiB block, a 40 MiB one kept");
+    free(keep);
+}
+
+static void realloc_chain_then_sleep(void) {
+    double start = rss_mib();
+    unsigned char *p = NULL;
+    size_t size = 16;
+    while (size < ((size_t)40 << 20)) {
+        size_t grown = size + size / 2;
+        p = realloc(p, grown);
+        CHECK(p != NULL);
+        memset(p + size, 8, grown - size);
+        size = grown;
+    }
+    free(p);
+    expect_rss_falls(start + 8, "a buffer grown by realloc to 40 MiB, freed");
+}
+
+static void small_freed_then_sleep(void) {
+    enum { N = 20 * 1024 };
+    static void *blocks[N];
+    double start = rss_mib();
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(1000);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 9, 1000);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    expect_rss_falls(start + 8, "20 MiB of 1,000-byte blocks, freed");
+}
+
+static void fork_child_sleeps(void) {
+    pthread_t t[HOLDERS];
+    pthread_barrier_init(&freed_barrier, NULL, HOLDERS + 1);
+    for (size_t i = 0; i < HOLDERS; i++) CHECK(pthread_create(&t[i], NULL, holder, (void *)(uintptr_t)i) == 0);
+    pthread_barrier_wait(&freed_barrier);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        double before = rss_mib();
+        for (size_t k = 0; k < HOLDERS; k++)
+            for (size_t i = 0; i < HOLD_BLOCKS; i++) free(held[k][i]);
+        void *volatile p = malloc(100000);
+        free(p);
+        long waited = 0;
+        double after = rss_fall_to(before - 48, 3000, &waited);
+        printf("child resident MiB: %.1f before freeing its parent's 64 MiB, %.1f %ld ms after\n", before, after,
+               waited);
+        fflush(stdout);
+        _exit(after <= before - 48 ? 0 : 4);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    unpark();
+    for (size_t i = 0; i < HOLDERS; i++) pthread_join(t[i], NULL);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "the fork child kept what it freed of its parent's threads' memory (status %#x)", status);
+}
+
+enum { HANDED_SMALL = 2048, HANDED_LARGE = 128 };
+static void *handed[HANDED_SMALL + HANDED_LARGE];
+static pthread_barrier_t handed_barrier;
+
+/** Allocates the blocks the main thread frees, then sleeps until released. */
+static void *producer(void *arg) {
+    (void)arg;
+    for (int i = 0; i < HANDED_SMALL + HANDED_LARGE; i++) {
+        size_t size = i < HANDED_SMALL ? 16 * 1024 : 256 * 1024;
+        handed[i] = malloc(size);
+        CHECK(handed[i] != NULL);
+        memset(handed[i], 10, size);
+    }
+    pthread_barrier_wait(&handed_barrier);
+    park();
+    return NULL;
+}
+
+static void remote_owner_sleeps(void) {
+    double start = rss_mib();
+    pthread_t t;
+    pthread_barrier_init(&handed_barrier, NULL, 2);
+    CHECK(pthread_create(&t, NULL, producer, NULL) == 0);
+    pthread_barrier_wait(&handed_barrier);
+    for (int i = 0; i < HANDED_SMALL + HANDED_LARGE; i++) free(handed[i]);
+    expect_rss_falls(start + 8, "64 MiB freed by another thread than their sleeping owner");
+    unpark();
+    pthread_join(t, NULL);
+}
+
+static void huge_shrink(void) {
+    double start = rss_mib();
+    unsigned char *p = touched_block(64);
+    p = realloc(p, (size_t)33 << 20);
+    CHECK(p != NULL && p[0] == 7 && p[((size_t)33 << 20) - 1] == 7);
+    double rss = rss_mib();
+    CHECKF(rss <= start + 33 + 6, "a 64 MiB block shrunk to 33 MiB: resident %.1f MiB (start %.1f)", rss, start);
+    free(p);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
     {"fork_child_reuse", fork_child_reuse}, {"purger_absent", purger_absent},
     {"purger_lifecycle", purger_lifecycle}, {"purger_off", purger_off},
     {"huge_cache_reuse", huge_cache_reuse},
+    {"big_freed_then_sleep", big_freed_then_sleep}, {"big_freed_then_sleep_sync", big_freed_then_sleep},
+    {"realloc_chain_then_sleep", realloc_chain_then_sleep}, {"small_freed_then_sleep", small_freed_then_sleep},
+    {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
+    {"huge_shrink", huge_shrink},
 };
 
 int main(int argc, char **argv) {

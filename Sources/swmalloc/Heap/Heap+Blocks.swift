@@ -37,12 +37,19 @@ extension Heap {
     }
 
     /// realloc's core: in place when the new size fits the block and does not waste more
-    /// than half of it, or when a large block grows within its span; otherwise allocate,
-    /// copy, free. On failure the block is untouched.
+    /// than half of it (a huge block then gives the end of its mapping back), or when a
+    /// large block grows within its span; otherwise allocate, copy, free. On failure the
+    /// block is untouched.
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
         let old = usableSize(pointer, freedMessage: "realloc(): pointer already freed")
-        if size <= old && size >= old / 2 { return pointer }
-        if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) { return grown }
+        if size <= old && size >= old / 2 {
+            if old > Geometry.largeMax && old - size >= Geometry.sliceSize { shrinkHuge(pointer, to: size) }
+            return pointer
+        }
+        if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) {
+            Purger.startIfMapped()
+            return grown
+        }
         guard let fresh = allocate(size) else { return nil }
         fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
         deallocate(pointer)
@@ -59,6 +66,15 @@ extension Heap {
         let segment = UnsafeMutablePointer<Segment>.of(p)
         if segment.pointee.kind == .huge { return Huge.grow(pointer, segment: segment, to: size) }
         return growLarge(pointer, segment: segment, to: size) ? pointer : nil
+    }
+
+    /// Gives back the end of the huge block at `pointer` (live, checked by `usableSize`)
+    /// past `size` bytes (`Huge.shrink`); an over-aligned block keeps its mapping.
+    private static func shrinkHuge(_ pointer: UnsafeMutableRawPointer, to size: Int) {
+        let p = UInt(bitPattern: pointer)
+        if !SegmentMap.contains(p) { return }
+        let segment = UnsafeMutablePointer<Segment>.of(p)
+        if segment.pointee.kind == .huge { Huge.shrink(segment, to: size) }
     }
 
     /// Grows the large block at `pointer` (live, checked by `usableSize`) to `size` bytes

@@ -271,16 +271,17 @@ extension Heap {
             Stats.countOrphanFree(kind: kind, classIndex: Int(page.pointee.classIndex), size: size)
         }
         if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
-            // Our own full or large page.
+            // Our own full or large page: under the span lock, as every step on a full page
+            // (another thread may retire it, see `retireFreedFullPages`).
+            heap.spanLock.lock()
             page.pushLocal(pointer)
             heap.unlinkFull(page)
             if page.pointee.used == 0 {
-                heap.spanLock.lock()
                 heap.retire(page, now: OS.nowNanoseconds())
-                heap.spanLock.unlock()
             } else {
                 heap.appendClass(page)
             }
+            heap.spanLock.unlock()
             return
         }
         // Another thread's page, or an abandoned one. A large block is sent at once: a

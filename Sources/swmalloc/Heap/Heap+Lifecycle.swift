@@ -89,7 +89,10 @@ extension Heap {
     /// heap, so that a later call on this thread attaches nothing that would outlive it.
     func detach() {
         #if DEBUG
-        if validate() != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
+        spanLock.lock()
+        let violations = validate()
+        spanLock.unlock()
+        if violations != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
         #endif
         sendRemoteBatches()
         swmshim_heap_set(swmshim_exited_heap_address())
@@ -205,7 +208,7 @@ extension Heap {
     /// totals unless `counted` is false (a parked heap's went at its park), and the record
     /// returns to the pool.
     private func release(purgeNow: Bool = false, counted: Bool = true) {
-        let purged = releaseSegments(purgeNow: purgeNow || Purger.isOff)
+        let purged = releaseSegments(purgeNow: purgeNow || !Purger.isRunning)
         // Released before the registry lock below: no owner holds both (see `Purger`).
         spanLock.unlock()
         if !purged { Purger.announce() }
@@ -306,7 +309,7 @@ extension Heap {
                 Stats.foldExited(heap)
                 Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
                 if heap.spanLock.tryLock() {
-                    _ = heap.releaseSegments(purgeNow: Purger.isOff, forkOrphan: true)
+                    _ = heap.releaseSegments(purgeNow: !Purger.isRunning, forkOrphan: true)
                     heap.spanLock.unlock()
                 }
             }

@@ -125,6 +125,7 @@ extension Heap {
         maintainLocked(periodic: periodic)
         let block = body(self)
         spanLock.unlock()
+        Purger.startIfMapped()
         return block
     }
 
@@ -188,6 +189,29 @@ extension Heap {
             }
         }
         return found
+    }
+
+    /// Retires the full pages (small or large) every block of which other threads freed:
+    /// their thread-free lists hold `used` blocks. Under the span lock, by the owner or by
+    /// another thread that took the lock (the purger, `swm_collect`): an owner that sleeps,
+    /// or allocates on fast paths only, would otherwise keep such pages for ever — a
+    /// producer whose consumers freed 64 MiB kept all of it, `swm_collect` included.
+    ///
+    /// Safe from another thread: the owner touches a full page only under the span lock
+    /// (its fast paths never reach one: no direct slot holds it, and free's test needs the
+    /// class-page tag, not `tag | 1`), and no thread may free a block of the page any
+    /// more, all of them having been freed. A page found otherwise is left to its owner.
+    func retireFreedFullPages(now: UInt64) {
+        var cursor = state.pointee.fullPages
+        while let page = cursor {
+            cursor = page.pointee.next
+            let pending = page.threadFreeSnapshot().count
+            if pending == 0 || pending != Int(page.pointee.used) { continue }
+            page.collectThreadFree()
+            if page.pointee.used != 0 { continue }
+            unlinkFull(page)
+            retire(page, now: now)
+        }
     }
 
     /// A block of `size` bytes in a page of its own, rounded up to whole 64 KiB slices and

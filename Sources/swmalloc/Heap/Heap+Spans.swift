@@ -90,9 +90,10 @@ extension Heap {
     /// is held). An empty segment becomes the heap's spare, or goes to the segment cache.
     ///
     /// The span waits for the purge delay (the purger, or this heap's next purge pass,
-    /// gives it back). Only when no purger runs (`background=0`) does a fall of the
-    /// memory in use 16 MiB below its high-water mark purge at once: the program is
-    /// giving memory back, and nothing else would purge it if this thread now sleeps.
+    /// gives it back). Only while no purger runs (not started yet, or `background=0`) does
+    /// a fall of the memory in use 16 MiB below its high-water mark purge at once: the
+    /// program is giving memory back, and nothing else would purge it if this thread now
+    /// sleeps.
     func retire(_ page: UnsafeMutablePointer<Page>, now: UInt64) {
         let seg = page.segment
         let delay = Options.current.pointee.purgeDelayNanoseconds
@@ -102,7 +103,7 @@ extension Heap {
         segmentChanged(seg)
         if delay == 0 { return }
         st.pointee.purgeWaiting = true
-        if Purger.isOff {
+        if !Purger.isRunning {
             if st.pointee.activePeak - st.pointee.activeSlices >= Heap.dropPurgeSlices {
                 purgeExpired(now: now, force: true)
                 st.pointee.activePeak = st.pointee.activeSlices

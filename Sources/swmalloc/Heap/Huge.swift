@@ -91,6 +91,24 @@ enum Huge {
         return block
     }
 
+    /// realloc of the huge block of `seg` to `size` bytes, fewer than it holds: the
+    /// block stays where it is and the end of its mapping past the new size goes back to
+    /// the OS, as glibc's `mremap` of a mapped chunk does (a 200 MiB block shrunk to
+    /// 101 MiB kept all 200 MiB resident). Nothing when that would give back nothing, or
+    /// the thread has no heap to count it in.
+    static func shrink(_ seg: UnsafeMutablePointer<Segment>, to size: Int) {
+        let heap = Heap.current
+        let total = mappingSize(size, offset: seg.pointee.hugeOffset)
+        let old = seg.pointee.mappedSize
+        if total >= old || heap.isEmpty { return }
+        OSMemory.unmap(seg.base + total, old - total)
+        seg.pointee.mappedSize = total
+        let cut = UInt(old - total)
+        Counters.shared.pointee.hugeBytes.wrappingSubtract(cut, ordering: .relaxed)
+        Counters.shared.pointee.hugeUsable.wrappingSubtract(cut, ordering: .relaxed)
+        heap.state.pointee.bigFreed &+= cut
+    }
+
     /// Whether a block of `size` bytes is laid out for transparent huge pages: with
     /// `thp=large` a block of 2 MiB or more starts on a 2 MiB boundary and spans whole
     /// 2 MiB pages, so the kernel can back it with huge pages: one fault per 2 MiB instead
@@ -169,11 +187,18 @@ enum Huge {
 
     /// Most bytes of mappings the huge cache holds now: as many as live huge blocks map
     /// (so freed huge memory kept for reuse never exceeds what is in use: peak RSS stays
-    /// within about twice the live huge memory), at least 64 MiB, at most 1 GiB.
+    /// within about twice the live huge memory), at least 64 MiB, at most 1 GiB. While no
+    /// purger runs, at most 16 MiB (`cacheUnattendedBytes`): nothing would unmap the cache
+    /// of a thread that frees and then sleeps.
     static func cacheLimitBytes() -> Int {
         let live = Int(Counters.shared.pointee.hugeBytes.load(ordering: .relaxed))
-        return min(cacheMaxBytes, max(cacheMinBytes, live))
+        let limit = min(cacheMaxBytes, max(cacheMinBytes, live))
+        return Purger.isRunning ? limit : min(limit, cacheUnattendedBytes)
     }
+
+    /// The huge cache's bound while no purger runs: the fall of memory in use that purges
+    /// at once then (`Heap.dropPurgeSlices`).
+    static let cacheUnattendedBytes = Heap.dropPurgeSlices << Geometry.sliceShift
 
     /// Puts a freed huge block's mapping (already out of the segment map, so a second
     /// free of it reports an invalid pointer as an unmapped one would) at the head of the

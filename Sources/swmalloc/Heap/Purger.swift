@@ -7,12 +7,14 @@
 //
 // Owners purge their own expired spans on their slow paths (`Heap.tidy`). The purger
 // makes the delay true when threads stop calling the allocator: one thread, started at
-// the first allocation slow path where 4 MiB of freed memory wait for their purge or the
-// process has mapped 32 MiB (it could free that much and then sleep), that sleeps on a
-// futex until the oldest waiting memory expires, or without a timeout when nothing waits.
-// Each pass releases the heaps of exited threads parked for the delay (`Heap.park`), then
-// purges, in turn: every heap whose span lock it can take at once (an owner
-// busy in its slow path is skipped: it purges its own), the abandoned segments (collecting
+// an allocation slow path where 4 MiB of freed memory wait for their purge or the process
+// has mapped 32 MiB (it could free that much and then sleep), that sleeps on a futex
+// until the oldest waiting memory expires, or without a timeout when nothing waits.
+// Until it runs, owners purge synchronously (see `isRunning`).
+// Each pass releases the heaps of exited threads parked for the delay (`Heap.park`), then,
+// in turn: every heap whose span lock it can take at once (its full pages that other
+// threads emptied are retired, its free spans purged; an owner busy in its slow path is
+// skipped: it purges its own), the abandoned segments (collecting
 // the blocks other threads freed into them and retiring pages and segments that came out
 // empty), the segment cache and the huge cache. It holds a lock `malloc` needs only for
 // one heap's, list's or cache's step.
@@ -29,8 +31,9 @@ enum Purger {
     static let threadName: StaticString = "swm-purger"
 
     /// The purger starts at an allocation slow path once this much freed memory waits
-    /// for its purge (resident, in no block), or once the process has mapped
-    /// `startMapped` (it could free that much and go to sleep before it allocates again).
+    /// for its purge (resident, in no block; checked every 16th slow path), or once the
+    /// process has mapped `startMapped` (checked after every one: it could free that much
+    /// and go to sleep before it allocates again).
     /// Below both, a process never gets the thread (it stays single-threaded, which some
     /// programs rely on: see the README).
     static let startWaiting: UInt = 4 << 20
@@ -40,9 +43,11 @@ enum Purger {
         UnsafeMutableRawPointer(Globals.purgerSignal).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
-    /// True when no purger runs or will run (`background=0`, `purge_delay_ms=0`, or the
-    /// thread could not be created): owners then purge synchronously, as a fallback.
-    @inline(__always) static var isOff: Bool { Globals.purgerState.loadRelaxed() == 2 }
+    /// True when the purger runs. Until then (it is not wanted yet, or it is off:
+    /// `background=0`, `purge_delay_ms=0`, or the thread could not be created) owners
+    /// purge synchronously, as a fallback: nothing else would purge what a thread frees
+    /// before it goes to sleep.
+    @inline(__always) static var isRunning: Bool { Globals.purgerState.loadRelaxed() == 1 }
 
     /// Times the purger woke up (its passes).
     static var wakeups: UInt { Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed) }
@@ -68,11 +73,39 @@ enum Purger {
         }
     }
 
+    /// Another thread's free went to a full or large page, or to an abandoned one: their
+    /// owner may sleep, or allocate on fast paths only, and never look at them, so the
+    /// purger's passes do (`Heap.retireFreedFullPages`, `collectAbandoned`). The first
+    /// such free since the last pass wakes a purger that sleeps without a timeout; that
+    /// pass then plans the next one a purge delay later, which finds what came free
+    /// meanwhile (a stream of such frees costs a pass per delay). Cost otherwise: two
+    /// loads.
+    @inline(__always)
+    static func noteIdleFree() {
+        if isRunning && Globals.idlePageFrees.loadRelaxed() == 0 {
+            Globals.idlePageFrees.store(1)
+            announce()
+        }
+    }
+
     /// On allocation slow paths, where the thread holds no allocator lock: starts the
     /// purger when it is wanted and does not run. Cost once it runs (or is off): one load.
     @inline(__always)
     static func startIfWanted() {
         if _slowPath(Globals.purgerState.loadRelaxed() == 0) { startSlow() }
+    }
+
+    /// After an allocation slow path, where the thread holds no allocator lock: starts the
+    /// purger as soon as the process has mapped `startMapped`, not only at the next
+    /// periodic check: a program that maps a lot in a few calls, frees it and sleeps must
+    /// have its purger by then (one that freed 150 of its 350 MiB kept them resident).
+    /// Cost once it runs (or is off): one load.
+    @inline(__always)
+    static func startIfMapped() {
+        if _slowPath(Globals.purgerState.loadRelaxed() == 0)
+            && Counters.shared.pointee.mapped.load(ordering: .relaxed) >= startMapped {
+            startSlow()
+        }
     }
 
     @inline(never)
@@ -130,8 +163,14 @@ enum Purger {
     @discardableResult
     static func pass(now: UInt64, delay: UInt64, force: Bool) -> UInt64 {
         let d = force ? 0 : delay
-        var oldest = Heap.releaseParked(now: now, delay: d)
-        oldest = min(oldest, purgeHeaps(now: now, delay: d, requestCollect: force))
+        // Frees into idle pages noted before this pass are seen by it (the note is cleared
+        // first); the pages it retires now wait for the delay, so the next pass is due
+        // then at the latest.
+        let idleFrees = Globals.idlePageFrees.loadRelaxed() != 0
+        if idleFrees { Globals.idlePageFrees.store(0) }
+        var oldest = idleFrees ? now : UInt64.max
+        oldest = min(oldest, Heap.releaseParked(now: now, delay: d))
+        oldest = min(oldest, purgeHeaps(now: now, delay: d, requestCollect: force, fullPages: idleFrees || force))
         oldest = min(oldest, collectAbandoned(now: now, delay: d))
         oldest = min(oldest, UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: d))
         oldest = min(oldest, Huge.purgeCache(now: now, delay: d))
@@ -147,7 +186,11 @@ enum Purger {
     /// registry lock, before the span lock is released. Lock order: registry, then a span
     /// lock only by `tryLock` (never waits); the registry lock is taken while a span lock
     /// is held only here, and no owner takes the registry lock while it holds its span lock.
-    private static func purgeHeaps(now: UInt64, delay: UInt64, requestCollect: Bool) -> UInt64 {
+    ///
+    /// With `fullPages` (a free into an idle page was noted, or `swm_collect`) it first
+    /// retires each heap's full pages that other threads emptied: a page can only come to
+    /// that by such a free, so passes without one skip the walk of the full lists.
+    private static func purgeHeaps(now: UInt64, delay: UInt64, requestCollect: Bool, fullPages: Bool) -> UInt64 {
         var oldest = UInt64.max
         let me = Heap.current.raw
         Globals.heapsLock.lock()
@@ -162,6 +205,7 @@ enum Purger {
                 continue
             }
             Globals.heapsLock.unlock()
+            if fullPages { heap.retireFreedFullPages(now: now) }
             let waiting = heap.purgeSegments(now: now, delay: delay)
             heap.state.pointee.purgeWaiting = waiting != .max
             oldest = min(oldest, waiting)
@@ -221,6 +265,7 @@ enum Purger {
         if !current.isEmpty {
             current.sendRemoteBatches()
             current.spanLock.lock()
+            current.retireFreedFullPages(now: OS.nowNanoseconds())
             current.retireEmptyClassPages()
             current.tidy(force: true)
             current.spanLock.unlock()

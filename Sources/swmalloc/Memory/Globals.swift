@@ -83,6 +83,10 @@ enum Globals {
     static var parkedHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (base + 232).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
+    /// 1 when another thread's free went to a page whose owner may not look at it soon (a
+    /// full or large page, or an abandoned one) since the purger's last pass: its next
+    /// pass looks at such pages, and a later one purges them (see `Purger.noteIdleFree`).
+    static var idlePageFrees: AtomicWord { AtomicWord(base + 240) }
     /// Options, parsed once at start-up.
     static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }
     static let optionsBytes = 256

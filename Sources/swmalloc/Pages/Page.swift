@@ -296,6 +296,8 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// (a spurious hint costs one scan of that heap's full pages) — and heap records, where
     /// the hint is stored, are never unmapped either.
     func sendRemote(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer, count: Int) {
+        // Read before the push: after it, the page may be retired.
+        let full = pointee.ownerTag.load(ordering: .relaxed) & 1 != 0
         let wasEmpty = pushThreadFree(first: first, last: last, count: count)
         #if DEBUG
         runRemoteFreeHook()
@@ -307,11 +309,18 @@ extension UnsafeMutablePointer where Pointee == Page {
             let owner = pointee.heap.load(ordering: .sequentiallyConsistent)
             if owner != 0 {
                 // Release: an owner whose exchange of the hint reads this 1 sees the push
-                // (see `Heap.collectRemoteFrees`).
-                Heap(UnsafeMutableRawPointer(bitPattern: owner).unsafelyUnwrapped).state.pointee.remotePending
-                    .store(1, ordering: .releasing)
+                // (see `Heap.collectRemoteFrees`). An exchange, not a store: a read-modify-
+                // write continues the release sequence of an earlier pusher's 1, so an
+                // owner that reads ours also sees that pusher's page (a plain store would
+                // cut the sequence: on a weakly ordered CPU the owner could miss the other
+                // page, whose list is then never empty again to raise a new hint).
+                _ = Heap(UnsafeMutableRawPointer(bitPattern: owner).unsafelyUnwrapped).state.pointee.remotePending
+                    .exchange(1, ordering: .releasing)
+            } else {
+                Purger.noteIdleFree()
             }
         }
+        if full { Purger.noteIdleFree() }
     }
 
     #if DEBUG
