@@ -332,7 +332,8 @@ struct VOSTable {
     func countFast(_ header: VOSHeader, _ words: (count: Int, bytes: Int)) -> Bool {
         let e = module(header.module)
         let bytes = e[words.bytes] &+ Int(bitPattern: header.size)
-        if _slowPath(e[words.count] == 0 || bytes > VOSModules.publishThreshold) { return false }
+        if _slowPath(e[words.count] == 0) { return false }
+        if _slowPath(bytes > VOSModules.publishThreshold) { return false }
         if header.site != 0 {
             let s = site(header.site)
             if _slowPath(s[words.count] == 0) { return false }
