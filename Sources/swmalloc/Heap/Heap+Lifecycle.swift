@@ -309,7 +309,7 @@ extension Heap {
                 Stats.foldExited(heap)
                 Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
                 if heap.spanLock.tryLock() {
-                    _ = heap.releaseSegments(purgeNow: !Purger.isRunning, forkOrphan: true)
+                    _ = heap.releaseSegments(purgeNow: !Purger.willRun, forkOrphan: true)
                     heap.spanLock.unlock()
                 }
             }

@@ -49,6 +49,17 @@ enum Purger {
     /// before it goes to sleep.
     @inline(__always) static var isRunning: Bool { Globals.purgerState.loadRelaxed() == 1 }
 
+    /// True when the purger runs, or is started at the end of the current allocation slow
+    /// path (`startIfMapped`: not started yet, the process has mapped `startMapped`). A
+    /// fork child, whose purger was not copied, lets go of its parent's other threads'
+    /// memory without purging it then, so that what it allocates again reuses it resident
+    /// (`retention-fork`: purging at once took 0.103 → 0.163 s); the purger started
+    /// right after gives back what stays free.
+    static var willRun: Bool {
+        let state = Globals.purgerState.loadRelaxed()
+        return state == 1 || (state == 0 && Counters.shared.pointee.mapped.load(ordering: .relaxed) >= startMapped)
+    }
+
     /// Times the purger woke up (its passes).
     static var wakeups: UInt { Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed) }
 
