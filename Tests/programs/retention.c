@@ -301,7 +301,10 @@ static void *holder(void *arg) {
     return NULL;
 }
 
-static void fork_child_reuse(void) {
+/** Starts the holders (16 MiB each), forks, runs `child` in the child (its result is the
+ *  child's exit status), then lets the holders go; fails with `failure` unless the child
+ *  exited 0. */
+static void fork_with_holders(int (*child)(void), const char *failure) {
     pthread_t t[HOLDERS];
     pthread_barrier_init(&freed_barrier, NULL, HOLDERS + 1);
     for (size_t i = 0; i < HOLDERS; i++) CHECK(pthread_create(&t[i], NULL, holder, (void *)(uintptr_t)i) == 0);
@@ -309,27 +312,41 @@ static void fork_child_reuse(void) {
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        for (size_t k = 0; k < HOLDERS; k++)
-            for (size_t i = 0; i < HOLD_BLOCKS; i++) free(held[k][i]);
-        double before = mapped_mib(), rss_before = rss_mib();
-        for (size_t k = 0; k < HOLDERS; k++)
-            for (size_t i = 0; i < HOLD_BLOCKS; i++) {
-                held[k][i] = malloc(HOLD_SIZE);
-                if (!held[k][i]) _exit(3);
-                memset(held[k][i], 4, HOLD_SIZE);
-            }
-        double after = mapped_mib(), rss_after = rss_mib();
-        printf("child mapped MiB: %.1f after freeing 64 MiB, %.1f after allocating it again; "
-               "resident %.1f, then %.1f\n", before, after, rss_before, rss_after);
+        int code = child();
         fflush(stdout);
-        _exit(after - before >= 32 ? 4 : rss_after - rss_before >= 8 ? 5 : 0);
+        _exit(code);
     }
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
     unpark();
     for (size_t i = 0; i < HOLDERS; i++) pthread_join(t[i], NULL);
-    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-           "the fork child did not reuse the memory its parent's other threads held (status %#x)", status);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s (status %#x)", failure, status);
+}
+
+/** Frees the holders' blocks. */
+static void free_held(void) {
+    for (size_t k = 0; k < HOLDERS; k++)
+        for (size_t i = 0; i < HOLD_BLOCKS; i++) free(held[k][i]);
+}
+
+/** fork_child_reuse's child: frees the 64 MiB and allocates as much again. */
+static int reuse_child(void) {
+    free_held();
+    double before = mapped_mib(), rss_before = rss_mib();
+    for (size_t k = 0; k < HOLDERS; k++)
+        for (size_t i = 0; i < HOLD_BLOCKS; i++) {
+            held[k][i] = malloc(HOLD_SIZE);
+            if (!held[k][i]) return 3;
+            memset(held[k][i], 4, HOLD_SIZE);
+        }
+    double after = mapped_mib(), rss_after = rss_mib();
+    printf("child mapped MiB: %.1f after freeing 64 MiB, %.1f after allocating it again; "
+           "resident %.1f, then %.1f\n", before, after, rss_before, rss_after);
+    return after - before >= 32 ? 4 : rss_after - rss_before >= 8 ? 5 : 0;
+}
+
+static void fork_child_reuse(void) {
+    fork_with_holders(reuse_child, "the fork child did not reuse the memory its parent's other threads held");
 }
 
 /* ---- the purger's lifecycle ---- */
@@ -487,32 +504,21 @@ static void small_freed_then_sleep(void) {
     expect_rss_falls(start + 8, "20 MiB of 1,000-byte blocks, freed");
 }
 
+/** fork_child_sleeps' child: frees the 64 MiB, allocates once, waits for its RSS to fall. */
+static int sleeping_child(void) {
+    double before = rss_mib();
+    free_held();
+    void *volatile p = malloc(100000);
+    free(p);
+    long waited = 0;
+    double after = rss_fall_to(before - 48, 3000, &waited);
+    printf("child resident MiB: %.1f before freeing its parent's 64 MiB, %.1f %ld ms after\n", before, after,
+           waited);
+    return after <= before - 48 ? 0 : 4;
+}
+
 static void fork_child_sleeps(void) {
-    pthread_t t[HOLDERS];
-    pthread_barrier_init(&freed_barrier, NULL, HOLDERS + 1);
-    for (size_t i = 0; i < HOLDERS; i++) CHECK(pthread_create(&t[i], NULL, holder, (void *)(uintptr_t)i) == 0);
-    pthread_barrier_wait(&freed_barrier);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        double before = rss_mib();
-        for (size_t k = 0; k < HOLDERS; k++)
-            for (size_t i = 0; i < HOLD_BLOCKS; i++) free(held[k][i]);
-        void *volatile p = malloc(100000);
-        free(p);
-        long waited = 0;
-        double after = rss_fall_to(before - 48, 3000, &waited);
-        printf("child resident MiB: %.1f before freeing its parent's 64 MiB, %.1f %ld ms after\n", before, after,
-               waited);
-        fflush(stdout);
-        _exit(after <= before - 48 ? 0 : 4);
-    }
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    unpark();
-    for (size_t i = 0; i < HOLDERS; i++) pthread_join(t[i], NULL);
-    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-           "the fork child kept what it freed of its parent's threads' memory (status %#x)", status);
+    fork_with_holders(sleeping_child, "the fork child kept what it freed of its parent's threads' memory");
 }
 
 enum { HANDED_SMALL = 2048, HANDED_LARGE = 128 };
