@@ -9,7 +9,7 @@ import Testing
 /// The cases of lifecycle.c.
 let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "parked_heaps", "fork_child_thread_first",
+    "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded",
 ]
 
 /// The lifecycle of pages, segments and heaps under concurrency.

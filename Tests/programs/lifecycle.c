@@ -29,7 +29,10 @@
  *                         thread asleep.
  *   fork_child_thread_first  a fork child's first allocation slow path is a new thread's:
  *                         the forking thread must keep its heap (validated), and three
- *                         threads then churn checked blocks without one overwritten. */
+ *                         threads then churn checked blocks without one overwritten.
+ *   parked_heaps_bounded  short-lived producers and consumers for 3 s (about 1,000
+ *                         threads a second): the pages in use (swm_stats active) must
+ *                         stay under 96 MiB, the heaps parked at once being bounded. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -349,6 +352,84 @@ static void parked_heaps(void) {
     if (validate && validate() != 0) fail("main heap invalid");
 }
 
+/* ---- parked_heaps_bounded ---- */
+
+#define HANDOFF 4096
+static void *_Atomic handoff[HANDOFF];
+static atomic_int handoff_stop;
+
+/** A short-lived producer: 2,000 blocks of 16 … 2,015 bytes into random free slots. */
+static void *short_producer(void *arg) {
+    uint64_t r = (uintptr_t)arg * 77 + 1;
+    for (int i = 0; i < 2000 && !handoff_stop; i++) {
+        r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+        size_t n = 16 + r % 2000;
+        unsigned char *p = malloc(n);
+        if (!p) fail("malloc");
+        memset(p, (int)(n & 0xff), n);
+        unsigned k = (unsigned)(r >> 20) % HANDOFF;
+        void *expected = NULL;
+        while (!atomic_compare_exchange_weak(&handoff[k], &expected, p)) {
+            expected = NULL;
+            k = (k + 1) % HANDOFF;
+            if (handoff_stop) { free(p); return NULL; }
+        }
+    }
+    return NULL;
+}
+
+/** A short-lived consumer: frees up to 2,000 blocks it finds in the slots. */
+static void *short_consumer(void *arg) {
+    uint64_t r = (uintptr_t)arg * 91 + 3;
+    int got = 0;
+    for (int tries = 0; got < 2000 && tries < 200000 && !handoff_stop; tries++) {
+        r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+        void *p = atomic_exchange(&handoff[(unsigned)(r % HANDOFF)], NULL);
+        if (p) { free(p); got++; }
+    }
+    return NULL;
+}
+
+/** Short-lived producers and consumers, two of each alive at a time, for 3 s: the pages
+ *  that exited threads' heaps hold must stay bounded (parked heaps are). Before the bound
+ *  on parked heaps, 200-280 MB of pages held a few KB of blocks (8 MB with background=0). */
+static void parked_heaps_bounded(void) {
+    int (*stats)(swm_stats_t *) = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    if (!stats) fail("swm_stats_get not found: run with swmalloc");
+    pthread_t producers[2], consumers[2];
+    uintptr_t serial = 1;
+    for (int i = 0; i < 2; i++) {
+        if (pthread_create(&producers[i], NULL, short_producer, (void *)serial++) != 0) fail("pthread_create");
+        if (pthread_create(&consumers[i], NULL, short_consumer, (void *)serial++) != 0) fail("pthread_create");
+    }
+    size_t most = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        for (int i = 0; i < 2; i++) {
+            if (pthread_tryjoin_np(producers[i], NULL) == 0
+                && pthread_create(&producers[i], NULL, short_producer, (void *)serial++) != 0) fail("pthread_create");
+            if (pthread_tryjoin_np(consumers[i], NULL) == 0
+                && pthread_create(&consumers[i], NULL, short_consumer, (void *)serial++) != 0) fail("pthread_create");
+        }
+        swm_stats_t st;
+        stats(&st);
+        if (st.active > most) most = st.active;
+        usleep(1000);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= 3) break;
+    }
+    handoff_stop = 1;
+    for (int i = 0; i < 2; i++) {
+        pthread_join(producers[i], NULL);
+        pthread_join(consumers[i], NULL);
+    }
+    for (int k = 0; k < HANDOFF; k++) free(handoff[k]);
+    fprintf(stderr, "parked_heaps_bounded: %lu threads, pages in use peaked at %zu MiB\n",
+            (unsigned long)serial - 1, most >> 20);
+    if (most > (size_t)96 << 20) fail("pages held by exited threads' heaps grew with the thread rate");
+}
+
 /* ---- fork_child_thread_first ---- */
 
 enum { FORK_KEEP = 2000, FORK_LIVE = 256 };
@@ -437,7 +518,7 @@ static void fork_child_thread_first(void) {
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "parked_heaps", "fork_child_thread_first",
+    "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded",
 };
 
 int main(int argc, char **argv) {
@@ -453,6 +534,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "collect_only_pages")) collect_only_pages();
     else if (!strcmp(argv[1], "parked_heaps")) parked_heaps();
     else if (!strcmp(argv[1], "fork_child_thread_first")) fork_child_thread_first();
+    else if (!strcmp(argv[1], "parked_heaps_bounded")) parked_heaps_bounded();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -87,6 +87,8 @@ enum Globals {
     /// full or large page, or an abandoned one) since the purger's last pass: its next
     /// pass looks at such pages, and a later one purges them (see `Purger.noteIdleFree`).
     static var idlePageFrees: AtomicWord { AtomicWord(base + 240) }
+    /// Heaps on the parked list (under `heapsLock`; at most `Heap.parkedMax`).
+    static var parkedCount: UnsafeMutablePointer<Int> { (base + 248).assumingMemoryBound(to: Int.self) }
     /// Options, parsed once at start-up.
     static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }
     static let optionsBytes = 256
