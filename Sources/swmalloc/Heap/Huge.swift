@@ -84,10 +84,7 @@ enum Huge {
         SegmentMap.insert(moved)
         let block = moved + offset
         adviseHugePages(block, total - offset)
-        let growth = UInt(total - oldMapped)
-        Counters.shared.pointee.hugeBytes.wrappingAdd(growth, ordering: .relaxed)
-        Counters.shared.pointee.hugeUsable.wrappingAdd(growth, ordering: .relaxed)
-        heap.state.pointee.bigAllocated &+= growth
+        countResize(from: oldMapped, to: total, heap: heap)
         return block
     }
 
@@ -103,10 +100,25 @@ enum Huge {
         if total >= old || heap.isEmpty { return }
         OSMemory.unmap(seg.base + total, old - total)
         seg.pointee.mappedSize = total
-        let cut = UInt(old - total)
-        Counters.shared.pointee.hugeBytes.wrappingSubtract(cut, ordering: .relaxed)
-        Counters.shared.pointee.hugeUsable.wrappingSubtract(cut, ordering: .relaxed)
-        heap.state.pointee.bigFreed &+= cut
+        countResize(from: old, to: total, heap: heap)
+    }
+
+    /// Counts a live huge block whose mapping went from `old` to `new` bytes (its usable
+    /// bytes by as much): the process counters, and the calling thread's heap as an
+    /// allocation of the growth or a free of the cut.
+    private static func countResize(from old: Int, to new: Int, heap: Heap) {
+        let counters = Counters.shared
+        if new > old {
+            let growth = UInt(new - old)
+            counters.pointee.hugeBytes.wrappingAdd(growth, ordering: .relaxed)
+            counters.pointee.hugeUsable.wrappingAdd(growth, ordering: .relaxed)
+            heap.state.pointee.bigAllocated &+= growth
+        } else {
+            let cut = UInt(old - new)
+            counters.pointee.hugeBytes.wrappingSubtract(cut, ordering: .relaxed)
+            counters.pointee.hugeUsable.wrappingSubtract(cut, ordering: .relaxed)
+            heap.state.pointee.bigFreed &+= cut
+        }
     }
 
     /// Whether a block of `size` bytes is laid out for transparent huge pages: with

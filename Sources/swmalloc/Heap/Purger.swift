@@ -57,7 +57,14 @@ enum Purger {
     /// right after gives back what stays free.
     static var willRun: Bool {
         let state = Globals.purgerState.loadRelaxed()
-        return state == 1 || (state == 0 && Counters.shared.pointee.mapped.load(ordering: .relaxed) >= startMapped)
+        return state == 1 || isDueByMapping(state)
+    }
+
+    /// Not started (`state` 0) and the process has mapped `startMapped`: the purger is to
+    /// start at the end of the current allocation slow path.
+    @inline(__always)
+    private static func isDueByMapping(_ state: UInt) -> Bool {
+        state == 0 && Counters.shared.pointee.mapped.load(ordering: .relaxed) >= startMapped
     }
 
     /// Times the purger woke up (its passes).
@@ -113,10 +120,7 @@ enum Purger {
     /// Cost once it runs (or is off): one load.
     @inline(__always)
     static func startIfMapped() {
-        if _slowPath(Globals.purgerState.loadRelaxed() == 0)
-            && Counters.shared.pointee.mapped.load(ordering: .relaxed) >= startMapped {
-            startSlow()
-        }
+        if _slowPath(isDueByMapping(Globals.purgerState.loadRelaxed())) { startSlow() }
     }
 
     @inline(never)
@@ -266,7 +270,8 @@ enum Purger {
 
     /// `swm_collect` / `malloc_trim`: the calling thread's own heap first (its remote
     /// batches, its empty class pages, every free span), then a forced pass over the whole
-    /// process. Returns the bytes given back to the OS (purged or unmapped) meanwhile.
+    /// process (which also retires every heap's full pages that other threads emptied,
+    /// this thread's included). Returns the bytes given back to the OS (purged or unmapped) meanwhile.
     static func collectAll() -> UInt {
         if Globals.forkOrphans.pointee != 0 { Heap.reclaimForkOrphans() }
         let counters = Counters.shared
@@ -276,7 +281,6 @@ enum Purger {
         if !current.isEmpty {
             current.sendRemoteBatches()
             current.spanLock.lock()
-            current.retireFreedFullPages(now: OS.nowNanoseconds())
             current.retireEmptyClassPages()
             current.tidy(force: true)
             current.spanLock.unlock()
