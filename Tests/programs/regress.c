@@ -465,6 +465,34 @@ static void case_fork_in_signal_handler(void) {
     if (getenv("REGRESS_TRACE")) fprintf(stderr, "%d rounds, %d handler forks\n", rounds, (int)handler_forks);
 }
 
+/* ---- huge realloc growth in several threads (review of issue 9's landing) ---- */
+
+static void *huge_grow_worker(void *arg) {
+    char *blocks[16] = {0};
+    for (unsigned i = 0; i < 3000; i++) {
+        unsigned k = i % 16;
+        free(blocks[k]);
+        size_t size = (size_t)(i * 2654435761u) % (3u << 20) + (2u << 20) + 1;   /* 2..5 MiB */
+        blocks[k] = malloc(size);
+        CHECK(blocks[k] != NULL);
+        blocks[k][0] = 1;
+        blocks[k] = realloc(blocks[k], size * 3 / 2);   /* moves the mapping (mremap) */
+        CHECK(blocks[k] != NULL && blocks[k][0] == 1);
+    }
+    for (int k = 0; k < 16; k++) free(blocks[k]);
+    return arg;
+}
+
+/** Threads that grow huge blocks with realloc while others map new ones: a grown block's
+ *  old header range, unmapped, is where another thread's next huge mapping lands; its
+ *  segment-map entry must not be cleared after that thread set it (a live block was then
+ *  reported as an invalid pointer). */
+static void case_huge_realloc_threads(void) {
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) CHECK(pthread_create(&threads[i], NULL, huge_grow_worker, NULL) == 0);
+    for (int i = 0; i < 4; i++) CHECK(pthread_join(threads[i], NULL) == 0);
+}
+
 /* ---- main ---- */
 
 /** Every case, in the order `regress list` prints them. */
@@ -477,6 +505,7 @@ static const struct test_case cases[] = {
     {"alignment_2_63", case_alignment_2_63},
     {"huge_alignments", case_huge_alignments},
     {"posix_memalign_errno", case_posix_memalign_errno},
+    {"huge_realloc_threads", case_huge_realloc_threads},
 };
 
 /** Runs the case named on the command line. */

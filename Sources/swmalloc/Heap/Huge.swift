@@ -67,18 +67,23 @@ enum Huge {
     /// the caller copies.
     ///
     /// The block is the caller's, so no other thread may use the old address range once
-    /// it moved; its segment-map byte moves with it.
+    /// it moved; its segment-map byte moves with it. The old byte is cleared *before* the
+    /// old range is unmapped (inside `growAligned`): once it is, another thread's next
+    /// mapping may land at that address and set the same byte, which a clear after the
+    /// unmap would erase (its live block then read as an invalid pointer). Between the
+    /// clear and the move only this thread, which owns the block, could name it.
     static func grow(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, to size: Int) -> UnsafeMutableRawPointer? {
         let heap = Heap.current
         if size > Int.max / 2 || heap.isEmpty { return nil }
         let offset = seg.pointee.hugeOffset
         let total = mappingSize(size, offset: offset)
         let oldMapped = seg.pointee.mappedSize
+        SegmentMap.remove(seg.base)
         guard let moved = OSMemory.growAligned(seg.base, oldMapped, to: total, alignment: Geometry.segmentSize,
                                                head: offset, headBytes: Segment.headerBytes) else {
+            SegmentMap.insert(seg.base)   // refused: the old mapping is untouched
             return nil
         }
-        SegmentMap.remove(seg.base)
         let grown = moved.assumingMemoryBound(to: Segment.self)
         grown.pointee.mappedSize = total
         SegmentMap.insert(moved)
