@@ -72,6 +72,17 @@ int main(int argc, char **argv) {
         static char not_heap[64];
         announce(not_heap + 16);
         VOS_Free(not_heap + 16);
+    } else if (strcmp(mode, "huge-reused-interior") == 0) {
+        /* A huge VOS block freed, its mapping cached and handed to malloc: free() of the
+         * new block's start + 16 is an interior pointer, whatever the old header said. */
+        void *v = VOS_Malloc(5u << 20, 7);
+        CHECK(v != NULL);
+        VOS_Free(v);
+        char *p = malloc(5u << 20);
+        CHECK(p != NULL);
+        memset(p + 16, 0x11, 100);
+        announce(p + 16);
+        free(p + 16);
     } else if (strcmp(mode, "realloc-vos") == 0) {
         void *p = VOS_Malloc(64, 5);
         announce(p);

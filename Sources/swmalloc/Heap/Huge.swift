@@ -192,6 +192,10 @@ enum Huge {
         }
         countFree(usable: usableSize(seg), mapped: seg.pointee.mappedSize, heap: heap)
         SegmentMap.remove(seg.base)
+        // A cached mapping is handed out again with its bytes as they are: a VOS header
+        // left in its first 16 bytes would make free() of the next block's start + 16
+        // pass for a VOS block's free (`Extensions.freeInterior`) instead of aborting.
+        pointer.initializeMemory(as: UInt.self, repeating: 0, count: 2)
         if !putCached(seg) { OSMemory.unmap(seg.base, seg.pointee.mappedSize) }
     }
 
