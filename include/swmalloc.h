@@ -121,7 +121,8 @@ typedef struct swm_vos_module_stats {
 
 /** One allocation site (module, file, line) in site mode, summed over all threads. */
 typedef struct swm_vos_site_stats {
-    const char *file;        /* the __FILE__ passed by VOS_Malloc */
+    const char *file;        /* the __FILE__ passed by VOS_Malloc (swmalloc's copy, at most
+                                200 bytes, valid for the life of the process) */
     unsigned long line;
     unsigned long module;
     long live_bytes;

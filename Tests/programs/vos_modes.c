@@ -2,13 +2,17 @@
  * VOS_MEM_MODULE_ONLY: VOS_Malloc records modules only (no site appears). The three
  * fixed entry points, looked up with dlsym as a benchmark does, charge module + site
  * (VOS_MallocWithDebug) or the module (VOS_MallocModule) and VOS_Free_Debug frees both.
- * A huge VOS_Calloc reads as zero. Prints "vos modes ok". */
+ * A huge VOS_Calloc reads as zero. A site whose __FILE__ text is unmapped (the library
+ * that allocated was dlclose'd) is still named by swm_vos_sites and the reports.
+ * Prints "vos modes ok". */
 #define VOS_MEM_MODULE_ONLY
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
 #include <dlfcn.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef void *(*with_debug_fn)(unsigned long, unsigned long, const unsigned char *, unsigned int);
 typedef void *(*module_fn)(unsigned long, unsigned long);
@@ -58,6 +62,31 @@ int main(void) {
     CHECKF(nonzero == 0, "VOS_Calloc(%zu, 1): %zu bytes not zero", n, nonzero);
     CHECK(swm_vos_module_stats(13, &st) == 0 && st.live_bytes == (long)n && st.live_blocks == 1);
     VOS_Free(zeroed);
+
+    /* The file name of a site lives in the caller's object; dlclose unmaps it while its
+     * blocks stay live (the leak report read it there and died with SIGSEGV). */
+    char *text = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(text != MAP_FAILED);
+    strcpy(text, "plugin/unloaded.c");
+    void *kept = with_debug(64, 14, (const unsigned char *)text, 9);
+    CHECK(kept != NULL);
+    CHECK(munmap(text, 4096) == 0);
+    swm_vos_site_stats_t sites[4];
+    long count = (long)swm_vos_sites(sites, 4);
+    int named = 0;
+    for (long i = 0; i < count && i < 4; i++)
+        named += sites[i].line == 9 && strcmp(sites[i].file, "plugin/unloaded.c") == 0;
+    CHECKF(named == 1, "%ld sites, the unloaded file's named %d times", count, named);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    swm_vos_report(fds[1], 1);
+    close(fds[1]);
+    char report[8192];
+    ssize_t got = read(fds[0], report, sizeof report - 1);
+    CHECK(got > 0);
+    report[got] = 0;
+    CHECKF(strstr(report, "\"file\":\"plugin/unloaded.c\",\"line\":9") != NULL, "report: %s", report);
+    vos_free(0, kept, (const unsigned char *)__FILE__, __LINE__);
     printf("vos modes ok\n");
     return 0;
 }

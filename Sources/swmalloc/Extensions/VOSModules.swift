@@ -95,6 +95,10 @@ enum VOSModules {
     static var siteCountWord: AtomicWord { AtomicWord(slots + 40) }
     /// Nonzero once any module has had a quota (under `lock`).
     private static var quotasExist: UnsafeMutablePointer<UInt> { (slots + 48).assumingMemoryBound(to: UInt.self) }
+    /// Next free byte and end of the chunk that holds copies of site file names (under
+    /// `siteLock`; see `VOSSites`).
+    static var nameNext: UnsafeMutablePointer<UInt> { (slots + 56).assumingMemoryBound(to: UInt.self) }
+    static var nameEnd: UnsafeMutablePointer<UInt> { (slots + 64).assumingMemoryBound(to: UInt.self) }
 
     /// Module index of a module ID.
     @inline(__always)

@@ -10,13 +10,17 @@
 //   3. on first sight, registration under `VOSModules.siteLock`.
 //
 // A file is identified by its pointer (the `__FILE__` literal): the same name from two
-// translation units makes two sites with the same text. When 65,535 sites exist, new
-// sites get id 0: their blocks are charged to their module only.
+// translation units makes two sites with the same text. Its text is copied when the site
+// is registered, and reports print the copy: the literal lives in the caller's object,
+// which `dlclose` may unmap while its blocks are still live (the leak report read it
+// there and crashed). When 65,535 sites exist, new sites get id 0: their blocks are
+// charged to their module only.
 
 /// The site registry and the per-thread site cache.
 enum VOSSites {
-    /// Word `field` of site `s`'s global record: 0 file, 1 line, 2 module,
-    /// 3 folded bytes, 4 folded allocs, 5 folded frees.
+    /// Word `field` of site `s`'s global record: 0 file (the caller's pointer, the key),
+    /// 1 line, 2 module, 3 folded bytes, 4 folded allocs, 5 folded frees, 6 the copy of the
+    /// file name (0 when it could not be made).
     @inline(__always)
     static func record(_ g: UnsafeMutableRawPointer, _ s: Int, _ field: Int) -> AtomicWord {
         AtomicWord(g + VOSModules.globalSitesOffset + s &* VOSModules.globalSiteStride + field &* 8)
@@ -102,6 +106,7 @@ enum VOSSites {
         let s = Int(VOSModules.siteCountWord.loadRelaxed())
         if s >= VOSModules.siteCapacity { return 0 }
         record(g, s, 0).store(f)
+        record(g, s, 6).store(copyName(UnsafePointer<UInt8>(bitPattern: f)))
         record(g, s, 1).store(key & 0xFFFF_FFFF)
         record(g, s, 2).store(key >> 32)
         var i = home(f, key)
@@ -111,8 +116,31 @@ enum VOSSites {
         return s
     }
 
-    /// The file name pointer of site `s`.
+    /// Longest file name kept: the reports print at most this many bytes of it.
+    static let nameMax = 200
+    /// Bytes mapped at a time for name copies.
+    private static let nameChunk = 64 << 10
+
+    /// A NUL-terminated copy of at most `nameMax` bytes of `file`, in memory that is never
+    /// unmapped; 0 for a NULL file or when the OS has no memory. Under `siteLock`.
+    private static func copyName(_ file: UnsafePointer<UInt8>?) -> UInt {
+        guard let file else { return 0 }
+        var n = 0
+        while n < nameMax && file[n] != 0 { n += 1 }
+        if VOSModules.nameNext.pointee + UInt(n + 1) > VOSModules.nameEnd.pointee {
+            guard let chunk = OS.map(nameChunk) else { return 0 }
+            VOSModules.nameNext.pointee = UInt(bitPattern: chunk)
+            VOSModules.nameEnd.pointee = UInt(bitPattern: chunk) + UInt(nameChunk)
+        }
+        let copy = UnsafeMutablePointer<UInt8>(bitPattern: VOSModules.nameNext.pointee).unsafelyUnwrapped
+        copy.update(from: file, count: n)
+        copy[n] = 0
+        VOSModules.nameNext.pointee += UInt(n + 1)
+        return UInt(bitPattern: copy)
+    }
+
+    /// The file name of site `s` (swmalloc's copy of it; nil when there is none).
     static func file(_ g: UnsafeMutableRawPointer, _ s: Int) -> UnsafePointer<CChar>? {
-        UnsafePointer<CChar>(bitPattern: record(g, s, 0).loadRelaxed())
+        UnsafePointer<CChar>(bitPattern: record(g, s, 6).loadRelaxed())
     }
 }
