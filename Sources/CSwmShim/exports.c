@@ -225,3 +225,15 @@ SWM_FORWARD(swm_vos_module_stats, swmimpl_vos_module_stats)
 SWM_FORWARD(swm_vos_modules, swmimpl_vos_modules)
 SWM_FORWARD(swm_vos_sites, swmimpl_vos_sites)
 SWM_FORWARD(swm_vos_report, swmimpl_vos_report)
+
+// ---- at load ----
+void swmimpl_process_start(void);
+
+/// The library's constructor: options, the loading thread's heap, and the exit, fork and
+/// signal handlers (Process.start), so that a program that never calls malloc still gets
+/// what its options ask for. errno is kept: a C program starts with errno 0.
+__attribute__((constructor)) static void swm_load(void) {
+    int saved = errno;
+    swmimpl_process_start();
+    errno = saved;
+}

@@ -7,7 +7,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,6 +132,39 @@ int swmshim_atexit(void (*fn)(void)) {
     int r = atexit(fn);
     errno = saved;
     return r;
+}
+
+/// The duplicate of the reports' descriptor (-1: none) and the file it refers to.
+static int report_fd = -1;
+static dev_t report_dev;
+static ino_t report_ino;
+
+void swmshim_report_fd_keep(int fd) {
+    int saved = errno;
+    struct stat st;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+    if (copy >= 0 && fstat(copy, &st) == 0) {
+        report_dev = st.st_dev;
+        report_ino = st.st_ino;
+        report_fd = copy;
+    } else if (copy >= 0) {
+        close(copy);
+    }
+    errno = saved;
+}
+
+int swmshim_report_fd(int fd) {
+    int saved = errno;
+    int out = fd;
+    struct stat st;
+    // The duplicate only for a closed descriptor, and only while it is still ours: a
+    // program that closes every descriptor and opens files again may own its number now.
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && report_fd >= 0 && fstat(report_fd, &st) == 0
+        && st.st_dev == report_dev && st.st_ino == report_ino) {
+        out = report_fd;
+    }
+    errno = saved;
+    return out;
 }
 
 int swmshim_signal_usable(int signo) {

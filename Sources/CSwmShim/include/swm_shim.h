@@ -110,6 +110,13 @@ void swmshim_thread_key_set(void *heap);
 int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /// Registers a function to run at process exit.
 int swmshim_atexit(void (*fn)(void));
+/// Keeps a duplicate of `fd` (close-on-exec, numbered 100 or above) for the reports, so
+/// that they still reach it after the program closed `fd` itself (coreutils close
+/// stderr in their own exit handler, which runs before swmalloc's). Once, at start-up.
+void swmshim_report_fd_keep(int fd);
+/// The descriptor a report for `fd` goes to: `fd` while it is open; once it is closed,
+/// the duplicate kept at start-up, if it still refers to the same file.
+int swmshim_report_fd(int fd);
 /// 1 when `signo` can carry the statistics report: a signal a handler can catch that the C
 /// library does not reserve (not SIGKILL, SIGSTOP, or glibc's 32 and 33).
 int swmshim_signal_usable(int signo);

@@ -143,3 +143,9 @@ func swm_free_sized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
 func swm_free_aligned_sized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
     Heap.deallocate(pointer)
 }
+
+/// The library's constructor (exports.c): `Process.start`.
+@c(swmimpl_process_start)
+func swm_process_start() {
+    Process.start()
+}

@@ -5,10 +5,12 @@ import CSwmShim
 /// Where the core hands control to the extensions, at moments that are rare and off the
 /// fast paths: process start, a thread's heap detaching, and fork.
 enum Extensions {
-    /// After the first heap exists: report-at-exit and report-on-signal registration.
+    /// After the first heap exists: report-at-exit and report-on-signal registration, and
+    /// a duplicate of their descriptor kept for them.
     static func processStarted() {
         let options = Options.current.pointee
-        if options.statsPrint { _ = swmshim_atexit { Stats.printReport() } }
+        if options.statsPrint || options.statsSignal != 0 { swmshim_report_fd_keep(options.statsFD) }
+        if options.statsPrint { _ = swmshim_atexit { Stats.printReport(atExit: true) } }
         if options.statsSignal != 0 { SignalReport.install(options.statsSignal) }
     }
 

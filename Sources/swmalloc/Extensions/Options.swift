@@ -25,7 +25,7 @@ enum THPPolicy: UInt8 {
 /// | stats_print      | 0, 1                   | 0       | print the statistics report at exit |
 /// | stats_signal     | 0, a catchable signal  | 0       | print the report when this signal arrives (not 9, 19, 32, 33, nor a fault: 4, 5, 7, 8, 11, 31) |
 /// | stats_json       | 0, 1                   | 0       | reports in JSON instead of text |
-/// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to |
+/// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to (a duplicate of it once the program closed it) |
 struct Options {
     var purgeDelayMs: Int
     var background: Bool

@@ -44,7 +44,7 @@ enum SignalReport {
     private static func reporter() -> UnsafeMutableRawPointer? {
         while true {
             if flag.pointee.exchange(0, ordering: .acquiring) != 0 {
-                Stats.printReport()
+                Stats.printReport(atExit: false)
             } else {
                 _ = swmshim_futex_wait(requested, 0)
             }
@@ -58,6 +58,10 @@ enum SignalReport {
         if _slowPath(flag.pointee.load(ordering: .relaxed) != 0) && running.loadRelaxed() == 0 { start() }
     }
 
-    /// After fork, in the child: the reporter thread was not copied.
-    static func forkChild() { running.store(0) }
+    /// After fork, in the child: the reporter thread was not copied, nor any thread that
+    /// was writing a report under the report lock.
+    static func forkChild() {
+        running.store(0)
+        Globals.reportLock.reset()
+    }
 }

@@ -166,14 +166,35 @@ enum Stats {
         return (allocated, freed)
     }
 
-    /// Prints the report chosen by the options (text or JSON) to their descriptor.
-    static func printReport() {
+    /// Prints the report chosen by the options (text or JSON) to their descriptor (or to
+    /// its duplicate, when the program closed it: `swmshim_report_fd`): the
+    /// report of `stats_signal`, or (`atExit`) the one of `stats_print`. A signal's report
+    /// that would come after the one at exit is left out: the process ends while it is
+    /// written, and it would be cut short.
+    static func printReport(atExit: Bool) {
         let options = Options.current.pointee
-        writeReport(to: options.statsFD, json: options.statsJSON)
+        serialized {
+            if Globals.exitReported.pointee != 0 { return }
+            if atExit { Globals.exitReported.pointee = 1 }
+            writeReportUnlocked(to: swmshim_report_fd(options.statsFD), json: options.statsJSON)
+        }
     }
 
-    /// Writes the report to `fd`, without calling malloc.
+    /// Writes the report to `fd`, without calling malloc, under the report lock.
     static func writeReport(to fd: Int32, json: Bool) {
+        serialized { writeReportUnlocked(to: fd, json: json) }
+    }
+
+    /// Runs `body`, which writes a report, under the report lock: a report is written in
+    /// several `write` calls, which another report must not come between.
+    static func serialized(_ body: () -> Void) {
+        Globals.reportLock.lock()
+        body()
+        Globals.reportLock.unlock()
+    }
+
+    /// `writeReport`'s body.
+    private static func writeReportUnlocked(to fd: Int32, json: Bool) {
         let s = snapshot()
         var line = LineBuffer()
         if json {

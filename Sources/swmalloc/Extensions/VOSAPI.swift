@@ -88,5 +88,5 @@ func swm_vos_sites(_ out: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
 /// `{"modules":[…],"sites":[…]}`) to `fd`, without calling malloc.
 @c(swmimpl_vos_report)
 func swm_vos_report(_ fd: Int32, _ json: Int32) {
-    VOSReport.write(to: fd, json: json != 0, standalone: true)
+    Stats.serialized { VOSReport.write(to: fd, json: json != 0, standalone: true) }
 }

@@ -389,6 +389,15 @@ private func threadExited(_ raw: UnsafeMutableRawPointer?) {
 
 /// Process-wide start-up, exit and fork handling.
 enum Process {
+    /// At load (the library's constructor, exports.c): the options are read and the
+    /// loading thread gets its heap, which registers the exit, fork and signal handlers.
+    /// So a program that never allocates still gets its `verbose` line, its `stats_print`
+    /// report and its `stats_signal` handler (without one the signal killed it).
+    static func start() {
+        let current = Heap.current
+        if current.isEmpty && !current.isExited { _ = Heap.attach(registerExit: true) }
+    }
+
     /// Initialises options and the thread-exit key once; cheap after the first call.
     @inline(__always)
     static func initialize() {

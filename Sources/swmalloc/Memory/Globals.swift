@@ -39,6 +39,11 @@ enum Globals {
     }
     static var retainedCount: UnsafeMutablePointer<Int> { (base + 112).assumingMemoryBound(to: Int.self) }
     /// Guards the heap registry (all heaps, and the pool of unused heap records).
+    /// Serializes the statistics reports, so that two (a signal's and the one at exit, say)
+    /// written to the same descriptor never interleave.
+    static var reportLock: FutexLock { FutexLock((base + 120).assumingMemoryBound(to: UInt32.self)) }
+    /// Nonzero once the report at exit is written (under `reportLock`).
+    static var exitReported: UnsafeMutablePointer<UInt32> { (base + 124).assumingMemoryBound(to: UInt32.self) }
     static var heapsLock: FutexLock { FutexLock((base + 128).assumingMemoryBound(to: UInt32.self)) }
     /// Head of the list of live heaps (for statistics).
     static var liveHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
