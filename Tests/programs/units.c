@@ -162,7 +162,9 @@ static void case_huge_cache_grows(void) {
     free(p);
     unsigned char *q = malloc(n + n / 4);
     CHECK(q != NULL);
-    size_t kept = 0;
+    /* The first 16 bytes are cleared when the mapping is cached (a VOS header there must
+     * not outlive its block); the rest moved as they were. */
+    size_t kept = 16;
     while (kept < n && q[kept] == 0xAB) kept++;
     CHECKF(kept == n, "the cached mapping was not reused: byte %zu is %#x", kept, kept < n ? q[kept] : 0);
     free(q);
