@@ -111,9 +111,10 @@ typedef struct swm_vos_module_stats {
     size_t live_blocks;      /* allocs - frees */
     size_t allocs;           /* allocations since start */
     size_t frees;            /* frees since start, by any thread */
-    size_t peak_bytes;       /* highest live bytes seen: at each 64 KiB a thread publishes,
-                                at each read, and after each allocation of a quota'd module
-                                (a lower bound of the true peak; docs/vos.md) */
+    size_t peak_bytes;       /* highest live bytes seen: at each 64 KiB a thread publishes
+                                and at each read (within 64 KiB per thread of the true
+                                peak); with a quota, the exact peak of the bytes counted
+                                against it (docs/vos.md) */
     size_t quota_bytes;      /* 0 = no quota */
     size_t quota_live_bytes; /* live bytes allocated while a quota was set */
     size_t quota_refused;    /* allocations refused by the quota (NULL, ENOMEM) */
