@@ -25,7 +25,8 @@ struct InfoCommand: ParsableCommand {
     func run() throws {
         if probe {
             guard let classes = Swmalloc.sizeClasses() else { throw ExitCode(3) }
-            print(classes.map { String($0.blockSize) }.joined(separator: " "))
+            // Marked: with stats_print and stats_fd=1 the library's report shares stdout.
+            print(InfoCommand.classesMark + classes.map { String($0.blockSize) }.joined(separator: " "))
             return
         }
         let lib = try library.path()
@@ -45,14 +46,16 @@ struct InfoCommand: ParsableCommand {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let stderr = String(decoding: errData, as: UTF8.self).split(separator: "\n").map(String.init)
-        let inForce = stderr.first { $0.hasPrefix("swmalloc: options ") }.map { String($0.dropFirst("swmalloc: options ".count)) }
+        let reportedLine = stderr.first { $0.hasPrefix("swmalloc: options ") }.map { String($0.dropFirst("swmalloc: options ".count)) }
         let warnings = stderr.filter { $0.hasPrefix("swmalloc: warning") }
-        let classes = String(decoding: outData, as: UTF8.self).split(separator: " ").compactMap {
-            Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        guard process.terminationStatus == 0, let inForce, !classes.isEmpty else {
+        let classesLine = String(decoding: outData, as: UTF8.self).split(separator: "\n")
+            .first { $0.hasPrefix(InfoCommand.classesMark) }?.dropFirst(InfoCommand.classesMark.count) ?? ""
+        let classes = classesLine.split(separator: " ").compactMap { Int($0) }
+        guard process.terminationStatus == 0, let reported = reportedLine, !classes.isEmpty else {
             throw ValidationError("\(lib) did not answer as swmalloc (is it libswmalloc.so?)")
         }
+        // The probe ran with verbose=1 added; show the environment's own verbose value.
+        let inForce = reported.replacingOccurrences(of: "verbose=1", with: "verbose=\(InfoCommand.verbose(in: options))")
         let file = URL(fileURLWithPath: lib).resolvingSymlinksInPath().path
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         let place = Locations.installedPrefix().map { "installed under \($0)" } ?? "build folder"
@@ -70,5 +73,16 @@ struct InfoCommand: ParsableCommand {
         print("options      \(inForce)")
         for warning in warnings { print("             \(warning)") }
         print("size classes \(classes.count): \(classes.map(String.init).joined(separator: " "))")
+    }
+
+    /// Starts the probe's line of size classes on its stdout.
+    static let classesMark = "swmalloc-size-classes: "
+
+    /// The `verbose` value the library takes from `options` (a SWMALLOC_OPTIONS string):
+    /// the last `verbose=` item's, when it is 1; else 0 (the default, also kept for a bad
+    /// value, which the library warns about).
+    static func verbose(in options: String) -> Int {
+        let last = options.split(separator: ",").last { $0.hasPrefix("verbose=") }
+        return last == "verbose=1" ? 1 : 0
     }
 }

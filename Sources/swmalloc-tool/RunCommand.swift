@@ -77,8 +77,9 @@ struct RunCommand: ParsableCommand {
     /// Sets the environment and executes the program (returns only when that failed).
     func run() throws {
         // The program's arguments are passed through untouched, so --help and -h before
-        // any program are looked at here.
+        // any program are looked at here, and --version, which --help lists.
         if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(Self.self) }
+        if command.first == "--version" { throw CleanExit.message(swmallocVersion) }
         let args = command.first == "--" ? Array(command.dropFirst()) : command
         guard let program = args.first else { throw ValidationError("no program given") }
         let lib = try library.path()

@@ -10,7 +10,8 @@ import Testing
     /// The tool in the release build folder.
     var tool: String { Library.release.directory + "/swmalloc-tool" }
 
-    /// `--help` names the four subcommands; `--version` prints the version; `help SUB`,
+    /// `--help` names the four subcommands; `--version` prints the version, also after each
+    /// subcommand (run and stats tried to run a program named --version); `help SUB`,
     /// `SUB --help` and `SUB -h` work for each (a newcomer found `swmalloc-stats --help`
     /// broken: it tried to run a program named --help).
     @Test func helpAndVersion() throws {
@@ -19,6 +20,11 @@ import Testing
         for sub in ["run", "stats", "bench", "info"] { #expect(help.stdout.contains("  \(sub) "), "\(help.stdout)") }
         let version = try runChild(tool, ["--version"])
         #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3, "\(version)")
+        // Every subcommand's help lists --version; run and stats took it for a program.
+        for sub in ["run", "stats", "bench", "info"] {
+            let r = try runChild(tool, [sub, "--version"])
+            #expect(r.succeeded && r.stdout == version.stdout, "\(sub) --version: \(r)")
+        }
         for sub in ["run", "stats", "bench", "info"] {
             for args in [[sub, "--help"], [sub, "-h"], ["help", sub]] {
                 let r = try runChild(tool, args)
@@ -50,7 +56,9 @@ import Testing
     }
 
     /// `info` asks the library itself: the options in force (SWMALLOC_OPTIONS applied, a
-    /// bad one warned about) and the size classes, also as JSON.
+    /// bad one warned about) and the size classes, also as JSON. Before the fix, with
+    /// stats_print=1,stats_fd=1 it took the report's numbers for size classes, and it
+    /// showed verbose=1 whatever the environment said.
     @Test func infoReportsWhatTheLibrarySays() throws {
         let lib = try Library.release.existingPath()
         let text = try runChild(tool, ["info", "--library", lib], environment: ["SWMALLOC_OPTIONS": "purge_delay_ms=77,bogus=1"])
@@ -63,6 +71,12 @@ import Testing
         let body = try #require(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json)")
         #expect((body["size_classes"] as? [Int])?.count == 88)
         #expect((body["options"] as? String)?.hasPrefix("purge_delay_ms=250 ") == true, "\(body)")
+        // The environment's own verbose value is shown (the probe adds verbose=1), and a
+        // report at exit on stdout does not pass for size classes.
+        let busy = try runChild(tool, ["info", "--library", lib],
+                                environment: ["SWMALLOC_OPTIONS": "verbose=0,stats_print=1,stats_fd=1"])
+        #expect(busy.stdout.contains(" verbose=0 stats_print=1 "), "\(busy.stdout)")
+        #expect(busy.stdout.contains("size classes 88: 16 32 "), "\(busy.stdout)")
         let notSwmalloc = try runChild(tool, ["info", "--library", "/lib/x86_64-linux-gnu/libm.so.6"])
         #expect(!notSwmalloc.succeeded && notSwmalloc.stderr.contains("did not answer as swmalloc"), "\(notSwmalloc)")
     }
