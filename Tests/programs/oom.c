@@ -1,7 +1,8 @@
 /* oom.c — out of memory under `ulimit -v`: requests above the limit fail with ENOMEM
  * (a failed realloc leaves its block intact); then for each block size (huge, large,
  * small), allocate until malloc returns NULL, check errno == ENOMEM, free everything, and
- * check that allocating works again. Blocks are chained through their first word, so the
+ * check that allocating works again, a 64 MiB block included once the small blocks are
+ * all freed. Blocks are chained through their first word, so the
  * program itself needs no memory to remember them. Run as
  *     sh -c 'ulimit -v 262144; exec oom'
  * with swmalloc preloaded. Prints one line per size and exits 0 when every check held. */
@@ -86,6 +87,16 @@ int main(void) {
         }
     }
     for (int i = 0; i < 100; i++) free(mix[i]);
+    /* The small blocks filled the address space with segments, all empty now: a huge
+     * block needs their address space back (it stayed reserved, and this failed). */
+    size_t big = (size_t)64 << 20;
+    unsigned char *b = malloc(big);
+    if (!b) {
+        fprintf(stderr, "malloc(64 MiB) after every small block was freed: NULL (errno %d)\n", errno);
+        return 1;
+    }
+    memset(b, 2, big);
+    free(b);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         printf("size %zu: %ld blocks before ENOMEM\n", sizes[i], counts[i]);
     return 0;

@@ -66,12 +66,25 @@ enum OSMemory {
     }
 
     /// After the kernel refused a mapping (address-space limit, `vm.max_map_count`):
-    /// unmaps the huge cache and tries once more; nil when that does not help.
+    /// unmaps the huge cache and all but the header of every empty segment
+    /// (`Segment.releaseAddressSpace`), and tries once more; nil when nothing went back.
     @inline(never)
     static func retryAfterReleasingCaches(_ size: Int) -> UnsafeMutableRawPointer? {
-        if Globals.hugeCacheHead.pointee == nil { return nil }
-        Huge.purgeCache(now: .max, delay: 0)
-        return OS.map(size)
+        var released = false
+        if Globals.hugeCacheHead.pointee != nil {
+            Huge.purgeCache(now: .max, delay: 0)
+            released = true
+        }
+        if UnsafeMutablePointer<Segment>.releaseAddressSpace() { released = true }
+        return released ? OS.map(size) : nil
+    }
+
+    /// Maps `size` bytes again at `p`, a range this process unmapped; false when the
+    /// kernel refuses or something else took the range since.
+    static func map(exactlyAt p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        if !OS.map(exactlyAt: p, size) { return false }
+        Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
+        return true
     }
 
     /// Unmaps memory obtained from `mapAligned`.

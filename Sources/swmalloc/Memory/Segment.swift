@@ -122,7 +122,11 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// A normal segment for `heap`: a retained one formatted again, or a fresh mapping;
     /// nil when the OS refuses.
     static func create(heap: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Segment>? {
-        if let seg = takeRetained() {
+        while let seg = takeRetained() {
+            // A trimmed one (`releaseAddressSpace`) gets its slices 1…63 mapped again; if
+            // something else took their range meanwhile, it stays out of use for good
+            // (64 KiB of address space).
+            if seg.pointee.mappedSize != Geometry.segmentSize && !seg.mapTrimmedSlices() { continue }
             // Its slices 1…63 are purged and still counted so; its header's tail is not
             // counted any more: it is the header again.
             Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(retainedHeaderPurge), ordering: .relaxed)
@@ -227,6 +231,45 @@ extension UnsafeMutablePointer where Pointee == Segment {
         SegmentMap.remove(base)
         Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
         _ = push(onto: Globals.retainedHead, count: Globals.retainedCount, limit: Int.max)
+    }
+
+    /// Bytes of a retained segment that `releaseAddressSpace` unmaps: slices 1…63.
+    private static var trimmedBytes: Int { Geometry.segmentSize - Geometry.sliceSize }
+
+    /// After the kernel refused a mapping (an address-space limit, `ulimit -v`): the
+    /// cached empty segments are retained, and every retained segment gives back the
+    /// address space of its slices 1…63 (`munmap`), keeping slice 0 — its header, which
+    /// a thread that freed into one of its pages may still read (`Page.sendRemote`), so it
+    /// is never unmapped — marked by `mappedSize` = one slice. Returns whether any
+    /// address space went back. Without this a program that once held many small blocks
+    /// could never map a huge block again under its limit, even after freeing them all.
+    static func releaseAddressSpace() -> Bool {
+        while let seg = pop(from: Globals.segmentCacheHead, count: Globals.segmentCacheCount) { seg.retain() }
+        var released = false
+        Globals.segmentCacheLock.lock()
+        var cursor = Globals.retainedHead.pointee
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            if seg.pointee.mappedSize != Geometry.segmentSize { continue }
+            OSMemory.unmap(seg.base + Geometry.sliceSize, trimmedBytes)
+            // Those slices were purged, and counted so.
+            Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(trimmedBytes), ordering: .relaxed)
+            seg.pointee.mappedSize = Geometry.sliceSize
+            released = true
+        }
+        Globals.segmentCacheLock.unlock()
+        return released
+    }
+
+    /// Maps a trimmed retained segment's slices 1…63 again (fresh, so counted as purged,
+    /// as a new segment's are); false when their range is no longer free.
+    private func mapTrimmedSlices() -> Bool {
+        let rest = UnsafeMutablePointer<Segment>.trimmedBytes
+        if !OSMemory.map(exactlyAt: base + Geometry.sliceSize, rest) { return false }
+        if Options.current.pointee.thp != .system { OS.adviseHugePages(base + Geometry.sliceSize, rest, enable: false) }
+        Counters.shared.pointee.purgedNow.wrappingAdd(UInt(rest), ordering: .relaxed)
+        pointee.mappedSize = Geometry.segmentSize
+        return true
     }
 
     /// A retained segment, unlinked; nil when there is none.

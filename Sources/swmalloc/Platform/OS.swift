@@ -23,6 +23,17 @@ enum OS {
         return r == 0 ? out : nil
     }
 
+    /// Maps `size` bytes exactly at `p`, where nothing may be mapped; false when the kernel
+    /// refuses or the range is taken.
+    static func map(exactlyAt p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        var out: UnsafeMutableRawPointer? = nil
+        let flags = Int32(SWM_MAP_PRIVATE_ANON | SWM_MAP_FIXED_NOREPLACE)
+        if swmshim_mmap(p, size, Int32(SWM_PROT_RW), flags, &out) != 0 { return false }
+        if out == p { return true }
+        if let out { unmap(out, size) }   // a kernel before 4.17 took the flag for a hint
+        return false
+    }
+
     /// Returns a mapping (or part of one) to the kernel.
     @inline(__always)
     static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) {
