@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Builds the Debian package swmalloc_VERSION_ARCH.deb (in the current directory, or in
-# --out DIR) from the files scripts/install.sh installs under /usr. Install it with
+# --out DIR; a relative DIR is taken from the current directory) from the files
+# scripts/install.sh installs under /usr. Install it with
 #   apt-get install ./swmalloc_*.deb
-# and remove it with `apt-get remove swmalloc`.
+# and remove it with `apt-get purge swmalloc`. The binaries are stripped, the manual page
+# compressed, /usr/share/doc/swmalloc holds the README, the copyright note and the
+# changelog, the shlibs file lets packages built against it depend on it, and ldconfig
+# runs through dpkg's trigger.
 set -euo pipefail
+start="$PWD"
+out="$start"
+if [ "${1:-}" = "--out" ]; then
+  dir="${2:?--out needs a directory}"
+  case "$dir" in /*) ;; *) dir="$start/$dir" ;; esac
+  out="$(cd "$dir" && pwd)"
+fi
 cd "$(dirname "$0")/.."
-out="$PWD"
-if [ "${1:-}" = "--out" ]; then out="$(cd "${2:?--out needs a directory}" && pwd)"; fi
 command -v dpkg-deb >/dev/null || { echo "build-deb.sh: dpkg-deb not found (Debian's dpkg)" >&2; exit 2; }
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
@@ -16,13 +25,42 @@ rm -f "$stage/usr/share/swmalloc/installed-files"
 rmdir "$stage/usr/share/swmalloc" 2>/dev/null || true
 version="$(sed -n 's/^Version: //p' "$stage/usr/lib/pkgconfig/swmalloc.pc")"
 arch="$(dpkg --print-architecture)"
+major="${version%%.*}"
+
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/usr/lib/libswmalloc.so.$major".*
+strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload"
+gzip -9n "$stage/usr/share/man/man1/swmalloc.1"
+doc="$stage/usr/share/doc/swmalloc"
+install -D -m 0644 README.md "$doc/README.md"
+cat > "$doc/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: swmalloc
+Source: the swmalloc sources (their README and docs/)
+
+Files: *
+Copyright: the swmalloc developers
+License: none-stated
+ The swmalloc sources state no license; ask their developers before you
+ redistribute this package.
+COPYRIGHT
+printf 'swmalloc (%s) unstable; urgency=medium\n\n  * Built from the swmalloc sources by scripts/build-deb.sh.\n\n -- swmalloc developers <swmalloc@localhost>  %s\n' \
+  "$version" "$(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" | gzip -9n > "$doc/changelog.Debian.gz"
+chmod 0644 "$doc/changelog.Debian.gz"
+
+# Depends: the packages that hold the libraries the binaries need.
+depends="$(for f in "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload" "$stage/usr/lib/libswmalloc.so.$major".*; do
+  ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
+done | sort -u | while read -r lib; do
+  dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
+done | cut -d: -f1 | sort -u | grep -v '^libc6$' | sed 's/$/, /' | tr -d '\n')"
+
 mkdir -p "$stage/DEBIAN"
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: swmalloc
 Version: $version
 Architecture: $arch
 Maintainer: swmalloc developers <swmalloc@localhost>
-Depends: libc6 (>= 2.34)
+Depends: ${depends}libc6 (>= 2.34)
 Section: libs
 Priority: optional
 Installed-Size: $(du -sk "$stage/usr" | cut -f1)
@@ -32,9 +70,9 @@ Description: fast, scalable malloc for multi-threaded programs
  VOS memory API (VOS_Malloc/VOS_Free) with per-module and per-site accounting.
  Includes the headers, pkg-config file, static library and the swmalloc tool.
 CONTROL
-printf '#!/bin/sh\nset -e\nldconfig\n' > "$stage/DEBIAN/postinst"
-printf '#!/bin/sh\nset -e\nldconfig\n' > "$stage/DEBIAN/postrm"
-chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/postrm"
+echo "libswmalloc $major swmalloc (>= $version)" > "$stage/DEBIAN/shlibs"
+echo "activate-noawait ldconfig" > "$stage/DEBIAN/triggers"
+chmod 0644 "$stage/DEBIAN/shlibs" "$stage/DEBIAN/triggers"
 deb="$out/swmalloc_${version}_${arch}.deb"
 dpkg-deb --build --root-owner-group "$stage" "$deb" >/dev/null
 echo "$deb"

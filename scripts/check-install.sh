@@ -3,11 +3,13 @@
 # pkg-config and dpkg-deb, and root for the Debian package part):
 #  1. scripts/install.sh --prefix TMP: the files, the soname, pkg-config, a C program
 #     built with `pkg-config --cflags --libs swmalloc` that runs on swmalloc, a static C
-#     program linked with libswmalloc.a, the installed tool (`swmalloc info`, `run`);
-#     then --uninstall leaves nothing behind.
+#     program linked with libswmalloc.a, the installed tool (`swmalloc info`, `run`) and
+#     workload program (no Swift runtime needed); installing again, then --uninstall,
+#     leaves nothing behind but a directory that was there before; a relative --destdir
+#     is taken from the current directory.
 #  2. scripts/build-deb.sh, `apt-get install ./swmalloc_*.deb`, a program preloaded with
-#     /usr/lib/libswmalloc.so.1, `swmalloc info`, `apt-get remove` (skipped, with a note,
-#     when not root or without apt-get).
+#     /usr/lib/libswmalloc.so.1, `swmalloc info`, the package's shlibs, Depends and
+#     copyright, `apt-get purge` (skipped, with a note, when not root or without apt-get).
 # Prints "check-install: N passed, 0 failed" and exits 0, or stops at the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,7 @@ printf '#include <stdio.h>\n#include <stdlib.h>\nint main(int c, char **v) { cha
 cc -O1 "$work/plain.c" -o "$work/plain" || fail "building the plain program"
 
 # ---- 1. install into a prefix ----
+mkdir -p "$prefix/share/man"   # there before: --uninstall must leave it
 bash scripts/install.sh --prefix "$prefix" > "$work/install.log" || { cat "$work/install.log"; fail "install.sh"; }
 for f in lib/libswmalloc.so.1.0 lib/libswmalloc.so.1 lib/libswmalloc.so lib/libswmalloc.a lib/pkgconfig/swmalloc.pc \
          include/swmalloc.h include/vos_mem.h bin/swmalloc libexec/swmalloc/swm-workload share/man/man1/swmalloc.1; do
@@ -70,10 +73,20 @@ ok "a static C program linked with libswmalloc.a runs on it"
 has "$("$prefix/bin/swmalloc" info)" "installed under $prefix" || fail "the installed tool does not find its library"
 has "$("$prefix/bin/swmalloc" run --stats -- "$work/probe" 2>&1 >/dev/null)" "swmalloc statistics" || fail "swmalloc run --stats"
 ok "the installed swmalloc tool runs (info, run)"
+for program in bin/swmalloc libexec/swmalloc/swm-workload; do
+  if has "$(readelf -d "$prefix/$program")" 'NEEDED.*libswift'; then fail "$program needs the Swift runtime"; fi
+done
+has "$("$prefix/libexec/swmalloc/swm-workload" 2>&1 || true)" "workloads: single-loop" || fail "the installed swm-workload does not run"
+ok "the installed tool and workload program need no Swift runtime"
+bash scripts/install.sh --prefix "$prefix" > /dev/null || fail "install.sh a second time"
 bash scripts/install.sh --prefix "$prefix" --uninstall > /dev/null || fail "install.sh --uninstall"
-left="$(find "$prefix" -type f -o -type l | wc -l)"
-[ "$left" = 0 ] || fail "--uninstall left $left files: $(find "$prefix" -type f -o -type l)"
-ok "--uninstall removed every file"
+left="$(cd "$prefix" && find . -mindepth 1 ! -path ./share ! -path ./share/man)"
+[ -z "$left" ] || fail "--uninstall left: $left"
+[ -d "$prefix/share/man" ] || fail "--uninstall removed share/man, which was there before"
+ok "install twice, --uninstall: every file and created directory gone, share/man kept"
+(cd "$work" && bash "$OLDPWD/scripts/install.sh" --prefix /opt/swm --destdir stage > /dev/null) || fail "install.sh --destdir stage"
+[ -f "$work/stage/opt/swm/lib/libswmalloc.so.1" ] || fail "a relative --destdir was not taken from the current directory"
+ok "a relative --destdir is taken from the current directory"
 
 # ---- 2. the Debian package ----
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
@@ -88,8 +101,11 @@ else
   has "$(swmalloc info)" "installed under /usr" || fail "the packaged swmalloc tool"
   cc -O1 "$work/probe.c" -o "$work/probe-deb" $(pkg-config --cflags --libs swmalloc) && "$work/probe-deb" > /dev/null \
     || fail "building against the packaged library"
-  apt-get remove -y -qq swmalloc > /dev/null 2>&1 || fail "apt-get remove swmalloc"
-  [ ! -e /usr/lib/libswmalloc.so.1 ] || fail "apt-get remove left /usr/lib/libswmalloc.so.1"
-  ok "the Debian package installs, preloads, builds against, and removes ($(basename "$deb"))"
+  [ -f /usr/share/doc/swmalloc/copyright ] || fail "the package has no copyright file"
+  has "$(cat /var/lib/dpkg/info/swmalloc.shlibs 2>/dev/null)" "^libswmalloc 1 swmalloc" || fail "the package has no shlibs"
+  has "$(dpkg-deb -f "$deb" Depends)" "libstdc++6" || fail "Depends lacks the tool's libstdc++6: $(dpkg-deb -f "$deb" Depends)"
+  apt-get purge -y -qq swmalloc > /dev/null 2>&1 || fail "apt-get purge swmalloc"
+  [ ! -e /usr/lib/libswmalloc.so.1 ] || fail "apt-get purge left /usr/lib/libswmalloc.so.1"
+  ok "the Debian package installs, preloads, builds against, and purges ($(basename "$deb"))"
 fi
 echo "check-install: $passed passed, 0 failed"
