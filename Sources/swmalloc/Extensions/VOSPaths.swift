@@ -109,17 +109,19 @@ enum VOS {
     /// naming it and the caller's file:line, unless `flags` has `acceptMallocFlag`, in
     /// which case it is handed to free().
     ///
-    /// Fast path: free's test of the core block (`Heap.localPage`: a live block start in
-    /// a class page of this thread), which also makes its header readable, the header's
-    /// check, the credit when it needs only increments and the block has no quota, then
-    /// free's push. It calls nothing (the page emptied leaves through a tail call); every
-    /// other case goes to `freeSlow`, which checks everything again.
+    /// Fast path: the core block lies in a class page of this thread
+    /// (`Heap.localClassPage`), which also makes its header readable; the header's check
+    /// (keyed on the address: only a live VOS block's start carries a valid one, so it
+    /// also stands for free's block-start and double-free tests); the credit when it needs
+    /// only increments and the block has no quota; then free's push. It calls nothing
+    /// (the page emptied leaves through a tail call); every other case goes to
+    /// `freeSlow`, which checks everything again.
     @inline(__always)
     static func free(_ user: UnsafeMutableRawPointer?, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
         guard let user else { return }
         let block = user - VOSBlock.headerSize
         let heap = Heap.current
-        if _fastPath(UInt(bitPattern: user) & 15 == 0), let page = heap.localPage(of: UInt(bitPattern: block)),
+        if _fastPath(UInt(bitPattern: user) & 15 == 0), let page = heap.localClassPage(holding: UInt(bitPattern: block)),
            let raw = heap.state.pointee.extensionData, let header = VOSBlock.read(user),
            !header.quotaCounted, VOSTable(raw).countFast(header, VOSTable.creditWords) {
             if _fastPath(!heap.pushToClassPage(page, block)) { return }

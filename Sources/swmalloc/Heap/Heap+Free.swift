@@ -45,12 +45,23 @@ extension Heap {
     /// are mapped.
     @inline(__always)
     func localPage(of p: UInt) -> UnsafeMutablePointer<Page>? {
-        guard _fastPath(SegmentMap.contains(p)) else { return nil }
-        let page = UnsafeMutablePointer<Segment>.of(p).descriptor(ofSliceHolding: p)
-        guard _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == tag
-                        && page.isBlockStart(p)
+        guard let page = localClassPage(holding: p),
+              _fastPath(page.isBlockStart(p)
                         && UnsafeRawPointer(bitPattern: p).unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self)
                             != page.freedMark) else { return nil }
+        return page
+    }
+
+    /// The class page of this heap whose first slice holds the address `p` (nil for
+    /// anything else), without `localPage`'s block tests: VOS_Free's fast path checks a
+    /// header keyed on the address instead, which only a live VOS block's start carries
+    /// (free overwrites its second word with the freed mark). A page found proves that
+    /// the bytes at `p` are mapped.
+    @inline(__always)
+    func localClassPage(holding p: UInt) -> UnsafeMutablePointer<Page>? {
+        guard _fastPath(SegmentMap.contains(p)) else { return nil }
+        let page = UnsafeMutablePointer<Segment>.of(p).descriptor(ofSliceHolding: p)
+        guard _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == tag) else { return nil }
         return page
     }
 
