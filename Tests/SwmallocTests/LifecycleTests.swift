@@ -20,10 +20,12 @@ let lifecycleCases = [
     /// not touch unmapped memory. Before the fix the segment was unmapped and the remote
     /// thread's read of the page's owner crashed with SIGSEGV. Run with `purge_delay_ms=0`:
     /// emptied segments are then purged at once and the cache holds 8, so the segment goes
-    /// furthest away — retained, out of the segment map.
+    /// furthest away — retained, out of the segment map; and `background=0`, so that the
+    /// purger does not collect the remote frees before the main thread does.
     @Test func remoteFreeRacingSegmentRelease() throws {
         let program = try compileProgram("remote_race.c", linking: .debug)
-        let result = try runChild(program, environment: ["SWMALLOC_OPTIONS": "purge_delay_ms=0"], timeLimit: 60)
+        let result = try runChild(program, environment: ["SWMALLOC_OPTIONS": "purge_delay_ms=0,background=0"],
+                                  timeLimit: 60)
         #expect(result.succeeded, "\(result)")
         #expect(result.stdout == "remote race ok\n", "\(result)")
     }

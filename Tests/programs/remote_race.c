@@ -8,8 +8,9 @@
  * on with the rest of its free. Before the fix the segment was unmapped at that point and
  * R's load of the page's owner faulted (SIGSEGV); the allocator must never touch a page
  * after the operation that can hand it back, or never unmap what a remote free can reach.
- * Run with SWMALLOC_OPTIONS=purge_delay_ms=0, so that emptied segments are purged at once
- * and the cache holds at most 8: the segment is then retained (out of the segment map).
+ * Run with SWMALLOC_OPTIONS=purge_delay_ms=0,background=0, so that emptied segments are
+ * purged at once and the cache holds at most 8 (the segment is then retained, out of the
+ * segment map), and no purger collects R's frees before A does.
  * Prints "remote race ok" and exits 0 when R survives. */
 #define _GNU_SOURCE
 #include <dlfcn.h>

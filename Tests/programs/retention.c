@@ -57,6 +57,8 @@
  *                       blocks, hands them to the main thread and sleeps; the main thread
  *                       frees them all: back within 8 MiB of the start in 3 s. Before: the
  *                       owner's full pages kept the blocks for good, swm_collect included.
+ *   remote_owner_sleeps_delay0  the same with purge_delay_ms=0 (RetentionTests sets it):
+ *                       before, that option switched the purger off and the 64 MiB stayed.
  *   huge_shrink         realloc of a 64 MiB block to 33 MiB gives the rest back at once
  *                       (before: all 64 MiB stayed resident while the block lived).
  *   huge_cache_reuse    huge blocks freed and allocated again in other sizes reuse the
@@ -570,6 +572,7 @@ static const struct test_case cases[] = {
     {"big_freed_then_sleep", big_freed_then_sleep}, {"big_freed_then_sleep_sync", big_freed_then_sleep},
     {"realloc_chain_then_sleep", realloc_chain_then_sleep}, {"small_freed_then_sleep", small_freed_then_sleep},
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
+    {"remote_owner_sleeps_delay0", remote_owner_sleeps},
     {"huge_shrink", huge_shrink},
 };
 

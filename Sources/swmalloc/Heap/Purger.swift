@@ -3,7 +3,7 @@
 // Purge policy: memory that is freed is reused at once and goes back to the OS (madvise,
 // or munmap for the huge cache) only once it stayed unused for `purge_delay_ms`: every
 // free span carries the time it was freed, and a span is purged when it is older than
-// the delay. A free-then-reallocate cycle shorter than the delay never faults.
+// the delay. A free-then-reallocate cycle shorter than the delay reuses memory resident.
 //
 // Owners purge their own expired spans on their slow paths (`Heap.tidy`). The purger
 // makes the delay true when threads stop calling the allocator: one thread, started at
@@ -44,7 +44,7 @@ enum Purger {
     }
 
     /// True when the purger runs. Until then (it is not wanted yet, or it is off:
-    /// `background=0`, `purge_delay_ms=0`, or the thread could not be created) owners
+    /// `background=0`, or the thread could not be created) owners
     /// purge synchronously, as a fallback: nothing else would purge what a thread frees
     /// before it goes to sleep.
     @inline(__always) static var isRunning: Bool { Globals.purgerState.loadRelaxed() == 1 }
@@ -70,10 +70,12 @@ enum Purger {
     /// Times the purger woke up (its passes).
     static var wakeups: UInt { Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed) }
 
-    /// At start-up, after the options: the purger is off when they say so.
+    /// At start-up, after the options: the purger is off when they say so (`background=0`).
+    /// With `purge_delay_ms=0` it still runs: owners purge what they free at once, but
+    /// memory other threads free into a sleeping thread's full pages has no one else to
+    /// give it back (256 MiB of it stayed resident for good when the purger was off there).
     static func configure() {
-        let options = Options.current.pointee
-        if !options.background || options.purgeDelayMs == 0 { Globals.purgerState.store(2) }
+        if !Options.current.pointee.background { Globals.purgerState.store(2) }
     }
 
     /// Something now waits for its purge delay: wakes the purger if it sleeps without a
