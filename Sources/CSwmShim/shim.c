@@ -167,6 +167,17 @@ int swmshim_report_fd(int fd) {
     return out;
 }
 
+// A fork child lets the duplicate go: a daemon's child that points 0, 1 and 2 at
+// /dev/null would otherwise keep its caller's pipe open through it, and whoever reads
+// that pipe to its end (`out=$(daemon --fork)`) would wait for the daemon to exit.
+void swmshim_report_fd_forget(void) {
+    if (report_fd < 0) return;
+    int saved = errno;
+    close(report_fd);
+    report_fd = -1;
+    errno = saved;
+}
+
 int swmshim_signal_usable(int signo) {
     // SIGKILL and SIGSTOP cannot be caught; 32 and 33 (below SIGRTMIN) are glibc's own
     // (thread cancellation, set*id broadcast). A fault (SIGILL, SIGTRAP, SIGBUS, SIGFPE,

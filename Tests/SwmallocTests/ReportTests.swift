@@ -7,7 +7,7 @@ import Foundation
 import Testing
 
 /// The cases of reports.c, in its order.
-let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding"]
+let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -59,6 +59,14 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
         let result = try run("closes_stderr", options: "stats_print=1")
         #expect(result.stderr.contains("swmalloc statistics"), "\(result)")
         #expect(result.stderr.contains("mallocs"), "\(result)")
+    }
+
+    /// With stats_print and stats_signal set (a duplicate of stats_fd is kept for the
+    /// reports), a fork child holds no copy of stderr beyond fd 2. Before the fix a
+    /// daemon's child kept its caller's pipe open through the duplicate, and
+    /// `out=$(daemon --fork)` waited for the daemon to exit (dbus-daemon: 600 s).
+    @Test func forkChildHoldsNoExtraDescriptor() throws {
+        _ = try run("fork_child_fds", options: "stats_print=1,stats_signal=10")
     }
 
     /// Site file names with bytes that are not UTF-8 (a stray 0xff, a cut sequence) come

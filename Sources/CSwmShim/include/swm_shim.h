@@ -117,6 +117,8 @@ void swmshim_report_fd_keep(int fd);
 /// The descriptor a report for `fd` goes to: `fd` while it is open; once it is closed,
 /// the duplicate kept at start-up, if it still refers to the same file.
 int swmshim_report_fd(int fd);
+/// In a fork child: closes the duplicate (see shim.c).
+void swmshim_report_fd_forget(void);
 /// 1 when `signo` can carry the statistics report: a signal a handler can catch that the C
 /// library does not reserve (not SIGKILL, SIGSTOP, or glibc's 32 and 33).
 int swmshim_signal_usable(int signo);

@@ -40,11 +40,13 @@ enum Extensions {
         VOSModules.lock.unlock()
     }
 
-    /// After fork, in the child: reset them (their holders do not exist there).
+    /// After fork, in the child: reset them (their holders do not exist there), and close
+    /// the reports' duplicate descriptor (`swmshim_report_fd_forget`).
     static func forkChild() {
         VOSModules.siteLock.reset()
         VOSModules.lock.reset()
         SignalReport.forkChild()
+        swmshim_report_fd_forget()
     }
 
     /// Appends the extensions' sections to a statistics report: the VOS module table and
