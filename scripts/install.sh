@@ -122,7 +122,10 @@ case "$prefix" in
   /usr|/usr/local) rpath= ;;
   *) rpath="-Wl,-rpath,\${libdir} " ;;
 esac
-sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$VERSION|g" -e "s|@RPATH@|$rpath|g" scripts/swmalloc.pc.in > "$stage/swmalloc.pc"
+# The prefix as a sed replacement: `&`, `\` and the delimiter `|` taken literally.
+prefix_text="$(printf '%s' "$prefix" | sed -e 's/[&|\\]/\\&/g')"
+sed -e "s|@PREFIX@|$prefix_text|g" -e "s|@VERSION@|$VERSION|g" -e "s|@RPATH@|$rpath|g" scripts/swmalloc.pc.in > "$stage/swmalloc.pc"
+grep -qxF "prefix=$prefix" "$stage/swmalloc.pc" || { echo "install.sh: could not write the prefix into swmalloc.pc" >&2; exit 1; }
 
 # A new install replaces the last one: its files go first (an older version's library
 # would stay behind otherwise), the directories it created stay on the list.
@@ -134,6 +137,12 @@ if [ -f "$manifest" ]; then
   remove_files
 fi
 installed=()
+# The prefix itself, and those of its parents that do not exist yet.
+missing="$prefix"
+while [ "$missing" != / ] && [ ! -d "$destdir$missing" ]; do
+  created+=("$missing")
+  missing="$(dirname "$missing")"
+done
 note_new_dirs() { # note_new_dirs DIR (relative to the prefix): the missing ones, deepest first
   local dir="$1" missing=()
   while [ "$dir" != . ] && [ ! -d "$root/$dir" ]; do
