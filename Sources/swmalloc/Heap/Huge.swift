@@ -192,10 +192,6 @@ enum Huge {
         }
         countFree(usable: usableSize(seg), mapped: seg.pointee.mappedSize, heap: heap)
         SegmentMap.remove(seg.base)
-        // A cached mapping is handed out again with its bytes as they are: a VOS header
-        // left in its first 16 bytes would make free() of the next block's start + 16
-        // pass for a VOS block's free (`Extensions.freeInterior`) instead of aborting.
-        pointer.initializeMemory(as: UInt.self, repeating: 0, count: 2)
         if !putCached(seg) { OSMemory.unmap(seg.base, seg.pointee.mappedSize) }
     }
 
@@ -228,6 +224,11 @@ enum Huge {
     private static func putCached(_ seg: UnsafeMutablePointer<Segment>) -> Bool {
         let size = seg.pointee.mappedSize
         if Options.current.pointee.purgeDelayMs == 0 || size > cacheLimitBytes() { return false }
+        // The mapping is handed out again with its bytes as they are, so its block's first
+        // two words are cleared, as every free overwrites a small or large block's second
+        // word: a VOS header left there would make free() of the next block's start + 16
+        // pass for a VOS block's free (`Extensions.freeInterior`) instead of aborting.
+        (seg.base + seg.pointee.hugeOffset).initializeMemory(as: UInt.self, repeating: 0, count: 2)
         seg.page(at: 0).pointee.freedAt = OS.nowNanoseconds()
         insertCached(seg)
         Purger.announce()
