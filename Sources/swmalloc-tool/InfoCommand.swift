@@ -30,32 +30,22 @@ struct InfoCommand: ParsableCommand {
             return
         }
         let lib = try library.path()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Locations.executable)
-        process.arguments = ["info", "--probe"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = lib
-        let options = environment["SWMALLOC_OPTIONS"] ?? ""
-        environment["SWMALLOC_OPTIONS"] = options.isEmpty ? "verbose=1" : options + ",verbose=1"
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stderr = String(decoding: errData, as: UTF8.self).split(separator: "\n").map(String.init)
-        let reportedLine = stderr.first { $0.hasPrefix("swmalloc: options ") }.map { String($0.dropFirst("swmalloc: options ".count)) }
-        let warnings = stderr.filter { $0.hasPrefix("swmalloc: warning") }
-        let classesLine = String(decoding: outData, as: UTF8.self).split(separator: "\n")
-            .first { $0.hasPrefix(InfoCommand.classesMark) }?.dropFirst(InfoCommand.classesMark.count) ?? ""
-        let classes = classesLine.split(separator: " ").compactMap { Int($0) }
-        guard process.terminationStatus == 0, let reported = reportedLine, !classes.isEmpty else {
+        let options = ProcessInfo.processInfo.environment["SWMALLOC_OPTIONS"] ?? ""
+        // The library prints the options in force at start-up when verbose is on. If the
+        // environment's own options turn it on, that line is the answer; else the probe
+        // runs again with verbose=1 added, and the line shows verbose=0 (the value that
+        // was in force before the addition).
+        var answer = try InfoCommand.runProbe(library: lib, options: options)
+        var inForce = answer.options
+        if inForce == nil {
+            answer = try InfoCommand.runProbe(library: lib, options: options.isEmpty ? "verbose=1" : options + ",verbose=1")
+            inForce = answer.options?.replacingOccurrences(of: " verbose=1 ", with: " verbose=0 ")
+        }
+        guard answer.status == 0, let inForce, !answer.classes.isEmpty else {
             throw ValidationError("\(lib) did not answer as swmalloc (is it libswmalloc.so?)")
         }
-        // The probe ran with verbose=1 added; show the environment's own verbose value.
-        let inForce = reported.replacingOccurrences(of: "verbose=1", with: "verbose=\(InfoCommand.verbose(in: options))")
+        let warnings = answer.warnings
+        let classes = answer.classes
         let file = URL(fileURLWithPath: lib).resolvingSymlinksInPath().path
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         let place = Locations.installedPrefix().map { "installed under \($0)" } ?? "build folder"
@@ -78,11 +68,31 @@ struct InfoCommand: ParsableCommand {
     /// Starts the probe's line of size classes on its stdout.
     static let classesMark = "swmalloc-size-classes: "
 
-    /// The `verbose` value the library takes from `options` (a SWMALLOC_OPTIONS string):
-    /// the last `verbose=` item's, when it is 1; else 0 (the default, also kept for a bad
-    /// value, which the library warns about).
-    static func verbose(in options: String) -> Int {
-        let last = options.split(separator: ",").last { $0.hasPrefix("verbose=") }
-        return last == "verbose=1" ? 1 : 0
+    /// What one probe (`info --probe` with `library` preloaded and SWMALLOC_OPTIONS set to
+    /// `options`) said: its exit status, the library's options line (without its prefix;
+    /// nil when verbose was off), its warnings and the size classes.
+    static func runProbe(library: String, options: String) throws
+        -> (status: Int32, options: String?, warnings: [String], classes: [Int]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Locations.executable)
+        process.arguments = ["info", "--probe"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = library
+        environment["SWMALLOC_OPTIONS"] = options
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stderr = String(decoding: errData, as: UTF8.self).split(separator: "\n").map(String.init)
+        let prefix = "swmalloc: options "
+        let reported = stderr.first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+        let warnings = stderr.filter { $0.hasPrefix("swmalloc: warning") }
+        let classesLine = String(decoding: outData, as: UTF8.self).split(separator: "\n")
+            .first { $0.hasPrefix(classesMark) }?.dropFirst(classesMark.count) ?? ""
+        return (process.terminationStatus, reported, warnings, classesLine.split(separator: " ").compactMap { Int($0) })
     }
 }

@@ -77,6 +77,12 @@ import Testing
                                 environment: ["SWMALLOC_OPTIONS": "verbose=0,stats_print=1,stats_fd=1"])
         #expect(busy.stdout.contains(" verbose=0 stats_print=1 "), "\(busy.stdout)")
         #expect(busy.stdout.contains("size classes 88: 16 32 "), "\(busy.stdout)")
+        // verbose as the library parses it: `true` is 1, and a later bad value is ignored
+        // (before the fix, both showed verbose=0).
+        for options in ["verbose=true", "verbose=1,verbose=x"] {
+            let on = try runChild(tool, ["info", "--library", lib], environment: ["SWMALLOC_OPTIONS": options])
+            #expect(on.stdout.contains(" verbose=1 stats_print=0 "), "\(options): \(on.stdout)")
+        }
         let notSwmalloc = try runChild(tool, ["info", "--library", "/lib/x86_64-linux-gnu/libm.so.6"])
         #expect(!notSwmalloc.succeeded && notSwmalloc.stderr.contains("did not answer as swmalloc"), "\(notSwmalloc)")
     }

@@ -37,7 +37,7 @@ let defaultOptionsLine =
     "swmalloc: options purge_delay_ms=250 background=1 thp=large verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
 
 /// `SWMALLOC_OPTIONS` parsing: values in force are printed with verbose=1; unknown keys
-/// and bad values print a warning and keep the default.
+/// and bad values print a warning and are ignored.
 @Suite struct OptionTests {
     /// Runs units.c's no-op case with `SWMALLOC_OPTIONS=options`; returns its result.
     func run(options: String) throws -> ChildResult {
@@ -87,6 +87,21 @@ let defaultOptionsLine =
         #expect(lines.count == 2, "\(lines)")
         #expect(lines.first { $0.hasPrefix("swmalloc: warning: ") && $0.contains(item) } != nil, "\(lines)")
         #expect(lines.contains(defaultOptionsLine), "\(lines)")
+    }
+
+    /// A bad value after a valid one for the same key is ignored, and the warning says so
+    /// (it said "default kept" while the earlier value stayed in force); a control byte in
+    /// the item is written as `?`, so the warning stays one line.
+    @Test func badValueAfterValidOneKeepsIt() throws {
+        let result = try run(options: "verbose=1,purge_delay_ms=5,purge_delay_ms=x,thp=never,thp=bogus")
+        let lines = result.swmallocLines
+        #expect(lines.filter { $0.hasPrefix("swmalloc: warning: bad value in SWMALLOC_OPTIONS (ignored): ") }.count == 2, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("swmalloc: options purge_delay_ms=5 background=1 thp=never ") }, "\(lines)")
+        let newline = try run(options: "verbose=1,purge_delay_ms=1\nx")
+        let stderr = newline.stderr.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
+        #expect(stderr.count == 2, "\(newline.stderr)")
+        #expect(newline.swmallocLines.contains("swmalloc: warning: bad value in SWMALLOC_OPTIONS (ignored): purge_delay_ms=1?x"),
+                "\(newline.stderr)")
     }
 }
 

@@ -14,7 +14,9 @@ enum THPPolicy: UInt8 {
 }
 
 /// Options, parsed once from `SWMALLOC_OPTIONS` (`key=value,key=value`) without allocating.
-/// An unknown key or a malformed value prints one warning line and keeps the default.
+/// An unknown key or a malformed value prints one warning line and is ignored: the key
+/// keeps its default, or the value an earlier item gave it (of a key given twice, the last
+/// valid value counts, as in jemalloc's `MALLOC_CONF`).
 ///
 /// | key              | values                 | default | meaning |
 /// |------------------|------------------------|---------|---------|
@@ -103,14 +105,19 @@ struct Options {
     }
 
     private static func badValue(_ item: Token) {
-        warn("bad value in SWMALLOC_OPTIONS (default kept): ", item)
+        warn("bad value in SWMALLOC_OPTIONS (ignored): ", item)
     }
 
+    /// Prints `message` and the first 100 bytes of `item` as one line: a control byte
+    /// (a newline in the value, say) is written as `?`.
     private static func warn(_ message: StaticString, _ item: Token) {
         var line = LineBuffer()
         line.append("swmalloc: warning: ")
         line.append(message)
-        for i in 0..<min(item.count, 100) { line.append(byte: UInt8(bitPattern: item.base[i])) }
+        for i in 0..<min(item.count, 100) {
+            let byte = UInt8(bitPattern: item.base[i])
+            line.append(byte: byte < 32 || byte == 127 ? 63 /* ? */ : byte)
+        }
         line.append("\n")
         line.write(to: 2)
     }
