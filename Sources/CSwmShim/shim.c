@@ -26,6 +26,8 @@ __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"))) = swm
 __thread long swmshim_tls_locks __attribute__((tls_model("initial-exec"))) = 0;
 __thread long swmshim_tls_fork_depth __attribute__((tls_model("initial-exec"))) = 0;
 __thread long swmshim_tls_fork_held __attribute__((tls_model("initial-exec"))) = 0;
+void *swmshim_fork_locks[SWM_FORK_LOCKS_MAX];
+long swmshim_fork_lock_count;
 
 uint8_t swmshim_segment_map[SWM_SEGMENT_MAP_BYTES];
 uint8_t swmshim_slot_table[SWM_SLOT_TABLE_ROWS];
@@ -127,6 +129,19 @@ int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(vo
     return r;
 }
 
+int swmshim_cancel_disable(void) {
+    int saved = errno, old = PTHREAD_CANCEL_ENABLE;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    errno = saved;
+    return old;
+}
+
+void swmshim_cancel_restore(int state) {
+    int saved = errno;
+    pthread_setcancelstate(state, NULL);
+    errno = saved;
+}
+
 int swmshim_atexit(void (*fn)(void)) {
     int saved = errno;
     int r = atexit(fn);
@@ -222,3 +237,10 @@ int swmshim_thread_start(void *(*body)(void *), const char *name) {
 }
 
 int swmshim_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int swmshim_task_gone(int pid, int tid) {
+    int saved = errno;
+    int gone = syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH;
+    errno = saved;
+    return gone;
+}

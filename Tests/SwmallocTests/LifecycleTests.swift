@@ -1,16 +1,22 @@
 // LifecycleTests.swift — remote frees racing page retire, segment release, thread exit
-// and adoption; fork while other threads hold each allocator lock; memory that must not be
-// kept (large blocks freed by another thread, emptied only pages after swm_collect,
-// parked heaps of exited threads)
-// (Tests/programs/remote_race.c, Tests/programs/lifecycle.c).
+// and adoption; fork while other threads hold each allocator lock, while the purger works,
+// and with fork handlers that allocate; memory that must not be kept (large blocks freed
+// by another thread, emptied only pages after swm_collect, parked heaps of exited threads,
+// heaps of threads that ended without their exit handler)
+// (Tests/programs/remote_race.c, Tests/programs/lifecycle.c, Tests/programs/atfork_early.c).
 
+import Foundation
 import Testing
 
 /// The cases of lifecycle.c.
 let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded",
+    "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
+    "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
 ]
+
+/// The options some lifecycle cases need: the purger at work all the time.
+let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_release": "purge_delay_ms=1"]
 
 /// The lifecycle of pages, segments and heaps under concurrency.
 @Suite(.serialized) struct LifecycleTests {
@@ -30,6 +36,31 @@ let lifecycleCases = [
         #expect(result.stdout == "remote race ok\n", "\(result)")
     }
 
+    /// Fork handlers registered before swmalloc's (by a library the program needs, whose
+    /// constructor runs before a preloaded swmalloc's) allocate and free large and huge
+    /// blocks in the prepare, the parent and the child handler: the fork finishes.
+    /// Before the fix each one deadlocked on the fork's own locks.
+    @Test(arguments: ["prepare", "parent", "child"], Library.allCases)
+    func forkHandlersRegisteredEarlierMayAllocate(_ mode: String, _ library: Library) throws {
+        let cc = try requireTool("cc", debianPackage: "gcc")
+        let source = "\(Paths.programs)/atfork_early.c"
+        let directory = "\(Paths.scratch)/atfork-\(mode)-\(library)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let lib = try runChild(cc, ["-O1", "-shared", "-fPIC", "-pthread", "-DATFORK_EARLY_LIB", source,
+                                    "-o", "\(directory)/libatforkearly.so"])
+        #expect(lib.succeeded, "\(lib)")
+        let program = try runChild(cc, ["-O1", "-pthread", source, "-o", "\(directory)/atfork_early",
+                                        "-Wl,--no-as-needed", "-L", directory, "-latforkearly",
+                                        "-Wl,-rpath,\(directory)"])
+        #expect(program.succeeded, "\(program)")
+        for (size, count) in [("300000", "64"), ("5000000", "1")] {
+            let result = try runChild("\(directory)/atfork_early",
+                                      environment: ["ATFORK_MODE": mode, "ATFORK_SIZE": size, "ATFORK_COUNT": count],
+                                      preload: library, timeLimit: 60)
+            #expect(result.succeeded && result.stdout == "atfork ok\n", "\(mode) \(size)×\(count): \(result)")
+        }
+    }
+
     /// lifecycle.c knows exactly the cases this file runs.
     @Test func caseListMatches() throws {
         try expectCaseList("lifecycle.c", lifecycleCases)
@@ -39,7 +70,8 @@ let lifecycleCases = [
     @Test(arguments: lifecycleCases, Library.allCases)
     func lifecycle(_ name: String, _ library: Library) throws {
         let program = try compileProgram("lifecycle.c")
-        let result = try runChild(program, [name], preload: library, timeLimit: 120)
+        let environment = lifecycleOptions[name].map { ["SWMALLOC_OPTIONS": $0] } ?? [:]
+        let result = try runChild(program, [name], environment: environment, preload: library, timeLimit: 120)
         #expect(result.succeeded, "\(name) (\(library)): \(result)")
         #expect(result.stdout == "ok \(name)\n", "\(result)")
         #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")

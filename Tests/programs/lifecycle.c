@@ -32,9 +32,29 @@
  *                         threads then churn checked blocks without one overwritten.
  *   parked_heaps_bounded  short-lived producers and consumers for 3 s (about 1,000
  *                         threads a second): the pages in use (swm_stats active) must
- *                         stay under 96 MiB, the heaps parked at once being bounded. */
+ *                         stay under 96 MiB, the heaps parked at once being bounded.
+ *   fork_during_purge     (purge_delay_ms=0) another thread frees every block of some of
+ *                         the main thread's large pages, so the purger retires them (the
+ *                         heap's span lock held, the registry lock not), while the main
+ *                         thread forks: each child's heap must validate (before the fix a
+ *                         child inherited a heap half-changed by the purger).
+ *   fork_parked_release   (purge_delay_ms=1) threads exit, their heaps park and the purger
+ *                         releases them, while the main thread forks: each child, after
+ *                         swm_collect, must count exactly one heap (before the fix, a heap
+ *                         the purger was releasing was subtracted twice: 0 or 2^64 − 1).
+ *   fork_grandchildren    fork_under_lock_churn in a fork child (its forks took no lock
+ *                         before the fix: its count of held locks kept the parent's fork's).
+ *   last_round_threads    threads whose first allocator call comes in the last round of
+ *                         pthread's key destructors (swmalloc's key is set too late to
+ *                         run): live heaps must stay bounded, and swm_collect must give
+ *                         them all up (before the fix each such thread kept a heap and a
+ *                         4 MiB segment for good).
+ *   cancel_in_report      a thread cancelled while it prints malloc_stats: later reports
+ *                         must not wait for the lock it held (before the fix: a hang). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -55,6 +75,19 @@ static void fail(const char *what) {
     fprintf(stderr, "lifecycle FAIL: %s\n", what);
     exit(1);
 }
+
+/** swm_stats_get and swm_collect of the library in the process (the cases that need
+ *  them fail without). */
+static int (*stats_get)(swm_stats_t *);
+static size_t (*collect_all)(void);
+
+/** Finds swm_stats_get and swm_collect, or fails. */
+static void need_stats(void) {
+    stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    collect_all = (size_t (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
+    if (!stats_get || !collect_all) fail("swm_stats_get or swm_collect not found: run with swmalloc");
+}
+
 
 /* ---- remote_free_vs_exit ---- */
 
@@ -515,10 +548,233 @@ static void fork_child_thread_first(void) {
     for (int i = 1; i < FORK_KEEP; i += 2) free(fork_keep[i]);
 }
 
+/* ---- fork_during_purge ---- */
+
+enum { FDP_SEGMENTS = 24, FDP_PER = 21, FDP_SIZE = 150000, FDP_BLOCKS = FDP_SEGMENTS * FDP_PER };
+static void *fdp_blocks[FDP_BLOCKS], *fdp_handed[FDP_BLOCKS];
+static atomic_int fdp_count;
+static sem_t fdp_go, fdp_done;
+
+/** Frees the blocks handed to it each round, until the count is negative. */
+static void *fdp_consumer(void *arg) {
+    (void)arg;
+    for (;;) {
+        sem_wait(&fdp_go);
+        int n = atomic_load(&fdp_count);
+        if (n < 0) return NULL;
+        for (int i = 0; i < n; i++) free(fdp_handed[i]);
+        sem_post(&fdp_done);
+    }
+}
+
+/** Forks and expects the child's heap to validate; returns the child's status. */
+static int fork_and_validate(void) {
+    pid_t pid = fork();
+    if (pid < 0) fail("fork");
+    if (pid == 0) {
+        alarm(20);
+        _exit(validate && validate() != 0 ? 3 : 0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) fail("waitpid");
+    return status;
+}
+
+/** 150,000-byte blocks take 3 slices each, 21 fill a segment's 63: every round frees a
+ *  whole large page in each segment from another thread while this one forks 4 times. */
+static void fork_during_purge(void) {
+    sem_init(&fdp_go, 0, 0);
+    sem_init(&fdp_done, 0, 0);
+    pthread_t consumer;
+    pthread_create(&consumer, NULL, fdp_consumer, NULL);
+    for (int i = 0; i < FDP_BLOCKS; i++) {
+        fdp_blocks[i] = malloc(FDP_SIZE);
+        if (!fdp_blocks[i]) fail("malloc returned NULL");
+        memset(fdp_blocks[i], 1, FDP_SIZE);
+    }
+    for (int round = 0; round < 60; round++) {
+        int n = 0;
+        for (int i = round % FDP_PER; i < FDP_BLOCKS; i += FDP_PER) fdp_handed[n++] = fdp_blocks[i];
+        atomic_store(&fdp_count, n);
+        sem_post(&fdp_go);
+        for (int f = 0; f < 4; f++) {
+            int status = fork_and_validate();
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "round %d: child status %#x\n", round, status);
+                fail("a fork child inherited a heap the purger had half changed");
+            }
+        }
+        sem_wait(&fdp_done);
+        usleep(2000);
+        for (int i = round % FDP_PER; i < FDP_BLOCKS; i += FDP_PER) {
+            fdp_blocks[i] = malloc(FDP_SIZE);
+            if (!fdp_blocks[i]) fail("malloc returned NULL");
+            memset(fdp_blocks[i], 1, FDP_SIZE);
+        }
+    }
+    atomic_store(&fdp_count, -1);
+    sem_post(&fdp_go);
+    pthread_join(consumer, NULL);
+    for (int i = 0; i < FDP_BLOCKS; i++) free(fdp_blocks[i]);
+}
+
+/* ---- fork_parked_release ---- */
+
+/** Leaves 1,000 live blocks of mixed sizes behind and exits (its heap parks). */
+static void *fpr_worker(void *arg) {
+    (void)arg;
+    static __thread void *keep[2000];
+    for (int i = 0; i < 2000; i++) {
+        keep[i] = malloc(16 + (i * 37) % 2000);
+        if (!keep[i]) fail("malloc returned NULL");
+        memset(keep[i], 1, 16);
+    }
+    for (int i = 0; i < 2000; i += 2) free(keep[i]);
+    return NULL;
+}
+
+static void fork_parked_release(void) {
+    need_stats();
+    for (int i = 0; i < 10; i++) {   /* 40 MiB mapped and freed: the purger starts */
+        void *p = malloc(4 << 20);
+        if (!p) fail("malloc returned NULL");
+        memset(p, 1, 4 << 20);
+        free(p);
+    }
+    for (int round = 0; round < 80; round++) {
+        pthread_t t[8];
+        for (int j = 0; j < 8; j++) pthread_create(&t[j], NULL, fpr_worker, NULL);
+        for (int j = 0; j < 8; j++) pthread_join(t[j], NULL);
+        for (int f = 0; f < 6; f++) {
+            usleep(300);
+            pid_t pid = fork();
+            if (pid < 0) fail("fork");
+            if (pid == 0) {
+                alarm(20);
+                collect_all();
+                swm_stats_t s;
+                stats_get(&s);
+                if (s.heaps != 1) {
+                    fprintf(stderr, "child: heaps = %zu\n", (size_t)s.heaps);
+                    _exit(3);
+                }
+                _exit(0);
+            }
+            int status = 0;
+            if (waitpid(pid, &status, 0) != pid) fail("waitpid");
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "round %d: child status %#x\n", round, status);
+                fail("a fork child miscounted its heaps");
+            }
+        }
+    }
+}
+
+/* ---- fork_grandchildren ---- */
+
+/** fork_under_lock_churn, run by a fork child: its forks must take the locks too. */
+static void fork_grandchildren(void) {
+    free(malloc(100));
+    pid_t pid = fork();
+    if (pid < 0) fail("fork");
+    if (pid == 0) {
+        alarm(100);
+        fork_under_lock_churn();
+        _exit(0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) fail("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "child status %#x\n", status);
+        fail("a fork child's fork left a lock held in the grandchild");
+    }
+}
+
+/* ---- last_round_threads ---- */
+
+static pthread_key_t lrt_key;
+
+/** Re-arms the key for pthread's first three destructor rounds; allocates in the last. */
+static void lrt_destructor(void *value) {
+    uintptr_t round = (uintptr_t)value;
+    if (round < 4) {
+        pthread_setspecific(lrt_key, (void *)(round + 1));
+        return;
+    }
+    char *p = malloc(200);
+    if (!p) abort();
+    memset(p, 1, 200);
+    free(p);
+}
+
+static void *lrt_thread(void *arg) {
+    pthread_setspecific(lrt_key, (void *)1);
+    return arg;
+}
+
+static void last_round_threads(void) {
+    need_stats();
+    pthread_key_create(&lrt_key, lrt_destructor);
+    size_t most = 0;
+    for (int i = 0; i < 1000; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, lrt_thread, NULL) != 0) fail("pthread_create");
+        pthread_join(t, NULL);
+        swm_stats_t s;
+        stats_get(&s);
+        if (s.heaps > most) most = s.heaps;
+    }
+    if (most > 200) {
+        fprintf(stderr, "live heaps reached %zu for 1 live thread\n", most);
+        fail("heaps of threads that ended in the last destructor round were kept");
+    }
+    collect_all();
+    swm_stats_t s;
+    stats_get(&s);
+    if (s.heaps != 1) {
+        fprintf(stderr, "heaps after swm_collect: %zu\n", (size_t)s.heaps);
+        fail("swm_collect kept the heaps of threads that are gone");
+    }
+}
+
+/* ---- cancel_in_report ---- */
+
+/** Prints malloc_stats (into /dev/null) until cancelled. */
+static void *cir_printer(void *arg) {
+    (void)arg;
+    for (;;) {
+        malloc_stats();
+        pthread_testcancel();
+    }
+    return NULL;
+}
+
+static void cancel_in_report(void) {
+    alarm(30);   /* a report lock left held would hang the next report: die instead */
+    int saved = dup(2);
+    int devnull = open("/dev/null", O_WRONLY);
+    if (saved < 0 || devnull < 0) fail("open /dev/null");
+    dup2(devnull, 2);
+    for (int i = 0; i < 20; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, cir_printer, NULL);
+        usleep(2000);
+        pthread_cancel(t);
+        void *result;
+        pthread_join(t, &result);
+        if (result != PTHREAD_CANCELED) fail("the printer was not cancelled");
+        malloc_stats();
+    }
+    dup2(saved, 2);
+    close(devnull);
+    close(saved);
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
-    "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded",
+    "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
+    "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
 };
 
 int main(int argc, char **argv) {
@@ -535,6 +791,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "parked_heaps")) parked_heaps();
     else if (!strcmp(argv[1], "fork_child_thread_first")) fork_child_thread_first();
     else if (!strcmp(argv[1], "parked_heaps_bounded")) parked_heaps_bounded();
+    else if (!strcmp(argv[1], "fork_during_purge")) fork_during_purge();
+    else if (!strcmp(argv[1], "fork_parked_release")) fork_parked_release();
+    else if (!strcmp(argv[1], "fork_grandchildren")) fork_grandchildren();
+    else if (!strcmp(argv[1], "last_round_threads")) last_round_threads();
+    else if (!strcmp(argv[1], "cancel_in_report")) cancel_in_report();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

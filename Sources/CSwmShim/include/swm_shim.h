@@ -48,6 +48,16 @@ static inline long *swmshim_locks_held(void) { return &swmshim_tls_locks; }
 static inline long *swmshim_fork_depth(void) { return &swmshim_tls_fork_depth; }
 static inline long *swmshim_fork_held(void) { return &swmshim_tls_fork_held; }
 
+/// The lock words the fork in progress holds (`FutexLock.lockForFork`), written only by
+/// the thread that holds the fork guard. While that thread is between the fork handlers,
+/// its own use of one of these locks (a fork handler registered before swmalloc's that
+/// allocates) passes through instead of waiting for itself.
+#define SWM_FORK_LOCKS_MAX 16
+extern void *swmshim_fork_locks[SWM_FORK_LOCKS_MAX] __attribute__((visibility("hidden")));
+extern long swmshim_fork_lock_count __attribute__((visibility("hidden")));
+static inline void **swmshim_fork_lock_list(void) { return swmshim_fork_locks; }
+static inline long *swmshim_fork_lock_counter(void) { return &swmshim_fork_lock_count; }
+
 static inline void *swmshim_heap_get(void) { return swmshim_tls_heap; }
 static inline void swmshim_heap_set(void *heap) { swmshim_tls_heap = heap; }
 static inline void *swmshim_empty_heap_address(void) { return (void *)swmshim_empty_heap; }
@@ -108,6 +118,11 @@ int swmshim_thread_key_create(void (*destructor)(void *));
 void swmshim_thread_key_set(void *heap);
 /// Registers fork handlers (prepare / parent / child).
 int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/// Turns the calling thread's cancellation off and returns the state to restore: a report
+/// written under a lock must not be cut short by `pthread_cancel` (`write` is a
+/// cancellation point), which would leave the lock held for good.
+int swmshim_cancel_disable(void);
+void swmshim_cancel_restore(int state);
 /// Registers a function to run at process exit.
 int swmshim_atexit(void (*fn)(void));
 /// Keeps a duplicate of `fd` (close-on-exec, numbered 100 or above) for the reports, so
@@ -129,6 +144,9 @@ int swmshim_signal(int signo, void (*handler)(int));
 int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
+/// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers
+/// ESRCH); 0 when it exists, or may (a reused id, no permission).
+int swmshim_task_gone(int pid, int tid);
 
 // ---- constants ----
 enum {

@@ -30,8 +30,8 @@ enum Extensions {
 
     /// Before fork: take the VOS locks (after the core's).
     static func forkPrepare() {
-        VOSModules.lock.lock()
-        VOSModules.siteLock.lock()
+        VOSModules.lock.lockForFork()
+        VOSModules.siteLock.lockForFork()
     }
 
     /// After fork, in the parent: release them.

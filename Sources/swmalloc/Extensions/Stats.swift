@@ -186,11 +186,16 @@ enum Stats {
     }
 
     /// Runs `body`, which writes a report, under the report lock: a report is written in
-    /// several `write` calls, which another report must not come between.
+    /// several `write` calls, which another report must not come between. The thread
+    /// cannot be cancelled meanwhile (as glibc's `malloc_stats`): `write` is a
+    /// cancellation point, and a thread cancelled there left the lock held, so every
+    /// later report (the one at exit included) waited for ever.
     static func serialized(_ body: () -> Void) {
+        let cancelState = swmshim_cancel_disable()
         Globals.reportLock.lock()
         body()
         Globals.reportLock.unlock()
+        swmshim_cancel_restore(cancelState)
     }
 
     /// `writeReport`'s body.

@@ -41,7 +41,8 @@ extension Heap {
     @inline(never)
     static func attach(registerExit: Bool, parked: ParkedChoice = .newest) -> Heap? {
         Process.initialize()
-        if let heap = unpark(parked) {
+        let owner = registerExit ? currentTask() : 0
+        if let heap = unpark(parked, owner: owner) {
             swmshim_heap_set(heap.raw)
             if registerExit { swmshim_thread_key_set(heap.raw) }
             return heap
@@ -52,15 +53,68 @@ extension Heap {
                              count: SizeClass.directSlots)
         raw.advanced(by: stateOffset).initializeMemory(as: UInt8.self, repeating: 0, count: recordSize - stateOffset)
         Globals.heapsLock.lock()
+        heap.state.pointee.ownerTask = owner
         heap.state.pointee.nextLive = Globals.liveHeaps.pointee
         if let next = Globals.liveHeaps.pointee { Heap(next).state.pointee.prevLive = raw }
         Globals.liveHeaps.pointee = raw
+        let live = Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed).newValue
+        let reap = live > max(Globals.reapMark.pointee, Heap.reapMinimum)
         Globals.heapsLock.unlock()
-        Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
         swmshim_heap_set(raw)
         if registerExit { swmshim_thread_key_set(raw) }
         Process.registerHandlersOnce()
+        if reap { reapDeadOwners() }
         return heap
+    }
+
+    /// The calling thread as `HeapState.ownerTask` records it.
+    static func currentTask() -> UInt64 {
+        UInt64(UInt32(bitPattern: swmshim_getpid())) << 32 | UInt64(UInt32(bitPattern: swmshim_gettid()))
+    }
+
+    /// Live heaps below which no new heap looks for dead owners (see `reapDeadOwners`).
+    static let reapMinimum: UInt = 64
+
+    /// Gives up the heaps of threads that ended without their exit handler running. A
+    /// thread whose first allocator call comes in the last round of pthread's key
+    /// destructors (a destructor that re-arms its key until then, or one of a key created
+    /// after swmalloc's) gets a heap and sets swmalloc's key, but pthread runs no further
+    /// round: before this, every such thread left its heap attached for good (4,000 of
+    /// them: 4,000 heaps, 16 GB mapped, 66 MB resident).
+    ///
+    /// A heap's owner is gone when the kernel has no such thread any more (`tgkill` with
+    /// signal 0 answers ESRCH): a gone thread runs no code, so its heap is given up here
+    /// as its exit would have (`detach`). An id reused by a new thread only delays that.
+    /// Called by a thread that attaches a new heap once the live heaps outnumber twice
+    /// those left after the last look (so the cost, a system call per live heap, stays
+    /// constant per thread), and by `swm_collect`.
+    static func reapDeadOwners() {
+        var dead: UnsafeMutableRawPointer? = nil   // linked through `nextParked`
+        let me = Heap.current.raw
+        Globals.heapsLock.lock()
+        var cursor = Globals.liveHeaps.pointee
+        while let raw = cursor {
+            let s = Heap(raw).state
+            cursor = s.pointee.nextLive
+            let task = s.pointee.ownerTask
+            if task == 0 || raw == me || s.pointee.parked || s.pointee.forkOrphan { continue }
+            if swmshim_task_gone(Int32(truncatingIfNeeded: task >> 32), Int32(truncatingIfNeeded: task)) == 0 { continue }
+            s.pointee.ownerTask = 0
+            s.pointee.nextParked = dead
+            dead = raw
+        }
+        Globals.heapsLock.unlock()
+        while let raw = dead {
+            let heap = Heap(raw)
+            dead = heap.state.pointee.nextParked
+            heap.state.pointee.nextParked = nil
+            heap.validateAtExit()
+            heap.sendRemoteBatches()
+            heap.giveUp()
+        }
+        Globals.heapsLock.lock()
+        Globals.reapMark.pointee = 2 &* Counters.shared.pointee.heaps.load(ordering: .relaxed)
+        Globals.heapsLock.unlock()
     }
 
     /// A heap record from the pool (8 KiB each, carved from 64 KiB mappings, never unmapped).
@@ -88,14 +142,26 @@ extension Heap {
     /// released, `release` gives its memory up. The thread's TLS then points at the exited
     /// heap, so that a later call on this thread attaches nothing that would outlive it.
     func detach() {
+        validateAtExit()
+        sendRemoteBatches()
+        swmshim_heap_set(swmshim_exited_heap_address())
+        giveUp()
+    }
+
+    /// Debug builds: checks the heap's invariants when its thread is gone.
+    private func validateAtExit() {
         #if DEBUG
         spanLock.lock()
         let violations = validate()
         spanLock.unlock()
         if violations != 0 { OS.fatal("heap invariants violated at thread exit", pointer: raw) }
         #endif
-        sendRemoteBatches()
-        swmshim_heap_set(swmshim_exited_heap_address())
+    }
+
+    /// Gives up this heap, whose thread is gone and whose remote batches were sent:
+    /// parked while the purger runs, else released. By its thread's exit handler
+    /// (`detach`), or for a thread that ended without it, by `reapDeadOwners`.
+    private func giveUp() {
         Extensions.heapDetaching(self)
         if Globals.purgerState.loadRelaxed() == 1 && park() { return }
         spanLock.lock()
@@ -131,12 +197,15 @@ extension Heap {
         }
         Globals.parkedCount.pointee += 1
         Stats.foldParked(self)
+        state.pointee.ownerTask = 0
         state.pointee.parked = true
         state.pointee.parkedAt = now
         state.pointee.nextParked = Globals.parkedHeaps.pointee
         Globals.parkedHeaps.pointee = raw
-        Globals.heapsLock.unlock()
+        // Under the registry lock, as in `unpark`: a fork child sees the heap parked and
+        // counted, or live and counted (an orphan, which its reclaim subtracts).
         Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
+        Globals.heapsLock.unlock()
         Purger.announce()
         return true
     }
@@ -157,7 +226,7 @@ extension Heap {
     /// A parked heap taken off the parked list (nil when none fits `choice`): the calling
     /// thread's from now on. For `.owner`, the block lies in a normal segment (the caller
     /// checked the segment map and the segment's kind), so its page's owner can be read.
-    private static func unpark(_ choice: ParkedChoice) -> Heap? {
+    private static func unpark(_ choice: ParkedChoice, owner: UInt64) -> Heap? {
         if Globals.parkedHeaps.pointee == nil { return nil }
         var wanted: UnsafeMutableRawPointer? = nil
         switch choice {
@@ -176,10 +245,13 @@ extension Heap {
             previous = Heap(raw)
             taken = Heap(raw).state.pointee.nextParked
         }
-        if taken != nil { _ = unlinkParked(after: previous) }
+        if let raw = taken {
+            _ = unlinkParked(after: previous)
+            Heap(raw).state.pointee.ownerTask = owner
+            Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
+        }
         Globals.heapsLock.unlock()
         guard let raw = taken else { return nil }
-        Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed)
         return Heap(raw)
     }
 
@@ -461,12 +533,16 @@ enum Process {
             if r.exchanged || r.original == me { break }
             _ = swmshim_futex_wait(Globals.forkOwner, r.original)
         }
-        Globals.initLock.lock()
-        Globals.heapsLock.lock()
-        Globals.abandonedLock.lock()
-        Globals.segmentCacheLock.lock()
-        Globals.overAlignedLock.lock()
-        Globals.hugeCacheLock.lock()
+        // The list is this fork's from here: a fork of a signal handler that interrupted
+        // the last fork's parent handler may find it not yet emptied.
+        FutexLock.forgetForkLocks()
+        Globals.passLock.lockForFork()
+        Globals.initLock.lockForFork()
+        Globals.heapsLock.lockForFork()
+        Globals.abandonedLock.lockForFork()
+        Globals.segmentCacheLock.lockForFork()
+        Globals.overAlignedLock.lockForFork()
+        Globals.hugeCacheLock.lockForFork()
         Extensions.forkPrepare()
         swmshim_fork_held().pointee = 1
     }
@@ -484,6 +560,7 @@ enum Process {
         // sees a nested fork or a thread inside the allocator, and takes and releases
         // nothing.
         swmshim_fork_held().pointee = 0
+        FutexLock.forgetForkLocks()
         depth.pointee = 0
         Extensions.forkParent()
         Globals.hugeCacheLock.unlock()
@@ -492,29 +569,9 @@ enum Process {
         Globals.abandonedLock.unlock()
         Globals.heapsLock.unlock()
         Globals.initLock.unlock()
+        Globals.passLock.unlock()
         forkOwner.pointee.store(0, ordering: .releasing)
         _ = swmshim_futex_wake(Globals.forkOwner, Int32.max)
-    }
-
-    /// In a fork child: a parked heap whose span lock was held at the fork (by the purger
-    /// or a `swm_collect`, in the middle of a purge step) may have half-changed spans; it
-    /// leaves the parked list and the registry, out of reach as any heap caught in a slow
-    /// path is. The others are whole (parking and unparking happen under the registry
-    /// lock, which the fork held) and stay parked for the child's threads.
-    private static func keepReadyParkedHeaps() {
-        var previous: Heap? = nil
-        var cursor = Globals.parkedHeaps.pointee
-        while let raw = cursor {
-            let heap = Heap(raw)
-            if heap.spanLock.tryLock() {
-                heap.spanLock.unlock()
-                previous = heap
-                cursor = heap.state.pointee.nextParked
-                continue
-            }
-            cursor = Heap.unlinkParked(after: previous)
-            heap.unregister()
-        }
     }
 
     /// In a fork child, while it has one thread: marks the heaps of the threads that were
@@ -538,17 +595,21 @@ enum Process {
     /// thread; its own after-fork handler runs later and finds them free.
     static func forkChild() {
         Extensions.forkChild()
-        // The purger may have held this thread's span lock (it holds one without the
-        // registry lock while it purges that heap); it does not exist here. The other
-        // threads' heaps are let go at the first allocation slow path.
+        // A fork that interrupted this thread inside the allocator (a signal handler's)
+        // took no lock, and this thread's span lock may be held by the code it
+        // interrupted, which does not go on here. (A fork that took the locks excluded
+        // the purger's passes, which hold other threads' span locks.) The other threads'
+        // heaps are let go at the first allocation slow path.
         let current = Heap.current
-        if !current.isEmpty { current.spanLock.reset() }
-        // The parked list is whole only if this fork held the registry lock; a nested
+        if !current.isEmpty {
+            current.spanLock.reset()
+            current.state.pointee.ownerTask = Heap.currentTask()
+        }
+        // The parked list is whole only if this fork held the registry and pass locks
+        // (parking, unparking and releasing parked heaps happen under them); a nested
         // fork, or one that interrupted the allocator, may have cut a change to it short:
         // its parked heaps are left out of reach.
-        if swmshim_fork_held().pointee != 0 {
-            keepReadyParkedHeaps()
-        } else {
+        if swmshim_fork_held().pointee == 0 {
             Globals.parkedHeaps.pointee = nil
             Globals.parkedCount.pointee = 0
         }
@@ -560,9 +621,17 @@ enum Process {
         Globals.abandonedLock.reset()
         Globals.heapsLock.reset()
         Globals.initLock.reset()
+        Globals.passLock.reset()
         forkOwner.pointee.store(0, ordering: .relaxed)
         let depth = swmshim_fork_depth().unsafelyUnwrapped
         depth.pointee -= 1
-        if depth.pointee == 0 { swmshim_fork_held().pointee = 0 }
+        if depth.pointee == 0 {
+            // The locks this fork took were reset, not released: they leave the thread's
+            // count of held locks (which otherwise stayed above 0 for good, so that every
+            // fork of this child took no lock at all).
+            swmshim_locks_held().pointee -= swmshim_fork_lock_counter().unsafelyUnwrapped.pointee
+            swmshim_fork_held().pointee = 0
+            FutexLock.forgetForkLocks()
+        }
     }
 }

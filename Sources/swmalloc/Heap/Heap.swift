@@ -170,6 +170,10 @@ struct HeapState: ~Copyable {
     /// thread.
     var forkOrphan: Bool
     var nextParked: UnsafeMutableRawPointer?
+    /// The thread whose exit handler will give this heap up: its process id << 32 | its
+    /// kernel thread id (0: none — parked, or attached for one call), under
+    /// `Globals.heapsLock` (see `Heap.reapDeadOwners`).
+    var ownerTask: UInt64
 }
 
 extension UnsafeMutablePointer where Pointee == HeapState {

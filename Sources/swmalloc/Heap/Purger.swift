@@ -177,8 +177,14 @@ enum Purger {
     /// the oldest memory still waiting was freed (`UInt64.max`: nothing waits). With
     /// `force` (`swm_collect`) everything free is purged and every other heap is asked to
     /// retire its empty class pages at its next slow path.
+    ///
+    /// Under the pass lock, which a fork takes first: a fork never comes in the middle of
+    /// a pass, whose steps leave a heap half-changed while they hold its span lock but not
+    /// the registry lock (a child that inherited such a heap as its own broke its lists).
     @discardableResult
     static func pass(now: UInt64, delay: UInt64, force: Bool) -> UInt64 {
+        Globals.passLock.lock()
+        defer { Globals.passLock.unlock() }
         let d = force ? 0 : delay
         // Frees into idle pages noted before this pass are seen by it (the note is cleared
         // first); the pages it retires now wait for the delay, so the next pass is due
@@ -276,6 +282,7 @@ enum Purger {
     /// this thread's included). Returns the bytes given back to the OS (purged or unmapped) meanwhile.
     static func collectAll() -> UInt {
         if Globals.forkOrphans.pointee != 0 { Heap.reclaimForkOrphans() }
+        Heap.reapDeadOwners()
         let counters = Counters.shared
         let purgedBefore = counters.pointee.purgedTotal.load(ordering: .relaxed)
         let cachedBefore = counters.pointee.hugeCached.load(ordering: .relaxed)

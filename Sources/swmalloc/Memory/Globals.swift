@@ -18,6 +18,11 @@ enum Globals {
     static var reporterRunning: AtomicWord { AtomicWord(base + 40) }
     /// Serialises process initialisation.
     static var initLock: FutexLock { FutexLock((base + 8).assumingMemoryBound(to: UInt32.self)) }
+    /// Held for a whole purge pass (`Purger.pass`: the purger's, or `swm_collect`'s), and
+    /// by a fork: the pass works on other threads' heaps (their span locks) and on heaps
+    /// it took off the parked list without the registry lock, which a fork child must not
+    /// inherit half-done. The outermost lock: taken while holding no other.
+    static var passLock: FutexLock { FutexLock((base + 56).assumingMemoryBound(to: UInt32.self)) }
     /// Guards the list of abandoned segments.
     static var abandonedLock: FutexLock { FutexLock((base + 64).assumingMemoryBound(to: UInt32.self)) }
     /// Head of the abandoned-segment list (segments of exited threads with live blocks).
@@ -97,6 +102,9 @@ enum Globals {
     /// Options, parsed once at start-up.
     static var options: UnsafeMutablePointer<Options> { (base + 256).assumingMemoryBound(to: Options.self) }
     static let optionsBytes = 256
+    /// Live heaps above which the next new heap first looks for heaps of threads that
+    /// ended without giving theirs up (`Heap.reapDeadOwners`; under `heapsLock`).
+    static var reapMark: UnsafeMutablePointer<UInt> { (base + 1536).assumingMemoryBound(to: UInt.self) }
     /// Process-wide counters.
     static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
     static let countersBytes = 1024

@@ -25,6 +25,7 @@ struct FutexLock {
     }
 
     @inline(never) private func lockContended() {
+        if heldByThisFork { return }
         for _ in 0..<64 {
             if cell.pointee.load(ordering: .relaxed) == 0,
                cell.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
@@ -46,6 +47,10 @@ struct FutexLock {
 
     /// Releases the lock, waking one sleeper if there is one.
     @inline(__always) func unlock() {
+        if _slowPath(swmshim_fork_held().pointee != 0) && heldByThisFork {
+            swmshim_locks_held().pointee &-= 1
+            return
+        }
         if cell.pointee.exchange(0, ordering: .releasing) == 2 {
             _ = swmshim_futex_wake(word, 1)
         }
@@ -54,4 +59,33 @@ struct FutexLock {
 
     /// Puts the lock back to free: only in a fork child, where the holder no longer exists.
     func reset() { cell.pointee.store(0, ordering: .relaxed) }
+
+    /// Acquires the lock for a fork (`Process.forkPrepare`) and records it in the fork's
+    /// list (at most `SWM_FORK_LOCKS_MAX`).
+    func lockForFork() {
+        lock()
+        let count = swmshim_fork_lock_counter().unsafelyUnwrapped
+        if count.pointee >= Int(SWM_FORK_LOCKS_MAX) { OS.fatal("internal error: too many fork locks", pointer: nil) }
+        swmshim_fork_lock_list().unsafelyUnwrapped[count.pointee] = UnsafeMutableRawPointer(word)
+        count.pointee += 1
+    }
+
+    /// Empties the fork's list (after its locks were released or reset).
+    static func forgetForkLocks() { swmshim_fork_lock_counter().unsafelyUnwrapped.pointee = 0 }
+
+    /// True when this thread is between the fork handlers of a fork that holds this lock
+    /// (`swmshim_fork_held`, thread-local, is set only on that thread once every lock is
+    /// taken): the lock is its own, idle, and using it cannot wait for anyone. A fork
+    /// handler registered before swmalloc's runs there (its prepare handler after
+    /// swmalloc's, its parent and child handlers before), and one that allocated
+    /// deadlocked on the fork's own locks; glibc takes its malloc locks after every
+    /// prepare handler and lets them go before the others. A use that passes through
+    /// neither waits nor releases: the fork's handler releases (or, in the child, resets)
+    /// the lock.
+    private var heldByThisFork: Bool {
+        if swmshim_fork_held().pointee == 0 { return false }
+        let list = swmshim_fork_lock_list().unsafelyUnwrapped
+        for i in 0..<swmshim_fork_lock_counter().unsafelyUnwrapped.pointee where list[i] == UnsafeMutableRawPointer(word) { return true }
+        return false
+    }
 }
