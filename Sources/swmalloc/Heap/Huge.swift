@@ -26,16 +26,25 @@ enum Huge {
     /// 64 KiB; nil with ENOMEM when the OS refuses.
     ///
     /// With `zeroed` the block reads as zero (calloc): a fresh mapping is, a cached one is
-    /// cleared.
+    /// cleared. A fresh mapping for calloc gets no huge-page advice: a zeroed table is
+    /// often used sparsely, and its untouched pages then cost nothing, where huge pages
+    /// would make each 2 MiB it touches resident.
     static func allocate(_ size: Int, alignment: Int, zeroed: Bool = false) -> UnsafeMutableRawPointer? {
         if size < 0 || size > Int.max / 2 || alignment > maxAlignment { return Heap.outOfMemory() }
         if alignment > Geometry.largeMax { return allocateOverAligned(size, alignment: alignment) }
         var offset = alignment > Geometry.sliceSize ? alignment : Geometry.sliceSize
         if backedByHugePages(size) && offset < Geometry.largeMax { offset = Geometry.largeMax }
         let total = mappingSize(size, offset: offset)
-        if let seg = takeCached(total: total, offset: offset) {
+        if let (seg, kept) = takeCached(total: total, offset: offset) {
             let block = seg.base + offset
-            if zeroed { block.initializeMemory(as: UInt8.self, repeating: 0, count: total - offset) }
+            if zeroed {
+                // Only the part that held the old block's bytes needs clearing: a part the
+                // mapping grew by is fresh (zero, and not resident until touched). Grown
+                // pages would inherit the old block's huge-page advice: withdrawn, as for
+                // a fresh mapping for calloc (below).
+                block.initializeMemory(as: UInt8.self, repeating: 0, count: kept - offset)
+                if backedByHugePages(size) { OS.adviseHugePages(block, total - offset, enable: false) }
+            }
             SegmentMap.insert(seg.base)
             // Counted by what it maps (a cut mapping can end past `total`): free subtracts
             // the same.
@@ -54,7 +63,7 @@ enum Huge {
         page.pointee.kind = .huge
         page.pointee.blockSize = 0
         let block = base + offset
-        adviseHugePages(block, total - offset)
+        if !zeroed { adviseHugePages(block, size: size, usable: total - offset) }
         SegmentMap.insert(base)
         countAllocation(usable: total - offset, mapped: total)
         return block
@@ -88,7 +97,7 @@ enum Huge {
         grown.pointee.mappedSize = total
         SegmentMap.insert(moved)
         let block = moved + offset
-        adviseHugePages(block, total - offset)
+        adviseHugePages(block, size: size, usable: total - offset)
         countResize(from: oldMapped, to: total, heap: heap)
         return block
     }
@@ -127,26 +136,30 @@ enum Huge {
     }
 
     /// Whether a block of `size` bytes is laid out for transparent huge pages: with
-    /// `thp=large` a block of 2 MiB or more starts on a 2 MiB boundary and spans whole
-    /// 2 MiB pages, so the kernel can back it with huge pages: one fault per 2 MiB instead
-    /// of 512. The extra is address space; untouched, it costs no memory.
+    /// `thp=large` a block of 2 MiB or more starts on a 2 MiB boundary, so the kernel can
+    /// back it with huge pages: one fault per 2 MiB instead of 512. Only the 2 MiB pages
+    /// the request covers whole are advised (`adviseHugePages`), and its mapping ends at
+    /// its last OS page: the tail gets small pages (the mapping once spanned whole 2 MiB
+    /// pages, all advised: a block of 2 MiB + 1 byte, written, took 4 MiB resident; the
+    /// `large` benchmark ran as fast with whole 2 MiB mappings as without).
     @inline(__always)
     private static func backedByHugePages(_ size: Int) -> Bool {
         Options.current.pointee.thp == .large && size >= Geometry.largeMax
     }
 
     /// Bytes of the mapping of a huge block of `size` bytes placed at `offset`: whole
-    /// 2 MiB pages when it is laid out for huge pages, else whole OS pages.
+    /// OS pages.
     @inline(__always)
     private static func mappingSize(_ size: Int, offset: Int) -> Int {
-        let granule = backedByHugePages(size) ? Geometry.largeMax : OS.pageSize
-        return offset + ((size + granule - 1) & ~(granule - 1))
+        offset + OS.wholePages(size)
     }
 
-    /// Applies the `thp` policy to a huge block's memory.
-    private static func adviseHugePages(_ block: UnsafeMutableRawPointer, _ usable: Int) {
+    /// Applies the `thp` policy to a huge block of `size` bytes requested (`usable` in
+    /// its mapping): with `large`, the 2 MiB pages the request covers whole opt in.
+    private static func adviseHugePages(_ block: UnsafeMutableRawPointer, size: Int, usable: Int) {
         let policy = Options.current.pointee.thp
-        if policy == .large && usable >= Geometry.largeMax { OS.adviseHugePages(block, usable, enable: true) }
+        let whole = size & ~(Geometry.largeMax - 1)
+        if policy == .large && whole > 0 { OS.adviseHugePages(block, whole, enable: true) }
         else if policy == .never { OS.adviseHugePages(block, usable, enable: false) }
     }
 
@@ -286,8 +299,9 @@ enum Huge {
     /// A cached mapping with the block at `offset`, made exactly `total` bytes: the
     /// smallest that is large enough, its tail unmapped; or else the largest, grown by
     /// moving its pages to a new mapping (`mremap`: only the growth faults). Nil when
-    /// nothing of that layout is cached.
-    private static func takeCached(total: Int, offset: Int) -> UnsafeMutablePointer<Segment>? {
+    /// nothing of that layout is cached. `kept`: the bytes from its start, up to `total`,
+    /// that held the cached mapping's data (the rest is fresh zero pages).
+    private static func takeCached(total: Int, offset: Int) -> (UnsafeMutablePointer<Segment>, kept: Int)? {
         if Globals.hugeCacheHead.pointee == nil { return nil }
         Globals.hugeCacheLock.lock()
         var fit: UnsafeMutablePointer<Segment>? = nil
@@ -331,9 +345,9 @@ enum Huge {
             }
             let grown = moved.assumingMemoryBound(to: Segment.self)
             grown.pointee.mappedSize = total
-            return grown
+            return (grown, size)
         }
-        return seg
+        return (seg, min(seg.pointee.mappedSize, total))
     }
 
     /// Unmaps cached mappings freed at least `delay` before `now`; returns when the oldest
@@ -380,7 +394,7 @@ enum Huge {
         let header = UnsafeMutablePointer<OverAligned>(bitPattern: head).unsafelyUnwrapped
         header.pointee.usable = usable
         let blockPointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-        adviseHugePages(blockPointer, usable)
+        adviseHugePages(blockPointer, size: size, usable: usable)
         Globals.overAlignedLock.lock()
         header.pointee.prev = nil
         header.pointee.next = Globals.overAlignedHead.pointee?.assumingMemoryBound(to: OverAligned.self)
