@@ -50,7 +50,12 @@
  *                         them all up (before the fix each such thread kept a heap and a
  *                         4 MiB segment for good).
  *   cancel_in_report      a thread cancelled while it prints malloc_stats: later reports
- *                         must not wait for the lock it held (before the fix: a hang). */
+ *                         must not wait for the lock it held (before the fix: a hang).
+ *   vfork_first_malloc    a thread without a heap vforks and the child mallocs: the heap
+ *                         is the thread's, recorded as the child's. After the child is
+ *                         gone, swm_collect must not give it up while the thread uses it
+ *                         (it did, found by a review of the reaping: heaps 2 -> 1 -> 0,
+ *                         then SIGSEGV, or the debug library's validator). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -770,11 +775,64 @@ static void cancel_in_report(void) {
     close(saved);
 }
 
+/* ---- vfork_first_malloc ---- */
+
+static sem_t vfm_vforked, vfm_collected;
+
+/** Vforks before its first allocation (the child's malloc attaches the thread's heap),
+ *  then allocates and frees through slow paths after swm_collect ran. */
+static void *vfm_thread(void *arg) {
+    (void)arg;
+    pid_t pid = vfork();
+    if (pid == 0) {
+        void *p = malloc(32);
+        (void)p;
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    sem_post(&vfm_vforked);
+    sem_wait(&vfm_collected);
+    static __thread void *keep[4000];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 4000; i++) {
+            keep[i] = malloc(16 + (size_t)(i % 50) * 64);
+            if (!keep[i]) fail("malloc returned NULL");
+            memset(keep[i], 1, 16);
+        }
+        for (int i = 0; i < 4000; i++) free(keep[i]);
+    }
+    if (validate && validate() != 0) fail("the vforking thread's heap is invalid");
+    return NULL;
+}
+
+static void vfork_first_malloc(void) {
+    need_stats();
+    sem_init(&vfm_vforked, 0, 0);
+    sem_init(&vfm_collected, 0, 0);
+    free(malloc(8));
+    pthread_t t;
+    pthread_create(&t, NULL, vfm_thread, NULL);
+    sem_wait(&vfm_vforked);
+    swm_stats_t s;
+    stats_get(&s);
+    size_t before = s.heaps;
+    collect_all();
+    stats_get(&s);
+    if (s.heaps != before) {
+        fprintf(stderr, "heaps %zu before swm_collect, %zu after\n", before, (size_t)s.heaps);
+        fail("swm_collect gave up the heap of a live thread");
+    }
+    sem_post(&vfm_collected);
+    pthread_join(t, NULL);
+    if (validate && validate() != 0) fail("the main thread's heap is invalid");
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
+    "vfork_first_malloc",
 };
 
 int main(int argc, char **argv) {
@@ -796,6 +854,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fork_grandchildren")) fork_grandchildren();
     else if (!strcmp(argv[1], "last_round_threads")) last_round_threads();
     else if (!strcmp(argv[1], "cancel_in_report")) cancel_in_report();
+    else if (!strcmp(argv[1], "vfork_first_malloc")) vfork_first_malloc();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

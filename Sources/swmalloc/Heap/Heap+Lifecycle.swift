@@ -85,19 +85,25 @@ extension Heap {
     /// A heap's owner is gone when the kernel has no such thread any more (`tgkill` with
     /// signal 0 answers ESRCH): a gone thread runs no code, so its heap is given up here
     /// as its exit would have (`detach`). An id reused by a new thread only delays that.
+    /// Only heaps recorded in this process are looked at: the recorded task is not always
+    /// the heap's user. A vfork child's first malloc records the child but attaches the
+    /// heap to the parent's thread (they share its memory and TLS); in a child of a fork
+    /// that ran no handlers (`_Fork`, a raw `fork` system call) the forking thread's heap
+    /// still names the parent (an outside review gave both heaps up while in use).
     /// Called by a thread that attaches a new heap once the live heaps outnumber twice
     /// those left after the last look (so the cost, a system call per live heap, stays
     /// constant per thread), and by `swm_collect`.
     static func reapDeadOwners() {
         var dead: UnsafeMutableRawPointer? = nil   // linked through `nextParked`
         let me = Heap.current.raw
+        let pid = UInt64(UInt32(bitPattern: swmshim_getpid()))
         Globals.heapsLock.lock()
         var cursor = Globals.liveHeaps.pointee
         while let raw = cursor {
             let s = Heap(raw).state
             cursor = s.pointee.nextLive
             let task = s.pointee.ownerTask
-            if task == 0 || raw == me || s.pointee.parked || s.pointee.forkOrphan { continue }
+            if task == 0 || raw == me || s.pointee.parked || s.pointee.forkOrphan || task >> 32 != pid { continue }
             if swmshim_task_gone(Int32(truncatingIfNeeded: task >> 32), Int32(truncatingIfNeeded: task)) == 0 { continue }
             s.pointee.ownerTask = 0
             s.pointee.nextParked = dead
@@ -582,7 +588,10 @@ enum Process {
         var cursor = Globals.liveHeaps.pointee
         while let raw = cursor {
             let heap = Heap(raw)
-            let orphan = raw != current.raw && !heap.state.pointee.parked
+            // A heap whose owner task is 0 and not parked is one `reapDeadOwners` was
+            // giving up (or one attached for a single call): left alone, so that the
+            // reaper, if the child goes on with it, does not give it up twice.
+            let orphan = raw != current.raw && !heap.state.pointee.parked && heap.state.pointee.ownerTask != 0
             heap.state.pointee.forkOrphan = orphan
             orphans = orphans || orphan
             cursor = heap.state.pointee.nextLive
@@ -626,10 +635,14 @@ enum Process {
         let depth = swmshim_fork_depth().unsafelyUnwrapped
         depth.pointee -= 1
         if depth.pointee == 0 {
-            // The locks this fork took were reset, not released: they leave the thread's
+            // The locks this thread's fork took were reset, not released: they leave its
             // count of held locks (which otherwise stayed above 0 for good, so that every
-            // fork of this child took no lock at all).
-            swmshim_locks_held().pointee -= swmshim_fork_lock_counter().unsafelyUnwrapped.pointee
+            // fork of this child took no lock at all). A fork that took none (its thread
+            // was inside the allocator) subtracts nothing: the list may be another
+            // thread's fork's.
+            if swmshim_fork_held().pointee != 0 {
+                swmshim_locks_held().pointee -= swmshim_fork_lock_counter().unsafelyUnwrapped.pointee
+            }
             swmshim_fork_held().pointee = 0
             FutexLock.forgetForkLocks()
         }

@@ -88,6 +88,7 @@ enum Huge {
         let total = mappingSize(size, offset: offset)
         let oldMapped = seg.pointee.mappedSize
         SegmentMap.remove(seg.base)
+        joinAdvice(seg)
         guard let moved = OSMemory.growAligned(seg.base, oldMapped, to: total, alignment: Geometry.segmentSize,
                                                head: offset, headBytes: Segment.headerBytes) else {
             SegmentMap.insert(seg.base)   // refused: the old mapping is untouched
@@ -97,7 +98,7 @@ enum Huge {
         grown.pointee.mappedSize = total
         SegmentMap.insert(moved)
         let block = moved + offset
-        adviseHugePages(block, size: size, usable: total - offset)
+        adviseHugePages(block, size: total - offset, usable: total - offset)
         countResize(from: oldMapped, to: total, heap: heap)
         return block
     }
@@ -152,6 +153,18 @@ enum Huge {
     @inline(__always)
     private static func mappingSize(_ size: Int, offset: Int) -> Int {
         offset + OS.wholePages(size)
+    }
+
+    /// Before a huge block's mapping moves (`mremap`, which takes one kernel mapping
+    /// only): with `large`, the advice on the 2 MiB pages of the request split the
+    /// block's part of the mapping in two (advised, and its tail), so the move failed and
+    /// realloc copied; the whole block part is advised again, which joins them. The grown
+    /// block is advised whole (its tail included, at most one 2 MiB page).
+    private static func joinAdvice(_ seg: UnsafeMutablePointer<Segment>) {
+        let usable = seg.pointee.mappedSize - seg.pointee.hugeOffset
+        if Options.current.pointee.thp == .large && usable >= Geometry.largeMax {
+            OS.adviseHugePages(seg.base + seg.pointee.hugeOffset, usable, enable: true)
+        }
     }
 
     /// Applies the `thp` policy to a huge block of `size` bytes requested (`usable` in
@@ -338,6 +351,7 @@ enum Huge {
             OSMemory.unmap(seg.base + total, size - total)
             seg.pointee.mappedSize = total
         } else if size < total {
+            joinAdvice(seg)
             guard let moved = OSMemory.growAligned(seg.base, size, to: total, alignment: Geometry.segmentSize,
                                                    head: offset, headBytes: Segment.headerBytes) else {
                 OSMemory.unmap(seg.base, size)
