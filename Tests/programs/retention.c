@@ -66,7 +66,16 @@
  *                       a reused mapping reads zero, and once all are freed the counts
  *                       of live huge blocks and bytes are back to 0 (a cut mapping was
  *                       once counted by the size asked for and freed by its mapping,
- *                       which wrapped the counter and trapped). */
+ *                       which wrapped the counter and trapped).
+ *   huge_cache_refill   (purge_delay_ms=10000, so nothing ages out on a slow machine)
+ *                       huge blocks freed come back resident when allocated again: a
+ *                       100 MiB block freed while no other huge block lives, then asked
+ *                       for again; four 24 MiB blocks freed, then one of 90 MiB, whose
+ *                       pages must be resident before it is written (mincore) and which
+ *                       then grows by realloc to 120 MiB with its contents. Before: the
+ *                       cache held at most as many bytes as live huge blocks (64 MiB at
+ *                       least), so the 100 MiB mapping was unmapped, and the 90 MiB block
+ *                       grew only the largest freed mapping: 66 MiB of fresh pages. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -77,6 +86,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -563,6 +573,55 @@ static void huge_shrink(void) {
     free(p);
 }
 
+
+/** Share of the pages of [p, p + size) resident now (mincore; the allocator is not called). */
+static double resident_share(void *p, size_t size) {
+    static unsigned char vec[1 << 16];
+    uintptr_t start = (uintptr_t)p & ~(uintptr_t)4095, end = ((uintptr_t)p + size + 4095) & ~(uintptr_t)4095;
+    size_t pages = (end - start) / 4096;
+    CHECK(pages <= sizeof vec);
+    CHECK(mincore((void *)start, end - start, vec) == 0);
+    size_t resident = 0;
+    for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    return (double)resident / (double)pages;
+}
+
+static void huge_cache_refill(void) {
+    /* The cache holds 16 MiB until the purger runs: start it, and wait for it. */
+    free(touched_block(48));
+    int found = 0;
+    for (int waited = 0; waited < 3000 && !found; waited += 50) {
+        thread_count("swm-purger", &found);
+        if (!found) sleep_ms(50);
+    }
+    CHECKF(found, "no swm-purger thread after a 48 MiB block was freed");
+
+    free(touched_block(100));
+    unsigned char *p = malloc((size_t)100 << 20);
+    CHECK(p != NULL);
+    double share = resident_share(p, (size_t)100 << 20);
+    CHECKF(share >= 0.95, "a 100 MiB block freed and asked for again: %.0f%% of it resident (fresh pages)",
+           share * 100);
+    free(p);
+
+    unsigned char *four[4];
+    for (int i = 0; i < 4; i++) four[i] = touched_block(24);
+    for (int i = 0; i < 4; i++) free(four[i]);
+    size_t size = (size_t)90 << 20;
+    p = malloc(size);
+    CHECK(p != NULL);
+    share = resident_share(p, size);
+    CHECKF(share >= 0.95, "four 24 MiB blocks freed, then 90 MiB asked for: %.0f%% of it resident", share * 100);
+    for (size_t i = 0; i < size; i += 4096) p[i] = (unsigned char)(i >> 12);
+    size_t grown = (size_t)120 << 20;
+    p = realloc(p, grown);
+    CHECK(p != NULL);
+    for (size_t i = 0; i < size; i += 4096)
+        CHECKF(p[i] == (unsigned char)(i >> 12), "realloc of a gathered block lost byte %zu", i);
+    memset(p, 3, grown);
+    free(p);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -573,7 +632,7 @@ static const struct test_case cases[] = {
     {"realloc_chain_then_sleep", realloc_chain_then_sleep}, {"small_freed_then_sleep", small_freed_then_sleep},
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
     {"remote_owner_sleeps_delay0", remote_owner_sleeps},
-    {"huge_shrink", huge_shrink},
+    {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
 };
 
 int main(int argc, char **argv) {

@@ -6,9 +6,10 @@ import Synchronization
 /// in a mapping of its own. A freed block's mapping goes to the *huge cache* (bounded by
 /// `cacheLimitBytes()` and `cacheLimitCount`, oldest evicted first) and is unmapped once it
 /// stayed there for the purge delay; an allocation takes the smallest cached mapping of
-/// the same layout that is large enough, trimming its tail. So a program that frees and
-/// allocates big buffers reuses memory that is still resident instead of paying an
-/// mmap and a page fault per 4 KiB each time. With `purge_delay_ms=0` nothing is cached.
+/// the same layout that is large enough, or gathers the largest ones into one. So a
+/// program that frees and allocates big buffers reuses memory that is still resident
+/// instead of paying an mmap and a page fault per 4 KiB each time. With
+/// `purge_delay_ms=0` nothing is cached.
 ///
 /// - Alignment up to 2 MiB: the mapping is 4 MiB-aligned, so the segment map finds it, with
 ///   a header in the first slice and the block at `hugeOffset`: 64 KiB, the alignment, or
@@ -35,7 +36,7 @@ enum Huge {
         var offset = alignment > Geometry.sliceSize ? alignment : Geometry.sliceSize
         if backedByHugePages(size) && offset < Geometry.largeMax { offset = Geometry.largeMax }
         let total = mappingSize(size, offset: offset)
-        if let (seg, kept) = takeCached(total: total, offset: offset) {
+        if let (seg, kept) = takeCached(total: total, offset: offset, zeroed: zeroed) {
             let block = seg.base + offset
             if zeroed {
                 // Only the part that held the old block's bytes needs clearing: a part the
@@ -55,13 +56,7 @@ enum Huge {
         guard let base = OSMemory.mapAligned(total, alignment: Geometry.segmentSize) else {
             return Heap.outOfMemory()
         }
-        let seg = base.assumingMemoryBound(to: Segment.self)
-        seg.pointee.kind = .huge
-        seg.pointee.mappedSize = total
-        seg.pointee.hugeOffset = offset
-        let page = seg.page(at: 0)
-        page.pointee.kind = .huge
-        page.pointee.blockSize = 0
+        format(base.assumingMemoryBound(to: Segment.self), mappedSize: total, offset: offset)
         let block = base + offset
         if !zeroed { adviseHugePages(block, size: size, usable: total - offset) }
         SegmentMap.insert(base)
@@ -125,7 +120,7 @@ enum Huge {
         let counters = Counters.shared
         if new > old {
             let growth = UInt(new - old)
-            counters.pointee.hugeBytes.wrappingAdd(growth, ordering: .relaxed)
+            countLive(growth: growth)
             counters.pointee.hugeUsable.wrappingAdd(growth, ordering: .relaxed)
             heap.state.pointee.bigAllocated &+= growth
         } else {
@@ -179,7 +174,7 @@ enum Huge {
     /// Counts a huge block allocated: process counters, and the thread's (or the orphan
     /// counters when the thread has no heap).
     private static func countAllocation(usable: Int, mapped: Int) {
-        Counters.shared.pointee.hugeBytes.wrappingAdd(UInt(mapped), ordering: .relaxed)
+        countLive(growth: UInt(mapped))
         Counters.shared.pointee.hugeBlocks.wrappingAdd(1, ordering: .relaxed)
         Counters.shared.pointee.hugeUsable.wrappingAdd(UInt(usable), ordering: .relaxed)
         let heap = Heap.current
@@ -189,6 +184,13 @@ enum Huge {
         } else {
             Stats.countOrphanHuge(allocated: UInt(usable))
         }
+    }
+
+    /// Adds `growth` bytes to the live huge mappings, and raises their peak.
+    private static func countLive(growth: UInt) {
+        let counters = Counters.shared
+        let live = counters.pointee.hugeBytes.wrappingAdd(growth, ordering: .relaxed).newValue
+        counters.pointee.hugePeak.max(live, ordering: .relaxed)
     }
 
     /// Counts a huge block freed.
@@ -228,14 +230,22 @@ enum Huge {
     static let cacheMaxBytes = 1 << 30
     static let cacheLimitCount = 64
 
-    /// Most bytes of mappings the huge cache holds now: as many as live huge blocks map
-    /// (so freed huge memory kept for reuse never exceeds what is in use: peak RSS stays
-    /// within about twice the live huge memory), at least 64 MiB, at most 1 GiB. While no
-    /// purger runs, at most 16 MiB (`cacheUnattendedBytes`): nothing would unmap the cache
-    /// of a thread that frees and then sleeps.
+    /// Most bytes of mappings the huge cache holds now: the fall of live huge memory
+    /// from its peak, so that live and cached huge mappings together never exceed the most
+    /// live huge blocks ever mapped (peak RSS is not raised by the cache), but at least
+    /// 64 MiB and at most 1 GiB. While no purger runs, at most 16 MiB
+    /// (`cacheUnattendedBytes`): nothing would unmap the cache of a thread that frees and
+    /// then sleeps.
+    ///
+    /// Why the peak and not the live bytes (the bound until 06caeb6): a program that frees
+    /// one big buffer and allocates another (`large --full`: 4 live blocks of up to 64
+    /// MiB) has little live memory at the moment it frees, so the cache evicted or refused
+    /// the very mappings the next allocation needed, and 16.6 GB of 17.9 GB written were
+    /// fresh pages the kernel had to clear.
     static func cacheLimitBytes() -> Int {
         let live = Int(Counters.shared.pointee.hugeBytes.load(ordering: .relaxed))
-        let limit = min(cacheMaxBytes, max(cacheMinBytes, live))
+        let peak = Int(Counters.shared.pointee.hugePeak.load(ordering: .relaxed))
+        let limit = min(cacheMaxBytes, max(cacheMinBytes, peak &- live))
         return Purger.isRunning ? limit : min(limit, cacheUnattendedBytes)
     }
 
@@ -309,59 +319,167 @@ enum Huge {
         }
     }
 
-    /// A cached mapping with the block at `offset`, made exactly `total` bytes: the
-    /// smallest that is large enough, its tail unmapped; or else the largest, grown by
-    /// moving its pages to a new mapping (`mremap`: only the growth faults). Nil when
-    /// nothing of that layout is cached. `kept`: the bytes from its start, up to `total`,
-    /// that held the cached mapping's data (the rest is fresh zero pages).
-    private static func takeCached(total: Int, offset: Int) -> (UnsafeMutablePointer<Segment>, kept: Int)? {
+    /// A cached mapping with the block at `offset`, of at least `total` bytes: the
+    /// smallest that is large enough; or else the largest ones, gathered into one new
+    /// mapping (`gather`). Nil when nothing of that layout is cached. `kept`: the bytes
+    /// from its start, up to `total`, that held cached data (the rest is fresh zero pages).
+    ///
+    /// The smallest fit is cut at the next segment boundary (a rest of a segment or more
+    /// stays cached as a mapping of its own, its header written where its block would
+    /// start). A shorter rest stays in the block for malloc (its pages are resident
+    /// already, and go back to the cache with it); for calloc (`zeroed`) it is unmapped,
+    /// so that only the request's pages need clearing.
+    private static func takeCached(total: Int, offset: Int, zeroed: Bool) -> (UnsafeMutablePointer<Segment>, kept: Int)? {
         if Globals.hugeCacheHead.pointee == nil { return nil }
         Globals.hugeCacheLock.lock()
         var fit: UnsafeMutablePointer<Segment>? = nil
-        var largest: UnsafeMutablePointer<Segment>? = nil
         var cursor = Globals.hugeCacheHead.pointee
         while let seg = cursor {
             cursor = seg.pointee.next
-            if seg.pointee.hugeOffset != offset { continue }
             let size = seg.pointee.mappedSize
-            if size >= total && (fit == nil || size < fit.unsafelyUnwrapped.pointee.mappedSize) { fit = seg }
-            if largest == nil || size > largest.unsafelyUnwrapped.pointee.mappedSize { largest = seg }
+            if seg.pointee.hugeOffset == offset && size >= total
+                && (fit == nil || size < fit.unsafelyUnwrapped.pointee.mappedSize) { fit = seg }
         }
-        let taken = fit ?? largest
-        if let seg = taken { unlinkCached(seg) }
+        guard let seg = fit else {
+            let pieces = takeLargest(covering: total - offset, offset: offset)
+            Globals.hugeCacheLock.unlock()
+            guard let first = pieces else { return nil }
+            return gather(first, total: total, offset: offset, zeroed: zeroed)
+        }
+        unlinkCached(seg)
         Globals.hugeCacheLock.unlock()
-        guard let seg = taken else { return nil }
         let size = seg.pointee.mappedSize
-        // Cut at the next segment boundary: a rest of a segment or more stays cached as
-        // a mapping of its own (its header written where its block would start).
         let cut = (total + Geometry.segmentSize - 1) & ~(Geometry.segmentSize - 1)
         if size >= cut + Geometry.segmentSize {
             let rest = (seg.base + cut).assumingMemoryBound(to: Segment.self)
             // Its header lies in what was block data: zeroed, so that its page
             // descriptors carry no owner tag (free's fast path reads one of them).
             rest.base.initializeMemory(as: UInt8.self, repeating: 0, count: Segment.headerBytes)
-            rest.pointee.kind = .huge
-            rest.pointee.mappedSize = size - cut
-            rest.pointee.hugeOffset = offset
-            rest.page(at: 0).pointee.kind = .huge
+            format(rest, mappedSize: size - cut, offset: offset)
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
-        } else if size > total {
+        } else if zeroed && size > total {
             OSMemory.unmap(seg.base + total, size - total)
             seg.pointee.mappedSize = total
-        } else if size < total {
-            joinAdvice(seg)
-            guard let moved = OSMemory.growAligned(seg.base, size, to: total, alignment: Geometry.segmentSize,
-                                                   head: offset, headBytes: Segment.headerBytes) else {
-                OSMemory.unmap(seg.base, size)
-                return nil
-            }
-            let grown = moved.assumingMemoryBound(to: Segment.self)
-            grown.pointee.mappedSize = total
-            return (grown, size)
         }
         return (seg, min(seg.pointee.mappedSize, total))
+    }
+
+    /// Takes the largest cached mappings of the layout `offset` out of the cache until
+    /// their blocks' bytes cover `need` (or none is left), largest first; a list linked
+    /// through `next`, smallest first. Under `hugeCacheLock`.
+    private static func takeLargest(covering need: Int, offset: Int) -> UnsafeMutablePointer<Segment>? {
+        var taken: UnsafeMutablePointer<Segment>? = nil
+        var covered = 0
+        while covered < need {
+            var largest: UnsafeMutablePointer<Segment>? = nil
+            var cursor = Globals.hugeCacheHead.pointee
+            while let seg = cursor {
+                cursor = seg.pointee.next
+                if seg.pointee.hugeOffset == offset
+                    && (largest == nil || seg.pointee.mappedSize > largest.unsafelyUnwrapped.pointee.mappedSize) {
+                    largest = seg
+                }
+            }
+            guard let seg = largest else { break }
+            unlinkCached(seg)
+            covered += seg.pointee.mappedSize - offset
+            seg.pointee.next = taken
+            taken = seg
+        }
+        return taken
+    }
+
+    /// A new mapping of `total` bytes whose block is made of the blocks of `pieces`
+    /// (cached mappings, none large enough alone; smallest first), moved into it one
+    /// after the other (`mremap`: their resident pages move, nothing is copied or faults
+    /// again); what they do not cover is fresh. `free` then-`malloc` of buffers of
+    /// varying sizes (`large`) reuses what it freed instead of clearing new pages: before,
+    /// only the largest piece was grown and the others aged out of the cache.
+    ///
+    /// The first piece is the smallest: when it holds more than the other pieces leave to
+    /// cover by a huge page or more, only the end of its block moves and it goes back to
+    /// the cache, shorter. Nil when no new mapping can be had, or the kernel refused a
+    /// move (one before 6.17 moves only a range inside one of its mappings, and a block
+    /// made by `gather` is several): the pieces left and the new mapping are unmapped (a
+    /// refused move may have unmapped its target range already), and the caller maps
+    /// the block fresh.
+    private static func gather(_ pieces: UnsafeMutablePointer<Segment>, total: Int, offset: Int,
+                               zeroed: Bool) -> (UnsafeMutablePointer<Segment>, kept: Int)? {
+        guard let base = OSMemory.mapAligned(total, alignment: Geometry.segmentSize) else {
+            unmapList(pieces)
+            return nil
+        }
+        var covered = 0   // by the pieces after the first
+        var cursor = pieces.pointee.next
+        while let seg = cursor {
+            covered += seg.pointee.mappedSize - offset
+            cursor = seg.pointee.next
+        }
+        var moved = 0     // bytes of block data moved in, from the block's start
+        cursor = pieces
+        let short = total - offset - covered   // > 0: the others alone fall short
+        if pieces.pointee.mappedSize - offset - short >= Geometry.largeMax {
+            let end = pieces.base + pieces.pointee.mappedSize
+            if !OS.remap(end - short, short, to: base + offset, newSize: short) {
+                OSMemory.unmap(base, total)
+                unmapList(pieces)
+                return nil
+            }
+            moved = short
+            pieces.pointee.mappedSize -= short
+            Counters.shared.pointee.mapped.wrappingSubtract(UInt(short), ordering: .relaxed)
+            cursor = pieces.pointee.next
+            insertCached(pieces)
+        }
+        while let seg = cursor {
+            cursor = seg.pointee.next
+            let block = seg.pointee.mappedSize - offset
+            let length = min(block, total - offset - moved)
+            if length <= 0 {
+                OSMemory.unmap(seg.base, seg.pointee.mappedSize)
+                continue
+            }
+            if !moveBlock(of: seg, length: length, to: base + offset + moved) {
+                // A failed move may have unmapped its target range first: the new
+                // mapping is given up whole, with the pieces not moved.
+                OSMemory.unmap(base, total)
+                seg.pointee.next = cursor
+                unmapList(seg)
+                return nil
+            }
+            moved += length
+            Counters.shared.pointee.mapped.wrappingSubtract(UInt(length), ordering: .relaxed)
+            OSMemory.unmap(seg.base, offset)
+            if block > length { OSMemory.unmap(seg.base + offset + length, block - length) }
+        }
+        let seg = base.assumingMemoryBound(to: Segment.self)
+        format(seg, mappedSize: total, offset: offset)
+        if !zeroed { adviseHugePages(base + offset, size: total - offset, usable: total - offset) }
+        return (seg, offset + moved)
+    }
+
+    /// Moves the first `length` bytes of the block of the cached mapping `seg` to
+    /// `target` (the same size, over a part of a new mapping). A hint on a part of the
+    /// block (`thp=large` advises only the request's whole huge pages) split the kernel's
+    /// mapping, which a kernel before 6.17 does not move as one: joined and tried again.
+    private static func moveBlock(of seg: UnsafeMutablePointer<Segment>, length: Int,
+                                  to target: UnsafeMutableRawPointer) -> Bool {
+        let block = seg.base + seg.pointee.hugeOffset
+        if OS.remap(block, length, to: target, newSize: length) { return true }
+        joinAdvice(seg)
+        return OS.remap(block, length, to: target, newSize: length)
+    }
+
+    /// Writes the header of a huge mapping of `mappedSize` bytes with its block at `offset`.
+    private static func format(_ seg: UnsafeMutablePointer<Segment>, mappedSize: Int, offset: Int) {
+        seg.pointee.kind = .huge
+        seg.pointee.mappedSize = mappedSize
+        seg.pointee.hugeOffset = offset
+        let page = seg.page(at: 0)
+        page.pointee.kind = .huge
+        page.pointee.blockSize = 0
     }
 
     /// Unmaps cached mappings freed at least `delay` before `now`; returns when the oldest

@@ -136,6 +136,8 @@ struct Counters: ~Copyable {
     let segments: Atomic<UInt>
     /// Bytes in live huge blocks (their mapped size).
     let hugeBytes: Atomic<UInt>
+    /// The most `hugeBytes` has been (the huge cache's bound, see `Huge.cacheLimitBytes`).
+    let hugePeak: Atomic<UInt>
     /// Huge blocks currently live, and their usable bytes.
     let hugeBlocks: Atomic<UInt>
     let hugeUsable: Atomic<UInt>
