@@ -15,7 +15,7 @@ import Testing
 let regressionCases = [
     "thread_freeres_leak", "destructor_allocates_last_round", "memalign_map_count", "stats_signal_errno",
     "fork_in_signal_handler", "alignment_2_63", "huge_alignments", "posix_memalign_errno",
-    "huge_realloc_threads",
+    "huge_realloc_threads", "kept_page_refilled",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves
@@ -142,5 +142,15 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     @Test(arguments: Library.allCases)
     func hugeReallocInThreadsKeepsBlocksValid(_ library: Library) throws {
         try expectQuietCase("huge_realloc_threads", library)
+    }
+
+    /// A kept empty page of 10 KiB blocks filled again goes to the full list unmarked as
+    /// kept (swm_validate). Marked, the purger could retire it (once other threads freed
+    /// its blocks) while its owner, reading its kept rings without the purger's lock, took
+    /// it for a kept empty page and purged its span after it was given back (found by an
+    /// outside review reading the code).
+    @Test(arguments: Library.allCases)
+    func keptPageFilledAgainIsNoLongerKept(_ library: Library) throws {
+        try expectQuietCase("kept_page_refilled", library)
     }
 }

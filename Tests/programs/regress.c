@@ -493,6 +493,23 @@ static void case_huge_realloc_threads(void) {
     for (int i = 0; i < 4; i++) CHECK(pthread_join(threads[i], NULL) == 0);
 }
 
+
+/** A page of 10 KiB blocks (more than one slice) emptied as its class's only page is kept;
+ *  filled again, it goes to the full list, where the purger may retire it once other
+ *  threads free its blocks. It must stop being marked kept then: the owner reads its kept
+ *  rings without the lock the purger holds, and a page still marked there passed for a
+ *  kept empty one whose span it could purge after the purger gave it back (an outside
+ *  review). swm_validate (swmalloc only) reports a full-list page marked kept. */
+static void case_kept_page_refilled(void) {
+    int (*validate)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "swm_validate");
+    free(malloc(10000));
+    enum { BLOCKS = 200 };
+    void *blocks[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++) CHECK((blocks[i] = malloc(10000)) != NULL);
+    if (validate) CHECKF(validate() == 0, "swm_validate found violations after a kept page was filled again");
+    for (int i = 0; i < BLOCKS; i++) free(blocks[i]);
+}
+
 /* ---- main ---- */
 
 /** Every case, in the order `regress list` prints them. */
@@ -506,6 +523,7 @@ static const struct test_case cases[] = {
     {"huge_alignments", case_huge_alignments},
     {"posix_memalign_errno", case_posix_memalign_errno},
     {"huge_realloc_threads", case_huge_realloc_threads},
+    {"kept_page_refilled", case_kept_page_refilled},
 };
 
 /** Runs the case named on the command line. */

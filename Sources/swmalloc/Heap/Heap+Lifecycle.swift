@@ -441,6 +441,9 @@ extension Heap {
         let now = OS.nowNanoseconds()
         seg.forEachPage { page in
             page.pointee.heap.store(tag, ordering: .sequentiallyConsistent)
+            // Kept by the heap that gave it up, in rings that are gone: not kept here (a
+            // class's only page marked kept is never retired when it empties).
+            page.pointee.keptEmpty = false
             page.collectThreadFree()
             if page.pointee.used == 0 {
                 seg.returnSpan(page, now: now, purgeNow: false)

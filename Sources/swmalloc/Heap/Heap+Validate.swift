@@ -52,6 +52,9 @@ extension Heap {
             if !page.pointee.inFullList || page.pointee.ownerTag.load(ordering: .relaxed) != tag | 1 {
                 errors += report("page in the full list is not tagged as full", page)
             }
+            if page.pointee.keptEmpty {
+                errors += report("page in the full list is marked as a kept empty page", page)
+            }
             listed += 1
             full = page.pointee.next
         }

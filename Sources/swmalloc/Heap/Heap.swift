@@ -238,8 +238,17 @@ extension Heap {
     }
 
     /// Puts `page` on the full list; frees to it then take the slow path (tag | 1).
+    ///
+    /// A page kept empty and then filled again may still sit in a kept ring: it stops
+    /// being a kept page here (keptEmpty ⇒ not on the full list). The purger retires
+    /// full-list pages that other threads emptied (`retireFreedFullPages`, under the span
+    /// lock), while the owner reads its rings without that lock: found there still marked
+    /// kept, with `used` just brought to 0 by the purger, the page passed for a kept empty
+    /// one, and the owner could purge its span (`purgeTail`) after the purger had given
+    /// the span back (an outside review, read in the code).
     func pushFull(_ page: UnsafeMutablePointer<Page>) {
         let s = state
+        page.pointee.keptEmpty = false
         page.pointee.prev = nil
         page.pointee.next = s.pointee.fullPages
         s.pointee.fullPages?.pointee.prev = page
