@@ -19,6 +19,7 @@
 // not reach the linker, and the real signatures are the Swift entry points'.
 #pragma clang diagnostic ignored "-Wincompatible-library-redeclaration"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -122,9 +123,16 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // own, so that profilers and debuggers name free `free`, not `operator delete[]`).
 // When memory is out, `operator new` keeps the C++ rules: it calls the new-handler while
 // one is installed and retries, then throws std::bad_alloc — both through the C++
-// runtime's own functions (weak references, so a C program needs no C++ runtime);
-// without a C++ runtime it aborts with a message. The nothrow forms return NULL at once
-// without calling the new-handler: it may throw, and a nothrow caller could not catch it.
+// runtime's own functions, so a C program needs no C++ runtime; without one it aborts with
+// a message. The nothrow forms return NULL, after the new-handler as the C++ standard has
+// it (they run the runtime's own nothrow operator, which calls the throwing one and
+// catches what the handler throws); without a handler at once.
+//
+// The C++ runtime may come after swmalloc: a C program (python3) that loads a C++ module
+// with dlopen. Weak references are bound when swmalloc is loaded, so they stay NULL then,
+// and the module's `new` still binds to swmalloc's: on the out-of-memory path the runtime
+// is looked up among the loaded libraries (`swm_cxx_symbol`). Found that way it is kept
+// loaded (its handle is not closed), so the functions found stay valid.
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
@@ -133,22 +141,59 @@ typedef void (*swm_new_handler)(void);
 extern swm_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
+/// `name` in the C++ runtime loaded in this process (libstdc++, or libc++ and its ABI
+/// library), whether it came with the program or later with dlopen; NULL when there is
+/// none. Only the runtime's own definition: never swmalloc's operators.
+static void *swm_cxx_symbol(const char *name) {
+    static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1", "libc++abi.so.1"};
+    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
+        void *handle = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (handle == NULL) continue;
+        void *symbol = dlsym(handle, name);
+        if (symbol != NULL) return symbol;
+        dlclose(handle);
+    }
+    return NULL;
+}
+
+/// The installed new-handler, or NULL (none, or no C++ runtime).
+static swm_new_handler swm_get_new_handler(void) {
+    swm_new_handler (*get)(void) = _ZSt15get_new_handlerv;
+    if (get == NULL) get = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv");
+    return get != NULL ? get() : NULL;
+}
+
 /// The C++ rules once an allocation of `size` bytes (aligned to `alignment`, 0 for the
 /// default) failed: the new-handler and a retry while there is one, then std::bad_alloc.
 /// Only C frames are on the stack here, all with unwind tables, so the exception reaches
 /// the caller of `operator new`.
 __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment) {
     for (;;) {
-        swm_new_handler handler = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
+        swm_new_handler handler = swm_get_new_handler();
         if (handler == NULL) break;
         handler();
         void *p = alignment ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
         if (p != NULL) return p;
     }
-    if (_ZSt17__throw_bad_allocv) _ZSt17__throw_bad_allocv();
+    void (*throw_bad_alloc)(void) = _ZSt17__throw_bad_allocv;
+    if (throw_bad_alloc == NULL) throw_bad_alloc = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv");
+    if (throw_bad_alloc != NULL) throw_bad_alloc();
     static const char message[] = "swmalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
     swmshim_write(2, message, sizeof message - 1);
     swmshim_abort();
+}
+
+/// A nothrow `operator new` (`name`, the runtime's symbol) whose allocation failed: NULL at
+/// once without a new-handler; with one, the runtime's own nothrow operator, which calls
+/// the throwing one (the handler, a retry, std::bad_alloc) and returns NULL for what it
+/// throws — C frames cannot catch.
+__attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment,
+                                                                  const void *tag, const char *name) {
+    if (swm_get_new_handler() == NULL) return NULL;
+    void *runtime = swm_cxx_symbol(name);
+    if (runtime == NULL) return NULL;
+    if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
+    return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
 }
 
 void *swmshim_cxx_new_slow(intptr_t size) {
@@ -162,26 +207,31 @@ static void *swm_new_aligned(intptr_t size, intptr_t alignment) {
     return p != NULL ? p : swm_new_out_of_memory(size, alignment);
 }
 
+/// Define the nothrow `operator new` `name`: malloc (`SWM_NOTHROW_NEW`) or memalign
+/// (`SWM_NOTHROW_NEW_ALIGNED`), then `swm_nothrow_out_of_memory` when that fails.
+#define SWM_NOTHROW_NEW(name)                                                                              \
+    __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
+        void *p = swmimpl_malloc(size);                                                                    \
+        return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name);                             \
+    }
+#define SWM_NOTHROW_NEW_ALIGNED(name)                                                                      \
+    __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
+        void *p = swmimpl_memalign(alignment, size);                                                       \
+        return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name);                     \
+    }
+
 SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
 SWM_FORWARD(_Znam, swmimpl_cxx_new)                                      // new[](size_t)
-SWM_FORWARD(_ZnwmRKSt9nothrow_t, swmimpl_malloc)                         // new(size_t, nothrow_t)
-SWM_FORWARD(_ZnamRKSt9nothrow_t, swmimpl_malloc)                         // new[](size_t, nothrow_t)
+SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t)                                     // new(size_t, nothrow_t)
+SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t)                                     // new[](size_t, nothrow_t)
 __attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
     return swm_new_aligned(size, alignment);                              // new(size_t, align_val_t)
 }
 __attribute__((visibility("default"))) void *_ZnamSt11align_val_t(intptr_t size, intptr_t alignment) {
     return swm_new_aligned(size, alignment);                              // new[](size_t, align_val_t)
 }
-__attribute__((visibility("default"))) void *_ZnwmSt11align_val_tRKSt9nothrow_t(intptr_t size, intptr_t alignment,
-                                                                                const void *tag) {
-    (void)tag;                                                            // new(size_t, align_val_t, nothrow_t)
-    return swmimpl_memalign(alignment, size);
-}
-__attribute__((visibility("default"))) void *_ZnamSt11align_val_tRKSt9nothrow_t(intptr_t size, intptr_t alignment,
-                                                                                const void *tag) {
-    (void)tag;                                                            // new[](size_t, align_val_t, nothrow_t)
-    return swmimpl_memalign(alignment, size);
-}
+SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t)              // new(size_t, align_val_t, nothrow_t)
+SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t)              // new[](size_t, align_val_t, nothrow_t)
 SWM_FORWARD(_ZdlPv, swmimpl_free)                                        // delete(void *)
 SWM_FORWARD(_ZdaPv, swmimpl_free)                                        // delete[](void *)
 SWM_FORWARD(_ZdlPvm, swmimpl_free)                                       // delete(void *, size_t)

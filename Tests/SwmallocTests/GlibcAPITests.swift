@@ -8,8 +8,11 @@ import Testing
 /// The cases of glibc_api.c.
 let glibcAPICases = [
     "mallinfo2_fields", "mallinfo_saturates", "malloc_trim_returns", "malloc_stats_text", "malloc_info_xml",
-    "mallopt_answers", "libc_aliases",
+    "mallopt_answers", "mallopt_keeps_user_delay", "libc_aliases",
 ]
+
+/// Options each case runs with (the defaults unless named here).
+let glibcAPIOptions = ["mallopt_keeps_user_delay": "purge_delay_ms=250"]
 
 /// How the program gets swmalloc.
 enum Attachment: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -34,7 +37,9 @@ enum Attachment: String, CaseIterable, Sendable, CustomStringConvertible {
         case .preloadedDebug: (program, preload) = (try compileProgram("glibc_api.c"), .debug)
         case .linked: (program, preload) = (try compileProgram("glibc_api.c", linking: .release), nil)
         }
-        let result = try runChild(program, [name], preload: preload, timeLimit: 120)
+        var environment: [String: String] = [:]
+        if let options = glibcAPIOptions[name] { environment["SWMALLOC_OPTIONS"] = options }
+        let result = try runChild(program, [name], environment: environment, preload: preload, timeLimit: 120)
         #expect(result.succeeded, "\(name) (\(attachment)): \(result)")
         #expect(result.stdout == "ok \(name)\n", "\(result)")
         if name == "malloc_stats_text" {

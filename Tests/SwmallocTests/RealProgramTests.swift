@@ -125,6 +125,21 @@ func withoutOptionLines(_ text: String) -> String {
         #expect(preloaded.succeeded && preloaded.stdout == "cxx operators ok\n", "preloaded: \(preloaded)")
     }
 
+    /// A C program that loads a C++ module with dlopen (as python3 loads a C++ extension)
+    /// gets the C++ rules in that module when memory is out: the module's new-handler,
+    /// std::bad_alloc it catches, NULL from the nothrow form. The C++ runtime came after
+    /// swmalloc; before, swmalloc did not find it and aborted the program.
+    @Test(arguments: Library.allCases)
+    func cxxModuleLoadedLater(_ library: Library) throws {
+        let gxx = try requireTool("g++", debianPackage: "g++")
+        let module = "\(Paths.scratch)/cxx_plugin-\(library.rawValue).so"
+        let built = try runChild(gxx, ["-O1", "-shared", "-fPIC", "-std=c++17",
+                                       "\(Paths.programs)/cxx_plugin.cpp", "-o", module])
+        #expect(built.succeeded, "building the module: \(built)")
+        let run = try runChild(try compileProgram("cxx_plugin_host.c"), [module], preload: library)
+        #expect(run.succeeded && run.stdout == "plugin caught bad_alloc\n", "\(run)")
+    }
+
     /// The Swift probe (Array, Dictionary, String from 4 threads) prints the same digests.
     @Test(arguments: Library.allCases)
     func swiftProbe(_ library: Library) throws {

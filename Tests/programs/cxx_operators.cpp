@@ -89,6 +89,17 @@ int main(void) {
     try { (void)::operator new(huge); } catch (const std::bad_alloc &) { thrown++; }
     CHECK(handler_calls == 1 && thrown == 5);
 
+    /* The nothrow forms call it too (the standard: as if the throwing form were called and
+     * what it throws caught), then return NULL. Before, they returned NULL at once. */
+    std::set_new_handler(give_up);
+    CHECK(::operator new(huge, std::nothrow) == NULL && handler_calls == 2);
+    std::set_new_handler(give_up);
+    CHECK(::operator new[](huge, std::nothrow) == NULL && handler_calls == 3);
+    std::set_new_handler(give_up);
+    CHECK(::operator new(huge, std::align_val_t(64), std::nothrow) == NULL && handler_calls == 4);
+    std::set_new_handler(give_up);
+    CHECK(::operator new[](huge, std::align_val_t(64), std::nothrow) == NULL && handler_calls == 5);
+
     /* And memory still works after all that. */
     for (int i = 0; i < 1000; i++) delete new char[(size_t)(16 + i * 7)];
     printf("cxx operators ok\n");

@@ -14,8 +14,12 @@
  *                        checks the text).
  *   malloc_info_xml      malloc_info(0, f) writes glibc-shaped XML; options other than 0
  *                        fail with EINVAL.
- *   mallopt_answers      M_TRIM_THRESHOLD 0 maps onto purge_delay_ms=0 (1); parameters
- *                        without an equivalent answer 0; allocation still works.
+ *   mallopt_answers      glibc's answers (1; 0 for M_MXFAST above 160: before, 0 for all
+ *                        but one, and programs that check them refused to start);
+ *                        M_TRIM_THRESHOLD 0 maps onto purge_delay_ms=0, another threshold
+ *                        puts the default delay back; allocation still works.
+ *   mallopt_keeps_user_delay  with purge_delay_ms=250 set by the user, M_TRIM_THRESHOLD 0
+ *                        leaves it (before, it overrode it for good).
  *   libc_aliases         __libc_malloc/calloc/realloc/memalign/valloc/pvalloc/free are
  *                        swmalloc's: their blocks mix freely with malloc/free. */
 #define _GNU_SOURCE
@@ -134,16 +138,49 @@ static void malloc_info_xml(void) {
     CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL);
 }
 
+/** Mapped bytes after a fresh 8 MiB block is written and freed, less those before: about
+ *  -8 MiB when the freed block is unmapped at once (purge delay 0), 0 when it is kept in
+ *  the huge cache for the delay. */
+static double mapped_change_mib(void) {
+    swm_stats_t before, after;
+    char *p = malloc((size_t)8 << 20);
+    CHECK(p != NULL);
+    memset(p, 3, (size_t)8 << 20);
+    CHECK(stats_get(&before) == 0);
+    free(p);
+    CHECK(stats_get(&after) == 0);
+    return ((double)after.mapped - (double)before.mapped) / (1 << 20);
+}
+
 static void mallopt_answers(void) {
+    /* glibc's answers: 1 for every parameter (unknown ones too), 0 for M_MXFAST above 160. */
+    CHECK(mallopt(M_ARENA_MAX, 2) == 1);
+    CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1);
+    CHECK(mallopt(M_MMAP_MAX, 0) == 1);
+    CHECK(mallopt(M_TOP_PAD, 0) == 1);
+    CHECK(mallopt(M_TRIM_THRESHOLD, -1) == 1);
+    CHECK(mallopt(123456, 7) == 1);
+    CHECK(mallopt(M_MXFAST, 160) == 1);
+    CHECK(mallopt(M_MXFAST, 161) == 0);
+    /* M_TRIM_THRESHOLD 0: memory goes back at once; another threshold: after the delay. */
     CHECK(mallopt(M_TRIM_THRESHOLD, 0) == 1);
-    CHECK(mallopt(M_ARENA_MAX, 2) == 0);
-    CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 0);
-    CHECK(mallopt(M_TOP_PAD, 0) == 0);
-    CHECK(mallopt(123456, 7) == 0);
+    double change = mapped_change_mib();
+    CHECKF(change < -7, "after M_TRIM_THRESHOLD 0 a freed 8 MiB block stayed mapped (%.1f MiB)", change);
+    CHECK(mallopt(M_TRIM_THRESHOLD, 128 * 1024) == 1);
+    change = mapped_change_mib();
+    CHECKF(change > -1, "after M_TRIM_THRESHOLD 128 KiB a freed 8 MiB block was unmapped at once (%.1f MiB)", change);
     void *p = malloc(200000);
     CHECK(p != NULL);
     memset(p, 3, 200000);
     free(p);
+}
+
+/** Run with purge_delay_ms=250 in SWMALLOC_OPTIONS: the user's delay stays in force after
+ *  the program's mallopt(M_TRIM_THRESHOLD, 0). */
+static void mallopt_keeps_user_delay(void) {
+    CHECK(mallopt(M_TRIM_THRESHOLD, 0) == 1);
+    double change = mapped_change_mib();
+    CHECKF(change > -1, "mallopt(M_TRIM_THRESHOLD, 0) overrode purge_delay_ms=250 (%.1f MiB unmapped)", change);
 }
 
 static void libc_aliases(void) {
@@ -190,6 +227,7 @@ static const struct test_case cases[] = {
     {"mallinfo2_fields", mallinfo2_fields},   {"mallinfo_saturates", mallinfo_saturates},
     {"malloc_trim_returns", malloc_trim_returns}, {"malloc_stats_text", malloc_stats_text},
     {"malloc_info_xml", malloc_info_xml},     {"mallopt_answers", mallopt_answers},
+    {"mallopt_keeps_user_delay", mallopt_keeps_user_delay},
     {"libc_aliases", libc_aliases},
 };
 

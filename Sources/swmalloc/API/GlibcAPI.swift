@@ -60,18 +60,21 @@ func swm_malloc_info_fd(_ fd: Int32) -> Int32 {
     return Stats.writeMallocInfo(to: fd) ? 0 : -1
 }
 
-/// `mallopt(param, value)`: 1 when the parameter maps onto an option of swmalloc and was
-/// applied, 0 otherwise (as glibc answers a parameter it does not know). The one that
-/// maps: `M_TRIM_THRESHOLD` (-1) with value 0, "give back every free byte at once", sets
-/// `purge_delay_ms=0`. Every other parameter — arenas, mmap threshold, top pad, fastbins,
-/// perturb, check action — tunes structures swmalloc does not have: 0.
+/// `mallopt(param, value)`: glibc's answers (1, success, for every parameter, unknown ones
+/// included; 0 for `M_MXFAST` outside 0 … 160), so that programs that stop when a tuning
+/// call fails (LinuxCNC's `rtapi_app` checks `M_TRIM_THRESHOLD` -1 and `M_MMAP_MAX` 0) run;
+/// before, every parameter but one answered 0. What maps onto swmalloc: `M_TRIM_THRESHOLD`
+/// (-1) 0, "give back every free byte at once", sets the purge delay to 0, and any other
+/// threshold puts the default delay back; a `purge_delay_ms` in `SWMALLOC_OPTIONS` (the
+/// user's choice) wins over both. The other parameters tune structures swmalloc does not
+/// have (arenas, mmap threshold, top pad, fastbins, perturb, check action).
 @c(swmimpl_mallopt)
 func swm_mallopt(_ param: Int32, _ value: Int32) -> Int32 {
     Process.initialize()
-    let trimThreshold: Int32 = -1
-    if param == trimThreshold && value == 0 {
-        Options.current.pointee.purgeDelayMs = 0
-        return 1
+    let fastbinLimit: Int32 = 1, trimThreshold: Int32 = -1
+    if param == fastbinLimit { return value >= 0 && value <= 160 ? 1 : 0 }
+    if param == trimThreshold && !Options.current.pointee.purgeDelayGiven {
+        Options.current.pointee.purgeDelayMs = value == 0 ? 0 : Options.defaults.purgeDelayMs
     }
-    return 0
+    return 1
 }

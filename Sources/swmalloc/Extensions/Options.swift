@@ -37,6 +37,8 @@ struct Options {
     var statsJSON: Bool
     var statsSignal: Int32
     var statsFD: Int32
+    /// True when `SWMALLOC_OPTIONS` set `purge_delay_ms` (then `mallopt` leaves it alone).
+    var purgeDelayGiven: Bool
 
     /// The options in force.
     @inline(__always) static var current: UnsafeMutablePointer<Options> { Globals.options }
@@ -47,7 +49,7 @@ struct Options {
     /// The defaults.
     static let defaults = Options(
         purgeDelayMs: 250, background: true, thp: .large, verbose: false, statsPrint: false, statsJSON: false,
-        statsSignal: 0, statsFD: 2)
+        statsSignal: 0, statsFD: 2, purgeDelayGiven: false)
 
     /// Sets the defaults, then applies `SWMALLOC_OPTIONS`.
     static func load() {
@@ -77,7 +79,12 @@ struct Options {
         let key = item.prefix(eq)
         let value = item.suffix(from: eq + 1)
         if key == "purge_delay_ms" {
-            if let n = value.integer, n <= 1_000_000 { purgeDelayMs = n } else { Options.badValue(item) }
+            if let n = value.integer, n <= 1_000_000 {
+                purgeDelayMs = n
+                purgeDelayGiven = true
+            } else {
+                Options.badValue(item)
+            }
         } else if key == "background" {
             if let b = value.flag { background = b } else { Options.badValue(item) }
         } else if key == "thp" {

@@ -1,0 +1,34 @@
+/* cxx_plugin_host.c — a C program (no C++ runtime of its own) that loads the C++ module
+ * cxx_plugin.cpp with dlopen and runs out of memory in it:
+ *     cxx_plugin_host PATH-TO-cxx_plugin.so
+ * The module's operator new is the allocator's; out of memory it must call the module's
+ * new-handler and throw std::bad_alloc, which the module catches, so the program goes on.
+ * Before, swmalloc found no C++ runtime (its references to it were bound when it was
+ * loaded, before the module) and aborted. Prints "plugin caught bad_alloc" and exits 0. */
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: cxx_plugin_host PATH-TO-cxx_plugin.so\n");
+        return 2;
+    }
+    void *module = dlopen(argv[1], RTLD_NOW);
+    if (module == NULL) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return 2;
+    }
+    int (*out_of_memory)(size_t) = (int (*)(size_t))dlsym(module, "plugin_out_of_memory");
+    if (out_of_memory == NULL) {
+        fprintf(stderr, "plugin_out_of_memory not found\n");
+        return 2;
+    }
+    if (!out_of_memory((size_t)1 << 62)) {
+        fprintf(stderr, "the module did not get the new-handler, std::bad_alloc and NULL\n");
+        return 1;
+    }
+    printf("plugin caught bad_alloc\n");
+    return 0;
+}
