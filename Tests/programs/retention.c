@@ -75,7 +75,12 @@
  *                       then grows by realloc to 120 MiB with its contents. Before: the
  *                       cache held at most as many bytes as live huge blocks (64 MiB at
  *                       least), so the 100 MiB mapping was unmapped, and the 90 MiB block
- *                       grew only the largest freed mapping: 66 MiB of fresh pages. */
+ *                       grew only the largest freed mapping: 66 MiB of fresh pages.
+ *   huge_gather_refused (purge_delay_ms=10000) a block gathered from three freed ones is
+ *                       freed and gathered again with others while (debug library) the
+ *                       kernel is made to refuse moving it, as one before 6.17 does: each
+ *                       block keeps its contents, calloc reads zero, a later gather still
+ *                       works, and the counts of huge blocks come back to 0. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -622,6 +627,55 @@ static void huge_cache_refill(void) {
     free(p);
 }
 
+/** Writes `size` bytes of `p` with a pattern keyed on `seed`, or checks it. */
+static void pattern(unsigned char *p, size_t size, unsigned seed, int check) {
+    for (size_t i = 0; i < size; i += 1024) {
+        unsigned char v = (unsigned char)((i >> 10) * 31 + seed);
+        if (check) CHECKF(p[i] == v, "block %u: byte %zu is %u, not %u", seed, i, p[i], v);
+        else p[i] = v;
+    }
+}
+
+static void huge_gather_refused(void) {
+    void (*refuse)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "swm_debug_refuse_gathered_moves");
+    free(touched_block(48));   /* the purger, so that the cache holds more than 16 MiB */
+    for (int waited = 0, found = 0; waited < 3000 && !found; waited += 50) {
+        thread_count("swm-purger", &found);
+        if (!found) sleep_ms(50);
+    }
+    unsigned char *three[3];
+    for (int i = 0; i < 3; i++) three[i] = touched_block(12);
+    for (int i = 0; i < 3; i++) free(three[i]);
+    size_t big = (size_t)34 << 20;
+    unsigned char *gathered = malloc(big);   /* three 12 MiB mappings gathered */
+    CHECK(gathered != NULL);
+    pattern(gathered, big, 1, 0);
+    unsigned char *other = touched_block(10);
+    free(gathered);
+    free(other);
+    if (refuse) refuse(1);
+    size_t bigger = (size_t)44 << 20;        /* needs the gathered one and the 10 MiB one */
+    unsigned char *p = malloc(bigger);
+    CHECK(p != NULL);
+    pattern(p, bigger, 2, 0);
+    unsigned char *z = calloc(1, (size_t)30 << 20);
+    CHECK(z != NULL);
+    for (size_t i = 0; i < ((size_t)30 << 20); i += 4096) CHECKF(z[i] == 0, "calloc'd block not zero at %zu", i);
+    pattern(z, (size_t)30 << 20, 3, 0);
+    pattern(p, bigger, 2, 1);
+    if (refuse) refuse(0);
+    free(p);
+    free(z);
+    unsigned char *q = malloc((size_t)60 << 20);
+    CHECK(q != NULL);
+    pattern(q, (size_t)60 << 20, 4, 0);
+    pattern(q, (size_t)60 << 20, 4, 1);
+    free(q);
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    CHECKF(st.huge_blocks == 0, "%zu huge blocks live after freeing all", st.huge_blocks);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -633,6 +687,7 @@ static const struct test_case cases[] = {
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
     {"remote_owner_sleeps_delay0", remote_owner_sleeps},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
+    {"huge_gather_refused", huge_gather_refused},
 };
 
 int main(int argc, char **argv) {

@@ -356,6 +356,7 @@ enum Huge {
             // descriptors carry no owner tag (free's fast path reads one of them).
             rest.base.initializeMemory(as: UInt8.self, repeating: 0, count: Segment.headerBytes)
             format(rest, mappedSize: size - cut, offset: offset)
+            rest.pointee.gathered = seg.pointee.gathered
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
@@ -368,16 +369,18 @@ enum Huge {
 
     /// Takes the largest cached mappings of the layout `offset` out of the cache until
     /// their blocks' bytes cover `need` (or none is left), largest first; a list linked
-    /// through `next`, smallest first. Under `hugeCacheLock`.
+    /// through `next`, smallest first. Under `hugeCacheLock`. Gathered mappings are left
+    /// out once the kernel refused to move one (`Globals.noMultiMappingMoves`).
     private static func takeLargest(covering need: Int, offset: Int) -> UnsafeMutablePointer<Segment>? {
         var taken: UnsafeMutablePointer<Segment>? = nil
         var covered = 0
+        let skipGathered = Globals.noMultiMappingMoves.loadRelaxed() != 0
         while covered < need {
             var largest: UnsafeMutablePointer<Segment>? = nil
             var cursor = Globals.hugeCacheHead.pointee
             while let seg = cursor {
                 cursor = seg.pointee.next
-                if seg.pointee.hugeOffset == offset
+                if seg.pointee.hugeOffset == offset && !(skipGathered && seg.pointee.gathered)
                     && (largest == nil || seg.pointee.mappedSize > largest.unsafelyUnwrapped.pointee.mappedSize) {
                     largest = seg
                 }
@@ -422,7 +425,8 @@ enum Huge {
         let short = total - offset - covered   // > 0: the others alone fall short
         if pieces.pointee.mappedSize - offset - short >= Geometry.largeMax {
             let end = pieces.base + pieces.pointee.mappedSize
-            if !OS.remap(end - short, short, to: base + offset, newSize: short) {
+            if !remap(pieces, end - short, short, to: base + offset) {
+                refused(pieces)
                 OSMemory.unmap(base, total)
                 unmapList(pieces)
                 return nil
@@ -444,6 +448,7 @@ enum Huge {
             if !moveBlock(of: seg, length: length, to: base + offset + moved) {
                 // A failed move may have unmapped its target range first: the new
                 // mapping is given up whole, with the pieces not moved.
+                refused(seg)
                 OSMemory.unmap(base, total)
                 seg.pointee.next = cursor
                 unmapList(seg)
@@ -456,8 +461,16 @@ enum Huge {
         }
         let seg = base.assumingMemoryBound(to: Segment.self)
         format(seg, mappedSize: total, offset: offset)
+        seg.pointee.gathered = true
         if !zeroed { adviseHugePages(base + offset, size: total - offset, usable: total - offset) }
         return (seg, offset + moved)
+    }
+
+    /// The kernel refused to move (a part of) `piece`: when it is a gathered mapping, the
+    /// kernel moves no range of several mappings (before 6.17), and gathered mappings are
+    /// left out of gathering from now on (they still serve as fits).
+    private static func refused(_ piece: UnsafeMutablePointer<Segment>) {
+        if piece.pointee.gathered { Globals.noMultiMappingMoves.store(1) }
     }
 
     /// Moves the first `length` bytes of the block of the cached mapping `seg` to
@@ -467,9 +480,19 @@ enum Huge {
     private static func moveBlock(of seg: UnsafeMutablePointer<Segment>, length: Int,
                                   to target: UnsafeMutableRawPointer) -> Bool {
         let block = seg.base + seg.pointee.hugeOffset
-        if OS.remap(block, length, to: target, newSize: length) { return true }
+        if remap(seg, block, length, to: target) { return true }
         joinAdvice(seg)
-        return OS.remap(block, length, to: target, newSize: length)
+        return remap(seg, block, length, to: target)
+    }
+
+    /// Moves `length` bytes at `source`, in the cached mapping `piece`, to `target` (the
+    /// same size). Debug builds refuse gathered pieces when a test asks.
+    private static func remap(_ piece: UnsafeMutablePointer<Segment>, _ source: UnsafeMutableRawPointer, _ length: Int,
+                              to target: UnsafeMutableRawPointer) -> Bool {
+        #if DEBUG
+        if piece.pointee.gathered && Globals.debugRefuseGatheredMoves.loadRelaxed() != 0 { return false }
+        #endif
+        return OS.remap(source, length, to: target, newSize: length)
     }
 
     /// Writes the header of a huge mapping of `mappedSize` bytes with its block at `offset`.
@@ -477,6 +500,7 @@ enum Huge {
         seg.pointee.kind = .huge
         seg.pointee.mappedSize = mappedSize
         seg.pointee.hugeOffset = offset
+        seg.pointee.gathered = false
         let page = seg.page(at: 0)
         page.pointee.kind = .huge
         page.pointee.blockSize = 0
