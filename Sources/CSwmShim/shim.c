@@ -92,7 +92,11 @@ long swmshim_futex_wake(uint32_t *addr, int count) {
 
 long swmshim_write(int fd, const void *buf, size_t len) {
     int saved = errno;
-    long r = write(fd, buf, len);
+    long r;
+    /* A signal handler installed without SA_RESTART interrupts a write to a slow reader
+     * (a pipe): the report must go on, not lose that chunk. */
+    do r = write(fd, buf, len);
+    while (r < 0 && errno == EINTR);
     errno = saved;
     return r;
 }
@@ -139,6 +143,30 @@ int swmshim_cancel_disable(void) {
 void swmshim_cancel_restore(int state) {
     int saved = errno;
     pthread_setcancelstate(state, NULL);
+    errno = saved;
+}
+
+int swmshim_sigpipe_block(void) {
+    int saved = errno;
+    sigset_t pipe, old, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    sigpending(&pending);
+    errno = saved;
+    return (sigismember(&old, SIGPIPE) ? 1 : 0) | (sigismember(&pending, SIGPIPE) ? 2 : 0);
+}
+
+void swmshim_sigpipe_restore(int state) {
+    int saved = errno;
+    sigset_t pipe, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    if (!(state & 2) && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe, NULL, &zero);
+    }
+    if (!(state & 1)) pthread_sigmask(SIG_UNBLOCK, &pipe, NULL);
     errno = saved;
 }
 

@@ -1,8 +1,9 @@
 /* reports.c — the statistics reports reach their descriptor whole, whatever the program
  * does (ReportTests.swift runs one case per process, linked with -lswmalloc):
  *
- *   signal_at_exit   20,000 VOS sites, then the stats_signal signal to itself and return:
- *                    the signal's report and the one at exit must not interleave
+ *   signal_at_exit   60,000 VOS sites, then the stats_signal signal to itself, 20 ms, and
+ *                    return: the signal's report and the one at exit must not interleave;
+ *                    without stats_print, the signal's report in progress must end whole
  *   no_malloc        never calls malloc, raises the stats_signal signal if one is set,
  *                    waits 200 ms: verbose, stats_print and stats_signal still work
  *   closes_stderr    an exit handler of its own closes stderr (as coreutils do), which
@@ -10,22 +11,36 @@
  *   file_encoding    sites whose __FILE__ is not UTF-8: the JSON report stays UTF-8
  *   fork_child_fds   a fork child (a daemon's) holds no copy of stderr beyond fd 2: the
  *                    reports' duplicate of stats_fd must not keep its caller's pipe open
+ *   interrupted_writes  3,000 sites reported to a pipe read slowly while a 1 ms timer's
+ *                    handler (installed without SA_RESTART) interrupts the writes: every
+ *                    site arrives (before: about 2,800; each interrupted write's chunk
+ *                    was dropped)
+ *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
+ *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
+ *
+ * file_encoding also names a site with 200 backslashes (400 bytes escaped): before, the
+ * JSON line was cut inside that entry.
  *
  * Prints "ok CASE" (no_malloc writes it with write(2), calling no allocator). */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static void case_signal_at_exit(void) {
-    for (unsigned i = 0; i < 20000; i++)
+    for (unsigned i = 0; i < 60000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
     CHECK(kill(getpid(), SIGUSR1) == 0);
+    struct timespec pause = {0, 20 * 1000 * 1000};   /* the signal's report has started */
+    nanosleep(&pause, NULL);
 }
 
 static void case_no_malloc(void) {
@@ -48,6 +63,9 @@ static void case_file_encoding(void) {
     CHECK(VOS_MallocWithDebug(10, 1, (const unsigned char *)"bad\xff\xfe.c", 1) != NULL);
     CHECK(VOS_MallocWithDebug(10, 1, (const unsigned char *)"cut\xe6\x97.c", 2) != NULL);
     CHECK(VOS_MallocWithDebug(10, 1, (const unsigned char *)"utf8-\xc3\xa9-\xe6\x97\xa5.c", 3) != NULL);
+    static char backslashes[201];
+    memset(backslashes, '\\', 200);
+    CHECK(VOS_MallocWithDebug(10, 1, (const unsigned char *)backslashes, 4) != NULL);
     fflush(stdout);
     swm_vos_report(1, 1);
 }
@@ -83,12 +101,88 @@ static void case_fork_child_fds(void) {
            status);
 }
 
+static int report_pipe[2];
+static volatile sig_atomic_t ticks;
+static void on_tick(int signal) { (void)signal; ticks++; }
+
+/** Reads the report pipe slowly; counts the lines that name reports.c. */
+static void *slow_reader(void *arg) {
+    long *lines = arg;
+    char buf[4096];
+    ssize_t n;
+    const char *key = "reports.c:";
+    size_t matched = 0;
+    while ((n = read(report_pipe[0], buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            matched = buf[i] == key[matched] ? matched + 1 : (buf[i] == key[0] ? 1 : 0);
+            if (matched == strlen(key)) { (*lines)++; matched = 0; }
+        }
+        struct timespec pause = {0, 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
+static void case_interrupted_writes(void) {
+    enum { SITES = 3000 };
+    for (unsigned i = 0; i < SITES; i++)
+        CHECK(VOS_MallocWithDebug(1 + i, i % 50, (const unsigned char *)"reports.c", i + 1) != NULL);
+    CHECK(pipe(report_pipe) == 0);
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    CHECK(pthread_sigmask(SIG_BLOCK, &alarm, NULL) == 0);   /* the reader never takes it */
+    long lines = 0;
+    pthread_t reader;
+    CHECK(pthread_create(&reader, NULL, slow_reader, &lines) == 0);
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &alarm, NULL) == 0);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_tick;                               /* no SA_RESTART */
+    CHECK(sigaction(SIGALRM, &action, NULL) == 0);
+    struct itimerval every_ms = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    CHECK(setitimer(ITIMER_REAL, &every_ms, NULL) == 0);
+    swm_vos_report(report_pipe[1], 0);
+    CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    close(report_pipe[1]);
+    CHECK(pthread_join(reader, NULL) == 0);
+    CHECKF(lines == SITES, "%ld of %d sites reported (%d timer signals during the report)", lines, SITES, (int)ticks);
+}
+
+static void case_reader_gone(void) {
+    int p[2], go[2];
+    CHECK(pipe(p) == 0 && pipe(go) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        close(go[1]);
+        for (int i = 0; i < 100; i++) (void)VOS_MallocWithDebug(10, (unsigned long)i, (const unsigned char *)"reports.c", 1);
+        char byte;
+        (void)read(go[0], &byte, 1);   /* until the parent closed its read end */
+        exit(0);
+    }
+    close(p[0]);   /* nobody reads the child's stderr any more */
+    close(p[1]);
+    close(go[0]);
+    CHECK(write(go[1], "x", 1) == 1);
+    close(go[1]);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's report at exit to a pipe without a reader: status %#x",
+           status);
+}
+
 static const struct test_case cases[] = {
     {"signal_at_exit", case_signal_at_exit},
     {"no_malloc", case_no_malloc},
     {"closes_stderr", case_closes_stderr},
     {"file_encoding", case_file_encoding},
     {"fork_child_fds", case_fork_child_fds},
+    {"interrupted_writes", case_interrupted_writes},
+    {"reader_gone", case_reader_gone},
 };
 
 int main(int argc, char **argv) {

@@ -123,6 +123,11 @@ int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(vo
 /// cancellation point), which would leave the lock held for good.
 int swmshim_cancel_disable(void);
 void swmshim_cancel_restore(int state);
+/// Blocks SIGPIPE for the calling thread while it writes a report (a reader that went away
+/// must not kill the program for a report); returns the state for `swmshim_sigpipe_restore`,
+/// which discards a SIGPIPE the report's writes raised and unblocks it if it was not blocked.
+int swmshim_sigpipe_block(void);
+void swmshim_sigpipe_restore(int state);
 /// Registers a function to run at process exit.
 int swmshim_atexit(void (*fn)(void));
 /// Keeps a duplicate of `fd` (close-on-exec, numbered 100 or above) for the reports, so

@@ -180,6 +180,14 @@ enum Stats {
         }
     }
 
+    /// At exit without a report of its own (stats_signal without stats_print): a signal's
+    /// report in progress is finished first, and none starts after (it would be cut short
+    /// by the process's end). Before, exit did not wait, and the JSON on the descriptor
+    /// ended inside an entry (an outside review).
+    static func endReports() {
+        serialized { Globals.exitReported.pointee = 1 }
+    }
+
     /// Writes the report to `fd`, without calling malloc, under the report lock.
     static func writeReport(to fd: Int32, json: Bool) {
         serialized { writeReportUnlocked(to: fd, json: json) }
@@ -189,12 +197,17 @@ enum Stats {
     /// several `write` calls, which another report must not come between. The thread
     /// cannot be cancelled meanwhile (as glibc's `malloc_stats`): `write` is a
     /// cancellation point, and a thread cancelled there left the lock held, so every
-    /// later report (the one at exit included) waited for ever.
+    /// later report (the one at exit included) waited for ever. SIGPIPE is blocked
+    /// meanwhile (and one the writes raise is discarded): a report to a pipe whose reader
+    /// went away (`prog 2>&1 | head`) gets EPIPE and ends, where the report at exit killed
+    /// the program (exit status 141 instead of 0; an outside review).
     static func serialized(_ body: () -> Void) {
         let cancelState = swmshim_cancel_disable()
+        let pipeState = swmshim_sigpipe_block()
         Globals.reportLock.lock()
         body()
         Globals.reportLock.unlock()
+        swmshim_sigpipe_restore(pipeState)
         swmshim_cancel_restore(cancelState)
     }
 

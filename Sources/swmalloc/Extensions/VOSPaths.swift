@@ -79,17 +79,21 @@ enum VOS {
 
     /// Charges the core block `block` of a VOS request and writes its header: the thread's
     /// table (created on first use), the site (registered on first use), the module's
-    /// quota. Frees the block and returns NULL with ENOMEM when the thread can have no
-    /// table or the quota refuses it.
+    /// quota; a thread without a heap charges the global region (`orphanCharge`). Frees
+    /// the block and returns NULL with ENOMEM when there is no memory for the accounting
+    /// or the quota refuses it.
     @inline(never)
     private static func charge(_ block: UnsafeMutableRawPointer, _ size: UInt, _ module: UInt, withSite: Bool,
                                file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
+        let m = VOSModules.index(of: module)
+        var header = VOSHeader(size: size, module: m, site: 0, quotaCounted: false)
         guard let table = VOSModules.currentTable() else {
+            if Heap.current.isEmpty && VOSModules.orphanCharge(&header, withSite: withSite, file: file, line: line) {
+                return VOSBlock.write(block, header)
+            }
             Heap.deallocate(block)
             return Heap.outOfMemory()
         }
-        let m = VOSModules.index(of: module)
-        var header = VOSHeader(size: size, module: m, site: 0, quotaCounted: false)
         if withSite { header.site = VOSSites.id(table, module: m, file: file, line: line) }
         if table.quotasExist {
             let quota = VOSModules.globalModule(table.global, m, 4).loadRelaxed()

@@ -29,10 +29,14 @@ enum VOSReport {
             line.append("],\"sites\":[")
             first = true
             VOSStats.forEachSite { s in
-                line.flushIfFull(to: fd, room: 400)
+                // The escaped name alone may take 400 bytes (200, each escaped): room for
+                // it, then for the numbers (a 512-byte line dropped the rest: an outside
+                // review's 200-backslash name made the report invalid JSON).
+                line.flushIfFull(to: fd, room: 2 * VOSSites.nameMax + 16)
                 if !first { line.append(",") }
                 first = false
                 line.append("{\"file\":\""); line.append(cString: s.file, json: true)
+                line.flushIfFull(to: fd, room: 200)
                 line.append("\",\"line\":"); line.append(s.line)
                 line.append(",\"module\":"); line.append(s.module)
                 line.append(",\"live_bytes\":"); line.append(s.liveBytes)

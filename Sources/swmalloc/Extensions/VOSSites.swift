@@ -59,6 +59,14 @@ enum VOSSites {
         return ((table.raw + VOSModules.tableSiteCacheOffset + slot &* 24).assumingMemoryBound(to: UInt.self), f, key)
     }
 
+    /// The site id of (`module`, `file`, `line`) for a thread without a table (the global
+    /// index, then registration; 0 when the registry is full).
+    static func globalId(_ g: UnsafeMutableRawPointer, module: Int, file: UnsafePointer<UInt8>?, line: UInt32) -> Int {
+        let f = UInt(bitPattern: file)
+        let key = UInt(line) | UInt(module) << 32
+        return find(g, f, key) ?? register(g, f, key)
+    }
+
     /// Cache miss: the global index, then registration; fills the cache entry.
     @inline(never)
     private static func miss(_ table: VOSTable, _ entry: UnsafeMutablePointer<UInt>, _ f: UInt, _ key: UInt) -> Int {
