@@ -93,11 +93,4 @@ func swm_validate() -> Int32 {
 func swm_debug_set_remote_hook(_ hook: UnsafeRawPointer?) {
     Globals.remoteFreeHook.pointee = hook
 }
-
-/// Debug builds only: with `refuse` nonzero, moves of gathered huge mappings fail as a
-/// kernel before 6.17 refuses them (`Huge.gather`), so tests reach that path here.
-@c(swmimpl_debug_refuse_gathered_moves)
-func swm_debug_refuse_gathered_moves(_ refuse: Int32) {
-    Globals.debugRefuseGatheredMoves.store(refuse != 0 ? 1 : 0)
-}
 #endif

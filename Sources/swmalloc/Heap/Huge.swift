@@ -6,10 +6,9 @@ import Synchronization
 /// in a mapping of its own. A freed block's mapping goes to the *huge cache* (bounded by
 /// `cacheLimitBytes()` and `cacheLimitCount`, oldest evicted first) and is unmapped once it
 /// stayed there for the purge delay; an allocation takes the smallest cached mapping of
-/// the same layout that is large enough, or gathers the largest ones into one. So a
-/// program that frees and allocates big buffers reuses memory that is still resident
-/// instead of paying an mmap and a page fault per 4 KiB each time. With
-/// `purge_delay_ms=0` nothing is cached.
+/// the same layout that is large enough, or grows the largest. So a program that frees
+/// and allocates big buffers reuses memory that is still resident instead of paying an
+/// mmap and a page fault per 4 KiB each time. With `purge_delay_ms=0` nothing is cached.
 ///
 /// - Alignment up to 2 MiB: the mapping is 4 MiB-aligned, so the segment map finds it, with
 ///   a header in the first slice and the block at `hugeOffset`: 64 KiB, the alignment, or
@@ -56,7 +55,7 @@ enum Huge {
         guard let base = OSMemory.mapAligned(total, alignment: Geometry.segmentSize) else {
             return Heap.outOfMemory()
         }
-        format(base.assumingMemoryBound(to: Segment.self), mappedSize: total, offset: offset)
+        format(base.assumingMemoryBound(to: Segment.self), mappedSize: total, offset: offset, origin: newOrigin())
         let block = base + offset
         if !zeroed { adviseHugePages(block, size: size, usable: total - offset) }
         SegmentMap.insert(base)
@@ -91,6 +90,7 @@ enum Huge {
         }
         let grown = moved.assumingMemoryBound(to: Segment.self)
         grown.pointee.mappedSize = total
+        grown.pointee.origin = newOrigin()
         SegmentMap.insert(moved)
         let block = moved + offset
         adviseHugePages(block, size: total - offset, usable: total - offset)
@@ -186,11 +186,13 @@ enum Huge {
         }
     }
 
-    /// Adds `growth` bytes to the live huge mappings, and raises their peak.
+    /// Adds `growth` bytes to the live huge mappings, raises their peak, and keeps the
+    /// cache within its bound (`trimCache`).
     private static func countLive(growth: UInt) {
         let counters = Counters.shared
         let live = counters.pointee.hugeBytes.wrappingAdd(growth, ordering: .relaxed).newValue
         counters.pointee.hugePeak.max(live, ordering: .relaxed)
+        trimCache()
     }
 
     /// Counts a huge block freed.
@@ -273,20 +275,11 @@ enum Huge {
 
     /// Puts a mapping at the head of the cache, evicting (unmapping) the oldest ones
     /// beyond the limits.
-    private static func insertCached(_ seg: UnsafeMutablePointer<Segment>) {
-        let size = seg.pointee.mappedSize
-        var evicted: UnsafeMutablePointer<Segment>? = nil
+    private static func insertCached(_ freed: UnsafeMutablePointer<Segment>) {
         Globals.hugeCacheLock.lock()
-        let limit = cacheLimitBytes()
-        while Globals.hugeCacheHead.pointee != nil
-            && (Globals.hugeCacheBytes.pointee + size > limit || Globals.hugeCacheCount.pointee >= cacheLimitCount) {
-            // The oldest mapping is the last one: walk to it (the list is short).
-            var last = Globals.hugeCacheHead.pointee.unsafelyUnwrapped
-            while let next = last.pointee.next { last = next }
-            unlinkCached(last)
-            last.pointee.next = evicted
-            evicted = last
-        }
+        let seg = coalesce(freed)
+        let size = seg.pointee.mappedSize
+        let evicted = takeOldest(adding: size)
         seg.pointee.prev = nil
         seg.pointee.next = Globals.hugeCacheHead.pointee
         seg.pointee.next?.pointee.prev = seg
@@ -294,6 +287,78 @@ enum Huge {
         Globals.hugeCacheBytes.pointee += size
         Globals.hugeCacheCount.pointee += 1
         Counters.shared.pointee.hugeCached.wrappingAdd(UInt(size), ordering: .relaxed)
+        Globals.hugeCacheLock.unlock()
+        unmapList(evicted)
+    }
+
+    /// Under `hugeCacheLock`: joins `seg` (not in the cache) with the cached mappings cut
+    /// from the same mapping that lie right before or after it, and returns the mapping
+    /// they make (not in the cache; its freed time `seg`'s). A big cached mapping cut for a
+    /// small block, and that block freed, make the big mapping again: without it the
+    /// pieces aged out and a big request grew the largest, faulting the rest in fresh
+    /// (`large --full`). Pieces of one mapping stay one kernel mapping (they were never
+    /// moved apart), so it can move whole later (`mremap`); a mapping that moved gets a
+    /// new origin (`newOrigin`), so it never joins pieces left where it was.
+    private static func coalesce(_ seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Segment> {
+        var joined = seg
+        let freedAt = seg.page(at: 0).pointee.freedAt
+        var cursor = Globals.hugeCacheHead.pointee
+        while let other = cursor {
+            cursor = other.pointee.next
+            if other.pointee.origin != joined.pointee.origin || other.pointee.hugeOffset != joined.pointee.hugeOffset {
+                continue
+            }
+            if other.base == joined.base + joined.pointee.mappedSize {
+                unlinkCached(other)
+                joined.pointee.mappedSize += other.pointee.mappedSize
+            } else if other.base + other.pointee.mappedSize == joined.base {
+                unlinkCached(other)
+                other.pointee.mappedSize += joined.pointee.mappedSize
+                joined = other
+            } else {
+                continue
+            }
+            cursor = Globals.hugeCacheHead.pointee   // the joined mapping may meet another
+        }
+        joined.page(at: 0).pointee.freedAt = freedAt
+        return joined
+    }
+
+    /// A new origin for a huge mapping (never 0, so a zeroed header matches none).
+    private static func newOrigin() -> UInt32 {
+        UInt32(truncatingIfNeeded: Globals.hugeOrigins.add(1) &+ 1) | 1 << 31
+    }
+
+    /// Under `hugeCacheLock`: takes the oldest mappings out of the cache while it would
+    /// hold more than `cacheLimitBytes()` with `size` bytes more, or, when a mapping is to
+    /// be added (`size` > 0), `cacheLimitCount` mappings; returns them, linked through
+    /// `next`, for the caller to unmap after the lock.
+    private static func takeOldest(adding size: Int) -> UnsafeMutablePointer<Segment>? {
+        var evicted: UnsafeMutablePointer<Segment>? = nil
+        let limit = cacheLimitBytes()
+        while Globals.hugeCacheHead.pointee != nil
+            && (Globals.hugeCacheBytes.pointee + size > limit || (size > 0 && Globals.hugeCacheCount.pointee >= cacheLimitCount)) {
+            // The oldest mapping is the last one: walk to it (the list is short).
+            var last = Globals.hugeCacheHead.pointee.unsafelyUnwrapped
+            while let next = last.pointee.next { last = next }
+            unlinkCached(last)
+            last.pointee.next = evicted
+            evicted = last
+        }
+        return evicted
+    }
+
+    /// Evicts the oldest cached mappings while the cache holds more than its bound, after
+    /// live huge memory grew: the bound (the fall from the peak) is applied at each free,
+    /// but a fresh mapping, a realloc's growth or a block of another layout raises live
+    /// memory without touching the cache, and live and cached together stayed above the
+    /// peak until the purge delay (an outside review: 320 MiB resident for a live peak of
+    /// 160 MiB, 20 MiB blocks freed, then as many 1 MiB-aligned). One load when the cache
+    /// holds no more than its least bound.
+    private static func trimCache() {
+        if Globals.hugeCacheBytes.pointee <= cacheMinBytes { return }
+        Globals.hugeCacheLock.lock()
+        let evicted = takeOldest(adding: 0)
         Globals.hugeCacheLock.unlock()
         unmapList(evicted)
     }
@@ -320,34 +385,39 @@ enum Huge {
     }
 
     /// A cached mapping with the block at `offset`, of at least `total` bytes: the
-    /// smallest that is large enough; or else the largest ones, gathered into one new
-    /// mapping (`gather`). Nil when nothing of that layout is cached. `kept`: the bytes
-    /// from its start, up to `total`, that held cached data (the rest is fresh zero pages).
+    /// smallest that is large enough; or else the largest, grown by moving its pages to a
+    /// new mapping (`mremap`: only the growth faults). Nil when nothing of that layout is
+    /// cached. `kept`: the bytes from its start, up to `total`, that held the cached
+    /// mapping's data (the rest is fresh zero pages).
     ///
     /// The smallest fit is cut at the next segment boundary (a rest of a segment or more
     /// stays cached as a mapping of its own, its header written where its block would
     /// start). A shorter rest stays in the block for malloc (its pages are resident
     /// already, and go back to the cache with it); for calloc (`zeroed`) it is unmapped,
-    /// so that only the request's pages need clearing.
+    /// and the part of a cut block past the request is purged, so that the whole usable
+    /// size reads zero while only the request's pages are cleared by hand.
+    ///
+    /// Why not gather several cached mappings into one (`mremap` of each into a new
+    /// mapping; tried in 8b9278a): each moved part stays a kernel mapping of its own
+    /// (they cannot merge), gathered blocks were gathered again, and an outside review
+    /// drove a process to `vm.max_map_count` (65,530) with 200 live blocks.
     private static func takeCached(total: Int, offset: Int, zeroed: Bool) -> (UnsafeMutablePointer<Segment>, kept: Int)? {
         if Globals.hugeCacheHead.pointee == nil { return nil }
         Globals.hugeCacheLock.lock()
         var fit: UnsafeMutablePointer<Segment>? = nil
+        var largest: UnsafeMutablePointer<Segment>? = nil
         var cursor = Globals.hugeCacheHead.pointee
         while let seg = cursor {
             cursor = seg.pointee.next
+            if seg.pointee.hugeOffset != offset { continue }
             let size = seg.pointee.mappedSize
-            if seg.pointee.hugeOffset == offset && size >= total
-                && (fit == nil || size < fit.unsafelyUnwrapped.pointee.mappedSize) { fit = seg }
+            if size >= total && (fit == nil || size < fit.unsafelyUnwrapped.pointee.mappedSize) { fit = seg }
+            if largest == nil || size > largest.unsafelyUnwrapped.pointee.mappedSize { largest = seg }
         }
-        guard let seg = fit else {
-            let pieces = takeLargest(covering: total - offset, offset: offset)
-            Globals.hugeCacheLock.unlock()
-            guard let first = pieces else { return nil }
-            return gather(first, total: total, offset: offset, zeroed: zeroed)
-        }
-        unlinkCached(seg)
+        let taken = fit ?? largest
+        if let seg = taken { unlinkCached(seg) }
         Globals.hugeCacheLock.unlock()
+        guard let seg = taken else { return nil }
         let size = seg.pointee.mappedSize
         let cut = (total + Geometry.segmentSize - 1) & ~(Geometry.segmentSize - 1)
         if size >= cut + Geometry.segmentSize {
@@ -355,152 +425,36 @@ enum Huge {
             // Its header lies in what was block data: zeroed, so that its page
             // descriptors carry no owner tag (free's fast path reads one of them).
             rest.base.initializeMemory(as: UInt8.self, repeating: 0, count: Segment.headerBytes)
-            format(rest, mappedSize: size - cut, offset: offset)
-            rest.pointee.gathered = seg.pointee.gathered
+            format(rest, mappedSize: size - cut, offset: offset, origin: seg.pointee.origin)
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
+            if zeroed && cut > total { OSMemory.purge(seg.base + total, cut - total) }
         } else if zeroed && size > total {
             OSMemory.unmap(seg.base + total, size - total)
             seg.pointee.mappedSize = total
+        } else if size < total {
+            joinAdvice(seg)
+            guard let moved = OSMemory.growAligned(seg.base, size, to: total, alignment: Geometry.segmentSize,
+                                                   head: offset, headBytes: Segment.headerBytes) else {
+                OSMemory.unmap(seg.base, size)
+                return nil
+            }
+            let grown = moved.assumingMemoryBound(to: Segment.self)
+            grown.pointee.mappedSize = total
+            grown.pointee.origin = newOrigin()
+            return (grown, size)
         }
         return (seg, min(seg.pointee.mappedSize, total))
     }
 
-    /// Takes the largest cached mappings of the layout `offset` out of the cache until
-    /// their blocks' bytes cover `need` (or none is left), largest first; a list linked
-    /// through `next`, smallest first. Under `hugeCacheLock`. Gathered mappings are left
-    /// out once the kernel refused to move one (`Globals.noMultiMappingMoves`).
-    private static func takeLargest(covering need: Int, offset: Int) -> UnsafeMutablePointer<Segment>? {
-        var taken: UnsafeMutablePointer<Segment>? = nil
-        var covered = 0
-        let skipGathered = Globals.noMultiMappingMoves.loadRelaxed() != 0
-        while covered < need {
-            var largest: UnsafeMutablePointer<Segment>? = nil
-            var cursor = Globals.hugeCacheHead.pointee
-            while let seg = cursor {
-                cursor = seg.pointee.next
-                if seg.pointee.hugeOffset == offset && !(skipGathered && seg.pointee.gathered)
-                    && (largest == nil || seg.pointee.mappedSize > largest.unsafelyUnwrapped.pointee.mappedSize) {
-                    largest = seg
-                }
-            }
-            guard let seg = largest else { break }
-            unlinkCached(seg)
-            covered += seg.pointee.mappedSize - offset
-            seg.pointee.next = taken
-            taken = seg
-        }
-        return taken
-    }
-
-    /// A new mapping of `total` bytes whose block is made of the blocks of `pieces`
-    /// (cached mappings, none large enough alone; smallest first), moved into it one
-    /// after the other (`mremap`: their resident pages move, nothing is copied or faults
-    /// again); what they do not cover is fresh. `free` then-`malloc` of buffers of
-    /// varying sizes (`large`) reuses what it freed instead of clearing new pages: before,
-    /// only the largest piece was grown and the others aged out of the cache.
-    ///
-    /// The first piece is the smallest: when it holds more than the other pieces leave to
-    /// cover by a huge page or more, only the end of its block moves and it goes back to
-    /// the cache, shorter. Nil when no new mapping can be had, or the kernel refused a
-    /// move (one before 6.17 moves only a range inside one of its mappings, and a block
-    /// made by `gather` is several): the pieces left and the new mapping are unmapped (a
-    /// refused move may have unmapped its target range already), and the caller maps
-    /// the block fresh.
-    private static func gather(_ pieces: UnsafeMutablePointer<Segment>, total: Int, offset: Int,
-                               zeroed: Bool) -> (UnsafeMutablePointer<Segment>, kept: Int)? {
-        guard let base = OSMemory.mapAligned(total, alignment: Geometry.segmentSize) else {
-            unmapList(pieces)
-            return nil
-        }
-        var covered = 0   // by the pieces after the first
-        var cursor = pieces.pointee.next
-        while let seg = cursor {
-            covered += seg.pointee.mappedSize - offset
-            cursor = seg.pointee.next
-        }
-        var moved = 0     // bytes of block data moved in, from the block's start
-        cursor = pieces
-        let short = total - offset - covered   // > 0: the others alone fall short
-        if pieces.pointee.mappedSize - offset - short >= Geometry.largeMax {
-            let end = pieces.base + pieces.pointee.mappedSize
-            if !remap(pieces, end - short, short, to: base + offset) {
-                refused(pieces)
-                OSMemory.unmap(base, total)
-                unmapList(pieces)
-                return nil
-            }
-            moved = short
-            pieces.pointee.mappedSize -= short
-            Counters.shared.pointee.mapped.wrappingSubtract(UInt(short), ordering: .relaxed)
-            cursor = pieces.pointee.next
-            insertCached(pieces)
-        }
-        while let seg = cursor {
-            cursor = seg.pointee.next
-            let block = seg.pointee.mappedSize - offset
-            let length = min(block, total - offset - moved)
-            if length <= 0 {
-                OSMemory.unmap(seg.base, seg.pointee.mappedSize)
-                continue
-            }
-            if !moveBlock(of: seg, length: length, to: base + offset + moved) {
-                // A failed move may have unmapped its target range first: the new
-                // mapping is given up whole, with the pieces not moved.
-                refused(seg)
-                OSMemory.unmap(base, total)
-                seg.pointee.next = cursor
-                unmapList(seg)
-                return nil
-            }
-            moved += length
-            Counters.shared.pointee.mapped.wrappingSubtract(UInt(length), ordering: .relaxed)
-            OSMemory.unmap(seg.base, offset)
-            if block > length { OSMemory.unmap(seg.base + offset + length, block - length) }
-        }
-        let seg = base.assumingMemoryBound(to: Segment.self)
-        format(seg, mappedSize: total, offset: offset)
-        seg.pointee.gathered = true
-        if !zeroed { adviseHugePages(base + offset, size: total - offset, usable: total - offset) }
-        return (seg, offset + moved)
-    }
-
-    /// The kernel refused to move (a part of) `piece`: when it is a gathered mapping, the
-    /// kernel moves no range of several mappings (before 6.17), and gathered mappings are
-    /// left out of gathering from now on (they still serve as fits).
-    private static func refused(_ piece: UnsafeMutablePointer<Segment>) {
-        if piece.pointee.gathered { Globals.noMultiMappingMoves.store(1) }
-    }
-
-    /// Moves the first `length` bytes of the block of the cached mapping `seg` to
-    /// `target` (the same size, over a part of a new mapping). A hint on a part of the
-    /// block (`thp=large` advises only the request's whole huge pages) split the kernel's
-    /// mapping, which a kernel before 6.17 does not move as one: joined and tried again.
-    private static func moveBlock(of seg: UnsafeMutablePointer<Segment>, length: Int,
-                                  to target: UnsafeMutableRawPointer) -> Bool {
-        let block = seg.base + seg.pointee.hugeOffset
-        if remap(seg, block, length, to: target) { return true }
-        joinAdvice(seg)
-        return remap(seg, block, length, to: target)
-    }
-
-    /// Moves `length` bytes at `source`, in the cached mapping `piece`, to `target` (the
-    /// same size). Debug builds refuse gathered pieces when a test asks.
-    private static func remap(_ piece: UnsafeMutablePointer<Segment>, _ source: UnsafeMutableRawPointer, _ length: Int,
-                              to target: UnsafeMutableRawPointer) -> Bool {
-        #if DEBUG
-        if piece.pointee.gathered && Globals.debugRefuseGatheredMoves.loadRelaxed() != 0 { return false }
-        #endif
-        return OS.remap(source, length, to: target, newSize: length)
-    }
-
-    /// Writes the header of a huge mapping of `mappedSize` bytes with its block at `offset`.
-    private static func format(_ seg: UnsafeMutablePointer<Segment>, mappedSize: Int, offset: Int) {
+    /// Writes the header of a huge mapping of `mappedSize` bytes with its block at `offset`,
+    /// cut from the mapping `origin` (`coalesce`).
+    private static func format(_ seg: UnsafeMutablePointer<Segment>, mappedSize: Int, offset: Int, origin: UInt32) {
         seg.pointee.kind = .huge
         seg.pointee.mappedSize = mappedSize
         seg.pointee.hugeOffset = offset
-        seg.pointee.gathered = false
+        seg.pointee.origin = origin
         let page = seg.page(at: 0)
         page.pointee.kind = .huge
         page.pointee.blockSize = 0

@@ -105,12 +105,8 @@ enum Globals {
     /// Live heaps above which the next new heap first looks for heaps of threads that
     /// ended without giving theirs up (`Heap.reapDeadOwners`; under `heapsLock`).
     static var reapMark: UnsafeMutablePointer<UInt> { (base + 1536).assumingMemoryBound(to: UInt.self) }
-    /// 1 once the kernel refused to move a range that spans several of its mappings (a
-    /// kernel before 6.17): `Huge.gather` then leaves gathered mappings out.
-    static var noMultiMappingMoves: AtomicWord { AtomicWord(base + 1544) }
-    /// Debug builds: 1 while moves of gathered huge mappings are to fail as on a kernel
-    /// before 6.17 (`swm_debug_refuse_gathered_moves`).
-    static var debugRefuseGatheredMoves: AtomicWord { AtomicWord(base + 1552) }
+    /// The last origin given to a huge mapping (`Huge.newOrigin`).
+    static var hugeOrigins: AtomicWord { AtomicWord(base + 1544) }
     /// Process-wide counters.
     static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
     static let countersBytes = 1024

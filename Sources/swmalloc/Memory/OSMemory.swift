@@ -51,23 +51,13 @@ enum OSMemory {
     ///
     /// Why not one `mremap` of the whole mapping: the kernel moves only a range inside one
     /// of its mappings (EFAULT otherwise), and a hint given to the block's part alone
-    /// (`madvise` for huge pages) splits the mapping in two there. The moved part grows as
-    /// it moves (one kernel mapping after); when the kernel refuses that (the part is
-    /// several kernel mappings: a block `Huge` gathered from cached ones), it moves at its
-    /// size into a new target (Linux 6.17 and later move several mappings at once), the
-    /// growth being the target's own fresh pages. A refused move may have unmapped its
-    /// target range already, so the retry takes a new target.
+    /// (`madvise` for huge pages) splits the mapping in two there.
     static func growAligned(_ p: UnsafeMutableRawPointer, _ size: Int, to newSize: Int, alignment: Int,
                             head: Int, headBytes: Int) -> UnsafeMutableRawPointer? {
-        guard var target = mapAligned(newSize, alignment: alignment) else { return nil }
+        guard let target = mapAligned(newSize, alignment: alignment) else { return nil }
         if !OS.remap(p + head, size - head, to: target + head, newSize: newSize - head) {
             unmap(target, newSize)
-            guard let retry = mapAligned(newSize, alignment: alignment) else { return nil }
-            target = retry
-            if !OS.remap(p + head, size - head, to: target + head, newSize: size - head) {
-                unmap(target, newSize)
-                return nil
-            }
+            return nil
         }
         target.copyMemory(from: p, byteCount: headBytes)
         OS.unmap(p, head)

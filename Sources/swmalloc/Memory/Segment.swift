@@ -35,7 +35,7 @@ struct Segment {
     var missReturns: UInt32                     // `spanReturns` when a span request last missed
     var missCount: UInt8                        // that request's slices and alignment (0: none)
     var missAlignment: UInt8
-    var gathered: Bool                          // huge: the block spans several kernel mappings (`Huge.gather`)
+    var origin: UInt32                          // huge: the mapping it was cut from (`Huge.coalesce`)
 
     static let sliceMapOffset = 128
     /// Bytes per page descriptor (three cache lines used, see `Page`): a power of two, so
