@@ -47,12 +47,20 @@ printf 'swmalloc (%s) unstable; urgency=medium\n\n  * Built from the swmalloc so
   "$version" "$(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" | gzip -9n > "$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 
-# Depends: the packages that hold the libraries the binaries need.
-depends="$(for f in "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload" "$stage/usr/lib/libswmalloc.so.$major".*; do
+# Depends: the packages that hold the libraries the binaries need, at least the version
+# installed here (the binaries were linked against it: /usr/bin/swmalloc needs
+# GLIBCXX_3.4.30, which an unversioned libstdc++6 did not promise), and libc6 at least
+# the newest GLIBC_ symbol version they use.
+binaries=("$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload" "$stage/usr/lib/libswmalloc.so.$major".*)
+depends="$(for f in "${binaries[@]}"; do
   ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
 done | sort -u | while read -r lib; do
   dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
-done | cut -d: -f1 | sort -u | grep -v '^libc6$' | sed 's/$/, /' | tr -d '\n')"
+done | cut -d: -f1 | sort -u | grep -v '^libc6$' | while read -r pkg; do
+  printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null | head -1)"
+done)"
+glibc="$(for f in "${binaries[@]}"; do objdump -T "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' \
+  | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)"
 
 mkdir -p "$stage/DEBIAN"
 cat > "$stage/DEBIAN/control" <<CONTROL
@@ -60,7 +68,7 @@ Package: swmalloc
 Version: $version
 Architecture: $arch
 Maintainer: swmalloc developers <swmalloc@localhost>
-Depends: ${depends}libc6 (>= 2.34)
+Depends: ${depends}libc6 (>= ${glibc:-2.34})
 Section: libs
 Priority: optional
 Installed-Size: $(du -sk "$stage/usr" | cut -f1)

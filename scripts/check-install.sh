@@ -87,6 +87,11 @@ ok "install twice, --uninstall: every file and created directory gone, share/man
 (cd "$work" && bash "$OLDPWD/scripts/install.sh" --prefix /opt/swm --destdir stage > /dev/null) || fail "install.sh --destdir stage"
 [ -f "$work/stage/opt/swm/lib/libswmalloc.so.1" ] || fail "a relative --destdir was not taken from the current directory"
 ok "a relative --destdir is taken from the current directory"
+for bad in "$work/pfx:colon" "$work/pfx#hash" "$work/pfx space"; do
+  if bash scripts/install.sh --prefix "$bad" > /dev/null 2>&1; then fail "install.sh took the prefix '$bad'"; fi
+  [ ! -e "$bad" ] || fail "install.sh created '$bad' before refusing it"
+done
+ok "a prefix with ':', '#' or white space is refused (LD_PRELOAD, the rpath and the .pc file break on them)"
 
 # ---- 2. the Debian package ----
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then

@@ -45,8 +45,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
-# pkg-config's flags and LD_PRELOAD are split at white space: such a prefix cannot work.
+# pkg-config's flags and LD_PRELOAD are split at white space, LD_PRELOAD, the rpath and
+# PKG_CONFIG_PATH at ':', and '#' starts a comment in the .pc file: such a prefix cannot work.
 case "$prefix" in *[[:space:]]*) echo "install.sh: --prefix must not contain white space: '$prefix'" >&2; exit 2 ;; esac
+case "$prefix" in *[:#]*) echo "install.sh: --prefix must not contain ':' or '#': '$prefix'" >&2; exit 2 ;; esac
 case "$destdir" in ""|/*) ;; *) destdir="$start/$destdir" ;; esac
 root="$destdir$prefix"
 manifest="$root/share/swmalloc/installed-files"
@@ -134,12 +136,18 @@ if [ -f "$manifest" ]; then
   while IFS= read -r entry; do
     case "$entry" in "dir "*) created+=("${entry#dir }") ;; esac
   done < "$manifest"
+  # A manifest of an installer before directories were listed (0e2c9c5 and earlier):
+  # the directories only swmalloc puts files in were surely created by it.
+  if ! grep -q '^dir ' "$manifest"; then
+    for own in libexec/swmalloc share/swmalloc; do [ -d "$root/$own" ] && created+=("$prefix/$own"); done
+  fi
   remove_files
 fi
 installed=()
-# The prefix itself, and those of its parents that do not exist yet.
+# The prefix itself, and those of its parents that do not exist yet; not when staging
+# (--destdir): the directories of a package are its package manager's.
 missing="$prefix"
-while [ "$missing" != / ] && [ ! -d "$destdir$missing" ]; do
+while [ -z "$destdir" ] && [ "$missing" != / ] && [ ! -d "$destdir$missing" ]; do
   created+=("$missing")
   missing="$(dirname "$missing")"
 done

@@ -179,35 +179,77 @@ int swmshim_atexit(void (*fn)(void)) {
 
 /// The duplicate of the reports' descriptor (-1: none) and the file it refers to.
 static int report_fd = -1;
+static int report_known;   /* the file stats_fd named at start-up: report_dev, report_ino */
 static dev_t report_dev;
 static ino_t report_ino;
 
 void swmshim_report_fd_keep(int fd) {
     int saved = errno;
     struct stat st;
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 100);
-    if (copy >= 0 && fstat(copy, &st) == 0) {
+    if (fstat(fd, &st) == 0) {
         report_dev = st.st_dev;
         report_ino = st.st_ino;
-        report_fd = copy;
-    } else if (copy >= 0) {
-        close(copy);
+        report_known = 1;
+        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+        if (copy >= 0) report_fd = copy;
     }
     errno = saved;
 }
 
+/* True when `fd` is open on the file stats_fd named at start-up. */
+static int report_file_is(int fd) {
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == report_dev && st.st_ino == report_ino;
+}
+
 int swmshim_report_fd(int fd) {
     int saved = errno;
-    int out = fd;
-    struct stat st;
-    // The duplicate only for a closed descriptor, and only while it is still ours: a
-    // program that closes every descriptor and opens files again may own its number now.
-    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && report_fd >= 0 && fstat(report_fd, &st) == 0
-        && st.st_dev == report_dev && st.st_ino == report_ino) {
-        out = report_fd;
+    int out = -1;
+    // Only the file stats_fd named at start-up: through its number while that still
+    // names it, else through the duplicate. A program may close the number and open a
+    // file of its own on it (or find it closed at start, and open one there): a report
+    // written there went into that file.
+    if (report_known) {
+        if (report_file_is(fd)) out = fd;
+        else if (report_file_is(report_fd)) out = report_fd;
     }
     errno = saved;
     return out;
+}
+
+int swmshim_report_lock(int fd) {
+    int saved = errno;
+    struct stat st;
+    int locked = 0;
+    // Only a pipe: processes that share it (`swmalloc stats -- make -j2`: every process
+    // writes its report line at exit) exclude each other with a record lock, which is the
+    // process's (children sharing the descriptor are excluded too, unlike flock). A file or
+    // terminal is left alone: the program may lock it itself, and unlocking would drop that.
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        struct flock lock = {0};
+        lock.l_type = F_WRLCK;
+        lock.l_whence = SEEK_SET;
+        // At most about 2 s: a process stopped in its report must not hold the others.
+        for (int i = 0; i < 2000 && !locked; i++) {
+            if (fcntl(fd, F_SETLK, &lock) == 0) locked = 1;
+            else if (errno != EAGAIN && errno != EACCES && errno != EINTR) break;
+            else {
+                struct timespec pause = {0, 1000000};
+                nanosleep(&pause, NULL);
+            }
+        }
+    }
+    errno = saved;
+    return locked;
+}
+
+void swmshim_report_unlock(int fd) {
+    int saved = errno;
+    struct flock lock = {0};
+    lock.l_type = F_UNLCK;
+    lock.l_whence = SEEK_SET;
+    fcntl(fd, F_SETLK, &lock);
+    errno = saved;
 }
 
 // A fork child lets the duplicate go: a daemon's child that points 0, 1 and 2 at

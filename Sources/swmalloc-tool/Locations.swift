@@ -39,17 +39,35 @@ enum Locations {
     }
 }
 
+/// Why the dynamic loader could not preload `path`, or nil when it can: a readable
+/// regular file that starts as an ELF object, named without the characters that split
+/// `LD_PRELOAD` (white space and `:`). Before this check the loader printed "cannot be
+/// preloaded" and the program ran on glibc, with the tool reporting success.
+func preloadProblem(_ path: String) -> String? {
+    if path.contains(where: { $0 == ":" || $0 == " " || $0 == "\t" || $0 == "\n" }) {
+        return "the path has a ':' or white space, which split LD_PRELOAD"
+    }
+    var info = stat()
+    guard stat(path, &info) == 0 else { return "not found" }
+    guard info.st_mode & S_IFMT == S_IFREG else { return "not a regular file" }
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "cannot read it" }
+    defer { try? handle.close() }
+    let magic = (try? handle.read(upToCount: 4)) ?? Data()
+    guard magic == Data([0x7f, 0x45, 0x4c, 0x46]) else { return "not a shared library (no ELF header)" }
+    return nil
+}
+
 /// `--library PATH`, shared by the subcommands that preload swmalloc.
 struct LibraryOption: ParsableArguments {
     @Option(name: .long, help: "libswmalloc.so to preload (default: $SWMALLOC_LIB, the build's, or the installed one).")
     var library: String?
 
-    /// The library to preload, checked to exist.
+    /// The library to preload, checked to be one the loader can preload.
     func path() throws -> String {
         guard let path = library ?? Locations.library() else {
             throw ValidationError("libswmalloc.so not found beside \(Locations.executableDirectory) or installed: pass --library or set SWMALLOC_LIB")
         }
-        guard access(path, R_OK) == 0 else { throw ValidationError("\(path): cannot read it") }
+        if let problem = preloadProblem(path) { throw ValidationError("\(path): \(problem)") }
         return path
     }
 }

@@ -92,7 +92,13 @@ struct RunCommand: ParsableCommand {
         }
         let argv = args.map { strdup($0) } + [nil]
         execvp(program, argv)
-        let reason = String(cString: strerror(errno))
-        throw ValidationError("cannot run \(program): \(reason)")
+        throw cannotRun(program, errno)
     }
+}
+
+/// A program that could not be started: its message on stderr, and the shell's exit
+/// status for it (127 not found, 126 found but not runnable), not the usage error's 64.
+func cannotRun(_ program: String, _ error: Int32) -> ExitCode {
+    FileHandle.standardError.write(Data("swmalloc: cannot run \(program): \(String(cString: strerror(error)))\n".utf8))
+    return ExitCode(error == ENOENT ? 127 : 126)
 }

@@ -51,16 +51,31 @@ struct StatsCommand: ParsableCommand {
         if lines.isEmpty {
             FileHandle.standardError.write(Data("swmalloc stats: no report came back (did the program exit normally?)\n".utf8))
         }
+        var unreadable = 0
         for (index, line) in lines.enumerated() {
             if json {
                 print(line)
                 continue
             }
-            let report = try JSONDecoder().decode(SwmallocReport.self, from: Data(line.utf8))
+            // A line cut short (a process killed while it wrote its report) is counted and
+            // skipped: the other processes' reports and the program's status still count.
+            guard let report = try? JSONDecoder().decode(SwmallocReport.self, from: Data(line.utf8)) else {
+                unreadable += 1
+                continue
+            }
             if lines.count > 1 { print("process \(index + 1) of \(lines.count)") }
             print(format(report.swmalloc, top: top))
         }
+        if unreadable > 0 {
+            FileHandle.standardError.write(Data(
+                "swmalloc stats: \(unreadable) report line\(unreadable == 1 ? "" : "s") could not be read (a process killed while writing it?)\n".utf8))
+        }
         if status != 0 { throw ExitCode(status) }
+    }
+
+    /// Checks the options before the program runs.
+    func validate() throws {
+        if top < 0 { throw ValidationError("--top must be 0 or more") }
     }
 
 }
@@ -90,7 +105,7 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     close(writeEnd)
     guard rc == 0 else {
         close(readEnd)
-        throw ValidationError("cannot run \(args[0]): \(String(cString: strerror(rc)))")
+        throw cannotRun(args[0], rc)
     }
     var output = Data()
     var buffer = [UInt8](repeating: 0, count: 65536)

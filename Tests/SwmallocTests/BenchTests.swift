@@ -107,7 +107,8 @@ struct BenchTests {
             (["--profile", "huge"], "huge"),
             (["--allocator", "noequals"], "--allocator wants NAME=/path/to/lib.so"),
             (["--allocator", "glibc=/lib/x86_64-linux-gnu/libc.so.6"], "'glibc' is already an allocator"),
-            (["--allocator", "mine=/nonexistent/lib.so"], "/nonexistent/lib.so not found"),
+            (["--allocator", "mine=/nonexistent/lib.so"], "/nonexistent/lib.so: not found"),
+            (["--allocator", "mine=/etc/passwd"], "/etc/passwd: not a shared library"),
         ]
         for (arguments, message) in cases {
             let run = try BenchSupport.run(BenchSupport.tool, ["bench"] + arguments)

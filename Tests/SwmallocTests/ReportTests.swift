@@ -8,7 +8,7 @@ import Testing
 
 /// The cases of reports.c, in its order.
 let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds",
-                   "interrupted_writes", "reader_gone"]
+                   "interrupted_writes", "reader_gone", "reopens_stderr"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -16,11 +16,12 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
         try expectCaseList("reports.c", linking: .release, reportCases)
     }
 
-    /// Runs case `name` linked with the release library under `options`; expects exit 0
-    /// and "ok <name>".
-    func run(_ name: String, options: String) throws -> ChildResult {
+    /// Runs case `name` linked with the release library under `options` (and `environment`);
+    /// expects exit 0 and "ok <name>".
+    func run(_ name: String, options: String, environment: [String: String] = [:]) throws -> ChildResult {
         let program = try compileProgram("reports.c", linking: .release)
-        let result = try runChild(program, [name], environment: ["SWMALLOC_OPTIONS": options], timeLimit: 60)
+        let result = try runChild(program, [name], environment: environment.merging(["SWMALLOC_OPTIONS": options]) { $1 },
+                                  timeLimit: 60)
         #expect(result.succeeded, "\(name): \(result)")
         #expect(result.stdout.hasSuffix("ok \(name)\n"), "\(name): \(result)")
         return result
@@ -67,6 +68,17 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
     /// the report at exit raised SIGPIPE and the exit status was 141.
     @Test func reportToAPipeWithoutReaderDoesNotKill() throws {
         _ = try run("reader_gone", options: "stats_print=1")
+    }
+
+    /// A program that closes stderr and opens its data file on descriptor 2 keeps that
+    /// file as it wrote it: the report at exit goes to the stderr the process started with.
+    /// Before the fix the whole report was appended to the program's file.
+    @Test func reportNeverGoesIntoTheProgramsFile() throws {
+        let path = "\(Paths.scratch)/reopens_stderr.data"
+        let result = try run("reopens_stderr", options: "stats_print=1", environment: ["REPORTS_DATA": path])
+        let data = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(data == "record 1\n", "the program's file: \(data.prefix(200))")
+        #expect(result.stderr.contains("swmalloc statistics"), "\(result)")
     }
 
     /// A program that never calls malloc gets its verbose line and its report at exit, and

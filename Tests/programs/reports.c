@@ -17,6 +17,10 @@
  *                    was dropped)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
+ *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
+ *                    descriptor 2, and writes one record: the report at exit must go to
+ *                    the stderr the process started with, not into that file (the test
+ *                    reads it; before: the whole report was appended to it)
  *
  * file_encoding also names a site with 200 backslashes (400 bytes escaped): before, the
  * JSON line was cut inside that entry.
@@ -26,6 +30,7 @@
 #include "swmalloc.h"
 #include "vos_mem.h"
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -175,6 +180,19 @@ static void case_reader_gone(void) {
            status);
 }
 
+static void case_reopens_stderr(void) {
+    const char *path = getenv("REPORTS_DATA");
+    CHECK(path != NULL);
+    char *record = malloc(64);
+    CHECK(record != NULL);
+    strcpy(record, "record 1\n");
+    close(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd == 2);
+    CHECK(write(fd, record, strlen(record)) == (ssize_t)strlen(record));
+    free(record);
+}
+
 static const struct test_case cases[] = {
     {"signal_at_exit", case_signal_at_exit},
     {"no_malloc", case_no_malloc},
@@ -183,6 +201,7 @@ static const struct test_case cases[] = {
     {"fork_child_fds", case_fork_child_fds},
     {"interrupted_writes", case_interrupted_writes},
     {"reader_gone", case_reader_gone},
+    {"reopens_stderr", case_reopens_stderr},
 };
 
 int main(int argc, char **argv) {

@@ -134,9 +134,15 @@ int swmshim_atexit(void (*fn)(void));
 /// that they still reach it after the program closed `fd` itself (coreutils close
 /// stderr in their own exit handler, which runs before swmalloc's). Once, at start-up.
 void swmshim_report_fd_keep(int fd);
-/// The descriptor a report for `fd` goes to: `fd` while it is open; once it is closed,
-/// the duplicate kept at start-up, if it still refers to the same file.
+/// The descriptor a report for `fd` goes to: `fd` while it refers to the file it named at
+/// start-up; else the duplicate kept then, if it still does; else -1 (no report: `fd` was
+/// closed at start-up, or the program put a file of its own on it).
 int swmshim_report_fd(int fd);
+/// Takes a record lock on `fd` when it is a pipe (waiting at most about 2 s), so that
+/// the reports of processes sharing it do not interleave; 1 when it holds it, to be given
+/// back with `swmshim_report_unlock`.
+int swmshim_report_lock(int fd);
+void swmshim_report_unlock(int fd);
 /// In a fork child: closes the duplicate (see shim.c).
 void swmshim_report_fd_forget(void);
 /// 1 when `signo` can carry the statistics report: a signal a handler can catch that the C

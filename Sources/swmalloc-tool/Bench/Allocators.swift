@@ -38,15 +38,15 @@ enum AllocatorCatalogue {
                 found.append(Allocator(name: name, library: nil, package: nil))
             case "swmalloc":
                 let path = overrides[name] ?? swmalloc
-                if files.fileExists(atPath: path) {
-                    found.append(Allocator(name: name, library: path, package: nil))
+                if let problem = preloadProblem(path) {
+                    notes.append("swmalloc skipped: \(path): \(problem) (run `swift build -c release` or pass --lib-swmalloc)")
                 } else {
-                    notes.append("swmalloc skipped: \(path) not found (run `swift build -c release` or pass --lib-swmalloc)")
+                    found.append(Allocator(name: name, library: path, package: nil))
                 }
             default:
                 guard let system = systemLibraries[name] else { continue }
                 let candidates = overrides[name].map { [$0] } ?? system.paths
-                if let path = candidates.first(where: { files.fileExists(atPath: $0) }) {
+                if let path = candidates.first(where: { preloadProblem($0) == nil }) {
                     found.append(Allocator(name: name, library: path, package: system.package))
                 } else {
                     notes.append(

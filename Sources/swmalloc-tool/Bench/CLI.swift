@@ -90,8 +90,8 @@ struct BenchCommand: ParsableCommand {
             if AllocatorCatalogue.names.contains(extra.name) || !extraNames.insert(extra.name).inserted {
                 throw ValidationError("--allocator: '\(extra.name)' is already an allocator of this run")
             }
-            guard FileManager.default.fileExists(atPath: extra.library ?? "") else {
-                throw ValidationError("--allocator \(extra.name): \(extra.library ?? "") not found")
+            if let problem = preloadProblem(extra.library ?? "") {
+                throw ValidationError("--allocator \(extra.name): \(extra.library ?? ""): \(problem)")
             }
         }
         for name in workloadList where Catalogue.workload(named: name) == nil {
@@ -161,6 +161,7 @@ struct BenchCommand: ParsableCommand {
             allocatorList, overrides: overrides, swmalloc: Locations.library() ?? buildDirectory + "/libswmalloc.so")
         found += try parsedExtraAllocators()
         for note in notes { FileHandle.standardError.write(Data("swmalloc bench: \(note)\n".utf8)) }
+        if found.isEmpty { throw ValidationError("no allocator to measure: every one requested was skipped") }
         let binary = workloadBinary ?? Locations.workload() ?? buildDirectory + "/swm-workload"
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw ValidationError("workload program \(binary) not found (build the package or pass --workload-binary)")

@@ -153,7 +153,7 @@ struct Report {
         let means = geometricMeans()
         rows.append(["geometric mean"] + names.map { means[$0].map { format($0, 2) } ?? "–" } + [""])
         return "Median time as a ratio to the best per workload (1.00 = fastest; lower is better)\n"
-            + table(rows, rightAligned: Set(1...names.count))
+            + table(rows, rightAligned: Set(names.indices.map { $0 + 1 }))
     }
 
     /// A ratio cell: the ratio, or FAILED, or a dash when not run.

@@ -167,16 +167,22 @@ enum Stats {
     }
 
     /// Prints the report chosen by the options (text or JSON) to their descriptor (or to
-    /// its duplicate, when the program closed it: `swmshim_report_fd`): the
+    /// its duplicate, when the program closed it or put a file of its own on its number;
+    /// nowhere when it was closed at start-up: `swmshim_report_fd`): the
     /// report of `stats_signal`, or (`atExit`) the one of `stats_print`. A signal's report
     /// that would come after the one at exit is left out: the process ends while it is
-    /// written, and it would be cut short.
+    /// written, and it would be cut short. To a pipe, the report holds a record lock on it
+    /// while it writes (`swmshim_report_lock`): the reports of processes that share the pipe
+    /// (`swmalloc stats -- make -j2`) interleaved, and the tool could not read them.
     static func printReport(atExit: Bool) {
         let options = Options.current.pointee
         serialized {
             if Globals.exitReported.pointee != 0 { return }
             if atExit { Globals.exitReported.pointee = 1 }
-            writeReportUnlocked(to: swmshim_report_fd(options.statsFD), json: options.statsJSON)
+            let fd = swmshim_report_fd(options.statsFD)
+            let locked = swmshim_report_lock(fd)
+            writeReportUnlocked(to: fd, json: options.statsJSON)
+            if locked != 0 { swmshim_report_unlock(fd) }
         }
     }
 
