@@ -48,7 +48,17 @@ struct InfoCommand: ParsableCommand {
         let classes = answer.classes
         let file = URL(fileURLWithPath: lib).resolvingSymlinksInPath().path
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
-        let place = Locations.installedPrefix().map { "installed under \($0)" } ?? "build folder"
+        // Where the library in use lies, not where this tool does (a --library elsewhere
+        // was labelled with the tool's own place).
+        let beside = URL(fileURLWithPath: Locations.executableDirectory + "/libswmalloc.so").resolvingSymlinksInPath().path
+        let place: String
+        if let prefix = Locations.installedPrefix(), file.hasPrefix(prefix + "/lib/") {
+            place = "installed under \(prefix)"
+        } else if file == beside {
+            place = "build folder"
+        } else {
+            place = "given by --library or SWMALLOC_LIB"
+        }
         if json {
             let body: [String: Any] = [
                 "version": swmallocVersion, "library": lib, "library_bytes": size, "location": place,

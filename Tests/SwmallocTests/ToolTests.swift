@@ -110,6 +110,14 @@ import Testing
         let json = try runChild(tool, ["info", "--library", lib, "--json"])
         let body = try #require(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json)")
         #expect((body["size_classes"] as? [Int])?.count == 88)
+        #expect(body["location"] as? String == "build folder", "\(body)")
+        // A library elsewhere is labelled by where it lies, not where the tool does.
+        let copy = "\(Paths.scratch)/libswmalloc-copy.so"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: lib, toPath: copy)
+        let given = try runChild(tool, ["info", "--library", copy, "--json"])
+        let givenBody = try #require(JSONSerialization.jsonObject(with: Data(given.stdout.utf8)) as? [String: Any], "\(given)")
+        #expect(givenBody["location"] as? String == "given by --library or SWMALLOC_LIB", "\(givenBody)")
         #expect((body["options"] as? String)?.hasPrefix("purge_delay_ms=250 ") == true, "\(body)")
         // The environment's own verbose value is shown (the probe adds verbose=1), and a
         // report at exit on stdout does not pass for size classes.
