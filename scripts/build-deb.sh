@@ -57,7 +57,7 @@ depends="$(for f in "${binaries[@]}"; do
 done | sort -u | while read -r lib; do
   dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
 done | cut -d: -f1 | sort -u | grep -v '^libc6$' | while read -r pkg; do
-  printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null | head -1)"
+  printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}\n' "$pkg" 2>/dev/null | head -1)"
 done)"
 glibc="$(for f in "${binaries[@]}"; do objdump -T "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' \
   | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)"

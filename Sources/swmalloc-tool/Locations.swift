@@ -40,12 +40,16 @@ enum Locations {
 }
 
 /// Why the dynamic loader could not preload `path`, or nil when it can: a readable
-/// regular file that starts as an ELF object, named without the characters that split
-/// `LD_PRELOAD` (white space and `:`). Before this check the loader printed "cannot be
+/// regular file that starts as an ELF object, named by a path (a bare name is looked up
+/// in the loader's library path) without the characters that split `LD_PRELOAD` (white
+/// space and `:`). Before this check the loader printed "cannot be
 /// preloaded" and the program ran on glibc, with the tool reporting success.
 func preloadProblem(_ path: String) -> String? {
     if path.contains(where: { $0 == ":" || $0 == " " || $0 == "\t" || $0 == "\n" }) {
         return "the path has a ':' or white space, which split LD_PRELOAD"
+    }
+    if !path.contains("/") {
+        return "a bare file name, which the loader looks up in its library path, not here: give a path (./\(path))"
     }
     var info = stat()
     guard stat(path, &info) == 0 else { return "not found" }

@@ -76,7 +76,12 @@
  *                       mappings): live and cached huge memory stay within the live peak
  *                       and 64 MiB (before: the cache kept all 160 MiB until the delay).
  *                       calloc of 9 MiB cut from a freed 20 MiB block reads zero over its
- *                       whole usable size (before: 3 MiB of the old data past the request). */
+ *                       whole usable size (before: 3 MiB of the old data past the request).
+ *   huge_cut_cycles     a 128 MiB block written and freed, then 3 MiB blocks allocated,
+ *                       written and freed every 20 ms: the 128 MiB go back to the OS
+ *                       after the delay (within 3 s) though the small blocks are cut from
+ *                       their cached mapping and join it again at each free (before: the
+ *                       join made the mapping as young as its newest part, for good). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -635,6 +640,22 @@ static void huge_cache_refill(void) {
     free(z);
 }
 
+static void huge_cut_cycles(void) {
+    double start = rss_mib();
+    free(touched_block(128));
+    double rss = rss_mib();
+    for (int waited = 0; waited < 3000 && rss > start + 32; waited += 20) {
+        unsigned char *p = malloc((size_t)3 << 20);
+        CHECK(p != NULL);
+        memset(p, 9, (size_t)3 << 20);
+        free(p);
+        sleep_ms(20);
+        rss = rss_mib();
+    }
+    CHECKF(rss <= start + 32, "a freed 128 MiB block, 3 MiB blocks cut from it every 20 ms: resident %.0f MiB after 3 s "
+           "(start %.0f)", rss, start);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -646,6 +667,7 @@ static const struct test_case cases[] = {
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
     {"remote_owner_sleeps_delay0", remote_owner_sleeps},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
+    {"huge_cut_cycles", huge_cut_cycles},
 };
 
 int main(int argc, char **argv) {

@@ -279,6 +279,12 @@ enum Huge {
         Globals.hugeCacheLock.lock()
         let seg = coalesce(freed)
         let size = seg.pointee.mappedSize
+        if size > cacheLimitBytes() {
+            // Joined, it alone is more than the cache may hold: unmapped, not kept.
+            Globals.hugeCacheLock.unlock()
+            OSMemory.unmap(seg.base, size)
+            return
+        }
         let evicted = takeOldest(adding: size)
         seg.pointee.prev = nil
         seg.pointee.next = Globals.hugeCacheHead.pointee
@@ -293,7 +299,10 @@ enum Huge {
 
     /// Under `hugeCacheLock`: joins `seg` (not in the cache) with the cached mappings cut
     /// from the same mapping that lie right before or after it, and returns the mapping
-    /// they make (not in the cache; its freed time `seg`'s). A big cached mapping cut for a
+    /// they make (not in the cache). Its freed time is the oldest of its parts': with the
+    /// newest, a small block cut from a big cached mapping and freed again and again kept
+    /// the big one young, resident for good (an outside review: 512 MiB for as long as
+    /// the program cycled 3 MiB buffers). A big cached mapping cut for a
     /// small block, and that block freed, make the big mapping again: without it the
     /// pieces aged out and a big request grew the largest, faulting the rest in fresh
     /// (`large --full`). Pieces of one mapping stay one kernel mapping (they were never
@@ -301,7 +310,7 @@ enum Huge {
     /// new origin (`newOrigin`), so it never joins pieces left where it was.
     private static func coalesce(_ seg: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Segment> {
         var joined = seg
-        let freedAt = seg.page(at: 0).pointee.freedAt
+        var freedAt = seg.page(at: 0).pointee.freedAt
         var cursor = Globals.hugeCacheHead.pointee
         while let other = cursor {
             cursor = other.pointee.next
@@ -318,6 +327,7 @@ enum Huge {
             } else {
                 continue
             }
+            freedAt = min(freedAt, other.page(at: 0).pointee.freedAt)
             cursor = Globals.hugeCacheHead.pointee   // the joined mapping may meet another
         }
         joined.page(at: 0).pointee.freedAt = freedAt
