@@ -40,7 +40,7 @@ enum Locations {
 }
 
 /// Why the dynamic loader could not preload `path`, or nil when it can: a readable
-/// regular file that starts as an ELF object, named by a path (a bare name is looked up
+/// regular file that starts as an ELF object and is not an executable, named by a path (a bare name is looked up
 /// in the loader's library path) without the characters that split `LD_PRELOAD` (white
 /// space and `:`). Before this check the loader printed "cannot be
 /// preloaded" and the program ran on glibc, with the tool reporting success.
@@ -56,9 +56,44 @@ func preloadProblem(_ path: String) -> String? {
     guard info.st_mode & S_IFMT == S_IFREG else { return "not a regular file" }
     guard let handle = FileHandle(forReadingAtPath: path) else { return "cannot read it" }
     defer { try? handle.close() }
-    let magic = (try? handle.read(upToCount: 4)) ?? Data()
-    guard magic == Data([0x7f, 0x45, 0x4c, 0x46]) else { return "not a shared library (no ELF header)" }
+    let header = (try? handle.read(upToCount: 64)) ?? Data()
+    guard header.count == 64, header.prefix(4) == Data([0x7f, 0x45, 0x4c, 0x46]) else {
+        return "not a shared library (no ELF header)"
+    }
+    if isExecutable(header, handle) { return "an executable, not a shared library" }
     return nil
+}
+
+/// Whether the 64-bit little-endian ELF file whose header is `header` is an executable: of
+/// type EXEC, or a position-independent one (DYN with DF_1_PIE in its dynamic section),
+/// which the loader refuses to preload ("cannot dynamically load position-independent
+/// executable"). Other layouts are left to the loader.
+private func isExecutable(_ header: Data, _ handle: FileHandle) -> Bool {
+    func word(_ data: Data, _ at: Int, _ bytes: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for i in 0..<bytes { value |= UInt64(data[data.startIndex + at + i]) << (8 * UInt64(i)) }
+        return value
+    }
+    guard header[header.startIndex + 4] == 2, header[header.startIndex + 5] == 1 else { return false }
+    let type = word(header, 16, 2)
+    if type == 2 { return true }
+    guard type == 3 else { return false }
+    let phoff = word(header, 32, 8), phentsize = Int(word(header, 54, 2)), phnum = Int(word(header, 56, 2))
+    guard phentsize >= 56, phnum > 0, phnum < 256, (try? handle.seek(toOffset: phoff)) != nil,
+          let table = try? handle.read(upToCount: phentsize * phnum), table.count == phentsize * phnum else { return false }
+    for i in 0..<phnum where word(table, i * phentsize, 4) == 2 {   // PT_DYNAMIC
+        let offset = word(table, i * phentsize + 8, 8), size = Int(word(table, i * phentsize + 32, 8))
+        guard size > 0, size < 1 << 20, (try? handle.seek(toOffset: offset)) != nil,
+              let dynamic = try? handle.read(upToCount: size), dynamic.count == size else { return false }
+        var at = 0
+        while at + 16 <= size {
+            let tag = word(dynamic, at, 8)
+            if tag == 0 { break }
+            if tag == 0x6fff_fffb { return word(dynamic, at + 8, 8) & 0x0800_0000 != 0 }   // DT_FLAGS_1, DF_1_PIE
+            at += 16
+        }
+    }
+    return false
 }
 
 /// `--library PATH`, shared by the subcommands that preload swmalloc.

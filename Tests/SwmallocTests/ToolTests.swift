@@ -60,7 +60,7 @@ import Testing
 
     /// A library the loader could not preload is refused before anything runs: a text
     /// file, a directory, a path with a ':' or white space (which split LD_PRELOAD), a
-    /// bare file name (which the loader looks up in its library path). Before
+    /// bare file name (which the loader looks up in its library path), an executable. Before
     /// the fix the loader printed "cannot be preloaded", the program ran on glibc and `run`
     /// exited 0. `stats --top` below 0 is refused (it crashed), and so is a benchmark whose
     /// every allocator was skipped (it crashed on an empty table).
@@ -70,8 +70,10 @@ import Testing
         let spaced = "\(linkDir)/libswmalloc.so"
         try? FileManager.default.removeItem(atPath: spaced)
         try FileManager.default.copyItem(atPath: try Library.release.existingPath(), toPath: spaced)
+        let executable = try compileProgram("regress.c")
         for (path, reason) in [("/etc/passwd", "not a shared library"), ("/tmp", "not a regular file"),
-                               (spaced, "white space"), ("libswmalloc.so", "bare file name")] {
+                               (spaced, "white space"), ("libswmalloc.so", "bare file name"),
+                               (executable, "an executable")] {
             let r = try runChild(tool, ["run", "--library", path, "--", "/bin/true"])
             #expect(!r.succeeded && r.stderr.contains(reason), "\(path): \(r)")
         }
