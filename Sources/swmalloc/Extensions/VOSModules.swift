@@ -227,6 +227,17 @@ enum VOSModules {
         return true
     }
 
+    /// When `header`'s module has a quota: charges the block to it (`admit`) and marks the
+    /// header as counted; false when the quota refuses it. True, changing nothing, when
+    /// the module has none.
+    static func admitQuota(_ g: UnsafeMutableRawPointer, _ header: inout VOSHeader) -> Bool {
+        let quota = globalModule(g, header.module, 4).loadRelaxed()
+        if quota == 0 { return true }
+        if !admit(g, header.module, header.size, quota: quota) { return false }
+        header.quotaCounted = true
+        return true
+    }
+
     /// Charges `size` bytes to module `m`'s exact quota counter; false (counted as a
     /// refusal) when the live bytes counted against the quota would exceed it.
     ///
@@ -265,11 +276,7 @@ enum VOSModules {
     static func orphanCharge(_ header: inout VOSHeader, withSite: Bool, file: UnsafePointer<UInt8>?, line: UInt32) -> Bool {
         guard let g = global() else { return false }
         let m = header.module
-        let quota = globalModule(g, m, 4).loadRelaxed()
-        if quota != 0 {
-            if !admit(g, m, header.size, quota: quota) { return false }
-            header.quotaCounted = true
-        }
+        if !admitQuota(g, &header) { return false }
         if withSite { header.site = VOSSites.globalId(g, module: m, file: file, line: line) }
         let after = Int(bitPattern: globalModule(g, m, 0).add(header.size) &+ header.size)
         raisePeak(g, m, after)

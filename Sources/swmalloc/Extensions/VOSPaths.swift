@@ -95,15 +95,9 @@ enum VOS {
             return Heap.outOfMemory()
         }
         if withSite { header.site = VOSSites.id(table, module: m, file: file, line: line) }
-        if table.quotasExist {
-            let quota = VOSModules.globalModule(table.global, m, 4).loadRelaxed()
-            if quota != 0 {
-                if !VOSModules.admit(table.global, m, size, quota: quota) {
-                    Heap.deallocate(block)
-                    return Heap.outOfMemory()
-                }
-                header.quotaCounted = true
-            }
+        if table.quotasExist && !VOSModules.admitQuota(table.global, &header) {
+            Heap.deallocate(block)
+            return Heap.outOfMemory()
         }
         table.charge(header)
         return VOSBlock.write(block, header)

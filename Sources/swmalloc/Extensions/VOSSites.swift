@@ -54,7 +54,7 @@ enum VOSSites {
     private static func cacheEntry(_ table: VOSTable, module: Int, file: UnsafePointer<UInt8>?, line: UInt32)
         -> (UnsafeMutablePointer<UInt>, UInt, UInt) {
         let f = UInt(bitPattern: file)
-        let key = UInt(line) | UInt(module) << 32
+        let key = key(module: module, line: line)
         let slot = Int(((f &+ key) &* 0x9E37_79B9_7F4A_7C15) >> 56)
         return ((table.raw + VOSModules.tableSiteCacheOffset + slot &* 24).assumingMemoryBound(to: UInt.self), f, key)
     }
@@ -62,16 +62,22 @@ enum VOSSites {
     /// The site id of (`module`, `file`, `line`) for a thread without a table (the global
     /// index, then registration; 0 when the registry is full).
     static func globalId(_ g: UnsafeMutableRawPointer, module: Int, file: UnsafePointer<UInt8>?, line: UInt32) -> Int {
-        let f = UInt(bitPattern: file)
-        let key = UInt(line) | UInt(module) << 32
-        return find(g, f, key) ?? register(g, f, key)
+        lookup(g, UInt(bitPattern: file), key(module: module, line: line))
+    }
+
+    /// The key of a site: its line and module in one word (the file pointer is the other).
+    @inline(__always)
+    private static func key(module: Int, line: UInt32) -> UInt { UInt(line) | UInt(module) << 32 }
+
+    /// The registered site of (`f`, `key`), registered now if it is new (0: registry full).
+    private static func lookup(_ g: UnsafeMutableRawPointer, _ f: UInt, _ key: UInt) -> Int {
+        find(g, f, key) ?? register(g, f, key)
     }
 
     /// Cache miss: the global index, then registration; fills the cache entry.
     @inline(never)
     private static func miss(_ table: VOSTable, _ entry: UnsafeMutablePointer<UInt>, _ f: UInt, _ key: UInt) -> Int {
-        let g = table.global
-        let s = find(g, f, key) ?? register(g, f, key)
+        let s = lookup(table.global, f, key)
         // Id 0 (registry full) is cached too, so such a site does not probe again.
         entry[0] = f
         entry[1] = key
