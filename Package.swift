@@ -22,6 +22,7 @@ let coreSwiftSettings: [SwiftSetting] = [
 /// name free after it.
 let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
     + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
+    + ["VOS_MallocModule", "VOS_MallocWithDebug", "VOS_Free_Debug"].map { ($0, "swmimpl_\($0)") }
 
 /// Linker flags for the shared library (the script's path is absolute so that the
 /// library also links when this package is a dependency): the version script exports the

@@ -3,7 +3,10 @@
  * fixed entry points, looked up with dlsym as a benchmark does, charge module + site
  * (VOS_MallocWithDebug) or the module (VOS_MallocModule) and VOS_Free_Debug frees both.
  * A huge VOS_Calloc reads as zero. A site whose __FILE__ text is unmapped (the library
- * that allocated was dlclose'd) is still named by swm_vos_sites and the reports.
+ * that allocated was dlclose'd) is still named by swm_vos_sites and the reports. Every
+ * size from 0 to 1,100 bytes (VOS_MallocModule's fast path ends at 1,008, where the
+ * request with its header leaves malloc's size-indexed slots) and a few above get a block
+ * of their own: all live at once, each filled, none overwritten by another, all charged.
  * Prints "vos modes ok". */
 #define VOS_MEM_MODULE_ONLY
 #include "check.h"
@@ -87,6 +90,28 @@ int main(void) {
     report[got] = 0;
     CHECKF(strstr(report, "\"file\":\"plugin/unloaded.c\",\"line\":9") != NULL, "report: %s", report);
     vos_free(0, kept, (const unsigned char *)__FILE__, __LINE__);
+
+    enum { sizes = 1101, extra = 4 };
+    static unsigned char *blocks[sizes + extra];
+    static const size_t bigger[extra] = {4000, 70000, 300000, (size_t)5 << 20};
+    long expected = 0;
+    for (size_t i = 0; i < sizes + extra; i++) {
+        size_t size = i < sizes ? i : bigger[i - sizes];
+        blocks[i] = module_only(size, 15);
+        CHECKF(blocks[i] != NULL && ((uintptr_t)blocks[i] & 15) == 0, "VOS_MallocModule(%zu) = %p", size, (void *)blocks[i]);
+        memset(blocks[i], (int)(i * 7 + 1), size);
+        expected += (long)size;
+    }
+    for (size_t i = 0; i < sizes + extra; i++) {
+        size_t size = i < sizes ? i : bigger[i - sizes];
+        for (size_t k = 0; k < size; k++)
+            if (blocks[i][k] != (unsigned char)(i * 7 + 1)) CHECKF(0, "block of %zu bytes overwritten at %zu", size, k);
+    }
+    CHECK(swm_vos_module_stats(15, &st) == 0);
+    CHECKF(st.live_bytes == expected && st.live_blocks == sizes + extra, "%ld bytes (%ld expected), %zu blocks",
+           st.live_bytes, expected, st.live_blocks);
+    for (size_t i = 0; i < sizes + extra; i++) vos_free(0, blocks[i], (const unsigned char *)__FILE__, __LINE__);
+    CHECK(swm_vos_module_stats(15, &st) == 0 && st.live_bytes == 0 && st.live_blocks == 0);
     printf("vos modes ok\n");
     return 0;
 }

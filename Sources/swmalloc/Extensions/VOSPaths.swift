@@ -2,11 +2,11 @@
 //
 // Call tree:
 //
-//   VOS_MallocModule / VOS_MallocWithDebug ── VOS.allocate ─ fast: Heap.allocateFast (malloc's
-//        │                                       pop), the thread's table, the cached site,
-//        │                                       VOSTable.countFast, VOSBlock.write
-//        ├─ VOS.allocateSlow ── Heap.allocate(size + 16) ── VOS.charge
-//        └─ VOS.charge ──────── VOSModules.currentTable (created on first use), VOSSites.id,
+//   VOS_MallocModule / VOS_MallocWithDebug ── VOS.allocate ─ fast: Heap.pop (malloc's pop),
+//        │                                       VOS.chargeFast: the thread's table, the cached
+//        │                                       site, VOSTable.countFast, VOSBlock.write
+//        └─ VOS.allocateSlow ─ (no block yet: Heap.allocate(size + 16), chargeFast) ── VOS.charge:
+//                               VOSModules.currentTable (created on first use), VOSSites.id,
 //                               the module's quota (admit), VOSTable.charge, VOSBlock.write
 //   VOS_Free_Debug ── VOS.free ─ fast: Heap.localPage (free's test), VOSBlock.read,
 //        │                         VOSTable.countFast, Heap.pushToClassPage
@@ -25,29 +25,40 @@ enum VOS {
     /// A VOS block of `size` bytes charged to `module` (and to the site `file`:`line` when
     /// `withSite`); NULL with ENOMEM when out of memory or over the module's quota.
     ///
-    /// Fast path: malloc's pop from the thread's direct slot, then, when the thread has a
-    /// table, no module has a quota, the site is in the thread's cache and the counts need
-    /// only increments (`VOSTable.countFast`), the charge and the header. It calls
-    /// nothing; every other case continues in `charge` (the block is allocated) or
-    /// `allocateSlow` (it is not).
+    /// Fast path, for sizes 1 … 1008 (the request with its header indexes malloc's direct
+    /// slots by size): malloc's pop, then `chargeFast`. It calls nothing; every other case
+    /// continues in `allocateSlow`, with the block when the pop found one.
     @inline(__always)
     static func allocate(_ size: UInt, _ module: UInt, withSite: Bool,
                          file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         let heap = Heap.current
-        guard _fastPath(size <= VOSBlock.maxSize), let block = heap.allocateFast(request(size)) else {
-            return allocateSlow(size, module, withSite: withSite, file: file, line: line)
+        // The slot of request(size) = size + 16 is (size + 31) / 16 = (size − 1) / 16 + 2;
+        // size 0 wraps and fails the one compare.
+        let t = size &- 1
+        let slot = Int(bitPattern: t &>> 4) &+ 2
+        let block = _fastPath(t < UInt(SizeClass.sizeIndexedMax - VOSBlock.headerSize))
+            ? heap.pop(heap.page(slot: slot), slot: slot) : nil
+        // A block from the direct slot: `heap` is the thread's own (`pop` found a block).
+        if _fastPath(block != nil),
+           let user = chargeFast(heap, block.unsafelyUnwrapped, size, module, withSite: withSite, file: file, line: line) {
+            return user
         }
-        // A block from the direct slot: `heap` is the thread's own (`allocateFast`).
-        if let raw = heap.state.pointee.extensionData {
-            let table = VOSTable(raw)
-            var header = VOSHeader(size: size, module: VOSModules.index(of: module), site: 0, quotaCounted: false)
-            if !table.quotasExist
-                && (!withSite || setCachedSite(&header, table, file: file, line: line))
-                && table.countFast(header, VOSTable.chargeWords) {
-                return VOSBlock.write(block, header)
-            }
-        }
-        return charge(block, size, module, withSite: withSite, file: file, line: line)
+        return allocateSlow(block, size, module, withSite: withSite, file: file, line: line)
+    }
+
+    /// Charges `block` and writes its header when that takes only increments: the thread
+    /// has a table, no module has a quota, the site (if any) is in the thread's cache and
+    /// `VOSTable.countFast` succeeds. nil, having changed nothing, otherwise.
+    @inline(__always)
+    private static func chargeFast(_ heap: Heap, _ block: UnsafeMutableRawPointer, _ size: UInt, _ module: UInt,
+                                   withSite: Bool, file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
+        guard let raw = heap.state.pointee.extensionData else { return nil }
+        let table = VOSTable(raw)
+        var header = VOSHeader(size: size, module: VOSModules.index(of: module), site: 0, quotaCounted: false)
+        guard !table.quotasExist,
+              !withSite || setCachedSite(&header, table, file: file, line: line),
+              table.countFast(header, VOSTable.chargeWords) else { return nil }
+        return VOSBlock.write(block, header)
     }
 
     /// Core bytes for a VOS request of `size`: the header, and at least one byte after it,
@@ -55,7 +66,7 @@ enum VOS {
     /// start, and free() would take it for that).
     @inline(__always)
     private static func request(_ size: UInt) -> Int {
-        Int(size) &+ (size == 0 ? VOSBlock.headerSize + 1 : VOSBlock.headerSize)
+        Int(bitPattern: Swift.max(size, 1) &+ UInt(VOSBlock.headerSize))
     }
 
     /// Puts the site id of (`header.module`, `file`, `line`) in `header` when the thread's
@@ -68,12 +79,18 @@ enum VOS {
         return true
     }
 
-    /// `allocate` when the fast path found no block: any size, any thread.
+    /// Everything `allocate`'s fast path does not finish: `block` is the core block it
+    /// took (to be charged), or nil when it found none (any size, any thread). One call
+    /// site, so the fast path needs no stack frame.
     @inline(never)
-    private static func allocateSlow(_ size: UInt, _ module: UInt, withSite: Bool,
+    private static func allocateSlow(_ block: UnsafeMutableRawPointer?, _ size: UInt, _ module: UInt, withSite: Bool,
                                      file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
+        if let block { return charge(block, size, module, withSite: withSite, file: file, line: line) }
         if size > VOSBlock.maxSize { return Heap.outOfMemory() }
         guard let block = Heap.allocate(request(size)) else { return nil }
+        if let user = chargeFast(Heap.current, block, size, module, withSite: withSite, file: file, line: line) {
+            return user
+        }
         return charge(block, size, module, withSite: withSite, file: file, line: line)
     }
 
