@@ -11,7 +11,7 @@ let retentionCases = [
     "idle_threads", "idle_wide_pages", "remote_batch_idle", "fork_child_reuse", "purger_absent", "purger_lifecycle", "purger_off",
     "huge_cache_reuse", "big_freed_then_sleep", "big_freed_then_sleep_sync", "realloc_chain_then_sleep",
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "huge_shrink",
-    "huge_cache_refill", "huge_cut_cycles",
+    "huge_cache_refill", "huge_cut_cycles", "map_count_frees",
 ]
 
 /// Options each case runs with (the defaults unless named here).

@@ -19,6 +19,7 @@ let vosAbortCases: [(mode: String, message: String)] = [
     ("free-then-vos-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
     ("vos-free-garbage", "VOS_Free(): not a block from VOS_Malloc"),
     ("realloc-vos", "invalid pointer: not the start of a block"),
+    ("realloc-vos-0", "invalid pointer: not the start of a block"),
     ("huge-reused-interior", "invalid pointer: not the start of an allocated block"),
 ]
 

@@ -3,13 +3,22 @@
  * small), allocate until malloc returns NULL, check errno == ENOMEM, free everything, and
  * check that allocating works again, a 64 MiB block included once the small blocks are
  * all freed. Blocks are chained through their first word, so the
- * program itself needs no memory to remember them. Run as
+ * program itself needs no memory to remember them. Then two regressions of an outside
+ * review: the capacity stays the same round after round of filling the limit and freeing
+ * (it fell by about 1.3 % a round: a retained segment that could not be mapped again was
+ * dropped, its header kept for good), and once the limit is full of empty segments and
+ * the program maps the rest itself, a new thread's first malloc and the first VOS_Malloc
+ * still succeed (their own mappings did not give the caches' address space back). Run as
  *     sh -c 'ulimit -v 262144; exec oom'
  * with swmalloc preloaded. Prints one line per size and exits 0 when every check held. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /** Allocates blocks of n bytes until NULL; returns how many, or -1 when the failure was
  *  not ENOMEM or the refused size succeeded right after freeing everything. */
@@ -66,9 +75,124 @@ static int too_big_for_limit(void) {
     return 0;
 }
 
+/** Blocks of 4000 bytes allocated until NULL, then all freed; returns how many. */
+static long fill_and_free(void) {
+    void *chain = NULL;
+    long count = 0;
+    for (void **p; (p = malloc(4000)) != NULL; count++) {
+        *p = chain;
+        chain = p;
+    }
+    while (chain) {
+        void *next = *(void **)chain;
+        free(chain);
+        chain = next;
+    }
+    return count;
+}
+
+/** Rounds of: fill the limit with small blocks and free them; allocate the largest huge
+ *  block that fits (which trims the empty segments); small blocks until NULL while it
+ *  lives; free everything. The last round must hold as many small blocks as the first
+ *  (within 2 %) and as large a huge block (within 8 MiB). Returns 0 when it does. */
+static int capacity_holds(void) {
+    long first = 0, last = 0;
+    size_t first_huge = 0, last_huge = 0;
+    for (int round = 0; round < 8; round++) {
+        long n = fill_and_free();
+        size_t big = 0;
+        void *h = NULL;
+        for (size_t s = (size_t)256 << 20; s > (8u << 20) && !h; s -= 4u << 20)
+            if ((h = malloc(s)) != NULL) big = s;
+        fill_and_free();
+        free(h);
+        if (round == 0) first = n, first_huge = big;
+        last = n, last_huge = big;
+    }
+    if (last < first - first / 50 || last_huge + (8u << 20) < first_huge)
+        return fprintf(stderr, "capacity fell: %ld -> %ld small blocks, huge %zu -> %zu MiB\n", first, last,
+                       first_huge >> 20, last_huge >> 20), 1;
+    printf("capacity after 8 rounds: %ld of %ld small blocks, huge %zu of %zu MiB\n", last, first, last_huge >> 20,
+           first_huge >> 20);
+    return 0;
+}
+
+static pthread_barrier_t started, go, done;
+
+/** A thread that takes a heap early and waits: with the main thread's, they use up the
+ *  first chunk of heap records, so the late thread needs a new one. */
+static void *early_thread(void *arg) {
+    free(malloc(16));
+    pthread_barrier_wait(&started);
+    pthread_barrier_wait(&done);
+    return arg;
+}
+
+/** A thread whose first malloc comes when the limit is full; returns "ok" or NULL. */
+static void *late_thread(void *arg) {
+    pthread_barrier_wait(&started);
+    pthread_barrier_wait(&go);
+    void *p = malloc(16);
+    free(p);
+    pthread_barrier_wait(&done);
+    return p ? arg : NULL;
+}
+
+enum { EARLY = 8 };
+static pthread_t threads[EARLY + 1];
+
+/** Starts the early threads and the late one (at the start: their stacks are mapped by
+ *  the C library, which cannot reclaim swmalloc's caches). Returns 0 when they started. */
+static int start_threads(void) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 << 10);
+    pthread_barrier_init(&started, NULL, EARLY + 2);
+    pthread_barrier_init(&go, NULL, 2);
+    pthread_barrier_init(&done, NULL, EARLY + 2);
+    for (int i = 0; i <= EARLY; i++)
+        if (pthread_create(&threads[i], &attr, i < EARLY ? early_thread : late_thread, "ok") != 0)
+            return fprintf(stderr, "pthread_create failed\n"), 1;
+    pthread_barrier_wait(&started);
+    return 0;
+}
+
+/** The limit filled with empty segments (small blocks allocated to the limit and freed),
+ *  the rest of the address space mapped by the program itself: a new thread's first
+ *  malloc (a new chunk of heap records) and the process's first VOS_Malloc (the VOS
+ *  tables) must give the caches' address space back and succeed. Returns 0 when they do. */
+static int own_mappings_retry(void) {
+    fill_and_free();
+    enum { MAPS = 64 };
+    void *mine[MAPS];
+    size_t sizes[MAPS];
+    int maps = 0;
+    for (size_t size = (size_t)1 << 30; size >= 4096 && maps < MAPS;) {
+        void *m = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) size /= 2;
+        else mine[maps] = m, sizes[maps++] = size;
+    }
+    void *(*vos_malloc)(unsigned long, unsigned long) =
+        (void *(*)(unsigned long, unsigned long))dlsym(RTLD_DEFAULT, "VOS_MallocModule");
+    void (*vos_free)(unsigned long, void *, const unsigned char *, unsigned) =
+        (void (*)(unsigned long, void *, const unsigned char *, unsigned))dlsym(RTLD_DEFAULT, "VOS_Free_Debug");
+    void *v = vos_malloc ? vos_malloc(16, 1) : NULL;
+    pthread_barrier_wait(&go);
+    pthread_barrier_wait(&done);
+    void *late = NULL;
+    for (int i = 0; i < EARLY; i++) pthread_join(threads[i], NULL);
+    pthread_join(threads[EARLY], &late);
+    for (int i = 0; i < maps; i++) munmap(mine[i], sizes[i]);
+    if (vos_malloc && !v) return fprintf(stderr, "VOS_Malloc(16) with the limit full of empty segments: NULL\n"), 1;
+    if (v) vos_free(0, v, NULL, 0);
+    if (!late) return fprintf(stderr, "a new thread's first malloc(16) with the limit full: NULL\n"), 1;
+    printf("with the limit full of empty segments: a new thread's malloc and VOS_Malloc succeed\n");
+    return 0;
+}
+
 /** Exhausts memory with each size in turn, then allocates a mix again. */
 int main(void) {
-    if (too_big_for_limit()) return 1;
+    if (start_threads() || too_big_for_limit()) return 1;
     static const size_t sizes[] = {8u << 20, 3u << 20, 512u << 10, 64u << 10, 1u << 10, 48};
     long counts[sizeof sizes / sizeof sizes[0]];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -99,5 +223,6 @@ int main(void) {
     free(b);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         printf("size %zu: %ld blocks before ENOMEM\n", sizes[i], counts[i]);
+    if (capacity_holds() || own_mappings_retry()) return 1;
     return 0;
 }

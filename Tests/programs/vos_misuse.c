@@ -5,7 +5,8 @@
  *   vos-free-malloc, vos-free-huge-malloc, vos-double-free, free-then-vos-free,
  *   vos-free-garbage: print "pointer 0x…" then abort with one "swmalloc:" line naming it
  *                    and the caller's file:line.
- *   realloc-vos      plain realloc() of a VOS block: aborts naming the pointer. */
+ *   realloc-vos      plain realloc() of a VOS block: aborts naming the pointer.
+ *   realloc-vos-0    the same with size 0 (it freed the block, crediting its module). */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -87,6 +88,10 @@ int main(int argc, char **argv) {
         void *p = VOS_Malloc(64, 5);
         announce(p);
         p = realloc(p, 128);
+    } else if (strcmp(mode, "realloc-vos-0") == 0) {
+        void *p = VOS_Malloc(64, 5);
+        announce(p);
+        p = realloc(p, 0);
     } else {
         CHECKF(0, "unknown mode %s", mode);
     }

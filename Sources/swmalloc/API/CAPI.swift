@@ -41,11 +41,14 @@ func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 }
 
 /// Resizes a block as glibc does: NULL → malloc; size 0 → free and return NULL; on
-/// failure NULL with ENOMEM and the block untouched.
+/// failure NULL with ENOMEM and the block untouched. A pointer that is not a live block's
+/// start aborts naming it, for size 0 too: free() would take a VOS block's pointer (and
+/// credit its module), realloc() must not (docs/vos.md).
 @c(swmimpl_realloc)
 func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
     guard let pointer else { return Heap.allocate(size) }
     if size == 0 {
+        _ = Heap.usableSize(pointer, freedMessage: "realloc(): pointer already freed")
         Heap.deallocate(pointer)
         return nil
     }

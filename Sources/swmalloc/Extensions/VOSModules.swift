@@ -110,7 +110,7 @@ enum VOSModules {
         lock.lock()
         defer { lock.unlock() }
         if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) { return g }
-        guard let g = OS.map(globalBytes) else { return nil }
+        guard let g = OSMemory.mapRecords(globalBytes) else { return nil }
         siteCountWord.store(1)
         globalWord.store(UInt(bitPattern: g))
         return g
@@ -169,7 +169,7 @@ enum VOSModules {
         var raw = poolHead.pointee
         if let r = raw { poolHead.pointee = r.load(as: UnsafeMutableRawPointer?.self) }
         lock.unlock()
-        if raw == nil { raw = OS.map(tableBytes) }
+        if raw == nil { raw = OSMemory.mapRecords(tableBytes) }
         guard let raw else { return nil }
         raw.storeBytes(of: g, toByteOffset: 8, as: UnsafeMutableRawPointer.self)
         lock.lock()

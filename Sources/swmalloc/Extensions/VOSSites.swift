@@ -142,7 +142,7 @@ enum VOSSites {
         var n = 0
         while n < nameMax && file[n] != 0 { n += 1 }
         if VOSModules.nameNext.pointee + UInt(n + 1) > VOSModules.nameEnd.pointee {
-            guard let chunk = OS.map(nameChunk) else { return 0 }
+            guard let chunk = OSMemory.mapRecords(nameChunk) else { return 0 }
             VOSModules.nameNext.pointee = UInt(bitPattern: chunk)
             VOSModules.nameEnd.pointee = UInt(bitPattern: chunk) + UInt(nameChunk)
         }

@@ -59,7 +59,7 @@ extension Heap {
     /// the bytes at `p` are mapped.
     @inline(__always)
     func localClassPage(holding p: UInt) -> UnsafeMutablePointer<Page>? {
-        guard _fastPath(SegmentMap.contains(p)) else { return nil }
+        guard _fastPath(SegmentMap.containsPages(p)) else { return nil }
         let page = UnsafeMutablePointer<Segment>.of(p).descriptor(ofSliceHolding: p)
         guard _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == tag) else { return nil }
         return page
@@ -245,10 +245,13 @@ extension Heap {
         // at its exit: nothing would detach a new one.
         let p = UInt(bitPattern: pointer)
         let segment = UnsafeMutablePointer<Segment>.of(p)
+        // A huge mapping's header is read only once `Huge.free` has claimed it: another
+        // thread freeing the same block at once may unmap it.
+        let huge = SegmentMap.containsHuge(p)
         let heap = heap.isEmpty && !heap.isExited
-            ? (Heap.attach(registerExit: true, parked: segment.pointee.kind == .huge ? .fresh : .owner(pointer)) ?? heap)
+            ? (Heap.attach(registerExit: true, parked: huge ? .fresh : .owner(pointer)) ?? heap)
             : heap
-        if segment.pointee.kind == .huge {
+        if huge {
             Huge.free(pointer, segment: segment, heap: heap)
             return
         }

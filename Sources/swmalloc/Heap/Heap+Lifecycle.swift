@@ -132,7 +132,7 @@ extension Heap {
             return record
         }
         let chunk = 64 * 1024
-        guard let raw = OS.map(chunk) else { return nil }
+        guard let raw = OSMemory.mapRecords(chunk) else { return nil }
         var offset = recordSize
         while offset < chunk {
             let record = raw + offset

@@ -45,7 +45,7 @@ enum Huge {
                 block.initializeMemory(as: UInt8.self, repeating: 0, count: kept - offset)
                 if backedByHugePages(size) { OS.adviseHugePages(block, total - offset, enable: false) }
             }
-            SegmentMap.insert(seg.base)
+            SegmentMap.insert(seg.base, SegmentMap.huge)
             // Counted by what it maps (a cut mapping can end past `total`): free subtracts
             // the same.
             let mapped = seg.pointee.mappedSize
@@ -58,7 +58,7 @@ enum Huge {
         format(base.assumingMemoryBound(to: Segment.self), mappedSize: total, offset: offset, origin: newOrigin())
         let block = base + offset
         if !zeroed { adviseHugePages(block, size: size, usable: total - offset) }
-        SegmentMap.insert(base)
+        SegmentMap.insert(base, SegmentMap.huge)
         countAllocation(usable: total - offset, mapped: total)
         return block
     }
@@ -81,17 +81,17 @@ enum Huge {
         let offset = seg.pointee.hugeOffset
         let total = mappingSize(size, offset: offset)
         let oldMapped = seg.pointee.mappedSize
-        SegmentMap.remove(seg.base)
+        if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
         joinAdvice(seg)
         guard let moved = OSMemory.growAligned(seg.base, oldMapped, to: total, alignment: Geometry.segmentSize,
                                                head: offset, headBytes: Segment.headerBytes) else {
-            SegmentMap.insert(seg.base)   // refused: the old mapping is untouched
+            SegmentMap.insert(seg.base, SegmentMap.huge)   // refused: the old mapping is untouched
             return nil
         }
         let grown = moved.assumingMemoryBound(to: Segment.self)
         grown.pointee.mappedSize = total
         grown.pointee.origin = newOrigin()
-        SegmentMap.insert(moved)
+        SegmentMap.insert(moved, SegmentMap.huge)
         let block = moved + offset
         adviseHugePages(block, size: total - offset, usable: total - offset)
         countResize(from: oldMapped, to: total, heap: heap)
@@ -214,14 +214,22 @@ enum Huge {
         seg.pointee.mappedSize - seg.pointee.hugeOffset
     }
 
-    /// Unmaps a huge block after checking that `pointer` is its start.
+    /// Unmaps or caches a huge block after checking that `pointer` is its start.
+    ///
+    /// It claims the mapping first (`SegmentMap.claim`), before reading its header: of two
+    /// threads freeing the block at once (a double free racing with itself), one claims
+    /// it and the other reports without touching it, since the winner may have unmapped it
+    /// already. A free after the claim finds the pointer outside every segment and reports
+    /// it there. A pointer that is not the block's start (a VOS block's, or a bad one)
+    /// gives the claim back before it goes on.
     static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap) {
+        if !SegmentMap.claim(seg.base) { OS.fatal("free(): double free detected", pointer: pointer) }
         if pointer != seg.base + seg.pointee.hugeOffset {
+            SegmentMap.insert(seg.base, SegmentMap.huge)
             if Extensions.freeInterior(pointer) { return }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
         countFree(usable: usableSize(seg), mapped: seg.pointee.mappedSize, heap: heap)
-        SegmentMap.remove(seg.base)
         if !putCached(seg) { OSMemory.unmap(seg.base, seg.pointee.mappedSize) }
     }
 

@@ -79,18 +79,30 @@ enum OSMemory {
         return released ? OS.map(size) : nil
     }
 
-    /// Maps `size` bytes again at `p`, a range this process unmapped; false when the
-    /// kernel refuses or something else took the range since.
-    static func map(exactlyAt p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
-        if !OS.map(exactlyAt: p, size) { return false }
-        Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
-        return true
+    /// Maps `size` bytes again at `p`, a range this process unmapped.
+    static func map(exactlyAt p: UnsafeMutableRawPointer, _ size: Int) -> OS.ExactMapping {
+        let result = OS.map(exactlyAt: p, size)
+        if result == .mapped { Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed) }
+        return result
     }
 
-    /// Unmaps memory obtained from `mapAligned`.
+    /// Maps `size` bytes for the allocator's own records (heap records, VOS tables and
+    /// names), not counted in `mapped`; like every mapping, after a refusal it gives the
+    /// caches' address space back and tries once more. Nil when the kernel still refuses.
+    static func mapRecords(_ size: Int) -> UnsafeMutableRawPointer? {
+        OS.map(size) ?? retryAfterReleasingCaches(size)
+    }
+
+    /// Unmaps memory obtained from `mapAligned` (none of it counted as purged). When the
+    /// kernel refuses (see `OS.unmap`: its pages go back, the range stays mapped), the
+    /// range stays counted in `mapped`, which is what the process has mapped, and counts
+    /// as purged: it is not resident.
     static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) {
-        OS.unmap(p, size)
-        Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
+        if OS.unmap(p, size) {
+            Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
+        } else {
+            Counters.shared.pointee.purgedNow.wrappingAdd(UInt(size), ordering: .relaxed)
+        }
     }
 
     /// Returns a range's physical pages to the OS; the range stays mapped and reads as zero.

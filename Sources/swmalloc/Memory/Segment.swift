@@ -123,11 +123,24 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// A normal segment for `heap`: a retained one formatted again, or a fresh mapping;
     /// nil when the OS refuses.
     static func create(heap: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Segment>? {
-        while let seg = takeRetained() {
-            // A trimmed one (`releaseAddressSpace`) gets its slices 1…63 mapped again; if
+        retained: while let seg = takeRetained() {
+            // A trimmed one (`releaseAddressSpace`) gets its slices 1…63 mapped again. If
             // something else took their range meanwhile, it stays out of use for good
-            // (64 KiB of address space).
-            if seg.pointee.mappedSize != Geometry.segmentSize && !seg.mapTrimmedSlices() { continue }
+            // (64 KiB of address space: its header is never unmapped). If the kernel
+            // refuses (a limit), it goes back on the list for a later try, and a fresh
+            // segment is asked for, which gives the caches' address space back first
+            // (dropping it instead lost its header's 64 KiB for good each time: an outside
+            // review's program, allocating to its limit and freeing, round after round,
+            // saw its capacity fall round by round).
+            if seg.pointee.mappedSize != Geometry.segmentSize {
+                switch seg.mapTrimmedSlices() {
+                case .mapped: break
+                case .taken: continue retained
+                case .refused:
+                    _ = seg.push(onto: Globals.retainedHead, count: Globals.retainedCount, limit: Int.max)
+                    break retained
+                }
+            }
             // Its slices 1…63 are purged and still counted so; its header's tail is not
             // counted any more: it is the header again.
             Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(retainedHeaderPurge), ordering: .relaxed)
@@ -161,7 +174,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         first.pointee.purged = true
         mapSlices(1, Geometry.usableSlices, to: 1)
         Counters.shared.pointee.segments.wrappingAdd(1, ordering: .relaxed)
-        SegmentMap.insert(base)
+        SegmentMap.insert(base, SegmentMap.pages)
     }
 
     /// Most empty segments the process keeps mapped for reuse once their memory is
@@ -252,7 +265,9 @@ extension UnsafeMutablePointer where Pointee == Segment {
         while let seg = cursor {
             cursor = seg.pointee.next
             if seg.pointee.mappedSize != Geometry.segmentSize { continue }
-            OSMemory.unmap(seg.base + Geometry.sliceSize, trimmedBytes)
+            // Refused (`vm.max_map_count`): it stays a whole retained segment.
+            if !OS.unmap(seg.base + Geometry.sliceSize, trimmedBytes) { continue }
+            Counters.shared.pointee.mapped.wrappingSubtract(UInt(trimmedBytes), ordering: .relaxed)
             // Those slices were purged, and counted so.
             Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(trimmedBytes), ordering: .relaxed)
             seg.pointee.mappedSize = Geometry.sliceSize
@@ -263,14 +278,15 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
 
     /// Maps a trimmed retained segment's slices 1…63 again (fresh, so counted as purged,
-    /// as a new segment's are); false when their range is no longer free.
-    private func mapTrimmedSlices() -> Bool {
+    /// as a new segment's are).
+    private func mapTrimmedSlices() -> OS.ExactMapping {
         let rest = UnsafeMutablePointer<Segment>.trimmedBytes
-        if !OSMemory.map(exactlyAt: base + Geometry.sliceSize, rest) { return false }
+        let result = OSMemory.map(exactlyAt: base + Geometry.sliceSize, rest)
+        if result != .mapped { return result }
         if Options.current.pointee.thp != .system { OS.adviseHugePages(base + Geometry.sliceSize, rest, enable: false) }
         Counters.shared.pointee.purgedNow.wrappingAdd(UInt(rest), ordering: .relaxed)
         pointee.mappedSize = Geometry.segmentSize
-        return true
+        return .mapped
     }
 
     /// A retained segment, unlinked; nil when there is none.

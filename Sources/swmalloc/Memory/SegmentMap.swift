@@ -1,13 +1,20 @@
 // Memory layer: which 4 MiB-aligned addresses are swmalloc segments.
 
 import CSwmShim
+import Synchronization
 
-/// One byte per 4 MiB of the user address space, non-zero while a segment starts there.
+/// One byte per 4 MiB of the user address space, non-zero while a segment starts there:
+/// `pages` (1) for a segment of pages, `huge` (2) for a huge block's mapping.
 ///
 /// `free` consults it before touching any metadata, so a pointer swmalloc never returned
-/// is reported instead of dereferenced. Invariant: map[s] ≠ 0 ⇔ a live segment header
-/// is mapped at address s · 4 MiB. Each byte is written only by the thread that maps or
-/// unmaps that segment (plain byte stores: no neighbour shares a word to update).
+/// is reported instead of dereferenced; free's fast path takes only segments of pages, so
+/// it never reads a huge mapping's header, which another thread's free may unmap. Invariant:
+/// map[s] ≠ 0 ⇔ a live segment header is mapped at address s · 4 MiB, of the kind the
+/// byte says. Each byte is set only by the thread that maps that segment and cleared by the
+/// one that unmaps it (byte stores: no neighbour shares a word to update); a huge block's
+/// byte is cleared by `claim`, an atomic exchange, before its header is read, since two
+/// threads freeing that block at once would otherwise both unmap or cache it, or read it
+/// after the other unmapped it.
 enum SegmentMap {
     @inline(__always) private static var bytes: UnsafeMutablePointer<UInt8> { swmshim_segment_map_base() }
     /// Bytes in the map: one per 4 MiB below 2^`Geometry.addressBits`.
@@ -20,22 +27,48 @@ enum SegmentMap {
     /// a second time for the index). `OSMemory.mapAligned` refuses a segment there.
     static let limit = count - 1
 
+    /// Byte values: a segment of pages, a huge block's mapping.
+    static let pages: UInt8 = 1
+    static let huge: UInt8 = 2
+
+    /// The byte of the segment that would hold `p`; 0 when `p` is past the map.
+    @inline(__always)
+    private static func byte(_ p: UInt) -> UInt8 {
+        let index = p >> UInt(Geometry.segmentShift)
+        return index < limit ? bytes[Int(index)] : 0
+    }
+
     /// True when `p` lies in a segment swmalloc mapped. Cost: a shift, a compare (the
     /// address range) and a byte test.
     @inline(__always)
-    static func contains(_ p: UInt) -> Bool {
-        let index = p >> UInt(Geometry.segmentShift)
-        return index < limit && bytes[Int(index)] != 0
-    }
+    static func contains(_ p: UInt) -> Bool { byte(p) != 0 }
+
+    /// True when `p` lies in a segment of pages (free's fast path; same cost).
+    @inline(__always)
+    static func containsPages(_ p: UInt) -> Bool { byte(p) == pages }
+
+    /// True when `p` lies in the first 4 MiB of a huge block's mapping.
+    @inline(__always)
+    static func containsHuge(_ p: UInt) -> Bool { byte(p) == huge }
 
     /// True when a segment may start at `base` (see `limit`).
     static func covers(_ base: UnsafeMutableRawPointer) -> Bool {
         UInt(bitPattern: base) >> UInt(Geometry.segmentShift) < limit
     }
 
-    /// Marks the segment at `base` live.
-    static func insert(_ base: UnsafeMutableRawPointer) {
-        bytes[Int(UInt(bitPattern: base) >> UInt(Geometry.segmentShift))] = 1
+    /// Marks the segment at `base` live, of kind `kind` (`pages` or `huge`).
+    static func insert(_ base: UnsafeMutableRawPointer, _ kind: UInt8) {
+        bytes[Int(UInt(bitPattern: base) >> UInt(Geometry.segmentShift))] = kind
+    }
+
+    /// Marks the huge segment at `base` gone, atomically: true when this call cleared its
+    /// byte, false when it was clear already (another thread freed or moved the block
+    /// first: the caller reports a double free). Of two threads freeing one huge block at
+    /// once, exactly one goes on to read its header and unmap or cache it.
+    static func claim(_ base: UnsafeMutableRawPointer) -> Bool {
+        let cell = UnsafeMutableRawPointer(bytes + Int(UInt(bitPattern: base) >> UInt(Geometry.segmentShift)))
+            .assumingMemoryBound(to: Atomic<UInt8>.self)
+        return cell.pointee.exchange(0, ordering: .acquiringAndReleasing) != 0
     }
 
     /// Marks the segment at `base` gone.

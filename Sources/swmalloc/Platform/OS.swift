@@ -23,21 +23,41 @@ enum OS {
         return r == 0 ? out : nil
     }
 
-    /// Maps `size` bytes exactly at `p`, where nothing may be mapped; false when the kernel
-    /// refuses or the range is taken.
-    static func map(exactlyAt p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+    /// What `map(exactlyAt:)` did.
+    enum ExactMapping {
+        /// Mapped at the address asked for.
+        case mapped
+        /// Something else is mapped in the range (EEXIST, or an old kernel mapped elsewhere).
+        case taken
+        /// The kernel refused for another reason: a limit (ENOMEM: `ulimit -v`,
+        /// `vm.max_map_count`) that may pass.
+        case refused
+    }
+
+    /// Maps `size` bytes exactly at `p`, where nothing may be mapped.
+    static func map(exactlyAt p: UnsafeMutableRawPointer, _ size: Int) -> ExactMapping {
         var out: UnsafeMutableRawPointer? = nil
         let flags = Int32(SWM_MAP_PRIVATE_ANON | SWM_MAP_FIXED_NOREPLACE)
-        if swmshim_mmap(p, size, Int32(SWM_PROT_RW), flags, &out) != 0 { return false }
-        if out == p { return true }
+        let error = swmshim_mmap(p, size, Int32(SWM_PROT_RW), flags, &out)
+        if error != 0 { return error == -Int(SWM_EEXIST) ? .taken : .refused }
+        if out == p { return .mapped }
         if let out { unmap(out, size) }   // a kernel before 4.17 took the flag for a hint
-        return false
+        return .taken
     }
 
     /// Returns a mapping (or part of one) to the kernel.
     @inline(__always)
-    static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) {
-        _ = swmshim_munmap(p, size)
+    ///
+    /// The kernel may refuse: unmapping a range from the middle of one of its mappings
+    /// splits it in two, and at `vm.max_map_count` that extra mapping is refused
+    /// (ENOMEM; huge mappings lie side by side and merge, so their frees do that). The
+    /// range then stays mapped but its pages go back (`purge`: no split needed), so the
+    /// memory is returned even though the address range is not; false in that case.
+    @discardableResult
+    static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        if swmshim_munmap(p, size) == 0 { return true }
+        purge(p, size)
+        return false
     }
 
     /// Moves a mapping to `target` (replacing the mapping there) with a new size; its
