@@ -13,11 +13,12 @@ let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
-    "vfork_first_malloc",
+    "vfork_first_malloc", "late_destructor_blocks",
 ]
 
 /// The options some lifecycle cases need: the purger at work all the time.
-let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_release": "purge_delay_ms=1"]
+let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_release": "purge_delay_ms=1",
+                        "late_destructor_blocks": "background=0"]
 
 /// The lifecycle of pages, segments and heaps under concurrency.
 @Suite(.serialized) struct LifecycleTests {

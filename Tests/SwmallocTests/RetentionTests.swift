@@ -11,12 +11,14 @@ let retentionCases = [
     "idle_threads", "idle_wide_pages", "remote_batch_idle", "fork_child_reuse", "purger_absent", "purger_lifecycle", "purger_off",
     "huge_cache_reuse", "big_freed_then_sleep", "big_freed_then_sleep_sync", "realloc_chain_then_sleep",
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "huge_shrink",
-    "huge_cache_refill", "huge_cut_cycles", "map_count_frees",
+    "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
+    "main_pthread_exit_reporter",
 ]
 
 /// Options each case runs with (the defaults unless named here).
 let retentionOptions = ["purger_off": "background=0", "big_freed_then_sleep_sync": "background=0",
-                        "remote_owner_sleeps_delay0": "purge_delay_ms=0", "huge_cache_refill": "purge_delay_ms=10000"]
+                        "remote_owner_sleeps_delay0": "purge_delay_ms=0", "huge_cache_refill": "purge_delay_ms=10000",
+                        "main_pthread_exit_reporter": "stats_signal=10"]
 
 /// Memory retention and the background purger. Serialized: the cases read the resident
 /// set size and the process's threads, and want the machine to themselves.

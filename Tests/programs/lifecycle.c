@@ -55,7 +55,13 @@
  *                         is the thread's, recorded as the child's. After the child is
  *                         gone, swm_collect must not give it up while the thread uses it
  *                         (it did, found by a review of the reaping: heaps 2 -> 1 -> 0,
- *                         then SIGSEGV, or the debug library's validator). */
+ *                         then SIGSEGV, or the debug library's validator).
+ *   late_destructor_blocks  (run with background=0) a thread's key destructor, of a key
+ *                         created after swmalloc's, allocates 60,000 blocks of 16 … 515
+ *                         bytes and keeps them (about 16 MB): each call is served by a heap
+ *                         attached for that call, and mapped memory must stay within 64 MiB
+ *                         (each call adopted the 16 full segments atop the abandoned list
+ *                         and mapped a new one: 6.4 GB for 60,000 calls). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -827,12 +833,49 @@ static void vfork_first_malloc(void) {
     if (validate && validate() != 0) fail("the main thread's heap is invalid");
 }
 
+static pthread_key_t late_key;
+enum { LATE_BLOCKS = 60000 };
+static void *late_blocks[LATE_BLOCKS];
+
+/** The late destructor: its allocations come after swmalloc's exit handler. */
+static void late_destructor(void *value) {
+    (void)value;
+    for (int i = 0; i < LATE_BLOCKS; i++) {
+        late_blocks[i] = malloc(16 + (size_t)(i % 500));
+        if (!late_blocks[i]) fail("malloc in a late destructor returned NULL");
+        memset(late_blocks[i], 1, 16);
+    }
+}
+
+static void *late_thread(void *arg) {
+    free(malloc(10));
+    pthread_setspecific(late_key, (void *)1);
+    return arg;
+}
+
+static void late_destructor_blocks(void) {
+    need_stats();
+    if (pthread_key_create(&late_key, late_destructor) != 0) fail("pthread_key_create");
+    pthread_t t;
+    if (pthread_create(&t, NULL, late_thread, NULL) != 0) fail("pthread_create");
+    pthread_join(t, NULL);
+    swm_stats_t st;
+    if (stats_get(&st) != 0) fail("swm_stats_get");
+    if (st.mapped > ((size_t)64 << 20)) {
+        fprintf(stderr, "lifecycle FAIL: %d blocks allocated in a late destructor: %zu MiB mapped, %zu segments\n",
+                LATE_BLOCKS, st.mapped >> 20, st.segments);
+        exit(1);
+    }
+    for (int i = 0; i < LATE_BLOCKS; i++) free(late_blocks[i]);
+    if (validate && validate() != 0) fail("the heaps are invalid");
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
-    "vfork_first_malloc",
+    "vfork_first_malloc", "late_destructor_blocks",
 };
 
 int main(int argc, char **argv) {
@@ -855,6 +898,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "last_round_threads")) last_round_threads();
     else if (!strcmp(argv[1], "cancel_in_report")) cancel_in_report();
     else if (!strcmp(argv[1], "vfork_first_malloc")) vfork_first_malloc();
+    else if (!strcmp(argv[1], "late_destructor_blocks")) late_destructor_blocks();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

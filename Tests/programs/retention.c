@@ -88,7 +88,17 @@
  *                       set must come back within 32 MiB of the start. Unmapping one of
  *                       the huge mappings (which lie side by side and merge) splits a
  *                       kernel mapping, which the kernel refuses there (before: the
- *                       refusal was ignored and 155 MiB stayed resident for good). */
+ *                       refusal was ignored and 155 MiB stayed resident for good).
+ *   vfork_child_purger  a vfork child's malloc takes the process past the mapped size that
+ *                       starts the purger, then the child _exits: the purger must not be
+ *                       started there (it died with the child: the parent hung on a span
+ *                       lock the dead thread held, or the purger counted as running with no
+ *                       thread, for good); the parent's next allocation starts it, and
+ *                       64 MiB the parent frees go back while it sleeps.
+ *   main_pthread_exit   with the purger (and, with stats_signal, the reporter) running,
+ *                       the main thread prints "ok" and ends with pthread_exit: the
+ *                       process must exit 0 (it never ended: the C library waits for every
+ *                       thread, swmalloc's own included). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -699,6 +709,41 @@ static void map_count_frees(void) {
     CHECKF(rss <= start + 32, "16 blocks of 22 MiB freed at vm.max_map_count: resident %.0f MiB (start %.0f)", rss, start);
 }
 
+static void vfork_child_purger(void) {
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(!found, "the purger runs before the test");
+    double start = rss_mib();
+    pid_t pid = vfork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        void *big = malloc((size_t)40 << 20);   /* past the 32 MiB that start the purger */
+        (void)big;
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    double freed = churn_64_mib();   /* the parent's own slow paths start the purger */
+    expect_purger_returns(start, freed, "vfork parent");
+}
+
+/** The case main runs (main_pthread_exit says ok itself: main does not return). */
+static const char *running_case;
+
+static void main_pthread_exit(void) {
+    churn_64_mib();
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    if (getenv("SWMALLOC_OPTIONS") && strstr(getenv("SWMALLOC_OPTIONS"), "stats_signal")) {
+        thread_count("swm-reporter", &found);
+        CHECKF(found, "no reporter thread with stats_signal: nothing was tested");
+    }
+    printf("ok %s\n", running_case);
+    fflush(stdout);
+    pthread_exit(NULL);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -711,6 +756,8 @@ static const struct test_case cases[] = {
     {"remote_owner_sleeps_delay0", remote_owner_sleeps},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
+    {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},
+    {"main_pthread_exit_reporter", main_pthread_exit},
 };
 
 int main(int argc, char **argv) {
@@ -719,6 +766,7 @@ int main(int argc, char **argv) {
     purger_wakeups = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "swm_purger_wakeups");
     CHECKF(stats_get != NULL, "run with swmalloc preloaded");
     CHECKF(purger_wakeups != NULL || strncmp(c->name, "purger", 6) != 0, "swm_purger_wakeups not found");
+    running_case = c->name;
     c->run();
     printf("ok %s\n", c->name);
     return 0;

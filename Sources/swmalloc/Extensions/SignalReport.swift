@@ -34,16 +34,31 @@ enum SignalReport {
         _ = swmshim_futex_wake(requested, 1)
     }
 
-    /// Starts the reporter thread unless one runs.
+    /// Starts the reporter thread unless one runs (or it was stopped for good).
     private static func start() {
+        if !Process.mayStartThread() { return }
         if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
         if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { running.store(0) }
     }
 
-    /// The reporter's loop: sleep until the flag is raised, clear it, write the report.
+    /// Stops the reporter for good (`Process.mainThreadExiting`): `running` = 2, which
+    /// `start` never takes; then the flag is raised, so that a reporter that missed the
+    /// state returns from its wait at once (or is woken in it), finds the state and
+    /// returns without writing a report.
+    static func stopForGood() {
+        if running.exchange(2) == 1 {
+            flag.pointee.store(2, ordering: .releasing)
+            _ = swmshim_futex_wake(requested, 1)
+        }
+    }
+
+    /// The reporter's loop: sleep until the flag is raised, clear it, write the report;
+    /// return once stopped for good.
     private static func reporter() -> UnsafeMutableRawPointer? {
         while true {
-            if flag.pointee.exchange(0, ordering: .acquiring) != 0 {
+            let raised = flag.pointee.exchange(0, ordering: .acquiring) != 0
+            if running.load() == 2 { return nil }
+            if raised {
                 Stats.printReport(atExit: false)
             } else {
                 _ = swmshim_futex_wait(requested, 0)
@@ -62,6 +77,8 @@ enum SignalReport {
     /// was writing a report under the report lock.
     static func forkChild() {
         running.store(0)
+        // A stop's raised flag (`stopForGood`) is no request for a report.
+        if flag.pointee.load(ordering: .relaxed) == 2 { flag.pointee.store(0, ordering: .relaxed) }
         Globals.reportLock.reset()
     }
 }

@@ -136,9 +136,29 @@ enum Purger {
             &+ c.pointee.segments.load(ordering: .relaxed) &* UInt(Geometry.sliceSize)
         let waiting = mapped > inUse ? mapped &- inUse : 0
         if waiting < startWaiting && mapped < startMapped { return }
+        if !Process.mayStartThread() { return }
         if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
         if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { Globals.purgerState.store(2) }
     }
+
+    /// Stops the purger for good (`Process.mainThreadExiting`): state 2, as with
+    /// `background=0`; a running purger makes one last pass that gives back everything
+    /// free (the parked heaps included) and returns, which ends its thread.
+    ///
+    /// The purger tests the state after its last store to the signal word and before
+    /// each wait; here the state is set before the signal word gets 2, a value neither
+    /// wait expects: so a purger that missed the state returns from its wait at once, or
+    /// is woken in it.
+    static func stopForGood() {
+        if Globals.purgerState.exchange(2) == 1 {
+            signal.pointee.store(2, ordering: .sequentiallyConsistent)
+            _ = swmshim_futex_wake(Globals.purgerSignal, 1)
+        }
+    }
+
+    /// The purger was stopped for good (see `stopForGood`).
+    @inline(__always)
+    private static var stopped: Bool { Globals.purgerState.load() == 2 }
 
     /// After fork, in the child: the purger thread was not copied; the next allocation
     /// slow path that wants one starts it again.
@@ -156,20 +176,24 @@ enum Purger {
     /// the planned wake (`due` ≤ now + delay), so the wake finds it anyway.
     private static func run() -> UnsafeMutableRawPointer? {
         while true {
+            if stopped {
+                pass(now: OS.nowNanoseconds(), delay: 0, force: false)
+                return nil
+            }
             signal.pointee.store(0, ordering: .sequentiallyConsistent)
             Counters.shared.pointee.purgerWakeups.wrappingAdd(1, ordering: .relaxed)
             let delay = Options.current.pointee.purgeDelayNanoseconds
             let now = OS.nowNanoseconds()
             let oldest = pass(now: now, delay: delay, force: false)
             if oldest == .max {
-                _ = swmshim_futex_wait(Globals.purgerSignal, 0)
+                if !stopped { _ = swmshim_futex_wait(Globals.purgerSignal, 0) }
                 continue
             }
             let due = oldest &+ delay
             let floor = delay / 8 > 1_000_000 ? delay / 8 : 1_000_000
             let wait = due > now &+ floor ? due - now : floor
-            signal.pointee.store(1, ordering: .relaxed)
-            _ = swmshim_futex_wait_ns(Globals.purgerSignal, 1, wait)
+            signal.pointee.store(1, ordering: .sequentiallyConsistent)
+            if !stopped { _ = swmshim_futex_wait_ns(Globals.purgerSignal, 1, wait) }
         }
     }
 

@@ -107,6 +107,9 @@ enum Globals {
     static var reapMark: UnsafeMutablePointer<UInt> { (base + 1536).assumingMemoryBound(to: UInt.self) }
     /// The last origin given to a huge mapping (`Huge.newOrigin`).
     static var hugeOrigins: AtomicWord { AtomicWord(base + 1544) }
+    /// The process this memory belongs to (`getpid` at start-up and in a fork child): a
+    /// vfork child shares the memory but has a pid of its own (see `Process.mayStartThread`).
+    static var processId: UnsafeMutablePointer<Int32> { (base + 1552).assumingMemoryBound(to: Int32.self) }
     /// Process-wide counters.
     static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
     static let countersBytes = 1024
