@@ -12,7 +12,7 @@ let retentionCases = [
     "huge_cache_reuse", "big_freed_then_sleep", "big_freed_then_sleep_sync", "realloc_chain_then_sleep",
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
-    "main_pthread_exit_reporter",
+    "main_pthread_exit_reporter", "main_exit_fork_child",
 ]
 
 /// Options each case runs with (the defaults unless named here).

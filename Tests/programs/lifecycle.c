@@ -61,7 +61,13 @@
  *                         bytes and keeps them (about 16 MB): each call is served by a heap
  *                         attached for that call, and mapped memory must stay within 64 MiB
  *                         (each call adopted the 16 full segments atop the abandoned list
- *                         and mapped a new one: 6.4 GB for 60,000 calls). */
+ *                         and mapped a new one: 6.4 GB for 60,000 calls).
+ *   vos_fork_under_limit  a thread forks in a loop while the main thread, under an address-
+ *                         space limit 4 MiB above its size, calls VOS_MallocModule 200,000
+ *                         times (each fails: the VOS region does not fit): it must finish (the
+ *                         region was mapped under the VOS lock, and a refused mapping takes
+ *                         the cache locks, which fork takes before the VOS lock: both waited
+ *                         for ever, 3 runs of 3). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -72,6 +78,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -870,12 +877,51 @@ static void late_destructor_blocks(void) {
     if (validate && validate() != 0) fail("the heaps are invalid");
 }
 
+static volatile int vos_fork_stop;
+
+static void *vos_forker(void *arg) {
+    while (!vos_fork_stop) {
+        pid_t child = fork();
+        if (child == 0) _exit(0);
+        if (child > 0) waitpid(child, NULL, 0);
+    }
+    return arg;
+}
+
+static long address_space_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0;
+    if (!f || fscanf(f, "%ld", &pages) != 1) fail("/proc/self/statm");
+    fclose(f);
+    return pages * 4096;
+}
+
+static void vos_fork_under_limit(void) {
+    void *(*vos_malloc)(unsigned long, unsigned long) =
+        (void *(*)(unsigned long, unsigned long))dlsym(RTLD_DEFAULT, "VOS_MallocModule");
+    void (*vos_free)(unsigned long, void *, const unsigned char *, unsigned) =
+        (void (*)(unsigned long, void *, const unsigned char *, unsigned))dlsym(RTLD_DEFAULT, "VOS_Free_Debug");
+    if (!vos_malloc || !vos_free) fail("VOS functions not found: run with swmalloc");
+    for (int i = 0; i < 64; i++) free(malloc(100));
+    pthread_t t;
+    if (pthread_create(&t, NULL, vos_forker, NULL) != 0) fail("pthread_create");
+    usleep(1000);
+    struct rlimit limit = {(rlim_t)address_space_bytes() + (4 << 20), (rlim_t)address_space_bytes() + (4 << 20)};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) fail("setrlimit");
+    for (int i = 0; i < 200000; i++) {
+        void *p = vos_malloc(16, 7);
+        if (p) vos_free(0, p, NULL, 0);
+    }
+    vos_fork_stop = 1;
+    pthread_join(t, NULL);
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
-    "vfork_first_malloc", "late_destructor_blocks",
+    "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit",
 };
 
 int main(int argc, char **argv) {
@@ -899,6 +945,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "cancel_in_report")) cancel_in_report();
     else if (!strcmp(argv[1], "vfork_first_malloc")) vfork_first_malloc();
     else if (!strcmp(argv[1], "late_destructor_blocks")) late_destructor_blocks();
+    else if (!strcmp(argv[1], "vos_fork_under_limit")) vos_fork_under_limit();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -38,7 +38,9 @@ enum SignalReport {
     private static func start() {
         if !Process.mayStartThread() { return }
         if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { running.store(0) }
+        if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 {
+            _ = running.compareExchange(expected: 1, desired: 0)   // not over a stop for good
+        }
     }
 
     /// Stops the reporter for good (`Process.mainThreadExiting`): `running` = 2, which
@@ -47,7 +49,7 @@ enum SignalReport {
     /// returns without writing a report.
     static func stopForGood() {
         if running.exchange(2) == 1 {
-            flag.pointee.store(2, ordering: .releasing)
+            flag.pointee.store(2, ordering: .sequentiallyConsistent)
             _ = swmshim_futex_wake(requested, 1)
         }
     }
@@ -56,8 +58,8 @@ enum SignalReport {
     /// return once stopped for good.
     private static func reporter() -> UnsafeMutableRawPointer? {
         while true {
-            let raised = flag.pointee.exchange(0, ordering: .acquiring) != 0
-            if running.load() == 2 { return nil }
+            let raised = flag.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
+            if running.loadSequentiallyConsistent() == 2 { return nil }
             if raised {
                 Stats.printReport(atExit: false)
             } else {

@@ -105,15 +105,25 @@ enum VOSModules {
     static func index(of module: UInt) -> Int { module < UInt(moduleCount - 1) ? Int(module) : moduleCount - 1 }
 
     /// The global region, mapping it on first use; nil when the OS has no memory.
+    ///
+    /// Mapped before `lock` is taken: after a refusal the mapping gives the caches'
+    /// address space back, under the segment and huge cache locks, which a fork takes
+    /// before this one (mapped under it, a fork and a first VOS call under a memory limit
+    /// waited for each other for ever: an outside review). Of two threads mapping it at
+    /// once, the one that comes second unmaps its own.
     static func global() -> UnsafeMutableRawPointer? {
         if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) { return g }
+        guard let fresh = OSMemory.mapRecords(globalBytes) else { return globalIfMapped }
         lock.lock()
-        defer { lock.unlock() }
-        if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) { return g }
-        guard let g = OSMemory.mapRecords(globalBytes) else { return nil }
+        if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) {
+            lock.unlock()
+            OS.unmap(fresh, globalBytes)
+            return g
+        }
         siteCountWord.store(1)
-        globalWord.store(UInt(bitPattern: g))
-        return g
+        globalWord.store(UInt(bitPattern: fresh))
+        lock.unlock()
+        return fresh
     }
 
     /// The global region if it exists.

@@ -142,7 +142,9 @@ enum VOSSites {
         var n = 0
         while n < nameMax && file[n] != 0 { n += 1 }
         if VOSModules.nameNext.pointee + UInt(n + 1) > VOSModules.nameEnd.pointee {
-            guard let chunk = OSMemory.mapRecords(nameChunk) else { return 0 }
+            // Plain mmap, no retry: this runs under `siteLock`, and the retry takes the
+            // cache locks, which a fork takes before it (see `VOSModules.global`).
+            guard let chunk = OS.map(nameChunk) else { return 0 }
             VOSModules.nameNext.pointee = UInt(bitPattern: chunk)
             VOSModules.nameEnd.pointee = UInt(bitPattern: chunk) + UInt(nameChunk)
         }

@@ -99,7 +99,7 @@ enum VOSStats {
         let n = VOSSites.count() + 1
         let countersBytes = VOSModules.roundUp(n * 24)
         let scratchBytes = countersBytes + VOSModules.roundUp(n * 8)
-        guard let scratch = OSMemory.mapRecords(scratchBytes) else { return }
+        guard let scratch = OS.map(scratchBytes) else { return }
         defer { OS.unmap(scratch, scratchBytes) }
         // sums[3s ... 3s+2]: live bytes, allocs, frees of site s; order: site ids to sort.
         let sums = scratch.assumingMemoryBound(to: Int.self)

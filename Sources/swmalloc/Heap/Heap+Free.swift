@@ -82,8 +82,10 @@ extension Heap {
     @inline(never)
     static func freeSlow(_ pointer: UnsafeMutableRawPointer?, emptied: UnsafeMutablePointer<Page>?) {
         if let page = emptied { return Heap.current.pageEmptied(page) }
-        guard let block = pointer, SegmentMap.contains(UInt(bitPattern: block)) else { return invalidFree(pointer) }
-        deallocateSlow(block, heap: Heap.current)
+        guard let block = pointer else { return }
+        let kind = SegmentMap.byte(UInt(bitPattern: block))
+        if kind == 0 { return invalidFree(pointer) }
+        deallocateSlow(block, heap: Heap.current, huge: kind == SegmentMap.huge)
     }
 
     /// A pointer outside every swmalloc segment: NULL (nothing to do), an over-aligned
@@ -238,7 +240,7 @@ extension Heap {
 
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
     @inline(never)
-    static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, heap: Heap) {
+    static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, heap: Heap, huge: Bool) {
         // A thread that only frees gets a heap too: its remote frees are then batched and
         // counted in its own counters instead of process-wide atomics (the parked heap
         // that owns the block, if any: see `attach`). Not a thread whose heap was detached
@@ -247,7 +249,6 @@ extension Heap {
         let segment = UnsafeMutablePointer<Segment>.of(p)
         // A huge mapping's header is read only once `Huge.free` has claimed it: another
         // thread freeing the same block at once may unmap it.
-        let huge = SegmentMap.containsHuge(p)
         let heap = heap.isEmpty && !heap.isExited
             ? (Heap.attach(registerExit: true, parked: huge ? .fresh : .owner(pointer)) ?? heap)
             : heap

@@ -197,7 +197,10 @@ extension Heap {
     private func park() -> Bool {
         let now = OS.nowNanoseconds()
         Globals.heapsLock.lock()
-        if Globals.parkedCount.pointee >= Heap.parkedMax {
+        // The purger may have been stopped for good since the caller looked
+        // (`Purger.stopForGood`): its last pass releases what is parked before, under
+        // this lock; nothing would release a heap parked after.
+        if Globals.parkedCount.pointee >= Heap.parkedMax || Globals.purgerState.load() != 1 {
             Globals.heapsLock.unlock()
             return false
         }

@@ -221,11 +221,16 @@ enum Huge {
     /// it and the other reports without touching it, since the winner may have unmapped it
     /// already. A free after the claim finds the pointer outside every segment and reports
     /// it there. A pointer that is not the block's start (a VOS block's, or a bad one)
-    /// gives the claim back before it goes on.
-    static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap) {
-        if !SegmentMap.claim(seg.base) { OS.fatal("free(): double free detected", pointer: pointer) }
+    /// gives the claim back before it goes on; `fromRealloc` (`realloc(p, 0)`) takes no
+    /// VOS block and says so in realloc's words.
+    static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap,
+                     fromRealloc: Bool = false) {
+        if !SegmentMap.claim(seg.base) {
+            OS.fatal(fromRealloc ? "realloc(): pointer already freed" : "free(): double free detected", pointer: pointer)
+        }
         if pointer != seg.base + seg.pointee.hugeOffset {
             SegmentMap.insert(seg.base, SegmentMap.huge)
+            if fromRealloc { OS.fatal("invalid pointer: not the start of a block allocated by swmalloc", pointer: pointer) }
             if Extensions.freeInterior(pointer) { return }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }

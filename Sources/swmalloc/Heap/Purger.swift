@@ -158,12 +158,16 @@ enum Purger {
 
     /// The purger was stopped for good (see `stopForGood`).
     @inline(__always)
-    private static var stopped: Bool { Globals.purgerState.load() == 2 }
+    private static var stopped: Bool { Globals.purgerState.loadSequentiallyConsistent() == 2 }
 
     /// After fork, in the child: the purger thread was not copied; the next allocation
     /// slow path that wants one starts it again.
+    ///
+    /// One stopped for good (its parent's main thread ended with `pthread_exit`) may run
+    /// again: the child's main thread is the forking one.
     static func forkChild() {
-        if Globals.purgerState.loadRelaxed() == 1 { Globals.purgerState.store(0) }
+        let state = Globals.purgerState.loadRelaxed()
+        if state == 1 || (state == 2 && Options.current.pointee.background) { Globals.purgerState.store(0) }
     }
 
     /// The purger's loop: a pass, then sleep until the oldest waiting memory expires (at

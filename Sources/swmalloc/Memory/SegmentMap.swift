@@ -31,9 +31,11 @@ enum SegmentMap {
     static let pages: UInt8 = 1
     static let huge: UInt8 = 2
 
-    /// The byte of the segment that would hold `p`; 0 when `p` is past the map.
+    /// The byte of the segment that would hold `p` (0, `pages` or `huge`); 0 when `p` is
+    /// past the map. free's slow path reads it once and goes by what it read: read twice,
+    /// a huge block claimed by another thread in between passed for a segment of pages.
     @inline(__always)
-    private static func byte(_ p: UInt) -> UInt8 {
+    static func byte(_ p: UInt) -> UInt8 {
         let index = p >> UInt(Geometry.segmentShift)
         return index < limit ? bytes[Int(index)] : 0
     }

@@ -20,7 +20,8 @@ struct AtomicWord {
     @inline(__always) func load() -> UInt { cell.pointee.load(ordering: .acquiring) }
     @inline(__always) func loadRelaxed() -> UInt { cell.pointee.load(ordering: .relaxed) }
     @inline(__always) func store(_ v: UInt) { cell.pointee.store(v, ordering: .releasing) }
-    @inline(__always) func exchange(_ v: UInt) -> UInt { cell.pointee.exchange(v, ordering: .acquiringAndReleasing) }
+    @inline(__always) func exchange(_ v: UInt) -> UInt { cell.pointee.exchange(v, ordering: .sequentiallyConsistent) }
+    @inline(__always) func loadSequentiallyConsistent() -> UInt { cell.pointee.load(ordering: .sequentiallyConsistent) }
     @inline(__always) func compareExchange(expected: UInt, desired: UInt) -> (exchanged: Bool, original: UInt) {
         cell.pointee.compareExchange(expected: expected, desired: desired, ordering: .acquiringAndReleasing)
     }
