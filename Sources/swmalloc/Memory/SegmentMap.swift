@@ -64,13 +64,16 @@ enum SegmentMap {
     }
 
     /// Marks the huge segment at `base` gone, atomically: true when this call cleared its
-    /// byte, false when it was clear already (another thread freed or moved the block
+    /// byte, false when it was not a huge one's any more (another thread freed or moved the block
     /// first: the caller reports a double free). Of two threads freeing one huge block at
     /// once, exactly one goes on to read its header and unmap or cache it.
     static func claim(_ base: UnsafeMutableRawPointer) -> Bool {
         let cell = UnsafeMutableRawPointer(bytes + Int(UInt(bitPattern: base) >> UInt(Geometry.segmentShift)))
             .assumingMemoryBound(to: Atomic<UInt8>.self)
-        return cell.pointee.exchange(0, ordering: .acquiringAndReleasing) != 0
+        // Only a huge byte is taken: if the winner's unmap and a new segment of pages at
+        // the same address came between the loser's read and this, the loser must not
+        // take that segment's byte for its block's.
+        return cell.pointee.compareExchange(expected: huge, desired: 0, ordering: .acquiringAndReleasing).exchanged
     }
 
     /// Marks the segment at `base` gone.
