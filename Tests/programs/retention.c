@@ -102,13 +102,25 @@
  *   main_exit_fork_child  the main thread ends with pthread_exit (which stops the purger
  *                       for good); a thread then forks, and the child, whose main thread
  *                       is alive, must get a purger that gives back 64 MiB it frees (its
- *                       purger stayed off: 18.6 MiB kept after 1.5 s). */
+ *                       purger stayed off: 18.6 MiB kept after 1.5 s).
+ *   long_lived_among_short  one long-lived thread and a stream of short-lived ones (one at
+ *                       a time) each allocate 32 … 3,031-byte blocks and swap them into
+ *                       512 shared slots, freeing the block each displaces (mostly another
+ *                       thread's): live memory stays under 1.6 MB, and swmalloc's active
+ *                       bytes must stay under 48 MiB for 2 … 3 s. Run with background=0 and
+ *                       purge_delay_ms=0 (long_lived_among_short_sync) and with
+ *                       purge_delay_ms=0 only. Before: the long-lived thread's class lists
+ *                       grew by 300 MiB a second of pages whose blocks other threads had
+ *                       all freed, never collected (it adopted exited threads' segments
+ *                       on every tidy pass and for every span, and looked only at the first
+ *                       page of a list with a free block). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -774,6 +786,56 @@ static void main_exit_fork_child(void) {
     pthread_exit(NULL);
 }
 
+/** long_lived_among_short: the slots the threads swap blocks into, and the flag that
+ *  stops the long-lived thread. */
+static _Atomic(void *) shared_slots[512];
+static atomic_int long_lived_stop;
+
+/** Swaps `rounds` fresh blocks of 32 … 3,031 bytes into random shared slots, freeing the
+ *  blocks they displace. */
+static void swap_blocks(uint64_t seed, int rounds) {
+    for (int i = 0; i < rounds; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        size_t n = 32 + (size_t)(seed >> 33) % 3000;
+        char *p = malloc(n);
+        CHECK(p != NULL);
+        memset(p, 1, n);
+        free(atomic_exchange(&shared_slots[(seed >> 20) % 512], p));
+    }
+}
+
+static void *short_lived(void *arg) {
+    swap_blocks((uint64_t)(uintptr_t)arg, 400);
+    return NULL;
+}
+
+static void *long_lived(void *arg) {
+    uint64_t seed = (uint64_t)(uintptr_t)arg;
+    while (!atomic_load(&long_lived_stop)) swap_blocks(seed++, 400);
+    return NULL;
+}
+
+static void long_lived_among_short(void) {
+    pthread_t keeper;
+    CHECK(pthread_create(&keeper, NULL, long_lived, (void *)12345) == 0);
+    time_t start = time(NULL);
+    size_t most = 0;
+    for (uintptr_t id = 1; time(NULL) - start < 3; id++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, short_lived, (void *)id) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        swm_stats_t st;
+        CHECK(stats_get(&st) == 0);
+        if (st.active > most) most = st.active;
+        CHECKF(st.active < (size_t)48 << 20, "after %lu short-lived threads: %zu bytes active, %zu allocated",
+               (unsigned long)id, st.active, st.allocated);
+    }
+    atomic_store(&long_lived_stop, 1);
+    CHECK(pthread_join(keeper, NULL) == 0);
+    for (int i = 0; i < 512; i++) free(atomic_exchange(&shared_slots[i], NULL));
+    printf("most active: %zu MiB\n", most >> 20);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -788,6 +850,7 @@ static const struct test_case cases[] = {
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},
     {"main_pthread_exit_reporter", main_pthread_exit}, {"main_exit_fork_child", main_exit_fork_child},
+    {"long_lived_among_short", long_lived_among_short}, {"long_lived_among_short_sync", long_lived_among_short},
 };
 
 int main(int argc, char **argv) {

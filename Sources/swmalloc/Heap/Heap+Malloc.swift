@@ -136,8 +136,16 @@ extension Heap {
     }
 
     /// The page of class `c` to allocate from, its free list non-empty; nil when out of memory.
+    ///
+    /// Its class list first, then again after collecting other threads' frees into full
+    /// pages, then again after adopting abandoned segments until one brings a page of
+    /// the class (`adoptForClass`); only then a fresh span. Adopted pages of every class
+    /// join this heap's lists, so a heap that adopted for a span and then formatted a fresh
+    /// page anyway (as `acquireSpan` does when no adopted segment has a free span) kept
+    /// adopting pages it never used: an outside review's long-lived thread, among
+    /// short-lived ones, grew its class lists without bound.
     func findPage(_ c: Int) -> UnsafeMutablePointer<Page>? {
-        for attempt in 0..<2 {
+        for attempt in 0..<3 {
             var cursor = page(class: c)
             while cursor != Heap.emptyPage {
                 let page = cursor
@@ -146,12 +154,14 @@ extension Heap {
                 if page.canExtend { page.extend() }
                 if page.pointee.free != nil {
                     if page.pointee.prev != nil { unlinkClass(page); pushClass(page) }
+                    sweepTail(c, limit: Heap.sweepPages)
                     return page
                 }
                 unlinkClass(page)
                 pushFull(page)
             }
-            if attempt == 0 && !collectRemoteFrees() { break }
+            if attempt == 0 && collectRemoteFrees() { continue }
+            if attempt == 2 || !adoptForClass(c) { break }
         }
         guard let span = acquireSpan(SizeClass.pageSlices(c)) else { return nil }
         span.format(segment: span.segment, heapTag: tag, classIndex: c, blockSize: SizeClass.blockSize(c))
@@ -159,6 +169,80 @@ extension Heap {
         span.extend()
         return span
     }
+
+    /// Adopts abandoned segments (at most `Heap.adoptLimit`) until one brings a page of
+    /// class `c` with a free or never-used block; true when one did.
+    func adoptForClass(_ c: Int) -> Bool {
+        var adopted = 0
+        while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil {
+            adopted += 1
+            _ = reclaimAbandoned()
+            let head = page(class: c)
+            if head != Heap.emptyPage && (head.pointee.free != nil || head.canExtend
+                                          || head.pointee.threadFree.load(ordering: .relaxed) != 0) { return true }
+        }
+        return false
+    }
+
+    /// Looks at up to `limit` pages at the end of class `c`'s list, behind its head: one
+    /// whose blocks other threads all freed is retired; one that still holds blocks moves
+    /// right behind the head, where malloc goes next. Returns how many it looked at. With
+    /// `findPage` (each time a class's page runs dry) and the periodic sweep
+    /// (`sweepClasses`), every page of the lists is looked at again within a bounded
+    /// number of slow paths.
+    ///
+    /// Why: `findPage` serves from the first page with a free block, and a head page that
+    /// other threads keep refilling is found again on every slow path, so the pages behind
+    /// it were never collected. An outside review found a thread whose class lists held
+    /// 11,000 pages of 1 GiB, almost every block in them freed by other threads and never
+    /// collected (a long-lived thread and a stream of short-lived ones freeing each
+    /// other's blocks, `purge_delay_ms=0`). Span lock held.
+    @discardableResult
+    func sweepTail(_ c: Int, limit: Int) -> Int {
+        let head = page(class: c)
+        var looked = 0
+        while looked < limit {
+            guard let tail = state.pointee.classTails[c], tail != head, tail.pointee.prev != head else { break }
+            looked += 1
+            tail.collect()
+            unlinkClass(tail)
+            if tail.pointee.used == 0 {
+                retire(tail, now: OS.nowNanoseconds())
+            } else {
+                // Behind the head: head.next exists (the tail was not right behind it).
+                let second = head.pointee.next.unsafelyUnwrapped
+                tail.pointee.prev = head
+                tail.pointee.next = second
+                second.pointee.prev = tail
+                head.pointee.next = tail
+            }
+        }
+        return looked
+    }
+
+    /// Pages `findPage` sweeps per call.
+    static let sweepPages = 2
+
+    /// The periodic sweep (every `periodicSlowPaths`-th slow path): up to
+    /// `periodicSweepPages` pages from the ends of up to `periodicSweepClasses` class
+    /// lists, class after class, starting where the last sweep stopped. A page other
+    /// threads emptied in a class this thread no longer runs dry in is retired by this
+    /// one. Span lock held.
+    func sweepClasses() {
+        var budget = Heap.periodicSweepPages
+        var c = state.pointee.sweepClass % SizeClass.count
+        for _ in 0..<Heap.periodicSweepClasses {
+            if budget == 0 { break }
+            budget -= sweepTail(c, limit: budget)
+            c = c == SizeClass.count - 1 ? 0 : c + 1
+        }
+        state.pointee.sweepClass = c
+    }
+
+    /// Most pages, and class lists, one periodic sweep looks at: every class list is
+    /// reached within 11 periodic passes (176 slow paths).
+    static let periodicSweepPages = 16
+    static let periodicSweepClasses = 8
 
     /// Collects other threads' frees into full pages after a remote free hinted at them:
     /// pages that got blocks back return to their class lists, empty ones retire.

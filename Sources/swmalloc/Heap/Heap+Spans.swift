@@ -156,7 +156,8 @@ extension Heap {
     static let periodicSlowPaths = 16
 
     /// Housekeeping under the span lock: honour another thread's `swm_collect`; on a
-    /// periodic slow path, when free spans or cached memory wait for their purge delay or
+    /// periodic slow path, sweep the class lists (`sweepClasses`), and when free spans or
+    /// cached memory wait for their purge delay or
     /// abandoned segments wait for an owner, run `tidy` (which also limits itself to one
     /// pass per half purge delay, at least 1 ms).
     @inline(__always)
@@ -166,23 +167,31 @@ extension Heap {
             s.pointee.collectRequested.store(0, ordering: .relaxed)
             retireEmptyClassPages()
         }
+        if periodic { sweepClasses() }
         if periodic && (s.pointee.purgeWaiting || Globals.abandonedHead.pointee != nil
                         || Globals.segmentCacheHead.pointee != nil || Globals.hugeCacheHead.pointee != nil) {
             tidy(force: false)
         }
     }
 
-    /// Adopts abandoned segments (up to `Heap.tidyAdoptions` a pass; all with `force`), so
-    /// that blocks other threads freed into them go back, then purges free spans whose
-    /// delay has passed (all of them with `force`).
+    /// Purges free spans whose delay has passed (all of them with `force`). While no
+    /// purger runs, it first does the purger's work on the abandoned segments in their
+    /// place (`Purger.collectAbandoned`), so that blocks other threads freed into them go
+    /// back: their emptied pages return, empty segments retire.
+    ///
+    /// It adopts none of them: adopted pages join this heap's class lists, and a page deep
+    /// in a list is looked at again only when the pages above it ran dry. An outside
+    /// review found a thread that adopted four segments a pass (with `purge_delay_ms=0`,
+    /// every millisecond) from a stream of short-lived threads collect thousands of pages
+    /// whose blocks had all been freed by other threads, uncollected: 1.9 GB active with
+    /// nothing allocated. A heap adopts when it needs a span (`acquireSpan`), so its
+    /// lists grow only as it allocates.
     @inline(never)
     func tidy(force: Bool) {
         let now = OS.nowNanoseconds()
         if !force && now < state.pointee.nextPurge { return }
-        var adopted = 0
-        while (force || adopted < Heap.tidyAdoptions) && Globals.abandonedHead.pointee != nil {
-            adopted += 1
-            _ = reclaimAbandoned()
+        if !force && !Purger.isRunning {
+            Purger.collectAbandoned(now: now, delay: Options.current.pointee.purgeDelayNanoseconds)
         }
         purgeExpired(now: now, force: force)
     }
@@ -209,9 +218,6 @@ extension Heap {
 
     /// Fall of the slices in use below their high-water mark (16 MiB) that purges at once.
     static let dropPurgeSlices = 256
-
-    /// Abandoned segments one `tidy` pass adopts.
-    static let tidyAdoptions = 4
 
     /// Purges free spans (this heap's, the segment cache's) and cached huge mappings freed
     /// at least the purge delay ago (all of them with `force`) and sets the time of the

@@ -174,6 +174,9 @@ struct HeapState: ~Copyable {
     /// kernel thread id (0: none — parked, or attached for one call), under
     /// `Globals.heapsLock` (see `Heap.reapDeadOwners`).
     var ownerTask: UInt64
+    /// The class list the periodic sweep looks at next (`Heap.sweepClasses`; any value
+    /// is taken modulo the class count).
+    var sweepClass: Int
 }
 
 extension UnsafeMutablePointer where Pointee == HeapState {

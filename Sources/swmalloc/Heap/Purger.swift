@@ -275,8 +275,11 @@ enum Purger {
     ///
     /// Safe without an owner: under the abandoned list's lock no adopter can take these
     /// segments, their pages' `heap` is 0 so remote frees only push to `threadFree`
-    /// (collected by an atomic exchange), and nothing else touches their spans.
-    private static func collectAbandoned(now: UInt64, delay: UInt64) -> UInt64 {
+    /// (collected by an atomic exchange), and nothing else touches their spans. The
+    /// purger's passes call it, and while no purger runs, owners' `Heap.tidy` (under
+    /// their span lock, which comes before the abandoned list's in the lock order, as in
+    /// `acquireSpan`).
+    static func collectAbandoned(now: UInt64, delay: UInt64) -> UInt64 {
         if Globals.abandonedHead.pointee == nil { return .max }
         var oldest = UInt64.max
         Globals.abandonedLock.lock()
