@@ -99,10 +99,12 @@ __attribute__((visibility("default"))) struct swm_mallinfo mallinfo(void) {
 }
 
 /// `malloc_info(0, stream)`: flushes the stream and writes the XML report to its file
-/// descriptor (so nothing is allocated on the way). -1 with EINVAL for options other than
-/// 0 (as glibc) or a stream without a descriptor (a memory stream).
+/// descriptor (so nothing is allocated on the way). Options other than 0 return EINVAL
+/// with errno untouched, as glibc does; a stream without a descriptor (a memory stream)
+/// gets -1 with EINVAL.
 __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream) {
-    if (options != 0 || stream == NULL) {
+    if (options != 0) return EINVAL;
+    if (stream == NULL) {
         errno = EINVAL;
         return -1;
     }

@@ -10,7 +10,7 @@ let unitCases = [
     "class_table", "class_of", "usable_is_class_size", "lookup_tiers", "large_realloc_in_place", "huge_cache_grows",
     "freed_block_reused",
     "free_list_patterns", "small_blocks_spread", "class_cycle_keeps_pages", "remote_frees_batched",
-    "huge_resident_as_touched", "noop",
+    "huge_resident_as_touched", "huge_advice_per_block", "noop",
 ]
 
 /// Size classes, lookup and free lists, against the release and the debug library.
@@ -30,6 +30,15 @@ let unitCases = [
         let result = try runChild(units, [name])
         #expect(result.succeeded, "units \(name) against the \(library) library: \(result)")
         #expect(result.stdout == "ok \(name)\n")
+    }
+
+    /// The `thp=never` policy opts every huge block out, calloc's too (units.c's
+    /// `huge_advice_per_block`; the default policy runs in `unit`).
+    @Test(arguments: Library.allCases)
+    func hugeAdviceUnderNever(_ library: Library) throws {
+        let units = try compileProgram("units.c", linking: library)
+        let result = try runChild(units, ["huge_advice_per_block"], environment: ["SWMALLOC_OPTIONS": "thp=never"])
+        #expect(result.succeeded, "units huge_advice_per_block, thp=never, \(library) library: \(result)")
     }
 }
 

@@ -1,8 +1,10 @@
 /* double_free_race.c — two threads free the same huge block at the same moment:
- *     double_free_race TRIALS SIZE
+ *     double_free_race TRIALS SIZE [vos]
  * Runs with swmalloc preloaded. Each trial is a child process: it allocates a block of
  * SIZE bytes, two threads (the one that allocated it and another, or two others, by
- * turns) wait on one flag and then both call free() on it. The allocator
+ * turns) wait on one flag and then both call free() on it; with `vos`, the block comes
+ * from VOS_MallocModule and both call VOS_Free_Debug (looked up with dlsym, so the
+ * program is not linked with swmalloc). The allocator
  * must abort that child (SIGABRT) with exactly one line on stderr that names the block;
  * reaching the end of the trial (the double free absorbed), another signal, or no end
  * within 5 s (an outside review found the huge cache's list made cyclic by the two
@@ -12,6 +14,7 @@
  * Only huge blocks are tested: the two frees of a small or large block race on the
  * block's mark with plain loads and stores, which the README lists as not caught. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,12 +31,21 @@ static void *victim;
 static size_t size;
 /** The victim's address, for the parent (a shared page). */
 static uintptr_t *announced;
+/** The VOS functions, in `vos` mode (NULL otherwise). */
+static void *(*vos_malloc)(unsigned long size, unsigned long module);
+static void (*vos_free)(unsigned long flags, void *ptr, const unsigned char *file, unsigned int line);
+
+/** Frees the victim as it was allocated. */
+static void free_victim(void) {
+    if (vos_free) vos_free(0, victim, (const unsigned char *)__FILE__, __LINE__);
+    else free(victim);
+}
 
 /** Says it is ready, waits for the flag, then frees the victim. */
 static void spin_free(void) {
     atomic_fetch_add(&ready, 1);
     while (!atomic_load_explicit(&go, memory_order_acquire)) {}
-    free(victim);
+    free_victim();
 }
 
 /** A thread with a heap of its own (it allocated before) that frees the victim. */
@@ -48,7 +60,7 @@ static void *racer(void *arg) {
 static void trial(int owner) {
     alarm(5);
     void *keep = malloc(size);
-    victim = malloc(size);
+    victim = vos_malloc ? vos_malloc(size, 7) : malloc(size);
     CHECK(keep != NULL && victim != NULL);
     memset(victim, 1, size);
     *announced = (uintptr_t)victim;
@@ -58,7 +70,7 @@ static void trial(int owner) {
     while (atomic_load(&ready) < n) {}
     if (owner) {
         atomic_store_explicit(&go, 1, memory_order_release);
-        free(victim);
+        free_victim();
     } else {
         atomic_store_explicit(&go, 1, memory_order_release);
     }
@@ -71,10 +83,15 @@ static void trial(int owner) {
 }
 
 int main(int argc, char **argv) {
-    CHECK(argc == 3);
+    CHECK(argc == 3 || (argc == 4 && strcmp(argv[3], "vos") == 0));
     int trials = atoi(argv[1]);
     size = (size_t)strtoull(argv[2], NULL, 0);
     CHECK(trials > 0 && size > 0);
+    if (argc == 4) {
+        vos_malloc = (void *(*)(unsigned long, unsigned long))dlsym(RTLD_DEFAULT, "VOS_MallocModule");
+        vos_free = (void (*)(unsigned long, void *, const unsigned char *, unsigned int))dlsym(RTLD_DEFAULT, "VOS_Free_Debug");
+        CHECK(vos_malloc != NULL && vos_free != NULL);
+    }
     announced = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(announced != MAP_FAILED);
     for (int t = 0; t < trials; t++) {

@@ -405,6 +405,55 @@ static void case_huge_resident_as_touched(void) {
     for (int i = 0; i < SPARSE; i++) free(blocks[i]);
 }
 
+/** Whether the kernel mapping holding `p` has the VmFlags flag `flag` ("hg": huge pages
+ *  advised, "nh": advised against), from /proc/self/smaps. */
+static int has_vm_flag(const void *p, const char *flag) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CHECK(f != NULL);
+    static char line[1024];
+    int inside = 0, found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        unsigned long start, end;
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = (uintptr_t)p >= start && (uintptr_t)p < end;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            char wanted[8];
+            snprintf(wanted, sizeof wanted, " %s", flag);
+            char *at = strstr(line, wanted);
+            found = at != NULL && (at[3] == ' ' || at[3] == '\n');
+        }
+    }
+    fclose(f);
+    CHECKF(found >= 0, "no mapping holds %p", p);
+    return found;
+}
+
+/** The `thp` policy holds for every huge block, one from the huge cache included
+ *  (SWMALLOC_OPTIONS tells the policy: `thp=never` or the default `large`): under
+ *  `large` a malloc'd block of 8 MiB is advised for huge pages and a calloc'd one against
+ *  them, also when each reuses the other's cached mapping (an outside review found a
+ *  malloc block in a calloc block's old mapping opted out); under `never` every block is
+ *  advised against them (calloc's were not advised at all). */
+static void case_huge_advice_per_block(void) {
+    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!thp) return;   /* a kernel without THP: no advice to check */
+    fclose(thp);
+    const char *options = getenv("SWMALLOC_OPTIONS");
+    int never = options != NULL && strstr(options, "thp=never") != NULL;
+    const size_t size = (size_t)8 << 20;
+    for (int round = 0; round < 3; round++) {
+        void *c = calloc(1, size);
+        CHECK(c != NULL);
+        CHECKF(has_vm_flag(c, "nh") && !has_vm_flag(c, "hg"), "round %d: calloc'd block %p not opted out", round, c);
+        free(c);
+        void *m = malloc(size);
+        CHECK(m != NULL);
+        CHECKF(has_vm_flag(m, never ? "nh" : "hg"), "round %d: malloc'd block %p not %s", round, m,
+               never ? "opted out" : "advised");
+        free(m);
+    }
+}
+
 /** Allocates and frees one block (the options cases need the allocator started). */
 static void case_noop(void) {
     free(malloc(32));
@@ -424,6 +473,7 @@ static const struct test_case cases[] = {
     {"class_cycle_keeps_pages", case_class_cycle_keeps_pages},
     {"remote_frees_batched", case_remote_frees_batched},
     {"huge_resident_as_touched", case_huge_resident_as_touched},
+    {"huge_advice_per_block", case_huge_advice_per_block},
     {"noop", case_noop},
 };
 

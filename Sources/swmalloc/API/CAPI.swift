@@ -31,12 +31,16 @@ func swm_free(_ pointer: UnsafeMutableRawPointer?) {
 }
 
 /// Allocates `count × size` zeroed bytes; NULL with ENOMEM when the product overflows.
+/// The block's whole usable size (`malloc_usable_size`, which a program may use) reads
+/// zero, as with glibc, jemalloc and mimalloc: the class size of a small block, the
+/// span's bytes of a large one.
 @c(swmimpl_calloc)
 func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     guard let total = byteCount(count, size) else { return Heap.outOfMemory() }
     if total > Geometry.largeMax { return Heap.allocateHuge(total, zeroed: true) }
     guard let p = Heap.allocate(total) else { return nil }
-    p.initializeMemory(as: UInt8.self, repeating: 0, count: total)
+    let usable = total <= Geometry.smallMax ? SizeClass.blockSize(SizeClass.of(total)) : Heap.usableSize(p, for: .usableSize)
+    p.initializeMemory(as: UInt8.self, repeating: 0, count: usable)
     return p
 }
 
@@ -55,7 +59,7 @@ func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMuta
             Huge.free(pointer, segment: UnsafeMutablePointer<Segment>.of(p), heap: Heap.current, fromRealloc: true)
             return nil
         }
-        _ = Heap.usableSize(pointer, freedMessage: "realloc(): pointer already freed")
+        _ = Heap.usableSize(pointer, for: .realloc)
         Heap.deallocate(pointer)
         return nil
     }
@@ -139,7 +143,7 @@ func swm_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
 @c(swmimpl_malloc_usable_size)
 func swm_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
     guard let pointer else { return 0 }
-    return Heap.usableSize(pointer, freedMessage: "malloc_usable_size(): pointer already freed")
+    return Heap.usableSize(pointer, for: .usableSize)
 }
 
 /// C23 free with the allocation's size (the size is not needed and not trusted).

@@ -29,6 +29,14 @@ enum Extensions {
     /// and the core reports the invalid free.
     static func freeInterior(_ pointer: UnsafeMutableRawPointer) -> Bool { VOS.releaseFromFree(pointer) }
 
+    /// free() of `pointer` in a huge mapping whose block starts at `blockStart` (not at
+    /// `pointer`), the mapping claimed by the caller: true when it is a VOS block's caller
+    /// pointer, which is then credited (the caller frees the mapping); false and the core
+    /// reports the invalid free.
+    static func releaseClaimedHuge(_ pointer: UnsafeMutableRawPointer, blockStart: UnsafeMutableRawPointer) -> Bool {
+        VOS.releaseClaimedHuge(pointer, blockStart: blockStart)
+    }
+
     /// Before fork: take the VOS locks (after the core's).
     static func forkPrepare() {
         VOSModules.lock.lockForFork()

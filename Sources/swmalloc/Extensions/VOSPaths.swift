@@ -10,8 +10,10 @@
 //                               the module's quota (admit), VOSTable.charge, VOSBlock.write
 //   VOS_Free_Debug ── VOS.free ─ fast: Heap.localPage (free's test), VOSBlock.read,
 //        │                         VOSTable.countFast, Heap.pushToClassPage
-//        └─ VOS.freeSlow ── VOSBlock.locate (else abort) ── VOSTable.release ── Heap.deallocate
-//   free() of a VOS block ── Heap.deallocateSlow ── Extensions.freeInterior ── VOS.releaseFromFree
+//        └─ VOS.freeSlow ─┬ huge: SegmentMap.claim, VOS.releaseClaimedHuge, Huge.freeClaimed
+//                          └ VOSBlock.locate (else abort) ── VOSTable.release ── Heap.deallocate
+//   free() of a VOS block ── Heap.deallocateSlow ─┬ Extensions.freeInterior ── VOS.releaseFromFree
+//                                                  └ huge: Huge.free ── VOS.releaseClaimedHuge
 //
 // No lock and no atomic read-modify-write on these paths, except for modules with a quota.
 
@@ -148,14 +150,30 @@ enum VOS {
     /// VOS_Free of anything the fast path does not take: a block of another thread, of a
     /// full or large page, a huge block, the slow counting cases, or a pointer that is
     /// not a VOS block.
+    ///
+    /// A huge block's mapping is claimed (`SegmentMap.claim`) before its header is read,
+    /// as free() does: of two threads freeing it at once, the loser must not read the
+    /// header the winner may have unmapped.
     @inline(never)
     static func freeSlow(_ user: UnsafeMutableRawPointer, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
+        let block = user - VOSBlock.headerSize
+        if UInt(bitPattern: user) & 15 == 0 && SegmentMap.containsHuge(UInt(bitPattern: block)) {
+            let segment = UnsafeMutablePointer<Segment>.of(UInt(bitPattern: block))
+            if SegmentMap.claim(segment.base) {
+                if releaseClaimedHuge(user, blockStart: segment.base + segment.pointee.hugeOffset) {
+                    return Huge.freeClaimed(segment, heap: Heap.current)
+                }
+                SegmentMap.insert(segment.base, SegmentMap.huge)
+                if flags & acceptMallocFlag != 0 { return Heap.deallocate(user) }
+            }
+            misuse("VOS_Free(): not a block from VOS_Malloc, or already freed", user, file, line)
+        }
         guard let header = VOSBlock.locate(user) else {
             if flags & acceptMallocFlag != 0 { return Heap.deallocate(user) }
             misuse("VOS_Free(): not a block from VOS_Malloc, or already freed", user, file, line)
         }
         release(header)
-        Heap.deallocate(user - VOSBlock.headerSize)
+        Heap.deallocate(block)
     }
 
     /// Credits a block's module and site on the calling thread.
@@ -170,6 +188,15 @@ enum VOS {
         guard let header = VOSBlock.locate(pointer) else { return false }
         release(header)
         Heap.deallocate(pointer - VOSBlock.headerSize)
+        return true
+    }
+
+    /// free() or VOS_Free of `pointer` in a huge mapping the caller claimed, whose block
+    /// starts at `blockStart`: when `pointer` is that block's caller pointer and its
+    /// header is valid, credits the block and returns true (the caller frees the mapping).
+    static func releaseClaimedHuge(_ pointer: UnsafeMutableRawPointer, blockStart: UnsafeMutableRawPointer) -> Bool {
+        guard pointer == blockStart + VOSBlock.headerSize, let header = VOSBlock.read(pointer) else { return false }
+        release(header)
         return true
     }
 

@@ -2,38 +2,49 @@
 
 import Synchronization
 
+/// The function that asks `Heap.usableSize` about a pointer, named in its abort messages.
+enum BlockQuery {
+    case realloc, usableSize
+
+    /// The message for a block start whose freed mark is set.
+    var freedMessage: StaticString {
+        self == .realloc ? "realloc(): pointer already freed" : "malloc_usable_size(): pointer already freed"
+    }
+
+    /// The message for anything but the start of a live block.
+    var invalidMessage: StaticString {
+        self == .realloc ? "realloc(): invalid pointer: not the start of a block allocated by swmalloc"
+            : "malloc_usable_size(): invalid pointer: not the start of a block allocated by swmalloc"
+    }
+}
+
 extension Heap {
-    /// Usable bytes of the live block at `pointer`, or an abort naming the pointer when it
-    /// is not the start of a live swmalloc block (a freed one included, `freedMessage`
-    /// naming the caller).
+    /// Usable bytes of the live block at `pointer`, or an abort naming the pointer and
+    /// `query`'s function when it is not the start of a live swmalloc block (a freed one
+    /// included).
     @inline(__always)
-    static func usableSize(_ pointer: UnsafeMutableRawPointer, freedMessage: StaticString) -> Int {
+    static func usableSize(_ pointer: UnsafeMutableRawPointer, for query: BlockQuery) -> Int {
         let p = UInt(bitPattern: pointer)
-        if _slowPath(!SegmentMap.contains(p)) { return overAlignedSize(pointer) }
+        if _slowPath(!SegmentMap.contains(p)) { return overAlignedSize(pointer, for: query) }
         let segment = UnsafeMutablePointer<Segment>.of(p)
         let page = segment.page(containing: p)
         if _fastPath(page.pointee.kind == .small || page.pointee.kind == .large) && page.isBlockStart(p) {
             if pointer.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
-                OS.fatal(freedMessage, pointer: pointer)
+                OS.fatal(query.freedMessage, pointer: pointer)
             }
             return Int(page.pointee.blockSize)
         }
         if segment.pointee.kind == .huge && pointer == segment.base + segment.pointee.hugeOffset {
             return Huge.usableSize(segment)
         }
-        notABlock(pointer)
+        OS.fatal(query.invalidMessage, pointer: pointer)
     }
 
     /// Usable bytes of an over-aligned huge block, or an abort when `pointer` is none.
     @inline(never)
-    private static func overAlignedSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+    private static func overAlignedSize(_ pointer: UnsafeMutableRawPointer, for query: BlockQuery) -> Int {
         if let usable = Huge.overAlignedUsableSize(pointer) { return usable }
-        notABlock(pointer)
-    }
-
-    @inline(never)
-    private static func notABlock(_ pointer: UnsafeMutableRawPointer) -> Never {
-        OS.fatal("invalid pointer: not the start of a block allocated by swmalloc", pointer: pointer)
+        OS.fatal(query.invalidMessage, pointer: pointer)
     }
 
     /// realloc's core: in place when the new size fits the block and does not waste more
@@ -41,7 +52,7 @@ extension Heap {
     /// large block grows within its span; otherwise allocate, copy, free. On failure the
     /// block is untouched.
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
-        let old = usableSize(pointer, freedMessage: "realloc(): pointer already freed")
+        let old = usableSize(pointer, for: .realloc)
         if size <= old && size >= old / 2 {
             if old > Geometry.largeMax && old - size >= Geometry.sliceSize { shrinkHuge(pointer, to: size) }
             return pointer

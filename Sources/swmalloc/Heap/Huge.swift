@@ -26,9 +26,9 @@ enum Huge {
     /// 64 KiB; nil with ENOMEM when the OS refuses.
     ///
     /// With `zeroed` the block reads as zero (calloc): a fresh mapping is, a cached one is
-    /// cleared. A fresh mapping for calloc gets no huge-page advice: a zeroed table is
-    /// often used sparsely, and its untouched pages then cost nothing, where huge pages
-    /// would make each 2 MiB it touches resident.
+    /// cleared. The `thp` policy is applied to every block, fresh or cached
+    /// (`adviseHugePages`): a cached mapping may carry the advice of a block of the other
+    /// kind.
     static func allocate(_ size: Int, alignment: Int, zeroed: Bool = false) -> UnsafeMutableRawPointer? {
         if size < 0 || size > Int.max / 2 || alignment > maxAlignment { return Heap.outOfMemory() }
         if alignment > Geometry.largeMax { return allocateOverAligned(size, alignment: alignment) }
@@ -37,14 +37,10 @@ enum Huge {
         let total = mappingSize(size, offset: offset)
         if let (seg, kept) = takeCached(total: total, offset: offset, zeroed: zeroed) {
             let block = seg.base + offset
-            if zeroed {
-                // Only the part that held the old block's bytes needs clearing: a part the
-                // mapping grew by is fresh (zero, and not resident until touched). Grown
-                // pages would inherit the old block's huge-page advice: withdrawn, as for
-                // a fresh mapping for calloc (below).
-                block.initializeMemory(as: UInt8.self, repeating: 0, count: kept - offset)
-                if backedByHugePages(size) { OS.adviseHugePages(block, total - offset, enable: false) }
-            }
+            // Only the part that held the old block's bytes needs clearing: a part the
+            // mapping grew by is fresh (zero, and not resident until touched).
+            if zeroed { block.initializeMemory(as: UInt8.self, repeating: 0, count: kept - offset) }
+            adviseHugePages(block, size: size, usable: total - offset, zeroed: zeroed)
             SegmentMap.insert(seg.base, SegmentMap.huge)
             // Counted by what it maps (a cut mapping can end past `total`): free subtracts
             // the same.
@@ -57,7 +53,7 @@ enum Huge {
         }
         format(base.assumingMemoryBound(to: Segment.self), mappedSize: total, offset: offset, origin: newOrigin())
         let block = base + offset
-        if !zeroed { adviseHugePages(block, size: size, usable: total - offset) }
+        adviseHugePages(block, size: size, usable: total - offset, zeroed: zeroed)
         SegmentMap.insert(base, SegmentMap.huge)
         countAllocation(usable: total - offset, mapped: total)
         return block
@@ -93,7 +89,7 @@ enum Huge {
         grown.pointee.origin = newOrigin()
         SegmentMap.insert(moved, SegmentMap.huge)
         let block = moved + offset
-        adviseHugePages(block, size: total - offset, usable: total - offset)
+        adviseHugePages(block, size: total - offset, usable: total - offset, zeroed: false)
         countResize(from: oldMapped, to: total, heap: heap)
         return block
     }
@@ -163,12 +159,25 @@ enum Huge {
     }
 
     /// Applies the `thp` policy to a huge block of `size` bytes requested (`usable` in
-    /// its mapping): with `large`, the 2 MiB pages the request covers whole opt in.
-    private static func adviseHugePages(_ block: UnsafeMutableRawPointer, size: Int, usable: Int) {
-        let policy = Options.current.pointee.thp
-        let whole = size & ~(Geometry.largeMax - 1)
-        if policy == .large && whole > 0 { OS.adviseHugePages(block, whole, enable: true) }
-        else if policy == .never { OS.adviseHugePages(block, usable, enable: false) }
+    /// its mapping), from malloc or, `zeroed`, from calloc: with `large`, the 2 MiB pages
+    /// a malloc request covers whole opt in, and a calloc block of 2 MiB or more opts out
+    /// (a zeroed table is often used sparsely: its untouched pages then cost nothing,
+    /// where huge pages would make each 2 MiB it touches resident); with `never`, every
+    /// block opts out. So a mapping from the huge cache never keeps the advice of the
+    /// block it held before (an outside review found a malloc block reusing a calloc
+    /// block's mapping opted out, and calloc blocks not opted out under `never`).
+    private static func adviseHugePages(_ block: UnsafeMutableRawPointer, size: Int, usable: Int, zeroed: Bool) {
+        switch Options.current.pointee.thp {
+        case .large:
+            let whole = size & ~(Geometry.largeMax - 1)
+            if zeroed {
+                if usable >= Geometry.largeMax { OS.adviseHugePages(block, usable, enable: false) }
+            } else if whole > 0 {
+                OS.adviseHugePages(block, whole, enable: true)
+            }
+        case .never: OS.adviseHugePages(block, usable, enable: false)
+        case .system: break
+        }
     }
 
     /// Counts a huge block allocated: process counters, and the thread's (or the orphan
@@ -214,26 +223,34 @@ enum Huge {
         seg.pointee.mappedSize - seg.pointee.hugeOffset
     }
 
-    /// Unmaps or caches a huge block after checking that `pointer` is its start.
+    /// Unmaps or caches a huge block after checking that `pointer` is its start, or the
+    /// caller pointer of a VOS block at its start.
     ///
     /// It claims the mapping first (`SegmentMap.claim`), before reading its header: of two
     /// threads freeing the block at once (a double free racing with itself), one claims
     /// it and the other reports without touching it, since the winner may have unmapped it
     /// already. A free after the claim finds the pointer outside every segment and reports
-    /// it there. A pointer that is not the block's start (a VOS block's, or a bad one)
-    /// gives the claim back before it goes on; `fromRealloc` (`realloc(p, 0)`) takes no
-    /// VOS block and says so in realloc's words.
+    /// it there. A VOS block is credited while the claim is held
+    /// (`Extensions.releaseClaimedHuge`), for the same reason. A bad pointer gives the
+    /// claim back before it aborts; `fromRealloc` (`realloc(p, 0)`) takes no VOS block and
+    /// says so in realloc's words.
     static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap,
                      fromRealloc: Bool = false) {
         if !SegmentMap.claim(seg.base) {
             OS.fatal(fromRealloc ? "realloc(): pointer already freed" : "free(): double free detected", pointer: pointer)
         }
-        if pointer != seg.base + seg.pointee.hugeOffset {
+        let start = seg.base + seg.pointee.hugeOffset
+        if pointer != start && (fromRealloc || !Extensions.releaseClaimedHuge(pointer, blockStart: start)) {
             SegmentMap.insert(seg.base, SegmentMap.huge)
-            if fromRealloc { OS.fatal("invalid pointer: not the start of a block allocated by swmalloc", pointer: pointer) }
-            if Extensions.freeInterior(pointer) { return }
+            if fromRealloc { OS.fatal(BlockQuery.realloc.invalidMessage, pointer: pointer) }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
+        freeClaimed(seg, heap: heap)
+    }
+
+    /// Unmaps or caches the huge block of `seg`, whose mapping the caller claimed
+    /// (`SegmentMap.claim`) and checked.
+    static func freeClaimed(_ seg: UnsafeMutablePointer<Segment>, heap: Heap) {
         countFree(usable: usableSize(seg), mapped: seg.pointee.mappedSize, heap: heap)
         if !putCached(seg) { OSMemory.unmap(seg.base, seg.pointee.mappedSize) }
     }
@@ -278,7 +295,7 @@ enum Huge {
         // The mapping is handed out again with its bytes as they are, so its block's first
         // two words are cleared, as every free overwrites a small or large block's second
         // word: a VOS header left there would make free() of the next block's start + 16
-        // pass for a VOS block's free (`Extensions.freeInterior`) instead of aborting.
+        // pass for a VOS block's free (`Extensions.releaseClaimedHuge`) instead of aborting.
         (seg.base + seg.pointee.hugeOffset).initializeMemory(as: UInt.self, repeating: 0, count: 2)
         seg.page(at: 0).pointee.freedAt = OS.nowNanoseconds()
         insertCached(seg)
@@ -528,7 +545,7 @@ enum Huge {
         let header = UnsafeMutablePointer<OverAligned>(bitPattern: head).unsafelyUnwrapped
         header.pointee.usable = usable
         let blockPointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-        adviseHugePages(blockPointer, size: size, usable: usable)
+        adviseHugePages(blockPointer, size: size, usable: usable, zeroed: false)
         Globals.overAlignedLock.lock()
         header.pointee.prev = nil
         header.pointee.next = Globals.overAlignedHead.pointee?.assumingMemoryBound(to: OverAligned.self)
