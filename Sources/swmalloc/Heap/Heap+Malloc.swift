@@ -154,7 +154,7 @@ extension Heap {
                 if page.canExtend { page.extend() }
                 if page.pointee.free != nil {
                     if page.pointee.prev != nil { unlinkClass(page); pushClass(page) }
-                    sweepTail(c, limit: Heap.sweepPages)
+                    sweepTail(c, limit: Heap.sweepPages, pendingOnly: true)
                     return page
                 }
                 unlinkClass(page)
@@ -184,12 +184,13 @@ extension Heap {
         return false
     }
 
-    /// Looks at up to `limit` pages at the end of class `c`'s list, behind its head: one
-    /// whose blocks other threads all freed is retired; one that still holds blocks moves
-    /// right behind the head, where malloc goes next. Returns how many it looked at. With
-    /// `findPage` (each time a class's page runs dry) and the periodic sweep
-    /// (`sweepClasses`), every page of the lists is looked at again within a bounded
-    /// number of slow paths.
+    /// Looks at up to `limit` pages at the end of class `c`'s list, behind its head (with
+    /// `pendingOnly`, while they have other threads' frees to collect): one whose blocks
+    /// other threads all freed is retired; one that still holds blocks moves right behind
+    /// the head, where malloc goes next. Returns how many it looked at. With `findPage`
+    /// (each time a class's page runs dry: pending pages only, so a thread that frees its
+    /// own blocks pays one load) and the periodic sweep (`sweepClasses`), every page of
+    /// the lists is looked at again within a bounded number of slow paths.
     ///
     /// Why: `findPage` serves from the first page with a free block, and a head page that
     /// other threads keep refilling is found again on every slow path, so the pages behind
@@ -198,11 +199,12 @@ extension Heap {
     /// collected (a long-lived thread and a stream of short-lived ones freeing each
     /// other's blocks, `purge_delay_ms=0`). Span lock held.
     @discardableResult
-    func sweepTail(_ c: Int, limit: Int) -> Int {
+    func sweepTail(_ c: Int, limit: Int, pendingOnly: Bool = false) -> Int {
         let head = page(class: c)
         var looked = 0
         while looked < limit {
             guard let tail = state.pointee.classTails[c], tail != head, tail.pointee.prev != head else { break }
+            if pendingOnly && tail.pointee.threadFree.load(ordering: .relaxed) == 0 { break }
             looked += 1
             tail.collect()
             unlinkClass(tail)
@@ -240,9 +242,9 @@ extension Heap {
     }
 
     /// Most pages, and class lists, one periodic sweep looks at: every class list is
-    /// reached within 11 periodic passes (176 slow paths).
-    static let periodicSweepPages = 16
-    static let periodicSweepClasses = 8
+    /// reached within 22 periodic passes (352 slow paths).
+    static let periodicSweepPages = 8
+    static let periodicSweepClasses = 4
 
     /// Collects other threads' frees into full pages after a remote free hinted at them:
     /// pages that got blocks back return to their class lists, empty ones retire.
