@@ -77,8 +77,10 @@ void swm_stats_print(int fd, int json);
 /** Gives back to the OS, now and regardless of purge_delay_ms, everything that can go
  *  process-wide: the calling thread's empty pages, every heap's free spans (a heap whose
  *  thread is inside the allocator at that moment is skipped: it purges on its own),
- *  empty pages of exited threads, and the caches of empty segments and huge mappings.
- *  Other threads retire their emptied pages at their next allocation slow path.
+ *  empty pages of exited threads, and the caches of empty segments and huge mappings;
+ *  then the address space of the empty segments (all but each one's 64 KiB header), for
+ *  the program's own mappings under an address-space limit. Other threads retire their
+ *  emptied pages at their next allocation slow path.
  *  Returns the bytes of the ranges given back (purged or unmapped): an upper bound of
  *  what left the resident set, since parts of a purged range (the never-used end of a
  *  page's span, say) may not have been resident. */

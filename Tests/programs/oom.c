@@ -8,12 +8,16 @@
  * (it fell by about 1.3 % a round: a retained segment that could not be mapped again was
  * dropped, its header kept for good), and once the limit is full of empty segments and
  * the program maps the rest itself, a new thread's first malloc and the first VOS_Malloc
- * still succeed (their own mappings did not give the caches' address space back). Run as
+ * still succeed (their own mappings did not give the caches' address space back), and
+ * malloc_trim(0) after the limit was filled with small blocks and they were freed gives
+ * their address space back: the program's own 128 MiB mmap succeeds (it failed after
+ * malloc_trim returned 1: the empty segments' address space stayed reserved). Run as
  *     sh -c 'ulimit -v 262144; exec oom'
  * with swmalloc preloaded. Prints one line per size and exits 0 when every check held. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +195,21 @@ static int own_mappings_retry(void) {
 }
 
 /** Exhausts memory with each size in turn, then allocates a mix again. */
+/** Fills the limit with small blocks, frees them, calls malloc_trim(0): the program's
+ *  own 128 MiB mapping must then fit. Returns 0 when it did. */
+static int trim_releases_address_space(void) {
+    if (exhaust(1000) <= 0) return 1;
+    malloc_trim(0);
+    size_t n = (size_t)128 << 20;
+    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        fprintf(stderr, "own mmap of 128 MiB after freeing every block and malloc_trim(0): errno %d\n", errno);
+        return 1;
+    }
+    munmap(m, n);
+    return 0;
+}
+
 int main(void) {
     if (start_threads() || too_big_for_limit()) return 1;
     static const size_t sizes[] = {8u << 20, 3u << 20, 512u << 10, 64u << 10, 1u << 10, 48};
@@ -223,6 +242,6 @@ int main(void) {
     free(b);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         printf("size %zu: %ld blocks before ENOMEM\n", sizes[i], counts[i]);
-    if (capacity_holds() || own_mappings_retry()) return 1;
+    if (trim_releases_address_space() || capacity_holds() || own_mappings_retry()) return 1;
     return 0;
 }

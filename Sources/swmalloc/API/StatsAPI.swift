@@ -50,8 +50,9 @@ func swm_stats_print(_ fd: Int32, _ json: Int32) {
 /// purge delay: the calling thread's remote batches and empty pages (a class's only page
 /// included), every heap's free spans (a heap whose owner is inside the allocator is
 /// skipped: it purges on its own), the abandoned segments' empty pages, the segment cache
-/// and the huge cache. Other threads retire their empty class pages at their next
-/// allocation slow path. Returns the bytes given back.
+/// and the huge cache, then the address space of empty segments (`Purger.collectAll`).
+/// Other threads retire their empty class pages at their next allocation slow path.
+/// Returns the bytes given back.
 @c(swmimpl_collect)
 func swm_collect() -> Int {
     if Heap.current.isExited { return 0 }
