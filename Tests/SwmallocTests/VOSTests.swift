@@ -37,6 +37,20 @@ let vosAbortCases: [(mode: String, message: String)] = [
         #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
     }
 
+    /// vos_accept_race.c (4 s, thp=system): VOS_Free with VOS_FREE_ACCEPT_MALLOC of plain
+    /// 4 MiB-aligned blocks while another thread frees and allocates a huge block that
+    /// often lies right below them: no abort. Before, VOS_Free claimed that huge block's
+    /// mapping while it looked for a header, and either free aborted (1 of 3 runs).
+    @Test(arguments: Library.allCases)
+    func acceptMallocLeavesNeighboursAlone(_ library: Library) throws {
+        let program = try compileProgram("vos_accept_race.c")
+        let result = try runChild(program, ["4"], environment: ["SWMALLOC_OPTIONS": "thp=system"], preload: library,
+                                  timeLimit: 60)
+        #expect(result.succeeded, "vos_accept_race (\(library)): \(result)")
+        #expect(result.stdout.hasPrefix("ok: "), "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+
     /// vos_leaks.c: the planted leaks come out of the text leak report at their exact
     /// file:line, largest first, with their bytes and blocks; the fully freed site does not.
     @Test func leakReportFindsPlantedLeaks() throws {

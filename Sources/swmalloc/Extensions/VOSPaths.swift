@@ -153,11 +153,15 @@ enum VOS {
     ///
     /// A huge block's mapping is claimed (`SegmentMap.claim`) before its header is read,
     /// as free() does: of two threads freeing it at once, the loser must not read the
-    /// header the winner may have unmapped.
+    /// header the winner may have unmapped. Only a pointer that can be a huge VOS
+    /// block's is taken that way (`mayBeHugeBlock`): a claim of the mapping below an
+    /// over-aligned block (4 MiB-aligned, its `user − 16` in the segment under it) made
+    /// another thread's free of that mapping's own block abort meanwhile (an outside
+    /// review).
     @inline(never)
     static func freeSlow(_ user: UnsafeMutableRawPointer, flags: UInt, file: UnsafePointer<UInt8>?, line: UInt32) {
         let block = user - VOSBlock.headerSize
-        if UInt(bitPattern: user) & 15 == 0 && SegmentMap.containsHuge(UInt(bitPattern: block)) {
+        if UInt(bitPattern: user) & 15 == 0 && Huge.mayBeBlockStart(block) && SegmentMap.containsHuge(UInt(bitPattern: block)) {
             let segment = UnsafeMutablePointer<Segment>.of(UInt(bitPattern: block))
             if SegmentMap.claim(segment.base) {
                 if releaseClaimedHuge(user, blockStart: segment.base + segment.pointee.hugeOffset) {

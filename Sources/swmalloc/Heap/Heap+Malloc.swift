@@ -154,7 +154,10 @@ extension Heap {
                 if page.canExtend { page.extend() }
                 if page.pointee.free != nil {
                     if page.pointee.prev != nil { unlinkClass(page); pushClass(page) }
-                    sweepTail(c, limit: Heap.sweepPages, pendingOnly: true)
+                    // One load when the list's last page has no other threads' frees.
+                    if let tail = state.pointee.classTails[c], tail.pointee.threadFree.load(ordering: .relaxed) != 0 {
+                        sweepTail(c, limit: Heap.sweepPages)
+                    }
                     return page
                 }
                 unlinkClass(page)
@@ -184,29 +187,28 @@ extension Heap {
         return false
     }
 
-    /// Looks at up to `limit` pages at the end of class `c`'s list, behind its head (with
-    /// `pendingOnly`, while they have other threads' frees to collect): one whose blocks
-    /// other threads all freed is retired; one that still holds blocks moves right behind
-    /// the head, where malloc goes next. Returns how many it looked at. With `findPage`
-    /// (each time a class's page runs dry: pending pages only, so a thread that frees its
-    /// own blocks pays one load) and the periodic sweep (`sweepClasses`), every page of
-    /// the lists is looked at again within a bounded number of slow paths.
+    /// Looks at the pages at the end of class `c`'s list, behind its head, while they have
+    /// other threads' frees to collect (at most `limit`): each is collected, and retired
+    /// when that emptied it, or moves right behind the head, where malloc goes next (it
+    /// got blocks back). `findPage` calls it each time a class's page runs dry and the
+    /// list's last page has such frees: a thread that frees its own blocks pays one load.
     ///
     /// Why: `findPage` serves from the first page with a free block, and a head page that
     /// other threads keep refilling is found again on every slow path, so the pages behind
     /// it were never collected. An outside review found a thread whose class lists held
     /// 11,000 pages of 1 GiB, almost every block in them freed by other threads and never
     /// collected (a long-lived thread and a stream of short-lived ones freeing each
-    /// other's blocks, `purge_delay_ms=0`). Span lock held.
-    @discardableResult
-    func sweepTail(_ c: Int, limit: Int, pendingOnly: Bool = false) -> Int {
+    /// other's blocks, `purge_delay_ms=0`). Pages without such frees stay where they are:
+    /// the end of a list is where a full page that got one block back waits
+    /// (`appendClass`), and moving it forward made it serve that block, go full and take
+    /// the slow path again (findPage calls +77 %, an outside review). Span lock held.
+    @inline(never)
+    func sweepTail(_ c: Int, limit: Int) {
         let head = page(class: c)
-        var looked = 0
-        while looked < limit {
-            guard let tail = state.pointee.classTails[c], tail != head, tail.pointee.prev != head else { break }
-            if pendingOnly && tail.pointee.threadFree.load(ordering: .relaxed) == 0 { break }
-            looked += 1
-            tail.collect()
+        for _ in 0..<limit {
+            guard let tail = state.pointee.classTails[c], tail != head, tail.pointee.prev != head,
+                  tail.pointee.threadFree.load(ordering: .relaxed) != 0 else { return }
+            tail.collectThreadFree()
             unlinkClass(tail)
             if tail.pointee.used == 0 {
                 retire(tail, now: OS.nowNanoseconds())
@@ -219,31 +221,42 @@ extension Heap {
                 head.pointee.next = tail
             }
         }
-        return looked
     }
 
     /// Pages `findPage` sweeps per call.
     static let sweepPages = 2
 
     /// The periodic sweep (every `periodicSlowPaths`-th slow path): up to
-    /// `periodicSweepPages` pages from the ends of up to `periodicSweepClasses` class
-    /// lists, class after class, starting where the last sweep stopped. A page other
-    /// threads emptied in a class this thread no longer runs dry in is retired by this
-    /// one. Span lock held.
+    /// `periodicSweepPages` pages of up to `periodicSweepClasses` class lists, class after
+    /// class from where the last sweep stopped, each list from its end towards its head:
+    /// a page with other threads' frees is collected, and retired when that emptied it;
+    /// no page moves. So a page other threads emptied is retired even in a class whose
+    /// pages this thread no longer runs dry, or behind pages without such frees. Span
+    /// lock held.
     func sweepClasses() {
         var budget = Heap.periodicSweepPages
         var c = state.pointee.sweepClass % SizeClass.count
         for _ in 0..<Heap.periodicSweepClasses {
-            if budget == 0 { break }
-            budget -= sweepTail(c, limit: budget)
+            let head = page(class: c)
+            var cursor = state.pointee.classTails[c]
+            while budget > 0, let page = cursor, page != head {
+                budget -= 1
+                cursor = page.pointee.prev
+                if page.pointee.threadFree.load(ordering: .relaxed) == 0 { continue }
+                page.collectThreadFree()
+                if page.pointee.used == 0 {
+                    unlinkClass(page)
+                    retire(page, now: OS.nowNanoseconds())
+                }
+            }
             c = c == SizeClass.count - 1 ? 0 : c + 1
+            if budget == 0 { break }
         }
         state.pointee.sweepClass = c
     }
 
-    /// Most pages, and class lists, one periodic sweep looks at: every class list is
-    /// reached within 22 periodic passes (352 slow paths).
-    static let periodicSweepPages = 8
+    /// Most pages, and class lists, one periodic sweep looks at.
+    static let periodicSweepPages = 32
     static let periodicSweepClasses = 4
 
     /// Collects other threads' frees into full pages after a remote free hinted at them:

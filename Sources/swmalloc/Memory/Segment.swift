@@ -36,6 +36,7 @@ struct Segment {
     var missCount: UInt8                        // that request's slices and alignment (0: none)
     var missAlignment: UInt8
     var origin: UInt32                          // huge: the mapping it was cut from (`Huge.coalesce`)
+    var hugeAdvice: Int                         // huge: THP advice last given from the block's start: +n bytes for, −n against, 0 unknown
 
     static let sliceMapOffset = 128
     /// Bytes per page descriptor (three cache lines used, see `Page`): a power of two, so
