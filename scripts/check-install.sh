@@ -3,7 +3,8 @@
 # pkg-config and dpkg-deb, and root for the Debian package part):
 #  1. scripts/install.sh --prefix TMP: the files, the soname, pkg-config, a C program
 #     built with `pkg-config --cflags --libs swmalloc` that runs on swmalloc, a static C
-#     program linked with libswmalloc.a, the installed tool (`swmalloc info`, `run`) and
+#     program linked with libswmalloc.a, a static C++ one that gets std::bad_alloc (with
+#     the README's -u flags), the installed tool (`swmalloc info`, `run`) and
 #     workload program (no Swift runtime needed); installing again, then --uninstall,
 #     leaves nothing behind but a directory that was there before; a relative --destdir
 #     is taken from the current directory.
@@ -70,6 +71,26 @@ cc -O1 -static -I "$prefix/include" "$work/probe.c" -o "$work/probe-static" \
 if has "$(readelf -d "$work/probe-static" 2>/dev/null || true)" NEEDED; then fail "the static program has dynamic dependencies"; fi
 "$work/probe-static" > /dev/null || fail "the static program did not run on swmalloc"
 ok "a static C program linked with libswmalloc.a runs on it"
+cat > "$work/oom.cpp" <<'CXX'
+#include <cstdio>
+#include <new>
+static int calls;
+static void handler() { if (++calls == 3) std::set_new_handler(nullptr); }
+int main(int argc, char **) {
+    std::set_new_handler(handler);
+    try {
+        char *volatile p = new char[(std::size_t(1) << 46) * argc];
+        std::printf("allocated %p\n", static_cast<void *>(p));
+    } catch (const std::bad_alloc &) {
+        std::printf("bad_alloc after %d handler calls\n", calls);
+    }
+}
+CXX
+c++ -O1 -static "$work/oom.cpp" -o "$work/oom-static" -Wl,-u,_ZSt17__throw_bad_allocv,-u,_ZSt15get_new_handlerv \
+  -Wl,--whole-archive "$prefix/lib/libswmalloc.a" -Wl,--no-whole-archive -pthread 2> "$work/oom-static.log" \
+  || fail "static C++ link with libswmalloc.a: $(cat "$work/oom-static.log")"
+has "$("$work/oom-static")" "bad_alloc after 3 handler calls" || fail "a static C++ program out of memory did not get std::bad_alloc"
+ok "a static C++ program linked as the README says gets the new-handler, then std::bad_alloc"
 has "$("$prefix/bin/swmalloc" info)" "installed under $prefix" || fail "the installed tool does not find its library"
 has "$("$prefix/bin/swmalloc" run --stats -- "$work/probe" 2>&1 >/dev/null)" "swmalloc statistics" || fail "swmalloc run --stats"
 ok "the installed swmalloc tool runs (info, run)"
@@ -87,11 +108,11 @@ ok "install twice, --uninstall: every file and created directory gone, share/man
 (cd "$work" && bash "$OLDPWD/scripts/install.sh" --prefix /opt/swm --destdir stage > /dev/null) || fail "install.sh --destdir stage"
 [ -f "$work/stage/opt/swm/lib/libswmalloc.so.1" ] || fail "a relative --destdir was not taken from the current directory"
 ok "a relative --destdir is taken from the current directory"
-for bad in "$work/pfx:colon" "$work/pfx#hash" "$work/pfx space"; do
+for bad in "$work/pfx:colon" "$work/pfx#hash" "$work/pfx space" "$work/pfx,comma"; do
   if bash scripts/install.sh --prefix "$bad" > /dev/null 2>&1; then fail "install.sh took the prefix '$bad'"; fi
   [ ! -e "$bad" ] || fail "install.sh created '$bad' before refusing it"
 done
-ok "a prefix with ':', '#' or white space is refused (LD_PRELOAD, the rpath and the .pc file break on them)"
+ok "a prefix with ':', '#', ',' or white space is refused (LD_PRELOAD, the rpath and the .pc file break on them)"
 
 # ---- 2. the Debian package ----
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then

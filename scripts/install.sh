@@ -46,9 +46,10 @@ while [ $# -gt 0 ]; do
 done
 case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
 # pkg-config's flags and LD_PRELOAD are split at white space, LD_PRELOAD, the rpath and
-# PKG_CONFIG_PATH at ':', and '#' starts a comment in the .pc file: such a prefix cannot work.
+# PKG_CONFIG_PATH at ':', '#' starts a comment in the .pc file, and the compiler splits
+# -Wl,-rpath,DIR at ',': such a prefix cannot work.
 case "$prefix" in *[[:space:]]*) echo "install.sh: --prefix must not contain white space: '$prefix'" >&2; exit 2 ;; esac
-case "$prefix" in *[:#]*) echo "install.sh: --prefix must not contain ':' or '#': '$prefix'" >&2; exit 2 ;; esac
+case "$prefix" in *[:#,]*) echo "install.sh: --prefix must not contain ':', '#' or ',': '$prefix'" >&2; exit 2 ;; esac
 case "$destdir" in ""|/*) ;; *) destdir="$start/$destdir" ;; esac
 root="$destdir$prefix"
 manifest="$root/share/swmalloc/installed-files"

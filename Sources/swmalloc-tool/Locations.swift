@@ -101,12 +101,17 @@ struct LibraryOption: ParsableArguments {
     @Option(name: .long, help: "libswmalloc.so to preload (default: $SWMALLOC_LIB, the build's, or the installed one).")
     var library: String?
 
-    /// The library to preload, checked to be one the loader can preload.
+    /// The library to preload, checked to be one the loader can preload, as an absolute
+    /// path: `LD_PRELOAD` is inherited by the program's children, and a relative path
+    /// is resolved in each one's working directory (a child that changed directory ran on
+    /// glibc, the loader's complaint its only trace).
     func path() throws -> String {
         guard let path = library ?? Locations.library() else {
             throw ValidationError("libswmalloc.so not found beside \(Locations.executableDirectory) or installed: pass --library or set SWMALLOC_LIB")
         }
         if let problem = preloadProblem(path) { throw ValidationError("\(path): \(problem)") }
-        return path
+        if path.hasPrefix("/") { return path }
+        let absolute = (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (absolute as NSString).standardizingPath
     }
 }

@@ -72,6 +72,10 @@ struct RunCommand: ParsableCommand {
         for item in options where !item.contains("=") || item.contains(",") {
             throw ValidationError("--option wants one key=value, not '\(item)'")
         }
+        // Checked here: a value with a comma would smuggle more options in.
+        if let thp, !["large", "never", "system"].contains(thp) {
+            throw ValidationError("--thp wants large, never or system, not '\(thp)'")
+        }
     }
 
     /// Sets the environment and executes the program (returns only when that failed).
@@ -91,8 +95,36 @@ struct RunCommand: ParsableCommand {
             setenv("SWMALLOC_OPTIONS", environment["SWMALLOC_OPTIONS"].map { "\($0),\(joined)" } ?? joined, 1)
         }
         let argv = args.map { strdup($0) } + [nil]
+        noteSecureExecution(program)
         execvp(program, argv)
         throw cannotRun(program, errno)
+    }
+}
+
+/// The file `program` names: itself when it has a '/', else the first executable file
+/// of that name in `PATH` (as `execvp` looks it up); nil when there is none.
+func resolveProgram(_ program: String) -> String? {
+    if program.contains("/") { return program }
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
+        let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + program
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return nil
+}
+
+/// Says on stderr that `program` will not run on swmalloc when it is set-user-ID or
+/// set-group-ID to someone else: the loader ignores LD_PRELOAD for such a program
+/// (secure execution), so it runs on the C library's malloc and writes no report.
+func noteSecureExecution(_ program: String) {
+    guard let file = resolveProgram(program) else { return }
+    var info = stat()
+    guard stat(file, &info) == 0 else { return }
+    let setuid = info.st_mode & S_ISUID != 0 && info.st_uid != geteuid()
+    let setgid = info.st_mode & S_ISGID != 0 && info.st_gid != getegid()
+    if setuid || setgid {
+        FileHandle.standardError.write(Data(
+            "swmalloc: note: \(file) is set-\(setuid ? "user" : "group")-ID: the loader ignores LD_PRELOAD for it, so it runs on the C library's malloc\n".utf8))
     }
 }
 

@@ -100,8 +100,16 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     let argv = args.map { strdup($0) } + [nil]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in argv + envp { free(p) } }
+    noteSecureExecution(args[0])
     var pid = pid_t()
-    let rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
+    var rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
+    if rc == ENOEXEC, let file = resolveProgram(args[0]) {
+        // A script without a `#!` line: run by /bin/sh, as execvp (and `swmalloc run`) do.
+        let shellArgv = [strdup("/bin/sh"), strdup(file)] + argv.dropFirst()
+        rc = posix_spawn(&pid, "/bin/sh", &actions, nil, shellArgv, envp)
+        free(shellArgv[0])
+        free(shellArgv[1])
+    }
     close(writeEnd)
     guard rc == 0 else {
         close(readEnd)

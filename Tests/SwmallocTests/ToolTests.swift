@@ -82,6 +82,49 @@ import Testing
         let bench = try runChild(tool, ["bench", "--allocators", "jemalloc", "--lib-jemalloc", "/nonexistent/lib.so",
                                         "--workloads", "large", "--no-baselines"])
         #expect(bench.exitCode == 64 && bench.stderr.contains("no allocator to measure"), "\(bench)")
+        #expect(bench.stderr.contains("jemalloc skipped: /nonexistent/lib.so: not found"), "\(bench)")
+    }
+
+    /// An outside review's findings (R15), each refused or handled now:
+    /// - a relative `--library` went into LD_PRELOAD as written, so a child that changed
+    ///   directory ran on glibc: the path is made absolute;
+    /// - `--thp 'large,stats_print=1'` smuggled a second option in: refused;
+    /// - `stats` of a script without `#!` failed (posix_spawnp has no /bin/sh fallback):
+    ///   it runs, as under `run`, and its exit status comes back;
+    /// - `bench` merged rows whose names collided (an `--allocator` named like a baseline, a
+    ///   name twice in `--allocators` or `--workloads`): refused; a `--lib-swmalloc` that
+    ///   cannot be preloaded dropped swmalloc from the run and exited 0: refused (another
+    ///   allocator's bad `--lib-…` is skipped with a note that says why, not "not found");
+    /// - a set-user-ID program silently ran on glibc: `run` says so (checked as root only,
+    ///   which can give a file to another owner).
+    @Test func reviewR15ToolFindings() throws {
+        let dir = Library.release.directory
+        _ = try Library.release.existingPath()
+        let relative = try runChild(tool, ["run", "--library", "./libswmalloc.so", "--", "/bin/sh", "-c", "cd / && echo $LD_PRELOAD"],
+                                    directory: dir)
+        #expect(relative.succeeded && relative.stdout.hasPrefix("/") && relative.stdout.hasSuffix("/libswmalloc.so\n"),
+                "\(relative)")
+        let thp = try runChild(tool, ["run", "--thp", "large,stats_print=1", "--", "/bin/true"])
+        #expect(thp.exitCode == 64 && thp.stderr.contains("--thp wants large, never or system"), "\(thp)")
+        let script = "\(Paths.scratch)/no-shebang.sh"
+        try "echo hi\nexit 3\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let stats = try runChild(tool, ["stats", "--library", try Library.release.existingPath(), "--", script])
+        #expect(stats.exitCode == 3 && stats.stdout.hasPrefix("hi\n"), "\(stats)")
+        for args in [["--allocators", "glibc", "--allocator", "vos-pool=\(try Library.release.existingPath())"],
+                     ["--allocators", "glibc,glibc"], ["--allocators", "glibc", "--workloads", "large,large"],
+                     ["--allocators", "swmalloc", "--lib-swmalloc", "/nonexistent/lib.so"]] {
+            let r = try runChild(tool, ["bench", "--profile", "tiny", "-r", "1", "--no-baselines"] + args)
+            #expect(r.exitCode == 64 && r.stderr.contains("Error:"), "\(args): \(r)")
+        }
+        if getuid() == 0 {
+            let setuid = "\(Paths.scratch)/setuid-true"
+            try? FileManager.default.removeItem(atPath: setuid)
+            try FileManager.default.copyItem(atPath: "/bin/true", toPath: setuid)
+            #expect(chown(setuid, 65534, 65534) == 0 && chmod(setuid, 0o4755) == 0)
+            let r = try runChild(tool, ["run", "--library", try Library.release.existingPath(), "--", setuid])
+            #expect(r.succeeded && r.stderr.contains("is set-user-ID: the loader ignores LD_PRELOAD"), "\(r)")
+        }
     }
 
     /// `stats` over a program whose processes end at the same time (eight children of a

@@ -48,6 +48,8 @@ enum AllocatorCatalogue {
                 let candidates = overrides[name].map { [$0] } ?? system.paths
                 if let path = candidates.first(where: { preloadProblem($0) == nil }) {
                     found.append(Allocator(name: name, library: path, package: system.package))
+                } else if let given = overrides[name], let problem = preloadProblem(given) {
+                    notes.append("\(name) skipped: \(given): \(problem) (the system's: apt-get install \(system.package))")
                 } else {
                     notes.append(
                         "\(name) skipped: \(candidates.joined(separator: " or ")) not found (apt-get install \(system.package))")

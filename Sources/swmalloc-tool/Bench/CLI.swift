@@ -47,7 +47,7 @@ struct BenchCommand: ParsableCommand {
         help: "Set a workload parameter: key=value (every workload that has the key) or workload.key=value. Repeatable.")
     var settings: [String] = []
 
-    @Flag(inversion: .prefixedNo, help: "Also run the baselines (vos-pool, ngx-slab, mc-slab) on their workloads.")
+    @Flag(inversion: .prefixedNo, help: "Whether to run the baselines (vos-pool, ngx-slab, mc-slab) on their workloads too (default: yes).")
     var baselines = true
 
     @Option(name: .long, help: "libswmalloc.so to test (default: $SWMALLOC_LIB, the build's, or the installed one).")
@@ -85,10 +85,15 @@ struct BenchCommand: ParsableCommand {
         for name in allocatorList where !AllocatorCatalogue.names.contains(name) {
             throw ValidationError("unknown allocator '\(name)' (known: \(AllocatorCatalogue.names.joined(separator: ", ")))")
         }
+        // A name twice would merge two rows' samples into one, reported as one row's.
+        if let twice = firstRepeated(allocatorList) { throw ValidationError("--allocators names '\(twice)' twice") }
+        if let twice = firstRepeated(workloadList) { throw ValidationError("--workloads names '\(twice)' twice") }
+        let baselineNames = Set(Catalogue.all.compactMap { $0.baseline?.name })
         var extraNames = Set<String>()
         for extra in try parsedExtraAllocators() {
-            if AllocatorCatalogue.names.contains(extra.name) || !extraNames.insert(extra.name).inserted {
-                throw ValidationError("--allocator: '\(extra.name)' is already an allocator of this run")
+            if AllocatorCatalogue.names.contains(extra.name) || baselineNames.contains(extra.name)
+                || !extraNames.insert(extra.name).inserted {
+                throw ValidationError("--allocator: '\(extra.name)' is already an allocator or baseline of this run")
             }
             if let problem = preloadProblem(extra.library ?? "") {
                 throw ValidationError("--allocator \(extra.name): \(extra.library ?? ""): \(problem)")
@@ -98,6 +103,18 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("unknown workload '\(name)' (see --list)")
         }
         _ = try parsedSettings()
+        // The library under test, given on the command line, is an error when it cannot be
+        // preloaded: the run would go on without swmalloc (the other allocators are
+        // skipped with a note, as when they are not installed).
+        if let libSwmalloc, let problem = preloadProblem(libSwmalloc) {
+            throw ValidationError("--lib-swmalloc \(libSwmalloc): \(problem)")
+        }
+    }
+
+    /// The first name that `names` holds twice, if any.
+    private func firstRepeated(_ names: [String]) -> String? {
+        var seen = Set<String>()
+        return names.first { !seen.insert($0).inserted }
     }
 
     /// The requested allocator names.
