@@ -30,7 +30,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "The background purger: 1 on (default), 0 off.")
     var background: Int?
 
-    @Option(name: .long, help: "Transparent huge pages: large, never or system.")
+    @Option(name: .long, help: "Transparent huge pages: segments (default), large, never or system.")
     var thp: String?
 
     @Flag(name: .long, help: "Print the options in force at start-up.")
@@ -73,8 +73,8 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--option wants one key=value, not '\(item)'")
         }
         // Checked here: a value with a comma would smuggle more options in.
-        if let thp, !["large", "never", "system"].contains(thp) {
-            throw ValidationError("--thp wants large, never or system, not '\(thp)'")
+        if let thp, !["segments", "large", "never", "system"].contains(thp) {
+            throw ValidationError("--thp wants segments, large, never or system, not '\(thp)'")
         }
     }
 

@@ -105,7 +105,7 @@ import Testing
         #expect(relative.succeeded && relative.stdout.hasPrefix("/") && relative.stdout.hasSuffix("/libswmalloc.so\n"),
                 "\(relative)")
         let thp = try runChild(tool, ["run", "--thp", "large,stats_print=1", "--", "/bin/true"])
-        #expect(thp.exitCode == 64 && thp.stderr.contains("--thp wants large, never or system"), "\(thp)")
+        #expect(thp.exitCode == 64 && thp.stderr.contains("--thp wants segments, large, never or system"), "\(thp)")
         let script = "\(Paths.scratch)/no-shebang.sh"
         try "echo hi\nexit 3\n".write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)

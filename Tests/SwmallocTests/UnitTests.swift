@@ -32,19 +32,19 @@ let unitCases = [
         #expect(result.stdout == "ok \(name)\n")
     }
 
-    /// The `thp=never` policy opts every huge block out, calloc's too (units.c's
-    /// `huge_advice_per_block`; the default policy runs in `unit`).
-    @Test(arguments: Library.allCases)
-    func hugeAdviceUnderNever(_ library: Library) throws {
+    /// The `thp=large` and `thp=never` policies hold for every huge block, from the huge
+    /// cache too (units.c's `huge_advice_per_block`; the default policy runs in `unit`).
+    @Test(arguments: ["thp=large", "thp=never"], Library.allCases)
+    func hugeAdviceUnderPolicy(_ options: String, _ library: Library) throws {
         let units = try compileProgram("units.c", linking: library)
-        let result = try runChild(units, ["huge_advice_per_block"], environment: ["SWMALLOC_OPTIONS": "thp=never"])
-        #expect(result.succeeded, "units huge_advice_per_block, thp=never, \(library) library: \(result)")
+        let result = try runChild(units, ["huge_advice_per_block"], environment: ["SWMALLOC_OPTIONS": options])
+        #expect(result.succeeded, "units huge_advice_per_block, \(options), \(library) library: \(result)")
     }
 }
 
 /// The default options line that `verbose=1` prints, with `verbose=1` itself.
 let defaultOptionsLine =
-    "swmalloc: options purge_delay_ms=250 background=1 thp=large verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
+    "swmalloc: options purge_delay_ms=250 background=1 thp=segments verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
 
 /// `SWMALLOC_OPTIONS` parsing: values in force are printed with verbose=1; unknown keys
 /// and bad values print a warning and are ignored.

@@ -189,7 +189,7 @@ enum Huge {
             let whole = size & ~(Geometry.largeMax - 1)
             if zeroed { if usable >= Geometry.largeMax { want = -usable } } else { want = whole }
         case .never: want = -usable
-        case .system: break
+        case .segments, .system: break
         }
         if want == 0 { return }
         let start: UnsafeMutableRawPointer
