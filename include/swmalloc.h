@@ -136,7 +136,7 @@ typedef struct swm_vos_site_stats {
 
 /** Fills *out for a module ID; returns 0, or -1 when out is NULL. */
 int swm_vos_module_stats(unsigned long module, swm_vos_module_stats_t *out);
-/** Fills out[0 ... capacity-1] with the modules that have counts or a quota, by ID;
+/** Fills out[0 ... capacity-1] with the modules that have counts (quota refusals included) or a quota, by ID;
  *  returns their number (which may exceed capacity; out may be NULL to count). */
 size_t swm_vos_modules(swm_vos_module_stats_t *out, size_t capacity);
 /** Fills out[0 ... capacity-1] with the sites that have allocations, largest live bytes

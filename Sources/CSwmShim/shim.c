@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -112,6 +113,14 @@ int swmshim_get_errno(void) { return errno; }
 _Noreturn void swmshim_abort(void) { abort(); }
 const char *swmshim_getenv(const char *name) { return getenv(name); }
 int swmshim_getpid(void) { return (int)getpid(); }
+
+int swmshim_address_space_limited(void) {
+    int saved = errno;
+    struct rlimit limit;
+    int limited = getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;
+    errno = saved;
+    return limited;
+}
 
 int swmshim_thread_key_create(void (*destructor)(void *)) {
     int saved = errno;

@@ -51,6 +51,18 @@ let vosAbortCases: [(mode: String, message: String)] = [
         #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
     }
 
+    /// vos_peak.c (2 s each): a module's peak is exact while a thread reads the
+    /// statistics during another's allocate/free loop, for blocks that publish on every
+    /// call (3 MiB, 100,000 bytes) and every other call (60,000 bytes). Before, a read that
+    /// crossed a publication counted its bytes twice: peaks of 2 … 3 × the true one.
+    @Test(arguments: ["3145728", "100000", "60000"])
+    func peakStaysExactUnderReads(_ size: String) throws {
+        let program = try compileProgram("vos_peak.c", linking: .release)
+        let result = try runChild(program, [size, "2"], timeLimit: 60)
+        #expect(result.succeeded, "vos_peak \(size): \(result)")
+        #expect(result.stdout.hasPrefix("ok: "), "\(result)")
+    }
+
     /// vos_leaks.c: the planted leaks come out of the text leak report at their exact
     /// file:line, largest first, with their bytes and blocks; the fully freed site does not.
     @Test func leakReportFindsPlantedLeaks() throws {
@@ -87,7 +99,8 @@ let vosAbortCases: [(mode: String, message: String)] = [
     }
 
     /// vos_quota.c: NULL with ENOMEM over the quota, counted; room again after frees by
-    /// another thread; lifting the quota lifts the limit.
+    /// another thread; lifting the quota lifts the limit; a module with only refusals
+    /// stays listed.
     @Test func quotaIsEnforced() throws {
         let program = try compileProgram("vos_quota.c", linking: .release)
         let result = try runChild(program)

@@ -6,7 +6,8 @@
  * that fits fail (before: up to 2.6 % of them did, while the refused bytes were counted for
  * a moment). VOS allocations in a pthread key destructor that runs after the thread gave
  * its heap up are served, counted (module and site) and held to the quota (before: NULL
- * with ENOMEM). Prints "vos quota ok". */
+ * with ENOMEM). A module whose only counts are quota refusals stays listed after its
+ * quota is removed. Prints "vos quota ok". */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -170,6 +171,17 @@ int main(void) {
     for (int i = 0; i < 3; i++) VOS_Free(exit_blocks[i]);
     CHECK(swm_vos_module_stats(EXIT_MODULE, &st) == 0);
     CHECKF(st.live_bytes == 0 && st.live_blocks == 0 && st.quota_live_bytes == 0, "live %ld after freeing", st.live_bytes);
+    /* A module whose only counts are refusals stays listed once its quota is removed (it
+     * vanished from swm_vos_modules and the reports: an outside review). */
+    enum { REFUSING_MODULE = 77 };
+    CHECK(swm_vos_set_quota(REFUSING_MODULE, 10) == 0);
+    for (int i = 0; i < 5; i++) CHECK(VOS_MallocModule(100, REFUSING_MODULE) == NULL);
+    CHECK(swm_vos_set_quota(REFUSING_MODULE, 0) == 0);
+    static swm_vos_module_stats_t listed[64];
+    size_t count = swm_vos_modules(listed, 64);
+    int found = 0;
+    for (size_t i = 0; i < count && i < 64; i++) found |= listed[i].module == REFUSING_MODULE && listed[i].quota_refused == 5;
+    CHECKF(found, "module %d with 5 refusals and no quota left is not listed among %zu modules", REFUSING_MODULE, count);
     printf("vos quota ok\n");
     return 0;
 }

@@ -72,12 +72,23 @@ enum VOSBlock {
     /// one: it must be 16-byte aligned, and `user - 16` the start of a live-looking core
     /// block (small or large page block start, or a huge block's start) whose header passes
     /// the check.
+    ///
+    /// A huge segment's header is read only when `user − 16` lies where a huge block may
+    /// start (`Huge.mayBeBlockStart`): the pointer of a 4 MiB-aligned block has its
+    /// `user − 16` in the segment below, which may be another thread's huge block, freed
+    /// and unmapped at any moment (an outside review forced the SIGSEGV with gdb, from
+    /// VOS_Free with VOS_FREE_ACCEPT_MALLOC of such a block).
     static func locate(_ user: UnsafeMutableRawPointer) -> VOSHeader? {
         let u = UInt(bitPattern: user)
         let b = u &- UInt(headerSize)
-        if _slowPath(u & 15 != 0 || !SegmentMap.contains(b)) { return nil }
+        if _slowPath(u & 15 != 0) { return nil }
+        let mapKind = SegmentMap.byte(b)
+        if _slowPath(mapKind == 0 || (mapKind == SegmentMap.huge
+                                      && !Huge.mayBeBlockStart(UnsafeMutableRawPointer(bitPattern: b).unsafelyUnwrapped))) {
+            return nil
+        }
         let segment = UnsafeMutablePointer<Segment>.of(b)
-        if _slowPath(segment.pointee.kind == .huge) {
+        if _slowPath(mapKind == SegmentMap.huge) {
             if b != UInt(bitPattern: segment.base + segment.pointee.hugeOffset) { return nil }
             return read(user)
         }

@@ -39,7 +39,7 @@ enum VOSModules {
     /// +0: module group bitmap (a bit per 64 modules that have published or folded counts).
     static let globalModuleGroupsOffset = 0
     /// Per-module global entry (64 bytes, one cache line): published, allocs, frees, peak,
-    /// quota, quota live bytes, quota refusals.
+    /// quota, quota live bytes, quota refusals, publication generation.
     static let globalModulesOffset = 4096
     /// Bytes per global module entry.
     static let globalModuleStride = 64
@@ -131,7 +131,8 @@ enum VOSModules {
     static var globalIfMapped: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: globalWord.load()) }
 
     /// Global word `field` (0 published, 1 allocs, 2 frees, 3 peak, 4 quota, 5 quota live,
-    /// 6 quota refusals) of module index `m`.
+    /// 6 quota refusals, 7 publication generation: odd while a publication runs) of module
+    /// index `m`.
     @inline(__always)
     static func globalModule(_ g: UnsafeMutableRawPointer, _ m: Int, _ field: Int) -> AtomicWord {
         AtomicWord(g + globalModulesOffset + m &* globalModuleStride + field &* 8)
@@ -428,14 +429,23 @@ struct VOSTable {
     }
 
     /// Moves module `m`'s unpublished bytes to the global counter and raises the peak.
+    ///
+    /// The module's generation is odd from before the add to after the zeroing, so a
+    /// statistics read that overlapped them knows its sum may count the bytes twice
+    /// (`VOSStats.moduleLocked`). Sequentially consistent read-modify-writes, and the
+    /// zeroing stores between them: a reader that saw the same even generation before and
+    /// after its loads saw neither half of this publication or both.
     @inline(never)
     func publish(_ m: Int) {
         let g = global
         let e = module(m)
         let bytes = VOSTable.net(e)
+        let generation = VOSModules.globalModule(g, m, 7)
+        generation.addSequentiallyConsistent(1)
         let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
         e[0] = 0
         e[3] = 0
+        generation.addSequentiallyConsistent(1)
         VOSModules.markGlobalModule(g, m)
         VOSModules.raisePeak(g, m, after)
     }

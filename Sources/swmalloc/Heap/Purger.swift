@@ -310,12 +310,17 @@ enum Purger {
     /// `swm_collect` / `malloc_trim`: the calling thread's own heap first (its remote
     /// batches, its empty class pages, every free span), then a forced pass over the whole
     /// process (which also retires every heap's full pages that other threads emptied,
-    /// this thread's included), and last the address space of the empty segments (all but
-    /// each one's header slice, `releaseAddressSpace`), so that the program's own `mmap`
-    /// can use it under an address-space limit, as after glibc's `malloc_trim` (an
-    /// outside review: Python freed 600 MB under `ulimit -v`, called `malloc_trim(0)`,
-    /// and its 600 MB `mmap` still failed). Returns the bytes given back to the OS
-    /// (purged or unmapped) meanwhile; the address space is not counted.
+    /// this thread's included), and last, under an address-space limit (`ulimit -v`), the
+    /// address space of the empty segments (all but each one's header slice,
+    /// `releaseAddressSpace`), so that the program's own `mmap` can use it, as after
+    /// glibc's `malloc_trim` (an outside review: Python freed 600 MB under `ulimit -v`,
+    /// called `malloc_trim(0)`, and its 600 MB `mmap` still failed). Only under a limit:
+    /// a segment whose released slices the program's own mappings took meanwhile cannot
+    /// be mapped whole again and is dropped, its header slice kept mapped for good (see
+    /// `Segment.create`), so a program that trims often and maps memory itself lost 64
+    /// KiB of address space and a kernel mapping per segment and trim (another review).
+    /// Returns the bytes given back to the OS (purged or unmapped) meanwhile; the address
+    /// space is not counted.
     static func collectAll() -> UInt {
         if Globals.forkOrphans.pointee != 0 { Heap.reclaimForkOrphans() }
         Heap.reapDeadOwners()
@@ -331,7 +336,7 @@ enum Purger {
             current.spanLock.unlock()
         }
         pass(now: OS.nowNanoseconds(), delay: 0, force: true)
-        _ = UnsafeMutablePointer<Segment>.releaseAddressSpace()
+        if swmshim_address_space_limited() != 0 { _ = UnsafeMutablePointer<Segment>.releaseAddressSpace() }
         // Bytes purged, plus huge-cache bytes unmapped (the cache only shrinks in a pass;
         // another thread's free may grow it meanwhile, which this does not count).
         let purged = counters.pointee.purgedTotal.load(ordering: .relaxed) &- purgedBefore
