@@ -78,8 +78,9 @@ void swm_stats_print(int fd, int json);
  *  process-wide: the calling thread's empty pages, every heap's free spans (a heap whose
  *  thread is inside the allocator at that moment is skipped: it purges on its own),
  *  empty pages of exited threads, and the caches of empty segments and huge mappings;
- *  then the address space of the empty segments (all but each one's 64 KiB header), for
- *  the program's own mappings under an address-space limit. Other threads retire their
+ *  then, under an address-space or data limit (RLIMIT_AS, RLIMIT_DATA), the address
+ *  space of the empty segments (all but each one's 64 KiB header), for the program's own
+ *  mappings. Other threads retire their
  *  emptied pages at their next allocation slow path.
  *  Returns the bytes of the ranges given back (purged or unmapped): an upper bound of
  *  what left the resident set, since parts of a purged range (the never-used end of a

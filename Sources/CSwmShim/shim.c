@@ -116,8 +116,9 @@ int swmshim_getpid(void) { return (int)getpid(); }
 
 int swmshim_address_space_limited(void) {
     int saved = errno;
-    struct rlimit limit;
-    int limited = getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;
+    struct rlimit as, data;
+    int limited = (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+        || (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
     errno = saved;
     return limited;
 }

@@ -73,8 +73,8 @@ static void case_usable_is_class_size(void) {
 }
 
 /** Usable sizes of small, large (the request in whole 4 KiB pages, in a span of 64 KiB
- *  slices) and huge blocks (own mappings: whole pages, or whole 2 MiB pages with the
- *  default thp=large), found from the pointer alone, many blocks live at once. */
+ *  slices) and huge blocks (own mappings: whole pages), found from the pointer alone,
+ *  many blocks live at once. */
 static void case_lookup_tiers(void) {
     static const size_t sizes[] = {16, 100, 4000, 131072, 131073, 200000, 1000000, 2097152,
                                    2097153, 3000000, 9000000};

@@ -110,7 +110,8 @@ void *swmshim_cxx_new_slow(intptr_t size);
 const char *swmshim_getenv(const char *name);
 /// The process id (for report file names).
 int swmshim_getpid(void);
-/// 1 when the process's address space is limited (RLIMIT_AS finite, `ulimit -v`), else 0.
+/// 1 when the process's mappings are limited (RLIMIT_AS, `ulimit -v`, or RLIMIT_DATA,
+/// `ulimit -d`, which counts private writable mappings, finite), else 0.
 int swmshim_address_space_limited(void);
 
 // ---- process and thread registration ----

@@ -54,6 +54,7 @@ enum Extensions {
     static func forkChild() {
         VOSModules.siteLock.reset()
         VOSModules.lock.reset()
+        VOSModules.evenGenerationsAfterFork()
         SignalReport.forkChild()
         swmshim_report_fd_forget()
     }

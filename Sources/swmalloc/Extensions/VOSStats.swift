@@ -44,7 +44,7 @@ enum VOSStats {
     /// the peak 2 … 3× the true one, for good (an outside review). Publications bump the
     /// module's generation before and after (`VOSTable.publish`); a sum is taken again,
     /// up to `readAttempts` times, until one saw no publication, and only such a sum
-    /// raises the peak (one that did not is still returned, as a value in flight).
+    /// raises the peak (when none did, the last is returned, held within the peak).
     static func moduleLocked(_ g: UnsafeMutableRawPointer, _ m: Int) -> VOSModuleSnapshot {
         var out = VOSModuleSnapshot()
         out.module = UInt(m)
@@ -67,10 +67,14 @@ enum VOSStats {
             steady = before & 1 == 0 && generation.loadSequentiallyConsistent() == before
             if steady { break }
         }
-        out.liveBytes = bytes
         out.liveBlocks = out.allocs &- out.frees
         if steady { VOSModules.raisePeak(g, m, bytes) }
         out.peakBytes = VOSModules.globalModule(g, m, 3).loadRelaxed()
+        // Every sum crossed a publication (a thread publishing on every call): one may
+        // count a publication twice, so it is held within the peak, which no such sum
+        // raised (before, such a read returned twice the live bytes, above the peak).
+        if !steady && bytes > Int(bitPattern: out.peakBytes) { bytes = Int(bitPattern: out.peakBytes) }
+        out.liveBytes = bytes
         out.quotaBytes = VOSModules.globalModule(g, m, 4).loadRelaxed()
         out.quotaLiveBytes = VOSModules.globalModule(g, m, 5).loadRelaxed()
         out.quotaRefused = VOSModules.globalModule(g, m, 6).loadRelaxed()
@@ -78,7 +82,7 @@ enum VOSStats {
     }
 
     /// Sums of a module a read takes at most, waiting for one that no publication crossed.
-    static let readAttempts = 8
+    static let readAttempts = 64
 
     /// The merged counters of a module ID.
     static func module(_ id: UInt) -> VOSModuleSnapshot {

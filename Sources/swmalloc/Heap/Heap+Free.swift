@@ -79,9 +79,18 @@ extension Heap {
 
     /// free's one exit from the fast path: a page the fast path `emptied`, a pointer
     /// outside every segment, or anything but a plain local free to a page's first slice.
+    ///
+    /// A page emptied may start the purger (`Purger.startIfWanted`, after the locks): a
+    /// thread that frees a lot and then allocates only on fast paths, or not at all, never
+    /// reached an allocation slow path that would (an outside review: a fork child that
+    /// freed 64 MiB and ran a malloc/free loop kept 18 MiB for good).
     @inline(never)
     static func freeSlow(_ pointer: UnsafeMutableRawPointer?, emptied: UnsafeMutablePointer<Page>?) {
-        if let page = emptied { return Heap.current.pageEmptied(page) }
+        if let page = emptied {
+            Heap.current.pageEmptied(page)
+            Purger.startIfWanted()
+            return
+        }
         guard let block = pointer else { return }
         let kind = SegmentMap.byte(UInt(bitPattern: block))
         if kind == 0 { return invalidFree(pointer) }
@@ -239,8 +248,17 @@ extension Heap {
     static let keptWideBytes = 4 << 20
 
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
+    ///
+    /// In a fork child it first lets the heaps of the threads the child does not have go
+    /// (`reclaimForkOrphans`, as the first allocation slow path does) and may start the
+    /// purger: a child that frees what it inherited and never allocates kept all of it
+    /// (an outside review: 64 MiB freed, 66 MiB resident 3 s later).
     @inline(never)
     static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, heap: Heap, huge: Bool) {
+        if _slowPath(Globals.forkOrphans.pointee != 0) {
+            Heap.reclaimForkOrphans()
+            Purger.startIfWanted()
+        }
         // A thread that only frees gets a heap too: its remote frees are then batched and
         // counted in its own counters instead of process-wide atomics (the parked heap
         // that owns the block, if any: see `attach`). Not a thread whose heap was detached
@@ -326,7 +344,8 @@ extension Heap {
 
     /// Adds a block freed into another thread's small page to this heap's remote batch of
     /// that page. The slot's batch is sent first when it holds another page's blocks or
-    /// `remoteBatchMax` blocks; all batches are sent when they hold more than
+    /// `remoteBatchMax` blocks, and at once when it holds all the page's blocks still out
+    /// (the page can then empty); all batches are sent when they hold more than
     /// `remoteBatchBytes`, on this thread's malloc slow path, and at its exit.
     ///
     /// The owner cannot retire or format `page` while a batch holds its blocks: they still
@@ -344,7 +363,15 @@ extension Heap {
         s.pointee.batches[slot].first = block
         s.pointee.batches[slot].count += 1
         s.pointee.batchedBytes += Int(page.pointee.blockSize)
-        if s.pointee.batchedBytes > Heap.remoteBatchBytes { sendRemoteBatches() }
+        if s.pointee.batchedBytes > Heap.remoteBatchBytes {
+            sendRemoteBatches()
+        } else if Int(page.pointee.used) <= s.pointee.batches[slot].count {
+            // The page's last blocks out (its owner's count, read without a lock: an
+            // estimate is enough): held back, they would keep the whole page from its
+            // owner while this thread sleeps (an outside review: 64 idle pool threads
+            // holding a few blocks each pinned 96 MiB of pages, `malloc_trim` included).
+            sendRemoteBatch(slot)
+        }
     }
 
     /// Sends every remote batch to its page.

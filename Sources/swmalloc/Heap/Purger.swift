@@ -310,7 +310,8 @@ enum Purger {
     /// `swm_collect` / `malloc_trim`: the calling thread's own heap first (its remote
     /// batches, its empty class pages, every free span), then a forced pass over the whole
     /// process (which also retires every heap's full pages that other threads emptied,
-    /// this thread's included), and last, under an address-space limit (`ulimit -v`), the
+    /// this thread's included), and last, under an address-space or data limit (`ulimit -v`,
+    /// `ulimit -d`), the
     /// address space of the empty segments (all but each one's header slice,
     /// `releaseAddressSpace`), so that the program's own `mmap` can use it, as after
     /// glibc's `malloc_trim` (an outside review: Python freed 600 MB under `ulimit -v`,
