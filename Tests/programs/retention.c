@@ -117,12 +117,7 @@
  *   fork_child_frees_only  as fork_child_sleeps, but the child never allocates after the
  *                       fork: its resident set must still fall by 48 MiB within 3 s
  *                       (before: the other threads' heaps were let go, and the purger
- *                       started, only at an allocation slow path: nothing went back).
- *   idle_pool_last_blocks  the last block of each of 512 pages (16 of each class of 16
- *                       … 512 bytes) freed by 16 pool threads that then sleep;
- *                       malloc_trim(0) must bring the resident set back within 8 MiB of
- *                       the start (before: their remote batches held those blocks, a page
- *                       per class and thread, out of reach of any trim). */
+ *                       started, only at an allocation slow path: nothing went back). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -603,64 +598,6 @@ static void fork_child_frees_only(void) {
     fork_with_holders(freeing_child, "the fork child that only freed kept its parent's threads' memory");
 }
 
-/** idle_pool_last_blocks: the blocks each pool thread frees (the last of each page). */
-enum { IDLE_POOL = 16, POOL_CLASSES = 32, POOL_PAGES_PER_CLASS = 16 };
-static void *pool_blocks[IDLE_POOL][POOL_CLASSES];
-static pthread_barrier_t pool_barrier;
-
-/** Frees its blocks (one page of each class), then sleeps until released. */
-static void *pool_thread(void *arg) {
-    uintptr_t id = (uintptr_t)arg;
-    free(malloc(64));   /* a heap of its own, so its frees are batched */
-    for (size_t c = 0; c < POOL_CLASSES; c++) free(pool_blocks[id][c]);
-    pthread_barrier_wait(&pool_barrier);
-    park();
-    return NULL;
-}
-
-/** The main thread fills 16 pages of each of the 32 classes of 16 … 512 bytes, frees
- *  all but the first block of each page, and hands those to 16 pool threads (one page of
- *  every class each), which free them and go to sleep; then malloc_trim(0) must bring
- *  the resident set back within 8 MiB of the start. Before, each pool thread kept the
- *  last block of one page per class in its remote batches (8 KiB of blocks, 2 MiB of
- *  pages), which no trim could reach. */
-static void idle_pool_last_blocks(void) {
-    enum { MOST = POOL_PAGES_PER_CLASS * 4096 + 4096 };
-    static void *blocks[MOST];
-    double start = rss_mib();
-    for (size_t c = 0; c < POOL_CLASSES; c++) {
-        size_t size = 16 * (c + 1), n = 0, pages = 0;
-        uintptr_t page = 0;
-        /* Blocks until the 17th page starts (pages are 64 KiB slices, filled in order);
-         * the first block of each of the first 16 is kept, the rest freed after. */
-        while (pages <= POOL_PAGES_PER_CLASS) {
-            CHECK(n < MOST);
-            char *p = blocks[n++] = malloc(size);
-            CHECK(p != NULL);
-            memset(p, 3, size);
-            if (((uintptr_t)p >> 16) != page) {
-                page = (uintptr_t)p >> 16;
-                if (pages < POOL_PAGES_PER_CLASS) {
-                    pool_blocks[pages % IDLE_POOL][c] = p;
-                    blocks[n - 1] = NULL;
-                }
-                pages++;
-            }
-        }
-        for (size_t i = 0; i < n; i++) free(blocks[i]);
-    }
-    pthread_barrier_init(&pool_barrier, NULL, IDLE_POOL + 1);
-    pthread_t t[IDLE_POOL];
-    for (uintptr_t k = 0; k < IDLE_POOL; k++) CHECK(pthread_create(&t[k], NULL, pool_thread, (void *)k) == 0);
-    pthread_barrier_wait(&pool_barrier);
-    malloc_trim(0);
-    double after = rss_mib();
-    unpark();
-    for (size_t k = 0; k < IDLE_POOL; k++) pthread_join(t[k], NULL);
-    CHECKF(after <= start + 8, "the last block of each of 512 pages freed by 16 sleeping threads, malloc_trim(0): "
-           "resident %.1f MiB, start %.1f", after, start);
-}
-
 enum { HANDED_SMALL = 2048, HANDED_LARGE = 128 };
 static void *handed[HANDED_SMALL + HANDED_LARGE];
 static pthread_barrier_t handed_barrier;
@@ -933,7 +870,7 @@ static const struct test_case cases[] = {
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},
     {"main_pthread_exit_reporter", main_pthread_exit}, {"main_exit_fork_child", main_exit_fork_child},
     {"long_lived_among_short", long_lived_among_short}, {"long_lived_among_short_sync", long_lived_among_short},
-    {"fork_child_frees_only", fork_child_frees_only}, {"idle_pool_last_blocks", idle_pool_last_blocks},
+    {"fork_child_frees_only", fork_child_frees_only},
 };
 
 int main(int argc, char **argv) {

@@ -80,7 +80,8 @@ extension Heap {
     /// free's one exit from the fast path: a page the fast path `emptied`, a pointer
     /// outside every segment, or anything but a plain local free to a page's first slice.
     ///
-    /// A page emptied may start the purger (`Purger.startIfWanted`, after the locks): a
+    /// A page emptied may start the purger once the process has mapped enough
+    /// (`Purger.startIfMapped`, after the locks; two loads while it has not): a
     /// thread that frees a lot and then allocates only on fast paths, or not at all, never
     /// reached an allocation slow path that would (an outside review: a fork child that
     /// freed 64 MiB and ran a malloc/free loop kept 18 MiB for good).
@@ -88,7 +89,7 @@ extension Heap {
     static func freeSlow(_ pointer: UnsafeMutableRawPointer?, emptied: UnsafeMutablePointer<Page>?) {
         if let page = emptied {
             Heap.current.pageEmptied(page)
-            Purger.startIfWanted()
+            Purger.startIfMapped()
             return
         }
         guard let block = pointer else { return }
@@ -257,7 +258,7 @@ extension Heap {
     static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, heap: Heap, huge: Bool) {
         if _slowPath(Globals.forkOrphans.pointee != 0) {
             Heap.reclaimForkOrphans()
-            Purger.startIfWanted()
+            Purger.startIfMapped()
         }
         // A thread that only frees gets a heap too: its remote frees are then batched and
         // counted in its own counters instead of process-wide atomics (the parked heap
@@ -344,8 +345,7 @@ extension Heap {
 
     /// Adds a block freed into another thread's small page to this heap's remote batch of
     /// that page. The slot's batch is sent first when it holds another page's blocks or
-    /// `remoteBatchMax` blocks, and at once when it holds all the page's blocks still out
-    /// (the page can then empty); all batches are sent when they hold more than
+    /// `remoteBatchMax` blocks; all batches are sent when they hold more than
     /// `remoteBatchBytes`, on this thread's malloc slow path, and at its exit.
     ///
     /// The owner cannot retire or format `page` while a batch holds its blocks: they still
@@ -363,15 +363,7 @@ extension Heap {
         s.pointee.batches[slot].first = block
         s.pointee.batches[slot].count += 1
         s.pointee.batchedBytes += Int(page.pointee.blockSize)
-        if s.pointee.batchedBytes > Heap.remoteBatchBytes {
-            sendRemoteBatches()
-        } else if Int(page.pointee.used) <= s.pointee.batches[slot].count {
-            // The page's last blocks out (its owner's count, read without a lock: an
-            // estimate is enough): held back, they would keep the whole page from its
-            // owner while this thread sleeps (an outside review: 64 idle pool threads
-            // holding a few blocks each pinned 96 MiB of pages, `malloc_trim` included).
-            sendRemoteBatch(slot)
-        }
+        if s.pointee.batchedBytes > Heap.remoteBatchBytes { sendRemoteBatches() }
     }
 
     /// Sends every remote batch to its page.
