@@ -13,7 +13,7 @@ let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
-    "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit",
+    "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
 ]
 
 /// The options some lifecycle cases need: the purger at work all the time.

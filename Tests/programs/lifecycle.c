@@ -67,7 +67,13 @@
  *                         times (each fails: the VOS region does not fit): it must finish (the
  *                         region was mapped under the VOS lock, and a refused mapping takes
  *                         the cache locks, which fork takes before the VOS lock: both waited
- *                         for ever, 3 runs of 3). */
+ *                         for ever, 3 runs of 3).
+ *   join_after_big_frees  a thread created with its own stack (so the main thread allocated
+ *                         its TLS vector), 6 MiB of 512 KiB blocks written and freed, then
+ *                         pthread_join: glibc frees the thread's TLS vector while it holds
+ *                         its stack-cache lock, and a free must never start the purger
+ *                         (pthread_create takes that lock: a version that started it from
+ *                         free hung here, 3 runs of 3). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -916,12 +922,32 @@ static void vos_fork_under_limit(void) {
     pthread_join(t, NULL);
 }
 
+static void *join_target(void *arg) { return arg; }
+
+static void join_after_big_frees(void) {
+    static char stack[1 << 20] __attribute__((aligned(4096)));
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0 || pthread_attr_setstack(&attr, stack, sizeof stack) != 0) fail("thread attributes");
+    pthread_t t;
+    if (pthread_create(&t, &attr, join_target, NULL) != 0) fail("pthread_create");
+    void *blocks[12];
+    for (int i = 0; i < 12; i++) {
+        blocks[i] = malloc(512 * 1024);
+        if (!blocks[i]) fail("malloc");
+        memset(blocks[i], 1, 512 * 1024);
+    }
+    for (int i = 0; i < 12; i++) free(blocks[i]);
+    /* A hang here blocks every signal (inside pthread_create): the runner's time limit
+     * ends it. */
+    if (pthread_join(t, NULL) != 0) fail("pthread_join");
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
-    "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit",
+    "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
 };
 
 int main(int argc, char **argv) {
@@ -946,6 +972,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "vfork_first_malloc")) vfork_first_malloc();
     else if (!strcmp(argv[1], "late_destructor_blocks")) late_destructor_blocks();
     else if (!strcmp(argv[1], "vos_fork_under_limit")) vos_fork_under_limit();
+    else if (!strcmp(argv[1], "join_after_big_frees")) join_after_big_frees();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -113,11 +113,7 @@
  *                       grew by 300 MiB a second of pages whose blocks other threads had
  *                       all freed, never collected (it adopted exited threads' segments
  *                       on every tidy pass and for every span, and looked only at the first
- *                       page of a list with a free block).
- *   fork_child_frees_only  as fork_child_sleeps, but the child never allocates after the
- *                       fork: its resident set must still fall by 48 MiB within 3 s
- *                       (before: the other threads' heaps were let go, and the purger
- *                       started, only at an allocation slow path: nothing went back). */
+ *                       page of a list with a free block). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -583,21 +579,6 @@ static void fork_child_sleeps(void) {
     fork_with_holders(sleeping_child, "the fork child kept what it freed of its parent's threads' memory");
 }
 
-/** fork_child_frees_only's child: frees the 64 MiB and never allocates again. */
-static int freeing_child(void) {
-    double before = rss_mib();
-    free_held();
-    long waited = 0;
-    double after = rss_fall_to(before - 48, 3000, &waited);
-    printf("child resident MiB: %.1f before freeing its parent's 64 MiB, %.1f %ld ms after (no allocation)\n",
-           before, after, waited);
-    return after <= before - 48 ? 0 : 4;
-}
-
-static void fork_child_frees_only(void) {
-    fork_with_holders(freeing_child, "the fork child that only freed kept its parent's threads' memory");
-}
-
 enum { HANDED_SMALL = 2048, HANDED_LARGE = 128 };
 static void *handed[HANDED_SMALL + HANDED_LARGE];
 static pthread_barrier_t handed_barrier;
@@ -870,7 +851,6 @@ static const struct test_case cases[] = {
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},
     {"main_pthread_exit_reporter", main_pthread_exit}, {"main_exit_fork_child", main_exit_fork_child},
     {"long_lived_among_short", long_lived_among_short}, {"long_lived_among_short_sync", long_lived_among_short},
-    {"fork_child_frees_only", fork_child_frees_only},
 };
 
 int main(int argc, char **argv) {

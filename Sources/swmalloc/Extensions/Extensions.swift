@@ -54,7 +54,6 @@ enum Extensions {
     static func forkChild() {
         VOSModules.siteLock.reset()
         VOSModules.lock.reset()
-        VOSModules.evenGenerationsAfterFork()
         SignalReport.forkChild()
         swmshim_report_fd_forget()
     }

@@ -13,13 +13,14 @@
 //
 // A free is charged to the freeing thread's table, so a block freed by another thread
 // makes one table's net bytes negative and another's positive: the sums stay exact. A
-// thread's net bytes are *published* (atomically added to `published[m]`, then both byte
-// words zeroed) whenever it has charged or credited `publishThreshold` bytes since the
+// thread's net bytes are *published* (added to `published[m]`, then both byte words
+// zeroed, under `lock`) whenever it has charged or credited `publishThreshold` bytes since the
 // last publication (so |unpublished net bytes| ≤ 64 KiB per thread and module), and folded entirely when the thread exits; the
 // peak is the atomic maximum of `published[m]` after each publication, of the exact
 // merged value at each statistics read, and (for modules with a quota) of the exact
 // quota counter after each allocation. Readers hold `lock`, which only thread exit
-// (fold) and table creation also take; malloc and free never do.
+// (fold), table creation, publications (once per 64 KiB a thread moves in a module) and
+// fork also take; malloc and free otherwise never do.
 
 import CSwmShim
 import Synchronization
@@ -39,7 +40,7 @@ enum VOSModules {
     /// +0: module group bitmap (a bit per 64 modules that have published or folded counts).
     static let globalModuleGroupsOffset = 0
     /// Per-module global entry (64 bytes, one cache line): published, allocs, frees, peak,
-    /// quota, quota live bytes, quota refusals, publication generation.
+    /// quota, quota live bytes, quota refusals.
     static let globalModulesOffset = 4096
     /// Bytes per global module entry.
     static let globalModuleStride = 64
@@ -131,8 +132,7 @@ enum VOSModules {
     static var globalIfMapped: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: globalWord.load()) }
 
     /// Global word `field` (0 published, 1 allocs, 2 frees, 3 peak, 4 quota, 5 quota live,
-    /// 6 quota refusals, 7 publication generation: odd while a publication runs) of module
-    /// index `m`.
+    /// 6 quota refusals) of module index `m`.
     @inline(__always)
     static func globalModule(_ g: UnsafeMutableRawPointer, _ m: Int, _ field: Int) -> AtomicWord {
         AtomicWord(g + globalModulesOffset + m &* globalModuleStride + field &* 8)
@@ -190,29 +190,6 @@ enum VOSModules {
         lock.unlock()
         heap.state.pointee.extensionData = raw
         return VOSTable(raw)
-    }
-
-    /// In a fork child: a thread that was between a publication's two generation bumps
-    /// is not copied, so its module's generation would stay odd for good and no read
-    /// there would raise the peak again (an outside review: 68 of 200 children). Every
-    /// module a table or the global region has touched gets an even generation. The
-    /// child has one thread.
-    static func evenGenerationsAfterFork() {
-        guard let g = globalIfMapped else { return }
-        for w in 0..<VOSTable.moduleGroupWords {
-            var bits = (g + globalModuleGroupsOffset + w * 8).load(as: UInt.self)
-            forEachTable { t in bits |= t.moduleGroups(w).pointee }
-            while bits != 0 {
-                let first = (w << 12) | (bits.trailingZeroBitCount << 6)
-                bits &= bits &- 1
-                var m = first
-                while m < first + 64 && m < moduleCount {
-                    let generation = globalModule(g, m, 7)
-                    if generation.loadRelaxed() & 1 != 0 { generation.add(1) }
-                    m += 1
-                }
-            }
-        }
     }
 
     /// Calls `body` with every registered table; the caller holds `lock`.
@@ -451,32 +428,25 @@ struct VOSTable {
         }
     }
 
-    /// Moves module `m`'s unpublished bytes to the global counter and raises the peak.
-    ///
-    /// The module's generation is odd from before the add to after the zeroing, so a
-    /// statistics read that overlapped them knows its sum may count the bytes twice
-    /// (`VOSStats.moduleLocked`): a seqlock, the odd generation made visible before the
-    /// writes (release fence), the even one after them; a reader that saw the same even
-    /// generation before and after its loads (acquire fence) saw neither half of this
-    /// publication or both. (The table words are plain memory, read by other threads as
-    /// everywhere in these tables: aligned word stores and loads, which x86 keeps whole.)
-    /// A fork child whose parent was inside a publication is mended by
-    /// `evenGenerationsAfterFork`.
+    /// Moves module `m`'s unpublished bytes to the global counter and raises the peak,
+    /// under `VOSModules.lock`, which statistics reads and fork hold too: a read that ran
+    /// between the add and the zeroing counted the bytes twice, and raised the peak with
+    /// that sum for good (an outside review: a poller made the peak 2 … 3 × the true
+    /// one), and a fork between them left the child counting them twice for good
+    /// (another). A publication comes once per 64 KiB a thread charges or credits in a
+    /// module, so the lock costs little; it waits while a read sums.
     @inline(never)
     func publish(_ m: Int) {
         let g = global
         let e = module(m)
+        VOSModules.lock.lock()
         let bytes = VOSTable.net(e)
-        let generation = VOSModules.globalModule(g, m, 7)
-        generation.addSequentiallyConsistent(1)
-        // The writes below become visible after the odd generation (a seqlock's writer).
-        atomicMemoryFence(ordering: .releasing)
         let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
         e[0] = 0
         e[3] = 0
-        generation.addSequentiallyConsistent(1)
         VOSModules.markGlobalModule(g, m)
         VOSModules.raisePeak(g, m, after)
+        VOSModules.lock.unlock()
     }
 
     /// Calls `body(i)` for every entry index in a touched group of `words` bitmap words,

@@ -6,8 +6,6 @@
 // value is one that the counters held during the read, give or take the operations in
 // flight (a read is not a snapshot of all threads at one instant).
 
-import Synchronization
-
 /// One module's merged counters, the layout of `swm_vos_module_stats_t`.
 struct VOSModuleSnapshot {
     var module: UInt = 0          // module ID (65536: every ID ≥ 65536)
@@ -35,54 +33,30 @@ struct VOSSiteSnapshot {
 /// Merged reads.
 enum VOSStats {
     /// Module index `m` summed over the global region and all tables; raises its peak to
-    /// the merged live bytes when no publication of the module ran during the sum. The
-    /// caller holds `VOSModules.lock` (so no thread exit folds meanwhile).
-    ///
-    /// A publication adds a table's bytes to `published[m]` and then zeroes them: a sum
-    /// that read `published[m]` after the add and the table before the zeroing counted
-    /// those bytes twice, and a thread publishing on every call while a reader polled made
-    /// the peak 2 … 3× the true one, for good (an outside review). Publications bump the
-    /// module's generation before and after (`VOSTable.publish`); a sum is taken again,
-    /// up to `readAttempts` times, until one saw no publication, and only such a sum
-    /// raises the peak (when none did, the last is returned, held within the peak).
+    /// the merged live bytes. The caller holds `VOSModules.lock`, so no table is folded
+    /// and no publication moves bytes between a table and the global counter meanwhile
+    /// (`VOSTable.publish` takes the lock): the sum counts each byte once.
     static func moduleLocked(_ g: UnsafeMutableRawPointer, _ m: Int) -> VOSModuleSnapshot {
         var out = VOSModuleSnapshot()
         out.module = UInt(m)
-        let generation = VOSModules.globalModule(g, m, 7)
-        var steady = false
-        var bytes = 0
-        for _ in 0..<readAttempts {
-            let before = generation.loadSequentiallyConsistent()
-            bytes = Int(bitPattern: VOSModules.globalModule(g, m, 0).loadRelaxed())
-            out.allocs = VOSModules.globalModule(g, m, 1).loadRelaxed()
-            out.frees = VOSModules.globalModule(g, m, 2).loadRelaxed()
-            VOSModules.forEachTable { t in
-                let e = t.module(m)
-                bytes &+= VOSTable.net(e)
-                out.allocs &+= UInt(bitPattern: e[1])
-                out.frees &+= UInt(bitPattern: e[2])
-            }
-            // The loads above complete before the generation is read again.
-            atomicMemoryFence(ordering: .acquiring)
-            steady = before & 1 == 0 && generation.loadSequentiallyConsistent() == before
-            if steady { break }
+        var bytes = Int(bitPattern: VOSModules.globalModule(g, m, 0).loadRelaxed())
+        out.allocs = VOSModules.globalModule(g, m, 1).loadRelaxed()
+        out.frees = VOSModules.globalModule(g, m, 2).loadRelaxed()
+        VOSModules.forEachTable { t in
+            let e = t.module(m)
+            bytes &+= VOSTable.net(e)
+            out.allocs &+= UInt(bitPattern: e[1])
+            out.frees &+= UInt(bitPattern: e[2])
         }
-        out.liveBlocks = out.allocs &- out.frees
-        if steady { VOSModules.raisePeak(g, m, bytes) }
-        out.peakBytes = VOSModules.globalModule(g, m, 3).loadRelaxed()
-        // Every sum crossed a publication (a thread publishing on every call): one may
-        // count a publication twice, so it is held within the peak, which no such sum
-        // raised (before, such a read returned twice the live bytes, above the peak).
-        if !steady && bytes > Int(bitPattern: out.peakBytes) { bytes = Int(bitPattern: out.peakBytes) }
         out.liveBytes = bytes
+        out.liveBlocks = out.allocs &- out.frees
+        VOSModules.raisePeak(g, m, bytes)
+        out.peakBytes = VOSModules.globalModule(g, m, 3).loadRelaxed()
         out.quotaBytes = VOSModules.globalModule(g, m, 4).loadRelaxed()
         out.quotaLiveBytes = VOSModules.globalModule(g, m, 5).loadRelaxed()
         out.quotaRefused = VOSModules.globalModule(g, m, 6).loadRelaxed()
         return out
     }
-
-    /// Sums of a module a read takes at most, waiting for one that no publication crossed.
-    static let readAttempts = 64
 
     /// The merged counters of a module ID.
     static func module(_ id: UInt) -> VOSModuleSnapshot {

@@ -79,19 +79,9 @@ extension Heap {
 
     /// free's one exit from the fast path: a page the fast path `emptied`, a pointer
     /// outside every segment, or anything but a plain local free to a page's first slice.
-    ///
-    /// A page emptied may start the purger once the process has mapped enough
-    /// (`Purger.startIfMapped`, after the locks; two loads while it has not): a
-    /// thread that frees a lot and then allocates only on fast paths, or not at all, never
-    /// reached an allocation slow path that would (an outside review: a fork child that
-    /// freed 64 MiB and ran a malloc/free loop kept 18 MiB for good).
     @inline(never)
     static func freeSlow(_ pointer: UnsafeMutableRawPointer?, emptied: UnsafeMutablePointer<Page>?) {
-        if let page = emptied {
-            Heap.current.pageEmptied(page)
-            Purger.startIfMapped()
-            return
-        }
+        if let page = emptied { return Heap.current.pageEmptied(page) }
         guard let block = pointer else { return }
         let kind = SegmentMap.byte(UInt(bitPattern: block))
         if kind == 0 { return invalidFree(pointer) }
@@ -249,17 +239,8 @@ extension Heap {
     static let keptWideBytes = 4 << 20
 
     /// free's slow path: checks the pointer, then frees it by its kind and owner.
-    ///
-    /// In a fork child it first lets the heaps of the threads the child does not have go
-    /// (`reclaimForkOrphans`, as the first allocation slow path does) and may start the
-    /// purger: a child that frees what it inherited and never allocates kept all of it
-    /// (an outside review: 64 MiB freed, 66 MiB resident 3 s later).
     @inline(never)
     static func deallocateSlow(_ pointer: UnsafeMutableRawPointer, heap: Heap, huge: Bool) {
-        if _slowPath(Globals.forkOrphans.pointee != 0) {
-            Heap.reclaimForkOrphans()
-            Purger.startIfMapped()
-        }
         // A thread that only frees gets a heap too: its remote frees are then batched and
         // counted in its own counters instead of process-wide atomics (the parked heap
         // that owns the block, if any: see `attach`). Not a thread whose heap was detached

@@ -28,9 +28,6 @@ struct AtomicWord {
     @inline(__always) @discardableResult func add(_ v: UInt) -> UInt {
         cell.pointee.wrappingAdd(v, ordering: .relaxed).oldValue
     }
-    @inline(__always) func addSequentiallyConsistent(_ v: UInt) {
-        _ = cell.pointee.wrappingAdd(v, ordering: .sequentiallyConsistent)
-    }
     @inline(__always) @discardableResult func subtract(_ v: UInt) -> UInt {
         cell.pointee.wrappingSubtract(v, ordering: .relaxed).oldValue
     }
