@@ -1,5 +1,6 @@
 /* vos_mem.h — the VOS memory API on swmalloc: VOS_Malloc(ulSize, ulModuleId) and
- * VOS_Free(ptr) as in the platform's design document, lock-free.
+ * VOS_Free(ptr) as in the platform's design document, without locks (but once per 64 KiB
+ * a thread allocates or frees in a module, when its counts are published).
  *
  * Every block is charged to its module (and, in site mode, to its allocation site:
  * module, __FILE__, __LINE__); the counters are kept per thread without locks and merged
