@@ -208,18 +208,14 @@ extension Heap {
         for _ in 0..<limit {
             guard let tail = state.pointee.classTails[c], tail != head, tail.pointee.prev != head,
                   tail.pointee.threadFree.load(ordering: .relaxed) != 0 else { return }
-            tail.collectThreadFree()
+            if retireIfEmptied(tail, now: OS.nowNanoseconds()) { continue }
+            // Behind the head: head.next exists (the tail was not right behind it).
             unlinkClass(tail)
-            if tail.pointee.used == 0 {
-                retire(tail, now: OS.nowNanoseconds())
-            } else {
-                // Behind the head: head.next exists (the tail was not right behind it).
-                let second = head.pointee.next.unsafelyUnwrapped
-                tail.pointee.prev = head
-                tail.pointee.next = second
-                second.pointee.prev = tail
-                head.pointee.next = tail
-            }
+            let second = head.pointee.next.unsafelyUnwrapped
+            tail.pointee.prev = head
+            tail.pointee.next = second
+            second.pointee.prev = tail
+            head.pointee.next = tail
         }
     }
 
@@ -242,12 +238,7 @@ extension Heap {
             while budget > 0, let page = cursor, page != head {
                 budget -= 1
                 cursor = page.pointee.prev
-                if page.pointee.threadFree.load(ordering: .relaxed) == 0 { continue }
-                page.collectThreadFree()
-                if page.pointee.used == 0 {
-                    unlinkClass(page)
-                    retire(page, now: OS.nowNanoseconds())
-                }
+                retireIfEmptied(page, now: OS.nowNanoseconds())
             }
             c = c == SizeClass.count - 1 ? 0 : c + 1
             if budget == 0 { break }

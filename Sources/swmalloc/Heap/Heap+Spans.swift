@@ -207,13 +207,21 @@ extension Heap {
             while cursor != Heap.emptyPage {
                 let page = cursor
                 cursor = page.pointee.next ?? Heap.emptyPage
-                page.collect()
-                if page.pointee.used == 0 {
-                    unlinkClass(page)
-                    retire(page, now: now)
-                }
+                retireIfEmptied(page, now: now)
             }
         }
+    }
+
+    /// Collects other threads' frees into `page`, a page of a class list, and retires it
+    /// when that left it empty; true when it did. Span lock held. (`retireEmptyClassPages`
+    /// and the class-list sweeps, `sweepTail` and `sweepClasses`.)
+    @discardableResult
+    func retireIfEmptied(_ page: UnsafeMutablePointer<Page>, now: UInt64) -> Bool {
+        page.collect()
+        if page.pointee.used != 0 { return false }
+        unlinkClass(page)
+        retire(page, now: now)
+        return true
     }
 
     /// Fall of the slices in use below their high-water mark (16 MiB) that purges at once.
