@@ -71,7 +71,8 @@ struct Options {
         while true {
             var end = start
             while text[end] != 0 && text[end] != 44 /* , */ { end += 1 }
-            if end > start { apply(Token(text + start, end - start)) }
+            let item = Token(text + start, end - start).trimmed
+            if item.count > 0 { apply(item) }
             if text[end] == 0 { return }
             start = end + 1
         }
@@ -82,8 +83,8 @@ struct Options {
         guard let eq = item.firstIndex(of: 61 /* = */) else {
             return Options.warn("option without '=' in SWMALLOC_OPTIONS (ignored): ", item)
         }
-        let key = item.prefix(eq)
-        let value = item.suffix(from: eq + 1)
+        let key = item.prefix(eq).trimmed
+        let value = item.suffix(from: eq + 1).trimmed
         if key == "purge_delay_ms" {
             if let n = value.integer, n <= 1_000_000 {
                 purgeDelayMs = n
@@ -188,22 +189,34 @@ struct Token {
         return true
     }
 
-    /// A non-negative decimal number of at most 9 digits, or nil.
+    /// The token without the spaces and tabs at its ends (`"verbose=1, thp=never"` is two
+    /// items, as a user writing it means).
+    var trimmed: Token {
+        var first = 0, end = count
+        while first < end && (base[first] == 32 || base[first] == 9) { first += 1 }
+        while end > first && (base[end - 1] == 32 || base[end - 1] == 9) { end -= 1 }
+        return Token(base + first, end - first)
+    }
+
+    /// A non-negative decimal number (leading zeros allowed, however many), or nil: nil
+    /// also for a value above 10^15, which no option takes (so nothing overflows).
     var integer: Int? {
-        if count == 0 || count > 9 { return nil }
+        if count == 0 { return nil }
         var n = 0
         for i in 0..<count {
             let d = Int(base[i]) - 48
             if d < 0 || d > 9 { return nil }
             n = n * 10 + d
+            if n > 1_000_000_000_000_000 { return nil }
         }
         return n
     }
 
-    /// 0/1, false/true, or nil.
+    /// 1 or true, 0 or false (a number: `01` is 1), or nil.
     var flag: Bool? {
-        if self == "1" || self == "true" { return true }
-        if self == "0" || self == "false" { return false }
+        if self == "true" { return true }
+        if self == "false" { return false }
+        if let n = integer, n <= 1 { return n == 1 }
         return nil
     }
 }
