@@ -405,6 +405,66 @@ static void case_huge_resident_as_touched(void) {
     for (int i = 0; i < SPARSE; i++) free(blocks[i]);
 }
 
+/** A block served from the huge cache holds at most twice its request resident (an
+ *  outside review): calloc purges the cached mapping instead of writing zeros over it (a
+ *  sparse table stays sparse), and a block cut from a bigger cached mapping gives back
+ *  what lies past its request when that is more than the request (it kept 3.8× its
+ *  request, resident, for its life). */
+static void case_huge_cache_reuse_resident(void) {
+    const size_t mib = (size_t)1 << 20;
+    /* A block cut from a cached mapping less than a segment longer than it asks. */
+    const size_t freed = 8280000, asked = 2200000;
+    char *p = malloc(freed);
+    CHECK(p != NULL);
+    memset(p, 1, freed);
+    free(p);
+    size_t before = resident_bytes();
+    char *q = malloc(asked);
+    CHECKF(q == p, "malloc(%zu) did not reuse the cached mapping (%p, freed %p)", asked, (void *)q, (void *)p);
+    memset(q, 2, asked);
+    size_t after = resident_bytes();
+    CHECKF(malloc_usable_size(q) < asked + 64 * 1024, "usable size %zu for %zu bytes cut from %zu",
+           malloc_usable_size(q), asked, freed);
+    CHECKF(after + 5 * mib < before, "%zu bytes cut from a cached %zu: resident %zu -> %zu bytes", asked, freed,
+           before, after);
+    free(q);
+
+    /* A calloc'd table from the cache, touched once per MiB. */
+    const size_t table = 48 * mib;
+    p = malloc(table);
+    CHECK(p != NULL);
+    memset(p, 1, table);
+    free(p);
+    before = resident_bytes();
+    q = calloc(1, table);
+    CHECKF(q == p, "calloc(%zu) did not reuse the cached mapping (%p, freed %p)", table, (void *)q, (void *)p);
+    for (size_t at = 0; at < table; at += mib) {
+        CHECKF(q[at] == 0, "calloc'd byte %zu is %d", at, q[at]);
+        q[at] = 2;
+    }
+    after = resident_bytes();
+    CHECKF(after + 32 * mib < before, "a calloc'd 48 MiB table touched once per MiB: resident %zu -> %zu bytes",
+           before, after);
+    free(q);
+
+    /* A calloc block cut from a mapping that leaves a segment or more cached: what lies
+     * between its request and the cut goes back, and reads zero. */
+    p = malloc(table);
+    CHECK(p != NULL);
+    memset(p, 1, table);
+    free(p);
+    before = resident_bytes();
+    q = calloc(1, asked);
+    CHECKF(q == p, "calloc(%zu) did not reuse the cached mapping (%p, freed %p)", asked, (void *)q, (void *)p);
+    size_t usable = malloc_usable_size(q);
+    for (size_t at = 0; at < usable; at += 4096) CHECKF(q[at] == 0, "calloc'd byte %zu of %zu is %d", at, usable, q[at]);
+    memset(q, 2, asked);
+    after = resident_bytes();
+    CHECKF(after + mib < before, "calloc(%zu) cut from a cached 48 MiB: resident %zu -> %zu bytes", asked, before,
+           after);
+    free(q);
+}
+
 /** Whether the kernel mapping holding `p` has the VmFlags flag `flag` ("hg": huge pages
  *  advised, "nh": advised against), from /proc/self/smaps. */
 static int has_vm_flag(const void *p, const char *flag) {
@@ -484,6 +544,7 @@ static const struct test_case cases[] = {
     {"remote_frees_batched", case_remote_frees_batched},
     {"huge_resident_as_touched", case_huge_resident_as_touched},
     {"huge_advice_per_block", case_huge_advice_per_block},
+    {"huge_cache_reuse_resident", case_huge_cache_reuse_resident},
     {"noop", case_noop},
 };
 
