@@ -212,6 +212,36 @@ extension Heap {
         }
     }
 
+    /// Gives back the OS pages that lie wholly inside the free blocks of this heap's class
+    /// pages (blocks of more than one OS page): a page that keeps one live block keeps
+    /// its other blocks, which `retire` cannot give back, and those of 8 KiB and more
+    /// cover whole OS pages (an outside review: 32 KiB blocks, one in eight kept, held 8×
+    /// the live bytes resident after `malloc_trim`, where glibc gives them back). A free
+    /// block keeps its first OS page (its first two words are its link and its freed
+    /// mark); the rest reads zero when it is handed out again, which malloc allows and
+    /// calloc does not count on (it clears the usable size). Only the owner may do this:
+    /// its fast path hands out a block on `free` without a lock, and a purge after that
+    /// would lose the new owner's bytes. Span lock held. For `swm_collect`.
+    func purgeFreeBlocks() {
+        let osPage = OS.pageSize
+        for c in 0..<SizeClass.count where SizeClass.blockSize(c) > osPage + 16 {
+            var cursor = page(class: c)
+            while cursor != Heap.emptyPage {
+                let page = cursor
+                cursor = page.pointee.next ?? Heap.emptyPage
+                page.collect()
+                let size = Int(page.pointee.blockSize)
+                var block = page.pointee.free
+                while let b = block {
+                    let start = (Int(bitPattern: b) &+ 16 &+ osPage &- 1) & ~(osPage &- 1)
+                    let end = (Int(bitPattern: b) &+ size) & ~(osPage &- 1)
+                    if end > start { OSMemory.purge(UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped, end &- start) }
+                    block = b.load(as: UnsafeMutableRawPointer?.self)
+                }
+            }
+        }
+    }
+
     /// Collects other threads' frees into `page`, a page of a class list, and retires it
     /// when that left it empty; true when it did. Span lock held. (`retireEmptyClassPages`
     /// and the class-list sweeps, `sweepTail` and `sweepClasses`.)

@@ -308,7 +308,8 @@ enum Purger {
     }
 
     /// `swm_collect` / `malloc_trim`: the calling thread's own heap first (its remote
-    /// batches, its empty class pages, every free span), then a forced pass over the whole
+    /// batches, its empty class pages, the OS pages inside free blocks of its pages that
+    /// still hold live ones, every free span), then a forced pass over the whole
     /// process (which also retires every heap's full pages that other threads emptied,
     /// this thread's included), and last, under an address-space or data limit (`ulimit -v`,
     /// `ulimit -d`), the
@@ -333,6 +334,7 @@ enum Purger {
             current.sendRemoteBatches()
             current.spanLock.lock()
             current.retireEmptyClassPages()
+            current.purgeFreeBlocks()
             current.tidy(force: true)
             current.spanLock.unlock()
         }
