@@ -68,6 +68,23 @@
  *                         region was mapped under the VOS lock, and a refused mapping takes
  *                         the cache locks, which fork takes before the VOS lock: both waited
  *                         for ever, 3 runs of 3).
+ *   release_window_lists  (debug library: its hook) a thread whose heap is released
+ *                         (background=0) leaves a full page of 1,024 blocks abandoned;
+ *                         in the release's window the hook has another thread free those
+ *                         blocks and run swm_collect, whose pass retired that page through the released
+ *                         heap's stale full list and filed its segment into that heap,
+ *                         rewriting the abandoned list's links: another thread's abandoned
+ *                         segment dropped off the list, its memory never collected
+ *                         (abandoned_segments stayed 1 after its blocks were freed).
+ *                         The other thread's segment is abandoned after the page filled
+ *                         (its owner would adopt it for the page's class otherwise).
+ *   release_window_churn  the outside review's pattern as a stress: for 3 s, 32 threads at
+ *                         a time whose first call frees a block an exited thread allocated,
+ *                         and whose key destructor frees and allocates blocks over three
+ *                         rounds, every block checked, the purger passing every millisecond
+ *                         (purge_delay_ms=1), the debug library's hook holding each release
+ *                         open 0.2 ms. Live blocks were handed out again in 2–3 % of the
+ *                         review's 5 s runs (release_window_lists is the deterministic case).
  *   join_after_big_frees  a thread created with its own stack (so the main thread allocated
  *                         its TLS vector), 6 MiB of 512 KiB blocks written and freed, then
  *                         pthread_join: glibc frees the thread's TLS vector while it holds
@@ -942,12 +959,179 @@ static void join_after_big_frees(void) {
     if (pthread_join(t, NULL) != 0) fail("pthread_join");
 }
 
+/* ---- release_window_lists ---- */
+
+enum { RWL_PAGE = 1024, RWL_OTHER = 100 };
+static void *rwl_full[RWL_PAGE + 1], *rwl_other[RWL_OTHER];
+static __thread int rwl_is_target;
+static int rwl_done;
+static sem_t rwl_ready, rwl_go, rwl_window, rwl_collected;
+
+/** In the target thread's release window: has the collector free its full page's
+ *  blocks and run swm_collect (which an exiting thread may not), and waits for it. */
+static void rwl_hook(void *heap) {
+    (void)heap;
+    if (!rwl_is_target || rwl_done) return;
+    rwl_done = 1;
+    sem_post(&rwl_window);
+    sem_wait(&rwl_collected);
+}
+
+/** Waits for the window, then frees the full page's blocks and collects. */
+static void *rwl_collector(void *arg) {
+    sem_wait(&rwl_window);
+    for (int i = 0; i < RWL_PAGE; i++) free(rwl_full[i]);
+    collect_all();
+    sem_post(&rwl_collected);
+    return arg;
+}
+
+/** Leaves RWL_OTHER blocks in an abandoned segment. */
+static void *rwl_other_thread(void *arg) {
+    for (int i = 0; i < RWL_OTHER; i++)
+        if (!(rwl_other[i] = malloc(64))) fail("malloc");
+    return arg;
+}
+
+/** Fills a page of 64-byte blocks (on the full list once the next one is taken), frees
+ *  the next one, and exits with the page full. */
+static void *rwl_target_thread(void *arg) {
+    rwl_is_target = 1;
+    for (int i = 0; i <= RWL_PAGE; i++)
+        if (!(rwl_full[i] = malloc(64))) fail("malloc");
+    free(rwl_full[RWL_PAGE]);
+    /* Large blocks until one lands in a second segment; freed, that segment becomes the
+     * heap's spare (empty), which the release gives up while the field still names it. */
+    void *large[8];
+    int n = 0;
+    uintptr_t first = (uintptr_t)rwl_full[0] >> 22;
+    do {
+        if (n == 8 || !(large[n] = malloc(1 << 20))) fail("malloc of a large block");
+    } while ((uintptr_t)large[n++] >> 22 == first);
+    for (int i = n - 1; i >= 0; i--) free(large[i]);
+    sem_post(&rwl_ready);
+    sem_wait(&rwl_go);   /* the other thread's segment is abandoned before this one */
+    return arg;
+}
+
+static void release_window_lists(void) {
+    need_stats();
+    void (*set_hook)(void (*)(void *)) = (void (*)(void (*)(void *)))dlsym(RTLD_DEFAULT, "swm_debug_set_release_hook");
+    if (!set_hook) return;   /* the release library has no hook: nothing to hold open */
+    set_hook(rwl_hook);
+    sem_init(&rwl_ready, 0, 0);
+    sem_init(&rwl_go, 0, 0);
+    sem_init(&rwl_window, 0, 0);
+    sem_init(&rwl_collected, 0, 0);
+    pthread_t target, other, collector;
+    if (pthread_create(&target, NULL, rwl_target_thread, NULL) != 0) fail("pthread_create");
+    sem_wait(&rwl_ready);
+    if (pthread_create(&other, NULL, rwl_other_thread, NULL) != 0) fail("pthread_create");
+    pthread_join(other, NULL);
+    if (pthread_create(&collector, NULL, rwl_collector, NULL) != 0) fail("pthread_create");
+    sem_post(&rwl_go);
+    pthread_join(target, NULL);
+    pthread_join(collector, NULL);
+    set_hook(NULL);
+    if (!rwl_done) fail("the release hook did not run");
+    for (int i = 0; i < RWL_OTHER; i++) free(rwl_other[i]);
+    collect_all();
+    swm_stats_t st;
+    if (stats_get(&st) != 0) fail("swm_stats_get");
+    if (st.abandoned_segments != 0) {
+        fprintf(stderr, "lifecycle FAIL: %zu abandoned segments left after every block was freed and collected\n",
+                st.abandoned_segments);
+        exit(1);
+    }
+    if (validate && validate() != 0) fail("the main thread's heap is invalid");
+}
+
+/* ---- release_window_churn ---- */
+
+enum { RW_CAP = 2048, RW_THREADS = 32 };
+static struct { unsigned char *p; size_t n; } rw_stack[RW_CAP];
+static int rw_count;
+static pthread_mutex_t rw_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t rw_key;
+
+/** Holds a heap's release open (the debug library's hook). */
+static void rw_hold(void *heap) {
+    (void)heap;
+    struct timespec t = {0, 200000};
+    nanosleep(&t, NULL);
+}
+
+/** A new block of a random size (mostly small, some large, a few huge), filled. */
+static void rw_put(unsigned *seed) {
+    unsigned r = (unsigned)rand_r(seed);
+    size_t n = r % 64 == 0 ? 2200000 + r % 500000 : r % 8 == 0 ? 16 + r % 200000 : 16 + r % 1500;
+    unsigned char *p = malloc(n);
+    if (!p) fail("malloc returned NULL");
+    fill(p, n);
+    pthread_mutex_lock(&rw_lock);
+    if (rw_count < RW_CAP) { rw_stack[rw_count].p = p; rw_stack[rw_count].n = n; rw_count++; p = NULL; }
+    pthread_mutex_unlock(&rw_lock);
+    if (p) free(p);
+}
+
+/** Takes a block off the shared stack, checks it and frees it. */
+static void rw_take(void) {
+    unsigned char *p = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&rw_lock);
+    if (rw_count > 0) { rw_count--; p = rw_stack[rw_count].p; n = rw_stack[rw_count].n; }
+    pthread_mutex_unlock(&rw_lock);
+    if (!p) return;
+    if (!intact(p, n)) fail("a live block was overwritten");
+    free(p);
+}
+
+/** Frees and allocates in three rounds of key destructors (after swmalloc's own). */
+static void rw_destructor(void *value) {
+    unsigned seed = (unsigned)(uintptr_t)value;
+    for (int i = 0; i < 8; i++) rw_take();
+    for (int i = 0; i < 8; i++) rw_put(&seed);
+    if (((uintptr_t)value & 3) < 2) pthread_setspecific(rw_key, (void *)((uintptr_t)value + 1));
+}
+
+static void *rw_thread(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    rw_take();   /* the first call frees an exited thread's block */
+    int n = 1 + rand_r(&seed) % 200;
+    for (int i = 0; i < n; i++) {
+        if (rand_r(&seed) % 3 == 0) rw_take();
+        else rw_put(&seed);
+    }
+    pthread_setspecific(rw_key, (void *)(((uintptr_t)seed << 2) | 1));
+    return NULL;
+}
+
+static void release_window_churn(void) {
+    void (*set_hook)(void (*)(void *)) = (void (*)(void (*)(void *)))dlsym(RTLD_DEFAULT, "swm_debug_set_release_hook");
+    if (set_hook) set_hook(rw_hold);
+    if (pthread_key_create(&rw_key, rw_destructor) != 0) fail("pthread_key_create");
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    uintptr_t id = 0;
+    do {
+        pthread_t t[RW_THREADS];
+        for (int i = 0; i < RW_THREADS; i++)
+            if (pthread_create(&t[i], NULL, rw_thread, (void *)++id) != 0) fail("pthread_create");
+        for (int i = 0; i < RW_THREADS; i++) pthread_join(t[i], NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - start.tv_sec < 3);
+    if (set_hook) set_hook(NULL);
+    while (rw_count > 0) rw_take();
+    if (validate && validate() != 0) fail("the main thread's heap is invalid");
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
+    "release_window_lists", "release_window_churn",
 };
 
 int main(int argc, char **argv) {
@@ -973,6 +1157,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "late_destructor_blocks")) late_destructor_blocks();
     else if (!strcmp(argv[1], "vos_fork_under_limit")) vos_fork_under_limit();
     else if (!strcmp(argv[1], "join_after_big_frees")) join_after_big_frees();
+    else if (!strcmp(argv[1], "release_window_lists")) release_window_lists();
+    else if (!strcmp(argv[1], "release_window_churn")) release_window_churn();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

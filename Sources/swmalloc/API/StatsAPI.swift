@@ -94,4 +94,13 @@ func swm_validate() -> Int32 {
 func swm_debug_set_remote_hook(_ hook: UnsafeRawPointer?) {
     Globals.remoteFreeHook.pointee = hook
 }
+
+/// Debug builds only: sets a function that a heap's release (a thread's exit, when its
+/// heap is not parked) calls between dropping the heap's span lock and leaving the
+/// registry, with the heap's address (NULL removes it). Tests use it to hold that window
+/// open while purger passes run.
+@c(swmimpl_debug_set_release_hook)
+func swm_debug_set_release_hook(_ hook: UnsafeRawPointer?) {
+    Globals.releaseHook.pointee = hook
+}
 #endif
