@@ -410,14 +410,21 @@ static void case_huge_resident_as_touched(void) {
  *  sparse table stays sparse), and a block cut from a bigger cached mapping gives back
  *  what lies past its request when that is more than the request (it kept 3.8× its
  *  request, resident, for its life). */
+/** Allocates `n` bytes, writes them all and frees them: the block's mapping goes to the
+ *  huge cache, resident. Returns the freed block's address. */
+static char *written_then_freed(size_t n) {
+    char *p = malloc(n);
+    CHECK(p != NULL);
+    memset(p, 1, n);
+    free(p);
+    return p;
+}
+
 static void case_huge_cache_reuse_resident(void) {
     const size_t mib = (size_t)1 << 20;
     /* A block cut from a cached mapping less than a segment longer than it asks. */
     const size_t freed = 8280000, asked = 2200000;
-    char *p = malloc(freed);
-    CHECK(p != NULL);
-    memset(p, 1, freed);
-    free(p);
+    char *p = written_then_freed(freed);
     size_t before = resident_bytes();
     char *q = malloc(asked);
     CHECKF(q == p, "malloc(%zu) did not reuse the cached mapping (%p, freed %p)", asked, (void *)q, (void *)p);
@@ -431,10 +438,7 @@ static void case_huge_cache_reuse_resident(void) {
 
     /* A calloc'd table from the cache, touched once per MiB. */
     const size_t table = 48 * mib;
-    p = malloc(table);
-    CHECK(p != NULL);
-    memset(p, 1, table);
-    free(p);
+    p = written_then_freed(table);
     before = resident_bytes();
     q = calloc(1, table);
     CHECKF(q == p, "calloc(%zu) did not reuse the cached mapping (%p, freed %p)", table, (void *)q, (void *)p);
@@ -449,10 +453,7 @@ static void case_huge_cache_reuse_resident(void) {
 
     /* A calloc block cut from a mapping that leaves a segment or more cached: what lies
      * between its request and the cut goes back, and reads zero. */
-    p = malloc(table);
-    CHECK(p != NULL);
-    memset(p, 1, table);
-    free(p);
+    p = written_then_freed(table);
     before = resident_bytes();
     q = calloc(1, asked);
     CHECKF(q == p, "calloc(%zu) did not reuse the cached mapping (%p, freed %p)", asked, (void *)q, (void *)p);
