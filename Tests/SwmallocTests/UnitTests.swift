@@ -10,7 +10,7 @@ let unitCases = [
     "class_table", "class_of", "usable_is_class_size", "lookup_tiers", "large_realloc_in_place", "huge_cache_grows",
     "freed_block_reused",
     "free_list_patterns", "small_blocks_spread", "class_cycle_keeps_pages", "remote_frees_batched",
-    "huge_resident_as_touched", "huge_advice_per_block", "huge_cache_reuse_resident", "noop",
+    "huge_resident_as_touched", "huge_advice_per_block", "huge_cache_reuse_resident", "huge_calloc_locked", "noop",
 ]
 
 /// Size classes, lookup and free lists, against the release and the debug library.

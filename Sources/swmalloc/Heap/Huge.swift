@@ -42,7 +42,7 @@ enum Huge {
             // purged, not written: a zeroed table is often used sparsely, and writing
             // zeros made all of it resident (an outside review: eight 64 MB tables
             // touched once per MiB took 512 MB, against 2 MB for glibc and jemalloc).
-            if zeroed && kept > offset { OSMemory.purge(block, kept - offset) }
+            if zeroed && kept > offset { OSMemory.zero(block, kept - offset) }
             // The whole usable size: a cut mapping's block runs to its end, past `total`.
             adviseHugePages(seg, size: size, usable: seg.pointee.mappedSize - offset, zeroed: zeroed)
             SegmentMap.insert(seg.base, SegmentMap.huge)
@@ -518,7 +518,7 @@ enum Huge {
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
-            if cut - total > slack { OSMemory.purge(seg.base + total, cut - total) }
+            if cut - total > slack { OSMemory.zero(seg.base + total, cut - total) }
         } else if size - total > slack {
             OSMemory.unmap(seg.base + total, size - total)
             seg.pointee.mappedSize = total

@@ -106,8 +106,18 @@ enum OSMemory {
     }
 
     /// Returns a range's physical pages to the OS; the range stays mapped and reads as zero.
-    static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) {
-        OS.purge(p, size)
+    /// False when the kernel refused (locked memory): nothing went back, the bytes stay.
+    @discardableResult
+    static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        if !OS.purge(p, size) { return false }
         Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(size), ordering: .relaxed)
+        return true
+    }
+
+    /// Makes a range read as zero: purged (nothing stays resident), or, where the kernel
+    /// refuses that (locked memory: an outside review's calloc returned a freed, `mlock`ed
+    /// buffer's bytes), cleared by hand.
+    static func zero(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        if !purge(p, size) { p.initializeMemory(as: UInt8.self, repeating: 0, count: size) }
     }
 }

@@ -68,10 +68,11 @@ enum OS {
     }
 
     /// Tells the kernel the range's contents are no longer needed: RSS falls, later
-    /// touches fault in zero pages.
-    @inline(__always)
-    static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) {
-        _ = swmshim_madvise(p, size, Int32(SWM_MADV_DONTNEED))
+    /// touches fault in zero pages. False when the kernel refused (locked memory,
+    /// `mlock`/`mlockall`: the bytes stay as they were).
+    @inline(__always) @discardableResult
+    static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        swmshim_madvise(p, size, Int32(SWM_MADV_DONTNEED)) == 0
     }
 
     /// Applies a transparent-huge-page hint to a range.
