@@ -96,9 +96,9 @@ func swm_debug_set_remote_hook(_ hook: UnsafeRawPointer?) {
 }
 
 /// Debug builds only: sets a function that a heap's release (a thread's exit, when its
-/// heap is not parked) calls between dropping the heap's span lock and leaving the
-/// registry, with the heap's address (NULL removes it). Tests use it to hold that window
-/// open while purger passes run.
+/// heap is not parked) calls after giving its segments up and before leaving the
+/// registry, with the heap's address (NULL removes it). Tests use it to run purger passes
+/// at that moment.
 @c(swmimpl_debug_set_release_hook)
 func swm_debug_set_release_hook(_ hook: UnsafeRawPointer?) {
     Globals.releaseHook.pointee = hook

@@ -305,20 +305,32 @@ extension Heap {
     /// segments that still hold live blocks are abandoned, its counters go to the process
     /// totals unless `counted` is false (a parked heap's went at its park), and the record
     /// returns to the pool.
+    ///
+    /// The span lock is held until the heap is out of the registry: a purger pass finds
+    /// heaps only there and takes a span lock only by trying it, so once the lock is
+    /// dropped no pass holds it or can take it, and the record may go back to the pool.
+    /// (It was dropped before the heap left the registry: a pass could take it in
+    /// between, still hold it when the record was handed to a new thread, which zeroes
+    /// the lock word, and then work on the new heap's lists beside it and unlock its
+    /// lock — an outside review, read in the code.) Taking the registry lock while holding
+    /// a span lock cannot deadlock: no one waits for a span lock while holding the
+    /// registry lock (the purger and a fork child's reclaim only try one; a fork takes
+    /// none).
     private func release(purgeNow: Bool = false, counted: Bool = true) {
         let purged = releaseSegments(purgeNow: purgeNow || !Purger.isRunning)
-        // Released before the registry lock below: no owner holds both (see `Purger`).
-        spanLock.unlock()
         #if DEBUG
         runReleaseHook()
         #endif
-        if !purged { Purger.announce() }
         Globals.heapsLock.lock()
         if counted {
             Stats.foldExited(self)
             Counters.shared.pointee.heaps.wrappingSubtract(1, ordering: .relaxed)
         }
         unregister()
+        Globals.heapsLock.unlock()
+        spanLock.unlock()
+        if !purged { Purger.announce() }
+        Globals.heapsLock.lock()
         raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
         Globals.freeHeaps.pointee = raw
         Globals.heapsLock.unlock()
@@ -337,15 +349,15 @@ extension Heap {
     /// segments once 16 lay on top, and mapped a fresh segment on nearly every call with
     /// `background=0` (an outside review: 100,000 calls, 40,208 segments, 157 GB mapped).
     ///
-    /// The heap's lists are emptied first, all of them: `release` leaves the registry only
-    /// after it drops the span lock, and a purger pass that takes the span lock in between
-    /// (`Purger.purgeHeaps`) works on what the lists still name. A full list left as it
-    /// was let that pass retire an abandoned page that other threads had just emptied,
-    /// and file its segment into this heap again — to the segment cache while it was
-    /// still on the abandoned list, so two heaps came to own it (an outside review: live
-    /// blocks freed as invalid pointers, their bytes overwritten by free-list links, a
-    /// page's descriptor zeroed while its heap allocated from it; 2–3 % of 5 s runs of
-    /// threads allocating in key destructors, with `purge_delay_ms=2`).
+    /// The heap's lists are emptied first, all of them, so that nothing can reach what it
+    /// gave up through them. `release` once dropped the span lock before the heap left
+    /// the registry, and a purger pass that took the lock in between (`Purger.purgeHeaps`)
+    /// walked the full list as it was: it retired an abandoned page that other threads
+    /// had just emptied and filed its segment into this heap again — to the segment cache
+    /// while it was still on the abandoned list, so two heaps came to own it (an outside
+    /// review: live blocks freed as invalid pointers, their bytes overwritten by free-list
+    /// links, a page's descriptor zeroed while its heap allocated from it; 2–3 % of 5 s
+    /// runs of threads allocating in key destructors, with `purge_delay_ms=2`).
     private func releaseSegments(purgeNow: Bool, forkOrphan: Bool = false) -> Bool {
         let now = OS.nowNanoseconds()
         let available = state.pointee.segments
@@ -390,7 +402,7 @@ extension Heap {
 
     #if DEBUG
     /// Debug builds: calls the test hook set with `swm_debug_set_release_hook`, if any,
-    /// with this heap, which is still in the registry with its span lock free.
+    /// with this heap, which has given its segments up and is still in the registry.
     @inline(never)
     private func runReleaseHook() {
         guard let hook = Globals.releaseHook.pointee else { return }

@@ -234,9 +234,11 @@ enum Purger {
     /// heap's span lock held, the registry lock is dropped during the purge, so threads
     /// can start and exit meanwhile. The heap cannot leave the registry while its span
     /// lock is held (`detach` takes it first), so its `nextLive` is read again, under the
-    /// registry lock, before the span lock is released. Lock order: registry, then a span
-    /// lock only by `tryLock` (never waits); the registry lock is taken while a span lock
-    /// is held only here, and no owner takes the registry lock while it holds its span lock.
+    /// registry lock, before the span lock is released (a heap being released holds its
+    /// span lock until it has left the registry, see `Heap.release`). Lock order: registry,
+    /// then a span lock only by `tryLock` (never waits); the registry lock is taken while
+    /// a span lock is held here and by a heap's release, and no one waits for a span lock
+    /// while holding the registry lock, so the two orders cannot deadlock.
     ///
     /// With `fullPages` (a free into an idle page was noted, or `swm_collect`) it first
     /// retires each heap's full pages that other threads emptied: a page can only come to

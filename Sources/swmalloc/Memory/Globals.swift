@@ -110,8 +110,8 @@ enum Globals {
     /// The process this memory belongs to (`getpid` at start-up and in a fork child): a
     /// vfork child shares the memory but has a pid of its own (see `Process.mayStartThread`).
     static var processId: UnsafeMutablePointer<Int32> { (base + 1552).assumingMemoryBound(to: Int32.self) }
-    /// Debug builds: a test hook called by a heap's release between dropping its span lock
-    /// and leaving the registry (`swm_debug_set_release_hook`), to hold that window open.
+    /// Debug builds: a test hook called by a heap's release after giving its segments up
+    /// and before leaving the registry (`swm_debug_set_release_hook`).
     static var releaseHook: UnsafeMutablePointer<UnsafeRawPointer?> {
         (base + 1560).assumingMemoryBound(to: UnsafeRawPointer?.self)
     }
