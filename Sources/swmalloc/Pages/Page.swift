@@ -74,6 +74,11 @@ extension UnsafeMutablePointer where Pointee == Page {
     @inline(__always)
     var freedMark: UInt { UInt(bitPattern: self) }
 
+    /// The word a free block of this page carries in its third 8 bytes once `swm_collect`
+    /// gave back the OS pages inside it (`Heap.purgeFreeBlocks`): the descriptor's address
+    /// plus one (odd, so no pointer to a block or a descriptor equals it).
+    var purgedMark: UInt { UInt(bitPattern: self) &+ 1 }
+
     /// True when `p` is the start of one of the page's first `capacity` blocks. Cost: a
     /// subtraction, a multiply, a rotate and a compare. With blockSize = 2^s · d (d odd)
     /// and offset = p − start, rotr(offset · d⁻¹, s) is offset / blockSize when blockSize
