@@ -13,7 +13,7 @@ let retentionCases = [
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "long_lived_among_short", "long_lived_among_short_sync",
-    "trim_sparse_survivors",
+    "trim_sparse_survivors", "trim_sparse_survivors_exited",
 ]
 
 /// Options each case runs with (the defaults unless named here).

@@ -551,36 +551,53 @@ static void realloc_chain_then_sleep(void) {
 
 /** malloc_trim gives back the OS pages inside free blocks of pages that keep live ones
  *  (an outside review: 256 MB of 32 KiB blocks, one in eight kept, stayed resident at 8×
- *  the live bytes through malloc_trim; glibc came to 1.13×). The blocks kept keep their
- *  bytes, and the freed ones come back usable, calloc's zeroed. */
-static void trim_sparse_survivors(void) {
-    enum { N = 2048, SIZE = 32 * 1024, KEEP = 8 };
-    static unsigned char *blocks[N];
-    for (int i = 0; i < N; i++) {
-        blocks[i] = malloc(SIZE);
-        CHECK(blocks[i] != NULL);
-        memset(blocks[i], (unsigned char)i, SIZE);
+ *  the live bytes through malloc_trim; glibc came to 1.13×), the calling thread's and
+ *  those of threads that exited. The blocks kept keep their bytes, and the freed ones
+ *  come back usable, calloc's zeroed. */
+enum { TS_N = 2048, TS_SIZE = 32 * 1024, TS_KEEP = 8 };
+static unsigned char *ts_blocks[TS_N];
+
+/** Allocates the blocks, written, and frees all but one in TS_KEEP. */
+static void *ts_fill(void *arg) {
+    for (int i = 0; i < TS_N; i++) {
+        ts_blocks[i] = malloc(TS_SIZE);
+        CHECK(ts_blocks[i] != NULL);
+        memset(ts_blocks[i], (unsigned char)i, TS_SIZE);
     }
-    for (int i = 0; i < N; i++) if (i % KEEP != 0) { free(blocks[i]); blocks[i] = NULL; }
+    for (int i = 0; i < TS_N; i++) if (i % TS_KEEP != 0) { free(ts_blocks[i]); ts_blocks[i] = NULL; }
+    return arg;
+}
+
+static void trim_sparse(int in_thread) {
+    if (in_thread) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, ts_fill, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+    } else {
+        ts_fill(NULL);
+    }
     double before = rss_mib();
     malloc_trim(0);
     double after = rss_mib();
     /* 56 MiB freed, 7/8 of it inside the blocks past their first OS page. */
-    CHECKF(after < before - 40, "malloc_trim with one 32 KiB block in %d kept: resident %.1f -> %.1f MiB", KEEP,
-           before, after);
-    for (int i = 0; i < N; i += KEEP)
-        for (int at = 0; at < SIZE; at += 512)
-            CHECKF(blocks[i][at] == (unsigned char)i, "kept block %d byte %d is %d", i, at, blocks[i][at]);
-    for (int i = 0; i < N; i++) {
-        if (i % KEEP == 0) continue;
-        blocks[i] = (i & 1) ? calloc(1, SIZE) : malloc(SIZE);
-        CHECK(blocks[i] != NULL);
+    CHECKF(after < before - 40, "malloc_trim with one 32 KiB block in %d kept%s: resident %.1f -> %.1f MiB", TS_KEEP,
+           in_thread ? " by an exited thread" : "", before, after);
+    for (int i = 0; i < TS_N; i += TS_KEEP)
+        for (int at = 0; at < TS_SIZE; at += 512)
+            CHECKF(ts_blocks[i][at] == (unsigned char)i, "kept block %d byte %d is %d", i, at, ts_blocks[i][at]);
+    for (int i = 0; i < TS_N; i++) {
+        if (i % TS_KEEP == 0) continue;
+        ts_blocks[i] = (i & 1) ? calloc(1, TS_SIZE) : malloc(TS_SIZE);
+        CHECK(ts_blocks[i] != NULL);
         if (i & 1)
-            for (int at = 0; at < SIZE; at += 64) CHECKF(blocks[i][at] == 0, "calloc'd block byte %d is %d", at, blocks[i][at]);
-        memset(blocks[i], 3, SIZE);
+            for (int at = 0; at < TS_SIZE; at += 64) CHECKF(ts_blocks[i][at] == 0, "calloc'd block byte %d is %d", at, ts_blocks[i][at]);
+        memset(ts_blocks[i], 3, TS_SIZE);
     }
-    for (int i = 0; i < N; i++) free(blocks[i]);
+    for (int i = 0; i < TS_N; i++) free(ts_blocks[i]);
 }
+
+static void trim_sparse_survivors(void) { trim_sparse(0); }
+static void trim_sparse_survivors_exited(void) { trim_sparse(1); }
 
 static void small_freed_then_sleep(void) {
     enum { N = 20 * 1024 };
@@ -885,6 +902,7 @@ static const struct test_case cases[] = {
     {"main_pthread_exit_reporter", main_pthread_exit}, {"main_exit_fork_child", main_exit_fork_child},
     {"long_lived_among_short", long_lived_among_short}, {"long_lived_among_short_sync", long_lived_among_short},
     {"trim_sparse_survivors", trim_sparse_survivors},
+    {"trim_sparse_survivors_exited", trim_sparse_survivors_exited},
 };
 
 int main(int argc, char **argv) {

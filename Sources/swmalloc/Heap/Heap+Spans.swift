@@ -213,43 +213,17 @@ extension Heap {
     }
 
     /// Gives back the OS pages that lie wholly inside the free blocks of this heap's class
-    /// pages (blocks of more than one OS page): a page that keeps one live block keeps
-    /// its other blocks, which `retire` cannot give back, and those of 8 KiB and more
-    /// cover whole OS pages (an outside review: 32 KiB blocks, one in eight kept, held 8×
-    /// the live bytes resident after `malloc_trim`, where glibc gives them back). A free
-    /// block keeps its first OS page (its first three words are its link, its freed mark
-    /// and the purged mark below); the rest reads zero when it is handed out again, which malloc allows and
-    /// calloc does not count on (it clears the usable size). Only the owner may do this:
-    /// its fast path hands out a block on `free` without a lock, and a purge after that
-    /// would lose the new owner's bytes. Span lock held. For `swm_collect`.
-    ///
-    /// A purged block is marked in its third word (`purgedMark`, in the first OS page,
-    /// which stays): a later trim skips it while it still carries the mark. A block handed
-    /// out and written since has that word overwritten unless the program wrote around it
-    /// (or wrote the mark itself): such a block only stays resident until it is freed and
-    /// written again, nothing is lost. Without the mark every trim made one `madvise` per
-    /// free block again (an outside review: 114,700 calls, 0.045–0.07 s per trim for
-    /// 131,072 blocks of 8 KiB, 7 in 8 free, against glibc's 0.012 s; 0.004 s now).
+    /// pages (`Page.purgeFreeBlocks`). Only the owner may do this: its fast path hands out
+    /// a block on `free` without a lock, and a purge after that would lose the new owner's
+    /// bytes. Span lock held. For `swm_collect`.
     func purgeFreeBlocks() {
-        let osPage = OS.pageSize
-        for c in 0..<SizeClass.count where SizeClass.blockSize(c) > osPage + 16 {
+        for c in 0..<SizeClass.count where SizeClass.blockSize(c) > Page.smallestPurgedBlock {
             var cursor = page(class: c)
             while cursor != Heap.emptyPage {
                 let page = cursor
                 cursor = page.pointee.next ?? Heap.emptyPage
                 page.collect()
-                let size = Int(page.pointee.blockSize)
-                let mark = page.purgedMark
-                var block = page.pointee.free
-                while let b = block {
-                    if b.load(fromByteOffset: 16, as: UInt.self) != mark {
-                        let start = (Int(bitPattern: b) &+ 24 &+ osPage &- 1) & ~(osPage &- 1)
-                        let end = (Int(bitPattern: b) &+ size) & ~(osPage &- 1)
-                        if end > start { OSMemory.purge(UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped, end &- start) }
-                        b.storeBytes(of: mark, toByteOffset: 16, as: UInt.self)
-                    }
-                    block = b.load(as: UnsafeMutableRawPointer?.self)
-                }
+                page.purgeFreeBlocks()
             }
         }
     }

@@ -277,7 +277,10 @@ enum Purger {
     ///
     /// Safe without an owner: under the abandoned list's lock no adopter can take these
     /// segments, their pages' `heap` is 0 so remote frees only push to `threadFree`
-    /// (collected by an atomic exchange), and nothing else touches their spans. The
+    /// (collected by an atomic exchange), and nothing else touches their spans or their
+    /// pages' free lists. With `delay` 0 (`swm_collect`, or a zero purge delay) the OS
+    /// pages inside the free blocks of pages that live blocks keep go back too
+    /// (`Page.purgeFreeBlocks`): exited threads' memory that no thread adopted. The
     /// purger's passes call it, and while no purger runs, owners' `Heap.tidy` (under
     /// their span lock, which comes before the abandoned list's in the lock order, as in
     /// `acquireSpan`).
@@ -291,7 +294,13 @@ enum Purger {
             cursor = seg.pointee.next
             seg.forEachPage { page in
                 page.collectThreadFree()
-                if page.pointee.used == 0 { seg.returnSpan(page, now: now, purgeNow: false) }
+                if page.pointee.used == 0 {
+                    seg.returnSpan(page, now: now, purgeNow: false)
+                } else if delay == 0 {
+                    // `swm_collect` (or a zero purge delay): the free blocks of a page kept
+                    // by live ones too; no one takes them while the lock is held.
+                    page.purgeFreeBlocks()
+                }
             }
             if seg.pointee.usedSlices == 0 {
                 // Retired under the lock (then the cache's): a `swm_collect` that takes
