@@ -14,7 +14,7 @@ let lifecycleCases = [
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
-    "release_window_lists", "release_window_churn",
+    "release_window_lists", "fork_during_release", "release_window_churn",
 ]
 
 /// The options some lifecycle cases need: the purger at work all the time.

@@ -78,6 +78,11 @@
  *                         (abandoned_segments stayed 1 after its blocks were freed).
  *                         The other thread's segment is abandoned after the page filled
  *                         (its owner would adopt it for the page's class otherwise).
+ *   fork_during_release   (debug library: its hook) a fork while a heap attached for one
+ *                         call of a key destructor (owner task 0) is being released, its
+ *                         span lock held: the child must let that heap go (its heaps count
+ *                         back to 1). It kept it in the registry, busy for good, and its
+ *                         purger, finding it busy, woke once per purge delay for ever.
  *   release_window_churn  the outside review's pattern as a stress: for 3 s, 32 threads at
  *                         a time whose first call frees a block an exited thread allocated,
  *                         and whose key destructor frees and allocates blocks over three
@@ -1046,6 +1051,64 @@ static void release_window_lists(void) {
     if (validate && validate() != 0) fail("the main thread's heap is invalid");
 }
 
+/* ---- fork_during_release ---- */
+
+static sem_t fdr_in_window;
+static __thread volatile int fdr_in_destructor;
+static pthread_key_t fdr_key;
+
+/** Holds the release of the destructor's one-call heap open while main forks. */
+static void fdr_hook(void *heap) {
+    (void)heap;
+    if (!fdr_in_destructor) return;
+    sem_post(&fdr_in_window);
+    struct timespec t = {0, 300000000};
+    nanosleep(&t, NULL);
+}
+
+/** Allocates after swmalloc's exit handler ran: served by a heap attached for the call. */
+static void fdr_destructor(void *value) {
+    (void)value;
+    fdr_in_destructor = 1;
+    free(malloc(64));
+    fdr_in_destructor = 0;
+}
+
+static void *fdr_thread(void *arg) {
+    free(malloc(100));
+    pthread_setspecific(fdr_key, (void *)1);
+    return arg;
+}
+
+static void fork_during_release(void) {
+    need_stats();
+    void (*set_hook)(void (*)(void *)) = (void (*)(void (*)(void *)))dlsym(RTLD_DEFAULT, "swm_debug_set_release_hook");
+    if (!set_hook) return;   /* the release library has no hook: nothing to hold open */
+    sem_init(&fdr_in_window, 0, 0);
+    if (pthread_key_create(&fdr_key, fdr_destructor) != 0) fail("pthread_key_create");
+    set_hook(fdr_hook);
+    pthread_t t;
+    if (pthread_create(&t, NULL, fdr_thread, NULL) != 0) fail("pthread_create");
+    sem_wait(&fdr_in_window);
+    pid_t child = fork();
+    if (child == 0) {
+        free(malloc(200000));   /* the first slow path lets go of the parent's other heaps */
+        swm_stats_t st;
+        if (stats_get(&st) != 0) _exit(2);
+        if (st.heaps != 1) {
+            fprintf(stderr, "lifecycle FAIL: the fork child has %zu heaps, 1 expected\n", st.heaps);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    if (child < 0) fail("fork");
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("the fork child kept the heap being released");
+    pthread_join(t, NULL);
+    set_hook(NULL);
+}
+
 /* ---- release_window_churn ---- */
 
 enum { RW_CAP = 2048, RW_THREADS = 32 };
@@ -1131,7 +1194,7 @@ static const char *const names[] = {
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
-    "release_window_lists", "release_window_churn",
+    "release_window_lists", "fork_during_release", "release_window_churn",
 };
 
 int main(int argc, char **argv) {
@@ -1158,6 +1221,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "vos_fork_under_limit")) vos_fork_under_limit();
     else if (!strcmp(argv[1], "join_after_big_frees")) join_after_big_frees();
     else if (!strcmp(argv[1], "release_window_lists")) release_window_lists();
+    else if (!strcmp(argv[1], "fork_during_release")) fork_during_release();
     else if (!strcmp(argv[1], "release_window_churn")) release_window_churn();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);

@@ -663,13 +663,23 @@ enum Process {
     /// `Heap.reclaimForkOrphans`.
     private static func markForkOrphans(except current: Heap) {
         var orphans = false
+        // This fork took every lock: the forking thread held none (it is in no span
+        // operation and reaps nothing under a lock), and no purger pass runs.
+        let tookLocks = swmshim_fork_held().pointee != 0
         var cursor = Globals.liveHeaps.pointee
         while let raw = cursor {
             let heap = Heap(raw)
             // A heap whose owner task is 0 and not parked is one `reapDeadOwners` was
             // giving up (or one attached for a single call): left alone, so that the
-            // reaper, if the child goes on with it, does not give it up twice.
-            let orphan = raw != current.raw && !heap.state.pointee.parked && heap.state.pointee.ownerTask != 0
+            // reaper, if the child goes on with it, does not give it up twice — unless
+            // its span lock is held while this fork took every lock: then a thread that
+            // is not copied held it (a release waiting for the registry lock that the
+            // fork held), and the heap would stay in the registry, busy for good (an
+            // outside review: the child's purger, finding it busy, woke once per purge
+            // delay for the child's whole life).
+            let ownerless = heap.state.pointee.ownerTask == 0
+            let orphan = raw != current.raw && !heap.state.pointee.parked
+                && (!ownerless || (tookLocks && heap.spanLock.isLocked))
             heap.state.pointee.forkOrphan = orphan
             orphans = orphans || orphan
             cursor = heap.state.pointee.nextLive

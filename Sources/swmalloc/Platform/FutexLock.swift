@@ -60,6 +60,10 @@ struct FutexLock {
     /// Puts the lock back to free: only in a fork child, where the holder no longer exists.
     func reset() { cell.pointee.store(0, ordering: .relaxed) }
 
+    /// Whether some thread holds the lock (a fork child's look at what its parent's
+    /// other threads held).
+    var isLocked: Bool { cell.pointee.load(ordering: .relaxed) != 0 }
+
     /// Acquires the lock for a fork (`Process.forkPrepare`) and records it in the fork's
     /// list (at most `SWM_FORK_LOCKS_MAX`).
     func lockForFork() {
