@@ -882,17 +882,19 @@ static void late_destructor(void *value) {
     }
 }
 
-static void *late_thread(void *arg) {
+/** A thread that allocates once (it gets a heap), then sets the key `arg` points at, so
+ *  that the key's destructor runs at its exit. */
+static void *keyed_thread(void *arg) {
     free(malloc(10));
-    pthread_setspecific(late_key, (void *)1);
-    return arg;
+    pthread_setspecific(*(pthread_key_t *)arg, (void *)1);
+    return NULL;
 }
 
 static void late_destructor_blocks(void) {
     need_stats();
     if (pthread_key_create(&late_key, late_destructor) != 0) fail("pthread_key_create");
     pthread_t t;
-    if (pthread_create(&t, NULL, late_thread, NULL) != 0) fail("pthread_create");
+    if (pthread_create(&t, NULL, keyed_thread, &late_key) != 0) fail("pthread_create");
     pthread_join(t, NULL);
     swm_stats_t st;
     if (stats_get(&st) != 0) fail("swm_stats_get");
@@ -1074,12 +1076,6 @@ static void fdr_destructor(void *value) {
     fdr_in_destructor = 0;
 }
 
-static void *fdr_thread(void *arg) {
-    free(malloc(100));
-    pthread_setspecific(fdr_key, (void *)1);
-    return arg;
-}
-
 static void fork_during_release(void) {
     need_stats();
     void (*set_hook)(void (*)(void *)) = (void (*)(void (*)(void *)))dlsym(RTLD_DEFAULT, "swm_debug_set_release_hook");
@@ -1088,7 +1084,7 @@ static void fork_during_release(void) {
     if (pthread_key_create(&fdr_key, fdr_destructor) != 0) fail("pthread_key_create");
     set_hook(fdr_hook);
     pthread_t t;
-    if (pthread_create(&t, NULL, fdr_thread, NULL) != 0) fail("pthread_create");
+    if (pthread_create(&t, NULL, keyed_thread, &fdr_key) != 0) fail("pthread_create");
     sem_wait(&fdr_in_window);
     pid_t child = fork();
     if (child == 0) {
