@@ -191,7 +191,7 @@ extension Heap {
         let now = OS.nowNanoseconds()
         if !force && now < state.pointee.nextPurge { return }
         if !force && !Purger.isRunning {
-            Purger.collectAbandoned(now: now, delay: Options.current.pointee.purgeDelayNanoseconds)
+            _ = Purger.collectAbandoned(now: now, delay: Options.current.pointee.purgeDelayNanoseconds)
         }
         purgeExpired(now: now, force: force)
     }
