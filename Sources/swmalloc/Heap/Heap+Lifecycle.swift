@@ -349,15 +349,18 @@ extension Heap {
     /// segments once 16 lay on top, and mapped a fresh segment on nearly every call with
     /// `background=0` (an outside review: 100,000 calls, 40,208 segments, 157 GB mapped).
     ///
-    /// The heap's lists are emptied first, all of them, so that nothing can reach what it
-    /// gave up through them. `release` once dropped the span lock before the heap left
-    /// the registry, and a purger pass that took the lock in between (`Purger.purgeHeaps`)
-    /// walked the full list as it was: it retired an abandoned page that other threads
-    /// had just emptied and filed its segment into this heap again — to the segment cache
-    /// while it was still on the abandoned list, so two heaps came to own it (an outside
-    /// review: live blocks freed as invalid pointers, their bytes overwritten by free-list
-    /// links, a page's descriptor zeroed while its heap allocated from it; 2–3 % of 5 s
-    /// runs of threads allocating in key destructors, with `purge_delay_ms=2`).
+    /// The heap's lists are emptied first, all of them: the record goes back to the pool
+    /// naming nothing it gave up. What keeps a purger pass off a heap being released is
+    /// `release` holding the span lock until the heap has left the registry; the emptied
+    /// lists are the second guard, for a record reached some other way (a fork child's
+    /// orphan, the debug validator). Before both, `release` dropped the span lock first,
+    /// and a pass that took it in between (`Purger.purgeHeaps`) walked the full list as it
+    /// was: it retired an abandoned page that other threads had just emptied and filed
+    /// its segment into this heap again — to the segment cache while it was still on the
+    /// abandoned list, so two heaps came to own it (an outside review: live blocks freed
+    /// as invalid pointers, their bytes overwritten by free-list links, a page's
+    /// descriptor zeroed while its heap allocated from it; 2–3 % of 5 s runs of threads
+    /// allocating in key destructors, with `purge_delay_ms=2`).
     private func releaseSegments(purgeNow: Bool, forkOrphan: Bool = false) -> Bool {
         let now = OS.nowNanoseconds()
         let available = state.pointee.segments

@@ -39,9 +39,10 @@ enum Huge {
             let block = seg.base + offset
             // Only the part that held the old block's bytes needs clearing: a part the
             // mapping grew by is fresh (zero, and not resident until touched). It is
-            // purged, not written: a zeroed table is often used sparsely, and writing
-            // zeros made all of it resident (an outside review: eight 64 MB tables
-            // touched once per MiB took 512 MB, against 2 MB for glibc and jemalloc).
+            // purged, written only where the kernel refuses that (`OSMemory.zero`): a
+            // zeroed table is often used sparsely, and writing zeros made all of it
+            // resident (an outside review: eight 64 MB tables touched once per MiB took
+            // 512 MB, against 2 MB for glibc and jemalloc).
             if zeroed && kept > offset { OSMemory.zero(block, kept - offset) }
             // The whole usable size: a cut mapping's block runs to its end, past `total`.
             adviseHugePages(seg, size: size, usable: seg.pointee.mappedSize - offset, zeroed: zeroed)
