@@ -13,14 +13,15 @@ let retentionCases = [
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "long_lived_among_short", "long_lived_among_short_sync",
-    "trim_sparse_survivors", "trim_sparse_survivors_exited",
+    "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",
 ]
 
 /// Options each case runs with (the defaults unless named here).
 let retentionOptions = ["purger_off": "background=0", "big_freed_then_sleep_sync": "background=0",
                         "remote_owner_sleeps_delay0": "purge_delay_ms=0", "huge_cache_refill": "purge_delay_ms=10000",
                         "main_pthread_exit_reporter": "stats_signal=10", "long_lived_among_short": "purge_delay_ms=0",
-                        "long_lived_among_short_sync": "background=0,purge_delay_ms=0"]
+                        "long_lived_among_short_sync": "background=0,purge_delay_ms=0",
+                        "thread_churn_resident_sync": "background=0"]
 
 /// Memory retention and the background purger. Serialized: the cases read the resident
 /// set size and the process's threads, and want the machine to themselves.

@@ -113,7 +113,12 @@
  *                       grew by 300 MiB a second of pages whose blocks other threads had
  *                       all freed, never collected (it adopted exited threads' segments
  *                       on every tidy pass and for every span, and looked only at the first
- *                       page of a list with a free block). */
+ *                       page of a list with a free block).
+ *   thread_churn_resident  300 threads one after another, each touching 31 size classes,
+ *                       in a process too small for a purger (and with background=0,
+ *                       thread_churn_resident_sync): swmalloc may give back at most 4 MiB
+ *                       meanwhile (each exit purged the 2 MiB the next thread faulted in
+ *                       again: 581 MiB). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -886,6 +891,40 @@ static void long_lived_among_short(void) {
     printf("most active: %zu MiB\n", most >> 20);
 }
 
+/** thread_churn_resident: threads started one after another, each touching 31 size
+ *  classes, in a process too small for a purger. What each one frees stays resident for
+ *  the next: before, every exit without a purger purged its pages at once, and each new
+ *  thread faulted the same 2 MiB in again (32 `madvise` calls a thread). */
+static void *churn_worker(void *arg) {
+    void *blocks[64];
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = malloc(16 + (size_t)i * 24);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 7, 16 + (size_t)i * 24);
+    }
+    for (int i = 0; i < 64; i++) free(blocks[i]);
+    return arg;
+}
+
+static void thread_churn_resident(void) {
+    enum { THREADS = 300 };
+    swm_stats_t before, after;
+    CHECK(stats_get(&before) == 0);
+    for (int i = 0; i < THREADS; i++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, churn_worker, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+    }
+    CHECK(stats_get(&after) == 0);
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(!found, "a purger started: the case tests the exits without one");
+    size_t returned = after.returned - before.returned;
+    printf("%d threads: %zu KiB given back\n", THREADS, returned >> 10);
+    CHECKF(returned <= (size_t)4 << 20, "%d short threads gave back %zu KiB: each exit purged what the next "
+           "thread faulted in again", THREADS, returned >> 10);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -903,6 +942,7 @@ static const struct test_case cases[] = {
     {"long_lived_among_short", long_lived_among_short}, {"long_lived_among_short_sync", long_lived_among_short},
     {"trim_sparse_survivors", trim_sparse_survivors},
     {"trim_sparse_survivors_exited", trim_sparse_survivors_exited},
+    {"thread_churn_resident", thread_churn_resident}, {"thread_churn_resident_sync", thread_churn_resident},
 };
 
 int main(int argc, char **argv) {

@@ -301,10 +301,19 @@ extension Heap {
     }
 
     /// Gives this heap's memory up (span lock held; released here): what is free returns
-    /// (purged now with `purgeNow`, or when no purger runs; else after the delay),
-    /// segments that still hold live blocks are abandoned, its counters go to the process
-    /// totals unless `counted` is false (a parked heap's went at its park), and the record
-    /// returns to the pool.
+    /// (purged now with `purgeNow`; else after the delay), segments that still hold live
+    /// blocks are abandoned, its counters go to the process totals unless `counted` is
+    /// false (a parked heap's went at its park), and the record returns to the pool.
+    ///
+    /// While no purger runs (not started yet, or `background=0`), what this thread leaves
+    /// is purged now once the process has `Purger.startWaiting` (4 MiB) waiting for a
+    /// purge already (`exitPurgesNow`); below that it stays resident for the threads that
+    /// come next, and the owners' `tidy` purges the segment cache after the delay. Before,
+    /// every exit without a purger purged at once: a program that starts short threads
+    /// one after another, each touching 31 size classes (64 blocks of 16 … 1,528 bytes),
+    /// made 32 `madvise` calls per thread and faulted the same 2 MiB in again in the next
+    /// one (20,000 such threads: 720,121 page faults, 195 now, glibc 94;
+    /// `thread_churn_resident` in Tests/programs/retention.c).
     ///
     /// The span lock is held until the heap is out of the registry: a purger pass finds
     /// heaps only there and takes a span lock only by trying it, so once the lock is
@@ -317,7 +326,7 @@ extension Heap {
     /// registry lock (the purger and a fork child's reclaim only try one; a fork takes
     /// none).
     private func release(purgeNow: Bool = false, counted: Bool = true) {
-        let purged = releaseSegments(purgeNow: purgeNow || !Purger.isRunning)
+        let purged = releaseSegments(purgeNow: purgeNow || Heap.exitPurgesNow)
         #if DEBUG
         runReleaseHook()
         #endif
@@ -334,6 +343,13 @@ extension Heap {
         raw.storeBytes(of: Globals.freeHeaps.pointee, as: UnsafeMutableRawPointer?.self)
         Globals.freeHeaps.pointee = raw
         Globals.heapsLock.unlock()
+    }
+
+    /// Whether a heap given up now purges what it frees at once (see `release`): no
+    /// purger runs and the memory waiting for a purge reached `Purger.startWaiting`, the
+    /// amount that no process keeps without a purger.
+    private static var exitPurgesNow: Bool {
+        !Purger.isRunning && Purger.waitingBytes() >= Purger.startWaiting
     }
 
     /// Gives up every segment (span lock held): empty pages go back, segments without

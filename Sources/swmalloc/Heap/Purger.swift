@@ -67,6 +67,18 @@ enum Purger {
         state == 0 && Counters.shared.pointee.mapped.load(ordering: .relaxed) >= startMapped
     }
 
+    /// Resident bytes in no block, which wait for their purge: mapped, less purged, less
+    /// pages and huge blocks in use, less the segments' headers (relaxed reads: an
+    /// estimate is enough).
+    static func waitingBytes() -> UInt {
+        let c = Counters.shared
+        let mapped = c.pointee.mapped.load(ordering: .relaxed)
+        let inUse = c.pointee.purgedNow.load(ordering: .relaxed) &+ c.pointee.activeBytes.load(ordering: .relaxed)
+            &+ c.pointee.hugeBytes.load(ordering: .relaxed)
+            &+ c.pointee.segments.load(ordering: .relaxed) &* UInt(Geometry.sliceSize)
+        return mapped > inUse ? mapped &- inUse : 0
+    }
+
     /// Times the purger woke up (its passes).
     static var wakeups: UInt { Counters.shared.pointee.purgerWakeups.load(ordering: .relaxed) }
 
@@ -127,15 +139,8 @@ enum Purger {
 
     @inline(never)
     private static func startSlow() {
-        let c = Counters.shared
-        let mapped = c.pointee.mapped.load(ordering: .relaxed)
-        // Resident bytes in no block: mapped, less purged, less pages and huge blocks in
-        // use, less the segments' headers (relaxed reads: an estimate is enough).
-        let inUse = c.pointee.purgedNow.load(ordering: .relaxed) &+ c.pointee.activeBytes.load(ordering: .relaxed)
-            &+ c.pointee.hugeBytes.load(ordering: .relaxed)
-            &+ c.pointee.segments.load(ordering: .relaxed) &* UInt(Geometry.sliceSize)
-        let waiting = mapped > inUse ? mapped &- inUse : 0
-        if waiting < startWaiting && mapped < startMapped { return }
+        let mapped = Counters.shared.pointee.mapped.load(ordering: .relaxed)
+        if waitingBytes() < startWaiting && mapped < startMapped { return }
         if !Process.mayStartThread() { return }
         if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
         if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { Globals.purgerState.store(2) }
