@@ -37,6 +37,20 @@ let vosAbortCases: [(mode: String, message: String)] = [
         #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
     }
 
+    /// vos_reads.c: statistics reads beside threads that allocate. A report blocked on a
+    /// full pipe holds no lock that a new thread's first VOS calls need, and live blocks
+    /// and bytes never wrap below zero while a producer and a consumer run (see the
+    /// program's header for the cases).
+    @Test(arguments: ["report_to_full_pipe", "counts_never_wrap"], Library.allCases)
+    func readsBesideAllocatingThreads(_ name: String, _ library: Library) throws {
+        try expectCaseList("vos_reads.c", linking: library, ["report_to_full_pipe", "counts_never_wrap"])
+        let program = try compileProgram("vos_reads.c", linking: library)
+        let result = try runChild(program, [name], timeLimit: 60)
+        #expect(result.succeeded, "vos_reads \(name) (\(library)): \(result)")
+        #expect(result.stdout.hasSuffix("ok \(name)\n"), "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+
     /// vos_accept_race.c (4 s, thp=system): VOS_Free with VOS_FREE_ACCEPT_MALLOC of plain
     /// 4 MiB-aligned blocks while another thread frees and allocates a huge block that
     /// often lies right below them: no abort. Before, VOS_Free claimed that huge block's

@@ -51,7 +51,10 @@ int main(void) {
             swm_vos_module_stats_t st;
             CHECK(swm_vos_module_stats(78, &st) == 0 && st.live_bytes == 100 && st.live_blocks == 1);
             int fd = open("/dev/null", O_WRONLY);
-            swm_vos_report(fd, i & 1);
+            /* JSON (every site, up to 60,000 of them) in one child of ten: the debug
+             * library takes 2 … 4 s to write it, and with a child in two writing it the
+             * program overran its time under a loaded test run. */
+            swm_vos_report(fd, i % 10 == 1);
             VOS_Free(p);
             _exit(0);
         }

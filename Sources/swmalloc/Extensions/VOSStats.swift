@@ -48,8 +48,8 @@ enum VOSStats {
             out.allocs &+= UInt(bitPattern: e[1])
             out.frees &+= UInt(bitPattern: e[2])
         }
-        out.liveBytes = bytes
-        out.liveBlocks = out.allocs &- out.frees
+        out.liveBytes = bytes > 0 ? bytes : 0
+        out.liveBlocks = liveBlocks(allocs: out.allocs, frees: out.frees)
         VOSModules.raisePeak(g, m, bytes)
         out.peakBytes = VOSModules.globalModule(g, m, 3).loadRelaxed()
         out.quotaBytes = VOSModules.globalModule(g, m, 4).loadRelaxed()
@@ -71,12 +71,32 @@ enum VOSStats {
         return moduleLocked(g, m)
     }
 
+    /// Live blocks from summed counters. The tables are summed one after another while
+    /// their threads go on counting, so a sum may hold a consumer's frees of blocks whose
+    /// allocation in a producer's table was read before it: the difference is then
+    /// negative, and reads as 0 (it wrapped to 1.8e19 blocks in the reports and in
+    /// `swm_vos_modules`: an outside review). Live bytes alike, where they are summed.
+    @inline(__always)
+    static func liveBlocks(allocs: UInt, frees: UInt) -> UInt {
+        allocs > frees ? allocs &- frees : 0
+    }
+
     /// Calls `body` with every module that has counts (quota refusals included) or a
-    /// quota, in increasing order, under `VOSModules.lock`.
+    /// quota, in increasing order. The rows are taken under `VOSModules.lock` into a
+    /// scratch mapping (no malloc; nothing is reported when the OS refuses it) and handed
+    /// to `body` after it: a report writing them to a pipe that nobody drains must not
+    /// hold the lock that allocating threads (at each 64 KiB publication), a thread's
+    /// first VOS call, a thread's exit and `fork` take (an outside review: a report to a
+    /// full pipe stalled every VOS thread, and deadlocked a program whose reader thread
+    /// used VOS).
     static func forEachModule(_ body: (VOSModuleSnapshot) -> Void) {
         guard let g = VOSModules.globalIfMapped else { return }
+        let bytes = VOSModules.roundUp(VOSModules.moduleCount * MemoryLayout<VOSModuleSnapshot>.stride)
+        guard let scratch = OS.map(bytes) else { return }
+        defer { OS.unmap(scratch, bytes) }
+        let rows = scratch.assumingMemoryBound(to: VOSModuleSnapshot.self)
+        var count = 0
         VOSModules.lock.lock()
-        defer { VOSModules.lock.unlock() }
         for w in 0..<VOSTable.moduleGroupWords {
             var bits = (g + VOSModules.globalModuleGroupsOffset + w * 8).load(as: UInt.self)
             VOSModules.forEachTable { t in bits |= t.moduleGroups(w).pointee }
@@ -86,11 +106,16 @@ enum VOSStats {
                 var m = first
                 while m < first + 64 && m < VOSModules.moduleCount {
                     let s = moduleLocked(g, m)
-                    if s.allocs != 0 || s.frees != 0 || s.quotaBytes != 0 || s.quotaRefused != 0 { body(s) }
+                    if s.allocs != 0 || s.frees != 0 || s.quotaBytes != 0 || s.quotaRefused != 0 {
+                        (rows + count).initialize(to: s)
+                        count += 1
+                    }
                     m += 1
                 }
             }
         }
+        VOSModules.lock.unlock()
+        for i in 0..<count { body(rows[i]) }
     }
 
     /// Calls `body` with every registered site that has allocations, the largest live
@@ -130,10 +155,10 @@ enum VOSStats {
             out.file = VOSSites.file(g, s)
             out.line = VOSSites.record(g, s, 1).loadRelaxed()
             out.module = VOSSites.record(g, s, 2).loadRelaxed()
-            out.liveBytes = sums[3 * s]
+            out.liveBytes = sums[3 * s] > 0 ? sums[3 * s] : 0
             out.allocs = UInt(bitPattern: sums[3 * s + 1])
             out.frees = UInt(bitPattern: sums[3 * s + 2])
-            out.liveBlocks = out.allocs &- out.frees
+            out.liveBlocks = liveBlocks(allocs: out.allocs, frees: out.frees)
             body(out)
         }
     }
