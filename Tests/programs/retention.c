@@ -118,7 +118,10 @@
  *                       in a process too small for a purger (and with background=0,
  *                       thread_churn_resident_sync): swmalloc may give back at most 4 MiB
  *                       meanwhile (each exit purged the 2 MiB the next thread faulted in
- *                       again: 581 MiB). */
+ *                       again: 581 MiB).
+ *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
+ *                       beside short-lived threads that fill a shared pool: swmalloc's
+ *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -925,6 +928,160 @@ static void thread_churn_resident(void) {
            "thread faulted in again", THREADS, returned >> 10);
 }
 
+/** rare_allocators_among_short: the pool the short-lived threads fill (a slot is taken by
+ *  setting `busy`), the flag that stops everyone, and the short-lived threads' count. */
+enum { RARE_HOLDERS = 80, RARE_HELD = 16, RARE_POOL = 2048, RARE_SPAWNERS = 3, RARE_TAKERS = 2 };
+static struct rare_slot {
+    atomic_int busy;
+    unsigned char *p;
+    size_t n;
+    uint64_t tag;
+} rare_pool[RARE_POOL];
+static atomic_int rare_stop;
+static atomic_long rare_threads;
+
+static uint64_t rare_next(uint64_t *seed) {
+    uint64_t x = *seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *seed = x;
+}
+
+static uint64_t rare_mix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/** A size as the outside review drew them: mostly small, some up to 200 KB, a few huge. */
+static size_t rare_size(uint64_t *seed) {
+    unsigned k = (unsigned)(rare_next(seed) % 100);
+    if (k < 85) return 1 + rare_next(seed) % 2000;
+    if (k < 98) return 2000 + rare_next(seed) % 200000;
+    return 2100000 + rare_next(seed) % 1000000;
+}
+
+/** Fills (or, with `check`, verifies) the pattern of a block: every byte up to 64 KiB, the
+ *  first and last 4 KiB and every 4,072nd byte beyond. */
+static void rare_pattern(unsigned char *p, size_t n, uint64_t tag, int check) {
+    for (size_t i = 0; i < n; i = (n > 65536 && i >= 4096 && i + 4096 < n) ? i + 4072 : i + 1) {
+        unsigned char want = (unsigned char)rare_mix(tag + i);
+        if (check) CHECKF(p[i] == want, "block %p of %zu bytes: byte %zu changed", (void *)p, n, i);
+        else p[i] = want;
+    }
+}
+
+/** Takes a random free slot: checks its block; without `put`, reallocates it in place
+ *  half of the time and frees it otherwise; with `put`, frees it and puts a new one. */
+static void rare_use_slot(uint64_t *seed, int put) {
+    struct rare_slot *s = &rare_pool[rare_next(seed) % RARE_POOL];
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&s->busy, &idle, 1)) return;
+    if (s->p) {
+        rare_pattern(s->p, s->n, s->tag, 1);
+        if (!put && rare_next(seed) & 1) {
+            size_t n = rare_size(seed);
+            CHECK((s->p = realloc(s->p, n)) != NULL);
+            s->n = n;
+            s->tag = rare_next(seed);
+            rare_pattern(s->p, n, s->tag, 0);
+            atomic_store(&s->busy, 0);
+            return;
+        }
+        free(s->p);
+        s->p = NULL;
+    }
+    if (put) {
+        s->n = rare_size(seed);
+        CHECK((s->p = malloc(s->n)) != NULL);
+        s->tag = rare_next(seed);
+        rare_pattern(s->p, s->n, s->tag, 0);
+    }
+    atomic_store(&s->busy, 0);
+}
+
+/** Holds 16 blocks, checks them every 20 ms and replaces one: a page now and then. */
+static void *rare_holder(void *arg) {
+    uint64_t seed = (uint64_t)(uintptr_t)arg * 977 + 1;
+    unsigned char *mine[RARE_HELD];
+    size_t sizes[RARE_HELD];
+    for (int i = 0; i < RARE_HELD; i++) {
+        sizes[i] = rare_size(&seed);
+        CHECK((mine[i] = malloc(sizes[i])) != NULL);
+        rare_pattern(mine[i], sizes[i], (uintptr_t)mine[i], 0);
+    }
+    while (!atomic_load(&rare_stop)) {
+        sleep_ms(20);
+        for (int i = 0; i < RARE_HELD; i++) rare_pattern(mine[i], sizes[i], (uintptr_t)mine[i], 1);
+        int k = (int)(rare_next(&seed) % RARE_HELD);
+        free(mine[k]);
+        sizes[k] = rare_size(&seed);
+        CHECK((mine[k] = malloc(sizes[k])) != NULL);
+        rare_pattern(mine[k], sizes[k], (uintptr_t)mine[k], 0);
+    }
+    for (int i = 0; i < RARE_HELD; i++) free(mine[i]);
+    return NULL;
+}
+
+/** A short-lived thread: puts 30 blocks into random pool slots. */
+static void *rare_short(void *arg) {
+    uint64_t seed = rare_mix((uint64_t)(uintptr_t)arg) | 1;
+    for (int i = 0; i < 30; i++) rare_use_slot(&seed, 1);
+    atomic_fetch_add(&rare_threads, 1);
+    return NULL;
+}
+
+static void *rare_spawner(void *arg) {
+    for (uintptr_t id = (uintptr_t)arg; !atomic_load(&rare_stop); id += RARE_SPAWNERS) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, rare_short, (void *)id) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+    }
+    return NULL;
+}
+
+static void *rare_taker(void *arg) {
+    uint64_t seed = (uint64_t)(uintptr_t)arg;
+    while (!atomic_load(&rare_stop)) rare_use_slot(&seed, 0);
+    return NULL;
+}
+
+/** 80 threads that allocate a block every 20 ms beside three streams of short-lived
+ *  threads that fill a pool of 2,048 blocks and two threads that reallocate or free them
+ *  (live memory about 100 MB; every block checked): swmalloc's mapped memory must stay
+ *  under 4 GiB, the review's `ulimit -v`, for 4 s (about 3.2 GiB now, glibc's whole
+ *  address space about 1.1 GiB; 6.4 GiB and growing before). Before, the rare allocators adopted other threads' segments and
+ *  took cached ones for nearly every page, kept each with a page or a block, and mapping
+ *  grew without bound (the outside review: 13 GB after 54 s, ENOMEM under ulimit -v 4G). */
+static void rare_allocators_among_short(void) {
+    pthread_t holders[RARE_HOLDERS], spawners[RARE_SPAWNERS], takers[RARE_TAKERS];
+    pthread_attr_t attr;
+    CHECK(pthread_attr_init(&attr) == 0);
+    CHECK(pthread_attr_setstacksize(&attr, 65536) == 0);
+    for (int i = 0; i < RARE_HOLDERS; i++)
+        CHECK(pthread_create(&holders[i], &attr, rare_holder, (void *)(uintptr_t)(i + 1)) == 0);
+    for (int i = 0; i < RARE_SPAWNERS; i++)
+        CHECK(pthread_create(&spawners[i], NULL, rare_spawner, (void *)(uintptr_t)(i + 1)) == 0);
+    for (int i = 0; i < RARE_TAKERS; i++)
+        CHECK(pthread_create(&takers[i], NULL, rare_taker, (void *)(uintptr_t)(i + 500)) == 0);
+    double most = 0;
+    for (int tick = 0; tick < 8; tick++) {
+        sleep_ms(500);
+        double mapped = mapped_mib();
+        if (mapped > most) most = mapped;
+    }
+    atomic_store(&rare_stop, 1);
+    for (int i = 0; i < RARE_HOLDERS; i++) CHECK(pthread_join(holders[i], NULL) == 0);
+    for (int i = 0; i < RARE_SPAWNERS; i++) CHECK(pthread_join(spawners[i], NULL) == 0);
+    for (int i = 0; i < RARE_TAKERS; i++) CHECK(pthread_join(takers[i], NULL) == 0);
+    for (int i = 0; i < RARE_POOL; i++) free(rare_pool[i].p);
+    printf("%ld short-lived threads; most mapped: %.0f MiB\n", atomic_load(&rare_threads), most);
+    CHECKF(most <= 4096, "%.0f MiB mapped for about 100 MB live", most);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -943,6 +1100,7 @@ static const struct test_case cases[] = {
     {"trim_sparse_survivors", trim_sparse_survivors},
     {"trim_sparse_survivors_exited", trim_sparse_survivors_exited},
     {"thread_churn_resident", thread_churn_resident}, {"thread_churn_resident_sync", thread_churn_resident},
+    {"rare_allocators_among_short", rare_allocators_among_short},
 };
 
 int main(int argc, char **argv) {

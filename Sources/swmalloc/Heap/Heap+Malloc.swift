@@ -174,10 +174,11 @@ extension Heap {
     }
 
     /// Adopts abandoned segments (at most `Heap.adoptLimit`) until one brings a page of
-    /// class `c` with a free or never-used block; true when one did.
+    /// class `c` with a free or never-used block; true when one did. Not while the heap
+    /// has room of its own (`hasRoom`, see `acquireSpan`).
     func adoptForClass(_ c: Int) -> Bool {
         var adopted = 0
-        while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil {
+        while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil && !hasRoom() {
             adopted += 1
             _ = reclaimAbandoned()
             let head = page(class: c)

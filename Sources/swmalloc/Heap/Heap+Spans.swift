@@ -18,6 +18,14 @@ extension Heap {
     /// segment, a new one. A fork child that freed its parent's other threads' blocks and
     /// allocated as much again touched 15 MiB of fresh slices while as much freed memory
     /// sat resident.
+    ///
+    /// Resident memory of other heaps (abandoned segments, cached ones) comes before its
+    /// own purged or fresh slices only while this heap has little room of its own
+    /// (`hasRoom`): a thread that allocates a page now and then beside a stream of
+    /// short-lived threads otherwise adopted or took a new segment for nearly every page,
+    /// pinned each with a page or a block it kept, and went on growing (an outside
+    /// review: 80 such threads, 13 GB mapped after 54 s for 150 MB live, still growing,
+    /// and ENOMEM under `ulimit -v 4G`; 3.1 GB now, flat, with 4 segments of room).
     func acquireSpan(_ count: Int, alignment: Int = 1) -> UnsafeMutablePointer<Page>? {
         for attempt in 0..<2 {
             if let span = takeOwnSpan(count, alignment: alignment, residentOnly: true) { return span }
@@ -25,13 +33,16 @@ extension Heap {
         }
         // Adopt abandoned segments before touching fresh memory: blocks other threads
         // freed into them come back, so memory moves from exited threads to live ones.
+        // The walk of the own segments (`hasRoom`) is made only when there is something
+        // to adopt or a cached segment to take.
+        let roomy = (Globals.abandonedHead.pointee != nil || Globals.segmentCacheHead.pointee != nil) && hasRoom()
         var adopted = 0
-        while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil {
+        while !roomy && adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil {
             adopted += 1
             if let seg = reclaimAbandoned(),
                let span = takeSpan(count, alignment: alignment, from: seg, residentOnly: true) { return span }
         }
-        if alignment == 1, let seg = UnsafeMutablePointer<Segment>.takeCachedResident(heap: raw, count: count) {
+        if !roomy && alignment == 1, let seg = UnsafeMutablePointer<Segment>.takeCachedResident(heap: raw, count: count) {
             linkSegment(seg)
             if let span = takeSpan(count, alignment: 1, from: seg, residentOnly: true) { return span }
         }
@@ -52,6 +63,27 @@ extension Heap {
         }
         return nil
     }
+
+    /// Whether this heap's own segments have `roomySlices` free slices or more
+    /// (resident or not): then it takes no other heap's memory (abandoned segments,
+    /// cached resident ones) before its own.
+    func hasRoom() -> Bool {
+        var free = 0
+        var cursor = state.pointee.segments
+        while let seg = cursor {
+            free += Geometry.usableSlices - seg.pointee.usedSlices
+            if free >= Heap.roomySlices { return true }
+            cursor = seg.pointee.next
+        }
+        return false
+    }
+
+    /// Four segments' worth. Two kept the reviewers' program at 2.4 GB, but a fork child
+    /// that frees its parent's threads' blocks and allocates as much again then used its
+    /// own fresh slices instead of their resident memory: it grew by 9.5 MiB, 1.6 with
+    /// four, 0.8 with eight (which let the reviewers' program map 4.4 GB) or none
+    /// (`retention-fork`).
+    static let roomySlices = 4 * Geometry.usableSlices
 
     /// Most abandoned segments one span request adopts before it maps memory.
     static let adoptLimit = 16
