@@ -480,6 +480,7 @@ extension Heap {
                     heap.spanLock.unlock()
                 }
             }
+            Globals.forkReuseUntil.pointee = OS.nowNanoseconds() &+ Options.current.pointee.purgeDelayNanoseconds
         }
         Globals.heapsLock.unlock()
         Purger.announce()

@@ -66,8 +66,15 @@ extension Heap {
 
     /// Whether this heap's own segments have `roomySlices` free slices or more
     /// (resident or not): then it takes no other heap's memory (abandoned segments,
-    /// cached resident ones) before its own.
+    /// cached resident ones) before its own. Never in a fork child for a purge delay after
+    /// it let go of the threads that were not copied (`forkReuseUntil`): it frees their
+    /// blocks and allocates again, and reuses their memory while it is resident (with the
+    /// bound alone, `fork_child_reuse`'s child grew by 3.6 MiB instead of 0.7).
     func hasRoom() -> Bool {
+        if _slowPath(Globals.forkReuseUntil.pointee != 0) {
+            if OS.nowNanoseconds() < Globals.forkReuseUntil.pointee { return false }
+            Globals.forkReuseUntil.pointee = 0
+        }
         var free = 0
         var cursor = state.pointee.segments
         while let seg = cursor {
@@ -78,11 +85,8 @@ extension Heap {
         return false
     }
 
-    /// Four segments' worth. Two kept the reviewers' program at 2.4 GB, but a fork child
-    /// that frees its parent's threads' blocks and allocates as much again then used its
-    /// own fresh slices instead of their resident memory: it grew by 9.5 MiB, 1.6 with
-    /// four, 0.8 with eight (which let the reviewers' program map 4.4 GB) or none
-    /// (`retention-fork`).
+    /// Four segments' worth: two kept the reviewers' program at 2.4 GB, four at 3.2 GB,
+    /// eight at 4.4 GB.
     static let roomySlices = 4 * Geometry.usableSlices
 
     /// Most abandoned segments one span request adopts before it maps memory.

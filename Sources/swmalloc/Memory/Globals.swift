@@ -115,6 +115,10 @@ enum Globals {
     static var releaseHook: UnsafeMutablePointer<UnsafeRawPointer?> {
         (base + 1560).assumingMemoryBound(to: UnsafeRawPointer?.self)
     }
+    /// In a fork child: until when (`OS.nowNanoseconds`; 0: no longer) heaps take the
+    /// memory the threads that were not copied left before their own room
+    /// (`Heap.hasRoom`): a purge delay from the release of those threads' heaps.
+    static var forkReuseUntil: UnsafeMutablePointer<UInt64> { (base + 1568).assumingMemoryBound(to: UInt64.self) }
     /// Process-wide counters.
     static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
     static let countersBytes = 1024
