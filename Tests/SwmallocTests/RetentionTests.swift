@@ -14,7 +14,7 @@ let retentionCases = [
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "long_lived_among_short", "long_lived_among_short_sync",
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",
-    "rare_allocators_among_short",
+    "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
 ]
 
 /// Options each case runs with (the defaults unless named here).
@@ -22,7 +22,7 @@ let retentionOptions = ["purger_off": "background=0", "big_freed_then_sleep_sync
                         "remote_owner_sleeps_delay0": "purge_delay_ms=0", "huge_cache_refill": "purge_delay_ms=10000",
                         "main_pthread_exit_reporter": "stats_signal=10", "long_lived_among_short": "purge_delay_ms=0",
                         "long_lived_among_short_sync": "background=0,purge_delay_ms=0",
-                        "thread_churn_resident_sync": "background=0"]
+                        "thread_churn_resident_sync": "background=0", "exit_after_remote_frees_sync": "background=0"]
 
 /// Memory retention and the background purger. Serialized: the cases read the resident
 /// set size and the process's threads, and want the machine to themselves.

@@ -120,6 +120,9 @@
  *                       thread_churn_resident_sync): swmalloc may give back at most 4 MiB
  *                       meanwhile (each exit purged the 2 MiB the next thread faulted in
  *                       again: 581 MiB).
+ *   exit_after_remote_frees  a thread's 20 MiB of blocks, all freed by the main thread,
+ *                       must not stay resident after its exit in a process too small for a
+ *                       purger (and with background=0, exit_after_remote_frees_sync).
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -929,6 +932,44 @@ static void thread_churn_resident(void) {
            "thread faulted in again", THREADS, returned >> 10);
 }
 
+/** exit_after_remote_frees: a thread allocates 20 MiB of 256-byte blocks and hands them
+ *  to the main thread, which frees them all (into the producer's pages) while the
+ *  producer waits; the producer then exits, in a process too small for a purger (and
+ *  with background=0, exit_after_remote_frees_sync). What its exit leaves must not stay
+ *  resident: before, its exit counted only the memory the process's counters showed
+ *  waiting, not its own pages that the frees had emptied, and kept all 20 MiB. */
+enum { HANDOFF_BLOCKS = 20 * 4096 };
+static void *handoff[HANDOFF_BLOCKS];
+static pthread_barrier_t handoff_barrier;
+
+static void *handoff_producer(void *arg) {
+    for (int i = 0; i < HANDOFF_BLOCKS; i++) {
+        CHECK((handoff[i] = malloc(256)) != NULL);
+        memset(handoff[i], 6, 256);
+    }
+    pthread_barrier_wait(&handoff_barrier);   /* the main thread frees them */
+    pthread_barrier_wait(&handoff_barrier);
+    return arg;
+}
+
+static void exit_after_remote_frees(void) {
+    pthread_t t;
+    CHECK(pthread_barrier_init(&handoff_barrier, NULL, 2) == 0);
+    CHECK(pthread_create(&t, NULL, handoff_producer, NULL) == 0);
+    pthread_barrier_wait(&handoff_barrier);
+    for (int i = 0; i < HANDOFF_BLOCKS; i++) free(handoff[i]);
+    pthread_barrier_wait(&handoff_barrier);
+    CHECK(pthread_join(t, NULL) == 0);
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(!found, "a purger started: the case tests an exit without one");
+    swm_stats_t st;
+    CHECK(stats_get(&st) == 0);
+    printf("resident %.1f MiB, mapped %.1f MiB\n", st.resident / 1048576.0, st.mapped / 1048576.0);
+    CHECKF(st.resident <= (size_t)8 << 20, "%.1f MiB stayed resident after the producer's exit",
+           st.resident / 1048576.0);
+}
+
 /** rare_allocators_among_short: the pool the short-lived threads fill (a slot is taken by
  *  setting `busy`), the flag that stops everyone, and the short-lived threads' count. */
 enum { RARE_HOLDERS = 80, RARE_HELD = 16, RARE_POOL = 2048, RARE_SPAWNERS = 3, RARE_TAKERS = 2 };
@@ -1102,6 +1143,7 @@ static const struct test_case cases[] = {
     {"trim_sparse_survivors_exited", trim_sparse_survivors_exited},
     {"thread_churn_resident", thread_churn_resident}, {"thread_churn_resident_sync", thread_churn_resident},
     {"rare_allocators_among_short", rare_allocators_among_short},
+    {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
 };
 
 int main(int argc, char **argv) {

@@ -83,20 +83,58 @@ enum VOSStats {
 
     /// Calls `body` with every module that has counts (quota refusals included) or a
     /// quota, in increasing order. The rows are taken under `VOSModules.lock` into a
-    /// scratch mapping (no malloc; nothing is reported when the OS refuses it) and handed
-    /// to `body` after it: a report writing them to a pipe that nobody drains must not
-    /// hold the lock that allocating threads (at each 64 KiB publication), a thread's
-    /// first VOS call, a thread's exit and `fork` take (an outside review: a report to a
-    /// full pipe stalled every VOS thread, and deadlocked a program whose reader thread
-    /// used VOS).
+    /// scratch mapping sized for the module groups in use (no malloc) and handed to `body`
+    /// after it: a report writing them to a pipe that nobody drains must not hold the lock
+    /// that allocating threads (at each 64 KiB publication), a thread's first VOS call, a
+    /// thread's exit and `fork` take (an outside review: a report to a full pipe stalled
+    /// every VOS thread, and deadlocked a program whose reader thread used VOS). When the
+    /// OS refuses the mapping (out of memory, when a report is wanted most), `body` runs
+    /// under the lock instead, as it did before.
     static func forEachModule(_ body: (VOSModuleSnapshot) -> Void) {
         guard let g = VOSModules.globalIfMapped else { return }
-        let bytes = VOSModules.roundUp(VOSModules.moduleCount * MemoryLayout<VOSModuleSnapshot>.stride)
-        guard let scratch = OS.map(bytes) else { return }
-        defer { OS.unmap(scratch, bytes) }
-        let rows = scratch.assumingMemoryBound(to: VOSModuleSnapshot.self)
-        var count = 0
-        VOSModules.lock.lock()
+        while true {
+            VOSModules.lock.lock()
+            let capacity = groupRowsLocked(g)
+            VOSModules.lock.unlock()
+            let bytes = VOSModules.roundUp(max(capacity, 1) * MemoryLayout<VOSModuleSnapshot>.stride)
+            guard let scratch = OS.map(bytes) else {
+                VOSModules.lock.lock()
+                _ = visitModulesLocked(g) { s in body(s); return true }
+                VOSModules.lock.unlock()
+                return
+            }
+            let rows = scratch.assumingMemoryBound(to: VOSModuleSnapshot.self)
+            var count = 0
+            VOSModules.lock.lock()
+            // Groups touched since the count need a bigger scratch: count again.
+            let complete = visitModulesLocked(g) { s in
+                if count == capacity { return false }
+                (rows + count).initialize(to: s)
+                count += 1
+                return true
+            }
+            VOSModules.lock.unlock()
+            if complete { for i in 0..<count { body(rows[i]) } }
+            OS.unmap(scratch, bytes)
+            if complete { return }
+        }
+    }
+
+    /// Rows the module groups in use may hold (64 a group); `VOSModules.lock` held.
+    private static func groupRowsLocked(_ g: UnsafeMutableRawPointer) -> Int {
+        var groups = 0
+        for w in 0..<VOSTable.moduleGroupWords {
+            var bits = (g + VOSModules.globalModuleGroupsOffset + w * 8).load(as: UInt.self)
+            VOSModules.forEachTable { t in bits |= t.moduleGroups(w).pointee }
+            groups += bits.nonzeroBitCount
+        }
+        return groups * 64
+    }
+
+    /// Calls `visit` with every module that has counts or a quota, in increasing order,
+    /// until it returns false; returns whether it saw them all. `VOSModules.lock` held.
+    private static func visitModulesLocked(_ g: UnsafeMutableRawPointer,
+                                           _ visit: (VOSModuleSnapshot) -> Bool) -> Bool {
         for w in 0..<VOSTable.moduleGroupWords {
             var bits = (g + VOSModules.globalModuleGroupsOffset + w * 8).load(as: UInt.self)
             VOSModules.forEachTable { t in bits |= t.moduleGroups(w).pointee }
@@ -107,15 +145,13 @@ enum VOSStats {
                 while m < first + 64 && m < VOSModules.moduleCount {
                     let s = moduleLocked(g, m)
                     if s.allocs != 0 || s.frees != 0 || s.quotaBytes != 0 || s.quotaRefused != 0 {
-                        (rows + count).initialize(to: s)
-                        count += 1
+                        if !visit(s) { return false }
                     }
                     m += 1
                 }
             }
         }
-        VOSModules.lock.unlock()
-        for i in 0..<count { body(rows[i]) }
+        return true
     }
 
     /// Calls `body` with every registered site that has allocations, the largest live

@@ -306,9 +306,11 @@ extension Heap {
     /// false (a parked heap's went at its park), and the record returns to the pool.
     ///
     /// While no purger runs (not started yet, or `background=0`), what this thread leaves
-    /// is purged now once the process has `Purger.startWaiting` (4 MiB) waiting for a
-    /// purge already (`exitPurgesNow`); below that it stays resident for the threads that
-    /// come next, and the owners' `tidy` purges the segment cache after the delay. Before,
+    /// is purged now once it and what the process has waiting for a purge already reach
+    /// `Purger.startWaiting` (4 MiB; `exitPurgesNow`); below that it stays resident for
+    /// the threads that come next, and the owners' `tidy` purges the segment cache after
+    /// the delay. (Threads that exit at the same moment each count before the others gave
+    /// up theirs: the bound may be passed by what they leave.) Before,
     /// every exit without a purger purged at once: a program that starts short threads
     /// one after another, each touching 31 size classes (64 blocks of 16 … 1,528 bytes),
     /// made 32 `madvise` calls per thread and faulted the same 2 MiB in again in the next
@@ -326,7 +328,7 @@ extension Heap {
     /// registry lock (the purger and a fork child's reclaim only try one; a fork takes
     /// none).
     private func release(purgeNow: Bool = false, counted: Bool = true) {
-        let purged = releaseSegments(purgeNow: purgeNow || Heap.exitPurgesNow)
+        let purged = releaseSegments(purgeNow: purgeNow || exitPurgesNow())
         #if DEBUG
         runReleaseHook()
         #endif
@@ -345,11 +347,27 @@ extension Heap {
         Globals.heapsLock.unlock()
     }
 
-    /// Whether a heap given up now purges what it frees at once (see `release`): no
-    /// purger runs and the memory waiting for a purge reached `Purger.startWaiting`, the
-    /// amount that no process keeps without a purger.
-    private static var exitPurgesNow: Bool {
-        !Purger.isRunning && Purger.waitingBytes() >= Purger.startWaiting
+    /// Whether this heap, given up now, purges what it frees at once (see `release`): no
+    /// purger runs and the memory waiting for a purge, with this heap's pages that hold no
+    /// block once other threads' frees are collected, reaches `Purger.startWaiting`, the
+    /// amount that no process keeps without a purger. Those pages still count as in use
+    /// in the process's counters; they come free only in `releaseSegments`, and counting
+    /// the counters alone left a thread's 200 MiB that another thread had freed into its
+    /// pages resident for good (an outside review of this rule). Span lock held.
+    private func exitPurgesNow() -> Bool {
+        if Purger.isRunning { return false }
+        var freeing = Purger.waitingBytes()
+        for pass in 0..<2 {
+            var seg = pass == 0 ? state.pointee.fullSegments : state.pointee.segments
+            while let s = seg, freeing < Purger.startWaiting {
+                seg = s.pointee.next
+                s.forEachPage { page in
+                    page.collect()
+                    if page.pointee.used == 0 { freeing &+= UInt(page.pointee.sliceCount << Geometry.sliceShift) }
+                }
+            }
+        }
+        return freeing >= Purger.startWaiting
     }
 
     /// Gives up every segment (span lock held): empty pages go back, segments without
@@ -480,7 +498,7 @@ extension Heap {
                     heap.spanLock.unlock()
                 }
             }
-            Globals.forkReuseUntil.pointee = OS.nowNanoseconds() &+ Options.current.pointee.purgeDelayNanoseconds
+            if Purger.willRun { Globals.forkReuseUntil.pointee = OS.nowNanoseconds() &+ Heap.forkReuseWindow }
         }
         Globals.heapsLock.unlock()
         Purger.announce()

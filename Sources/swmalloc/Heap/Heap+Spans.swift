@@ -66,10 +66,11 @@ extension Heap {
 
     /// Whether this heap's own segments have `roomySlices` free slices or more
     /// (resident or not): then it takes no other heap's memory (abandoned segments,
-    /// cached resident ones) before its own. Never in a fork child for a purge delay after
-    /// it let go of the threads that were not copied (`forkReuseUntil`): it frees their
-    /// blocks and allocates again, and reuses their memory while it is resident (with the
-    /// bound alone, `fork_child_reuse`'s child grew by 3.6 MiB instead of 0.7).
+    /// cached resident ones) before its own. Never in a fork child for `forkReuseWindow`
+    /// after it let go of the threads that were not copied, their memory left resident
+    /// (`forkReuseUntil`): it frees their blocks and allocates again, and reuses that
+    /// memory (with the bound alone, `fork_child_reuse`'s child grew by 3.6 MiB instead
+    /// of 0.7).
     func hasRoom() -> Bool {
         if _slowPath(Globals.forkReuseUntil.pointee != 0) {
             if OS.nowNanoseconds() < Globals.forkReuseUntil.pointee { return false }
@@ -84,6 +85,12 @@ extension Heap {
         }
         return false
     }
+
+    /// How long a fork child prefers the memory of the threads that were not copied (see
+    /// `hasRoom`): 250 ms, not the purge delay, which may be minutes. The room test is
+    /// off for every heap meanwhile; an outside review's child, with a 5 s delay, mapped
+    /// 6.2 GB in `rare_allocators_among_short` instead of 3.2 while it was.
+    static let forkReuseWindow: UInt64 = 250_000_000
 
     /// Four segments' worth: two kept the reviewers' program at 2.4 GB, four at 3.2 GB,
     /// eight at 4.4 GB.

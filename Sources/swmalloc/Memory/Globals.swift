@@ -117,7 +117,7 @@ enum Globals {
     }
     /// In a fork child: until when (`OS.nowNanoseconds`; 0: no longer) heaps take the
     /// memory the threads that were not copied left before their own room
-    /// (`Heap.hasRoom`): a purge delay from the release of those threads' heaps.
+    /// (`Heap.hasRoom`): `Heap.forkReuseWindow` from the release of those threads' heaps.
     static var forkReuseUntil: UnsafeMutablePointer<UInt64> { (base + 1568).assumingMemoryBound(to: UInt64.self) }
     /// Process-wide counters.
     static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
