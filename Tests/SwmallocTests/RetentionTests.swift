@@ -14,7 +14,7 @@ let retentionCases = [
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "long_lived_among_short", "long_lived_among_short_sync",
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",
-    "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
+    "thread_churn_wide_classes", "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
 ]
 
 /// Options each case runs with (the defaults unless named here).

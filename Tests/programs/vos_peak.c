@@ -37,8 +37,11 @@ static void *churn(void *arg) {
 }
 
 /** A child's thread: 60,000 bytes of module 7, held until the process exits. */
+static atomic_int holding;
+
 static void *hold(void *arg) {
     CHECK(VOS_MallocModule(60000, 7) != NULL);
+    atomic_fetch_add(&holding, 1);
     pause();
     return arg;
 }
@@ -63,8 +66,10 @@ static int fork_children(int children) {
         CHECK(pid >= 0);
         if (pid == 0) {
             pthread_t h[4];
+            atomic_store(&holding, 0);
             for (int k = 0; k < 4; k++) CHECK(pthread_create(&h[k], NULL, hold, NULL) == 0);
-            usleep(20000);
+            /* All four blocks held (a fixed 20 ms sleep saw two of them under a loaded run). */
+            while (atomic_load(&holding) < 4) usleep(1000);
             swm_vos_module_stats_t st;
             for (int r = 0; r < 100; r++) CHECK(swm_vos_module_stats(7, &st) == 0);
             CHECKF(st.peak_bytes >= 170000, "child %d: peak %zu, live %ld after quiet reads", i, st.peak_bytes, st.live_bytes);

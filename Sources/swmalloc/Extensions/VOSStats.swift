@@ -82,66 +82,51 @@ enum VOSStats {
     }
 
     /// Calls `body` with every module that has counts (quota refusals included) or a
-    /// quota, in increasing order. The rows are taken under `VOSModules.lock` into a
-    /// scratch mapping sized for the module groups in use (no malloc) and handed to `body`
-    /// after it: a report writing them to a pipe that nobody drains must not hold the lock
-    /// that allocating threads (at each 64 KiB publication), a thread's first VOS call, a
-    /// thread's exit and `fork` take (an outside review: a report to a full pipe stalled
-    /// every VOS thread, and deadlocked a program whose reader thread used VOS). When the
-    /// OS refuses the mapping (out of memory, when a report is wanted most), `body` runs
-    /// under the lock instead, as it did before.
+    /// quota, in increasing order. The rows are taken under `VOSModules.lock` up to
+    /// `moduleChunk` at a time into a buffer on the stack and handed to `body` after it
+    /// (no malloc, no mapping): a report writing them to a pipe that nobody drains must not
+    /// hold the lock that allocating threads (at each 64 KiB publication), a thread's
+    /// first VOS call, a thread's exit and `fork` take (an outside review: a report to a
+    /// full pipe stalled every VOS thread, and deadlocked a program whose reader thread
+    /// used VOS). A scratch mapping for the rows, the first fix, left the table empty, or
+    /// took the lock again, when the OS refused it (two reviews after).
     static func forEachModule(_ body: (VOSModuleSnapshot) -> Void) {
         guard let g = VOSModules.globalIfMapped else { return }
+        var rows = InlineArray<32, VOSModuleSnapshot>(repeating: VOSModuleSnapshot())
+        var next = 0
         while true {
-            VOSModules.lock.lock()
-            let capacity = groupRowsLocked(g)
-            VOSModules.lock.unlock()
-            let bytes = VOSModules.roundUp(max(capacity, 1) * MemoryLayout<VOSModuleSnapshot>.stride)
-            guard let scratch = OS.map(bytes) else {
-                VOSModules.lock.lock()
-                _ = visitModulesLocked(g) { s in body(s); return true }
-                VOSModules.lock.unlock()
-                return
-            }
-            let rows = scratch.assumingMemoryBound(to: VOSModuleSnapshot.self)
             var count = 0
             VOSModules.lock.lock()
-            // Groups touched since the count need a bigger scratch: count again.
-            let complete = visitModulesLocked(g) { s in
-                if count == capacity { return false }
-                (rows + count).initialize(to: s)
+            let complete = visitModulesLocked(g, from: next) { s in
+                if count == moduleChunk { return false }
+                rows[count] = s
                 count += 1
                 return true
             }
             VOSModules.lock.unlock()
-            if complete { for i in 0..<count { body(rows[i]) } }
-            OS.unmap(scratch, bytes)
-            if complete { return }
+            for i in 0..<count { body(rows[i]) }
+            if complete || count == 0 { return }
+            next = Int(rows[count - 1].module) + 1
         }
     }
 
-    /// Rows the module groups in use may hold (64 a group); `VOSModules.lock` held.
-    private static func groupRowsLocked(_ g: UnsafeMutableRawPointer) -> Int {
-        var groups = 0
-        for w in 0..<VOSTable.moduleGroupWords {
-            var bits = (g + VOSModules.globalModuleGroupsOffset + w * 8).load(as: UInt.self)
-            VOSModules.forEachTable { t in bits |= t.moduleGroups(w).pointee }
-            groups += bits.nonzeroBitCount
-        }
-        return groups * 64
-    }
+    /// Rows `forEachModule` takes per hold of the lock (its stack buffer: 2.3 KB).
+    private static let moduleChunk = 32
 
-    /// Calls `visit` with every module that has counts or a quota, in increasing order,
-    /// until it returns false; returns whether it saw them all. `VOSModules.lock` held.
-    private static func visitModulesLocked(_ g: UnsafeMutableRawPointer,
+    /// Calls `visit` with every module from index `start` on that has counts or a quota,
+    /// in increasing order, until it returns false; returns whether it saw them all.
+    /// `VOSModules.lock` held.
+    private static func visitModulesLocked(_ g: UnsafeMutableRawPointer, from start: Int,
                                            _ visit: (VOSModuleSnapshot) -> Bool) -> Bool {
-        for w in 0..<VOSTable.moduleGroupWords {
+        var w = start >> 12
+        while w < VOSTable.moduleGroupWords {
             var bits = (g + VOSModules.globalModuleGroupsOffset + w * 8).load(as: UInt.self)
             VOSModules.forEachTable { t in bits |= t.moduleGroups(w).pointee }
+            if w == start >> 12 { bits &= UInt.max << ((start >> 6) & 63) }
             while bits != 0 {
                 let first = (w << 12) | (bits.trailingZeroBitCount << 6)
                 bits &= bits &- 1
-                var m = first
+                var m = max(first, start)
                 while m < first + 64 && m < VOSModules.moduleCount {
                     let s = moduleLocked(g, m)
                     if s.allocs != 0 || s.frees != 0 || s.quotaBytes != 0 || s.quotaRefused != 0 {
@@ -150,6 +135,7 @@ enum VOSStats {
                     m += 1
                 }
             }
+            w += 1
         }
         return true
     }

@@ -179,7 +179,7 @@ extension Heap {
     /// The most a kept empty page may hold resident: the blocks it ever handed out (whole
     /// OS pages), or its whole span while the rest may still be resident from the span's
     /// earlier use.
-    private func keptResidentBytes(_ page: UnsafeMutablePointer<Page>) -> Int {
+    func keptResidentBytes(_ page: UnsafeMutablePointer<Page>) -> Int {
         page.pointee.untouchedTail ? touchedBytes(page) : page.pointee.sliceCount << Geometry.sliceShift
     }
 
