@@ -82,8 +82,8 @@ enum VOSStats {
     }
 
     /// Calls `body` with every module that has counts (quota refusals included) or a
-    /// quota, in increasing order. The rows are taken under `VOSModules.lock` up to
-    /// `moduleChunk` at a time into a buffer on the stack and handed to `body` after it
+    /// quota, in increasing order. The rows are taken under `VOSModules.lock` 32 at a time
+    /// into a buffer on the stack (2.3 KB) and handed to `body` after it
     /// (no malloc, no mapping): a report writing them to a pipe that nobody drains must not
     /// hold the lock that allocating threads (at each 64 KiB publication), a thread's
     /// first VOS call, a thread's exit and `fork` take (an outside review: a report to a
@@ -98,7 +98,7 @@ enum VOSStats {
             var count = 0
             VOSModules.lock.lock()
             let complete = visitModulesLocked(g, from: next) { s in
-                if count == moduleChunk { return false }
+                if count == rows.count { return false }
                 rows[count] = s
                 count += 1
                 return true
@@ -109,9 +109,6 @@ enum VOSStats {
             next = Int(rows[count - 1].module) + 1
         }
     }
-
-    /// Rows `forEachModule` takes per hold of the lock (its stack buffer: 2.3 KB).
-    private static let moduleChunk = 32
 
     /// Calls `visit` with every module from index `start` on that has counts or a quota,
     /// in increasing order, until it returns false; returns whether it saw them all.

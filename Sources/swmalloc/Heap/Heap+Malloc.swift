@@ -175,7 +175,9 @@ extension Heap {
 
     /// Adopts abandoned segments (at most `Heap.adoptLimit`) until one brings a page of
     /// class `c` with a free or never-used block; true when one did. Not while the heap
-    /// has room of its own (`hasRoom`, see `acquireSpan`).
+    /// has room of its own (`hasRoom`, see `acquireSpan`), looked at before each adoption:
+    /// looked at once, a heap adopted up to 16 segments at a go, and the program of
+    /// `rare_allocators_among_short` mapped 4.1 GB instead of 3.2.
     func adoptForClass(_ c: Int) -> Bool {
         var adopted = 0
         while adopted < Heap.adoptLimit && Globals.abandonedHead.pointee != nil && !hasRoom() {
