@@ -14,13 +14,14 @@ let lifecycleCases = [
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
-    "release_window_lists", "fork_during_release", "release_window_churn",
+    "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
 ]
 
 /// The options some lifecycle cases need: the purger at work all the time.
 let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_release": "purge_delay_ms=1",
                         "late_destructor_blocks": "background=0", "release_window_churn": "purge_delay_ms=1",
-                        "release_window_lists": "background=0"]
+                        "release_window_lists": "background=0",
+                        "abandoned_walks_bounded": "background=0,purge_delay_ms=1000"]
 
 /// The lifecycle of pages, segments and heaps under concurrency.
 @Suite(.serialized) struct LifecycleTests {

@@ -75,13 +75,18 @@ let defaultOptionsLine =
         ])
     }
 
-    /// Spaces and tabs around items, keys and values are ignored, and numbers take any
+    /// White space around items, keys and values is ignored, and numbers take any
     /// number of leading zeros (an outside review: `verbose=1, purge_delay_ms=5` warned of
-    /// an unknown option, `purge_delay_ms=0000000007` and `background=01` of bad values).
+    /// an unknown option, `purge_delay_ms=0000000007` and `background=01` of bad values;
+    /// another: a trailing newline made the last item a bad value).
     @Test func spacesAndLeadingZerosAreAccepted() throws {
         let result = try run(options: " verbose = 1 ,\tpurge_delay_ms=0000000007 , background=00 ,stats_fd=0005 ")
         #expect(result.swmallocLines == [
             "swmalloc: options purge_delay_ms=7 background=0 thp=segments verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=5",
+        ])
+        let lines = try run(options: "purge_delay_ms=9\r\n,\nverbose=1\n")
+        #expect(lines.swmallocLines == [
+            "swmalloc: options purge_delay_ms=9 background=1 thp=segments verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2",
         ])
         let big = try run(options: "verbose=01,purge_delay_ms=99999999999999999999")
         #expect(big.swmallocLines.count == 2, "\(big.swmallocLines)")

@@ -95,7 +95,16 @@
  *                         pthread_join: glibc frees the thread's TLS vector while it holds
  *                         its stack-cache lock, and a free must never start the purger
  *                         (pthread_create takes that lock: a version that started it from
- *                         free hung here, 3 runs of 3). */
+ *                         free hung here, 3 runs of 3).
+ *   abandoned_walks_bounded  (background=0, purge_delay_ms=1000; debug library: its hook)
+ *                         four threads exit leaving blocks, so their segments are
+ *                         abandoned, then 300 threads one after the other each allocate
+ *                         one block of 40 classes: the walks of the abandoned list (which
+ *                         a heap makes in the purger's place) must stay within one per
+ *                         half purge delay (every new heap's first periodic slow path
+ *                         walked it, under the list's lock: an outside review's threads
+ *                         allocating in key destructors queued on it), and go on at that
+ *                         pace: later threads must still make one. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -1184,13 +1193,102 @@ static void release_window_churn(void) {
     if (validate && validate() != 0) fail("the main thread's heap is invalid");
 }
 
+/* ---- abandoned_walks_bounded ---- */
+
+#define AWB_HOLDERS 4
+#define AWB_BLOCKS 512
+#define AWB_THREADS 300
+#define AWB_CLASSES 40
+
+static void *awb_blocks[AWB_HOLDERS][AWB_BLOCKS];
+static atomic_long awb_walks;
+
+/** The collect hook: counts the walks of the abandoned segments. */
+static void awb_hook(void) { atomic_fetch_add(&awb_walks, 1); }
+
+/** Allocates blocks that outlive the thread: its segment is abandoned at its exit. */
+static void *awb_holder(void *arg) {
+    long h = (long)arg;
+    for (int i = 0; i < AWB_BLOCKS; i++) {
+        size_t size = 16 + (size_t)(i % 64) * 16;
+        awb_blocks[h][i] = malloc(size);
+        if (!awb_blocks[h][i]) fail("malloc");
+        memset(awb_blocks[h][i], (int)h + 1, size);
+    }
+    return NULL;
+}
+
+/** One block of each of AWB_CLASSES classes: more slow paths than one periodic round. */
+static void *awb_thread(void *arg) {
+    (void)arg;
+    void *b[AWB_CLASSES];
+    for (int i = 0; i < AWB_CLASSES; i++) {
+        b[i] = malloc((size_t)(i + 1) * 16);
+        if (!b[i]) fail("malloc");
+        memset(b[i], 7, (size_t)(i + 1) * 16);
+    }
+    for (int i = 0; i < AWB_CLASSES; i++) free(b[i]);
+    return NULL;
+}
+
+/** Runs one awb_thread to its end. */
+static void awb_run_one(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, awb_thread, NULL) != 0) fail("pthread_create");
+    pthread_join(t, NULL);
+}
+
+static double awb_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void abandoned_walks_bounded(void) {
+    need_stats();
+    void (*set_hook)(void (*)(void)) = (void (*)(void (*)(void)))dlsym(RTLD_DEFAULT, "swm_debug_set_collect_hook");
+    if (!set_hook) return;   /* the release library has no hook: nothing to count */
+    for (long h = 0; h < AWB_HOLDERS; h++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, awb_holder, (void *)h) != 0) fail("pthread_create");
+        pthread_join(t, NULL);
+    }
+    swm_stats_t st;
+    if (stats_get(&st) != 0) fail("swm_stats_get");
+    if (st.abandoned_segments == 0) fail("no segment was abandoned: the case tests nothing");
+    set_hook(awb_hook);
+    double start = awb_now_ms();
+    for (int i = 0; i < AWB_THREADS; i++) awb_run_one();
+    double elapsed = awb_now_ms() - start;
+    long walks = atomic_load(&awb_walks);
+    long bound = (long)(elapsed / 500) + 2;
+    if (walks > bound) {
+        fprintf(stderr, "lifecycle FAIL: %ld walks of the abandoned segments by %d threads in %.0f ms "
+                "(at most %ld: one per half purge delay)\n", walks, AWB_THREADS, elapsed, bound);
+        exit(1);
+    }
+    for (int h = 0; h < AWB_HOLDERS; h++)
+        for (int i = 0; i < AWB_BLOCKS; i++) {
+            unsigned char *p = awb_blocks[h][i];
+            if (p[0] != h + 1) fail("a held block was overwritten");
+            free(p);
+        }
+    /* The walks go on at their pace: later threads' slow paths make the next one. */
+    long before = atomic_load(&awb_walks);
+    double deadline = awb_now_ms() + 10000;
+    while (atomic_load(&awb_walks) == before && awb_now_ms() < deadline) awb_run_one();
+    set_hook(NULL);
+    if (atomic_load(&awb_walks) == before) fail("no walk of the abandoned segments in 10 s of thread starts");
+    if (validate && validate() != 0) fail("the main thread's heap is invalid");
+}
+
 /** The case names, for `lifecycle list`. */
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
-    "release_window_lists", "fork_during_release", "release_window_churn",
+    "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
 };
 
 int main(int argc, char **argv) {
@@ -1219,6 +1317,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "release_window_lists")) release_window_lists();
     else if (!strcmp(argv[1], "fork_during_release")) fork_during_release();
     else if (!strcmp(argv[1], "release_window_churn")) release_window_churn();
+    else if (!strcmp(argv[1], "abandoned_walks_bounded")) abandoned_walks_bounded();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -103,4 +103,12 @@ func swm_debug_set_remote_hook(_ hook: UnsafeRawPointer?) {
 func swm_debug_set_release_hook(_ hook: UnsafeRawPointer?) {
     Globals.releaseHook.pointee = hook
 }
+
+/// Debug builds only: sets a function called at each walk of the abandoned segments (by
+/// the purger, `swm_collect`, or a heap in the purger's place; NULL removes it). Tests
+/// count the walks with it.
+@c(swmimpl_debug_set_collect_hook)
+func swm_debug_set_collect_hook(_ hook: UnsafeRawPointer?) {
+    Globals.collectHook.pointee = hook
+}
 #endif

@@ -189,14 +189,18 @@ struct Token {
         return true
     }
 
-    /// The token without the spaces and tabs at its ends (`"verbose=1, thp=never"` is two
-    /// items, as a user writing it means).
+    /// The token without the white space at its ends: spaces, tabs, line ends
+    /// (`"verbose=1, thp=never"` is two items, as a user writing it means, and a value
+    /// read from a file with its newline, `$(cat opts)` aside, is still the value).
     var trimmed: Token {
         var first = 0, end = count
-        while first < end && (base[first] == 32 || base[first] == 9) { first += 1 }
-        while end > first && (base[end - 1] == 32 || base[end - 1] == 9) { end -= 1 }
+        while first < end && Token.isSpace(base[first]) { first += 1 }
+        while end > first && Token.isSpace(base[end - 1]) { end -= 1 }
         return Token(base + first, end - first)
     }
+
+    /// ASCII white space: space, tab, newline, vertical tab, form feed, carriage return.
+    private static func isSpace(_ c: CChar) -> Bool { c == 32 || (c >= 9 && c <= 13) }
 
     /// A non-negative decimal number (leading zeros allowed, however many), or nil: nil
     /// also for a value above 10^15, which no option takes (so nothing overflows).

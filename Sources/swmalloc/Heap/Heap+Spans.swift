@@ -220,7 +220,8 @@ extension Heap {
     /// Purges free spans whose delay has passed (all of them with `force`). While no
     /// purger runs, it first does the purger's work on the abandoned segments in their
     /// place (`Purger.collectAbandoned`), so that blocks other threads freed into them go
-    /// back: their emptied pages return, empty segments retire.
+    /// back: their emptied pages return, empty segments retire; one heap of the process
+    /// does that per half purge delay (`Purger.claimAbandonedWalk`).
     ///
     /// It adopts none of them: adopted pages join this heap's class lists, and a page deep
     /// in a list is looked at again only when the pages above it ran dry. An outside
@@ -233,7 +234,7 @@ extension Heap {
     func tidy(force: Bool) {
         let now = OS.nowNanoseconds()
         if !force && now < state.pointee.nextPurge { return }
-        if !force && !Purger.isRunning {
+        if !force && !Purger.isRunning && Purger.claimAbandonedWalk(now: now) {
             _ = Purger.collectAbandoned(now: now, delay: Options.current.pointee.purgeDelayNanoseconds)
         }
         purgeExpired(now: now, force: force)

@@ -119,6 +119,16 @@ enum Globals {
     /// memory the threads that were not copied left before their own room
     /// (`Heap.hasRoom`): `Heap.forkReuseWindow` from the release of those threads' heaps.
     static var forkReuseUntil: UnsafeMutablePointer<UInt64> { (base + 1568).assumingMemoryBound(to: UInt64.self) }
+    /// While no purger runs: when (`OS.nowNanoseconds`) a heap's `tidy` may next walk the
+    /// abandoned segments in the purger's place (`Purger.claimAbandonedWalk`).
+    static var nextAbandonedWalk: AtomicWord { AtomicWord(base + 1576) }
+    #if DEBUG
+    /// Debug builds: a test hook called at each walk of the abandoned segments
+    /// (`swm_debug_set_collect_hook`).
+    static var collectHook: UnsafeMutablePointer<UnsafeRawPointer?> {
+        (base + 1584).assumingMemoryBound(to: UnsafeRawPointer?.self)
+    }
+    #endif
     /// Process-wide counters.
     static var counters: UnsafeMutablePointer<Counters> { (base + 512).assumingMemoryBound(to: Counters.self) }
     static let countersBytes = 1024
