@@ -1,20 +1,26 @@
 // Extensions layer (VOS): per-module and per-site counters, per thread, without locks.
 //
 // Every thread that uses VOS has a *thread table* (one mapping, virtual until touched,
-// hung off `HeapState.extensionData`): 32-byte entries (bytes charged, allocs, frees,
-// bytes credited) for each module and each site, only ever written by its thread.
-// Allocation and free update different words, so a malloc/free loop does not chain each
-// operation to the previous one through one memory word. The process-wide *global
+// hung off `HeapState.extensionData`): 32-byte entries for each module (charge room,
+// allocs, frees, credit room) and each site (bytes charged, allocs, frees, bytes
+// credited), only ever written by its thread. Allocation and free update different
+// words, so a malloc/free loop does not chain each operation to the previous one through
+// one memory word. A module entry counts the bytes charged (credited) since the last
+// publication as the *room* left before the next one, so that one subtraction and one
+// sign test both count a block and tell whether the fast path may: a room is 0 while the
+// entry is unarmed (nothing counted yet: its group may be unmarked), else
+// `publishThreshold` − bytes, in 1 … `publishThreshold`. The process-wide *global
 // region* holds what was published or folded from tables, with relaxed atomics:
 //
-//     live bytes[m]  = published[m] + Σ_threads (table[m].charged − table[m].credited)
+//     charged(room)  = room == 0 ? 0 : publishThreshold − room            (credited alike)
+//     live bytes[m]  = published[m] + Σ_threads (charged(table[m][0]) − credited(table[m][3]))
 //     allocs[m]      = folded allocs[m] + Σ_threads table[m].allocs      (frees alike)
 //     live blocks[m] = allocs[m] − frees[m]
 //
 // A free is charged to the freeing thread's table, so a block freed by another thread
 // makes one table's net bytes negative and another's positive: the sums stay exact. A
-// thread's net bytes are *published* (added to `published[m]`, then both byte words
-// zeroed, under `lock`) whenever it has charged or credited `publishThreshold` bytes since the
+// thread's net bytes are *published* (added to `published[m]`, then both rooms made
+// full, under `lock`) whenever it has charged or credited `publishThreshold` bytes since the
 // last publication (so |unpublished net bytes| ≤ 64 KiB per thread and module), and folded entirely when the thread exits; the
 // peak is the atomic maximum of `published[m]` after each publication, of the exact
 // merged value at each statistics read, and (for modules with a quota) of the exact
@@ -33,7 +39,8 @@ enum VOSModules {
     static let siteCapacity = 65_536
     /// Bytes a thread charges (or credits) to a module before it publishes its net (64 KiB).
     static let publishThreshold = 64 * 1024
-    /// Entry size in a thread table: bytes charged, allocs, frees, bytes credited.
+    /// Entry size in a thread table: charge room (a site: bytes charged), allocs, frees,
+    /// credit room (a site: bytes credited).
     static let entrySize = 32
 
     // Global region layout (one mapping, made once).
@@ -331,8 +338,9 @@ struct VOSTable {
     @inline(__always)
     var quotasExist: Bool { raw.load(fromByteOffset: 16, as: UInt.self) != 0 }
 
-    /// Entry of module index `m`: [0] bytes charged, [1] allocs, [2] frees, [3] bytes
-    /// credited, since the last publication (bytes) or the thread's start (counts).
+    /// Entry of module index `m`: [0] charge room, [1] allocs, [2] frees, [3] credit room
+    /// (see the top of this file: the bytes since the last publication, as what is left
+    /// of `publishThreshold`; 0 while unarmed), counts since the thread's start.
     @inline(__always)
     func module(_ m: Int) -> UnsafeMutablePointer<Int> {
         (raw + VOSModules.tableModulesOffset + m &* VOSModules.entrySize).assumingMemoryBound(to: Int.self)
@@ -361,18 +369,26 @@ struct VOSTable {
     /// Words of the site group bitmap.
     static let siteGroupWords = VOSModules.siteCapacity / 4096
 
-    /// Net bytes of an entry: charged − credited.
+    /// Net bytes of a site entry: charged − credited.
     @inline(__always)
     static func net(_ e: UnsafeMutablePointer<Int>) -> Int { e[0] &- e[3] }
+
+    /// Bytes counted since the last publication by a module entry's room (0: unarmed).
+    @inline(__always)
+    static func spent(_ room: Int) -> Int { room == 0 ? 0 : VOSModules.publishThreshold &- room }
+
+    /// Net bytes of a module entry not yet published: charged − credited.
+    @inline(__always)
+    static func moduleNet(_ e: UnsafeMutablePointer<Int>) -> Int { spent(e[0]) &- spent(e[3]) }
 
     /// Marks the group of entry `i` (module or site) as touched.
     func touch(_ groups: UnsafeMutablePointer<UInt>, _ i: Int) {
         groups[i >> 12] |= 1 << UInt((i >> 6) & 63)
     }
 
-    /// Entry words a charge updates: allocs and bytes charged.
+    /// Entry words a charge updates: allocs and the charge room (a site: bytes charged).
     static let chargeWords = (count: 1, bytes: 0)
-    /// Entry words a credit updates: frees and bytes credited.
+    /// Entry words a credit updates: frees and the credit room (a site: bytes credited).
     static let creditWords = (count: 2, bytes: 3)
 
     /// Charges a new block to its module (and site).
@@ -389,16 +405,17 @@ struct VOSTable {
     }
 
     /// Counts a block in the `words` of its module's (and site's) entries when plain
-    /// increments are all it takes: each entry counted a block before (its group is
-    /// marked touched) and the module's unpublished bytes stay within
-    /// `publishThreshold`. Returns false, having changed nothing, otherwise. It calls
-    /// nothing, so the VOS fast paths that use it need no stack frame.
+    /// updates are all it takes: the module's room stays above 0 (so the entry was armed,
+    /// its group marked, and no publication is due) and the site's entry counted a block
+    /// before. Returns false, having changed nothing, otherwise. It calls nothing, so the
+    /// VOS fast paths that use it need no stack frame. The module's test is one
+    /// subtraction and one sign test (a room of 0, unarmed, fails it too): a count and a
+    /// threshold test cost 5 more instructions a call.
     @inline(__always)
     func countFast(_ header: VOSHeader, _ words: (count: Int, bytes: Int)) -> Bool {
         let e = module(header.module)
-        let bytes = e[words.bytes] &+ Int(bitPattern: header.size)
-        if _slowPath(e[words.count] == 0) { return false }
-        if _slowPath(bytes > VOSModules.publishThreshold) { return false }
+        let room = e[words.bytes] &- Int(bitPattern: header.size)
+        if _slowPath(room <= 0) { return false }
         if header.site != 0 {
             let s = site(header.site)
             if _slowPath(s[words.count] == 0) { return false }
@@ -406,20 +423,20 @@ struct VOSTable {
             s[words.bytes] &+= Int(bitPattern: header.size)
         }
         e[words.count] &+= 1
-        e[words.bytes] = bytes
+        e[words.bytes] = room
         return true
     }
 
-    /// `countFast` for the other cases: marks first-touched groups, and publishes the
-    /// module's bytes when they pass the threshold.
+    /// `countFast` for the other cases: marks first-touched groups, arms the module's
+    /// entry, and publishes the module's bytes when its room runs out.
     @inline(never)
     func countSlow(_ header: VOSHeader, _ words: (count: Int, bytes: Int)) {
         let e = module(header.module)
         if e[words.count] == 0 { touch(moduleGroups(0), header.module) }
         e[words.count] &+= 1
-        let bytes = e[words.bytes] &+ Int(bitPattern: header.size)
-        e[words.bytes] = bytes
-        if bytes > VOSModules.publishThreshold { publish(header.module) }
+        let armed = e[words.bytes] == 0 ? VOSModules.publishThreshold : e[words.bytes]
+        let room = armed &- Int(bitPattern: header.size)
+        if room > 0 { e[words.bytes] = room } else { publish(header.module, words: words, room: room) }
         if header.site != 0 {
             let s = site(header.site)
             if s[words.count] == 0 { touch(siteGroups(0), header.site) }
@@ -430,20 +447,24 @@ struct VOSTable {
 
     /// Moves module `m`'s unpublished bytes to the global counter and raises the peak,
     /// under `VOSModules.lock`, which statistics reads and fork hold too: a read that ran
-    /// between the add and the zeroing counted the bytes twice, and raised the peak with
+    /// between the add and the reset counted the bytes twice, and raised the peak with
     /// that sum for good (an outside review: a poller made the peak 2 … 3 × the true
     /// one), and a fork between them left the child counting them twice for good
     /// (another). A publication comes once per 64 KiB a thread charges or credits in a
-    /// module, so the lock costs little; it waits while a read sums.
+    /// module, so the lock costs little; it waits while a read sums. The room of `words`
+    /// is `room` (at most 0: it ran out, which the entry cannot hold), the other one is
+    /// the entry's; both are armed again, full.
     @inline(never)
-    func publish(_ m: Int) {
+    func publish(_ m: Int, words: (count: Int, bytes: Int), room: Int) {
         let g = global
         let e = module(m)
         VOSModules.lock.lock()
-        let bytes = VOSTable.net(e)
+        let counted = VOSModules.publishThreshold &- room
+        let bytes = words.bytes == VOSTable.chargeWords.bytes ? counted &- VOSTable.spent(e[3])
+                                                              : VOSTable.spent(e[0]) &- counted
         let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
-        e[0] = 0
-        e[3] = 0
+        e[0] = VOSModules.publishThreshold
+        e[3] = VOSModules.publishThreshold
         VOSModules.markGlobalModule(g, m)
         VOSModules.raisePeak(g, m, after)
         VOSModules.lock.unlock()
@@ -470,7 +491,7 @@ struct VOSTable {
         let g = global
         forEachTouched(moduleGroups(0), words: VOSTable.moduleGroupWords, limit: VOSModules.moduleCount) { m in
             let e = module(m)
-            let bytes = VOSTable.net(e)
+            let bytes = VOSTable.moduleNet(e)
             if bytes != 0 {
                 let after = Int(bitPattern: VOSModules.globalModule(g, m, 0).add(UInt(bitPattern: bytes))) &+ bytes
                 VOSModules.raisePeak(g, m, after)

@@ -44,7 +44,7 @@ enum VOSStats {
         out.frees = VOSModules.globalModule(g, m, 2).loadRelaxed()
         VOSModules.forEachTable { t in
             let e = t.module(m)
-            bytes &+= VOSTable.net(e)
+            bytes &+= VOSTable.moduleNet(e)
             out.allocs &+= UInt(bitPattern: e[1])
             out.frees &+= UInt(bitPattern: e[2])
         }
