@@ -47,22 +47,27 @@ printf 'swmalloc (%s) unstable; urgency=medium\n\n  * Built from the swmalloc so
   "$version" "$(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" | gzip -9n > "$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 
-# Depends: the packages that hold the libraries the binaries need, at least the version
-# installed here (the binaries were linked against it: /usr/bin/swmalloc needs
-# GLIBCXX_3.4.30, which an unversioned libstdc++6 did not promise), and libc6 at least
-# the newest GLIBC_ symbol version they use.
+# Depends: the packages that hold the libraries the binaries need, at least the upstream
+# version installed here (the binaries were linked against it: /usr/bin/swmalloc needs
+# GLIBCXX_3.4.30, which an unversioned libstdc++6 did not promise; the Debian revision
+# is left out, or a system with the same upstream version but an older security update,
+# 12.2.0-14 against 12.2.0-14+deb12u1, could not install it), and libc6 at least the
+# newest GLIBC_ symbol version they use.
 binaries=("$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload" "$stage/usr/lib/libswmalloc.so.$major".*)
 depends="$(for f in "${binaries[@]}"; do
   ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
 done | sort -u | while read -r lib; do
   dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
 done | cut -d: -f1 | sort -u | grep -v '^libc6$' | while read -r pkg; do
-  printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}\n' "$pkg" 2>/dev/null | head -1)"
+  printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}\n' "$pkg" 2>/dev/null | head -1 | sed 's/-[^-]*$//')"
 done)"
 glibc="$(for f in "${binaries[@]}"; do objdump -T "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' \
   | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)"
 
 mkdir -p "$stage/DEBIAN"
+# md5sums, so that `dpkg --verify swmalloc` can tell a changed file.
+(cd "$stage" && find usr -type f -print0 | sort -z | xargs -0 md5sum) > "$stage/DEBIAN/md5sums"
+chmod 0644 "$stage/DEBIAN/md5sums"
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: swmalloc
 Version: $version

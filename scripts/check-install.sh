@@ -66,6 +66,14 @@ cc -O1 "$work/probe.c" -o "$work/probe" $flags || fail "building with pkg-config
 has "$(readelf -d "$work/probe")" 'NEEDED.*\[libswmalloc.so.1\]' || fail "the program does not need libswmalloc.so.1"
 "$work/probe" > "$work/probe.out" || fail "the program built with pkg-config did not run on swmalloc"
 ok "pkg-config --cflags --libs swmalloc builds a program that runs on it ($(tail -1 "$work/probe.out"))"
+# A program that calls no allocation function itself (its C library does) stays linked to
+# swmalloc under --as-needed, which some compilers pass by default: the linker dropped it.
+printf '#include <stdio.h>\nint main(void) { return puts("stdio only") < 0; }\n' > "$work/stdio-only.c"
+# shellcheck disable=SC2086
+cc -O1 "$work/stdio-only.c" -o "$work/stdio-only" -Wl,--as-needed $flags || fail "building stdio-only.c with --as-needed"
+has "$(readelf -d "$work/stdio-only")" 'NEEDED.*\[libswmalloc.so.1\]' \
+  || fail "with --as-needed, a program that calls no allocation function lost libswmalloc.so.1"
+ok "pkg-config's flags keep libswmalloc.so.1 under --as-needed"
 cc -O1 -static -I "$prefix/include" "$work/probe.c" -o "$work/probe-static" \
   -Wl,--whole-archive "$prefix/lib/libswmalloc.a" -Wl,--no-whole-archive -pthread || fail "static link with libswmalloc.a"
 if has "$(readelf -d "$work/probe-static" 2>/dev/null || true)" NEEDED; then fail "the static program has dynamic dependencies"; fi

@@ -111,7 +111,10 @@ uint64_t swmshim_now_ns(void) {
 void swmshim_set_errno(int value) { errno = value; }
 int swmshim_get_errno(void) { return errno; }
 _Noreturn void swmshim_abort(void) { abort(); }
-const char *swmshim_getenv(const char *name) { return getenv(name); }
+// secure_getenv: a set-user-ID or set-group-ID program ignores SWMALLOC_OPTIONS, as glibc
+// ignores its own tunables and jemalloc MALLOC_CONF there (an unprivileged user could
+// otherwise make it write reports to a descriptor, or install a signal handler).
+const char *swmshim_getenv(const char *name) { return secure_getenv(name); }
 int swmshim_getpid(void) { return (int)getpid(); }
 
 int swmshim_address_space_limited(void) {
@@ -193,10 +196,13 @@ static int report_known;   /* the file stats_fd named at start-up: report_dev, r
 static dev_t report_dev;
 static ino_t report_ino;
 
-void swmshim_report_fd_keep(int fd) {
+void swmshim_report_fd_keep(int fd, unsigned long pipe_inode) {
     int saved = errno;
     struct stat st;
-    if (fstat(fd, &st) == 0) {
+    // With `pipe_inode` (stats_fd_inode, which `swmalloc stats` sets): only that pipe. The
+    // options reach the program's children too, and a child of a shell that opened a file
+    // of its own on that number (`exec 4>>app.log`) wrote its report into that file.
+    if (fstat(fd, &st) == 0 && (pipe_inode == 0 || (S_ISFIFO(st.st_mode) && st.st_ino == pipe_inode))) {
         report_dev = st.st_dev;
         report_ino = st.st_ino;
         report_known = 1;

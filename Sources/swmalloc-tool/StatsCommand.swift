@@ -90,7 +90,11 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     var env = ProcessInfo.processInfo.environment
     let preload = env["LD_PRELOAD"].map { "\(library):\($0)" } ?? library
     env["LD_PRELOAD"] = preload
-    let options = "stats_print=1,stats_json=1,stats_fd=\(writeEnd)"
+    // The pipe's inode too: the options reach the program's children, and one that has
+    // a file of its own on that descriptor number must not write its report there.
+    var pipeStat = stat()
+    guard fstat(writeEnd, &pipeStat) == 0 else { throw ValidationError("fstat of the report pipe failed") }
+    let options = "stats_print=1,stats_json=1,stats_fd=\(writeEnd),stats_fd_inode=\(pipeStat.st_ino)"
     env["SWMALLOC_OPTIONS"] = env["SWMALLOC_OPTIONS"].map { "\($0),\(options)" } ?? options
 
     var actions = posix_spawn_file_actions_t()
@@ -101,12 +105,21 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in argv + envp { free(p) } }
     noteSecureExecution(args[0])
+    // The program starts with the default action for the signals the tool handles.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signo in [SIGINT, SIGQUIT, SIGTERM, SIGHUP] { sigaddset(&defaults, signo) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
     var pid = pid_t()
-    var rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
+    var rc = posix_spawnp(&pid, args[0], &actions, &attributes, argv, envp)
     if rc == ENOEXEC, let file = resolveProgram(args[0]) {
         // A script without a `#!` line: run by /bin/sh, as execvp (and `swmalloc run`) do.
         let shellArgv = [strdup("/bin/sh"), strdup(file)] + argv.dropFirst()
-        rc = posix_spawn(&pid, "/bin/sh", &actions, nil, shellArgv, envp)
+        rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, shellArgv, envp)
         free(shellArgv[0])
         free(shellArgv[1])
     }
@@ -115,6 +128,7 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
         close(readEnd)
         throw cannotRun(args[0], rc)
     }
+    waitLikeSystem(for: pid)
     var output = Data()
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -131,6 +145,23 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     return (lines.filter { $0.hasPrefix("{\"swmalloc\"") }, code)
 }
 
+/// The program the tool waits for, for `waitLikeSystem`'s signal handler.
+nonisolated(unsafe) private var waitedProgram: pid_t = 0
+
+/// While the tool waits for `pid`, as `system(3)` does: Ctrl-C and Ctrl-\ (which the
+/// terminal sends to the whole foreground group, the program included) are ignored, so
+/// the tool is still there to print the report of a program that handles them and exits;
+/// SIGTERM and SIGHUP sent to the tool are passed on to the program, which would
+/// otherwise be left running without it.
+private func waitLikeSystem(for pid: pid_t) {
+    waitedProgram = pid
+    signal(SIGINT, SIG_IGN)
+    signal(SIGQUIT, SIG_IGN)
+    for signo in [SIGTERM, SIGHUP] {
+        signal(signo) { received in if waitedProgram > 0 { kill(waitedProgram, received) } }
+    }
+}
+
 /// The module table and the leak report of one process, as text.
 func format(_ r: SwmallocReport.Body, top: Int) -> String {
     var out = "totals: \(r.allocated) bytes allocated, \(r.resident) resident, \(r.mallocs) mallocs, \(r.frees) frees\n"
@@ -141,7 +172,7 @@ func format(_ r: SwmallocReport.Body, top: Int) -> String {
     out += "VOS modules\n"
     out += row(["module", "live bytes", "live blocks", "allocs", "frees", "peak bytes", "quota", "refused"])
     for m in r.modules {
-        out += row([m.module == 65536 ? ">65535" : "\(m.module)", "\(m.liveBytes)", "\(m.liveBlocks)",
+        out += row([moduleLabel(m.module), "\(m.liveBytes)", "\(m.liveBlocks)",
                     "\(m.allocs)", "\(m.frees)", "\(m.peakBytes)", m.quotaBytes == 0 ? "-" : "\(m.quotaBytes)",
                     "\(m.quotaRefused)"])
     }
@@ -149,11 +180,14 @@ func format(_ r: SwmallocReport.Body, top: Int) -> String {
     out += "VOS leak report: \(leaks.count) site\(leaks.count == 1 ? "" : "s") with live blocks, largest first\n"
     out += row(["live bytes", "live blocks", "module", "site"], last: true)
     for s in leaks.prefix(top) {
-        out += row(["\(s.liveBytes)", "\(s.liveBlocks)", "\(s.module)", "\(s.file):\(s.line)"], last: true)
+        out += row(["\(s.liveBytes)", "\(s.liveBlocks)", moduleLabel(s.module), "\(s.file):\(s.line)"], last: true)
     }
     if leaks.count > top { out += "  … \(leaks.count - top) more\n" }
     return out
 }
+
+/// A module index as the tables show it: 65536 is every ID above 65535.
+func moduleLabel(_ module: UInt) -> String { module == 65536 ? ">65535" : "\(module)" }
 
 /// One table row: right-aligned columns of 12, the last left-aligned when `last`.
 func row(_ cells: [String], last: Bool = false) -> String {

@@ -120,11 +120,27 @@ import Testing
         if getuid() == 0 {
             let setuid = "\(Paths.scratch)/setuid-true"
             try? FileManager.default.removeItem(atPath: setuid)
-            try FileManager.default.copyItem(atPath: "/bin/true", toPath: setuid)
+            // Copied by cp, not by this process: a file it held open for writing would be
+            // inherited by the children other tests spawn meanwhile (exec: ETXTBSY).
+            #expect(try runChild("/bin/cp", ["/bin/true", setuid]).succeeded)
             #expect(chown(setuid, 65534, 65534) == 0 && chmod(setuid, 0o4755) == 0)
             let r = try runChild(tool, ["run", "--library", try Library.release.existingPath(), "--", setuid])
             #expect(r.succeeded && r.stderr.contains("is set-user-ID: the loader ignores LD_PRELOAD"), "\(r)")
         }
+    }
+
+    /// `stats` hands its report pipe's number to the program's children too: a child of a
+    /// shell that had opened a file of its own on that number wrote its JSON report into
+    /// that file (an outside review: `exec 4>>app.log` in a script). The report goes only
+    /// to the pipe `stats` made (`stats_fd_inode`); the shell's own report still arrives.
+    @Test func statsLeavesChildrensFilesAlone() throws {
+        let log = "\(Paths.scratch)/stats-child.log"
+        try? FileManager.default.removeItem(atPath: log)
+        let script = "for fd in 3 4 5 6 7 8 9; do eval \"exec $fd>>\(log)\"; done; echo start >&3; /bin/true; echo end >&3"
+        let result = try runChild(tool, ["stats", "--library", try Library.release.existingPath(), "--", "/bin/bash", "-c", script])
+        #expect(result.succeeded && result.stdout.contains("totals:"), "\(result)")
+        let written = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(written == "start\nend\n", "\(written.prefix(300))")
     }
 
     /// `stats` over a program whose processes end at the same time (eight children of a

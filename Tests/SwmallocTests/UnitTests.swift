@@ -93,6 +93,26 @@ let defaultOptionsLine =
         #expect(big.swmallocLines.contains(defaultOptionsLine), "\(big.swmallocLines)")
     }
 
+    /// A set-user-ID program ignores `SWMALLOC_OPTIONS` (an unprivileged user could make a
+    /// privileged program write reports to a descriptor or handle a signal; an outside
+    /// review), as glibc ignores its tunables there; the same program without the bit
+    /// reads them. Needs root, to give the copy another owner.
+    @Test func setuidProgramIgnoresOptions() throws {
+        guard getuid() == 0 else { return }
+        let units = try compileProgram("units.c", linking: .release)
+        let copy = "\(Paths.scratch)/units-setuid"
+        try? FileManager.default.removeItem(atPath: copy)
+        // Copied by cp: a file this process held open for writing would be inherited by
+        // the children other tests spawn meanwhile, and exec would fail (ETXTBSY).
+        #expect(try runChild("/bin/cp", [units, copy]).succeeded)
+        #expect(chown(copy, 65534, 65534) == 0 && chmod(copy, 0o4755) == 0)
+        let options = ["SWMALLOC_OPTIONS": "verbose=1"]
+        let privileged = try runChild(copy, ["noop"], environment: options)
+        #expect(privileged.succeeded && privileged.swmallocLines.isEmpty, "\(privileged)")
+        let plain = try runChild(units, ["noop"], environment: options)
+        #expect(plain.swmallocLines == [defaultOptionsLine], "\(plain)")
+    }
+
     /// An unknown key prints one warning naming it and changes nothing.
     @Test func unknownKeyWarns() throws {
         let result = try run(options: "verbose=1,bogus_key=3")

@@ -136,7 +136,9 @@ int swmshim_atexit(void (*fn)(void));
 /// Keeps a duplicate of `fd` (close-on-exec, numbered 100 or above) for the reports, so
 /// that they still reach it after the program closed `fd` itself (coreutils close
 /// stderr in their own exit handler, which runs before swmalloc's). Once, at start-up.
-void swmshim_report_fd_keep(int fd);
+/// With `pipe_inode` nonzero, only when `fd` is the pipe with that inode number
+/// (otherwise no report is written).
+void swmshim_report_fd_keep(int fd, unsigned long pipe_inode);
 /// The descriptor a report for `fd` goes to: `fd` while it refers to the file it named at
 /// start-up; else the duplicate kept then, if it still does; else -1 (no report: `fd` was
 /// closed at start-up, or the program put a file of its own on it).

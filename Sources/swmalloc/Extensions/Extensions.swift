@@ -9,7 +9,9 @@ enum Extensions {
     /// a duplicate of their descriptor kept for them.
     static func processStarted() {
         let options = Options.current.pointee
-        if options.statsPrint || options.statsSignal != 0 { swmshim_report_fd_keep(options.statsFD) }
+        if options.statsPrint || options.statsSignal != 0 {
+            swmshim_report_fd_keep(options.statsFD, UInt(bitPattern: options.statsFDInode))
+        }
         if options.statsPrint { _ = swmshim_atexit { Stats.printReport(atExit: true) } }
         else if options.statsSignal != 0 { _ = swmshim_atexit { Stats.endReports() } }
         if options.statsSignal != 0 { SignalReport.install(options.statsSignal) }

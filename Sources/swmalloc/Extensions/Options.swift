@@ -34,6 +34,7 @@ enum THPPolicy: UInt8 {
 /// | stats_signal     | 0, a catchable signal  | 0       | print the report when this signal arrives (not 9, 19, 32, 33, nor a fault: 4, 5, 7, 8, 11, 31) |
 /// | stats_json       | 0, 1                   | 0       | reports in JSON instead of text |
 /// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to (a duplicate of it once the program closed it) |
+/// | stats_fd_inode   | 0, an inode number     | 0       | reports go to `stats_fd` only if it is a pipe with this inode number (set by `swmalloc stats`) |
 struct Options {
     var purgeDelayMs: Int
     var background: Bool
@@ -43,6 +44,9 @@ struct Options {
     var statsJSON: Bool
     var statsSignal: Int32
     var statsFD: Int32
+    /// When nonzero: the inode number of the pipe `stats_fd` must be (see
+    /// `swmshim_report_fd_keep`).
+    var statsFDInode: Int
     /// True when `SWMALLOC_OPTIONS` set `purge_delay_ms` (then `mallopt` leaves it alone).
     var purgeDelayGiven: Bool
 
@@ -55,7 +59,7 @@ struct Options {
     /// The defaults.
     static let defaults = Options(
         purgeDelayMs: 250, background: true, thp: .segments, verbose: false, statsPrint: false, statsJSON: false,
-        statsSignal: 0, statsFD: 2, purgeDelayGiven: false)
+        statsSignal: 0, statsFD: 2, statsFDInode: 0, purgeDelayGiven: false)
 
     /// Sets the defaults, then applies `SWMALLOC_OPTIONS`.
     static func load() {
@@ -114,6 +118,8 @@ struct Options {
             }
         } else if key == "stats_fd" {
             if let n = value.integer, n >= 1, n < 1024 { statsFD = Int32(n) } else { Options.badValue(item) }
+        } else if key == "stats_fd_inode" {
+            if let n = value.integer { statsFDInode = n } else { Options.badValue(item) }
         } else {
             Options.warn("unknown option in SWMALLOC_OPTIONS (ignored): ", item)
         }
@@ -161,6 +167,10 @@ struct Options {
         line.append(Int(statsSignal))
         line.append(" stats_fd=")
         line.append(Int(statsFD))
+        if statsFDInode != 0 {
+            line.append(" stats_fd_inode=")
+            line.append(statsFDInode)
+        }
         line.append("\n")
         line.write(to: 2)
     }
