@@ -76,6 +76,20 @@ struct RunCommand: ParsableCommand {
         if let thp, !["segments", "large", "never", "system"].contains(thp) {
             throw ValidationError("--thp wants segments, large, never or system, not '\(thp)'")
         }
+        // The numeric flags too, as the README's options table bounds them (the library
+        // would warn and keep its default, and the program run anyway).
+        if let purgeDelayMs, !(0...1_000_000).contains(purgeDelayMs) {
+            throw ValidationError("--purge-delay-ms wants 0 … 1000000, not \(purgeDelayMs)")
+        }
+        if let background, background != 0 && background != 1 {
+            throw ValidationError("--background wants 0 or 1, not \(background)")
+        }
+        if let statsSignal, statsSignal != 0 && !catchableRequestSignal(statsSignal) {
+            throw ValidationError("--stats-signal wants 0 or a signal a handler can catch that is not a fault, not \(statsSignal)")
+        }
+        if let statsFd, !(1...1023).contains(statsFd) {
+            throw ValidationError("--stats-fd wants 1 … 1023, not \(statsFd)")
+        }
     }
 
     /// Sets the environment and executes the program (returns only when that failed).
@@ -95,10 +109,20 @@ struct RunCommand: ParsableCommand {
             setenv("SWMALLOC_OPTIONS", environment["SWMALLOC_OPTIONS"].map { "\($0),\(joined)" } ?? joined, 1)
         }
         let argv = args.map { strdup($0) } + [nil]
-        noteSecureExecution(program)
+        noteNoPreload(program)
         execvp(program, argv)
         throw cannotRun(program, errno)
     }
+}
+
+/// True for a signal `stats_signal` takes: one a handler can catch (not SIGKILL, SIGSTOP,
+/// nor glibc's own 32 and 33) that is not a fault (SIGILL, SIGTRAP, SIGBUS, SIGFPE,
+/// SIGSEGV, SIGSYS), as the library checks it.
+func catchableRequestSignal(_ signo: Int) -> Bool {
+    let refused: Set<Int> = [Int(SIGKILL), Int(SIGSTOP), Int(SIGILL), Int(SIGTRAP), Int(SIGBUS), Int(SIGFPE),
+                             Int(SIGSEGV), Int(SIGSYS)]
+    guard (1...64).contains(signo), !refused.contains(signo) else { return false }
+    return signo < 32 || signo >= 34
 }
 
 /// The file `program` names: itself when it has a '/', else the first executable file
@@ -113,10 +137,11 @@ func resolveProgram(_ program: String) -> String? {
     return nil
 }
 
-/// Says on stderr that `program` will not run on swmalloc when it is set-user-ID or
-/// set-group-ID to someone else: the loader ignores LD_PRELOAD for such a program
-/// (secure execution), so it runs on the C library's malloc and writes no report.
-func noteSecureExecution(_ program: String) {
+/// Says on stderr that `program` will not run on swmalloc when the loader cannot preload
+/// it: a program set-user-ID or set-group-ID to someone else (secure execution: the loader
+/// ignores LD_PRELOAD), or a static one (no loader at all). Such a program runs on the C
+/// library's malloc and writes no report.
+func noteNoPreload(_ program: String) {
     guard let file = resolveProgram(program) else { return }
     var info = stat()
     guard stat(file, &info) == 0 else { return }
@@ -125,7 +150,31 @@ func noteSecureExecution(_ program: String) {
     if setuid || setgid {
         FileHandle.standardError.write(Data(
             "swmalloc: note: \(file) is set-\(setuid ? "user" : "group")-ID: the loader ignores LD_PRELOAD for it, so it runs on the C library's malloc\n".utf8))
+    } else if isStaticELF(file) {
+        FileHandle.standardError.write(Data(
+            "swmalloc: note: \(file) is statically linked: LD_PRELOAD has no effect on it, so it runs on its own malloc\n".utf8))
     }
+}
+
+/// True when `file` is a 64-bit little-endian ELF executable without a program
+/// interpreter (`PT_INTERP`): statically linked, so no loader reads LD_PRELOAD.
+func isStaticELF(_ file: String) -> Bool {
+    guard let handle = FileHandle(forReadingAtPath: file) else { return false }
+    defer { try? handle.close() }
+    guard let header = try? handle.read(upToCount: 64), header.count == 64,
+          header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else { return false }
+    func word<T: FixedWidthInteger>(_ data: Data, _ offset: Int, _: T.Type) -> T {
+        data[data.startIndex + offset ..< data.startIndex + offset + MemoryLayout<T>.size]
+            .reversed().reduce(0) { $0 << 8 | T($1) }
+    }
+    let type = word(header, 16, UInt16.self)
+    let phoff = word(header, 32, UInt64.self), phentsize = Int(word(header, 54, UInt16.self))
+    let phnum = Int(word(header, 56, UInt16.self))
+    guard type == 2 || type == 3, phentsize >= 4, phnum > 0, phnum < 4096 else { return false }
+    guard (try? handle.seek(toOffset: phoff)) != nil,
+          let table = try? handle.read(upToCount: phentsize * phnum), table.count == phentsize * phnum else { return false }
+    for i in 0..<phnum where word(table, i * phentsize, UInt32.self) == 3 { return false }   // PT_INTERP
+    return true
 }
 
 /// A program that could not be started: its message on stderr, and the shell's exit

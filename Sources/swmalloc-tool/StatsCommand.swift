@@ -104,7 +104,7 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     let argv = args.map { strdup($0) } + [nil]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in argv + envp { free(p) } }
-    noteSecureExecution(args[0])
+    noteNoPreload(args[0])
     // The program starts with the default action for the signals the tool handles.
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)

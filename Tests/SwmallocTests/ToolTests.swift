@@ -106,6 +106,15 @@ import Testing
                 "\(relative)")
         let thp = try runChild(tool, ["run", "--thp", "large,stats_print=1", "--", "/bin/true"])
         #expect(thp.exitCode == 64 && thp.stderr.contains("--thp wants segments, large, never or system"), "\(thp)")
+        // The numeric flags are checked as the options table bounds them (the program ran
+        // before, with the library's warning: an outside review).
+        for (flag, value) in [("--background", "2"), ("--stats-signal", "9"), ("--stats-fd", "0"),
+                              ("--purge-delay-ms", "1000001")] {
+            let r = try runChild(tool, ["run", flag, value, "--", "/bin/true"])
+            #expect(r.exitCode == 64 && r.stderr.contains("\(flag) wants"), "\(flag) \(value): \(r)")
+        }
+        let report = try runChild(tool, ["bench", "--report", "/nonexistent/results.json"])
+        #expect(report.exitCode == 64 && report.stderr.contains("cannot read /nonexistent/results.json"), "\(report)")
         let script = "\(Paths.scratch)/no-shebang.sh"
         try "echo hi\nexit 3\n".write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
@@ -116,6 +125,15 @@ import Testing
                      ["--allocators", "swmalloc", "--lib-swmalloc", "/nonexistent/lib.so"]] {
             let r = try runChild(tool, ["bench", "--profile", "tiny", "-r", "1", "--no-baselines"] + args)
             #expect(r.exitCode == 64 && r.stderr.contains("Error:"), "\(args): \(r)")
+        }
+        // A static program: no loader reads LD_PRELOAD, so run and stats say so.
+        let cc = try requireTool("cc", debianPackage: "gcc")
+        let source = "\(Paths.scratch)/static-probe.c", binary = "\(Paths.scratch)/static-probe"
+        try "int main(void) { return 0; }\n".write(toFile: source, atomically: true, encoding: .utf8)
+        #expect(try runChild(cc, ["-static", source, "-o", binary]).succeeded)
+        for command in ["run", "stats"] {
+            let r = try runChild(tool, [command, "--library", try Library.release.existingPath(), "--", binary])
+            #expect(r.stderr.contains("is statically linked: LD_PRELOAD has no effect on it"), "\(command): \(r)")
         }
         if getuid() == 0 {
             let setuid = "\(Paths.scratch)/setuid-true"

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 
 /// The machine a run was measured on.
@@ -48,8 +49,15 @@ struct BenchDocument: Codable, Equatable {
     var geometricMeans: [String: Double]?
 
     /// Reads a document written by `write(to:)`.
+    /// A file that cannot be read, or is not a saved run, is a usage error naming it.
     static func read(from path: String) throws -> BenchDocument {
-        try JSONDecoder().decode(BenchDocument.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("--report: cannot read \(path)")
+        }
+        guard let document = try? JSONDecoder().decode(BenchDocument.self, from: data) else {
+            throw ValidationError("--report: \(path) is not a results.json of swmalloc bench")
+        }
+        return document
     }
 
     /// The same document with its summaries and geometric means computed from its samples.
