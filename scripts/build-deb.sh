@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Builds the Debian package swmalloc_VERSION_ARCH.deb (in the current directory, or in
-# --out DIR; a relative DIR is taken from the current directory) from the files
-# scripts/install.sh installs under /usr. Install it with
-#   apt-get install ./swmalloc_*.deb
-# and remove it with `apt-get purge swmalloc`. The binaries are stripped, the manual page
-# compressed, /usr/share/doc/swmalloc holds the README, the copyright note and the
-# changelog, the shlibs file lets packages built against it depend on it, and ldconfig
-# runs through dpkg's trigger.
+# Builds the Debian packages of swmalloc (in the current directory, or in --out DIR; a
+# relative DIR is taken from the current directory) from the files scripts/install.sh
+# installs under /usr, split as Debian splits a library:
+#   libswmalloc1     the shared library (/usr/lib/libswmalloc.so.1.0 and its soname link),
+#                    with the shlibs file and the ldconfig trigger
+#   libswmalloc-dev  headers, the libswmalloc.so link, the static library, pkg-config
+#   swmalloc         the swmalloc tool, the benchmark's workload program, the manual page
+# and prints their paths, one a line. Install them with
+#   apt-get install ./libswmalloc1_*.deb ./libswmalloc-dev_*.deb ./swmalloc_*.deb
+# and remove them with `apt-get purge libswmalloc1` (the two others depend on it). The
+# binaries are stripped, the manual page compressed, each package's /usr/share/doc holds
+# the copyright note and the changelog (the tool's also the README), the shlibs file lets
+# packages built against the library depend on libswmalloc1, and md5sums let
+# `dpkg --verify` tell a changed file.
 set -euo pipefail
 start="$PWD"
 out="$start"
@@ -17,22 +23,44 @@ if [ "${1:-}" = "--out" ]; then
 fi
 cd "$(dirname "$0")/.."
 command -v dpkg-deb >/dev/null || { echo "build-deb.sh: dpkg-deb not found (Debian's dpkg)" >&2; exit 2; }
-stage="$(mktemp -d)"
-trap 'rm -rf "$stage"' EXIT
-bash scripts/install.sh --prefix /usr --destdir "$stage"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+stage="$work/stage"
+bash scripts/install.sh --prefix /usr --destdir "$stage" >&2   # stdout: the packages only
 # dpkg owns the file list: the uninstall manifest is for installs without a package.
 rm -f "$stage/usr/share/swmalloc/installed-files"
 rmdir "$stage/usr/share/swmalloc" 2>/dev/null || true
 version="$(sed -n 's/^Version: //p' "$stage/usr/lib/pkgconfig/swmalloc.pc")"
 arch="$(dpkg --print-architecture)"
 major="${version%%.*}"
+lib="libswmalloc$major"
 
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/usr/lib/libswmalloc.so.$major".*
 strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload"
 gzip -9n "$stage/usr/share/man/man1/swmalloc.1"
-doc="$stage/usr/share/doc/swmalloc"
-install -D -m 0644 README.md "$doc/README.md"
-cat > "$doc/copyright" <<COPYRIGHT
+
+# Each package's root, and the files it takes from the stage (moved, so that none is left
+# behind or packaged twice).
+take() {   # take PACKAGE PATH... (paths relative to the stage)
+  local package="$1"; shift
+  for path in "$@"; do
+    mkdir -p "$work/$package/$(dirname "$path")"
+    mv "$stage/$path" "$work/$package/$path"
+  done
+}
+(cd "$stage" && ls -d usr/lib/libswmalloc.so."$major" usr/lib/libswmalloc.so."$major".*) > "$work/runtime-files"
+# shellcheck disable=SC2046
+take "$lib" $(cat "$work/runtime-files")
+take libswmalloc-dev usr/include usr/lib/libswmalloc.so usr/lib/libswmalloc.a usr/lib/pkgconfig
+take swmalloc usr/bin usr/libexec usr/share/man usr/share/doc/swmalloc
+left="$(cd "$stage" && find . -type f -o -type l)"
+[ -z "$left" ] || { echo "build-deb.sh: files in no package: $left" >&2; exit 1; }
+
+changelog_date="$(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")"
+for package in "$lib" libswmalloc-dev swmalloc; do
+  doc="$work/$package/usr/share/doc/$package"
+  mkdir -p "$doc"
+  cat > "$doc/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: swmalloc
 Source: the swmalloc sources (their README and docs/)
@@ -43,9 +71,10 @@ License: none-stated
  The swmalloc sources state no license; ask their developers before you
  redistribute this package.
 COPYRIGHT
-printf 'swmalloc (%s) unstable; urgency=medium\n\n  * Built from the swmalloc sources by scripts/build-deb.sh.\n\n -- swmalloc developers <swmalloc@localhost>  %s\n' \
-  "$version" "$(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")" | gzip -9n > "$doc/changelog.Debian.gz"
-chmod 0644 "$doc/changelog.Debian.gz"
+  printf '%s (%s) unstable; urgency=medium\n\n  * Built from the swmalloc sources by scripts/build-deb.sh.\n\n -- swmalloc developers <swmalloc@localhost>  %s\n' \
+    "$package" "$version" "$changelog_date" | gzip -9n > "$doc/changelog.Debian.gz"
+  chmod 0644 "$doc/copyright" "$doc/changelog.Debian.gz"
+done
 
 # Depends: the packages that hold the libraries the binaries need, at least the upstream
 # version installed here (the binaries were linked against it: /usr/bin/swmalloc needs
@@ -53,39 +82,63 @@ chmod 0644 "$doc/changelog.Debian.gz"
 # is left out, or a system with the same upstream version but an older security update,
 # 12.2.0-14 against 12.2.0-14+deb12u1, could not install it), and libc6 at least the
 # newest GLIBC_ symbol version they use.
-binaries=("$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload" "$stage/usr/lib/libswmalloc.so.$major".*)
-depends="$(for f in "${binaries[@]}"; do
-  ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
-done | sort -u | while read -r lib; do
-  dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
-done | cut -d: -f1 | sort -u | grep -v '^libc6$' | while read -r pkg; do
-  printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}\n' "$pkg" 2>/dev/null | head -1 | sed 's/-[^-]*$//')"
-done)"
-glibc="$(for f in "${binaries[@]}"; do objdump -T "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' \
-  | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)"
+depends() {   # depends FILE...
+  local needed glibc
+  needed="$(for f in "$@"; do
+    ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
+  done | sort -u | while read -r so; do
+    dpkg -S "$(readlink -f "$so")" 2>/dev/null || dpkg -S "$so" 2>/dev/null || true
+  done | cut -d: -f1 | sort -u | grep -v '^libc6$' | while read -r pkg; do
+    printf '%s (>= %s), ' "$pkg" "$(dpkg-query -W -f='${Version}\n' "$pkg" 2>/dev/null | head -1 | sed 's/-[^-]*$//')"
+  done)"
+  glibc="$(for f in "$@"; do objdump -T "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' \
+    | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)"
+  printf '%slibc6 (>= %s)' "$needed" "${glibc:-2.34}"
+}
 
-mkdir -p "$stage/DEBIAN"
-# md5sums, so that `dpkg --verify swmalloc` can tell a changed file.
-(cd "$stage" && find usr -type f -print0 | sort -z | xargs -0 md5sum) > "$stage/DEBIAN/md5sums"
-chmod 0644 "$stage/DEBIAN/md5sums"
-cat > "$stage/DEBIAN/control" <<CONTROL
-Package: swmalloc
+# control PACKAGE DEPENDS SECTION SUMMARY DESCRIPTION: the control file and md5sums.
+control() {
+  local root="$work/$1"
+  mkdir -p "$root/DEBIAN"
+  cat > "$root/DEBIAN/control" <<CONTROL
+Package: $1
+Source: swmalloc
 Version: $version
 Architecture: $arch
 Maintainer: swmalloc developers <swmalloc@localhost>
-Depends: ${depends}libc6 (>= ${glibc:-2.34})
-Section: libs
+Depends: $2
+Section: $3
 Priority: optional
-Installed-Size: $(du -sk "$stage/usr" | cut -f1)
-Description: fast, scalable malloc for multi-threaded programs
- A drop-in malloc (LD_PRELOAD it, or link -lswmalloc) written in Embedded Swift,
- with per-thread heaps, memory that goes back to the OS after a delay, and the
- VOS memory API (VOS_Malloc/VOS_Free) with per-module and per-site accounting.
- Includes the headers, pkg-config file, static library and the swmalloc tool.
+Installed-Size: $(du -sk "$root/usr" | cut -f1)
+Description: $4
+$5
 CONTROL
-echo "libswmalloc $major swmalloc (>= $version)" > "$stage/DEBIAN/shlibs"
-echo "activate-noawait ldconfig" > "$stage/DEBIAN/triggers"
-chmod 0644 "$stage/DEBIAN/shlibs" "$stage/DEBIAN/triggers"
-deb="$out/swmalloc_${version}_${arch}.deb"
-dpkg-deb --build --root-owner-group "$stage" "$deb" >/dev/null
-echo "$deb"
+  (cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"
+  chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+}
+about=" A drop-in malloc (LD_PRELOAD it, or link -lswmalloc) written in Embedded Swift,
+ with per-thread heaps, memory that goes back to the OS after a delay, and the
+ VOS memory API (VOS_Malloc/VOS_Free) with per-module and per-site accounting."
+
+control "$lib" "$(depends "$work/$lib/usr/lib/libswmalloc.so.$major".*)" libs \
+  "fast, scalable malloc for multi-threaded programs (library)" "$about
+ .
+ This package holds the shared library."
+echo "libswmalloc $major $lib (>= $version)" > "$work/$lib/DEBIAN/shlibs"
+echo "activate-noawait ldconfig" > "$work/$lib/DEBIAN/triggers"
+chmod 0644 "$work/$lib/DEBIAN/shlibs" "$work/$lib/DEBIAN/triggers"
+control libswmalloc-dev "$lib (= $version)" libdevel \
+  "fast, scalable malloc for multi-threaded programs (development files)" "$about
+ .
+ This package holds the headers (swmalloc.h, vos_mem.h), the static library and
+ the pkg-config file."
+control swmalloc "$lib (= $version), $(depends "$work/swmalloc/usr/bin/swmalloc" "$work/swmalloc/usr/libexec/swmalloc/swm-workload")" \
+  utils "run programs on swmalloc, read its statistics, benchmark it" "$about
+ .
+ This package holds the swmalloc tool (run, stats, info, bench) and its manual."
+
+for package in "$lib" libswmalloc-dev swmalloc; do
+  deb="$out/${package}_${version}_${arch}.deb"
+  dpkg-deb --build --root-owner-group "$work/$package" "$deb" >/dev/null
+  echo "$deb"
+done

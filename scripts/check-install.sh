@@ -8,7 +8,7 @@
 #     workload program (no Swift runtime needed); installing again, then --uninstall,
 #     leaves nothing behind but a directory that was there before; a relative --destdir
 #     is taken from the current directory.
-#  2. scripts/build-deb.sh, `apt-get install ./swmalloc_*.deb`, a program preloaded with
+#  2. scripts/build-deb.sh, `apt-get install` of its three packages, a program preloaded with
 #     /usr/lib/libswmalloc.so.1, `swmalloc info`, the package's shlibs, Depends and
 #     copyright, `apt-get purge` (skipped, with a note, when not root or without apt-get).
 # Prints "check-install: N passed, 0 failed" and exits 0, or stops at the first failure.
@@ -51,7 +51,8 @@ cc -O1 "$work/plain.c" -o "$work/plain" || fail "building the plain program"
 mkdir -p "$prefix/share/man"   # there before: --uninstall must leave it
 bash scripts/install.sh --prefix "$prefix" > "$work/install.log" || { cat "$work/install.log"; fail "install.sh"; }
 for f in lib/libswmalloc.so.1.0 lib/libswmalloc.so.1 lib/libswmalloc.so lib/libswmalloc.a lib/pkgconfig/swmalloc.pc \
-         include/swmalloc.h include/vos_mem.h bin/swmalloc libexec/swmalloc/swm-workload share/man/man1/swmalloc.1; do
+         include/swmalloc.h include/vos_mem.h bin/swmalloc libexec/swmalloc/swm-workload share/man/man1/swmalloc.1 \
+         share/doc/swmalloc/README.md; do
   [ -e "$prefix/$f" ] || fail "$f not installed"
 done
 ok "install.sh put every file in place"
@@ -127,19 +128,32 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
   echo "check-install: note: Debian package install skipped (needs root and apt-get)"
 else
   unset PKG_CONFIG_PATH
-  deb="$(bash scripts/build-deb.sh --out "$work" | tail -1)"
-  [ -f "$deb" ] || fail "build-deb.sh made no package"
-  apt-get install -y -qq "$deb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $deb"; }
+  bash scripts/build-deb.sh --out "$work" > "$work/debs"
+  mapfile -t debs < "$work/debs"
+  [ "${#debs[@]}" = 3 ] && [ -f "${debs[0]}" ] && [ -f "${debs[1]}" ] && [ -f "${debs[2]}" ] \
+    || fail "build-deb.sh did not make its three packages: $(cat "$work/debs")"
+  libdeb="$(grep '/libswmalloc1_' "$work/debs")"; devdeb="$(grep '/libswmalloc-dev_' "$work/debs")"
+  tooldeb="$(grep '/swmalloc_' "$work/debs")"
+  # The runtime package alone: a program preloads it, and it holds only the library.
+  apt-get install -y -qq "$libdeb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $libdeb"; }
   has "$(LD_PRELOAD=/usr/lib/libswmalloc.so.1 SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null)" \
     "swmalloc statistics" || fail "preloading the packaged /usr/lib/libswmalloc.so.1"
+  [ ! -e /usr/include/swmalloc.h ] && [ ! -e /usr/bin/swmalloc ] || fail "libswmalloc1 holds more than the library"
+  has "$(cat /var/lib/dpkg/info/libswmalloc1.shlibs 2>/dev/null)" "^libswmalloc 1 libswmalloc1" || fail "libswmalloc1 has no shlibs"
+  dpkg --verify libswmalloc1 || fail "dpkg --verify libswmalloc1"
+  apt-get install -y -qq "$devdeb" "$tooldeb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $devdeb $tooldeb"; }
   has "$(swmalloc info)" "installed under /usr" || fail "the packaged swmalloc tool"
   cc -O1 "$work/probe.c" -o "$work/probe-deb" $(pkg-config --cflags --libs swmalloc) && "$work/probe-deb" > /dev/null \
     || fail "building against the packaged library"
-  [ -f /usr/share/doc/swmalloc/copyright ] || fail "the package has no copyright file"
-  has "$(cat /var/lib/dpkg/info/swmalloc.shlibs 2>/dev/null)" "^libswmalloc 1 swmalloc" || fail "the package has no shlibs"
-  has "$(dpkg-deb -f "$deb" Depends)" "libstdc++6" || fail "Depends lacks the tool's libstdc++6: $(dpkg-deb -f "$deb" Depends)"
-  apt-get purge -y -qq swmalloc > /dev/null 2>&1 || fail "apt-get purge swmalloc"
-  [ ! -e /usr/lib/libswmalloc.so.1 ] || fail "apt-get purge left /usr/lib/libswmalloc.so.1"
-  ok "the Debian package installs, preloads, builds against, and purges ($(basename "$deb"))"
+  for package in libswmalloc1 libswmalloc-dev swmalloc; do
+    [ -f "/usr/share/doc/$package/copyright" ] || fail "$package has no copyright file"
+  done
+  has "$(dpkg-deb -f "$tooldeb" Depends)" "libstdc++6" || fail "Depends lacks the tool's libstdc++6: $(dpkg-deb -f "$tooldeb" Depends)"
+  has "$(dpkg-deb -f "$devdeb" Depends)" "libswmalloc1 (=" || fail "libswmalloc-dev does not depend on libswmalloc1"
+  apt-get purge -y -qq libswmalloc1 > /dev/null 2>&1 || fail "apt-get purge libswmalloc1"
+  for f in /usr/lib/libswmalloc.so.1 /usr/lib/libswmalloc.so /usr/include/swmalloc.h /usr/bin/swmalloc; do
+    [ ! -e "$f" ] || fail "apt-get purge libswmalloc1 left $f"
+  done
+  ok "the Debian packages (libswmalloc1, libswmalloc-dev, swmalloc) install, preload, build against, verify and purge"
 fi
 echo "check-install: $passed passed, 0 failed"

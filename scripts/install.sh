@@ -179,6 +179,7 @@ put 0644 include/vos_mem.h include/vos_mem.h
 put 0755 "$tool" bin/swmalloc
 put 0755 "$workload" libexec/swmalloc/swm-workload
 put 0644 "$manual" share/man/man1/swmalloc.1
+put 0644 README.md share/doc/swmalloc/README.md   # the options table, offline
 note_new_dirs share/swmalloc
 mkdir -p "$(dirname "$manifest")"
 {

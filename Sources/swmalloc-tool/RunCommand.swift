@@ -159,7 +159,10 @@ func noteNoPreload(_ program: String) {
 /// True when `file` is a 64-bit little-endian ELF executable without a program
 /// interpreter (`PT_INTERP`): statically linked, so no loader reads LD_PRELOAD.
 func isStaticELF(_ file: String) -> Bool {
-    guard let handle = FileHandle(forReadingAtPath: file) else { return false }
+    var info = stat()
+    // A regular file only: opening a FIFO would wait for a writer.
+    guard stat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG,
+          let handle = FileHandle(forReadingAtPath: file) else { return false }
     defer { try? handle.close() }
     guard let header = try? handle.read(upToCount: 64), header.count == 64,
           header.starts(with: [0x7f, 0x45, 0x4c, 0x46, 2, 1]) else { return false }

@@ -105,15 +105,15 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in argv + envp { free(p) } }
     noteNoPreload(args[0])
-    // The program starts with the default action for the signals the tool handles.
+    // Ctrl-C and Ctrl-\ are held off until the tool ignores them (`InterruptShield`); the
+    // program starts with the tool's own mask and dispositions.
+    var shield = InterruptShield()
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for signo in [SIGINT, SIGQUIT, SIGTERM, SIGHUP] { sigaddset(&defaults, signo) }
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+    var mask = shield.originalMask
+    posix_spawnattr_setsigmask(&attributes, &mask)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
     var pid = pid_t()
     var rc = posix_spawnp(&pid, args[0], &actions, &attributes, argv, envp)
     if rc == ENOEXEC, let file = resolveProgram(args[0]) {
@@ -125,40 +125,84 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     }
     close(writeEnd)
     guard rc == 0 else {
+        shield.restore()
         close(readEnd)
         throw cannotRun(args[0], rc)
     }
-    waitLikeSystem(for: pid)
+    shield.raise()
+    // The reports until every process holding the pipe has ended. The program is reaped
+    // as soon as it ends, and then Ctrl-C works again: a process it left running in the
+    // background may hold the pipe for long.
     var output = Data()
     var buffer = [UInt8](repeating: 0, count: 65536)
+    var status: Int32 = 0
+    var reaped = false
     while true {
+        if !reaped && waitpid(pid, &status, WNOHANG) == pid {
+            reaped = true
+            shield.restore()
+        }
+        var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+        if poll(&ready, 1, reaped ? -1 : 100) == 0 { continue }
         let n = read(readEnd, &buffer, buffer.count)
         if n > 0 { output.append(contentsOf: buffer[0..<n]) }
-        else if n == 0 || errno != EINTR { break }
+        else if n == 0 || (errno != EINTR && errno != EAGAIN) { break }
     }
     close(readEnd)
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    if !reaped {
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        shield.restore()
+    }
     let signal = status & 0x7f
     let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
     let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
     return (lines.filter { $0.hasPrefix("{\"swmalloc\"") }, code)
 }
 
-/// The program the tool waits for, for `waitLikeSystem`'s signal handler.
-nonisolated(unsafe) private var waitedProgram: pid_t = 0
+/// Ctrl-C and Ctrl-\ while `stats` waits for its program, as `system(3)` does: the
+/// terminal sends them to the whole foreground group, and a program that handles them and
+/// exits then writes its report to a tool that is still there to print it. A signal the
+/// tool inherited as ignored (`nohup`, a background job of a script) stays as it was,
+/// for the program too. SIGTERM and SIGHUP are left alone: forwarded, the program got a
+/// signal sent to its whole group twice.
+struct InterruptShield {
+    /// The tool's signal mask before it blocked SIGINT and SIGQUIT (the program's).
+    let originalMask: sigset_t
+    /// The dispositions of SIGINT and SIGQUIT before `raise`.
+    private var saved: [sigaction] = []
 
-/// While the tool waits for `pid`, as `system(3)` does: Ctrl-C and Ctrl-\ (which the
-/// terminal sends to the whole foreground group, the program included) are ignored, so
-/// the tool is still there to print the report of a program that handles them and exits;
-/// SIGTERM and SIGHUP sent to the tool are passed on to the program, which would
-/// otherwise be left running without it.
-private func waitLikeSystem(for pid: pid_t) {
-    waitedProgram = pid
-    signal(SIGINT, SIG_IGN)
-    signal(SIGQUIT, SIG_IGN)
-    for signo in [SIGTERM, SIGHUP] {
-        signal(signo) { received in if waitedProgram > 0 { kill(waitedProgram, received) } }
+    /// Blocks SIGINT and SIGQUIT until `raise` or `restore`.
+    init() {
+        var block = sigset_t(), old = sigset_t()
+        sigemptyset(&block)
+        sigaddset(&block, SIGINT)
+        sigaddset(&block, SIGQUIT)
+        sigprocmask(SIG_BLOCK, &block, &old)
+        originalMask = old
+    }
+
+    /// Ignores SIGINT and SIGQUIT (one ignored already stays so), then unblocks them: one
+    /// that came in meanwhile is discarded.
+    mutating func raise() {
+        saved = []
+        for signo in [SIGINT, SIGQUIT] {
+            var ignore = sigaction(), old = sigaction()
+            ignore.__sigaction_handler.sa_handler = SIG_IGN
+            sigaction(signo, &ignore, &old)
+            saved.append(old)
+        }
+        var mask = originalMask
+        sigprocmask(SIG_SETMASK, &mask, nil)
+    }
+
+    /// Gives SIGINT and SIGQUIT back their dispositions and the original mask.
+    func restore() {
+        for (i, signo) in [SIGINT, SIGQUIT].enumerated() where i < saved.count {
+            var old = saved[i]
+            sigaction(signo, &old, nil)
+        }
+        var mask = originalMask
+        sigprocmask(SIG_SETMASK, &mask, nil)
     }
 }
 

@@ -161,6 +161,28 @@ import Testing
         #expect(written == "start\nend\n", "\(written.prefix(300))")
     }
 
+    /// `stats` ignores Ctrl-C only until its program has ended: a process the program left
+    /// in the background may hold the report pipe for long, and Ctrl-C (SIGINT) must then
+    /// end the tool (an outside review: it waited for the background `sleep`, and only
+    /// SIGKILL ended it). The shell runs the tool as a job (`set -m`), so it starts with
+    /// SIGINT at its default, as from a terminal.
+    @Test func statsInterruptibleAfterProgramEnds() throws {
+        let pidFile = "\(Paths.scratch)/stats-background.pid"
+        try? FileManager.default.removeItem(atPath: pidFile)
+        let script = """
+            set -m
+            "$0" stats --library "$1" -- sh -c 'sleep 60 & echo $! > "$1"; exit 0' sh "$2" > /dev/null 2>&1 &
+            tool=$!
+            for i in $(seq 1 100); do [ -s "$2" ] && break; sleep 0.05; done
+            for i in $(seq 1 100); do kill -0 $tool 2>/dev/null || break; kill -INT $tool; sleep 0.05; done
+            if kill -0 $tool 2>/dev/null; then echo stuck; kill -KILL $tool; fi
+            wait $tool; echo "status $?"
+            kill "$(cat "$2")"
+            """
+        let r = try runChild("/bin/bash", ["-c", script, tool, try Library.release.existingPath(), pidFile])
+        #expect(r.stdout == "status 130\n", "\(r)")
+    }
+
     /// `stats` over a program whose processes end at the same time (eight children of a
     /// shell that exit together; the shell itself leaves with `_exit`, no report) gets
     /// every report whole: each process holds a lock on the report pipe while it writes.

@@ -113,6 +113,17 @@ let defaultOptionsLine =
         #expect(plain.swmallocLines == [defaultOptionsLine], "\(plain)")
     }
 
+    /// `stats_fd_inode` lets reports go only to the pipe with that inode (stderr here is
+    /// not it: no report); a later `stats_fd` clears it (an outside review: under
+    /// `swmalloc stats`, `swmalloc run --stats --stats-fd 2` in the program wrote no report).
+    @Test func statsFDInodeNamesThePipe() throws {
+        let units = try compileProgram("units.c", linking: .release)
+        let withInode = try runChild(units, ["noop"], environment: ["SWMALLOC_OPTIONS": "stats_print=1,stats_fd=2,stats_fd_inode=12345"])
+        #expect(withInode.succeeded && !withInode.stderr.contains("swmalloc statistics"), "\(withInode)")
+        let cleared = try runChild(units, ["noop"], environment: ["SWMALLOC_OPTIONS": "stats_print=1,stats_fd=2,stats_fd_inode=12345,stats_fd=2"])
+        #expect(cleared.succeeded && cleared.stderr.contains("swmalloc statistics"), "\(cleared)")
+    }
+
     /// An unknown key prints one warning naming it and changes nothing.
     @Test func unknownKeyWarns() throws {
         let result = try run(options: "verbose=1,bogus_key=3")

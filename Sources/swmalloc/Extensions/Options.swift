@@ -34,7 +34,7 @@ enum THPPolicy: UInt8 {
 /// | stats_signal     | 0, a catchable signal  | 0       | print the report when this signal arrives (not 9, 19, 32, 33, nor a fault: 4, 5, 7, 8, 11, 31) |
 /// | stats_json       | 0, 1                   | 0       | reports in JSON instead of text |
 /// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to (a duplicate of it once the program closed it) |
-/// | stats_fd_inode   | 0, an inode number     | 0       | reports go to `stats_fd` only if it is a pipe with this inode number (set by `swmalloc stats`) |
+/// | stats_fd_inode   | 0, an inode number     | 0       | reports go to `stats_fd` only if it is a pipe with this inode number (set by `swmalloc stats`; a later `stats_fd` clears it) |
 struct Options {
     var purgeDelayMs: Int
     var background: Bool
@@ -117,7 +117,9 @@ struct Options {
                 Options.badValue(item)
             }
         } else if key == "stats_fd" {
-            if let n = value.integer, n >= 1, n < 1024 { statsFD = Int32(n) } else { Options.badValue(item) }
+            // A descriptor given again (`swmalloc run --stats-fd 2` under `swmalloc stats`)
+            // is not the pipe an earlier `stats_fd_inode` named.
+            if let n = value.integer, n >= 1, n < 1024 { statsFD = Int32(n); statsFDInode = 0 } else { Options.badValue(item) }
         } else if key == "stats_fd_inode" {
             if let n = value.integer { statsFDInode = n } else { Options.badValue(item) }
         } else {
