@@ -143,7 +143,8 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
             shield.restore()
         }
         var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-        if poll(&ready, 1, reaped ? -1 : 100) == 0 { continue }
+        let polled = poll(&ready, 1, reaped ? -1 : 100)
+        if polled == 0 || (polled < 0 && errno == EINTR) { continue }
         let n = read(readEnd, &buffer, buffer.count)
         if n > 0 { output.append(contentsOf: buffer[0..<n]) }
         else if n == 0 || (errno != EINTR && errno != EAGAIN) { break }
