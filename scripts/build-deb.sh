@@ -34,6 +34,10 @@ version="$(sed -n 's/^Version: //p' "$stage/usr/lib/pkgconfig/swmalloc.pc")"
 arch="$(dpkg --print-architecture)"
 major="${version%%.*}"
 lib="libswmalloc$major"
+# Debian revision 2: revision 1 (no revision, 1.0.0) was one package, swmalloc, holding
+# everything. The library packages replace and break it, and the tool upgrades it.
+debversion="$version-2"
+split="swmalloc (<< 1.0.0-2)"
 
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/usr/lib/libswmalloc.so.$major".*
 strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload"
@@ -72,7 +76,7 @@ License: none-stated
  redistribute this package.
 COPYRIGHT
   printf '%s (%s) unstable; urgency=medium\n\n  * Built from the swmalloc sources by scripts/build-deb.sh.\n\n -- swmalloc developers <swmalloc@localhost>  %s\n' \
-    "$package" "$version" "$changelog_date" | gzip -9n > "$doc/changelog.Debian.gz"
+    "$package" "$debversion" "$changelog_date" | gzip -9n > "$doc/changelog.Debian.gz"
   chmod 0644 "$doc/copyright" "$doc/changelog.Debian.gz"
 done
 
@@ -96,18 +100,20 @@ depends() {   # depends FILE...
   printf '%slibc6 (>= %s)' "$needed" "${glibc:-2.34}"
 }
 
-# control PACKAGE DEPENDS SECTION SUMMARY DESCRIPTION: the control file and md5sums.
+# control PACKAGE DEPENDS SECTION SUMMARY DESCRIPTION [MORE]: the control file (MORE: extra
+# fields) and md5sums.
 control() {
   local root="$work/$1"
   mkdir -p "$root/DEBIAN"
   cat > "$root/DEBIAN/control" <<CONTROL
 Package: $1
 Source: swmalloc
-Version: $version
+Version: $debversion
 Architecture: $arch
 Maintainer: swmalloc developers <swmalloc@localhost>
 Depends: $2
-Section: $3
+${6:+$6
+}Section: $3
 Priority: optional
 Installed-Size: $(du -sk "$root/usr" | cut -f1)
 Description: $4
@@ -123,22 +129,24 @@ about=" A drop-in malloc (LD_PRELOAD it, or link -lswmalloc) written in Embedded
 control "$lib" "$(depends "$work/$lib/usr/lib/libswmalloc.so.$major".*)" libs \
   "fast, scalable malloc for multi-threaded programs (library)" "$about
  .
- This package holds the shared library."
+ This package holds the shared library." "Replaces: $split
+Breaks: $split"
 echo "libswmalloc $major $lib (>= $version)" > "$work/$lib/DEBIAN/shlibs"
 echo "activate-noawait ldconfig" > "$work/$lib/DEBIAN/triggers"
 chmod 0644 "$work/$lib/DEBIAN/shlibs" "$work/$lib/DEBIAN/triggers"
-control libswmalloc-dev "$lib (= $version)" libdevel \
+control libswmalloc-dev "$lib (= $debversion)" libdevel \
   "fast, scalable malloc for multi-threaded programs (development files)" "$about
  .
  This package holds the headers (swmalloc.h, vos_mem.h), the static library and
- the pkg-config file."
-control swmalloc "$lib (= $version), $(depends "$work/swmalloc/usr/bin/swmalloc" "$work/swmalloc/usr/libexec/swmalloc/swm-workload")" \
+ the pkg-config file." "Replaces: $split
+Breaks: $split"
+control swmalloc "$lib (= $debversion), $(depends "$work/swmalloc/usr/bin/swmalloc" "$work/swmalloc/usr/libexec/swmalloc/swm-workload")" \
   utils "run programs on swmalloc, read its statistics, benchmark it" "$about
  .
  This package holds the swmalloc tool (run, stats, info, bench) and its manual."
 
 for package in "$lib" libswmalloc-dev swmalloc; do
-  deb="$out/${package}_${version}_${arch}.deb"
+  deb="$out/${package}_${debversion}_${arch}.deb"
   dpkg-deb --build --root-owner-group "$work/$package" "$deb" >/dev/null
   echo "$deb"
 done

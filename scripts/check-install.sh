@@ -140,7 +140,9 @@ else
     "swmalloc statistics" || fail "preloading the packaged /usr/lib/libswmalloc.so.1"
   [ ! -e /usr/include/swmalloc.h ] && [ ! -e /usr/bin/swmalloc ] || fail "libswmalloc1 holds more than the library"
   has "$(cat /var/lib/dpkg/info/libswmalloc1.shlibs 2>/dev/null)" "^libswmalloc 1 libswmalloc1" || fail "libswmalloc1 has no shlibs"
-  dpkg --verify libswmalloc1 || fail "dpkg --verify libswmalloc1"
+  # dpkg --verify exits 0 even when it lists changed files: its output must be empty.
+  verify="$(dpkg --verify libswmalloc1 2>&1)"
+  [ -z "$verify" ] || fail "dpkg --verify libswmalloc1: $verify"
   apt-get install -y -qq "$devdeb" "$tooldeb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $devdeb $tooldeb"; }
   has "$(swmalloc info)" "installed under /usr" || fail "the packaged swmalloc tool"
   cc -O1 "$work/probe.c" -o "$work/probe-deb" $(pkg-config --cflags --libs swmalloc) && "$work/probe-deb" > /dev/null \

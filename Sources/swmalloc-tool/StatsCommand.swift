@@ -47,7 +47,7 @@ struct StatsCommand: ParsableCommand {
         let args = command.first == "--" ? Array(command.dropFirst()) : command
         guard !args.isEmpty else { throw ValidationError("no program given") }
         let lib = try library.path()
-        let (lines, status) = try runWithReport(args, library: lib)
+        let (lines, status, stoppedBy) = try runWithReport(args, library: lib)
         if lines.isEmpty {
             FileHandle.standardError.write(Data("swmalloc stats: no report came back (did the program exit normally?)\n".utf8))
         }
@@ -70,6 +70,10 @@ struct StatsCommand: ParsableCommand {
             FileHandle.standardError.write(Data(
                 "swmalloc stats: \(unreadable) report line\(unreadable == 1 ? "" : "s") could not be read (a process killed while writing it?)\n".utf8))
         }
+        // Stopped by a signal, or the program ended by Ctrl-C or Ctrl-\: the tool ends by
+        // that signal too, after the reports, so that a shell loop over it stops as it
+        // would over the program.
+        if stoppedBy != 0 { endBySignal(stoppedBy) }
         if status != 0 { throw ExitCode(status) }
     }
 
@@ -81,9 +85,10 @@ struct StatsCommand: ParsableCommand {
 }
 
 /// Runs `args` with `library` preloaded and the report sent to a pipe; returns the report
-/// lines (one per process that exited normally) and the exit status (128 + signal when a
-/// signal killed it).
-func runWithReport(_ args: [String], library: String) throws -> (lines: [String], status: Int32) {
+/// lines (one per process that exited normally), the exit status (128 + signal when a
+/// signal killed it), and the signal the tool should end by after printing them (0: none;
+/// see `StopSignals`).
+func runWithReport(_ args: [String], library: String) throws -> (lines: [String], status: Int32, stoppedBy: Int32) {
     var fds: [Int32] = [0, 0]
     guard pipe(&fds) == 0 else { throw ValidationError("pipe failed") }
     let (readEnd, writeEnd) = (fds[0], fds[1])
@@ -105,13 +110,16 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in argv + envp { free(p) } }
     noteNoPreload(args[0])
-    // Ctrl-C and Ctrl-\ are held off until the tool ignores them (`InterruptShield`); the
+    // An inherited ignored SIGCHLD would reap the program behind the tool's back (its
+    // status lost); the program gets it at its default, as with system(3).
+    signal(SIGCHLD, SIG_DFL)
+    // The stop signals are held off until the tool catches them (`StopSignals`); the
     // program starts with the tool's own mask and dispositions.
-    var shield = InterruptShield()
+    let stops = StopSignals()
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
-    var mask = shield.originalMask
+    var mask = stops.originalMask
     posix_spawnattr_setsigmask(&attributes, &mask)
     posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
     var pid = pid_t()
@@ -125,86 +133,126 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     }
     close(writeEnd)
     guard rc == 0 else {
-        shield.restore()
+        stops.unblock()
         close(readEnd)
         throw cannotRun(args[0], rc)
     }
-    shield.raise()
-    // The reports until every process holding the pipe has ended. The program is reaped
-    // as soon as it ends, and then Ctrl-C works again: a process it left running in the
-    // background may hold the pipe for long.
+    stops.catchAndUnblock()
+    // The reports until every process holding the pipe has ended, the program reaped as
+    // soon as it ends; or until a stop signal says to stop waiting (`StopSignals`).
     var output = Data()
     var buffer = [UInt8](repeating: 0, count: 65536)
     var status: Int32 = 0
     var reaped = false
+    var stoppedBy: Int32 = 0
+    var graceEnd: UInt64 = 0
     while true {
-        if !reaped && waitpid(pid, &status, WNOHANG) == pid {
-            reaped = true
-            shield.restore()
+        if !reaped {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { reaped = true }
+            else if r < 0 && errno == ECHILD { reaped = true; status = 1 << 8 }   // cannot happen with SIGCHLD at default
+        }
+        let received = StopSignals.take()
+        if received != 0 { stoppedBy = received }
+        if stoppedBy != 0 {
+            if reaped { break }
+            if stoppedBy == SIGTERM || stoppedBy == SIGHUP {
+                // Sent to the whole group, the program got it too and may be shutting down:
+                // its report is worth a short wait. Sent to the tool alone, it keeps running.
+                if graceEnd == 0 { graceEnd = DispatchTime.now().uptimeNanoseconds + StopSignals.grace }
+                if DispatchTime.now().uptimeNanoseconds >= graceEnd { break }
+            } else {
+                stoppedBy = 0   // Ctrl-C or Ctrl-\ while the program runs: the program's
+            }
         }
         var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-        let polled = poll(&ready, 1, reaped ? -1 : 100)
+        let polled = poll(&ready, 1, 100)
         if polled == 0 || (polled < 0 && errno == EINTR) { continue }
         let n = read(readEnd, &buffer, buffer.count)
         if n > 0 { output.append(contentsOf: buffer[0..<n]) }
         else if n == 0 || (errno != EINTR && errno != EAGAIN) { break }
     }
     close(readEnd)
-    if !reaped {
+    if !reaped && stoppedBy == 0 {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        shield.restore()
     }
     let signal = status & 0x7f
     let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    // A program ended by Ctrl-C or Ctrl-\ ends the tool by it too.
+    if stoppedBy == 0 && (signal == SIGINT || signal == SIGQUIT) { stoppedBy = signal }
     let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
-    return (lines.filter { $0.hasPrefix("{\"swmalloc\"") }, code)
+    return (lines.filter { $0.hasPrefix("{\"swmalloc\"") }, code, stoppedBy)
 }
 
-/// Ctrl-C and Ctrl-\ while `stats` waits for its program, as `system(3)` does: the
-/// terminal sends them to the whole foreground group, and a program that handles them and
-/// exits then writes its report to a tool that is still there to print it. A signal the
-/// tool inherited as ignored (`nohup`, a background job of a script) stays as it was,
-/// for the program too. SIGTERM and SIGHUP are left alone: forwarded, the program got a
-/// signal sent to its whole group twice.
-struct InterruptShield {
-    /// The tool's signal mask before it blocked SIGINT and SIGQUIT (the program's).
-    let originalMask: sigset_t
-    /// The dispositions of SIGINT and SIGQUIT before `raise`.
-    private var saved: [sigaction] = []
+/// The last stop signal the tool caught (0: none), for `StopSignals.take`.
+nonisolated(unsafe) private var caughtStop: Int32 = 0
 
-    /// Blocks SIGINT and SIGQUIT until `raise` or `restore`.
+/// SIGINT, SIGQUIT, SIGTERM and SIGHUP while `stats` waits: caught (a flag the wait loop
+/// reads), so that the reports already in hand are printed before the tool ends. Ctrl-C
+/// and Ctrl-\ reach the whole foreground group: while the program runs they are the
+/// program's to handle (its report still comes, as with system(3)); once it has ended
+/// (a process it left in the background may hold the pipe for long) they end the wait.
+/// SIGTERM or SIGHUP ends the wait once the program has ended, or after `grace`: the
+/// program got the signal too when it went to the whole group (`kill %1`, `timeout`, a
+/// service manager), and is not sent it again (it got it twice when the tool forwarded
+/// it); sent to the tool alone it leaves the program running, as with time(1). A signal
+/// the tool inherited as ignored (`nohup`, a script's background job) stays ignored, for
+/// the program too.
+struct StopSignals {
+    /// The signals.
+    static let all = [SIGINT, SIGQUIT, SIGTERM, SIGHUP]
+    /// How long SIGTERM or SIGHUP waits for the program (nanoseconds).
+    static let grace: UInt64 = 3_000_000_000
+    /// The tool's signal mask before it blocked the stop signals (the program's).
+    let originalMask: sigset_t
+
+    /// Blocks the stop signals until `catchAndUnblock` or `unblock`.
     init() {
         var block = sigset_t(), old = sigset_t()
         sigemptyset(&block)
-        sigaddset(&block, SIGINT)
-        sigaddset(&block, SIGQUIT)
+        for signo in StopSignals.all { sigaddset(&block, signo) }
         sigprocmask(SIG_BLOCK, &block, &old)
         originalMask = old
     }
 
-    /// Ignores SIGINT and SIGQUIT (one ignored already stays so), then unblocks them: one
-    /// that came in meanwhile is discarded.
-    mutating func raise() {
-        saved = []
-        for signo in [SIGINT, SIGQUIT] {
-            var ignore = sigaction(), old = sigaction()
-            ignore.__sigaction_handler.sa_handler = SIG_IGN
-            sigaction(signo, &ignore, &old)
-            saved.append(old)
+    /// Catches each stop signal not inherited as ignored, then unblocks them.
+    func catchAndUnblock() {
+        for signo in StopSignals.all {
+            var old = sigaction()
+            sigaction(signo, nil, &old)
+            if unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
+            var catcher = sigaction()
+            catcher.__sigaction_handler.sa_handler = { caught in caughtStop = caught }
+            sigaction(signo, &catcher, nil)   // no SA_RESTART: poll returns at once
         }
+        unblock()
+    }
+
+    /// Gives the tool its original signal mask back.
+    func unblock() {
         var mask = originalMask
         sigprocmask(SIG_SETMASK, &mask, nil)
     }
 
-    /// Gives SIGINT and SIGQUIT back their dispositions and the original mask.
-    func restore() {
-        for (i, signo) in [SIGINT, SIGQUIT].enumerated() where i < saved.count {
-            var old = saved[i]
-            sigaction(signo, &old, nil)
-        }
-        var mask = originalMask
-        sigprocmask(SIG_SETMASK, &mask, nil)
+    /// The stop signal caught since the last call (0: none).
+    static func take() -> Int32 {
+        let signo = caughtStop
+        caughtStop = 0
+        return signo
     }
+}
+
+/// Ends the tool by `signo` at its default action (the Swift runtime's own SIGQUIT
+/// handler, which prints a crash backtrace, included), as if it had not caught it.
+func endBySignal(_ signo: Int32) -> Never {
+    fflush(nil)   // the reports printed so far
+    signal(signo, SIG_DFL)
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    sigaddset(&mask, signo)
+    sigprocmask(SIG_UNBLOCK, &mask, nil)
+    raise(signo)
+    exit(128 + signo)
 }
 
 /// The module table and the leak report of one process, as text.

@@ -183,6 +183,17 @@ import Testing
         #expect(r.stdout == "status 130\n", "\(r)")
     }
 
+    /// A SIGTERM sent to the whole group (`timeout`, `kill %1`, a service manager) reaches
+    /// the program too; one that shuts down on it gets its report printed: the tool waits
+    /// for it (up to 3 s) instead of dying at once (an outside review: the report of a
+    /// program that handles SIGTERM was lost).
+    @Test func statsReportsAfterGroupTerminate() throws {
+        let timeout = try requireTool("timeout", debianPackage: "coreutils")
+        let r = try runChild(timeout, ["1", tool, "stats", "--library", try Library.release.existingPath(), "--",
+                                       "/bin/bash", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+        #expect(r.exitCode == 124 && r.stdout.contains("totals:"), "\(r)")
+    }
+
     /// `stats` over a program whose processes end at the same time (eight children of a
     /// shell that exit together; the shell itself leaves with `_exit`, no report) gets
     /// every report whole: each process holds a lock on the report pipe while it writes.
