@@ -8,6 +8,7 @@
 import ArgumentParser
 import Foundation
 import SwmallocStats
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -73,7 +74,9 @@ struct StatsCommand: ParsableCommand {
         // Stopped by a signal, or the program ended by Ctrl-C or Ctrl-\: the tool ends by
         // that signal too, after the reports, so that a shell loop over it stops as it
         // would over the program.
-        if stoppedBy != 0 { endBySignal(stoppedBy) }
+        // A stop signal that came while the reports were printed ends the tool once they are.
+        let late = StopSignals.take()
+        if stoppedBy != 0 || late != 0 { endBySignal(stoppedBy != 0 ? stoppedBy : late) }
         if status != 0 { throw ExitCode(status) }
     }
 
@@ -138,44 +141,58 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
         throw cannotRun(args[0], rc)
     }
     stops.catchAndUnblock()
-    // The reports until every process holding the pipe has ended, the program reaped as
-    // soon as it ends; or until a stop signal says to stop waiting (`StopSignals`).
+    // The reports until every process holding the pipe has ended and the program is
+    // reaped (as soon as it ends); or until a stop signal says to stop waiting
+    // (`StopSignals`): then what is already in the pipe is read, and the tool ends by it.
     var output = Data()
     var buffer = [UInt8](repeating: 0, count: 65536)
     var status: Int32 = 0
-    var reaped = false
+    var reaped = false, ended = false
     var stoppedBy: Int32 = 0
-    var graceEnd: UInt64 = 0
-    while true {
+    var pendingStop: Int32 = 0, graceEnd: UInt64 = 0
+    /// Reads what comes into the pipe within `wait` milliseconds (0: what it holds now):
+    /// .data, .nothing, or .end (every writer has closed it).
+    enum PipeRead { case data, nothing, end }
+    func readPipe(waiting wait: Int32) -> PipeRead {
+        var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+        if poll(&ready, 1, wait) <= 0 { return .nothing }
+        let n = read(readEnd, &buffer, buffer.count)
+        if n > 0 { output.append(contentsOf: buffer[0..<n]); return .data }
+        return n < 0 && (errno == EINTR || errno == EAGAIN) ? .nothing : .end
+    }
+    while !(ended && reaped) {
+        // The signal first, then the reap: one caught while the program ran is the
+        // program's, even when it ended since.
+        let received = StopSignals.take()
+        let ranUntilNow = !reaped
         if !reaped {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { reaped = true }
             else if r < 0 && errno == ECHILD { reaped = true; status = 1 << 8 }   // cannot happen with SIGCHLD at default
         }
-        let received = StopSignals.take()
-        if received != 0 { stoppedBy = received }
-        if stoppedBy != 0 {
-            if reaped { break }
-            if stoppedBy == SIGTERM || stoppedBy == SIGHUP {
+        if received != 0 {
+            if !ranUntilNow { stoppedBy = received }
+            else if (received == SIGTERM || received == SIGHUP) && pendingStop == 0 {
                 // Sent to the whole group, the program got it too and may be shutting down:
                 // its report is worth a short wait. Sent to the tool alone, it keeps running.
-                if graceEnd == 0 { graceEnd = DispatchTime.now().uptimeNanoseconds + StopSignals.grace }
-                if DispatchTime.now().uptimeNanoseconds >= graceEnd { break }
-            } else {
-                stoppedBy = 0   // Ctrl-C or Ctrl-\ while the program runs: the program's
-            }
+                pendingStop = received
+                graceEnd = DispatchTime.now().uptimeNanoseconds + StopSignals.grace
+            }   // Ctrl-C or Ctrl-\ while the program runs: the program's
         }
-        var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-        let polled = poll(&ready, 1, 100)
-        if polled == 0 || (polled < 0 && errno == EINTR) { continue }
-        let n = read(readEnd, &buffer, buffer.count)
-        if n > 0 { output.append(contentsOf: buffer[0..<n]) }
-        else if n == 0 || (errno != EINTR && errno != EAGAIN) { break }
+        if stoppedBy == 0 && pendingStop != 0 && (reaped || DispatchTime.now().uptimeNanoseconds >= graceEnd) {
+            stoppedBy = pendingStop
+        }
+        if stoppedBy != 0 {
+            while !ended && readPipe(waiting: 0) == .data {}   // what is in the pipe already
+            break
+        }
+        if ended {
+            usleep(100_000)   // the pipe closed before the program ended (it closed its descriptors)
+        } else if readPipe(waiting: 100) == .end {
+            ended = true
+        }
     }
     close(readEnd)
-    if !reaped && stoppedBy == 0 {
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    }
     let signal = status & 0x7f
     let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
     // A program ended by Ctrl-C or Ctrl-\ ends the tool by it too.
@@ -185,7 +202,7 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
 }
 
 /// The last stop signal the tool caught (0: none), for `StopSignals.take`.
-nonisolated(unsafe) private var caughtStop: Int32 = 0
+private let caughtStop = Atomic<Int32>(0)
 
 /// SIGINT, SIGQUIT, SIGTERM and SIGHUP while `stats` waits: caught (a flag the wait loop
 /// reads), so that the reports already in hand are printed before the tool ends. Ctrl-C
@@ -222,8 +239,11 @@ struct StopSignals {
             sigaction(signo, nil, &old)
             if unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
             var catcher = sigaction()
-            catcher.__sigaction_handler.sa_handler = { caught in caughtStop = caught }
-            sigaction(signo, &catcher, nil)   // no SA_RESTART: poll returns at once
+            catcher.__sigaction_handler.sa_handler = { caught in caughtStop.store(caught, ordering: .relaxed) }
+            // SA_RESTART: the reports' writes go on (an interrupted write made stdio drop
+            // its buffer); poll and usleep return at once all the same.
+            catcher.sa_flags = SA_RESTART
+            sigaction(signo, &catcher, nil)
         }
         unblock()
     }
@@ -235,11 +255,7 @@ struct StopSignals {
     }
 
     /// The stop signal caught since the last call (0: none).
-    static func take() -> Int32 {
-        let signo = caughtStop
-        caughtStop = 0
-        return signo
-    }
+    static func take() -> Int32 { caughtStop.exchange(0, ordering: .relaxed) }
 }
 
 /// Ends the tool by `signo` at its default action (the Swift runtime's own SIGQUIT

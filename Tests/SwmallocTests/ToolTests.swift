@@ -194,6 +194,32 @@ import Testing
         #expect(r.exitCode == 124 && r.stdout.contains("totals:"), "\(r)")
     }
 
+    /// Two races of the stop signals (an outside review): a SIGTERM the tool takes after
+    /// its program already ended (the tool was stopped meanwhile) must not drop the report
+    /// already in the pipe; and a program that closed the report pipe early (a daemon,
+    /// `closefrom`) must not make the tool deaf to SIGTERM (it waited for the program in
+    /// a blocking `waitpid`, for its whole run). Both end the tool by SIGTERM (143).
+    @Test func statsStopSignalRaces() throws {
+        let pidFile = "\(Paths.scratch)/stats-closed-pipe.pid", out = "\(Paths.scratch)/stats-stopped.out"
+        try? FileManager.default.removeItem(atPath: pidFile)
+        let script = """
+            set -m
+            "$0" stats --library "$1" -- /bin/bash -c 'sleep 0.5' > "$3" 2>&1 &
+            tool=$!
+            sleep 0.2; kill -STOP $tool; sleep 1; kill -TERM $tool; kill -CONT $tool
+            wait $tool; echo "stopped $? $(grep -c totals "$3")"
+            "$0" stats --library "$1" -- /bin/bash -c 'echo $$ > "$0"; for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec sleep 20' "$2" > /dev/null 2>&1 &
+            tool=$!
+            for i in $(seq 1 100); do [ -s "$2" ] && break; sleep 0.05; done
+            sleep 0.3; kill -TERM $tool
+            for i in $(seq 1 80); do kill -0 $tool 2>/dev/null || break; sleep 0.1; done
+            if kill -0 $tool 2>/dev/null; then echo "closed still-waiting"; kill -KILL $tool; wait $tool; else wait $tool; echo "closed $?"; fi
+            kill "$(cat "$2")"
+            """
+        let r = try runChild("/bin/bash", ["-c", script, tool, try Library.release.existingPath(), pidFile, out])
+        #expect(r.stdout == "stopped 143 1\nclosed 143\n", "\(r)")
+    }
+
     /// `stats` over a program whose processes end at the same time (eight children of a
     /// shell that exit together; the shell itself leaves with `_exit`, no report) gets
     /// every report whole: each process holds a lock on the report pipe while it writes.
