@@ -163,12 +163,14 @@ func runWithReport(_ args: [String], library: String) throws -> (lines: [String]
     while !(ended && reaped) {
         // The signal first, then the reap: one caught while the program ran is the
         // program's, even when it ended since.
-        let received = StopSignals.take()
+        var received = StopSignals.take()
         let ranUntilNow = !reaped
         if !reaped {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { reaped = true }
             else if r < 0 && errno == ECHILD { reaped = true; status = 1 << 8 }   // cannot happen with SIGCHLD at default
+            // One caught between the take and this reap came before the tool saw the end.
+            if reaped { let late = StopSignals.take(); if late != 0 { received = late } }
         }
         if received != 0 {
             if !ranUntilNow { stoppedBy = received }
