@@ -128,6 +128,14 @@
  *   exit_after_remote_frees  a thread's 20 MiB of blocks, all freed by the main thread,
  *                       must not stay resident after its exit in a process too small for a
  *                       purger (and with background=0, exit_after_remote_frees_sync).
+ *   locked_memory_resident  with every page locked (mlockall), 48 MiB of 192 KiB blocks
+ *                       written, freed and collected: swmalloc's resident count may
+ *                       fall by no more than the resident set did, and the empty
+ *                       segments past the cache's 8 must give at least 4 MiB back (the
+ *                       kernel refuses to purge locked memory, but unmaps it; before,
+ *                       every refused purge of a free span counted as memory given
+ *                       back: `resident` fell by 48 MiB, the RSS by 0), and the purger
+ *                       does not wake again and again for it.
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -818,6 +826,43 @@ static void vfork_child_purger(void) {
     expect_purger_returns(start, freed, "vfork parent");
 }
 
+/** locked_memory_resident: see the header. */
+static void locked_memory_resident(void) {
+    struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+    setrlimit(RLIMIT_MEMLOCK, &unlimited);
+    CHECKF(mlockall(MCL_CURRENT | MCL_FUTURE) == 0, "mlockall refused (run as root): nothing was tested");
+    size_t (*collect)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
+    CHECK(collect != NULL);
+    enum { N = 256 };
+    const size_t size = 192 << 10;
+    void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        CHECK((blocks[i] = malloc(size)) != NULL);
+        memset(blocks[i], 5, size);
+    }
+    swm_stats_t before, after;
+    CHECK(stats_get(&before) == 0);
+    double rss_before = rss_mib();
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    collect();
+    sleep_ms(600);
+    collect();
+    CHECK(stats_get(&after) == 0);
+    double rss_fall = rss_before - rss_mib();
+    double counted_fall = ((double)before.resident - (double)after.resident) / (1 << 20);
+    printf("resident fell by %.1f MiB, counted %.1f MiB\n", rss_fall, counted_fall);
+    CHECKF(rss_fall >= 4, "locked memory: the resident set fell by %.1f MiB: the empty segments kept "
+           "it", rss_fall);
+    CHECKF(counted_fall <= rss_fall + 3, "locked memory: swmalloc's resident count fell by %.1f MiB, the "
+           "resident set by %.1f MiB", counted_fall, rss_fall);
+    uint64_t wakeups = purger_wakeups();
+    sleep_ms(1000);
+    wakeups = purger_wakeups() - wakeups;
+    CHECKF(wakeups <= 3, "the purger woke %lu times in 1 s for locked memory it cannot purge",
+           (unsigned long)wakeups);
+    munlockall();
+}
+
 /** The case main runs (main_pthread_exit says ok itself: main does not return). */
 static const char *running_case;
 
@@ -1196,6 +1241,7 @@ static const struct test_case cases[] = {
     {"thread_churn_wide_classes", thread_churn_wide_classes},
     {"rare_allocators_among_short", rare_allocators_among_short},
     {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
+    {"locked_memory_resident", locked_memory_resident},
 };
 
 int main(int argc, char **argv) {

@@ -238,14 +238,44 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// normal segment mapped makes that read safe (it finds zeros or a reformatted page).
     /// The cost is address space (the peak of normal segments), not memory: a retained
     /// segment keeps one 4 KiB page resident.
+    ///
+    /// Invariant (retained segment): its slices 1…63 count as purged in `purgedNow` when
+    /// mapped (`mappedSize` = segment size), and are not counted at all when unmapped.
+    /// Where the kernel refused to purge a span (locked memory), the slices are unmapped
+    /// instead, which gives even locked memory back; only if that is refused too do they
+    /// stay mapped, counted as purged though resident.
     private func retain() {
         purgeExpired(now: OS.nowNanoseconds(), delay: 0)
+        var refused = false
+        var i = 1
+        while i < Geometry.slicesPerSegment {
+            let span = page(at: i)
+            if !span.pointee.purged {
+                refused = true
+                span.pointee.purged = true
+                Counters.shared.pointee.purgedNow.wrappingAdd(
+                    UInt(span.pointee.sliceCount << Geometry.sliceShift), ordering: .relaxed)
+            }
+            i += span.pointee.sliceCount
+        }
+        if refused { _ = unmapSlices() }
         OSMemory.purge(base + OS.pageSize, UnsafeMutablePointer<Segment>.retainedHeaderPurge)
         Counters.shared.pointee.purgedNow.wrappingAdd(
             UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)
         SegmentMap.remove(base)
         Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
         _ = push(onto: Globals.retainedHead, count: Globals.retainedCount, limit: Int.max)
+    }
+
+    /// Unmaps a retained segment's slices 1…63 (counted as purged until now), keeping its
+    /// header; false when the kernel refuses (`vm.max_map_count`): it stays whole.
+    private func unmapSlices() -> Bool {
+        let bytes = UnsafeMutablePointer<Segment>.trimmedBytes
+        if !OS.unmap(base + Geometry.sliceSize, bytes) { return false }
+        Counters.shared.pointee.mapped.wrappingSubtract(UInt(bytes), ordering: .relaxed)
+        Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(bytes), ordering: .relaxed)
+        pointee.mappedSize = Geometry.sliceSize
+        return true
     }
 
     /// Bytes of a retained segment that `releaseAddressSpace` unmaps: slices 1…63.
@@ -265,14 +295,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         var cursor = Globals.retainedHead.pointee
         while let seg = cursor {
             cursor = seg.pointee.next
-            if seg.pointee.mappedSize != Geometry.segmentSize { continue }
-            // Refused (`vm.max_map_count`): it stays a whole retained segment.
-            if !OS.unmap(seg.base + Geometry.sliceSize, trimmedBytes) { continue }
-            Counters.shared.pointee.mapped.wrappingSubtract(UInt(trimmedBytes), ordering: .relaxed)
-            // Those slices were purged, and counted so.
-            Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(trimmedBytes), ordering: .relaxed)
-            seg.pointee.mappedSize = Geometry.sliceSize
-            released = true
+            if seg.pointee.mappedSize == Geometry.segmentSize && seg.unmapSlices() { released = true }
         }
         Globals.segmentCacheLock.unlock()
         return released
@@ -419,6 +442,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         if span.pointee.purged { Counters.shared.pointee.purgedNow.wrappingSubtract(bytes, ordering: .relaxed) }
         span.pointee.untouchedTail = span.pointee.purged
         span.pointee.purged = false
+        span.pointee.purgeRefused = false
         pointee.usedSlices += span.pointee.sliceCount
         Counters.shared.pointee.activeBytes.wrappingAdd(bytes, ordering: .relaxed)
     }
@@ -460,6 +484,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         rest.pointee.sliceIndex = at
         rest.pointee.sliceCount = end - at
         rest.pointee.purged = span.pointee.purged
+        rest.pointee.purgeRefused = span.pointee.purgeRefused
         rest.pointee.freedAt = span.pointee.freedAt
         mapSlices(at, end - at, to: at)
         span.pointee.sliceCount = at - span.pointee.sliceIndex
@@ -486,6 +511,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         span.pointee.blockSize = 0
         span.pointee.capacity = 0
         span.pointee.purged = false
+        span.pointee.purgeRefused = false
         span.pointee.keptEmpty = false
         span.pointee.freedAt = now
         if purgeNow { purge(span) }
@@ -517,17 +543,29 @@ extension UnsafeMutablePointer where Pointee == Segment {
                 UInt(part.pointee.sliceCount << Geometry.sliceShift), ordering: .relaxed)
         }
         a.pointee.purged = a.pointee.purged && b.pointee.purged
+        // A refused part joined with a part still waiting waits with it: one more try.
+        a.pointee.purgeRefused = a.pointee.purgeRefused && b.pointee.purgeRefused
         if b.pointee.freedAt > a.pointee.freedAt { a.pointee.freedAt = b.pointee.freedAt }
         mapSlices(b.pointee.sliceIndex, b.pointee.sliceCount, to: a.pointee.sliceIndex)
         a.pointee.sliceCount += b.pointee.sliceCount
         b.pointee.sliceCount = 0
     }
 
-    /// Returns a free span's memory to the OS.
+    /// Returns a free span's memory to the OS. Where the kernel refuses (locked memory:
+    /// `mlock`, `mlockall`) the span stays resident and counted so, marked `purgeRefused`:
+    /// the delay no longer retries it (the purger would wake for it again and again),
+    /// a forced purge (delay 0: `swm_collect`, an empty segment's retirement) does, and
+    /// taking it or merging it with a span that waits clears the mark. Before, a refused
+    /// purge counted as done: with `mlockall`, `resident` fell by every byte freed while
+    /// the resident set did not move (`retention locked_memory_resident`).
     func purge(_ span: UnsafeMutablePointer<Page>) {
         let bytes = span.pointee.sliceCount << Geometry.sliceShift
-        OSMemory.purge(base + (span.pointee.sliceIndex << Geometry.sliceShift), bytes)
+        if !OSMemory.purge(base + (span.pointee.sliceIndex << Geometry.sliceShift), bytes) {
+            span.pointee.purgeRefused = true
+            return
+        }
         span.pointee.purged = true
+        span.pointee.purgeRefused = false
         Counters.shared.pointee.purgedNow.wrappingAdd(UInt(bytes), ordering: .relaxed)
     }
 
@@ -540,7 +578,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
-            if span.pointee.kind == .freeSpan && !span.pointee.purged {
+            if span.pointee.kind == .freeSpan && !span.pointee.purged && (delay == 0 || !span.pointee.purgeRefused) {
                 if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) { purge(span) }
                 else if span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
             }
