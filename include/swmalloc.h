@@ -32,8 +32,14 @@ void swm_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 /** Process totals. All sizes in bytes. */
 typedef struct swm_stats {
     size_t allocated;   /* in live blocks, by usable size */
-    size_t active;      /* in pages that hold blocks, plus huge blocks' mappings */
-    size_t resident;    /* mapped and not purged: the most swmalloc keeps in RAM */
+    size_t active;      /* in pages the heaps hold (with blocks, or emptied and kept for
+                           reuse by their thread: up to 64 one-slice pages
+                           and a ring of wider ones, each thread),
+                           plus huge blocks' mappings */
+    size_t resident;    /* mapped and not purged: the most swmalloc keeps in RAM of the
+                           memory it hands out (not its 32 MiB segment map, zero pages
+                           unless locked by mlockall, nor under mlockall's MCL_FUTURE the
+                           never-used parts of fresh segments) */
     size_t mapped;      /* mapped from the OS */
     size_t returned;    /* given back to the OS with madvise since start (cumulative) */
     size_t segments;    /* 4 MiB segments mapped */
@@ -48,7 +54,9 @@ typedef struct swm_stats {
 /** Fills *out with the process totals; returns 0. */
 int swm_stats_get(swm_stats_t *out);
 
-/** One size class, summed over all threads. */
+/** One size class, summed over all threads. Blocks of an alignment above 64 KiB are
+ *  carved from large spans and count in no class (in swm_stats_t's totals only), even
+ *  when their usable size is a class's size. */
 typedef struct swm_class_stats {
     size_t block_size;
     size_t allocs;

@@ -261,7 +261,7 @@ enum Stats {
         }
         line.append("swmalloc statistics\n")
         line.append("  allocated  "); line.append(s.allocated); line.append(" bytes in live blocks\n")
-        line.append("  active     "); line.append(s.active); line.append(" bytes in pages with blocks\n")
+        line.append("  active     "); line.append(s.active); line.append(" bytes in pages the heaps hold (kept empty ones too) and huge blocks\n")
         line.append("  resident   "); line.append(s.resident); line.append(" bytes mapped and not purged\n")
         line.append("  mapped     "); line.append(s.mapped); line.append(" bytes\n")
         line.write(to: fd)

@@ -246,19 +246,21 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// stay mapped, counted as purged though resident.
     private func retain() {
         purgeExpired(now: OS.nowNanoseconds(), delay: 0)
-        var refused = false
+        var refused = 0
         var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if !span.pointee.purged {
-                refused = true
+                refused += span.pointee.sliceCount << Geometry.sliceShift
                 span.pointee.purged = true
-                Counters.shared.pointee.purgedNow.wrappingAdd(
-                    UInt(span.pointee.sliceCount << Geometry.sliceShift), ordering: .relaxed)
             }
             i += span.pointee.sliceCount
         }
-        if refused { _ = unmapSlices() }
+        if refused > 0 {
+            Counters.shared.pointee.purgedNow.wrappingAdd(UInt(refused), ordering: .relaxed)
+            // Given back by the unmap (`swm_collect` counts it), not by a purge.
+            if unmapSlices() { Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(refused), ordering: .relaxed) }
+        }
         OSMemory.purge(base + OS.pageSize, UnsafeMutablePointer<Segment>.retainedHeaderPurge)
         Counters.shared.pointee.purgedNow.wrappingAdd(
             UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)

@@ -22,7 +22,7 @@ struct SwmallocMetric {
     static var all: [SwmallocMetric] {
         [
             .init("allocated", unit: "bytes", help: "Bytes in live blocks, by usable size.") { $0.allocated },
-            .init("active", unit: "bytes", help: "Bytes in pages that hold blocks, plus huge blocks' mappings.") { $0.active },
+            .init("active", unit: "bytes", help: "Bytes in pages the heaps hold (emptied ones kept for reuse too), plus huge blocks' mappings.") { $0.active },
             .init("resident", unit: "bytes", help: "Bytes mapped and not purged: the most swmalloc keeps in RAM.") { $0.resident },
             .init("mapped", unit: "bytes", help: "Bytes mapped from the OS.") { $0.mapped },
             .init("returned", unit: "bytes_total", counter: true, help: "Bytes given back to the OS with madvise since start.") { $0.returned },
