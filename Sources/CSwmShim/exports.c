@@ -248,6 +248,7 @@ SWM_FORWARD(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // dele
 SWM_FORWARD(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete[](void *, align_val_t, nothrow_t)
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
+SWM_FORWARD(swm_version, swmimpl_version)
 SWM_FORWARD(swm_stats_get, swmimpl_stats_get)
 SWM_FORWARD(swm_class_count, swmimpl_class_count)
 SWM_FORWARD(swm_class_size, swmimpl_class_size)

@@ -32,6 +32,15 @@ public enum Swmalloc {
         return unsafeBitCast(sym, to: type)
     }
 
+    /// The loaded library's version ("1.0.0", from `swm_version`), or nil when swmalloc is
+    /// not loaded.
+    public static func version() -> String? {
+        typealias Fn = @convention(c) () -> UInt32
+        guard let fn = symbol("swm_version", as: Fn.self) else { return nil }
+        let v = fn()
+        return "\(v / 10000).\(v / 100 % 100).\(v % 100)"
+    }
+
     /// True when swmalloc is loaded in this process.
     public static var isLoaded: Bool { symbol("swm_stats_get", as: UnsafeRawPointer.self) != nil }
 

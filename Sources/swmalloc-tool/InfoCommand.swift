@@ -26,6 +26,8 @@ struct InfoCommand: ParsableCommand {
         if probe {
             guard let classes = Swmalloc.sizeClasses() else { throw ExitCode(3) }
             // Marked: with stats_print and stats_fd=1 the library's report shares stdout.
+            // A library built before `swm_version` existed answers without the line.
+            if let version = Swmalloc.version() { print(InfoCommand.versionMark + version) }
             print(InfoCommand.classesMark + classes.map { String($0.blockSize) }.joined(separator: " "))
             return
         }
@@ -44,7 +46,11 @@ struct InfoCommand: ParsableCommand {
         guard answer.status == 0, let inForce, !answer.classes.isEmpty else {
             throw ValidationError("\(lib) did not answer as swmalloc (is it libswmalloc.so?)")
         }
-        let warnings = answer.warnings
+        var warnings = answer.warnings
+        let libraryVersion = answer.version ?? "unknown"
+        if libraryVersion != swmallocVersion {
+            warnings.append("the library is swmalloc \(libraryVersion), this tool \(swmallocVersion)")
+        }
         let classes = answer.classes
         let file = URL(fileURLWithPath: lib).resolvingSymlinksInPath().path
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
@@ -61,7 +67,8 @@ struct InfoCommand: ParsableCommand {
         }
         if json {
             let body: [String: Any] = [
-                "version": swmallocVersion, "library": lib, "library_bytes": size, "location": place,
+                "version": swmallocVersion, "library": lib, "library_version": libraryVersion,
+                "library_bytes": size, "location": place,
                 "options": inForce, "warnings": warnings, "size_classes": classes,
             ]
             let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
@@ -69,7 +76,7 @@ struct InfoCommand: ParsableCommand {
             return
         }
         print("swmalloc \(swmallocVersion)")
-        print("library      \(lib) (\(size) bytes, \(place))")
+        print("library      \(lib) (swmalloc \(libraryVersion), \(size) bytes, \(place))")
         print("options      \(inForce)")
         for warning in warnings { print("             \(warning)") }
         print("size classes \(classes.count): \(classes.map(String.init).joined(separator: " "))")
@@ -78,11 +85,14 @@ struct InfoCommand: ParsableCommand {
     /// Starts the probe's line of size classes on its stdout.
     static let classesMark = "swmalloc-size-classes: "
 
+    /// Starts the probe's line with the library's version (`swm_version`) on its stdout.
+    static let versionMark = "swmalloc-library-version: "
+
     /// What one probe (`info --probe` with `library` preloaded and SWMALLOC_OPTIONS set to
     /// `options`) said: its exit status, the library's options line (without its prefix;
-    /// nil when verbose was off), its warnings and the size classes.
+    /// nil when verbose was off), its warnings, the size classes and the library's version.
     static func runProbe(library: String, options: String) throws
-        -> (status: Int32, options: String?, warnings: [String], classes: [Int]) {
+        -> (status: Int32, options: String?, warnings: [String], classes: [Int], version: String?) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Locations.executable)
         process.arguments = ["info", "--probe"]
@@ -101,8 +111,10 @@ struct InfoCommand: ParsableCommand {
         let prefix = "swmalloc: options "
         let reported = stderr.first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
         let warnings = stderr.filter { $0.hasPrefix("swmalloc: warning") }
-        let classesLine = String(decoding: outData, as: UTF8.self).split(separator: "\n")
-            .first { $0.hasPrefix(classesMark) }?.dropFirst(classesMark.count) ?? ""
-        return (process.terminationStatus, reported, warnings, classesLine.split(separator: " ").compactMap { Int($0) })
+        let lines = String(decoding: outData, as: UTF8.self).split(separator: "\n")
+        let classesLine = lines.first { $0.hasPrefix(classesMark) }?.dropFirst(classesMark.count) ?? ""
+        let version = lines.first { $0.hasPrefix(versionMark) }.map { String($0.dropFirst(versionMark.count)) }
+        return (process.terminationStatus, reported, warnings, classesLine.split(separator: " ").compactMap { Int($0) },
+                version)
     }
 }

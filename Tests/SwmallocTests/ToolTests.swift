@@ -272,6 +272,18 @@ import Testing
             let on = try runChild(tool, ["info", "--library", lib], environment: ["SWMALLOC_OPTIONS": options])
             #expect(on.stdout.contains(" verbose=1 stats_print=0 "), "\(options): \(on.stdout)")
         }
+        // One version: include/swmalloc.h's macros, the library's swm_version and the tool's.
+        let header = try String(contentsOfFile: Paths.include + "/swmalloc.h", encoding: .utf8)
+        let parts = ["MAJOR", "MINOR", "PATCH"].map { part in
+            header.split(separator: "\n").first { $0.hasPrefix("#define SWMALLOC_VERSION_\(part) ") }
+                .map { String($0.split(separator: " ").last ?? "") } ?? "?"
+        }
+        let headerVersion = parts.joined(separator: ".")
+        let toolVersion = try runChild(tool, ["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(toolVersion == headerVersion, "tool \(toolVersion), swmalloc.h \(headerVersion)")
+        #expect(body["library_version"] as? String == headerVersion, "\(body)")
+        #expect(text.stdout.contains("(swmalloc \(headerVersion), "), "\(text.stdout)")
+        #expect(!text.stdout.contains("this tool"), "\(text.stdout)")
         let notSwmalloc = try runChild(tool, ["info", "--library", "/lib/x86_64-linux-gnu/libm.so.6"])
         #expect(!notSwmalloc.succeeded && notSwmalloc.stderr.contains("did not answer as swmalloc"), "\(notSwmalloc)")
     }

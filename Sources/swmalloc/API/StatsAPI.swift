@@ -1,5 +1,11 @@
 // C API exports of the statistics and maintenance functions (include/swmalloc.h).
 
+/// The library's version, major · 10,000 + minor · 100 + patch: `SWMALLOC_VERSION` of
+/// include/swmalloc.h, whose macros a program compares with it (`APIContractTests` checks
+/// that the two, and the tool's version, agree).
+@c(swmimpl_version)
+func swm_version() -> UInt32 { 1_00_00 }
+
 /// Fills `swm_stats_t`.
 @c(swmimpl_stats_get)
 func swm_stats_get(_ out: UnsafeMutableRawPointer?) -> Int32 {
