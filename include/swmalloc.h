@@ -11,7 +11,7 @@
 /* The version this header belongs to; swm_version() gives the loaded library's, so a
  * program can tell that it runs with the library it was built for. */
 #define SWMALLOC_VERSION_MAJOR 1
-#define SWMALLOC_VERSION_MINOR 0
+#define SWMALLOC_VERSION_MINOR 1
 #define SWMALLOC_VERSION_PATCH 0
 #define SWMALLOC_VERSION \
     (SWMALLOC_VERSION_MAJOR * 10000 + SWMALLOC_VERSION_MINOR * 100 + SWMALLOC_VERSION_PATCH)
@@ -36,7 +36,7 @@ void swm_free_sized(void *ptr, size_t size);
 void swm_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 
 /** The loaded library's version, as SWMALLOC_VERSION (major * 10000 + minor * 100 +
- *  patch): 10000 for 1.0.0. */
+ *  patch): 10100 for 1.1.0, the first version that has it. */
 unsigned swm_version(void);
 
 /* ---- statistics ---- */

@@ -2,8 +2,9 @@
 # Builds the Debian packages of swmalloc (in the current directory, or in --out DIR; a
 # relative DIR is taken from the current directory) from the files scripts/install.sh
 # installs under /usr, split as Debian splits a library:
-#   libswmalloc1     the shared library (/usr/lib/libswmalloc.so.1.0 and its soname link),
-#                    with the shlibs file and the ldconfig trigger
+#   libswmalloc1     the shared library (/usr/lib/MULTIARCH/libswmalloc.so.1.1 and its
+#                    soname link, MULTIARCH x86_64-linux-gnu on amd64), with the shlibs
+#                    file and the ldconfig trigger
 #   libswmalloc-dev  headers, the libswmalloc.so link, the static library, pkg-config
 #   swmalloc         the swmalloc tool, the benchmark's workload program, the manual page
 # and prints their paths, one a line. Install them with
@@ -26,20 +27,25 @@ command -v dpkg-deb >/dev/null || { echo "build-deb.sh: dpkg-deb not found (Debi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 stage="$work/stage"
-bash scripts/install.sh --prefix /usr --destdir "$stage" >&2   # stdout: the packages only
+# Debian's multiarch library directory (dpkg-dev's dpkg-architecture, or the compiler's).
+multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || cc -print-multiarch)"
+[ -n "$multiarch" ] || { echo "build-deb.sh: no multiarch triplet (dpkg-architecture, cc -print-multiarch)" >&2; exit 2; }
+libdir="usr/lib/$multiarch"
+bash scripts/install.sh --prefix /usr --libdir "lib/$multiarch" --destdir "$stage" >&2   # stdout: the packages only
 # dpkg owns the file list: the uninstall manifest is for installs without a package.
 rm -f "$stage/usr/share/swmalloc/installed-files"
 rmdir "$stage/usr/share/swmalloc" 2>/dev/null || true
-version="$(sed -n 's/^Version: //p' "$stage/usr/lib/pkgconfig/swmalloc.pc")"
+version="$(sed -n 's/^Version: //p' "$stage/$libdir/pkgconfig/swmalloc.pc")"
 arch="$(dpkg --print-architecture)"
 major="${version%%.*}"
 lib="libswmalloc$major"
-# Debian revision 2: revision 1 (no revision, 1.0.0) was one package, swmalloc, holding
-# everything. The library packages replace and break it, and the tool upgrades it.
-debversion="$version-2"
+# Version 1.0.0 (no Debian revision) was one package, swmalloc, holding everything; from
+# 1.0.0-2 on the library packages replace and break it, and the tool upgrades it. From
+# 1.1.0 the library lies in the multiarch directory.
+debversion="$version-1"
 split="swmalloc (<< 1.0.0-2)"
 
-strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/usr/lib/libswmalloc.so.$major".*
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/$libdir/libswmalloc.so.$major".*
 strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload"
 gzip -9n "$stage/usr/share/man/man1/swmalloc.1"
 
@@ -52,10 +58,10 @@ take() {   # take PACKAGE PATH... (paths relative to the stage)
     mv "$stage/$path" "$work/$package/$path"
   done
 }
-(cd "$stage" && ls -d usr/lib/libswmalloc.so."$major" usr/lib/libswmalloc.so."$major".*) > "$work/runtime-files"
+(cd "$stage" && ls -d "$libdir/libswmalloc.so.$major" "$libdir/libswmalloc.so.$major".*) > "$work/runtime-files"
 # shellcheck disable=SC2046
 take "$lib" $(cat "$work/runtime-files")
-take libswmalloc-dev usr/include usr/lib/libswmalloc.so usr/lib/libswmalloc.a usr/lib/pkgconfig
+take libswmalloc-dev usr/include "$libdir/libswmalloc.so" "$libdir/libswmalloc.a" "$libdir/pkgconfig"
 take swmalloc usr/bin usr/libexec usr/share/man usr/share/doc/swmalloc
 left="$(cd "$stage" && find . -type f -o -type l)"
 [ -z "$left" ] || { echo "build-deb.sh: files in no package: $left" >&2; exit 1; }
@@ -126,10 +132,11 @@ about=" A drop-in malloc (LD_PRELOAD it, or link -lswmalloc) written in Embedded
  with per-thread heaps, memory that goes back to the OS after a delay, and the
  VOS memory API (VOS_Malloc/VOS_Free) with per-module and per-site accounting."
 
-control "$lib" "$(depends "$work/$lib/usr/lib/libswmalloc.so.$major".*)" libs \
+control "$lib" "$(depends "$work/$lib/$libdir/libswmalloc.so.$major".*)" libs \
   "fast, scalable malloc for multi-threaded programs (library)" "$about
  .
- This package holds the shared library." "Replaces: $split
+ This package holds the shared library." "Multi-Arch: same
+Replaces: $split
 Breaks: $split"
 echo "libswmalloc $major $lib (>= $version)" > "$work/$lib/DEBIAN/shlibs"
 echo "activate-noawait ldconfig" > "$work/$lib/DEBIAN/triggers"

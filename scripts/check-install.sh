@@ -8,8 +8,10 @@
 #     workload program (no Swift runtime needed); installing again, then --uninstall,
 #     leaves nothing behind but a directory that was there before; a relative --destdir
 #     is taken from the current directory.
+#     install.sh --libdir lib64: the library there, pkg-config's libdir, the tool finds
+#     it, --uninstall leaves nothing.
 #  2. scripts/build-deb.sh, `apt-get install` of its three packages, a program preloaded with
-#     /usr/lib/libswmalloc.so.1, `swmalloc info`, the package's shlibs, Depends and
+#     /usr/lib/MULTIARCH/libswmalloc.so.1, `swmalloc info`, the package's shlibs, Depends and
 #     copyright, `apt-get purge` (skipped, with a note, when not root or without apt-get).
 # Prints "check-install: N passed, 0 failed" and exits 0, or stops at the first failure.
 set -euo pipefail
@@ -50,14 +52,14 @@ cc -O1 "$work/plain.c" -o "$work/plain" || fail "building the plain program"
 # ---- 1. install into a prefix ----
 mkdir -p "$prefix/share/man"   # there before: --uninstall must leave it
 bash scripts/install.sh --prefix "$prefix" > "$work/install.log" || { cat "$work/install.log"; fail "install.sh"; }
-for f in lib/libswmalloc.so.1.0 lib/libswmalloc.so.1 lib/libswmalloc.so lib/libswmalloc.a lib/pkgconfig/swmalloc.pc \
+for f in lib/libswmalloc.so.1.1 lib/libswmalloc.so.1 lib/libswmalloc.so lib/libswmalloc.a lib/pkgconfig/swmalloc.pc \
          include/swmalloc.h include/vos_mem.h bin/swmalloc libexec/swmalloc/swm-workload share/man/man1/swmalloc.1 \
          share/doc/swmalloc/README.md; do
   [ -e "$prefix/$f" ] || fail "$f not installed"
 done
 ok "install.sh put every file in place"
-has "$(readelf -d "$prefix/lib/libswmalloc.so.1.0")" 'SONAME.*\[libswmalloc.so.1\]' || fail "soname is not libswmalloc.so.1"
-needed="$(readelf -d "$prefix/lib/libswmalloc.so.1.0" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+has "$(readelf -d "$prefix/lib/libswmalloc.so.1.1")" 'SONAME.*\[libswmalloc.so.1\]' || fail "soname is not libswmalloc.so.1"
+needed="$(readelf -d "$prefix/lib/libswmalloc.so.1.1" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 [ "$needed" = "libc.so.6 " ] || fail "the library needs more than libc: $needed"
 ok "soname libswmalloc.so.1, needs libc only"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -122,6 +124,16 @@ for bad in "$work/pfx:colon" "$work/pfx#hash" "$work/pfx space" "$work/pfx,comma
   [ ! -e "$bad" ] || fail "install.sh created '$bad' before refusing it"
 done
 ok "a prefix with ':', '#', ',' or white space is refused (LD_PRELOAD, the rpath and the .pc file break on them)"
+bash scripts/install.sh --prefix "$prefix" --libdir lib64 > /dev/null || fail "install.sh --libdir lib64"
+[ -f "$prefix/lib64/libswmalloc.so.1" ] && [ ! -e "$prefix/lib" ] || fail "--libdir lib64: the library is not (only) in lib64"
+has "$(PKG_CONFIG_PATH="$prefix/lib64/pkgconfig" pkg-config --variable=libdir swmalloc)" "^$prefix/lib64\$" \
+  || fail "--libdir lib64: pkg-config's libdir is not $prefix/lib64"
+has "$("$prefix/bin/swmalloc" info)" "$prefix/lib64/libswmalloc.so.1 (swmalloc .*installed under $prefix" \
+  || fail "--libdir lib64: the installed tool does not find its library"
+bash scripts/install.sh --prefix "$prefix" --uninstall > /dev/null || fail "install.sh --uninstall after --libdir"
+left="$(cd "$prefix" && find . -mindepth 1 ! -path ./share ! -path ./share/man)"
+[ -z "$left" ] || fail "--uninstall after --libdir lib64 left: $left"
+ok "install.sh --libdir lib64: library, pkg-config and tool agree; --uninstall removes it"
 
 # ---- 2. the Debian package ----
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
@@ -136,10 +148,12 @@ else
   tooldeb="$(grep '/swmalloc_' "$work/debs")"
   # The runtime package alone: a program preloads it, and it holds only the library.
   apt-get install -y -qq "$libdeb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $libdeb"; }
-  has "$(LD_PRELOAD=/usr/lib/libswmalloc.so.1 SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null)" \
-    "swmalloc statistics" || fail "preloading the packaged /usr/lib/libswmalloc.so.1"
+  multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || cc -print-multiarch)"
+  has "$(LD_PRELOAD="/usr/lib/$multiarch/libswmalloc.so.1" SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null)" \
+    "swmalloc statistics" || fail "preloading the packaged /usr/lib/$multiarch/libswmalloc.so.1"
+  has "$(dpkg-deb -f "$libdeb" Multi-Arch)" "same" || fail "libswmalloc1 is not Multi-Arch: same"
   [ ! -e /usr/include/swmalloc.h ] && [ ! -e /usr/bin/swmalloc ] || fail "libswmalloc1 holds more than the library"
-  has "$(cat /var/lib/dpkg/info/libswmalloc1.shlibs 2>/dev/null)" "^libswmalloc 1 libswmalloc1" || fail "libswmalloc1 has no shlibs"
+  has "$(dpkg-query --control-show libswmalloc1 shlibs 2>/dev/null)" "^libswmalloc 1 libswmalloc1" || fail "libswmalloc1 has no shlibs"
   # dpkg --verify exits 0 even when it lists changed files: its output must be empty.
   verify="$(dpkg --verify libswmalloc1 2>&1)"
   [ -z "$verify" ] || fail "dpkg --verify libswmalloc1: $verify"
@@ -153,7 +167,7 @@ else
   has "$(dpkg-deb -f "$tooldeb" Depends)" "libstdc++6" || fail "Depends lacks the tool's libstdc++6: $(dpkg-deb -f "$tooldeb" Depends)"
   has "$(dpkg-deb -f "$devdeb" Depends)" "libswmalloc1 (=" || fail "libswmalloc-dev does not depend on libswmalloc1"
   apt-get purge -y -qq libswmalloc1 > /dev/null 2>&1 || fail "apt-get purge libswmalloc1"
-  for f in /usr/lib/libswmalloc.so.1 /usr/lib/libswmalloc.so /usr/include/swmalloc.h /usr/bin/swmalloc; do
+  for f in "/usr/lib/$multiarch/libswmalloc.so.1" "/usr/lib/$multiarch/libswmalloc.so" /usr/include/swmalloc.h /usr/bin/swmalloc; do
     [ ! -e "$f" ] || fail "apt-get purge libswmalloc1 left $f"
   done
   ok "the Debian packages (libswmalloc1, libswmalloc-dev, swmalloc) install, preload, build against, verify and purge"

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Installs swmalloc like a system library, or removes it.
 #
-#   scripts/install.sh [--prefix DIR] [--destdir DIR]      build (release) and install
+#   scripts/install.sh [--prefix DIR] [--libdir DIR] [--destdir DIR]   build (release) and install
 #   scripts/install.sh [--prefix DIR] [--destdir DIR] --uninstall
 #
-# What goes where (PREFIX defaults to /usr/local):
-#   PREFIX/lib/libswmalloc.so.MAJOR.MINOR   the library, soname libswmalloc.so.MAJOR
-#   PREFIX/lib/libswmalloc.so.MAJOR, PREFIX/lib/libswmalloc.so   the usual links
-#   PREFIX/lib/libswmalloc.a                for C programs that link statically
-#   PREFIX/lib/pkgconfig/swmalloc.pc        pkg-config --cflags --libs swmalloc
+# What goes where (PREFIX defaults to /usr/local, LIBDIR to PREFIX/lib):
+#   LIBDIR/libswmalloc.so.MAJOR.MINOR       the library, soname libswmalloc.so.MAJOR
+#   LIBDIR/libswmalloc.so.MAJOR, LIBDIR/libswmalloc.so   the usual links
+#   LIBDIR/libswmalloc.a                    for C programs that link statically
+#   LIBDIR/pkgconfig/swmalloc.pc            pkg-config --cflags --libs swmalloc
 #   PREFIX/include/swmalloc.h, vos_mem.h    the headers
 #   PREFIX/bin/swmalloc                     the command-line tool (Swift runtime linked in)
 #   PREFIX/libexec/swmalloc/swm-workload    the benchmark's workload program
 #   PREFIX/share/man/man1/swmalloc.1        the manual page
 #   PREFIX/share/swmalloc/installed-files   what --uninstall removes
+#
+# --libdir names the library directory: absolute, or relative to PREFIX (lib64 on Fedora,
+# lib/x86_64-linux-gnu for Debian's multiarch layout). The tool finds the library by
+# itself in PREFIX/lib, PREFIX/lib64 and PREFIX/lib/MULTIARCH; elsewhere give it
+# --library or SWMALLOC_LIB. The link flags carry an rpath unless the loader searches
+# LIBDIR by itself (ldconfig's directories).
 #
 # --destdir stages the files under DIR (for packaging: scripts/build-deb.sh) while they
 # are built for PREFIX; a relative DIR is taken from the current directory. Installing
@@ -31,12 +37,15 @@ VERSION_MAJOR="${VERSION%%.*}"
 rest="${VERSION#*.}"
 VERSION_MINOR="${rest%%.*}"
 prefix=/usr/local
+libdir=
 destdir=
 uninstall=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --prefix=*) prefix="${1#--prefix=}"; shift ;;
+    --libdir) libdir="${2:?--libdir needs a directory}"; shift 2 ;;
+    --libdir=*) libdir="${1#--libdir=}"; shift ;;
     --destdir) destdir="${2:?--destdir needs a directory}"; shift 2 ;;
     --destdir=*) destdir="${1#--destdir=}"; shift ;;
     --uninstall) uninstall=1; shift ;;
@@ -45,11 +54,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
+case "$libdir" in "") libdir="$prefix/lib" ;; /*) ;; *) libdir="$prefix/$libdir" ;; esac
+libdir="${libdir%/}"
 # pkg-config's flags and LD_PRELOAD are split at white space, LD_PRELOAD, the rpath and
 # PKG_CONFIG_PATH at ':', '#' starts a comment in the .pc file, and the compiler splits
-# -Wl,-rpath,DIR at ',': such a prefix cannot work.
-case "$prefix" in *[[:space:]]*) echo "install.sh: --prefix must not contain white space: '$prefix'" >&2; exit 2 ;; esac
-case "$prefix" in *[:#,]*) echo "install.sh: --prefix must not contain ':', '#' or ',': '$prefix'" >&2; exit 2 ;; esac
+# -Wl,-rpath,DIR at ',': such a prefix or library directory cannot work.
+for dir in "--prefix:$prefix" "--libdir:$libdir"; do
+  name="${dir%%:*}" value="${dir#*:}"
+  case "$value" in *[[:space:]]*) echo "install.sh: $name must not contain white space: '$value'" >&2; exit 2 ;; esac
+  case "$value" in *[:#,]*) echo "install.sh: $name must not contain ':', '#' or ',': '$value'" >&2; exit 2 ;; esac
+  case "/$value/" in */../*|*/./*) echo "install.sh: $name must not contain '.' or '..' parts: '$value'" >&2; exit 2 ;; esac
+done
 case "$destdir" in ""|/*) ;; *) destdir="$start/$destdir" ;; esac
 root="$destdir$prefix"
 manifest="$root/share/swmalloc/installed-files"
@@ -120,14 +135,27 @@ if [ -n "$(ldd "$stage/$real" | grep -v -e 'libc.so' -e 'vdso' -e 'ld-linux' | g
   exit 1
 fi
 
-# An rpath in the link flags only where the loader does not look by itself.
-case "$prefix" in
-  /usr|/usr/local) rpath= ;;
-  *) rpath="-Wl,-rpath,\${libdir} " ;;
-esac
-# The prefix as a sed replacement: `&`, `\` and the delimiter `|` taken literally.
-prefix_text="$(printf '%s' "$prefix" | sed -e 's/[&|\\]/\\&/g')"
-sed -e "s|@PREFIX@|$prefix_text|g" -e "s|@VERSION@|$VERSION|g" -e "s|@RPATH@|$rpath|g" scripts/swmalloc.pc.in > "$stage/swmalloc.pc"
+# An rpath in the link flags only where the loader does not look by itself: the
+# directories ldconfig reads (its configuration and the trusted ones), compared after
+# resolving links (/lib is /usr/lib on a merged system); without ldconfig, the usual ones.
+searched_dirs() {
+  if command -v ldconfig >/dev/null; then
+    ldconfig -N -X -v 2>/dev/null | sed -n 's/^\(\/[^:]*\):.*/\1/p'
+  else
+    printf '%s\n' /lib /usr/lib /lib64 /usr/lib64 /usr/local/lib
+  fi
+}
+real_dir() { readlink -m "$1"; }
+rpath="-Wl,-rpath,\${libdir} "
+while IFS= read -r dir; do
+  if [ -n "$dir" ] && [ "$(real_dir "$dir")" = "$(real_dir "$libdir")" ]; then rpath=; fi
+done <<< "$(searched_dirs)"
+# The .pc file's libdir: under the prefix, as ${prefix}/...; elsewhere as it is.
+case "$libdir" in "$prefix"/*) pc_libdir="\${prefix}${libdir#"$prefix"}" ;; *) pc_libdir="$libdir" ;; esac
+# The values as sed replacements: `&`, `\` and the delimiter `|` taken literally.
+sed_text() { printf '%s' "$1" | sed -e 's/[&|\\]/\\&/g'; }
+sed -e "s|@PREFIX@|$(sed_text "$prefix")|g" -e "s|@LIBDIR@|$(sed_text "$pc_libdir")|g" -e "s|@VERSION@|$VERSION|g" \
+  -e "s|@RPATH@|$rpath|g" scripts/swmalloc.pc.in > "$stage/swmalloc.pc"
 grep -qxF "prefix=$prefix" "$stage/swmalloc.pc" || { echo "install.sh: could not write the prefix into swmalloc.pc" >&2; exit 1; }
 
 # A new install replaces the last one: its files go first (an older version's library
@@ -145,42 +173,38 @@ if [ -f "$manifest" ]; then
   remove_files
 fi
 installed=()
-# The prefix itself, and those of its parents that do not exist yet; not when staging
-# (--destdir): the directories of a package are its package manager's.
-missing="$prefix"
-while [ -z "$destdir" ] && [ "$missing" != / ] && [ ! -d "$destdir$missing" ]; do
-  created+=("$missing")
-  missing="$(dirname "$missing")"
-done
-note_new_dirs() { # note_new_dirs DIR (relative to the prefix): the missing ones, deepest first
+# The directories an install creates, the prefix and its parents included; when staging
+# (--destdir) only those inside the prefix: the others are the package manager's.
+note_new_dirs() { # note_new_dirs DIR (absolute): the missing ones, deepest first
   local dir="$1" missing=()
-  while [ "$dir" != . ] && [ ! -d "$root/$dir" ]; do
-    missing+=("$prefix/$dir")
+  while [ "$dir" != / ] && [ ! -d "$destdir$dir" ]; do
+    if [ -n "$destdir" ]; then case "$dir" in "$prefix"/*) ;; *) break ;; esac; fi
+    missing+=("$dir")
     dir="$(dirname "$dir")"
   done
   created=("${missing[@]}" "${created[@]}")
 }
-put() { # put MODE SOURCE DEST (DEST relative to the prefix)
+put() { # put MODE SOURCE DEST (DEST absolute)
   note_new_dirs "$(dirname "$3")"
-  install -D -m "$1" "$2" "$root/$3"
-  installed+=("$prefix/$3")
+  install -D -m "$1" "$2" "$destdir$3"
+  installed+=("$3")
 }
-link() { # link TARGET NAME (NAME relative to the prefix)
-  ln -sfn "$1" "$root/$2"
-  installed+=("$prefix/$2")
+link() { # link TARGET NAME (NAME absolute)
+  ln -sfn "$1" "$destdir$2"
+  installed+=("$2")
 }
-put 0644 "$stage/$real" "lib/$real"
-link "$real" "lib/$soname"
-link "$soname" "lib/libswmalloc.so"
-put 0644 "$bin/libswmalloc-static.a" "lib/libswmalloc.a"
-put 0644 "$stage/swmalloc.pc" "lib/pkgconfig/swmalloc.pc"
-put 0644 include/swmalloc.h include/swmalloc.h
-put 0644 include/vos_mem.h include/vos_mem.h
-put 0755 "$tool" bin/swmalloc
-put 0755 "$workload" libexec/swmalloc/swm-workload
-put 0644 "$manual" share/man/man1/swmalloc.1
-put 0644 README.md share/doc/swmalloc/README.md   # the options table, offline
-note_new_dirs share/swmalloc
+put 0644 "$stage/$real" "$libdir/$real"
+link "$real" "$libdir/$soname"
+link "$soname" "$libdir/libswmalloc.so"
+put 0644 "$bin/libswmalloc-static.a" "$libdir/libswmalloc.a"
+put 0644 "$stage/swmalloc.pc" "$libdir/pkgconfig/swmalloc.pc"
+put 0644 include/swmalloc.h "$prefix/include/swmalloc.h"
+put 0644 include/vos_mem.h "$prefix/include/vos_mem.h"
+put 0755 "$tool" "$prefix/bin/swmalloc"
+put 0755 "$workload" "$prefix/libexec/swmalloc/swm-workload"
+put 0644 "$manual" "$prefix/share/man/man1/swmalloc.1"
+put 0644 README.md "$prefix/share/doc/swmalloc/README.md"   # the options table, offline
+note_new_dirs "$prefix/share/swmalloc"
 mkdir -p "$(dirname "$manifest")"
 {
   printf '%s\n' "${installed[@]}" "$prefix/share/swmalloc/installed-files"
@@ -194,3 +218,9 @@ mkdir -p "$(dirname "$manifest")"
 refresh_loader_cache
 echo "swmalloc $VERSION installed under $root:"
 printf '  %s\n' "${installed[@]}"
+multiarch="$(cc -print-multiarch 2>/dev/null || true)"
+case "$libdir" in
+  "$prefix/lib"|"$prefix/lib64"|"$prefix/lib/${multiarch:-?}") ;;
+  *) echo "note: the installed swmalloc tool looks for the library in $prefix/lib, lib64 and lib/${multiarch:-MULTIARCH};" \
+       "give it --library $libdir/libswmalloc.so.$VERSION_MAJOR or SWMALLOC_LIB" ;;
+esac

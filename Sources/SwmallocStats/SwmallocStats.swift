@@ -32,7 +32,7 @@ public enum Swmalloc {
         return unsafeBitCast(sym, to: type)
     }
 
-    /// The loaded library's version ("1.0.0", from `swm_version`), or nil when swmalloc is
+    /// The loaded library's version ("1.1.0", from `swm_version`), or nil when swmalloc is
     /// not loaded.
     public static func version() -> String? {
         typealias Fn = @convention(c) () -> UInt32

@@ -58,8 +58,9 @@ struct InfoCommand: ParsableCommand {
         // was labelled with the tool's own place).
         let beside = URL(fileURLWithPath: Locations.executableDirectory + "/libswmalloc.so").resolvingSymlinksInPath().path
         let place: String
-        if let prefix = Locations.installedPrefix(), file.hasPrefix(prefix + "/lib/") {
-            place = "installed under \(prefix)"
+        if let installed = Locations.installedLibrary(),
+           file.hasPrefix(URL(fileURLWithPath: installed.path).deletingLastPathComponent().resolvingSymlinksInPath().path + "/") {
+            place = "installed under \(installed.prefix)"
         } else if file == beside {
             place = "build folder"
         } else {

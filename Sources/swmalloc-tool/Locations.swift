@@ -1,6 +1,7 @@
 // Where the tool finds libswmalloc.so and the benchmark's workload program: beside itself
 // in a build folder (.build/release), or in an installed prefix (PREFIX/bin/swmalloc
-// with PREFIX/lib and PREFIX/libexec/swmalloc, as scripts/install.sh lays them out).
+// with PREFIX/lib (or lib64, lib/MULTIARCH) and PREFIX/libexec/swmalloc, as
+// scripts/install.sh lays them out).
 
 import ArgumentParser
 import Foundation
@@ -15,12 +16,31 @@ enum Locations {
     /// The directory of this executable: the build folder, or PREFIX/bin.
     static var executableDirectory: String { (executable as NSString).deletingLastPathComponent }
 
-    /// PREFIX when this executable is PREFIX/bin/swmalloc with PREFIX/lib/libswmalloc.so.1
-    /// beside it; nil in a build folder.
-    static func installedPrefix() -> String? {
+    /// The library directories an install may use, relative to its prefix
+    /// (`scripts/install.sh --libdir`): lib, lib64 (Fedora) and the multiarch one (Debian).
+    static let libraryDirectories: [String] = {
+        #if arch(x86_64)
+        return ["lib", "lib64", "lib/x86_64-linux-gnu"]
+        #elseif arch(arm64)
+        return ["lib", "lib64", "lib/aarch64-linux-gnu"]
+        #else
+        return ["lib", "lib64"]
+        #endif
+    }()
+
+    /// The installed library, PREFIX/LIBDIR/libswmalloc.so.1, when this executable is
+    /// PREFIX/bin/swmalloc (LIBDIR one of `libraryDirectories`); nil in a build folder.
+    static func installedLibrary() -> (prefix: String, path: String)? {
         let prefix = (executableDirectory as NSString).deletingLastPathComponent
-        return FileManager.default.fileExists(atPath: prefix + "/lib/libswmalloc.so.1") ? prefix : nil
+        for dir in libraryDirectories {
+            let path = "\(prefix)/\(dir)/libswmalloc.so.1"
+            if FileManager.default.fileExists(atPath: path) { return (prefix, path) }
+        }
+        return nil
     }
+
+    /// PREFIX when this executable is an installed one (`installedLibrary`).
+    static func installedPrefix() -> String? { installedLibrary()?.prefix }
 
     /// libswmalloc.so to preload: $SWMALLOC_LIB, the one beside this executable (a build
     /// folder), or the installed one; nil when none exists.
@@ -28,7 +48,7 @@ enum Locations {
         if let env = ProcessInfo.processInfo.environment["SWMALLOC_LIB"], !env.isEmpty { return env }
         let beside = executableDirectory + "/libswmalloc.so"
         if FileManager.default.fileExists(atPath: beside) { return beside }
-        return installedPrefix().map { $0 + "/lib/libswmalloc.so.1" }
+        return installedLibrary()?.path
     }
 
     /// The swm-workload program: beside this executable, or the installed one.

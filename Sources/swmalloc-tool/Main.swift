@@ -5,7 +5,7 @@ import ArgumentParser
 
 /// The version of swmalloc (the library, the tool and the packages; scripts/install.sh
 /// reads it from here).
-let swmallocVersion = "1.0.0"
+let swmallocVersion = "1.1.0"
 
 /// `swmalloc`, the root command: its subcommands do the work.
 @main

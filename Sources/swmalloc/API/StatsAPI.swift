@@ -4,7 +4,7 @@
 /// include/swmalloc.h, whose macros a program compares with it (`APIContractTests` checks
 /// that the two, and the tool's version, agree).
 @c(swmimpl_version)
-func swm_version() -> UInt32 { 1_00_00 }
+func swm_version() -> UInt32 { 1_01_00 }
 
 /// Fills `swm_stats_t`.
 @c(swmimpl_stats_get)
