@@ -5,6 +5,7 @@
  *   vos-free-malloc, vos-free-huge-malloc, vos-double-free, free-then-vos-free,
  *   vos-free-garbage: print "pointer 0x…" then abort with one "swmalloc:" line naming it
  *                    and the caller's file:line.
+ *   free-vos-twice   a VOS block given to plain free() twice: a double free.
  *   realloc-vos      plain realloc() of a VOS block: aborts naming the pointer.
  *   realloc-vos-0    the same with size 0 (it freed the block, crediting its module). */
 #include "check.h"
@@ -84,6 +85,13 @@ int main(int argc, char **argv) {
         memset(p + 16, 0x11, 100);
         announce(p + 16);
         free(p + 16);
+    } else if (strcmp(mode, "free-vos-twice") == 0) {
+        void *p = VOS_Malloc(64, 5);
+        void *keep = VOS_Malloc(64, 5);   /* the page stays in use: its blocks stay marked */
+        CHECK(p != NULL && keep != NULL);
+        announce(p);
+        free(p);
+        free(p);
     } else if (strcmp(mode, "realloc-vos") == 0) {
         void *p = VOS_Malloc(64, 5);
         announce(p);

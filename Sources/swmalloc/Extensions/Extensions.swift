@@ -31,6 +31,10 @@ enum Extensions {
     /// and the core reports the invalid free.
     static func freeInterior(_ pointer: UnsafeMutableRawPointer) -> Bool { VOS.releaseFromFree(pointer) }
 
+    /// How far into its block the pointer an extension hands out lies (a VOS block's,
+    /// past its header): free() of such a pointer whose block is free names a double free.
+    static let interiorOffset = VOSBlock.headerSize
+
     /// free() of `pointer` in a huge mapping whose block starts at `blockStart` (not at
     /// `pointer`), the mapping claimed by the caller: true when it is a VOS block's caller
     /// pointer, which is then credited (the caller frees the mapping); false and the core

@@ -263,6 +263,13 @@ extension Heap {
         }
         if !page.isBlockStart(p) {
             if Extensions.freeInterior(pointer) { return }
+            // A VOS block's pointer given to free() a second time: its block carries the
+            // freed mark (before, this said "not the start of an allocated block").
+            let start = p &- UInt(Extensions.interiorOffset)
+            if page.isBlockStart(start),
+               UnsafeRawPointer(bitPattern: start).unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
+                OS.fatal("free(): double free detected (a VOS block's pointer)", pointer: pointer)
+            }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
         let mark = page.freedMark
