@@ -510,6 +510,27 @@ static void case_kept_page_refilled(void) {
     for (int i = 0; i < BLOCKS; i++) free(blocks[i]);
 }
 
+/** huge_shrink_in_place: realloc of a 20 MiB block to 3 MiB (still a huge block) keeps
+ *  its address and bytes and, on swmalloc, gives the end of its mapping back, as glibc's
+ *  mremap does (an outside review: it moved, a copy, unless it kept half). */
+static void case_huge_shrink_in_place(void) {
+    int (*stats_get)(swm_stats_t *) = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
+    unsigned char *p = malloc(20 * MiB);
+    CHECK(p != NULL);
+    for (size_t i = 0; i < 20 * MiB; i += 4096) p[i] = (unsigned char)(i >> 12);
+    swm_stats_t before, after;
+    if (stats_get) CHECK(stats_get(&before) == 0);
+    unsigned char *q = realloc(p, 3 * MiB);
+    CHECKF(q == p, "realloc from 20 MiB to 3 MiB moved the block (%p -> %p)", (void *)p, (void *)q);
+    for (size_t i = 0; i < 3 * MiB; i += 4096) CHECK(q[i] == (unsigned char)(i >> 12));
+    if (stats_get) {
+        CHECK(stats_get(&after) == 0);
+        CHECKF(before.mapped - after.mapped >= 16 * MiB, "the shrink gave back %zu bytes of mapping",
+               before.mapped - after.mapped);
+    }
+    free(q);
+}
+
 /* ---- main ---- */
 
 /** Every case, in the order `regress list` prints them. */
@@ -524,6 +545,7 @@ static const struct test_case cases[] = {
     {"posix_memalign_errno", case_posix_memalign_errno},
     {"huge_realloc_threads", case_huge_realloc_threads},
     {"kept_page_refilled", case_kept_page_refilled},
+    {"huge_shrink_in_place", case_huge_shrink_in_place},
 };
 
 /** Runs the case named on the command line. */

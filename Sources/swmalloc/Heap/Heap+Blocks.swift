@@ -48,14 +48,17 @@ extension Heap {
     }
 
     /// realloc's core: in place when the new size fits the block and does not waste more
-    /// than half of it (a huge block then gives the end of its mapping back), or when a
-    /// large block grows within its span; otherwise allocate, copy, free. On failure the
-    /// block is untouched.
+    /// than half of it, or when a huge block stays huge (the end of its mapping goes back,
+    /// whatever the ratio: a 20 MiB block shrunk to 3 MiB was copied), or when a large
+    /// block grows within its span; otherwise allocate, copy, free. On failure the block
+    /// is untouched.
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
         let old = usableSize(pointer, for: .realloc)
-        if size <= old && size >= old / 2 {
-            if old > Geometry.largeMax && old - size >= Geometry.sliceSize { shrinkHuge(pointer, to: size) }
-            return pointer
+        if size <= old {
+            // Less than a slice to give back is left in place, without an munmap.
+            if old > Geometry.largeMax && size > Geometry.largeMax
+                && (old - size < Geometry.sliceSize || shrinkHuge(pointer, to: size)) { return pointer }
+            if size >= old / 2 { return pointer }
         }
         if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) {
             Purger.startIfMapped()
@@ -80,12 +83,13 @@ extension Heap {
     }
 
     /// Gives back the end of the huge block at `pointer` (live, checked by `usableSize`)
-    /// past `size` bytes (`Huge.shrink`); an over-aligned block keeps its mapping.
-    private static func shrinkHuge(_ pointer: UnsafeMutableRawPointer, to size: Int) {
+    /// past `size` bytes (`Huge.shrink`); false when its mapping keeps more than `size`
+    /// needs (an over-aligned block, or a thread that has no heap to count the cut in).
+    private static func shrinkHuge(_ pointer: UnsafeMutableRawPointer, to size: Int) -> Bool {
         let p = UInt(bitPattern: pointer)
-        if !SegmentMap.contains(p) { return }
+        if !SegmentMap.contains(p) { return false }
         let segment = UnsafeMutablePointer<Segment>.of(p)
-        if segment.pointee.kind == .huge { Huge.shrink(segment, to: size) }
+        return segment.pointee.kind == .huge && Huge.shrink(segment, to: size)
     }
 
     /// Grows the large block at `pointer` (live, checked by `usableSize`) to `size` bytes

@@ -103,15 +103,17 @@ enum Huge {
     /// block stays where it is and the end of its mapping past the new size goes back to
     /// the OS, as glibc's `mremap` of a mapped chunk does (a 200 MiB block shrunk to
     /// 101 MiB kept all 200 MiB resident). Nothing when that would give back nothing, or
-    /// the thread has no heap to count it in.
-    static func shrink(_ seg: UnsafeMutablePointer<Segment>, to size: Int) {
+    /// the thread has no heap to count it in; false then in the second case only.
+    static func shrink(_ seg: UnsafeMutablePointer<Segment>, to size: Int) -> Bool {
         let heap = Heap.current
         let total = mappingSize(size, offset: seg.pointee.hugeOffset)
         let old = seg.pointee.mappedSize
-        if total >= old || heap.isEmpty { return }
+        if total >= old { return true }
+        if heap.isEmpty { return false }
         OSMemory.unmap(seg.base + total, old - total)
         seg.pointee.mappedSize = total
         countResize(from: old, to: total, heap: heap)
+        return true
     }
 
     /// Counts a live huge block whose mapping went from `old` to `new` bytes (its usable
