@@ -141,6 +141,15 @@ enum Purger {
     private static func startSlow() {
         let mapped = Counters.shared.pointee.mapped.load(ordering: .relaxed)
         if waitingBytes() < startWaiting && mapped < startMapped { return }
+        start()
+    }
+
+    /// Starts the purger now, however little the process holds, unless it runs or is off
+    /// (`background=0`): for a program that asked for memory to go back at once
+    /// (`mallopt(M_TRIM_THRESHOLD, 0)`), whose freed memory must not wait for an
+    /// allocation slow path to start one. It sleeps without a timeout while nothing waits.
+    static func start() {
+        if Globals.purgerState.loadRelaxed() != 0 { return }
         if !Process.mayStartThread() { return }
         if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
         if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { Globals.purgerState.store(2) }
