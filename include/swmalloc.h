@@ -50,8 +50,9 @@ typedef struct swm_stats {
                            plus huge blocks' mappings */
     size_t resident;    /* mapped and not purged: the most swmalloc keeps in RAM of the
                            memory it hands out (not its 32 MiB segment map, zero pages
-                           unless locked by mlockall, nor under mlockall's MCL_FUTURE the
-                           never-used parts of fresh segments) */
+                           unless locked by mlockall; nor what mlockall faults in: with
+                           MCL_FUTURE the never-used parts of fresh segments, with
+                           MCL_CURRENT the purged ranges of cached segments) */
     size_t mapped;      /* mapped from the OS */
     size_t returned;    /* given back to the OS with madvise since start (cumulative) */
     size_t segments;    /* 4 MiB segments mapped */

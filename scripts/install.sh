@@ -136,11 +136,12 @@ if [ -n "$(ldd "$stage/$real" | grep -v -e 'libc.so' -e 'vdso' -e 'ld-linux' | g
 fi
 
 # An rpath in the link flags only where the loader does not look by itself: the
-# directories ldconfig reads (its configuration and the trusted ones), compared after
-# resolving links (/lib is /usr/lib on a merged system); without ldconfig, the usual ones.
+# directories ldconfig reads (its configuration and the trusted ones; those configured
+# but not there yet it names in a "Can't stat" line), compared after resolving links
+# (/lib is /usr/lib on a merged system); without ldconfig, the usual ones.
 searched_dirs() {
   if command -v ldconfig >/dev/null; then
-    ldconfig -N -X -v 2>/dev/null | sed -n 's/^\(\/[^:]*\):.*/\1/p'
+    ldconfig -N -X -v 2>&1 | sed -n -e 's/^\(\/[^:]*\):.*/\1/p' -e "s/^ldconfig: Can't stat \(\/[^:]*\):.*/\1/p"
   else
     printf '%s\n' /lib /usr/lib /lib64 /usr/lib64 /usr/local/lib
   fi

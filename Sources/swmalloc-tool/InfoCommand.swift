@@ -47,9 +47,9 @@ struct InfoCommand: ParsableCommand {
             throw ValidationError("\(lib) did not answer as swmalloc (is it libswmalloc.so?)")
         }
         var warnings = answer.warnings
-        let libraryVersion = answer.version ?? "unknown"
+        let libraryVersion = answer.version ?? "older than 1.1.0"
         if libraryVersion != swmallocVersion {
-            warnings.append("the library is swmalloc \(libraryVersion), this tool \(swmallocVersion)")
+            warnings.append("the library is swmalloc \(libraryVersion)\(answer.version == nil ? " (no swm_version)" : ""), this tool \(swmallocVersion)")
         }
         let classes = answer.classes
         let file = URL(fileURLWithPath: lib).resolvingSymlinksInPath().path

@@ -18,7 +18,7 @@ let vosAbortCases: [(mode: String, message: String)] = [
     ("vos-double-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
     ("free-then-vos-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
     ("vos-free-garbage", "VOS_Free(): not a block from VOS_Malloc"),
-    ("free-vos-twice", "free(): double free detected (a VOS block's pointer)"),
+    ("free-vos-twice", "free(): double free of a VOS block's pointer, or a pointer 16 bytes into a freed block"),
     ("realloc-vos", "realloc(): invalid pointer: not the start of a block"),
     ("realloc-vos-0", "realloc(): invalid pointer: not the start of a block"),
     ("huge-reused-interior", "invalid pointer: not the start of an allocated block"),

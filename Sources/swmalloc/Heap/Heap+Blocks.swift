@@ -55,10 +55,14 @@ extension Heap {
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
         let old = usableSize(pointer, for: .realloc)
         if size <= old {
-            // Less than a slice to give back is left in place, without an munmap.
-            if old > Geometry.largeMax && size > Geometry.largeMax
-                && (old - size < Geometry.sliceSize || shrinkHuge(pointer, to: size)) { return pointer }
-            if size >= old / 2 { return pointer }
+            let keep = size >= old / 2
+            if old > Geometry.largeMax && (keep || size > Geometry.largeMax) {
+                // Less than a slice to give back is left in place, without an munmap; a
+                // mapping that cannot shrink is kept only within the half rule.
+                if old - size < Geometry.sliceSize || shrinkHuge(pointer, to: size) || keep { return pointer }
+            } else if keep {
+                return pointer
+            }
         }
         if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) {
             Purger.startIfMapped()

@@ -264,11 +264,13 @@ extension Heap {
         if !page.isBlockStart(p) {
             if Extensions.freeInterior(pointer) { return }
             // A VOS block's pointer given to free() a second time: its block carries the
-            // freed mark (before, this said "not the start of an allocated block").
+            // freed mark (before, this said "not the start of an allocated block"). A plain
+            // program's pointer 16 bytes into a freed block gets the same words.
             let start = p &- UInt(Extensions.interiorOffset)
             if page.isBlockStart(start),
                UnsafeRawPointer(bitPattern: start).unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
-                OS.fatal("free(): double free detected (a VOS block's pointer)", pointer: pointer)
+                OS.fatal("free(): double free of a VOS block's pointer, or a pointer 16 bytes into a freed block",
+                         pointer: pointer)
             }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }

@@ -444,7 +444,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
         if span.pointee.purged { Counters.shared.pointee.purgedNow.wrappingSubtract(bytes, ordering: .relaxed) }
         span.pointee.untouchedTail = span.pointee.purged
         span.pointee.purged = false
-        span.pointee.purgeRefused = false
         pointee.usedSlices += span.pointee.sliceCount
         Counters.shared.pointee.activeBytes.wrappingAdd(bytes, ordering: .relaxed)
     }
@@ -486,7 +485,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
         rest.pointee.sliceIndex = at
         rest.pointee.sliceCount = end - at
         rest.pointee.purged = span.pointee.purged
-        rest.pointee.purgeRefused = span.pointee.purgeRefused
         rest.pointee.freedAt = span.pointee.freedAt
         mapSlices(at, end - at, to: at)
         span.pointee.sliceCount = at - span.pointee.sliceIndex
@@ -513,10 +511,9 @@ extension UnsafeMutablePointer where Pointee == Segment {
         span.pointee.blockSize = 0
         span.pointee.capacity = 0
         span.pointee.purged = false
-        span.pointee.purgeRefused = false
         span.pointee.keptEmpty = false
         span.pointee.freedAt = now
-        if purgeNow { purge(span) }
+        if purgeNow { purge(span, now: now) }
         var head = span
         // Merge with the following span.
         let after = span.pointee.sliceIndex + span.pointee.sliceCount
@@ -545,8 +542,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
                 UInt(part.pointee.sliceCount << Geometry.sliceShift), ordering: .relaxed)
         }
         a.pointee.purged = a.pointee.purged && b.pointee.purged
-        // A refused part joined with a part still waiting waits with it: one more try.
-        a.pointee.purgeRefused = a.pointee.purgeRefused && b.pointee.purgeRefused
         if b.pointee.freedAt > a.pointee.freedAt { a.pointee.freedAt = b.pointee.freedAt }
         mapSlices(b.pointee.sliceIndex, b.pointee.sliceCount, to: a.pointee.sliceIndex)
         a.pointee.sliceCount += b.pointee.sliceCount
@@ -554,22 +549,25 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
 
     /// Returns a free span's memory to the OS. Where the kernel refuses (locked memory:
-    /// `mlock`, `mlockall`) the span stays resident and counted so, marked `purgeRefused`:
-    /// the delay no longer retries it (the purger would wake for it again and again),
-    /// a forced purge (delay 0: `swm_collect`, an empty segment's retirement) does, and
-    /// taking it or merging it with a span that waits clears the mark. Before, a refused
-    /// purge counted as done: with `mlockall`, `resident` fell by every byte freed while
-    /// the resident set did not move (`retention locked_memory_resident`).
-    func purge(_ span: UnsafeMutablePointer<Page>) {
+    /// `mlock`, `mlockall`) the span stays resident and counted so, and its free time moves
+    /// `refusedRetryNanoseconds` ahead: the delay retries it then (once the program
+    /// unlocks its memory, it goes back), not at every pass (the purger would wake for it
+    /// again and again); a forced purge (delay 0: `swm_collect`, an empty segment's
+    /// retirement) retries it at once. Before, a refused purge counted as done: with
+    /// `mlockall`, `resident` fell by every byte freed while the resident set did not move
+    /// (`retention locked_memory_resident`).
+    func purge(_ span: UnsafeMutablePointer<Page>, now: UInt64) {
         let bytes = span.pointee.sliceCount << Geometry.sliceShift
         if !OSMemory.purge(base + (span.pointee.sliceIndex << Geometry.sliceShift), bytes) {
-            span.pointee.purgeRefused = true
+            span.pointee.freedAt = now &+ UnsafeMutablePointer<Segment>.refusedRetryNanoseconds
             return
         }
         span.pointee.purged = true
-        span.pointee.purgeRefused = false
         Counters.shared.pointee.purgedNow.wrappingAdd(UInt(bytes), ordering: .relaxed)
     }
+
+    /// How long a span whose purge the kernel refused waits before the delay tries again.
+    static var refusedRetryNanoseconds: UInt64 { 4_000_000_000 }
 
     /// Purges every free span freed at least `delay` nanoseconds before `now`; returns
     /// when the oldest free span still waiting for its delay was freed (`UInt64.max` when
@@ -580,8 +578,8 @@ extension UnsafeMutablePointer where Pointee == Segment {
         var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
-            if span.pointee.kind == .freeSpan && !span.pointee.purged && (delay == 0 || !span.pointee.purgeRefused) {
-                if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) { purge(span) }
+            if span.pointee.kind == .freeSpan && !span.pointee.purged {
+                if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) { purge(span, now: now) }
                 else if span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
             }
             i += span.pointee.sliceCount

@@ -39,8 +39,7 @@ struct Page: ~Copyable {
     var forkOrphaned: Bool                    // +58  taken in a fork child from a thread that was not copied (see `Heap.reclaimForkOrphans`)
     var inFullList: Bool                      // +59  on the heap's full list instead of its class list
     var untouchedTail: Bool                   // +60  small page: no block past `capacity` was touched since its span was last purged (not resident)
-    var purgeRefused: Bool                    // +61  free span the kernel refused to purge (locked memory): resident, not retried by the delay
-    private var padding0: (UInt8, UInt8) = (0, 0) // +62
+    private var padding0: (UInt8, UInt8, UInt8) = (0, 0, 0) // +61
     // Line 1: read by every thread that frees a block of the page (free's fast path, and
     // other threads' frees: owner, block-start test); written only when the page is
     // formatted, extended, or changes lists or owners (slow paths).
