@@ -56,7 +56,8 @@ typedef struct swm_stats {
     size_t mapped;      /* mapped from the OS */
     size_t returned;    /* given back to the OS with madvise since start (cumulative) */
     size_t segments;    /* 4 MiB segments mapped */
-    size_t huge_blocks; /* live blocks mapped on their own (above 2 MiB) */
+    size_t huge_blocks; /* live blocks mapped on their own (above 2 MiB when allocated;
+                           realloc may shrink one in place below that) */
     size_t heaps;       /* threads with a heap */
     size_t abandoned_segments; /* segments of exited threads not yet reclaimed */
     size_t mallocs;     /* allocations since start */
