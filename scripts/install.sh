@@ -13,6 +13,7 @@
 #   PREFIX/bin/swmalloc                     the command-line tool (Swift runtime linked in)
 #   PREFIX/libexec/swmalloc/swm-workload    the benchmark's workload program
 #   PREFIX/share/man/man1/swmalloc.1        the manual page
+#   PREFIX/share/doc/swmalloc/README.md     the README (the options table, offline)
 #   PREFIX/share/swmalloc/installed-files   what --uninstall removes
 #
 # --libdir names the library directory: absolute, or relative to PREFIX (lib64 on Fedora,
