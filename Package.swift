@@ -8,10 +8,14 @@ import PackageDescription
 /// - `-wmo`/`-Osize` are not used: `-O` with whole-module keeps the fast paths inlined;
 /// - `-momit-leaf-frame-pointer`: functions that call nothing (free's fast path, whose
 ///   exits are tail jumps) set up no stack frame, 3 instructions a call; the others keep
-///   their frame pointers for profilers.
+///   their frame pointers for profilers;
+/// - `-no-static-stdlib`: a package that depends on the `swmalloc` product and builds with
+///   `--static-swift-stdlib` (the usual server deployment build) would otherwise compile
+///   the core against `swift_static/embedded`, which holds no Embedded standard library
+///   ("unable to load standard library"); the core links no Swift runtime either way.
 let coreSwiftSettings: [SwiftSetting] = [
     .enableExperimentalFeature("Embedded"),
-    .unsafeFlags(["-Xfrontend", "-no-allocations", "-wmo", "-Xcc", "-momit-leaf-frame-pointer"]),
+    .unsafeFlags(["-Xfrontend", "-no-allocations", "-wmo", "-Xcc", "-momit-leaf-frame-pointer", "-no-static-stdlib"]),
 ]
 
 /// The exports the shared library binds straight to their Swift entry points, without

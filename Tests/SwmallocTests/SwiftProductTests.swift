@@ -8,7 +8,8 @@ import Testing
     /// A throwaway package with a path dependency on this repository builds, and its
     /// executable runs on swmalloc: `malloc_usable_size(malloc(100))` is 112, swmalloc's
     /// size class (glibc answers 104), the `swm_*` names are in the process, and a
-    /// Dictionary of Strings built by the Swift runtime on that malloc holds what was put in.
+    /// Dictionary of Strings built by the Swift runtime on that malloc holds what was put in;
+/// the same with `-c release --static-swift-stdlib`.
     @Test func executableLinkingTheProductUsesSwmalloc() throws {
         let swift = try requireTool("swift", debianPackage: "the Swift toolchain (swift.org)")
         let package = try Paths.newDirectory("consumer")
@@ -46,5 +47,13 @@ import Testing
         #expect(run.succeeded, "\(run)")
         let expectedW1 = (0..<10_000).filter { $0 % 997 == 1 }.reduce(0, +)
         #expect(run.stdout == "usable 112\nswm_malloc true\nwords 997 \(expectedW1)\n", "\(run)")
+
+        // The usual server deployment build, the Swift runtime linked in: it failed to
+        // compile the Embedded core ("unable to load standard library", an outside review).
+        let release = try runChild(swift, ["build", "-c", "release", "--static-swift-stdlib", "--package-path", package,
+                                           "--scratch-path", package + "/.build"], timeLimit: 900)
+        try #require(release.succeeded, "swift build -c release --static-swift-stdlib of the consumer package: \(release)")
+        let staticRun = try runChild(package + "/.build/release/app")
+        #expect(staticRun.stdout == run.stdout, "\(staticRun)")
     }
 }

@@ -31,7 +31,6 @@ enum AllocatorCatalogue {
     ) -> (found: [Allocator], notes: [String]) {
         var found: [Allocator] = []
         var notes: [String] = []
-        let files = FileManager.default
         for name in requested {
             switch name {
             case "glibc":
