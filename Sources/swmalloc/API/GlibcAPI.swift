@@ -72,8 +72,9 @@ func swm_malloc_info_fd(_ fd: Int32) -> Int32 {
 /// slower than on glibc, most of it in the kernel); 1 ms gives the memory back as soon
 /// and lets a free-then-allocate cycle reuse it; the purger starts at once, so that what
 /// the program frees goes back even if it allocates nothing more. With `background=0`
-/// (no purger to give it back later) the delay is 0. The other parameters tune structures swmalloc does not
-/// have (arenas, mmap threshold, top pad, fastbins, perturb, check action).
+/// (no purger to give it back later) the delay is 0. The other parameters tune structures
+/// swmalloc does not have (arenas, mmap threshold, top pad, fastbins, perturb, check
+/// action).
 @c(swmimpl_mallopt)
 func swm_mallopt(_ param: Int32, _ value: Int32) -> Int32 {
     Process.initialize()

@@ -1,8 +1,9 @@
 // C API exports of the statistics and maintenance functions (include/swmalloc.h).
 
 /// The library's version, major · 10,000 + minor · 100 + patch: `SWMALLOC_VERSION` of
-/// include/swmalloc.h, whose macros a program compares with it (`APIContractTests` checks
-/// that the two, and the tool's version, agree).
+/// include/swmalloc.h, whose macros a program compares with it
+/// (`ToolTests.infoReportsWhatTheLibrarySays` checks that the two, and the tool's version,
+/// agree).
 @c(swmimpl_version)
 func swm_version() -> UInt32 { 1_01_00 }
 
