@@ -101,8 +101,8 @@ echo "building swmalloc $VERSION (release, $scratch)"
 swift build -c release --scratch-path "$scratch"
 bin="$scratch/release"
 # The tool and the workload program again with the Swift runtime linked in, so that they
-# run where no Swift is installed (the Embedded core cannot be built that way, hence a
-# build of its own).
+# run where no Swift is installed, in a scratch folder of their own (the library and the
+# static archive above stay those of the plain release build).
 swift build -c release --scratch-path "$scratch-tool" --static-swift-stdlib --product swmalloc-tool
 swift build -c release --scratch-path "$scratch-tool" --static-swift-stdlib --product swm-workload
 tool="$scratch-tool/release/swmalloc-tool"

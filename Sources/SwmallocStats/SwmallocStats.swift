@@ -24,30 +24,44 @@ public struct SwmallocClassStats: Sendable, Equatable {
     public init() {}
 }
 
-/// swmalloc's C entry points, each looked up in the process (swmalloc linked or preloaded)
-/// once, at its first use: a lookup per call cost 1.5 µs for `threadCounters()` and
-/// 2.9 µs for `totals()` (an outside review).
-private enum Entry {
-    /// Looks a symbol up in the process (`dlsym` with `RTLD_DEFAULT`, the null handle).
-    static func symbol<T>(_ name: String, as type: T.Type) -> T? {
-        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { return nil }
-        return unsafeBitCast(sym, to: type)
+/// One of swmalloc's C entry points, looked up in the process (swmalloc linked or
+/// preloaded) at its first use and kept once found: a lookup per call cost 1.5 µs for
+/// `threadCounters()` and 2.9 µs for `totals()` (an outside review). Not found, it is
+/// looked up again at each use, so a library loaded later is found (caching the miss
+/// left such a process with some entry points found and others not).
+private struct EntryPoint<T: Sendable>: Sendable {
+    let name: String
+    let found: T?
+
+    init(_ name: String) {
+        self.name = name
+        found = EntryPoint.lookUp(name)
     }
 
-    static let version = symbol("swm_version", as: (@convention(c) () -> UInt32).self)
-    static let statsGet = symbol("swm_stats_get", as: (@convention(c) (UnsafeMutableRawPointer?) -> Int32).self)
-    static let classCount = symbol("swm_class_count", as: (@convention(c) () -> UInt32).self)
-    static let classStatsGet = symbol("swm_class_stats_get",
-                                      as: (@convention(c) (UInt32, UnsafeMutableRawPointer?) -> Int32).self)
-    static let threadAllocated = symbol("swm_thread_allocated", as: (@convention(c) () -> UInt64).self)
-    static let threadFreed = symbol("swm_thread_freed", as: (@convention(c) () -> UInt64).self)
-    static let statsPrint = symbol("swm_stats_print", as: (@convention(c) (Int32, Int32) -> Void).self)
-    static let vosModuleStats = symbol("swm_vos_module_stats",
-                                       as: (@convention(c) (UInt, UnsafeMutableRawPointer?) -> Int32).self)
-    static let vosModules = symbol("swm_vos_modules", as: (@convention(c) (UnsafeMutableRawPointer?, Int) -> Int).self)
-    static let vosSites = symbol("swm_vos_sites", as: (@convention(c) (UnsafeMutableRawPointer?, Int) -> Int).self)
-    static let vosSetQuota = symbol("swm_vos_set_quota", as: (@convention(c) (UInt, Int) -> Int32).self)
-    static let vosReport = symbol("swm_vos_report", as: (@convention(c) (Int32, Int32) -> Void).self)
+    /// The function, or nil when swmalloc is not loaded.
+    var function: T? { found ?? EntryPoint.lookUp(name) }
+
+    /// `dlsym` with `RTLD_DEFAULT` (the null handle).
+    private static func lookUp(_ name: String) -> T? {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { return nil }
+        return unsafeBitCast(sym, to: T.self)
+    }
+}
+
+/// The entry points the module calls.
+private enum Entry {
+    static let version = EntryPoint<@convention(c) () -> UInt32>("swm_version")
+    static let statsGet = EntryPoint<@convention(c) (UnsafeMutableRawPointer?) -> Int32>("swm_stats_get")
+    static let classCount = EntryPoint<@convention(c) () -> UInt32>("swm_class_count")
+    static let classStatsGet = EntryPoint<@convention(c) (UInt32, UnsafeMutableRawPointer?) -> Int32>("swm_class_stats_get")
+    static let threadAllocated = EntryPoint<@convention(c) () -> UInt64>("swm_thread_allocated")
+    static let threadFreed = EntryPoint<@convention(c) () -> UInt64>("swm_thread_freed")
+    static let statsPrint = EntryPoint<@convention(c) (Int32, Int32) -> Void>("swm_stats_print")
+    static let vosModuleStats = EntryPoint<@convention(c) (UInt, UnsafeMutableRawPointer?) -> Int32>("swm_vos_module_stats")
+    static let vosModules = EntryPoint<@convention(c) (UnsafeMutableRawPointer?, Int) -> Int>("swm_vos_modules")
+    static let vosSites = EntryPoint<@convention(c) (UnsafeMutableRawPointer?, Int) -> Int>("swm_vos_sites")
+    static let vosSetQuota = EntryPoint<@convention(c) (UInt, Int) -> Int32>("swm_vos_set_quota")
+    static let vosReport = EntryPoint<@convention(c) (Int32, Int32) -> Void>("swm_vos_report")
 }
 
 /// Entry points into the loaded swmalloc, if any.
@@ -56,17 +70,17 @@ public enum Swmalloc {
     /// The loaded library's version ("1.1.0", from `swm_version`), or nil when swmalloc is
     /// not loaded.
     public static func version() -> String? {
-        guard let fn = Entry.version else { return nil }
+        guard let fn = Entry.version.function else { return nil }
         let v = fn()
         return "\(v / 10000).\(v / 100 % 100).\(v % 100)"
     }
 
     /// True when swmalloc is loaded in this process.
-    public static var isLoaded: Bool { Entry.statsGet != nil }
+    public static var isLoaded: Bool { Entry.statsGet.function != nil }
 
     /// Process totals, or nil when swmalloc is not loaded.
     public static func totals() -> SwmallocTotals? {
-        guard let fn = Entry.statsGet else { return nil }
+        guard let fn = Entry.statsGet.function else { return nil }
         var raw = [Int](repeating: 0, count: 12)
         _ = raw.withUnsafeMutableBytes { fn($0.baseAddress) }
         var t = SwmallocTotals()
@@ -78,7 +92,7 @@ public enum Swmalloc {
 
     /// Statistics of every size class, or nil when swmalloc is not loaded.
     public static func sizeClasses() -> [SwmallocClassStats]? {
-        guard let count = Entry.classCount, let get = Entry.classStatsGet else { return nil }
+        guard let count = Entry.classCount.function, let get = Entry.classStatsGet.function else { return nil }
         return (0..<count()).map { c in
             var raw = [Int](repeating: 0, count: 4)
             _ = raw.withUnsafeMutableBytes { get(c, $0.baseAddress) }
@@ -90,14 +104,14 @@ public enum Swmalloc {
 
     /// Bytes the calling thread allocated and freed since it started, or nil.
     public static func threadCounters() -> (allocated: UInt64, freed: UInt64)? {
-        guard let a = Entry.threadAllocated, let f = Entry.threadFreed else { return nil }
+        guard let a = Entry.threadAllocated.function, let f = Entry.threadFreed.function else { return nil }
         return (a(), f())
     }
 
     /// Writes the report (text or JSON) to a file descriptor; false when not loaded.
     @discardableResult
     public static func printReport(fd: Int32 = 2, json: Bool = false) -> Bool {
-        guard let fn = Entry.statsPrint else { return false }
+        guard let fn = Entry.statsPrint.function else { return false }
         fn(fd, json ? 1 : 0)
         return true
     }
@@ -183,7 +197,7 @@ extension Swmalloc {
     /// A VOS module's counters, or nil when swmalloc is not loaded. IDs above 65535 all
     /// read the shared module 65536.
     public static func vosModule(_ id: UInt) -> VOSModuleStats? {
-        guard let fn = Entry.vosModuleStats else { return nil }
+        guard let fn = Entry.vosModuleStats.function else { return nil }
         var raw = [Int](repeating: 0, count: moduleStatsWords)
         _ = raw.withUnsafeMutableBytes { fn(id, $0.baseAddress) }
         return raw.withUnsafeBufferPointer { moduleStats($0) }
@@ -191,7 +205,7 @@ extension Swmalloc {
 
     /// Every VOS module with counts or a quota, by ID, or nil when swmalloc is not loaded.
     public static func vosModules() -> [VOSModuleStats]? {
-        guard let fn = Entry.vosModules else { return nil }
+        guard let fn = Entry.vosModules.function else { return nil }
         var capacity = 0
         while true {
             var raw = [Int](repeating: 0, count: max(capacity, 1) * moduleStatsWords)
@@ -208,7 +222,7 @@ extension Swmalloc {
     /// Every VOS site with allocations, largest live bytes first (the leak report's
     /// order), or nil when swmalloc is not loaded.
     public static func vosSites() -> [VOSSiteStats]? {
-        guard let fn = Entry.vosSites else { return nil }
+        guard let fn = Entry.vosSites.function else { return nil }
         var capacity = 0
         while true {
             var raw = [Int](repeating: 0, count: max(capacity, 1) * siteStatsWords)
@@ -232,7 +246,7 @@ extension Swmalloc {
     /// `bytes` is negative, or out of memory.
     @discardableResult
     public static func setVOSQuota(module: UInt, bytes: Int) -> Bool {
-        guard bytes >= 0, let fn = Entry.vosSetQuota else { return false }
+        guard bytes >= 0, let fn = Entry.vosSetQuota.function else { return false }
         return fn(module, bytes) == 0
     }
 
@@ -240,7 +254,7 @@ extension Swmalloc {
     /// false when swmalloc is not loaded.
     @discardableResult
     public static func printVOSReport(fd: Int32 = 2, json: Bool = false) -> Bool {
-        guard let fn = Entry.vosReport else { return false }
+        guard let fn = Entry.vosReport.function else { return false }
         fn(fd, json ? 1 : 0)
         return true
     }

@@ -8,8 +8,8 @@ import Testing
     /// A throwaway package with a path dependency on this repository builds, and its
     /// executable runs on swmalloc: `malloc_usable_size(malloc(100))` is 112, swmalloc's
     /// size class (glibc answers 104), the `swm_*` names are in the process, and a
-    /// Dictionary of Strings built by the Swift runtime on that malloc holds what was put in;
-/// the same with `-c release --static-swift-stdlib`.
+    /// Dictionary of Strings built by the Swift runtime on that malloc holds what was put
+    /// in; the same with `-c release --static-swift-stdlib`.
     @Test func executableLinkingTheProductUsesSwmalloc() throws {
         let swift = try requireTool("swift", debianPackage: "the Swift toolchain (swift.org)")
         let package = try Paths.newDirectory("consumer")
