@@ -66,7 +66,6 @@ private enum Entry {
 
 /// Entry points into the loaded swmalloc, if any.
 public enum Swmalloc {
-
     /// The loaded library's version ("1.1.0", from `swm_version`), or nil when swmalloc is
     /// not loaded.
     public static func version() -> String? {

@@ -47,9 +47,10 @@ struct InfoCommand: ParsableCommand {
             throw ValidationError("\(lib) did not answer as swmalloc (is it libswmalloc.so?)")
         }
         var warnings = answer.warnings
+        // A library without `swm_version` is older than 1.1.0, the version that added it.
         let libraryVersion = answer.version ?? "older than 1.1.0"
         if libraryVersion != swmallocVersion {
-            warnings.append("the library is swmalloc \(libraryVersion)\(answer.version == nil ? " (no swm_version)" : ""), this tool \(swmallocVersion)")
+            warnings.append("the library is swmalloc \(libraryVersion), this tool \(swmallocVersion)")
         }
         let classes = answer.classes
         let file = URL(fileURLWithPath: lib).resolvingSymlinksInPath().path
