@@ -106,12 +106,41 @@ enum OSMemory {
     }
 
     /// Returns a range's physical pages to the OS; the range stays mapped and reads as zero.
-    /// False when the kernel refused (locked memory): nothing went back, the bytes stay.
+    /// False when the kernel refused (a locked page in the range): the caller counts the
+    /// range resident, but what is not locked in it went back all the same
+    /// (`purgeUnlocked`).
     @discardableResult
     static func purge(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
-        if !OS.purge(p, size) { return false }
+        if !OS.purge(p, size) {
+            purgeUnlocked(p, size)
+            return false
+        }
         Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(size), ordering: .relaxed)
         return true
+    }
+
+    /// After the kernel refused to purge a range: purges its parts without a locked page,
+    /// halving the refused parts down to one slice (64 KiB). `madvise` stops at the first
+    /// locked page, so before, one `mlock`ed page kept the whole free span after it
+    /// resident (`retention partly_locked_span`). At most two calls per slice of the range
+    /// (about 2 log2(slices) for one locked page); the purge of a refused span is retried
+    /// only every few seconds (`Segment.purge`). What goes back counts in `purgedTotal`,
+    /// as given back; the range still counts resident (its owner cannot tell which parts
+    /// are zero), so a later purge of the whole range counts those bytes again.
+    private static func purgeUnlocked(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        if size <= Geometry.sliceSize { return }
+        let half = (size / 2) & ~(OS.pageSize - 1)
+        purgeHalf(p, half)
+        purgeHalf(p + half, size - half)
+    }
+
+    /// One half of `purgeUnlocked`'s range: purged, or halved again.
+    private static func purgeHalf(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        if OS.purge(p, size) {
+            Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(size), ordering: .relaxed)
+        } else {
+            purgeUnlocked(p, size)
+        }
     }
 
     /// Makes a range read as zero: purged (nothing stays resident), or, where the kernel
