@@ -1,5 +1,6 @@
 /* oom.c — out of memory under `ulimit -v`: requests above the limit fail with ENOMEM
- * (a failed realloc leaves its block intact); then for each block size (huge, large,
+ * (a failed realloc leaves its block intact), and with the limit full a realloc that
+ * shrinks keeps its block (`shrink_keeps_block`); then for each block size (huge, large,
  * small), allocate until malloc returns NULL, check errno == ENOMEM, free everything, and
  * check that allocating works again, a 64 MiB block included once the small blocks are
  * all freed. Blocks are chained through their first word, so the
@@ -210,8 +211,53 @@ static int trim_releases_address_space(void) {
     return 0;
 }
 
+/** realloc to a smaller size with the limit full: the block is kept, its bytes intact and
+ *  errno untouched, as glibc shrinks in place (before, NULL with ENOMEM whenever the
+ *  smaller size belonged in another block: an outside review). Returns 0 when it held. */
+static int shrink_keeps_block(void) {
+    static const size_t from[] = {24, 500, 5000, 40000, 300000, 1500000, 3u << 20};
+    enum { N = sizeof from / sizeof from[0] };
+    unsigned char *blocks[N];
+    for (int i = 0; i < N; i++) {
+        if (!(blocks[i] = malloc(from[i]))) return fprintf(stderr, "malloc(%zu) failed\n", from[i]), 1;
+        memset(blocks[i], 'a' + i, from[i]);
+    }
+    void *chain = NULL;
+    for (size_t s = (size_t)64 << 20; s >= 16;) {
+        void **p = malloc(s);
+        if (p) *p = chain, chain = p;
+        else s /= 2;
+    }
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        size_t to = from[i] / 2 + 1;
+        errno = 0;
+        unsigned char *q = realloc(blocks[i], to);
+        if (!q || errno != 0) {
+            fprintf(stderr, "realloc(%zu-byte block, %zu) with the limit full: %p, errno %d\n", from[i], to,
+                    (void *)q, errno);
+            failed = 1;
+            continue;
+        }
+        for (size_t k = 0; k < to; k++)
+            if (q[k] != 'a' + i) {
+                fprintf(stderr, "realloc(%zu-byte block, %zu) changed byte %zu\n", from[i], to, k);
+                failed = 1;
+                break;
+            }
+        blocks[i] = q;
+    }
+    while (chain) {
+        void *next = *(void **)chain;
+        free(chain);
+        chain = next;
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    return failed;
+}
+
 int main(void) {
-    if (start_threads() || too_big_for_limit()) return 1;
+    if (start_threads() || too_big_for_limit() || shrink_keeps_block()) return 1;
     static const size_t sizes[] = {8u << 20, 3u << 20, 512u << 10, 64u << 10, 1u << 10, 48};
     long counts[sizeof sizes / sizeof sizes[0]];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

@@ -51,7 +51,9 @@ extension Heap {
     /// than half of it, or when a huge block stays huge (the end of its mapping goes back,
     /// whatever the ratio: a 20 MiB block shrunk to 3 MiB was copied), or when a large
     /// block grows within its span; otherwise allocate, copy, free. On failure the block
-    /// is untouched.
+    /// is untouched; a shrink never fails: without memory for the smaller block it keeps
+    /// the block it has (as glibc does: `p = realloc(p, smaller)` is written as if it
+    /// could not fail; an outside review found NULL with ENOMEM under `ulimit -v`).
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
         let old = usableSize(pointer, for: .realloc)
         if size <= old {
@@ -68,7 +70,12 @@ extension Heap {
             Purger.startIfMapped()
             return grown
         }
-        guard let fresh = allocate(size) else { return nil }
+        let saved = OS.errno()
+        guard let fresh = allocate(size) else {
+            if size > old { return nil }
+            withdrawOutOfMemory(errno: saved)
+            return pointer
+        }
         fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
         deallocate(pointer)
         return fresh

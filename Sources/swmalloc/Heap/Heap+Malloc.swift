@@ -338,6 +338,14 @@ extension Heap {
         return nil
     }
 
+    /// Takes back an `outOfMemory` whose caller did without the block after all (a
+    /// realloc that shrinks keeps its block): the refusal is not counted, and errno is
+    /// `saved` again (a call that succeeds leaves errno as it found it).
+    static func withdrawOutOfMemory(errno saved: Int32) {
+        Counters.shared.pointee.outOfMemory.wrappingSubtract(1, ordering: .relaxed)
+        OS.setErrno(saved)
+    }
+
     /// `size` bytes aligned to `alignment`, a power of two (as a `size_t`: 2^63 arrives
     /// negative and fails with ENOMEM, as glibc answers).
     /// - up to 64 KiB the ordinary path serves it: every class is a multiple of the largest

@@ -90,6 +90,10 @@ enum OS {
     @inline(__always)
     static func setErrno(_ value: Int32) { swmshim_set_errno(value) }
 
+    /// The caller's errno.
+    @inline(__always)
+    static func errno() -> Int32 { swmshim_get_errno() }
+
     /// Writes bytes to a file descriptor, retrying short writes; never allocates.
     @discardableResult
     static func write(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
