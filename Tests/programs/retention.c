@@ -141,6 +141,11 @@
  *                       freed and collected: all but about 64 KiB around each locked page
  *                       must go back (the kernel refuses a purge at its first locked page;
  *                       before, the rest of the free span, 5.7 of the 6 MiB, stayed).
+ *   purger_retries_start  the purger's thread cannot be created when the process first
+ *                       maps 32 MiB (an address-space limit leaves no room for its 8 MiB
+ *                       stack); once the limit is lifted, a later allocation slow path
+ *                       starts it (before, one failure turned it off for good: freed
+ *                       memory below the owners' own purge threshold stayed resident).
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -900,6 +905,48 @@ static void partly_locked_span(void) {
            fall, N);
 }
 
+/** The process's address space in bytes (VmSize, /proc/self/statm). */
+static size_t vm_bytes(void) {
+    char text[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    CHECK(fd >= 0);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    CHECK(n > 0);
+    text[n] = 0;
+    long total = 0;
+    CHECK(sscanf(text, "%ld", &total) == 1);
+    return (size_t)total * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/** purger_retries_start: see the header. */
+static void purger_retries_start(void) {
+    free(malloc(100));
+    struct rlimit old, tight;
+    CHECK(getrlimit(RLIMIT_AS, &old) == 0);
+    tight = old;
+    /* Room for the segments up to 32 MiB mapped, plus 6 MiB: less than the stack. */
+    tight.rlim_cur = vm_bytes() + ((size_t)(38 - mapped_mib()) << 20);
+    CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
+    enum { N = 24 };
+    void *blocks[N];
+    for (int i = 0; i < N; i++) CHECK((blocks[i] = malloc(1 << 20)) != NULL);
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECK(setrlimit(RLIMIT_AS, &old) == 0);
+    CHECKF(!found && mapped_mib() >= 32, "the purger started under the limit (%.0f MiB mapped): nothing was tested",
+           mapped_mib());
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    for (int t = 0; t < 60 && !found; t++) {
+        sleep_ms(50);
+        void *p = malloc(1 << 20);
+        CHECK(p != NULL);
+        free(p);
+        thread_count("swm-purger", &found);
+    }
+    CHECKF(found, "no purger 3 s after its first start failed and the limit was lifted");
+}
+
 /** The case main runs (main_pthread_exit says ok itself: main does not return). */
 static const char *running_case;
 
@@ -1279,6 +1326,7 @@ static const struct test_case cases[] = {
     {"rare_allocators_among_short", rare_allocators_among_short},
     {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
     {"locked_memory_resident", locked_memory_resident}, {"partly_locked_span", partly_locked_span},
+    {"purger_retries_start", purger_retries_start},
 };
 
 int main(int argc, char **argv) {

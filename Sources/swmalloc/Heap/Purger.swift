@@ -44,7 +44,7 @@ enum Purger {
     }
 
     /// True when the purger runs. Until then (it is not wanted yet, or it is off:
-    /// `background=0`, or the thread could not be created) owners
+    /// `background=0`, or its thread could not be created yet) owners
     /// purge synchronously, as a fallback: nothing else would purge what a thread frees
     /// before it goes to sleep.
     @inline(__always) static var isRunning: Bool { Globals.purgerState.loadRelaxed() == 1 }
@@ -148,12 +148,26 @@ enum Purger {
     /// (`background=0`): for a program that asked for memory to go back at once
     /// (`mallopt(M_TRIM_THRESHOLD, 0)`), whose freed memory must not wait for an
     /// allocation slow path to start one. It sleeps without a timeout while nothing waits.
+    ///
+    /// When its thread cannot be created (a limit on threads or on address space for its
+    /// stack, which may pass), it stays not started and no start is tried for
+    /// `retryNanoseconds`; owners purge synchronously meanwhile. Before, one refusal
+    /// turned it off for good (an outside review: a brief `pids.max` of 1 left freed
+    /// memory resident for the rest of the run; `retention purger_retries_start`).
     static func start() {
         if Globals.purgerState.loadRelaxed() != 0 { return }
         if !Process.mayStartThread() { return }
+        let retryAt = Globals.purgerRetryAt.loadRelaxed()
+        if retryAt != 0 && UInt(OS.nowNanoseconds()) < retryAt { return }
         if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 { Globals.purgerState.store(2) }
+        if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 {
+            Globals.purgerRetryAt.store(UInt(OS.nowNanoseconds()) &+ retryNanoseconds)
+            Globals.purgerState.store(0)
+        }
     }
+
+    /// How long after a failed start of the purger's thread the next start is tried.
+    static var retryNanoseconds: UInt { 1_000_000_000 }
 
     /// Stops the purger for good (`Process.mainThreadExiting`): state 2, as with
     /// `background=0`; a running purger makes one last pass that gives back everything

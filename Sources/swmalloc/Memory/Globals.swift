@@ -71,8 +71,8 @@ enum Globals {
     static var remoteFreeHook: UnsafeMutablePointer<UnsafeRawPointer?> {
         (base + 184).assumingMemoryBound(to: UnsafeRawPointer?.self)
     }
-    /// The background purger: 0 not started, 1 running, 2 off (`background=0`, a zero
-    /// purge delay, or a thread that could not be created). See `Purger`.
+    /// The background purger: 0 not started, 1 running, 2 off (`background=0`, or stopped
+    /// for good at the main thread's `pthread_exit`). See `Purger`.
     static var purgerState: AtomicWord { AtomicWord(base + 48) }
     /// The purger's futex word: 1 when something was announced to wait for its purge
     /// delay since the purger last looked.
@@ -122,6 +122,9 @@ enum Globals {
     /// While no purger runs: when (`OS.nowNanoseconds`) a heap's `tidy` may next walk the
     /// abandoned segments in the purger's place (`Purger.claimAbandonedWalk`).
     static var nextAbandonedWalk: AtomicWord { AtomicWord(base + 1576) }
+    /// When the purger's thread could not be created: the monotonic time (ns) before which
+    /// no start is tried again (0: none failed). See `Purger.start`.
+    static var purgerRetryAt: AtomicWord { AtomicWord(base + 1592) }
     #if DEBUG
     /// Debug builds: a test hook called at each walk of the abandoned segments
     /// (`swm_debug_set_collect_hook`).
