@@ -1,6 +1,8 @@
 /* oom.c — out of memory under `ulimit -v`: requests above the limit fail with ENOMEM
  * (a failed realloc leaves its block intact), and with the limit full a realloc that
- * shrinks keeps its block (`shrink_keeps_block`); then for each block size (huge, large,
+ * shrinks keeps its block (`shrink_keeps_block`), and after the limit was filled with
+ * 100 KB blocks and they were freed, a block of nearly all the room fits without
+ * malloc_trim (`refill_without_trim`); then for each block size (huge, large,
  * small), allocate until malloc returns NULL, check errno == ENOMEM, free everything, and
  * check that allocating works again, a 64 MiB block included once the small blocks are
  * all freed. Blocks are chained through their first word, so the
@@ -24,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 /** Allocates blocks of n bytes until NULL; returns how many, or -1 when the failure was
  *  not ENOMEM or the refused size succeeded right after freeing everything. */
@@ -256,8 +260,41 @@ static int shrink_keeps_block(void) {
     return failed;
 }
 
+/** What the limit leaves, in bytes: the address-space limit less the address space
+ *  (statm's first field), or else the data limit less the data and stack (its sixth). */
+static size_t room_left(void) {
+    struct rlimit as, data;
+    if (getrlimit(RLIMIT_AS, &as) != 0 || getrlimit(RLIMIT_DATA, &data) != 0) return 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0, shared = 0, text = 0, lib = 0, data_pages = 0;
+    if (!f || fscanf(f, "%ld %ld %ld %ld %ld %ld", &size, &resident, &shared, &text, &lib, &data_pages) != 6) size = 0;
+    if (f) fclose(f);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t limit = as.rlim_cur != RLIM_INFINITY ? as.rlim_cur : data.rlim_cur;
+    size_t used = (as.rlim_cur != RLIM_INFINITY ? (size_t)size : (size_t)data_pages) * page;
+    return limit != RLIM_INFINITY && limit > used ? limit - used : 0;
+}
+
+/** Fills the limit with 100 KB blocks and frees them all, then asks for one block of
+ *  all the room there was less 16 MiB, without malloc_trim: the failed mapping must give
+ *  back the thread's own empty pages and segments too, not only the caches (before, a
+ *  thread that freed 45 MB under a 48 MB limit could not get 24 MB until it called
+ *  malloc_trim: an outside review). Returns 0 when it held. */
+static int refill_without_trim(void) {
+    size_t room = room_left();
+    if (room < ((size_t)64 << 20)) return fprintf(stderr, "refill: only %zu MiB of room\n", room >> 20), 1;
+    if (exhaust(100000) <= 0) return 1;
+    size_t big = room - ((size_t)16 << 20);
+    unsigned char *b = malloc(big);
+    if (!b) return fprintf(stderr, "malloc(%zu MiB) after freeing every 100 KB block: NULL\n", big >> 20), 1;
+    memset(b, 1, big);
+    free(b);
+    malloc_trim(0);   /* the checks that follow start with no cached address space */
+    return 0;
+}
+
 int main(void) {
-    if (start_threads() || too_big_for_limit() || shrink_keeps_block()) return 1;
+    if (refill_without_trim() || start_threads() || too_big_for_limit() || shrink_keeps_block()) return 1;
     static const size_t sizes[] = {8u << 20, 3u << 20, 512u << 10, 64u << 10, 1u << 10, 48};
     long counts[sizeof sizes / sizeof sizes[0]];
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

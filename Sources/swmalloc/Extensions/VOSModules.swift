@@ -121,7 +121,7 @@ enum VOSModules {
     /// once, the one that comes second unmaps its own.
     static func global() -> UnsafeMutableRawPointer? {
         if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) { return g }
-        guard let fresh = OSMemory.mapRecords(globalBytes) else { return globalIfMapped }
+        guard let fresh = mapRecords(globalBytes) else { return globalIfMapped }
         lock.lock()
         if let g = UnsafeMutableRawPointer(bitPattern: globalWord.load()) {
             lock.unlock()
@@ -179,6 +179,15 @@ enum VOSModules {
         return attachTable(heap)
     }
 
+    /// `size` bytes for the module records, mapped with no allocator lock held: after a
+    /// refusal, what the process holds free goes back and the mapping is tried once more
+    /// (`Heap.collectForRetry`; before, the first VOS_Malloc after a thread freed what
+    /// filled a 20 MB limit failed until `malloc_trim`: an outside review).
+    private static func mapRecords(_ size: Int) -> UnsafeMutableRawPointer? {
+        if let raw = OSMemory.mapRecords(size) { return raw }
+        return Heap.collectForRetry(size: size) ? OSMemory.mapRecords(size) : nil
+    }
+
     /// Gives `heap` a table: from the pool, or freshly mapped; registers it.
     @inline(never)
     private static func attachTable(_ heap: Heap) -> VOSTable? {
@@ -187,7 +196,7 @@ enum VOSModules {
         var raw = poolHead.pointee
         if let r = raw { poolHead.pointee = r.load(as: UnsafeMutableRawPointer?.self) }
         lock.unlock()
-        if raw == nil { raw = OSMemory.mapRecords(tableBytes) }
+        if raw == nil { raw = mapRecords(tableBytes) }
         guard let raw else { return nil }
         raw.storeBytes(of: g, toByteOffset: 8, as: UnsafeMutableRawPointer.self)
         lock.lock()

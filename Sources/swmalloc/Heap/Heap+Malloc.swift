@@ -83,8 +83,8 @@ extension Heap {
                 return heap.pop(page, slot: slot)
             }
         }
-        return withHeap { heap in
-            if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
+        if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
+        return withHeap(size: size) { heap in
             if size <= Geometry.smallMax {
                 let c = SizeClass.of(size)
                 guard let page = heap.findPage(c) else { return outOfMemory() }
@@ -102,8 +102,17 @@ extension Heap {
     /// detached at once, so that nothing stays attached to a thread that is going away;
     /// the segment holding the block is abandoned and adopted by the next thread that
     /// needs memory. That case is rare, so its cost does not matter.
+    ///
+    /// When `body` finds no memory for the `size` bytes asked for, what the process holds
+    /// free goes back and `body` runs once more (`retryingAfterCollect`).
     @inline(__always)
-    static func withHeap(_ body: (Heap) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    static func withHeap(size: Int, _ body: (Heap) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        retryingAfterCollect(size: size) { withHeapOnce(body) }
+    }
+
+    /// `withHeap` without the retry.
+    @inline(__always)
+    private static func withHeapOnce(_ body: (Heap) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
         let current = Heap.current
         if !current.isEmpty { return current.slowPath(body) }
         if current.isExited {
@@ -132,7 +141,7 @@ extension Heap {
     /// A huge block for calloc: zeroed (a fresh mapping is, a cached one is cleared).
     @inline(never)
     static func allocateHuge(_ size: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
-        withHeap { _ in Huge.allocate(size, alignment: 0, zeroed: zeroed) }
+        withHeap(size: size) { _ in Huge.allocate(size, alignment: 0, zeroed: zeroed) }
     }
 
     /// The page of class `c` to allocate from, its free list non-empty; nil when out of memory.
@@ -338,6 +347,46 @@ extension Heap {
         return nil
     }
 
+    /// Runs `attempt`, an allocation of `size` bytes; when it finds no memory, gives back
+    /// what the process holds free (`collectForRetry`) and runs it once more. The call
+    /// counts one refusal, not two, and one that succeeds at the second try leaves errno
+    /// as it found it. The caller holds no allocator lock.
+    @inline(__always)
+    static func retryingAfterCollect(size: Int, _ attempt: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        let saved = OS.errno()
+        if let block = attempt() { return block }
+        return retryAfterCollect(size: size, errno: saved, attempt)
+    }
+
+    @inline(never)
+    private static func retryAfterCollect(size: Int, errno saved: Int32,
+                                          _ attempt: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        if !collectForRetry(size: size) { return nil }
+        guard let block = attempt() else {
+            Counters.shared.pointee.outOfMemory.wrappingSubtract(1, ordering: .relaxed)
+            return nil
+        }
+        withdrawOutOfMemory(errno: saved)
+        return block
+    }
+
+    /// After the OS refused memory for a request of `size` bytes, from a caller that holds
+    /// no allocator lock: gives back everything the process holds free, as
+    /// `malloc_trim(0)` does (`Purger.collectAll`: the calling thread's empty pages and
+    /// segments too, and under an address-space limit their address space), so that one
+    /// more try may fit. The mapping's own retry (`OSMemory.retryAfterReleasingCaches`,
+    /// under the span lock) reaches only the caches: a thread that freed 45 MB of 100 KB
+    /// blocks under a 48 MB `ulimit -v` could not get 24 MB until it called
+    /// `malloc_trim` (an outside review; oom.c `refill_without_trim`). False, and nothing
+    /// done, for a request above sixteen times what the process has mapped (terabytes, a
+    /// program probing for NULL): no collect makes room for it, and it would only cost
+    /// the caches the program still uses.
+    static func collectForRetry(size: Int) -> Bool {
+        if size < 0 || UInt(size) / 16 > Counters.shared.pointee.mapped.load(ordering: .relaxed) { return false }
+        _ = Purger.collectAll()
+        return true
+    }
+
     /// Takes back an `outOfMemory` whose caller did without the block after all (a
     /// realloc that shrinks keeps its block): the refusal is not counted, and errno is
     /// `saved` again (a call that succeeds leaves errno as it found it).
@@ -365,11 +414,11 @@ extension Heap {
         if alignment <= Geometry.largeMax && alignment >> Geometry.sliceShift + slices <= Geometry.slicesPerSegment {
             return allocateAlignedLarge(size, alignment: alignment)
         }
-        return Huge.allocate(size, alignment: alignment)
+        return retryingAfterCollect(size: size) { Huge.allocate(size, alignment: alignment) }
     }
 
     @inline(never)
     private static func allocateAlignedLarge(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        withHeap { $0.allocateLarge(size, alignment: alignment) }
+        withHeap(size: size) { $0.allocateLarge(size, alignment: alignment) }
     }
 }

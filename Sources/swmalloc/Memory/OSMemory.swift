@@ -31,7 +31,9 @@ enum OSMemory {
             }
             OS.unmap(p, size)
         }
-        guard let raw = OS.map(size + alignment) ?? retryAfterReleasingCaches(size + alignment) else { return nil }
+        guard let raw = OS.map(size + alignment) ?? retryAfterReleasingCaches(size + alignment) else {
+            return mapAlignedWithoutSlack(size, alignment: alignment)
+        }
         let start = UInt(bitPattern: raw)
         let aligned = (start + mask) & ~mask
         let head = Int(aligned - start)
@@ -41,6 +43,28 @@ enum OSMemory {
         hint.store(aligned)
         Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
         return UnsafeMutableRawPointer(bitPattern: aligned)
+    }
+
+    /// When even the over-map was refused (an address-space limit with less than
+    /// `alignment` to spare: an outside review's 24 MiB block did not fit in 27 MiB of
+    /// room): `size` bytes mapped anywhere show where there is room; that mapping if it
+    /// happens to be aligned, else the same size exactly at the aligned address below or
+    /// above it, where the range may be free too. Nil when neither is.
+    @inline(never)
+    private static func mapAlignedWithoutSlack(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        guard let p = OS.map(size) else { return nil }
+        let mask = UInt(alignment - 1)
+        let start = UInt(bitPattern: p)
+        if start & mask == 0 {
+            Counters.shared.pointee.mapped.wrappingAdd(UInt(size), ordering: .relaxed)
+            return p
+        }
+        OS.unmap(p, size)
+        let below = UnsafeMutableRawPointer(bitPattern: start & ~mask)
+        if let below, map(exactlyAt: below, size) == .mapped { return below }
+        let above = UnsafeMutableRawPointer(bitPattern: (start + mask) & ~mask)
+        if let above, map(exactlyAt: above, size) == .mapped { return above }
+        return nil
     }
 
     /// Grows a mapping from `mapAligned` to `newSize` bytes at a new address aligned to
