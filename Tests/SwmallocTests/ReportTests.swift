@@ -8,7 +8,7 @@ import Testing
 
 /// The cases of reports.c, in its order.
 let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds",
-                   "interrupted_writes", "reader_gone", "reopens_stderr"]
+                   "interrupted_writes", "reader_gone", "reopens_stderr", "blocked_report"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -62,6 +62,14 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
     /// was dropped: about 2,800 of 3,000 sites arrived.
     @Test func interruptedWritesLoseNothing() throws {
         _ = try run("interrupted_writes", options: "")
+    }
+
+    /// With stats_print, a program one of whose threads is blocked writing a report to a
+    /// pipe nobody reads exits 0 (within the time limit), and says that its report at exit
+    /// was left out. Before the fix the exit waited for the report lock for ever.
+    @Test func blockedReportDoesNotHoldTheExit() throws {
+        let result = try run("blocked_report", options: "stats_print=1")
+        #expect(result.stderr.contains("swmalloc: statistics at exit left out"), "\(result)")
     }
 
     /// With stats_print, a program whose stderr reader went away exits 0. Before the fix

@@ -21,15 +21,21 @@
  *                    descriptor 2, and writes one record: the report at exit must go to
  *                    the stderr the process started with, not into that file (the test
  *                    reads it; before: the whole report was appended to it)
+ *   blocked_report   a thread blocks in swm_stats_print to a pipe nobody reads; with
+ *                    stats_print the process must still exit (the report at exit waits 1 s
+ *                    for the report lock, then says in one line that it left its report
+ *                    out; before, exit waited for ever)
  *
  * file_encoding also names a site with 200 backslashes (400 bytes escaped): before, the
  * JSON line was cut inside that entry.
  *
  * Prints "ok CASE" (no_malloc writes it with write(2), calling no allocator). */
+#define _GNU_SOURCE
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -193,6 +199,26 @@ static void case_reopens_stderr(void) {
     free(record);
 }
 
+static int blocked_pipe[2];
+
+static void *report_to_blocked_pipe(void *arg) {
+    (void)arg;
+    swm_stats_print(blocked_pipe[1], 1);
+    return NULL;
+}
+
+static void case_blocked_report(void) {
+    for (unsigned i = 0; i < 2000; i++)   /* sites: a report longer than the pipe holds */
+        CHECK(VOS_MallocWithDebug(16, 1, (const unsigned char *)"reports.c", i) != NULL);
+    CHECK(pipe(blocked_pipe) == 0);
+    CHECK(fcntl(blocked_pipe[1], F_SETPIPE_SZ, 4096) > 0);
+    pthread_t writer;
+    CHECK(pthread_create(&writer, NULL, report_to_blocked_pipe, NULL) == 0);
+    struct timespec pause = {0, 200 * 1000 * 1000};   /* the report fills the pipe */
+    nanosleep(&pause, NULL);
+    CHECKF(pthread_tryjoin_np(writer, NULL) == EBUSY, "the report did not block: nothing was tested");
+}
+
 static const struct test_case cases[] = {
     {"signal_at_exit", case_signal_at_exit},
     {"no_malloc", case_no_malloc},
@@ -202,6 +228,7 @@ static const struct test_case cases[] = {
     {"interrupted_writes", case_interrupted_writes},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
+    {"blocked_report", case_blocked_report},
 };
 
 int main(int argc, char **argv) {

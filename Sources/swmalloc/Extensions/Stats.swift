@@ -174,15 +174,23 @@ enum Stats {
     /// written, and it would be cut short. To a pipe, the report holds a record lock on it
     /// while it writes (`swmshim_report_lock`): the reports of processes that share the pipe
     /// (`swmalloc stats -- make -j2`) interleaved, and the tool could not read them.
+    ///
+    /// At exit it waits for another report in progress at most `exitWaitNanoseconds`
+    /// (`serialized(atExit:)`), then says in one line that it leaves its report out.
     static func printReport(atExit: Bool) {
         let options = Options.current.pointee
-        serialized {
+        let wrote = serialized(atExit: atExit) {
             if Globals.exitReported.pointee != 0 { return }
             if atExit { Globals.exitReported.pointee = 1 }
             let fd = swmshim_report_fd(options.statsFD)
             let locked = swmshim_report_lock(fd)
             writeReportUnlocked(to: fd, json: options.statsJSON)
             if locked != 0 { swmshim_report_unlock(fd) }
+        }
+        if !wrote {
+            var line = LineBuffer()
+            line.append("swmalloc: statistics at exit left out: another report has been blocked in its write for 1 s\n")
+            line.write(to: swmshim_report_fd(options.statsFD))
         }
     }
 
@@ -191,7 +199,7 @@ enum Stats {
     /// by the process's end). Before, exit did not wait, and the JSON on the descriptor
     /// ended inside an entry (an outside review).
     static func endReports() {
-        serialized { Globals.exitReported.pointee = 1 }
+        if !serialized(atExit: true, { Globals.exitReported.pointee = 1 }) { Globals.exitReported.pointee = 1 }
     }
 
     /// Writes the report to `fd`, without calling malloc, under the report lock.
@@ -207,15 +215,33 @@ enum Stats {
     /// meanwhile (and one the writes raise is discarded): a report to a pipe whose reader
     /// went away (`prog 2>&1 | head`) gets EPIPE and ends, where the report at exit killed
     /// the program (exit status 141 instead of 0; an outside review).
-    static func serialized(_ body: () -> Void) {
+    ///
+    /// `atExit`: waits for the lock at most `exitWaitNanoseconds`, and returns false
+    /// without running `body` when it did not come free: a thread blocked in a report's
+    /// `write` (to a pipe nobody reads) holds it for as long as that lasts, and the exit
+    /// waited with it for ever (an outside review). True when `body` ran.
+    @discardableResult
+    static func serialized(atExit: Bool = false, _ body: () -> Void) -> Bool {
         let cancelState = swmshim_cancel_disable()
         let pipeState = swmshim_sigpipe_block()
-        Globals.reportLock.lock()
-        body()
-        Globals.reportLock.unlock()
+        let locked: Bool
+        if atExit {
+            locked = Globals.reportLock.lock(timeout: exitWaitNanoseconds)
+        } else {
+            Globals.reportLock.lock()
+            locked = true
+        }
+        if locked {
+            body()
+            Globals.reportLock.unlock()
+        }
         swmshim_sigpipe_restore(pipeState)
         swmshim_cancel_restore(cancelState)
+        return locked
     }
+
+    /// How long the exit waits for a report in progress.
+    static var exitWaitNanoseconds: UInt64 { 1_000_000_000 }
 
     /// `writeReport`'s body.
     private static func writeReportUnlocked(to fd: Int32, json: Bool) {

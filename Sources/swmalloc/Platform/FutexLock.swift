@@ -45,6 +45,25 @@ struct FutexLock {
         return false
     }
 
+    /// Acquires the lock unless it stays held for `timeout` nanoseconds; true when it did.
+    /// For a caller that must not wait for ever on a holder that may be blocked outside
+    /// the allocator (a report's `write` to a pipe nobody reads).
+    func lock(timeout: UInt64) -> Bool {
+        if tryLock() { return true }
+        if heldByThisFork {
+            swmshim_locks_held().pointee &+= 1
+            return true
+        }
+        let deadline = OS.nowNanoseconds() &+ timeout
+        while cell.pointee.exchange(2, ordering: .acquiring) != 0 {
+            let now = OS.nowNanoseconds()
+            if now >= deadline { return false }
+            _ = swmshim_futex_wait_ns(word, 2, deadline &- now)
+        }
+        swmshim_locks_held().pointee &+= 1
+        return true
+    }
+
     /// Releases the lock, waking one sleeper if there is one.
     @inline(__always) func unlock() {
         if _slowPath(swmshim_fork_held().pointee != 0) && heldByThisFork {
