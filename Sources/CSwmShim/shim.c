@@ -55,6 +55,14 @@ long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *targe
     return r;
 }
 
+long swmshim_mremap_inplace(void *old, size_t old_len, size_t new_len) {
+    int saved = errno;
+    long r = syscall(SYS_mremap, old, old_len, new_len, 0L);
+    r = r < 0 ? -errno : 0;
+    errno = saved;
+    return r;
+}
+
 long swmshim_munmap(void *addr, size_t len) {
     int saved = errno;
     long r = syscall(SYS_munmap, addr, len) < 0 ? -errno : 0;

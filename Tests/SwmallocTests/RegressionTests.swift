@@ -15,7 +15,7 @@ import Testing
 let regressionCases = [
     "thread_freeres_leak", "destructor_allocates_last_round", "memalign_map_count", "stats_signal_errno",
     "fork_in_signal_handler", "alignment_2_63", "huge_alignments", "posix_memalign_errno",
-    "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place",
+    "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves

@@ -90,6 +90,9 @@ long swmshim_munmap(void *addr, size_t len);
 /// Moves the mapping at `old` (`old_len` bytes) to `target`, replacing what is mapped
 /// there, and resizes it to `new_len`: its pages move without being copied or faulted.
 long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *target);
+/// Grows the mapping at `old` (`old_len` bytes) to `new_len` where it is; fails (ENOMEM)
+/// when the range after it is not free.
+long swmshim_mremap_inplace(void *old, size_t old_len, size_t new_len);
 long swmshim_madvise(void *addr, size_t len, int advice);
 long swmshim_futex_wait(uint32_t *addr, uint32_t expected);
 /// Like `swmshim_futex_wait`, but returns -ETIMEDOUT after `timeout_ns` (relative).

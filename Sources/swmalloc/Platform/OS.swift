@@ -67,6 +67,13 @@ enum OS {
         swmshim_mremap_fixed(p, size, newSize, target) == 0
     }
 
+    /// Grows the mapping at `p` from `size` to `newSize` bytes where it is; false when
+    /// the range after it is not free (or a limit refuses).
+    @inline(__always)
+    static func growInPlace(_ p: UnsafeMutableRawPointer, _ size: Int, to newSize: Int) -> Bool {
+        swmshim_mremap_inplace(p, size, newSize) == 0
+    }
+
     /// Tells the kernel the range's contents are no longer needed: RSS falls, later
     /// touches fault in zero pages. False when the kernel refused (locked memory,
     /// `mlock`/`mlockall`: the bytes stay as they were).
