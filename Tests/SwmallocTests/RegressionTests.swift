@@ -153,4 +153,20 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     func keptPageFilledAgainIsNoLongerKept(_ library: Library) throws {
         try expectQuietCase("kept_page_refilled", library)
     }
+
+    /// realloc of a 20 MiB block to 3 MiB, and of a 4 MiB block to 2 MiB, keeps the block
+    /// where it is and gives the end of its mapping back. Before the fix the first was
+    /// copied (the half-waste rule), and the second kept 4 MiB mapped (review R4).
+    @Test(arguments: Library.allCases)
+    func hugeShrinkStaysInPlace(_ library: Library) throws {
+        try expectQuietCase("huge_shrink_in_place", library)
+    }
+
+    /// A huge block realloc'd between 2.5 and 3 MB, and one grown by 64 KiB steps to
+    /// 40 MB, move at most a few times. Before the fix every growth moved the block (an
+    /// mmap, an mremap and an munmap: 100 moves in the first 200 reallocs; review R11).
+    @Test(arguments: Library.allCases)
+    func hugeGrowthStaysInPlace(_ library: Library) throws {
+        try expectQuietCase("huge_grow_in_place", library)
+    }
 }
