@@ -167,7 +167,7 @@ size_t swm_vos_modules(swm_vos_module_stats_t *out, size_t capacity);
 size_t swm_vos_sites(swm_vos_site_stats_t *out, size_t capacity);
 /** Sets a module's quota in bytes (0 removes it). An allocation that would take the live
  *  bytes allocated since the quota was set above it returns NULL with ENOMEM and is
- *  counted in quota_refused. Returns 0, or -1 when out of memory. */
+ *  counted in quota_refused. Returns 0, or -1 with errno ENOMEM when out of memory. */
 int swm_vos_set_quota(unsigned long module, size_t bytes);
 /** Writes the module table and the leak report (live blocks by site, largest first), text
  *  or JSON ({"modules":[...],"sites":[...]}), to fd without calling malloc. The full

@@ -1,6 +1,7 @@
 /* oom.c — out of memory under `ulimit -v`: requests above the limit fail with ENOMEM
  * (a failed realloc leaves its block intact), and with the limit full a realloc that
- * shrinks keeps its block (`shrink_keeps_block`), and after the limit was filled with
+ * shrinks keeps its block and swm_vos_set_quota fails with ENOMEM (`shrink_keeps_block`),
+ * and after the limit was filled with
  * 100 KB blocks and they were freed, a block of nearly all the room fits without
  * malloc_trim (`refill_without_trim`); then for each block size (huge, large,
  * small), allocate until malloc returns NULL, check errno == ENOMEM, free everything, and
@@ -233,6 +234,17 @@ static int shrink_keeps_block(void) {
         else s /= 2;
     }
     int failed = 0;
+    /* The VOS records are not mapped yet (own_mappings_retry's VOS_Malloc is the first):
+     * a quota cannot be set, and says so with errno (before, errno was left alone). */
+    int (*set_quota)(unsigned long, size_t) = (int (*)(unsigned long, size_t))dlsym(RTLD_DEFAULT, "swm_vos_set_quota");
+    if (set_quota) {
+        errno = 0;
+        int r = set_quota(3, 1 << 20);
+        if (r != -1 || errno != ENOMEM) {
+            fprintf(stderr, "swm_vos_set_quota with the limit full: %d, errno %d\n", r, errno);
+            failed = 1;
+        }
+    }
     for (int i = 0; i < N; i++) {
         size_t to = from[i] / 2 + 1;
         errno = 0;

@@ -2,6 +2,8 @@
 // include/swmalloc.h). The ABI of the first three is fixed: benchmarks call them through
 // dlsym. `unsigned long` arrives as `UInt`, `unsigned int` as `UInt32`.
 
+import CSwmShim
+
 /// VOS_Malloc with site accounting: `size` bytes charged to `moduleId` and to the site
 /// (`moduleId`, `file`, `line`).
 @c(swmimpl_VOS_MallocWithDebug)
@@ -46,10 +48,13 @@ func VOS_ReallocModule(_ pointer: UnsafeMutableRawPointer?, _ size: UInt, _ modu
     VOS.realloc(pointer, size, moduleId, withSite: false, file: nil, line: 0)
 }
 
-/// Sets (bytes > 0) or removes (0) a module's quota; returns 0, or -1 when out of memory.
+/// Sets (bytes > 0) or removes (0) a module's quota; returns 0, or -1 with errno ENOMEM
+/// when out of memory (before, errno was left as it was: an outside review).
 @c(swmimpl_vos_set_quota)
 func swm_vos_set_quota(_ moduleId: UInt, _ bytes: Int) -> Int32 {
-    VOSModules.setQuota(VOSModules.index(of: moduleId), UInt(bitPattern: bytes)) ? 0 : -1
+    if VOSModules.setQuota(VOSModules.index(of: moduleId), UInt(bitPattern: bytes)) { return 0 }
+    OS.setErrno(Int32(SWM_ENOMEM))
+    return -1
 }
 
 /// Fills `swm_vos_module_stats_t` for a module ID; returns 0, or -1 when `out` is NULL.
