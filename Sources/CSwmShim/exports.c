@@ -265,6 +265,7 @@ SWM_FORWARD(swm_validate, swmimpl_validate)
 SWM_FORWARD(swm_debug_set_remote_hook, swmimpl_debug_set_remote_hook)   // debug builds: tests only
 SWM_FORWARD(swm_debug_set_release_hook, swmimpl_debug_set_release_hook)   // debug builds: tests only
 SWM_FORWARD(swm_debug_set_collect_hook, swmimpl_debug_set_collect_hook)   // debug builds: tests only
+SWM_FORWARD(swm_debug_segment_visits, swmimpl_debug_segment_visits)   // debug builds: tests only
 #endif
 
 // ---- VOS (include/vos_mem.h, include/swmalloc.h) ----

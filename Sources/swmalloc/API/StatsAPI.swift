@@ -118,4 +118,11 @@ func swm_debug_set_release_hook(_ hook: UnsafeRawPointer?) {
 func swm_debug_set_collect_hook(_ hook: UnsafeRawPointer?) {
     Globals.collectHook.pointee = hook
 }
+
+/// Debug builds only: segments visited by span requests since start (`Heap.takeOwnSpan`).
+/// Tests check with it that one request visits a bounded number.
+@c(swmimpl_debug_segment_visits)
+func swm_debug_segment_visits() -> UInt {
+    Globals.segmentVisitCount.loadRelaxed()
+}
 #endif

@@ -71,6 +71,9 @@ extension Heap {
         while let seg = cursor, visits > 0 {
             cursor = seg.pointee.next
             visits -= 1
+            #if DEBUG
+            Globals.segmentVisitCount.add(1)
+            #endif
             if let span = takeSpan(count, alignment: alignment, from: seg, residentOnly: residentOnly) { return span }
         }
         return nil

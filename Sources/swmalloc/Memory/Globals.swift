@@ -125,6 +125,9 @@ enum Globals {
     /// When the purger's thread could not be created: the monotonic time (ns) before which
     /// no start is tried again (0: none failed). See `Purger.start`.
     static var purgerRetryAt: AtomicWord { AtomicWord(base + 1592) }
+    /// Debug builds: segments visited by span requests (`Heap.takeOwnSpan`), read by
+    /// `swm_debug_segment_visits`.
+    static var segmentVisitCount: AtomicWord { AtomicWord(base + 1600) }
     #if DEBUG
     /// Debug builds: a test hook called at each walk of the abandoned segments
     /// (`swm_debug_set_collect_hook`).
