@@ -56,6 +56,7 @@ extension Heap {
     /// could not fail; an outside review found NULL with ENOMEM under `ulimit -v`).
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
         let old = usableSize(pointer, for: .realloc)
+        if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
         if size <= old {
             let keep = size >= old / 2
             if old > Geometry.largeMax && (keep || size > Geometry.largeMax) {
