@@ -10,7 +10,7 @@ let contractCases = [
     "realloc_null", "realloc_zero", "realloc_grow", "realloc_shrink", "realloc_in_place",
     "realloc_failure", "reallocarray_overflow", "zero_product_huge_factor", "posix_memalign_too_big", "aligned_alloc",
     "aligned_alloc_too_big", "memalign_too_big", "memalign_rounds_up", "valloc", "pvalloc", "usable_size",
-    "free_sized", "malloc_too_big",
+    "free_sized", "malloc_too_big", "thread_counters_aligned",
 ]
 
 /// posix_memalign with every power-of-two alignment from 8 to 2 MiB (valid), and with

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +449,46 @@ static void case_free_sized(void) {
     A.free_aligned_sized(NULL, 16, 0);
 }
 
+/** One aligned request as a new thread's first allocation (`counted_first`). */
+static size_t first_alignment, first_size;
+
+/** In a new thread: swm_thread_allocated and swm_thread_freed move by the block's usable
+ *  size for its first allocation and its free, and for the same request again. */
+static void *counted_first(void *arg) {
+    (void)arg;
+    for (int round = 0; round < 2; round++) {
+        uint64_t allocated = swm_thread_allocated(), freed = swm_thread_freed();
+        void *p = first_alignment ? A.aligned_alloc(first_alignment, first_size) : A.malloc(first_size);
+        CHECK(p != NULL);
+        size_t usable = A.malloc_usable_size(p);
+        CHECKF(swm_thread_allocated() - allocated == usable, "aligned to %zu, %zu bytes (round %d): %llu counted "
+               "allocated for a block of %zu", first_alignment, first_size, round,
+               (unsigned long long)(swm_thread_allocated() - allocated), usable);
+        A.free(p);
+        CHECKF(swm_thread_freed() - freed == usable, "aligned to %zu, %zu bytes (round %d): %llu counted freed for "
+               "a block of %zu", first_alignment, first_size, round, (unsigned long long)(swm_thread_freed() - freed),
+               usable);
+    }
+    return NULL;
+}
+
+/** The thread counters count a huge or over-aligned block that is a thread's first
+ *  allocation, and over-aligned ones at all (before, neither: an outside review). The
+ *  purger is started first (40 MiB mapped), so that its thread's creation, whose
+ *  allocations glibc makes in the thread that starts it, is not counted in these. */
+static void case_thread_counters_aligned(void) {
+    A.free(A.malloc((size_t)40 << 20));
+    static const size_t requests[][2] = {{0, 100},          {0, 12u << 20},      {1u << 16, 100}, {1u << 21, 12u << 20},
+                                         {1u << 21, 2102418}, {1u << 22, 12027093}, {1u << 23, 100}};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        first_alignment = requests[i][0];
+        first_size = requests[i][1];
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, counted_first, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+    }
+}
+
 /** malloc of SIZE_MAX, PTRDIFF_MAX + 1 and PTRDIFF_MAX returns NULL with ENOMEM. */
 static void case_malloc_too_big(void) {
     for (size_t i = 0; i < NTOOBIG; i++) {
@@ -485,6 +526,7 @@ static const struct test_case cases[] = {
     {"usable_size", case_usable_size},
     {"free_sized", case_free_sized},
     {"malloc_too_big", case_malloc_too_big},
+    {"thread_counters_aligned", case_thread_counters_aligned},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 

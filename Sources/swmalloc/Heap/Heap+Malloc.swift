@@ -414,7 +414,15 @@ extension Heap {
         if alignment <= Geometry.largeMax && alignment >> Geometry.sliceShift + slices <= Geometry.slicesPerSegment {
             return allocateAlignedLarge(size, alignment: alignment)
         }
-        return retryingAfterCollect(size: size) { Huge.allocate(size, alignment: alignment) }
+        return allocateAlignedHuge(size, alignment: alignment)
+    }
+
+    /// A huge block placed at `alignment`, counted in the calling thread's heap (attached
+    /// here when this is its first allocation; before, such a block was counted in no
+    /// thread's counters, and an over-aligned one never: an outside review).
+    @inline(never)
+    private static func allocateAlignedHuge(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        withHeap(size: size) { _ in Huge.allocate(size, alignment: alignment) }
     }
 
     @inline(never)
