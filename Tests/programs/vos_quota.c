@@ -7,7 +7,8 @@
  * a moment). VOS allocations in a pthread key destructor that runs after the thread gave
  * its heap up are served, counted (module and site) and held to the quota (before: NULL
  * with ENOMEM). A module whose only counts are quota refusals stays listed after its
- * quota is removed. Prints "vos quota ok". */
+ * quota is removed. A quota set after a higher peak restarts the peak from the quota
+ * counter. Prints "vos quota ok". */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -182,6 +183,18 @@ int main(void) {
     int found = 0;
     for (size_t i = 0; i < count && i < 64; i++) found |= listed[i].module == REFUSING_MODULE && listed[i].quota_refused == 5;
     CHECKF(found, "module %d with 5 refusals and no quota left is not listed among %zu modules", REFUSING_MODULE, count);
+    /* A quota set on a module that had a higher peak before: its peak counts from the
+     * quota on (before, the 1 MiB from before stayed, ten times the quota). */
+    void *early = VOS_Malloc(1 << 20, PEAK_MODULE + 1);
+    CHECK(early != NULL);
+    VOS_Free(early);
+    CHECK(swm_vos_set_quota(PEAK_MODULE + 1, PEAK_QUOTA) == 0);
+    void *late = VOS_Malloc(1000, PEAK_MODULE + 1);
+    CHECK(late != NULL);
+    CHECK(swm_vos_module_stats(PEAK_MODULE + 1, &st) == 0);
+    CHECKF(st.peak_bytes == 1000, "peak %zu under a %d-byte quota set after a 1 MiB peak", st.peak_bytes,
+           PEAK_QUOTA);
+    VOS_Free(late);
     printf("vos quota ok\n");
     return 0;
 }

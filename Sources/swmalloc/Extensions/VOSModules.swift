@@ -244,6 +244,13 @@ enum VOSModules {
     static func setQuota(_ m: Int, _ bytes: UInt) -> Bool {
         guard let g = global() else { return false }
         lock.lock()
+        // A first quota restarts the peak from the quota counter (the peak of a module with
+        // a quota is that counter's: `raisePeak`); before, the peak from before the quota
+        // stayed, above it (an outside review). Publications and merged reads, the other
+        // raisers, hold this lock.
+        if globalModule(g, m, 4).loadRelaxed() == 0 && bytes != 0 {
+            globalModule(g, m, 3).store(globalModule(g, m, 5).loadRelaxed())
+        }
         globalModule(g, m, 4).store(bytes)
         markGlobalModule(g, m)
         if quotasExist.pointee == 0 {
