@@ -71,6 +71,18 @@ let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_re
         try expectCaseList("lifecycle.c", lifecycleCases)
     }
 
+    /// purger_exit.c: the main thread's pthread_exit while another thread's start of the
+    /// purger is failing; the process ends with its last thread. Before the fix the failed
+    /// start undid the main thread's stop, a purger started a second later and the
+    /// process never ended (review R12).
+    @Test(arguments: Library.allCases)
+    func mainThreadExitDuringFailedPurgerStart(_ library: Library) throws {
+        let program = try compileProgram("purger_exit.c", linking: library)
+        let result = try runChild(program, timeLimit: 20)
+        #expect(result.succeeded, "\(library): \(result)")
+        #expect(result.stdout == "purger exit ok\n", "\(result)")
+    }
+
     /// One lifecycle case against one library: exits 0, says ok, reports nothing.
     @Test(arguments: lifecycleCases, Library.allCases)
     func lifecycle(_ name: String, _ library: Library) throws {

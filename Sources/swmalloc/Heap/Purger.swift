@@ -162,7 +162,10 @@ enum Purger {
         if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
         if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 {
             Globals.purgerRetryAt.store(UInt(OS.nowNanoseconds()) &+ retryNanoseconds)
-            Globals.purgerState.store(0)
+            // Back to "not started" only from "running": a `stopForGood` meanwhile (the main
+            // thread's `pthread_exit`) set 2, which must stay, or a purger started a second
+            // later would keep the process alive (it blocks every signal; review R12).
+            _ = Globals.purgerState.compareExchange(expected: 1, desired: 0)
         }
     }
 
