@@ -409,6 +409,7 @@ extension Heap {
         let full = state.pointee.fullSegments
         state.pointee.segments = nil
         state.pointee.fullSegments = nil
+        state.pointee.segmentCount = 0
         state.pointee.fullPages = nil
         state.pointee.spare = nil
         for c in 0..<SizeClass.count {

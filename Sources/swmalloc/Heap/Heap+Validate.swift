@@ -59,14 +59,18 @@ extension Heap {
             full = page.pointee.next
         }
         var pages = 0
+        var segments = 0
         for pass in 0..<2 {
             var cursor = pass == 0 ? state.pointee.segments : state.pointee.fullSegments
             while let seg = cursor {
                 errors += validate(segment: seg, full: pass == 1, pages: &pages)
+                segments += 1
                 cursor = seg.pointee.next
             }
         }
         if pages != listed { errors += report("pages in segments differ from pages on lists", nil) }
+        // segmentCount = |segments| + |fullSegments|
+        if segments != state.pointee.segmentCount { errors += report("segment count differs from the lists", nil) }
         return errors
     }
 

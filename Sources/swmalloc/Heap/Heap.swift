@@ -125,6 +125,8 @@ struct HeapState: ~Copyable {
     var fullSegments: UnsafeMutablePointer<Segment>?
     /// One empty segment kept mapped (purged after the delay) to avoid map/unmap churn.
     var spare: UnsafeMutablePointer<Segment>?
+    /// Segments on the two lists above (`linkSegment`, `unlinkSegment`).
+    var segmentCount: Int
     /// Set (by other threads) when a full page got its first remote free.
     let remotePending: Atomic<UInt>
     /// Blocks this thread freed into other threads' small pages, not yet sent: one batch
@@ -291,6 +293,7 @@ extension Heap {
         seg.pointee.next = head
         head?.pointee.prev = seg
         setSegmentHead(full: full, seg)
+        state.pointee.segmentCount += 1
     }
 
     /// Removes `seg` from its segment list.
@@ -300,6 +303,7 @@ extension Heap {
         if let next = seg.pointee.next { next.pointee.prev = seg.pointee.prev }
         seg.pointee.next = nil
         seg.pointee.prev = nil
+        state.pointee.segmentCount -= 1
     }
 
     /// Moves `seg` to the right list after its free slices changed.
