@@ -172,7 +172,7 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     }
 
     /// With 1,000 live 2 MiB-aligned blocks, a span request visits at most 80 segments
-    /// (counted by the debug library). Before the fix every request walked all of them,
+    /// (counted by the debug library only: the release run checks that the case runs). Before the fix every request walked all of them,
     /// twice (review R11: 4,000 such blocks took 2.6 s to allocate, glibc 0.1 s).
     @Test(arguments: Library.allCases)
     func spanRequestsVisitFewSegments(_ library: Library) throws {

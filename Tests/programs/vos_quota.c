@@ -195,6 +195,11 @@ int main(void) {
     CHECKF(st.peak_bytes == 1000, "peak %zu under a %d-byte quota set after a 1 MiB peak", st.peak_bytes,
            PEAK_QUOTA);
     VOS_Free(late);
+    /* Removed and set again: the peak stays (only a first quota restarts it). */
+    CHECK(swm_vos_set_quota(PEAK_MODULE + 1, 0) == 0);
+    CHECK(swm_vos_set_quota(PEAK_MODULE + 1, 2 * PEAK_QUOTA) == 0);
+    CHECK(swm_vos_module_stats(PEAK_MODULE + 1, &st) == 0);
+    CHECKF(st.peak_bytes == 1000, "peak %zu after the quota was removed and set again (was 1000)", st.peak_bytes);
     printf("vos quota ok\n");
     return 0;
 }

@@ -139,7 +139,7 @@ enum VOSModules {
     static var globalIfMapped: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: globalWord.load()) }
 
     /// Global word `field` (0 published, 1 allocs, 2 frees, 3 peak, 4 quota, 5 quota live,
-    /// 6 quota refusals) of module index `m`.
+    /// 6 quota refusals, 7 nonzero once a quota was set) of module index `m`.
     @inline(__always)
     static func globalModule(_ g: UnsafeMutableRawPointer, _ m: Int, _ field: Int) -> AtomicWord {
         AtomicWord(g + globalModulesOffset + m &* globalModuleStride + field &* 8)
@@ -244,11 +244,13 @@ enum VOSModules {
     static func setQuota(_ m: Int, _ bytes: UInt) -> Bool {
         guard let g = global() else { return false }
         lock.lock()
-        // A first quota restarts the peak from the quota counter (the peak of a module with
-        // a quota is that counter's: `raisePeak`); before, the peak from before the quota
-        // stayed, above it (an outside review). Publications and merged reads, the other
+        // The module's first quota restarts the peak from the quota counter (the peak of a
+        // module with a quota is that counter's: `raisePeak`); before, the peak from before
+        // the quota stayed, above it (an outside review). A quota set again after one was
+        // removed keeps the peak (review R12). Publications and merged reads, the other
         // raisers, hold this lock.
-        if globalModule(g, m, 4).loadRelaxed() == 0 && bytes != 0 {
+        if bytes != 0 && globalModule(g, m, 7).loadRelaxed() == 0 {
+            globalModule(g, m, 7).store(1)
             globalModule(g, m, 3).store(globalModule(g, m, 5).loadRelaxed())
         }
         globalModule(g, m, 4).store(bytes)

@@ -422,7 +422,9 @@ extension Heap {
     /// thread's counters, and an over-aligned one never: an outside review).
     @inline(never)
     private static func allocateAlignedHuge(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        withHeap(size: size) { _ in Huge.allocate(size, alignment: alignment) }
+        // The retry's size test takes the mapping the alignment needs: an alignment no
+        // address space holds (2^45) must not make every call collect (review R12).
+        withHeap(size: size &+ alignment) { _ in Huge.allocate(size, alignment: alignment) }
     }
 
     @inline(never)
