@@ -177,9 +177,10 @@ static void sleep_ms(long ms) {
     while (nanosleep(&t, &t) != 0) {}
 }
 
-/** Resident set size in MiB (/proc/self/statm), read without calling the allocator (so
- *  that waiting for it to fall is not what makes it fall). */
-static double rss_mib(void) {
+/** The address space (`resident` 0) or the resident set (1) in bytes, from
+ *  /proc/self/statm, read without calling the allocator (so that waiting for the
+ *  resident set to fall is not what makes it fall). */
+static double statm_bytes(int resident) {
     char text[128];
     int fd = open("/proc/self/statm", O_RDONLY);
     CHECK(fd >= 0);
@@ -187,10 +188,13 @@ static double rss_mib(void) {
     close(fd);
     CHECK(n > 0);
     text[n] = 0;
-    long total = 0, resident = 0;
-    CHECK(sscanf(text, "%ld %ld", &total, &resident) == 2);
-    return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+    long pages[2] = {0, 0};
+    CHECK(sscanf(text, "%ld %ld", &pages[0], &pages[1]) == 2);
+    return (double)pages[resident ? 1 : 0] * (double)sysconf(_SC_PAGESIZE);
 }
+
+/** Resident set size in MiB. */
+static double rss_mib(void) { return statm_bytes(1) / (1 << 20); }
 
 /** Waits (sleeping, calling no allocator function) until the resident set is at most
  *  `limit` MiB or `max_ms` passed; returns the last reading and sets `*waited_ms`. */
@@ -836,13 +840,19 @@ static void vfork_child_purger(void) {
     expect_purger_returns(start, freed, "vfork parent");
 }
 
-/** locked_memory_resident: see the header. */
-static void locked_memory_resident(void) {
+/** Lifts the locked-memory limit (root may) and returns swm_collect. */
+static size_t (*collect_for_locking(void))(void) {
     struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
     setrlimit(RLIMIT_MEMLOCK, &unlimited);
-    CHECKF(mlockall(MCL_CURRENT | MCL_FUTURE) == 0, "mlockall refused (run as root): nothing was tested");
     size_t (*collect)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
     CHECK(collect != NULL);
+    return collect;
+}
+
+/** locked_memory_resident: see the header. */
+static void locked_memory_resident(void) {
+    size_t (*collect)(void) = collect_for_locking();
+    CHECKF(mlockall(MCL_CURRENT | MCL_FUTURE) == 0, "mlockall refused (run as root): nothing was tested");
     enum { N = 256 };
     const size_t size = 192 << 10;
     void *blocks[N];
@@ -881,10 +891,7 @@ static void locked_memory_resident(void) {
 
 /** partly_locked_span: see the header. */
 static void partly_locked_span(void) {
-    struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
-    setrlimit(RLIMIT_MEMLOCK, &unlimited);
-    size_t (*collect)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
-    CHECK(collect != NULL);
+    size_t (*collect)(void) = collect_for_locking();
     enum { N = 6 };
     const size_t size = 1 << 20;
     char *blocks[N];
@@ -905,20 +912,6 @@ static void partly_locked_span(void) {
            fall, N);
 }
 
-/** The process's address space in bytes (VmSize, /proc/self/statm). */
-static size_t vm_bytes(void) {
-    char text[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    CHECK(fd >= 0);
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    CHECK(n > 0);
-    text[n] = 0;
-    long total = 0;
-    CHECK(sscanf(text, "%ld", &total) == 1);
-    return (size_t)total * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /** purger_retries_start: see the header. */
 static void purger_retries_start(void) {
     free(malloc(100));
@@ -926,7 +919,7 @@ static void purger_retries_start(void) {
     CHECK(getrlimit(RLIMIT_AS, &old) == 0);
     tight = old;
     /* Room for the segments up to 32 MiB mapped, plus 6 MiB: less than the stack. */
-    tight.rlim_cur = vm_bytes() + ((size_t)(38 - mapped_mib()) << 20);
+    tight.rlim_cur = (rlim_t)statm_bytes(0) + ((rlim_t)(38 - mapped_mib()) << 20);
     CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
     enum { N = 24 };
     void *blocks[N];
