@@ -35,6 +35,9 @@ enum MisuseMessage {
     /// mark of a small block is not checked by malloc_usable_size).
     static let reallocNotABlock = "realloc(): invalid pointer: not the start of a block allocated by swmalloc"
     static let usableSizeNotABlock = "malloc_usable_size(): invalid pointer: not the start of a block allocated by swmalloc"
+    /// malloc found a block on a free list without its freed mark: the program wrote to
+    /// a free block (after freeing it, or past the end of the block before it).
+    static let corruptFreeList = "malloc(): free list corrupted: a free block was written to (after free, or past the end of the block before it)"
 }
 
 /// The cases of misuse.c that must abort, in its order, each with the exact message its
@@ -147,6 +150,11 @@ let misuseCases: [(name: String, message: String)] = [
     ("usable_size_freed_large", MisuseMessage.usableSizeNotABlock),
     ("usable_size_freed_huge", MisuseMessage.usableSizeNotABlock),
     ("usable_size_freed_over_aligned", MisuseMessage.usableSizeNotABlock),
+    // Free blocks the program wrote to: malloc finds the block it would hand out without
+    // its freed mark (a live block the overwritten link points at; a freed block written
+    // to). Before, the first was handed out while live, silently (review R16).
+    ("overflow_into_free_block", MisuseMessage.corruptFreeList),
+    ("write_after_free", MisuseMessage.corruptFreeList),
 ]
 
 /// The cases of misuse.c that no allocator can catch: they run to their end (exit 0).

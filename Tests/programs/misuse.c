@@ -449,6 +449,50 @@ static void realloc_zero_freed(void) {
     free(keep);
 }
 
+// MARK: - Free blocks written by the program
+
+/** Two adjacent live class-64 blocks. */
+static void adjacent_pair(char **first, char **second) {
+    char *held[256];
+    int n = 0;
+    for (; n < 256; n++) {
+        held[n] = allocate(&small);
+        if (n > 0 && held[n] == held[n - 1] + 64) break;
+    }
+    if (n == 256) setup_failed("no two adjacent class-64 blocks");
+    *first = held[n - 1];
+    *second = held[n];
+}
+
+/** A write past the end of a block into the free block after it (the head of the page's
+ * free list): its link now points at a live block. The second malloc would hand that
+ * live block out again (and its owner's free would then read as a double free); it
+ * aborts naming the live block instead. */
+static void overflow_into_free_block(void) {
+    char *a, *b;
+    adjacent_pair(&a, &b);
+    char *live = allocate(&small);
+    free(b);
+    memcpy(a + 64, &live, sizeof live);   /* 8 bytes past a's end: b's link */
+    announce(live);
+    char *x = malloc(64);
+    char *y = malloc(64);
+    printf("handed out %p and %p\n", (void *)x, (void *)y);
+}
+
+/** A write to a freed block's second word (its freed mark): malloc aborts when it would
+ * hand the block out, naming it. */
+static void write_after_free(void) {
+    char *keep = allocate(&small);
+    char *p = allocate(&small);
+    free(p);
+    memset(p + 8, 'W', 8);
+    announce(p);
+    char *q = malloc(64);
+    printf("handed out %p\n", (void *)q);
+    free(keep);
+}
+
 // MARK: - What no allocator can catch
 
 /** free(p) after p was freed and handed out again (q == p): this is q's free, and
@@ -561,6 +605,9 @@ static const struct misuse_case cases[] = {
     KIND("usable_size_freed_large", usable_size_freed, large),
     KIND("usable_size_freed_huge", usable_size_freed, huge),
     KIND("usable_size_freed_over_aligned", usable_size_freed, over_aligned),
+    // Free blocks written by the program.
+    PLAIN("overflow_into_free_block", overflow_into_free_block),
+    PLAIN("write_after_free", write_after_free),
     // Not detectable.
     {"free_after_reissue", NULL, NULL, free_after_reissue, 1},
 };
