@@ -52,11 +52,13 @@ func swm_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 func swm_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
     guard let pointer else { return Heap.allocate(size) }
     if size == 0 {
-        // A huge block is checked by its free, after the claim that keeps another
-        // thread's free of it from unmapping it meanwhile (`Huge.free`).
+        // A huge block is checked after the claim that keeps another thread's free of it
+        // from unmapping it meanwhile (`Huge.claimForRealloc`).
         let p = UInt(bitPattern: pointer)
         if SegmentMap.containsHuge(p) {
-            Huge.free(pointer, segment: UnsafeMutablePointer<Segment>.of(p), heap: Heap.current, fromRealloc: true)
+            let segment = UnsafeMutablePointer<Segment>.of(p)
+            Huge.claimForRealloc(pointer, segment: segment)
+            Huge.freeClaimed(segment, heap: Heap.current)
             return nil
         }
         _ = Heap.usableSize(pointer, for: .realloc)

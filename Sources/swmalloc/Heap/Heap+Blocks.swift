@@ -55,6 +55,9 @@ extension Heap {
     /// the block it has (as glibc does: `p = realloc(p, smaller)` is written as if it
     /// could not fail; an outside review found NULL with ENOMEM under `ulimit -v`).
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
+        // Read before `usableSize`: a huge block outside the map then is over-aligned (a
+        // mapping of its own); one inside is claimed before it is copied, below.
+        let inMap = SegmentMap.contains(UInt(bitPattern: pointer))
         let old = usableSize(pointer, for: .realloc)
         if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
         if size <= old {
@@ -67,15 +70,31 @@ extension Heap {
                 return pointer
             }
         }
-        if old > Geometry.smallMax && size > old, let grown = growWithoutCopy(pointer, to: size) {
-            Purger.startIfMapped()
-            return grown
+        if old > Geometry.smallMax && size > old {
+            // A thread whose first call this is gets its heap now, as `allocate` below
+            // would give it one: the growth without a copy counts the growth in it.
+            // Before, such a thread copied a huge block instead of growing it.
+            if Heap.current.isEmpty && !Heap.current.isExited { _ = Heap.attach(registerExit: true) }
+            if let grown = growWithoutCopy(pointer, to: size) {
+                Purger.startIfMapped()
+                return grown
+            }
         }
         let saved = OS.errno()
         guard let fresh = allocate(size) else {
             if size > old { return nil }
             withdrawOutOfMemory(errno: saved)
             return pointer
+        }
+        if old > Geometry.largeMax && inMap {
+            // A huge block is claimed before it is copied: a free of it by another thread
+            // (a program race) could otherwise unmap it under the copy, a SIGSEGV in
+            // memcpy with no message (review R16; double_free_race.c `realloc`).
+            let segment = UnsafeMutablePointer<Segment>.of(UInt(bitPattern: pointer))
+            Huge.claimForRealloc(pointer, segment: segment)
+            fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
+            Huge.freeClaimed(segment, heap: Heap.current)
+            return fresh
         }
         fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
         deallocate(pointer)
@@ -101,7 +120,7 @@ extension Heap {
         let p = UInt(bitPattern: pointer)
         if !SegmentMap.contains(p) { return false }
         let segment = UnsafeMutablePointer<Segment>.of(p)
-        return segment.pointee.kind == .huge && Huge.shrink(segment, to: size)
+        return segment.pointee.kind == .huge && Huge.shrink(pointer, segment: segment, to: size)
     }
 
     /// Grows the large block at `pointer` (live, checked by `usableSize`) to `size` bytes

@@ -82,10 +82,12 @@ enum Huge {
     static func grow(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, to size: Int) -> UnsafeMutableRawPointer? {
         let heap = Heap.current
         if size > Int.max / 2 || heap.isEmpty { return nil }
+        // Claimed before its header is read: a free of the block by another thread (a
+        // program race) may unmap it once it holds the claim.
+        if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
         let offset = seg.pointee.hugeOffset
         let total = mappingSize(size, offset: offset)
         let oldMapped = seg.pointee.mappedSize
-        if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
         joinAdvice(seg)
         if growInPlace(seg, to: total) {
             SegmentMap.insert(seg.base, SegmentMap.huge)
@@ -125,16 +127,20 @@ enum Huge {
     /// block stays where it is and the end of its mapping past the new size goes back to
     /// the OS, as glibc's `mremap` of a mapped chunk does (a 200 MiB block shrunk to
     /// 101 MiB kept all 200 MiB resident). Nothing when that would give back nothing, or
-    /// the thread has no heap to count it in; false then in the second case only.
-    static func shrink(_ seg: UnsafeMutablePointer<Segment>, to size: Int) -> Bool {
+    /// the thread has no heap to count it in; false then in the second case only. The
+    /// block (at `pointer`) is claimed while its header is read and changed, as in `grow`.
+    static func shrink(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, to size: Int) -> Bool {
         let heap = Heap.current
+        if heap.isEmpty { return false }
+        if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
         let total = mappingSize(size, offset: seg.pointee.hugeOffset)
         let old = seg.pointee.mappedSize
-        if total >= old { return true }
-        if heap.isEmpty { return false }
-        OSMemory.unmap(seg.base + total, old - total)
-        seg.pointee.mappedSize = total
-        countResize(from: old, to: total, heap: heap)
+        if total < old {
+            OSMemory.unmap(seg.base + total, old - total)
+            seg.pointee.mappedSize = total
+            countResize(from: old, to: total, heap: heap)
+        }
+        SegmentMap.insert(seg.base, SegmentMap.huge)
         return true
     }
 
@@ -294,20 +300,28 @@ enum Huge {
     /// already. A free after the claim finds the pointer outside every segment and reports
     /// it there. A VOS block is credited while the claim is held
     /// (`Extensions.releaseClaimedHuge`), for the same reason. A bad pointer gives the
-    /// claim back before it aborts; `fromRealloc` (`realloc(p, 0)`) takes no VOS block and
-    /// says so in realloc's words.
-    static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap,
-                     fromRealloc: Bool = false) {
-        if !SegmentMap.claim(seg.base) {
-            OS.fatal(fromRealloc ? "realloc(): pointer already freed" : "free(): double free detected", pointer: pointer)
-        }
+    /// claim back before it aborts.
+    static func free(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>, heap: Heap) {
+        if !SegmentMap.claim(seg.base) { OS.fatal("free(): double free detected", pointer: pointer) }
         let start = seg.base + seg.pointee.hugeOffset
-        if pointer != start && (fromRealloc || !Extensions.releaseClaimedHuge(pointer, blockStart: start)) {
+        if pointer != start && !Extensions.releaseClaimedHuge(pointer, blockStart: start) {
             SegmentMap.insert(seg.base, SegmentMap.huge)
-            if fromRealloc { OS.fatal(BlockQuery.realloc.invalidMessage, pointer: pointer) }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
         freeClaimed(seg, heap: heap)
+    }
+
+    /// realloc's claim of the huge block at `pointer` in `seg`, before it frees it
+    /// (`realloc(p, 0)`) or copies it to a new block: as `free`'s, but it takes no VOS
+    /// block and reports in realloc's words. Another thread's free of the same block (a
+    /// program race) then either came first, and this aborts without reading the header
+    /// that free may have unmapped, or finds the block claimed and aborts itself.
+    static func claimForRealloc(_ pointer: UnsafeMutableRawPointer, segment seg: UnsafeMutablePointer<Segment>) {
+        if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
+        if pointer != seg.base + seg.pointee.hugeOffset {
+            SegmentMap.insert(seg.base, SegmentMap.huge)
+            OS.fatal(BlockQuery.realloc.invalidMessage, pointer: pointer)
+        }
     }
 
     /// Unmaps or caches the huge block of `seg`, whose mapping the caller claimed
