@@ -15,6 +15,7 @@ let lifecycleCases = [
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
+    "fork_from_exit_destructor",
 ]
 
 /// The options some lifecycle cases need: the purger at work all the time.

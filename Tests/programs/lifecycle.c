@@ -104,7 +104,14 @@
  *                         half purge delay (every new heap's first periodic slow path
  *                         walked it, under the list's lock: an outside review's threads
  *                         allocating in key destructors queued on it), and go on at that
- *                         pace: later threads must still make one. */
+ *                         pace: later threads must still make one.
+ *   fork_from_exit_destructor  a thread's key destructor (its key created after
+ *                         swmalloc's, so swmalloc's destructor already ran for it) forks; in
+ *                         the child that thread is the main thread: it starts two detached
+ *                         threads that allocate and free 64 MiB ten times (the purger
+ *                         starts), then ends. The child must end with its last thread. It
+ *                         never did: swmalloc's destructor does not run again for that
+ *                         thread, so nothing stopped the child's purger (review R14). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -1283,12 +1290,75 @@ static void abandoned_walks_bounded(void) {
 }
 
 /** The case names, for `lifecycle list`. */
+/* ---- fork_from_exit_destructor ---- */
+
+static pthread_key_t fed_key;
+
+/** Allocates and frees 64 MiB of 1 MiB blocks ten times: the purger is wanted. */
+static void *fed_worker(void *arg) {
+    for (int r = 0; r < 10; r++) {
+        void *v[64];
+        for (int i = 0; i < 64; i++) {
+            v[i] = malloc(1 << 20);
+            if (!v[i]) abort();
+            memset(v[i], 1, 1 << 20);
+        }
+        for (int i = 0; i < 64; i++) free(v[i]);
+        usleep(20000);
+    }
+    return arg;
+}
+
+/** The parent's child, forked by the destructor below. */
+static volatile pid_t fed_child;
+
+/** Runs after swmalloc's destructor for this thread: forks; the child's main thread
+ *  starts the workers and goes on ending. */
+static void fed_destructor(void *value) {
+    free(value);
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < 2; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, fed_worker, NULL) != 0) _exit(5);
+            pthread_detach(t);
+        }
+        return;
+    }
+    fed_child = child;
+}
+
+static void *fed_thread(void *arg) {
+    pthread_setspecific(fed_key, malloc(10));
+    return arg;
+}
+
+static void fork_from_exit_destructor(void) {
+    pthread_key_create(&fed_key, fed_destructor);   /* after swmalloc's key */
+    pthread_t t;
+    if (pthread_create(&t, NULL, fed_thread, NULL) != 0) fail("pthread_create");
+    pthread_join(t, NULL);
+    if (fed_child <= 0) fail("fork");
+    for (int i = 0; i < 200; i++) {   /* 20 s: the workers take about 0.3 s */
+        int status;
+        if (waitpid(fed_child, &status, WNOHANG) == fed_child) {
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("the child failed");
+            return;
+        }
+        usleep(100000);
+    }
+    kill(fed_child, SIGKILL);
+    waitpid(fed_child, NULL, 0);
+    fail("the child did not end with its last thread (20 s)");
+}
+
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
     "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
+    "fork_from_exit_destructor",
 };
 
 int main(int argc, char **argv) {
@@ -1318,6 +1388,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fork_during_release")) fork_during_release();
     else if (!strcmp(argv[1], "release_window_churn")) release_window_churn();
     else if (!strcmp(argv[1], "abandoned_walks_bounded")) abandoned_walks_bounded();
+    else if (!strcmp(argv[1], "fork_from_exit_destructor")) fork_from_exit_destructor();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

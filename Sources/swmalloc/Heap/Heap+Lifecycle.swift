@@ -760,6 +760,13 @@ enum Process {
         }
         markForkOrphans(except: current)
         Purger.forkChild()
+        // A thread that forks from its exit after swmalloc's destructor ran for it (a key
+        // destructor of the program's, whose key came later) is the child's main thread,
+        // and swmalloc's destructor does not run for it again: the child must end when
+        // that thread and the others do, so it gets no purger or reporter, as after the
+        // main thread's pthread_exit (review R14: the child's purger kept it alive for
+        // ever; lifecycle.c `fork_from_exit_destructor`).
+        if current.isExited { Process.mainThreadExiting() }
         Globals.hugeCacheLock.reset()
         Globals.overAlignedLock.reset()
         Globals.segmentCacheLock.reset()
