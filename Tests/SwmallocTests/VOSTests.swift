@@ -98,6 +98,13 @@ let vosAbortCases: [(mode: String, message: String)] = [
             // row: live bytes, live blocks, module, file:line; plant: "planted", file:line, bytes, blocks
             #expect(row.count == 4 && row[3] == plant[1] && row[0] == plant[2] && row[1] == plant[3], "\(row) vs \(plant)")
         }
+        // The module table: 8 columns in every row, module 43's quota (LONG_MAX, wider
+        // than its column) included.
+        let tableStart = try #require(lines.firstIndex { $0.hasPrefix("VOS modules") }, "\(result)")
+        let modules = lines[(tableStart + 2)..<reportStart].map { $0.split(separator: " ").map(String.init) }
+        #expect(modules.map { $0.first } == ["40", "41", "42", "43"], "\(lines)")
+        for row in modules { #expect(row.count == 8, "\(row)") }
+        #expect(modules.last?[6] == "\(Int.max)", "\(lines)")
     }
 
     /// The JSON report at exit (stats_print, stats_json) decodes with SwmallocStats'
@@ -108,9 +115,10 @@ let vosAbortCases: [(mode: String, message: String)] = [
         #expect(result.succeeded, "\(result)")
         let line = try #require(result.stderr.split(separator: "\n").first { $0.hasPrefix("{\"swmalloc\"") }, "\(result)")
         let report = try JSONDecoder().decode(SwmallocReport.self, from: Data(line.utf8)).swmalloc
-        #expect(report.modules.map(\.module) == [40, 41, 42])
-        #expect(report.modules.map(\.liveBytes) == [40000, 15000, 3000])
-        #expect(report.modules.map(\.liveBlocks) == [4, 3, 10])
+        #expect(report.modules.map(\.module) == [40, 41, 42, 43])
+        #expect(report.modules.map(\.liveBytes) == [40000, 15000, 3000, 0])
+        #expect(report.modules.map(\.liveBlocks) == [4, 3, 10, 0])
+        #expect(report.modules.last?.quotaBytes == Int.max)
         #expect(report.sites.count == 4)
         #expect(report.sites.map(\.liveBytes) == [40000, 15000, 3000, 0])
         #expect(report.sites.allSatisfy { $0.file.hasSuffix("vos_leaks.c") })

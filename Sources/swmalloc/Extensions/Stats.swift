@@ -386,13 +386,33 @@ enum Stats {
         }
     }
 
-    /// Appends `value` right-aligned in `width` columns.
+    /// Appends `value` right-aligned in `width` columns, after at least one space: a
+    /// value as wide as its column or wider must not run into the one before it (a
+    /// review found a VOS module's peak and quota printed as one number).
     static func pad(_ line: inout LineBuffer, _ value: UInt, _ width: Int) {
+        padding(&line, digits: digits(of: value), width)
+        line.append(value)
+    }
+
+    /// Appends a signed `value` as `pad` does.
+    static func padSigned(_ line: inout LineBuffer, _ value: Int, _ width: Int) {
+        if value >= 0 { return pad(&line, UInt(value), width) }
+        padding(&line, digits: digits(of: 0 &- UInt(bitPattern: value)) &+ 1, width)
+        line.append(value)
+    }
+
+    /// Decimal digits of `value`.
+    private static func digits(of value: UInt) -> Int {
         var digits = 1
         var n = value
         while n >= 10 { n /= 10; digits += 1 }
+        return digits
+    }
+
+    /// The spaces in front of a value `digits` characters wide in a column of `width`:
+    /// at least one.
+    private static func padding(_ line: inout LineBuffer, digits: Int, _ width: Int) {
         var i = digits
-        while i < width { line.append(" "); i += 1 }
-        line.append(value)
+        repeat { line.append(" "); i += 1 } while i < width
     }
 }

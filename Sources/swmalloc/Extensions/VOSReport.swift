@@ -56,9 +56,9 @@ enum VOSReport {
         line.write(to: fd)
         VOSStats.forEachModule { s in
             line.flushIfFull(to: fd)
-            pad(&line, s.module, 9); padSigned(&line, s.liveBytes, 13); pad(&line, s.liveBlocks, 13)
-            pad(&line, s.allocs, 13); pad(&line, s.frees, 13); pad(&line, s.peakBytes, 13)
-            pad(&line, s.quotaBytes, 13); pad(&line, s.quotaRefused, 9)
+            Stats.pad(&line, s.module, 9); Stats.padSigned(&line, s.liveBytes, 13); Stats.pad(&line, s.liveBlocks, 13)
+            Stats.pad(&line, s.allocs, 13); Stats.pad(&line, s.frees, 13); Stats.pad(&line, s.peakBytes, 13)
+            Stats.pad(&line, s.quotaBytes, 13); Stats.pad(&line, s.quotaRefused, 9)
             line.append("\n")
         }
         line.append("VOS leak report: live blocks by site, largest first\n")
@@ -67,26 +67,10 @@ enum VOSReport {
         VOSStats.forEachSite { s in
             if s.liveBlocks == 0 { return }
             line.flushIfFull(to: fd, room: 300)
-            padSigned(&line, s.liveBytes, 13); pad(&line, s.liveBlocks, 13); pad(&line, s.module, 9)
+            Stats.padSigned(&line, s.liveBytes, 13); Stats.pad(&line, s.liveBlocks, 13); Stats.pad(&line, s.module, 9)
             line.append("  "); line.append(cString: s.file); line.append(":"); line.append(s.line)
             line.append("\n")
         }
         line.write(to: fd)
-    }
-
-    /// Appends `value` right-aligned in `width` columns.
-    private static func pad(_ line: inout LineBuffer, _ value: UInt, _ width: Int) {
-        Stats.pad(&line, value, width)
-    }
-
-    /// Appends a signed `value` right-aligned in `width` columns.
-    private static func padSigned(_ line: inout LineBuffer, _ value: Int, _ width: Int) {
-        if value >= 0 { return Stats.pad(&line, UInt(value), width) }
-        var digits = 2
-        var n = 0 &- value
-        while n >= 10 { n /= 10; digits += 1 }
-        var i = digits
-        while i < width { line.append(" "); i += 1 }
-        line.append(value)
     }
 }
