@@ -133,19 +133,31 @@ let defaultOptionsLine =
         #expect(lines.contains(defaultOptionsLine), "\(lines)")
     }
 
-    /// A bad value (or an item without `=`) prints one warning naming it and keeps the
-    /// default.
+    /// A bad value (or an item without `=`, or without a key) prints one warning naming
+    /// it and keeps the default; a bad value's warning says what the key takes.
     @Test(arguments: [
         "purge_delay_ms=abc", "purge_delay_ms=1000001", "purge_delay_ms=", "purge_delay_ms=-5", "background=2",
         "thp=always", "thp=", "stats_print=2", "stats_json=yes", "stats_signal=65",
-        "stats_fd=0", "stats_fd=1024", "nokeyvalue",
+        "stats_fd=0", "stats_fd=1024", "nokeyvalue", "=5",
     ])
     func badValueWarnsAndKeepsDefault(_ item: String) throws {
         let result = try run(options: "verbose=1,\(item)")
         let lines = result.swmallocLines
         #expect(lines.count == 2, "\(lines)")
-        #expect(lines.first { $0.hasPrefix("swmalloc: warning: ") && $0.contains(item) } != nil, "\(lines)")
+        let warning = lines.first { $0.hasPrefix("swmalloc: warning: ") && $0.contains(item) }
+        #expect(warning != nil, "\(lines)")
+        if item.contains("=") && !item.hasPrefix("=") {
+            #expect(warning?.hasSuffix(")") == true && warning?.contains(" (expected ") == true, "\(lines)")
+        }
         #expect(lines.contains(defaultOptionsLine), "\(lines)")
+    }
+
+    /// An item longer than the 100 bytes a warning quotes is marked as cut (`...`).
+    @Test func longItemWarningSaysItIsCut() throws {
+        let key = String(repeating: "k", count: 150)
+        let result = try run(options: "verbose=1,\(key)=1")
+        let expected = "swmalloc: warning: unknown option in SWMALLOC_OPTIONS (ignored): \(key.prefix(100))..."
+        #expect(result.swmallocLines.contains(expected), "\(result.swmallocLines)")
     }
 
     /// A bad value after a valid one for the same key is ignored, and the warning says so
@@ -159,7 +171,8 @@ let defaultOptionsLine =
         let newline = try run(options: "verbose=1,purge_delay_ms=1\nx")
         let stderr = newline.stderr.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
         #expect(stderr.count == 2, "\(newline.stderr)")
-        #expect(newline.swmallocLines.contains("swmalloc: warning: bad value in SWMALLOC_OPTIONS (ignored): purge_delay_ms=1?x"),
+        #expect(newline.swmallocLines.contains(
+                    "swmalloc: warning: bad value in SWMALLOC_OPTIONS (ignored): purge_delay_ms=1?x (expected milliseconds, 0 to 1000000)"),
                 "\(newline.stderr)")
     }
 }

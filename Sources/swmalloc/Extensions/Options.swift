@@ -89,57 +89,71 @@ struct Options {
         }
         let key = item.prefix(eq).trimmed
         let value = item.suffix(from: eq + 1).trimmed
+        if key.count == 0 { return Options.warn("option without a name in SWMALLOC_OPTIONS (ignored): ", item) }
         if key == "purge_delay_ms" {
             if let n = value.integer, n <= 1_000_000 {
                 purgeDelayMs = n
                 purgeDelayGiven = true
             } else {
-                Options.badValue(item)
+                Options.badValue(item, "milliseconds, 0 to 1000000")
             }
         } else if key == "background" {
-            if let b = value.flag { background = b } else { Options.badValue(item) }
+            if let b = value.flag { background = b } else { Options.badValue(item, "0 or 1") }
         } else if key == "thp" {
             if value == "segments" { thp = .segments }
             else if value == "large" { thp = .large }
             else if value == "never" { thp = .never }
             else if value == "system" { thp = .system }
-            else { Options.badValue(item) }
+            else { Options.badValue(item, "segments, large, never or system") }
         } else if key == "verbose" {
-            if let b = value.flag { verbose = b } else { Options.badValue(item) }
+            if let b = value.flag { verbose = b } else { Options.badValue(item, "0 or 1") }
         } else if key == "stats_print" {
-            if let b = value.flag { statsPrint = b } else { Options.badValue(item) }
+            if let b = value.flag { statsPrint = b } else { Options.badValue(item, "0 or 1") }
         } else if key == "stats_json" {
-            if let b = value.flag { statsJSON = b } else { Options.badValue(item) }
+            if let b = value.flag { statsJSON = b } else { Options.badValue(item, "0 or 1") }
         } else if key == "stats_signal" {
             if let n = value.integer, n == 0 || (n <= 64 && swmshim_signal_usable(Int32(n)) != 0) {
                 statsSignal = Int32(n)
             } else {
-                Options.badValue(item)
+                Options.badValue(item, "0, or a signal a handler can catch that is not a fault")
             }
         } else if key == "stats_fd" {
             // A descriptor given again (`swmalloc run --stats-fd 2` under `swmalloc stats`)
             // is not the pipe an earlier `stats_fd_inode` named.
-            if let n = value.integer, n >= 1, n < 1024 { statsFD = Int32(n); statsFDInode = 0 } else { Options.badValue(item) }
+            if let n = value.integer, n >= 1, n < 1024 {
+                statsFD = Int32(n)
+                statsFDInode = 0
+            } else {
+                Options.badValue(item, "a file descriptor, 1 to 1023")
+            }
         } else if key == "stats_fd_inode" {
-            if let n = value.integer { statsFDInode = n } else { Options.badValue(item) }
+            if let n = value.integer { statsFDInode = n } else { Options.badValue(item, "an inode number") }
         } else {
             Options.warn("unknown option in SWMALLOC_OPTIONS (ignored): ", item)
         }
     }
 
-    private static func badValue(_ item: Token) {
-        warn("bad value in SWMALLOC_OPTIONS (ignored): ", item)
+    /// Warns about a value the key does not take, saying which values it takes.
+    private static func badValue(_ item: Token, _ expected: StaticString) {
+        warn("bad value in SWMALLOC_OPTIONS (ignored): ", item, expected: expected)
     }
 
-    /// Prints `message` and the first 100 bytes of `item` as one line: a control byte
-    /// (a newline in the value, say) is written as `?`.
-    private static func warn(_ message: StaticString, _ item: Token) {
+    /// Prints `message`, the first 100 bytes of `item` (`...` after them when it is
+    /// longer) and, when given, the values `expected`, as one line: a control byte (a
+    /// newline in the value, say) is written as `?`.
+    private static func warn(_ message: StaticString, _ item: Token, expected: StaticString? = nil) {
         var line = LineBuffer()
         line.append("swmalloc: warning: ")
         line.append(message)
         for i in 0..<min(item.count, 100) {
             let byte = UInt8(bitPattern: item.base[i])
             line.append(byte: byte < 32 || byte == 127 ? 63 /* ? */ : byte)
+        }
+        if item.count > 100 { line.append("...") }
+        if let expected {
+            line.append(" (expected ")
+            line.append(expected)
+            line.append(")")
         }
         line.append("\n")
         line.write(to: 2)
