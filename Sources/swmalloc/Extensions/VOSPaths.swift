@@ -244,6 +244,7 @@ enum VOS {
     @inline(never)
     static func misuse(_ message: StaticString, _ pointer: UnsafeMutableRawPointer,
                        _ file: UnsafePointer<UInt8>?, _ line: UInt32) -> Never {
+        OS.beginFatal()
         var text = LineBuffer()
         text.append("swmalloc: ")
         text.append(message)

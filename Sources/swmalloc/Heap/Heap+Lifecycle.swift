@@ -739,6 +739,8 @@ enum Process {
     /// thread; its own after-fork handler runs later and finds them free.
     static func forkChild() {
         Globals.processId.pointee = swmshim_getpid()
+        // A thread reporting a fatal error in the parent is not in the child.
+        Globals.fatalThread.store(0)
         Extensions.forkChild()
         // A fork that interrupted this thread inside the allocator (a signal handler's)
         // took no lock, and this thread's span lock may be held by the code it

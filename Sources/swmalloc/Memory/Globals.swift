@@ -128,6 +128,8 @@ enum Globals {
     /// Debug builds: segments visited by span requests (`Heap.takeOwnSpan`), read by
     /// `swm_debug_segment_visits`.
     static var segmentVisitCount: AtomicWord { AtomicWord(base + 1600) }
+    /// The thread id of the thread reporting a fatal error (0: none). See `OS.beginFatal`.
+    static var fatalThread: AtomicWord { AtomicWord(base + 1608) }
     #if DEBUG
     /// Debug builds: a test hook called at each walk of the abandoned segments
     /// (`swm_debug_set_collect_hook`).

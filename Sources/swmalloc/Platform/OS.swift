@@ -134,7 +134,22 @@ enum OS {
     /// Writes `swmalloc: message (pointer 0x…)` to stderr and aborts: the one exit for
     /// detected misuse (invalid free, double free) and broken invariants.
     static func fatal(_ message: StaticString, pointer: UnsafeRawPointer?) -> Never {
+        beginFatal()
         reportLine("", message, label: "pointer", value: pointer)
         swmshim_abort()
+    }
+
+    /// Lets one thread report a fatal error: the first to come returns, and so does that
+    /// thread again (a signal handler's free inside its report); any other waits for the
+    /// abort, which ends the process. So a misuse reports one line even when it makes
+    /// another thread fail too (review R16: an invalid free of a pointer inside a huge
+    /// block claims the mapping for a moment, and a valid free of the block at that
+    /// moment reported a double free as well). A fork child starts with none (`reset`).
+    static func beginFatal() {
+        let me = UInt(swmshim_gettid())
+        let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
+        if r.exchanged || r.original == me { return }
+        let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
+        while true { _ = swmshim_futex_wait(word, word.pointee) }
     }
 }
