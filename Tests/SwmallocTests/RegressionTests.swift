@@ -16,7 +16,7 @@ let regressionCases = [
     "thread_freeres_leak", "destructor_allocates_last_round", "memalign_map_count", "stats_signal_errno",
     "fork_in_signal_handler", "alignment_2_63", "huge_alignments", "posix_memalign_errno",
     "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
-    "span_walk_bounded",
+    "span_walk_bounded", "aligned_large_realloc",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves
@@ -177,5 +177,13 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     @Test(arguments: Library.allCases)
     func spanRequestsVisitFewSegments(_ library: Library) throws {
         try expectQuietCase("span_walk_bounded", library)
+    }
+
+    /// realloc of blocks above 2 MiB aligned to 128 KiB and 1 MiB (in large pages, not
+    /// huge mappings), grown and shrunk below half: the bytes are kept. A version that
+    /// took every block above 2 MiB for a huge one aborted (review R17).
+    @Test(arguments: Library.allCases)
+    func alignedLargeBlocksReallocate(_ library: Library) throws {
+        try expectQuietCase("aligned_large_realloc", library)
     }
 }

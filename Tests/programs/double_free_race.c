@@ -12,11 +12,13 @@
  * 1, the trial's outcome on stderr). Prints "N trials aborted" and exits 0 otherwise.
  *
  * With `realloc`, one of the two is a thread that never allocated before and calls
- * realloc(block, 4 × SIZE) instead of free: the block must be claimed before it is read.
- * Before, such a thread (no heap yet) skipped the growth in place and copied the block,
- * which the other thread's free may have unmapped: SIGSEGV in memcpy in about one trial
- * in five (an outside review). A trial may also end normally there: the realloc grew
- * the block where it was before the free came, which then freed it. Prints "N trials".
+ * realloc instead of free: to 4 × SIZE (grown in its mapping) in trials 0, 1, 4, 5, …,
+ * to SIZE / 8 (copied to a large block) in the others. The block must be claimed before
+ * it is read or copied. Before, such a thread (no heap yet) copied the block instead of
+ * growing it, and every shrink copies: the other thread's free could unmap the block
+ * under the copy, SIGSEGV in memcpy (an outside review). A trial may also end normally:
+ * the realloc grew the block where it was before the free came, which then freed it.
+ * Prints "N trials".
  *
  * With `interior`, one of the two frees a pointer 4 KiB into the block instead (an
  * invalid free): still exactly one line, naming either pointer. Before, the invalid
@@ -51,6 +53,8 @@ static int realloc_mode;
 static int interior_mode;
 /** What that realloc returned (the victim when it grew in place before the free). */
 static void *grown;
+/** The size that realloc asks for in this trial. */
+static size_t resize_to;
 static void (*vos_free)(unsigned long flags, void *ptr, const unsigned char *file, unsigned int line);
 
 /** Frees the victim as it was allocated. */
@@ -77,7 +81,7 @@ static void *racer(void *arg) {
 static void *growing_racer(void *arg) {
     atomic_fetch_add(&ready, 1);
     while (!atomic_load_explicit(&go, memory_order_acquire)) {}
-    grown = realloc(victim, 4 * size);
+    grown = realloc(victim, resize_to);
     return arg;
 }
 
@@ -145,6 +149,7 @@ int main(int argc, char **argv) {
             dup2(err[1], 2);
             close(err[0]);
             close(err[1]);
+            resize_to = (t / 2) % 2 ? size / 8 : 4 * size;
             trial(t % 2 == 0);
         }
         close(err[1]);

@@ -619,6 +619,28 @@ static void case_span_walk_bounded(void) {
     for (int i = 0; i < N + MORE; i++) free(blocks[i]);
 }
 
+/** aligned_large_realloc: a block above 2 MiB aligned to 128 KiB … 1 MiB lies in a large
+ *  page of an ordinary segment, not in a huge mapping; realloc that grows it, or shrinks
+ *  it below half, copies it, and must keep its bytes. A version that took every block
+ *  above 2 MiB for a huge one claimed its segment's map byte before the copy and aborted
+ *  "realloc(): pointer already freed" (review R17; stress.c failed at its defaults). */
+static void case_aligned_large_realloc(void) {
+    const size_t alignments[] = {128 * 1024, MiB};
+    const size_t sizes[][2] = {{2200000, 3000000}, {3 * MiB, 4 * MiB}, {3 * MiB, 100}};
+    for (size_t a = 0; a < 2; a++) {
+        for (size_t s = 0; s < 3; s++) {
+            unsigned char *p = NULL;
+            CHECK(posix_memalign((void **)&p, alignments[a], sizes[s][0]) == 0);
+            memset(p, 9, sizes[s][0]);
+            size_t kept = sizes[s][1] < sizes[s][0] ? sizes[s][1] : sizes[s][0];
+            unsigned char *q = realloc(p, sizes[s][1]);
+            CHECK(q != NULL);
+            CHECK(q[0] == 9 && q[kept / 2] == 9 && q[kept - 1] == 9);
+            free(q);
+        }
+    }
+}
+
 /* ---- main ---- */
 
 /** Every case, in the order `regress list` prints them. */
@@ -636,6 +658,7 @@ static const struct test_case cases[] = {
     {"huge_shrink_in_place", case_huge_shrink_in_place},
     {"huge_grow_in_place", case_huge_grow_in_place},
     {"span_walk_bounded", case_span_walk_bounded},
+    {"aligned_large_realloc", case_aligned_large_realloc},
 };
 
 /** Runs the case named on the command line. */

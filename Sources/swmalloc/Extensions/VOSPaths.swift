@@ -222,10 +222,15 @@ enum VOS {
 
     /// realloc for VOS blocks: NULL → allocate; size 0 → free, NULL; otherwise a new block
     /// charged to `module` (and the site), the bytes copied, the old block freed. On
-    /// failure NULL with ENOMEM and the old block untouched.
+    /// failure NULL with ENOMEM and the old block untouched. A huge block is claimed
+    /// before it is copied, as realloc claims one (review R17: a VOS_Free of the same block
+    /// on another thread, a program race, unmapped it under the copy: SIGSEGV).
     static func realloc(_ user: UnsafeMutableRawPointer?, _ size: UInt, _ module: UInt, withSite: Bool,
                         file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         guard let user else { return allocate(size, module, withSite: withSite, file: file, line: line) }
+        // Read before the header (see `Heap.reallocate`).
+        let block = user - VOSBlock.headerSize
+        let huge = Huge.mayBeBlockStart(block) && SegmentMap.containsHuge(UInt(bitPattern: block))
         guard let old = VOSBlock.locate(user) else {
             misuse("VOS_Realloc(): not a block from VOS_Malloc, or already freed", user, file, line)
         }
@@ -234,9 +239,19 @@ enum VOS {
             return nil
         }
         guard let fresh = allocate(size, module, withSite: withSite, file: file, line: line) else { return nil }
+        if huge {
+            let segment = UnsafeMutablePointer<Segment>.of(UInt(bitPattern: block))
+            if !SegmentMap.claim(segment.base) {
+                misuse("VOS_Realloc(): not a block from VOS_Malloc, or already freed", user, file, line)
+            }
+            fresh.copyMemory(from: user, byteCount: Int(size < old.size ? size : old.size))
+            release(old)
+            Huge.freeClaimed(segment, heap: Heap.current)
+            return fresh
+        }
         fresh.copyMemory(from: user, byteCount: Int(size < old.size ? size : old.size))
         release(old)
-        Heap.deallocate(user - VOSBlock.headerSize)
+        Heap.deallocate(block)
         return fresh
     }
 

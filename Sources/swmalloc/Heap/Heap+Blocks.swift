@@ -55,9 +55,11 @@ extension Heap {
     /// the block it has (as glibc does: `p = realloc(p, smaller)` is written as if it
     /// could not fail; an outside review found NULL with ENOMEM under `ulimit -v`).
     static func reallocate(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
-        // Read before `usableSize`: a huge block outside the map then is over-aligned (a
-        // mapping of its own); one inside is claimed before it is copied, below.
-        let inMap = SegmentMap.contains(UInt(bitPattern: pointer))
+        // A huge block in the segment map is claimed before it is copied, below; read
+        // before `usableSize`, so that a block another thread's free claimed meanwhile
+        // is still taken for one (and its claim fails). By the segment, not the size: an
+        // aligned block above 2 MiB may lie in a large page (review R17).
+        let hugeInMap = SegmentMap.containsHuge(UInt(bitPattern: pointer))
         let old = usableSize(pointer, for: .realloc)
         if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
         if size <= old {
@@ -86,7 +88,7 @@ extension Heap {
             withdrawOutOfMemory(errno: saved)
             return pointer
         }
-        if old > Geometry.largeMax && inMap {
+        if hugeInMap {
             // A huge block is claimed before it is copied: a free of it by another thread
             // (a program race) could otherwise unmap it under the copy, a SIGSEGV in
             // memcpy with no message (review R16; double_free_race.c `realloc`).
