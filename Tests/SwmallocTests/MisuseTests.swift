@@ -237,6 +237,30 @@ func hexNumbers(in line: String) -> [String] {
         }
     }
 
+    /// A first fatal report whose process does not end (a SIGABRT handler that
+    /// `siglongjmp`s out, a reporter cancelled in its write, a `vfork` child that reported
+    /// and died): a misuse on another thread still reports its own line, and aborts. A
+    /// version whose first reporter held the others off for ever hung there (review R18).
+    @Test(arguments: ["recovered", "cancelled", "vfork"], Library.allCases)
+    func fatalReportAfterOneThatDidNotEndTheProcess(_ mode: String, _ library: Library) throws {
+        let program = try compileProgram("fatal_once.c")
+        let result = try runChild(program, [mode], preload: library, timeLimit: 30)
+        #expect(!result.timedOut, "\(mode) (\(library)): \(result)")
+        let lines = result.swmallocLines
+        #expect(lines.allSatisfy { $0.hasPrefix("swmalloc: free(): invalid pointer: not the start of an allocated block (pointer 0x") },
+                "\(mode) (\(library)): \(lines)")
+        switch mode {
+        case "recovered":
+            #expect(result.succeeded && result.stdout == "recovered twice\n", "\(result)")
+            #expect(lines.count == 2, "\(lines)")
+        case "cancelled":
+            // The cancelled reporter's line may or may not have been written.
+            #expect(result.signal == SIGABRT && (1...2).contains(lines.count), "\(result)")
+        default:
+            #expect(result.signal == SIGABRT && lines.count == 2, "\(result)")
+        }
+    }
+
     /// A block freed after it was handed out again cannot be caught (see
     /// `uncatchableMisuseCases`): the program runs to its end, exits 0, and swmalloc says
     /// nothing. This pins down the limit of detection; it is no licence for the misuse.

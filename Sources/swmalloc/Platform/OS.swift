@@ -139,17 +139,28 @@ enum OS {
         swmshim_abort()
     }
 
-    /// Lets one thread report a fatal error: the first to come returns, and so does that
-    /// thread again (a signal handler's free inside its report); any other waits for the
-    /// abort, which ends the process. So a misuse reports one line even when it makes
-    /// another thread fail too (review R16: an invalid free of a pointer inside a huge
-    /// block claims the mapping for a moment, and a valid free of the block at that
-    /// moment reported a double free as well). A fork child starts with none (`reset`).
+    /// Lets one thread report a fatal error at a time: the first to come returns at once,
+    /// and so does that thread again (a signal handler's free inside its report); another
+    /// waits for the abort, which ends the process. So a misuse reports one line even when
+    /// it makes another thread fail too (review R16: an invalid free of a pointer inside a
+    /// huge block claims the mapping for a moment, and a valid free of the block at that
+    /// moment reported a double free as well).
+    ///
+    /// The wait is bounded: when the reporter is gone (cancelled inside its `write`, a
+    /// `vfork` child that shared this memory and died, a thread of the parent seen from a
+    /// child of `_Fork`), or after 1 s (a program whose SIGABRT handler `longjmp`s out and
+    /// goes on), the waiting thread takes the report over and reports itself. Waiting for
+    /// ever hung those programs at their next misuse (review R18). Polled every 10 ms.
     static func beginFatal() {
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if r.exchanged || r.original == me { return }
+        let holder = r.original
         let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
-        while true { _ = swmshim_futex_wait(word, word.pointee) }
+        for _ in 0..<100 {
+            if swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0 { break }
+            _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
+        }
+        Globals.fatalThread.store(me)
     }
 }

@@ -1,0 +1,93 @@
+/* fatal_once.c — a fatal report whose process does not end, then a misuse on another
+ * thread, which must still report its own line (and abort):
+ *     fatal_once recovered | cancelled | vfork
+ * Run with swmalloc preloaded.
+ *   recovered  a SIGABRT handler siglongjmps out of the first report (POSIX allows it);
+ *              a second thread's invalid free must report and abort too (the handler
+ *              recovers it as well): exit 0, two lines.
+ *   cancelled  the first reporter is cancelled in its write; the main thread's invalid
+ *              free must report its line and abort (SIGABRT).
+ *   vfork      a vfork child reports and dies; the parent's invalid free must report its
+ *              line and abort (SIGABRT).
+ * The first reporter holds the others off so that one misuse prints one line; a version
+ * that held them off for ever hung at the second misuse in each mode (review R18). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static __thread sigjmp_buf recovery;
+static void on_abort(int signal) { (void)signal; siglongjmp(recovery, 1); }
+
+/** An invalid free: 8 bytes into a live block. */
+static void bad_free(void) {
+    char *p = malloc(64);
+    CHECK(p != NULL);
+    free(p + 8);
+}
+
+static void *recovered_second(void *arg) {
+    if (sigsetjmp(recovery, 1) == 0) {
+        bad_free();
+        fprintf(stderr, "second: free returned\n");
+        exit(1);
+    }
+    return arg;
+}
+
+static void *cancelled_first(void *arg) {
+    int old;
+    CHECK(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old) == 0);
+    sleep(1);   /* the main thread cancels it meanwhile */
+    CHECK(pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old) == 0);
+    bad_free();   /* cancelled in the report's write, or aborts */
+    return arg;
+}
+
+int main(int argc, char **argv) {
+    CHECK(argc == 2);
+    free(malloc(1));
+    if (!strcmp(argv[1], "recovered")) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_abort;
+        CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+        if (sigsetjmp(recovery, 1) == 0) {
+            bad_free();
+            fprintf(stderr, "main: free returned\n");
+            return 1;
+        }
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, recovered_second, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        printf("recovered twice\n");
+        return 0;
+    }
+    if (!strcmp(argv[1], "cancelled")) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, cancelled_first, NULL) == 0);
+        CHECK(pthread_cancel(t) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        bad_free();
+        return 1;
+    }
+    if (!strcmp(argv[1], "vfork")) {
+        pid_t child = vfork();
+        if (child == 0) {
+            bad_free();
+            _exit(0);
+        }
+        int status;
+        CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+        bad_free();
+        return 1;
+    }
+    return 2;
+}
