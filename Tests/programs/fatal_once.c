@@ -5,8 +5,11 @@
  *   recovered  a SIGABRT handler siglongjmps out of the first report (POSIX allows it);
  *              a second thread's invalid free must report and abort too (the handler
  *              recovers it as well): exit 0, two lines.
- *   cancelled  the first reporter is cancelled in its write; the main thread's invalid
- *              free must report its line and abort (SIGABRT).
+ *   cancelled  a thread with a cancellation pending makes an invalid free: its report
+ *              must not be cut short by the cancellation (write is a cancellation point):
+ *              SIGABRT with its line, which names the pointer it printed ("thread
+ *              pointer 0x…"). Before, the thread ended silently and the main thread's
+ *              next misuse waited for it for ever.
  *   vfork      a vfork child reports and dies; the parent's invalid free must report its
  *              line and abort (SIGABRT).
  * The first reporter holds the others off so that one misuse prints one line; a version
@@ -46,8 +49,12 @@ static void *cancelled_first(void *arg) {
     int old;
     CHECK(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old) == 0);
     sleep(1);   /* the main thread cancels it meanwhile */
+    char *p = malloc(64);
+    CHECK(p != NULL);
+    printf("thread pointer %p\n", (void *)(p + 8));
+    fflush(stdout);
     CHECK(pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old) == 0);
-    bad_free();   /* cancelled in the report's write, or aborts */
+    free(p + 8);   /* an invalid free, with a cancellation pending */
     return arg;
 }
 

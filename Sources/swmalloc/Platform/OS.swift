@@ -146,12 +146,16 @@ enum OS {
     /// huge block claims the mapping for a moment, and a valid free of the block at that
     /// moment reported a double free as well).
     ///
-    /// The wait is bounded: when the reporter is gone (cancelled inside its `write`, a
-    /// `vfork` child that shared this memory and died, a thread of the parent seen from a
-    /// child of `_Fork`), or after 1 s (a program whose SIGABRT handler `longjmp`s out and
+    /// The wait is bounded: when the reporter is gone (a `vfork` child that shared this
+    /// memory and died, a thread of the parent seen from a child of `_Fork`), or after 1 s (a program whose SIGABRT handler `longjmp`s out and
     /// goes on), the waiting thread takes the report over and reports itself. Waiting for
     /// ever hung those programs at their next misuse (review R18). Polled every 10 ms.
     static func beginFatal() {
+        // The report is not cut short by `pthread_cancel` (`write` is a cancellation
+        // point): before, a thread with a cancellation pending lost its line and ended
+        // without aborting. Not restored: the report ends in abort (a program whose
+        // SIGABRT handler `siglongjmp`s out keeps the thread's cancellation off).
+        _ = swmshim_cancel_disable()
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if r.exchanged || r.original == me { return }
