@@ -19,8 +19,12 @@ let vosAbortCases: [(mode: String, message: String)] = [
     ("free-then-vos-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
     ("vos-free-garbage", "VOS_Free(): not a block from VOS_Malloc"),
     ("free-vos-twice", "free(): double free of a VOS block's pointer, or a pointer 16 bytes into a freed block"),
-    ("realloc-vos", "realloc(): invalid pointer: not the start of a block"),
-    ("realloc-vos-0", "realloc(): invalid pointer: not the start of a block"),
+    // realloc and malloc_usable_size name a VOS block as such (they said "not the start
+    // of a block allocated by swmalloc", which misled: review R19).
+    ("realloc-vos", "realloc(): invalid pointer: a VOS block (from VOS_Malloc): use VOS_Realloc"),
+    ("realloc-vos-0", "realloc(): invalid pointer: a VOS block (from VOS_Malloc): use VOS_Realloc"),
+    ("realloc-vos-huge-0", "realloc(): invalid pointer: a VOS block (from VOS_Malloc): use VOS_Realloc"),
+    ("usable-size-vos", "malloc_usable_size(): invalid pointer: a VOS block (from VOS_Malloc)"),
     ("huge-reused-interior", "invalid pointer: not the start of an allocated block"),
 ]
 

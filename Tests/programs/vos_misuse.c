@@ -6,11 +6,15 @@
  *   vos-free-garbage: print "pointer 0x…" then abort with one "swmalloc:" line naming it
  *                    and the caller's file:line.
  *   free-vos-twice   a VOS block given to plain free() twice: a double free.
- *   realloc-vos      plain realloc() of a VOS block: aborts naming the pointer.
- *   realloc-vos-0    the same with size 0 (it freed the block, crediting its module). */
+ *   realloc-vos      plain realloc() of a VOS block: aborts naming the pointer and saying
+ *                    it is a VOS block.
+ *   realloc-vos-0    the same with size 0 (which would free it), for a small block and
+ *   realloc-vos-huge-0  for a huge one (whose mapping realloc claims first).
+ *   usable-size-vos  malloc_usable_size() of a VOS block: the same. */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
+#include <malloc.h>
 #include <string.h>
 
 static void announce(void *p) {
@@ -100,6 +104,14 @@ int main(int argc, char **argv) {
         void *p = VOS_Malloc(64, 5);
         announce(p);
         p = realloc(p, 0);
+    } else if (strcmp(mode, "realloc-vos-huge-0") == 0) {
+        void *p = VOS_Malloc(3 << 20, 5);
+        announce(p);
+        p = realloc(p, 0);
+    } else if (strcmp(mode, "usable-size-vos") == 0) {
+        void *p = VOS_Malloc(64, 5);
+        announce(p);
+        printf("%zu\n", malloc_usable_size(p));
     } else {
         CHECKF(0, "unknown mode %s", mode);
     }

@@ -31,6 +31,10 @@ enum Extensions {
     /// and the core reports the invalid free.
     static func freeInterior(_ pointer: UnsafeMutableRawPointer) -> Bool { VOS.releaseFromFree(pointer) }
 
+    /// True when `pointer` is the caller pointer of a live VOS block (realloc and
+    /// malloc_usable_size name such a misuse in their abort).
+    static func isExtensionBlock(_ pointer: UnsafeMutableRawPointer) -> Bool { VOSBlock.locate(pointer) != nil }
+
     /// How far into its block the pointer an extension hands out lies (a VOS block's,
     /// past its header): free() of such a pointer whose block is free names a double free.
     static let interiorOffset = VOSBlock.headerSize

@@ -12,9 +12,21 @@ enum BlockQuery {
     }
 
     /// The message for anything but the start of a live block.
-    var invalidMessage: StaticString {
+    private var invalidMessage: StaticString {
         self == .realloc ? "realloc(): invalid pointer: not the start of a block allocated by swmalloc"
             : "malloc_usable_size(): invalid pointer: not the start of a block allocated by swmalloc"
+    }
+
+    /// Aborts naming `pointer`, which is not the start of a live block: a VOS block's
+    /// pointer says so (it was allocated by swmalloc, so "not … allocated by swmalloc"
+    /// misled: an outside review), anything else gets `invalidMessage`.
+    func invalid(_ pointer: UnsafeMutableRawPointer) -> Never {
+        if Extensions.isExtensionBlock(pointer) {
+            OS.fatal(self == .realloc ? "realloc(): invalid pointer: a VOS block (from VOS_Malloc): use VOS_Realloc"
+                                      : "malloc_usable_size(): invalid pointer: a VOS block (from VOS_Malloc)",
+                     pointer: pointer)
+        }
+        OS.fatal(invalidMessage, pointer: pointer)
     }
 }
 
@@ -37,14 +49,14 @@ extension Heap {
         if segment.pointee.kind == .huge && pointer == segment.base + segment.pointee.hugeOffset {
             return Huge.usableSize(segment)
         }
-        OS.fatal(query.invalidMessage, pointer: pointer)
+        query.invalid(pointer)
     }
 
     /// Usable bytes of an over-aligned huge block, or an abort when `pointer` is none.
     @inline(never)
     private static func overAlignedSize(_ pointer: UnsafeMutableRawPointer, for query: BlockQuery) -> Int {
         if let usable = Huge.overAlignedUsableSize(pointer) { return usable }
-        OS.fatal(query.invalidMessage, pointer: pointer)
+        query.invalid(pointer)
     }
 
     /// realloc's core: in place when the new size fits the block and does not waste more

@@ -320,7 +320,7 @@ enum Huge {
         if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
         if pointer != seg.base + seg.pointee.hugeOffset {
             SegmentMap.insert(seg.base, SegmentMap.huge)
-            OS.fatal(BlockQuery.realloc.invalidMessage, pointer: pointer)
+            BlockQuery.realloc.invalid(pointer)
         }
     }
 
