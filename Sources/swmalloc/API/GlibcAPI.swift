@@ -26,7 +26,7 @@ func swm_malloc_trim(_ pad: Int) -> Int32 {
 /// | fsmblks  | 0 (no fastbins) |
 /// | uordblks | bytes in live blocks inside segments |
 /// | fordblks | arena − uordblks: bytes of segments in no live block |
-/// | keepcost | bytes resident but in no block, and cached huge mappings: what `malloc_trim` would give back now |
+/// | keepcost | bytes resident but in no block, and cached huge mappings: a lower bound of what `malloc_trim` gives back (it also purges the OS pages inside free blocks above 4 KiB of pages with live blocks) |
 @c(swmimpl_mallinfo2)
 func swm_mallinfo2(_ out: UnsafeMutablePointer<UInt>?) {
     guard let out else { return }
