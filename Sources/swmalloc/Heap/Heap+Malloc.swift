@@ -107,12 +107,14 @@ extension Heap {
             let heap = Heap.current
             let slot = SizeClass.slot(size)
             let page = heap.page(slot: slot)
+            // The fast path's pop found this list empty, or its first block without the
+            // freed mark: that case aborts here.
             if let head = page.pointee.free { checkFreedMark(head, page) }
             if page.canExtend && page.pointee.threadFree.load(ordering: .relaxed) == 0 {
                 heap.spanLock.lock()
                 page.extend()
                 heap.spanLock.unlock()
-                return heap.popChecking(page, slot: slot)
+                return heap.pop(page, slot: slot)   // blocks just threaded, marked
             }
         }
         if size < 0 { return outOfMemory() }   // a size_t above PTRDIFF_MAX
