@@ -16,7 +16,7 @@ let regressionCases = [
     "thread_freeres_leak", "destructor_allocates_last_round", "memalign_map_count", "stats_signal_errno",
     "fork_in_signal_handler", "alignment_2_63", "huge_alignments", "posix_memalign_errno",
     "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
-    "span_walk_bounded", "aligned_large_realloc",
+    "span_walk_bounded", "aligned_large_realloc", "stats_across_thread_exit",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves
@@ -185,5 +185,12 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     @Test(arguments: Library.allCases)
     func alignedLargeBlocksReallocate(_ library: Library) throws {
         try expectQuietCase("aligned_large_realloc", library)
+    }
+
+    /// `allocated` and `mallocs` never fall while threads that leak blocks come and go
+    /// (review R23: a thread exiting during a read was counted nowhere).
+    @Test(arguments: Library.allCases)
+    func statsCountExitingThreadsOnce(_ library: Library) throws {
+        try expectQuietCase("stats_across_thread_exit", library)
     }
 }

@@ -641,6 +641,51 @@ static void case_aligned_large_realloc(void) {
     }
 }
 
+/** A thread that leaks 100 blocks of 64 bytes and exits (stats_across_thread_exit). */
+static void *leak_and_exit(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 100; i++) CHECK(malloc(64) != NULL);
+    return NULL;
+}
+
+static atomic_int spawning_done;
+
+/** Starts and joins leaking threads until spawning_done is set. */
+static void *spawn_leakers(void *arg) {
+    long *count = arg;
+    while (!atomic_load(&spawning_done)) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, leak_and_exit, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        ++*count;
+    }
+    return NULL;
+}
+
+/** stats_across_thread_exit: nothing is ever freed while threads that leak blocks come and
+ *  go, so swm_stats_get's `allocated` and cumulative `mallocs` never fall. Before, the
+ *  totals of exited threads were read before the registry lock, and a thread that exited
+ *  in between was in neither: both fell by its whole share for one read, 12–36 times in
+ *  a million reads (review R23). */
+static void case_stats_across_thread_exit(void) {
+    long threads = 0;
+    pthread_t spawner;
+    CHECK(pthread_create(&spawner, NULL, spawn_leakers, &threads) == 0);
+    long falls = 0;
+    size_t last_allocated = 0, last_mallocs = 0;
+    for (long i = 0; i < 400000 && swmalloc_loaded(); i++) {
+        swm_stats_t s;
+        CHECK(stats_get(&s) == 0);
+        falls += s.allocated < last_allocated || s.mallocs < last_mallocs;
+        last_allocated = s.allocated;
+        last_mallocs = s.mallocs;
+    }
+    if (!swmalloc_loaded()) usleep(100 * 1000);
+    atomic_store(&spawning_done, 1);
+    CHECK(pthread_join(spawner, NULL) == 0);
+    CHECKF(falls == 0, "allocated or mallocs fell %ld times while %ld threads came and went", falls, threads);
+}
+
 /* ---- main ---- */
 
 /** Every case, in the order `regress list` prints them. */
@@ -659,6 +704,7 @@ static const struct test_case cases[] = {
     {"huge_grow_in_place", case_huge_grow_in_place},
     {"span_walk_bounded", case_span_walk_bounded},
     {"aligned_large_realloc", case_aligned_large_realloc},
+    {"stats_across_thread_exit", case_stats_across_thread_exit},
 };
 
 /** Runs the case named on the command line. */

@@ -92,9 +92,16 @@ enum Stats {
         exited(bigAllocsWord).add(1)
     }
 
-    /// Calls `body` with every live heap, under the registry lock.
-    private static func forEachLiveHeap(_ body: (Heap) -> Void) {
+    /// Calls `start`, then `body` with every live heap, all under the registry lock. A
+    /// heap's counters move to the exited totals and the heap leaves the registry under
+    /// that lock in one step (`Stats.foldExited` in `Heap.release`, `foldParked`), so
+    /// totals read in `start` and the heaps walked after count every thread once. Read
+    /// before the lock (an outside review), a thread that exited in between was in
+    /// neither: `allocated` and the cumulative `mallocs` fell by its whole share for one
+    /// read.
+    private static func withLiveHeaps(_ start: () -> Void, _ body: (Heap) -> Void) {
         Globals.heapsLock.lock()
+        start()
         var cursor = Globals.liveHeaps.pointee
         while let raw = cursor {
             body(Heap(raw))
@@ -107,9 +114,10 @@ enum Stats {
     static func classSnapshot(_ c: Int) -> ClassSnapshot {
         var out = ClassSnapshot()
         out.blockSize = UInt(SizeClass.blockSize(c))
-        out.allocs = exited(c).loadRelaxed()
-        out.frees = exited(SizeClass.count + c).loadRelaxed()
-        forEachLiveHeap { heap in
+        withLiveHeaps({
+            out.allocs = exited(c).loadRelaxed()
+            out.frees = exited(SizeClass.count + c).loadRelaxed()
+        }) { heap in
             out.allocs &+= heap.state.classAllocs(c)
             out.frees &+= heap.state.freeCounter(c).pointee
         }
@@ -120,21 +128,34 @@ enum Stats {
     /// Process totals.
     static func snapshot() -> StatsSnapshot {
         var out = StatsSnapshot()
-        var bigAllocated = exited(bigAllocatedWord).loadRelaxed()
-        var bigFreed = exited(bigFreedWord).loadRelaxed()
-        out.mallocs = exited(bigAllocsWord).loadRelaxed()
-        out.frees = exited(bigFreesWord).loadRelaxed()
-        for c in 0..<SizeClass.count {
-            let cs = classSnapshot(c)
-            out.allocated &+= cs.live &* cs.blockSize
-            out.mallocs &+= cs.allocs
-            out.frees &+= cs.frees
-        }
-        forEachLiveHeap { heap in
+        var classes = InlineArray<88, ClassSnapshot>(repeating: ClassSnapshot())
+        var bigAllocated: UInt = 0
+        var bigFreed: UInt = 0
+        withLiveHeaps({
+            bigAllocated = exited(bigAllocatedWord).loadRelaxed()
+            bigFreed = exited(bigFreedWord).loadRelaxed()
+            out.mallocs = exited(bigAllocsWord).loadRelaxed()
+            out.frees = exited(bigFreesWord).loadRelaxed()
+            for c in 0..<SizeClass.count {
+                classes[c].allocs = exited(c).loadRelaxed()
+                classes[c].frees = exited(SizeClass.count + c).loadRelaxed()
+            }
+        }) { heap in
             bigAllocated &+= heap.state.pointee.bigAllocated
             bigFreed &+= heap.state.pointee.bigFreed
             out.mallocs &+= heap.state.pointee.bigAllocs
             out.frees &+= heap.state.pointee.bigFrees
+            for c in 0..<SizeClass.count {
+                classes[c].allocs &+= heap.state.classAllocs(c)
+                classes[c].frees &+= heap.state.freeCounter(c).pointee
+            }
+        }
+        for c in 0..<SizeClass.count {
+            let cs = classes[c]
+            let live = cs.allocs >= cs.frees ? cs.allocs - cs.frees : 0
+            out.allocated &+= live &* UInt(SizeClass.blockSize(c))
+            out.mallocs &+= cs.allocs
+            out.frees &+= cs.frees
         }
         out.allocated &+= bigAllocated >= bigFreed ? bigAllocated - bigFreed : 0
         let counters = Counters.shared
