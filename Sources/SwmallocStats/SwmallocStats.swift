@@ -131,9 +131,10 @@ public struct VOSModuleStats: Sendable, Equatable, Codable {
     public var allocs = 0, frees = 0
     /// Highest live bytes observed (a lower bound of the true peak; see docs/vos.md).
     public var peakBytes = 0
-    /// The module's quota in bytes (0: none), the live bytes counted against it, and the
-    /// allocations it refused.
-    public var quotaBytes = 0, quotaLiveBytes = 0, quotaRefused = 0
+    /// The module's quota in bytes (0: none; a `size_t`, up to `SIZE_MAX`).
+    public var quotaBytes: UInt = 0
+    /// The live bytes counted against the quota, and the allocations it refused.
+    public var quotaLiveBytes = 0, quotaRefused = 0
 
     /// All zero.
     public init() {}
@@ -153,7 +154,7 @@ public struct VOSModuleStats: Sendable, Equatable, Codable {
         allocs = try c.decode(Int.self, forKey: .allocs)
         frees = try c.decode(Int.self, forKey: .frees)
         peakBytes = try c.decode(Int.self, forKey: .peakBytes)
-        quotaBytes = try c.decode(Int.self, forKey: .quotaBytes)
+        quotaBytes = try c.decode(UInt.self, forKey: .quotaBytes)
         quotaRefused = try c.decode(Int.self, forKey: .quotaRefused)
     }
 }
@@ -189,7 +190,8 @@ extension Swmalloc {
         var s = VOSModuleStats()
         s.module = UInt(bitPattern: w[0])
         (s.liveBytes, s.liveBlocks, s.allocs, s.frees) = (w[1], w[2], w[3], w[4])
-        (s.peakBytes, s.quotaBytes, s.quotaLiveBytes, s.quotaRefused) = (w[5], w[6], w[7], w[8])
+        (s.peakBytes, s.quotaLiveBytes, s.quotaRefused) = (w[5], w[7], w[8])
+        s.quotaBytes = UInt(bitPattern: w[6])
         return s
     }
 

@@ -281,11 +281,13 @@ func format(_ r: SwmallocReport.Body, top: Int) -> String {
         return out
     }
     out += "VOS modules\n"
-    out += row(["module", "live bytes", "live blocks", "allocs", "frees", "peak bytes", "quota", "refused"])
+    // The quota last, as in the library's report: one of up to 20 digits would push every
+    // column after it.
+    out += row(["module", "live bytes", "live blocks", "allocs", "frees", "peak bytes", "refused", "quota"])
     for m in r.modules {
         out += row([moduleLabel(m.module), "\(m.liveBytes)", "\(m.liveBlocks)",
-                    "\(m.allocs)", "\(m.frees)", "\(m.peakBytes)", m.quotaBytes == 0 ? "-" : "\(m.quotaBytes)",
-                    "\(m.quotaRefused)"])
+                    "\(m.allocs)", "\(m.frees)", "\(m.peakBytes)", "\(m.quotaRefused)",
+                    m.quotaBytes == 0 ? "-" : "\(m.quotaBytes)"])
     }
     let leaks = r.sites.filter { $0.liveBlocks != 0 }
     out += "VOS leak report: \(leaks.count) site\(leaks.count == 1 ? "" : "s") with live blocks, largest first\n"
@@ -300,14 +302,15 @@ func format(_ r: SwmallocReport.Body, top: Int) -> String {
 /// A module index as the tables show it: 65536 is every ID above 65535.
 func moduleLabel(_ module: UInt) -> String { module == 65536 ? ">65535" : "\(module)" }
 
-/// One table row: right-aligned columns of 12, the last left-aligned when `last`.
+/// One table row: right-aligned columns of 12, at least one space before each cell (a
+/// wider number keeps it), the last left-aligned when `last`.
 func row(_ cells: [String], last: Bool = false) -> String {
     var line = ""
     for (i, cell) in cells.enumerated() {
         if last && i == cells.count - 1 {
             line += "  " + cell
         } else {
-            line += String(repeating: " ", count: max(0, 12 - cell.count)) + cell
+            line += String(repeating: " ", count: max(1, 12 - cell.count)) + cell
         }
     }
     return line + "\n"

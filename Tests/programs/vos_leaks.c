@@ -4,8 +4,10 @@
  * as "planted FILE:LINE BYTES BLOCKS" (largest first), then writes the text report to
  * stdout with swm_vos_report; the Swift test compares the two. With SWMALLOC_OPTIONS
  * stats_print/stats_json the full report at exit carries the same sites. Module 43 has
- * a quota of LONG_MAX bytes, wider than its column: the module table's rows must still
- * split into their 8 columns (its peak and quota ran together: an outside review). */
+ * a quota of SIZE_MAX bytes, wider than its column: the module table's rows must still
+ * split into their 8 columns (its peak and quota ran together: an outside review), the
+ * other columns stay under their headings, and the JSON report and `swmalloc stats`
+ * read it (the tool dropped the report of a quota above LONG_MAX: review R23). */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -38,7 +40,7 @@ int main(void) {
         void *p = VOS_Malloc(777, 40); line_freed = __LINE__;
         VOS_Free(p);
     }
-    CHECK(swm_vos_set_quota(43, LONG_MAX) == 0);
+    CHECK(swm_vos_set_quota(43, SIZE_MAX) == 0);
     VOS_Free(VOS_MallocModule(100, 43));   /* module-only: no site */
     pthread_t t;
     CHECK(pthread_create(&t, NULL, leak_from_thread, NULL) == 0);

@@ -52,13 +52,14 @@ enum VOSReport {
         // A process that never used VOS gets no VOS section in the text report.
         if VOSModules.globalIfMapped == nil { return }
         line.append("VOS modules (module 65536 = every ID above 65535)\n")
-        line.append("   module   live bytes  live blocks       allocs        frees   peak bytes        quota  refused\n")
+        // The quota last: one of up to 20 digits would push every column after it.
+        line.append("   module   live bytes  live blocks       allocs        frees   peak bytes  refused        quota\n")
         line.write(to: fd)
         VOSStats.forEachModule { s in
             line.flushIfFull(to: fd)
             Stats.pad(&line, s.module, 9); Stats.padSigned(&line, s.liveBytes, 13); Stats.pad(&line, s.liveBlocks, 13)
             Stats.pad(&line, s.allocs, 13); Stats.pad(&line, s.frees, 13); Stats.pad(&line, s.peakBytes, 13)
-            Stats.pad(&line, s.quotaBytes, 13); Stats.pad(&line, s.quotaRefused, 9)
+            Stats.pad(&line, s.quotaRefused, 9); Stats.pad(&line, s.quotaBytes, 13)
             line.append("\n")
         }
         line.append("VOS leak report: live blocks by site, largest first\n")
