@@ -52,7 +52,10 @@ typedef struct swm_stats {
                            memory it hands out (not its 32 MiB segment map, zero pages
                            unless locked by mlockall; nor what mlockall faults in: with
                            MCL_FUTURE the never-used parts of fresh segments, with
-                           MCL_CURRENT the purged ranges of cached segments) */
+                           MCL_CURRENT the purged ranges of cached segments). Purged
+                           means free spans and segments given back: the OS pages that
+                           swm_collect gives back inside free blocks of pages that still
+                           hold live blocks stay counted here (counted in `returned`) */
     size_t mapped;      /* mapped from the OS */
     size_t returned;    /* given back to the OS with madvise since start (cumulative) */
     size_t segments;    /* 4 MiB segments mapped */
@@ -166,8 +169,10 @@ size_t swm_vos_modules(swm_vos_module_stats_t *out, size_t capacity);
  *  first (the leak report's order); returns their number. */
 size_t swm_vos_sites(swm_vos_site_stats_t *out, size_t capacity);
 /** Sets a module's quota in bytes (0 removes it). An allocation that would take the live
- *  bytes allocated since the quota was set above it returns NULL with ENOMEM and is
- *  counted in quota_refused. Returns 0, or -1 with errno ENOMEM when out of memory. */
+ *  bytes allocated while a quota was set (quota_live_bytes) above it returns NULL with
+ *  ENOMEM and is counted in quota_refused. A block counted against a quota stays counted
+ *  until it is freed, through a removal and a new quota: blocks allocated with no quota
+ *  set are the ones never counted. Returns 0, or -1 with errno ENOMEM when out of memory. */
 int swm_vos_set_quota(unsigned long module, size_t bytes);
 /** Writes the module table and the leak report (live blocks by site, largest first), text
  *  or JSON ({"modules":[...],"sites":[...]}), to fd without calling malloc. The full
