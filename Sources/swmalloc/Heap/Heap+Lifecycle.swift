@@ -410,6 +410,7 @@ extension Heap {
         state.pointee.segments = nil
         state.pointee.fullSegments = nil
         state.pointee.segmentCount = 0
+        state.pointee.segmentCursor = nil
         state.pointee.fullPages = nil
         state.pointee.spare = nil
         for c in 0..<SizeClass.count {

@@ -68,17 +68,34 @@ extension Heap {
     /// held 25 % more at its peak: 68 MB against 55 for 4,000 live large blocks). A heap
     /// with fewer segments keeps its list in the order they came (moving them there too
     /// raised the peak of larson and rptest by a third).
+    ///
+    /// In such a heap the walk for resident memory starts where the last one ended (next
+    /// fit, `segmentCursor`), wrapping at the list's end, so every segment's resident spans
+    /// are found within a few walks. Started at the head each time, it saw only the 32
+    /// segments that got spans back last, whose resident spans had been cut small, and
+    /// took never-used memory while the heap's other segments held freed memory
+    /// resident: 4 threads at a time, each allocating 5,000 blocks of 1–60 KB and
+    /// keeping one in fifty, peaked at 842 MB resident for 660 MB used (glibc 634).
     private func takeOwnSpan(_ count: Int, alignment: Int, residentOnly: Bool) -> UnsafeMutablePointer<Page>? {
-        var cursor = state.pointee.segments
+        let nextFit = residentOnly && state.pointee.segmentCount > Heap.segmentVisits
+        let start = nextFit ? state.pointee.segmentCursor ?? state.pointee.segments : state.pointee.segments
+        var cursor = start
         var visits = Heap.segmentVisits
         while let seg = cursor, visits > 0 {
             cursor = seg.pointee.next
+            if nextFit && cursor == nil { cursor = state.pointee.segments }
+            if cursor == start { cursor = nil }
             visits -= 1
             #if DEBUG
             Globals.segmentVisitCount.add(1)
             #endif
-            if let span = takeSpan(count, alignment: alignment, from: seg, residentOnly: residentOnly) { return span }
+            if let span = takeSpan(count, alignment: alignment, from: seg, residentOnly: residentOnly) {
+                // The segment may have left the list (full): `unlinkSegment` moved the cursor.
+                if nextFit && seg.pointee.isFull == false { state.pointee.segmentCursor = seg }
+                return span
+            }
         }
+        if nextFit { state.pointee.segmentCursor = cursor }
         return nil
     }
 

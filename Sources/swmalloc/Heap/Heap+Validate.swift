@@ -60,9 +60,11 @@ extension Heap {
         }
         var pages = 0
         var segments = 0
+        var cursorListed = state.pointee.segmentCursor == nil
         for pass in 0..<2 {
             var cursor = pass == 0 ? state.pointee.segments : state.pointee.fullSegments
             while let seg = cursor {
+                if pass == 0 && seg == state.pointee.segmentCursor { cursorListed = true }
                 errors += validate(segment: seg, full: pass == 1, pages: &pages)
                 segments += 1
                 cursor = seg.pointee.next
@@ -71,6 +73,8 @@ extension Heap {
         if pages != listed { errors += report("pages in segments differ from pages on lists", nil) }
         // segmentCount = |segments| + |fullSegments|
         if segments != state.pointee.segmentCount { errors += report("segment count differs from the lists", nil) }
+        // segmentCursor ∈ segments ∪ {nil}
+        if !cursorListed { errors += report("resident walk's cursor is not on the segment list", nil) }
         return errors
     }
 

@@ -127,6 +127,9 @@ struct HeapState: ~Copyable {
     var spare: UnsafeMutablePointer<Segment>?
     /// Segments on the two lists above (`linkSegment`, `unlinkSegment`).
     var segmentCount: Int
+    /// A segment of `segments` where the next walk for resident memory starts, in a heap
+    /// with more segments than one walk visits (`Heap.takeOwnSpan`); nil: the head.
+    var segmentCursor: UnsafeMutablePointer<Segment>?
     /// Set (by other threads) when a full page got its first remote free.
     let remotePending: Atomic<UInt>
     /// Blocks this thread freed into other threads' small pages, not yet sent: one batch
@@ -298,6 +301,7 @@ extension Heap {
 
     /// Removes `seg` from its segment list.
     func unlinkSegment(_ seg: UnsafeMutablePointer<Segment>) {
+        if seg == state.pointee.segmentCursor { state.pointee.segmentCursor = seg.pointee.next }
         if let prev = seg.pointee.prev { prev.pointee.next = seg.pointee.next }
         else { setSegmentHead(full: seg.pointee.isFull, seg.pointee.next) }
         if let next = seg.pointee.next { next.pointee.prev = seg.pointee.prev }

@@ -410,13 +410,21 @@ extension UnsafeMutablePointer where Pointee == Segment {
             && count >= Int(pointee.missCount) && alignment >= Int(pointee.missAlignment) {
             return nil
         }
+        if residentOnly {
+            guard let i = bestResidentFit(count, alignment: alignment) else { return nil }
+            var span = page(at: i)
+            let start = (i + alignment - 1) & ~(alignment - 1)
+            if start > i { span = split(span, at: start) }
+            if span.pointee.sliceCount > count { _ = split(span, at: start + count) }
+            markInUse(span)
+            return span
+        }
         var i = 1
         while i < Geometry.slicesPerSegment {
             var span = page(at: i)
             let length = span.pointee.sliceCount
             let start = (i + alignment - 1) & ~(alignment - 1)
-            if span.pointee.kind == .freeSpan && !(residentOnly && span.pointee.purged)
-                && start + count <= i + length + (residentOnly ? 0 : freeAfter(i + length, upTo: start + count)) {
+            if span.pointee.kind == .freeSpan && start + count <= i + length + freeAfter(i + length, upTo: start + count) {
                 // Free spans of different purge states lie side by side unmerged (see
                 // `returnSpan`): join as many as the request needs.
                 while start + count > i + span.pointee.sliceCount {
@@ -429,11 +437,31 @@ extension UnsafeMutablePointer where Pointee == Segment {
             }
             i += length
         }
-        if residentOnly { return nil }
         pointee.missReturns = pointee.spanReturns
         pointee.missCount = UInt8(count)
         pointee.missAlignment = UInt8(alignment)
         return nil
+    }
+
+    /// The first slice of the smallest resident free span that holds `count` slices from a
+    /// multiple of `alignment` (the first of equals), nil when none does.
+    private func bestResidentFit(_ count: Int, alignment: Int) -> Int? {
+        var best: Int? = nil
+        var bestLength = Int.max
+        var i = 1
+        while i < Geometry.slicesPerSegment {
+            let span = page(at: i)
+            let length = span.pointee.sliceCount
+            let start = (i + alignment - 1) & ~(alignment - 1)
+            if span.pointee.kind == .freeSpan && !span.pointee.purged && length < bestLength
+                && start + count <= i + length {
+                if length == count { return i }
+                best = i
+                bestLength = length
+            }
+            i += length
+        }
+        return best
     }
 
     /// Counts free span `span`, cut to the length taken, as in use: resident from now on
