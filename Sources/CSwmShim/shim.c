@@ -125,11 +125,30 @@ _Noreturn void swmshim_abort(void) { abort(); }
 const char *swmshim_getenv(const char *name) { return secure_getenv(name); }
 int swmshim_getpid(void) { return (int)getpid(); }
 
+// vm.overcommit_memory, read once: 1 when it is 2 (strict: every private writable
+// mapping is charged to the system's CommitLimit, purged or not), else 0; -1 not read yet.
+static int strict_overcommit = -1;
+
+static int overcommit_is_strict(void) {
+    int strict = __atomic_load_n(&strict_overcommit, __ATOMIC_RELAXED);
+    if (strict >= 0) return strict;
+    strict = 0;
+    int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char c = 0;
+        if (read(fd, &c, 1) == 1 && c == '2') strict = 1;
+        close(fd);
+    }
+    __atomic_store_n(&strict_overcommit, strict, __ATOMIC_RELAXED);
+    return strict;
+}
+
 int swmshim_address_space_limited(void) {
     int saved = errno;
     struct rlimit as, data;
     int limited = (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
-        || (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
+        || (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY)
+        || overcommit_is_strict();
     errno = saved;
     return limited;
 }

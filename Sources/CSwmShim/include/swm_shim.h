@@ -114,7 +114,9 @@ const char *swmshim_getenv(const char *name);
 /// The process id (for report file names).
 int swmshim_getpid(void);
 /// 1 when the process's mappings are limited (RLIMIT_AS, `ulimit -v`, or RLIMIT_DATA,
-/// `ulimit -d`, which counts private writable mappings, finite), else 0.
+/// `ulimit -d`, which counts private writable mappings, finite), or the system's are
+/// (`vm.overcommit_memory` = 2: mapped private memory is charged against the system's
+/// CommitLimit even once purged; read once), else 0.
 int swmshim_address_space_limited(void);
 
 // ---- process and thread registration ----

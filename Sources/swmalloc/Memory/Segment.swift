@@ -2,6 +2,8 @@
 
 import Synchronization
 
+import CSwmShim
+
 /// Header of a 4 MiB segment, at the segment's base (slice 0). A slice map and one page
 /// descriptor per slice follow it:
 ///
@@ -237,7 +239,9 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// have collected them, retired the page and given the segment away. Keeping every
     /// normal segment mapped makes that read safe (it finds zeros or a reformatted page).
     /// The cost is address space (the peak of normal segments), not memory: a retained
-    /// segment keeps one 4 KiB page resident.
+    /// segment keeps one 4 KiB page resident. Under a limit on mappings (`ulimit -v`,
+    /// `ulimit -d`, `vm.overcommit_memory` = 2) its slices 1…63 are unmapped at once,
+    /// keeping the header slice (`unmapSlices`), as `releaseAddressSpace` does.
     ///
     /// Invariant (retained segment): its slices 1…63 count as purged in `purgedNow` when
     /// mapped (`mappedSize` = segment size), and are not counted at all when unmapped.
@@ -264,6 +268,10 @@ extension UnsafeMutablePointer where Pointee == Segment {
         OSMemory.purge(base + OS.pageSize, UnsafeMutablePointer<Segment>.retainedHeaderPurge)
         Counters.shared.pointee.purgedNow.wrappingAdd(
             UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)
+        // Under a limit on mappings the address space goes back now: the program's own
+        // mmap may need it (an outside review: under `ulimit -v`, a program that freed
+        // 500 MB of blocks could not mmap 500 MB, after any wait, until malloc_trim).
+        if pointee.mappedSize == Geometry.segmentSize && swmshim_address_space_limited() != 0 { _ = unmapSlices() }
         SegmentMap.remove(base)
         Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
         _ = push(onto: Globals.retainedHead, count: Globals.retainedCount, limit: Int.max)
