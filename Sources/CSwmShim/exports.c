@@ -101,7 +101,8 @@ __attribute__((visibility("default"))) struct swm_mallinfo mallinfo(void) {
 /// `malloc_info(0, stream)`: flushes the stream and writes the XML report to its file
 /// descriptor (so nothing is allocated on the way). Options other than 0 return EINVAL
 /// with errno untouched, as glibc does; a stream without a descriptor (a memory stream)
-/// gets -1 with EINVAL.
+/// gets -1 with EINVAL; a write that fails, -1 with its errno (ENOSPC on /dev/full:
+/// errno was 0, an outside review; glibc returns 0 and drops the report).
 __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream) {
     if (options != 0) return EINVAL;
     if (stream == NULL) {
@@ -114,7 +115,9 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
         errno = EINVAL;
         return -1;
     }
-    return swmimpl_malloc_info_fd(fd);
+    if (swmimpl_malloc_info_fd(fd) == 0) return 0;
+    errno = swmshim_last_write_error();
+    return -1;
 }
 
 // ---- C++: the replaceable operator new and delete (all 20 forms of libstdc++/libc++) ----

@@ -99,6 +99,9 @@ long swmshim_futex_wake(uint32_t *addr, int count) {
     return r;
 }
 
+// The errno of this thread's last `swmshim_write` that failed (which keeps errno itself).
+static __thread int last_write_error __attribute__((tls_model("initial-exec")));
+
 long swmshim_write(int fd, const void *buf, size_t len) {
     int saved = errno;
     long r;
@@ -106,9 +109,12 @@ long swmshim_write(int fd, const void *buf, size_t len) {
      * (a pipe): the report must go on, not lose that chunk. */
     do r = write(fd, buf, len);
     while (r < 0 && errno == EINTR);
+    if (r < 0) last_write_error = errno;
     errno = saved;
     return r;
 }
+
+int swmshim_last_write_error(void) { return last_write_error; }
 
 uint64_t swmshim_now_ns(void) {
     struct timespec ts;

@@ -13,7 +13,8 @@
  *   malloc_stats_text    malloc_stats() prints swmalloc's report on stderr (the test
  *                        checks the text).
  *   malloc_info_xml      malloc_info(0, f) writes glibc-shaped XML; options other than 0
- *                        return EINVAL, errno untouched (glibc's answer).
+ *                        return EINVAL, errno untouched (glibc's answer); to /dev/full
+ *                        swmalloc returns -1 with ENOSPC (errno was 0: review R22).
  *   mallopt_answers      glibc's answers (1; 0 for M_MXFAST above 160: before, 0 for all
  *                        but one, and programs that check them refused to start);
  *                        M_TRIM_THRESHOLD 0 maps onto purge_delay_ms=1: 100 turns of malloc,
@@ -143,6 +144,12 @@ static void malloc_info_xml(void) {
     CHECKF(n > 9 && strcmp(text + n - 10, "</malloc>\n") == 0, "ends: %s", text + (n > 40 ? n - 40 : 0));
     errno = 0;
     CHECK(malloc_info(1, stdout) == EINVAL && errno == 0);   /* as glibc: returned, not set */
+    FILE *full = fopen("/dev/full", "w");
+    CHECK(full != NULL);
+    errno = 0;
+    int r = malloc_info(0, full);
+    CHECKF(r == -1 && errno == ENOSPC, "malloc_info to /dev/full: %d, errno %d", r, errno);   /* glibc: 0 */
+    fclose(full);
 }
 
 /** Page faults during 100 turns of malloc, touch (two pages) and free of an 8 MiB block:

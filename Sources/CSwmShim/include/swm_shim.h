@@ -99,6 +99,8 @@ long swmshim_futex_wait(uint32_t *addr, uint32_t expected);
 long swmshim_futex_wait_ns(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 long swmshim_futex_wake(uint32_t *addr, int count);
 long swmshim_write(int fd, const void *buf, size_t len);
+/// The errno of the calling thread's last `swmshim_write` that failed (0: none did).
+int swmshim_last_write_error(void);
 /// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
 uint64_t swmshim_now_ns(void);
 /// Sets errno for the caller (ENOMEM/EINVAL on the C API's error paths).
