@@ -115,8 +115,10 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
         errno = EINVAL;
         return -1;
     }
+    swmshim_clear_write_error();
     if (swmimpl_malloc_info_fd(fd) == 0) return 0;
-    errno = swmshim_last_write_error();
+    int error = swmshim_last_write_error();
+    errno = error != 0 ? error : EIO;
     return -1;
 }
 

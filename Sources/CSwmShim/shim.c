@@ -115,11 +115,13 @@ long swmshim_write(int fd, const void *buf, size_t len) {
     do r = write(fd, buf, len);
     while (r < 0 && errno == EINTR);
     if (r < 0) last_write_error = errno;
+    else if (r == 0 && len > 0) last_write_error = EIO;
     errno = saved;
     return r;
 }
 
 int swmshim_last_write_error(void) { return last_write_error; }
+void swmshim_clear_write_error(void) { last_write_error = 0; }
 
 uint64_t swmshim_now_ns(void) {
     struct timespec ts;
@@ -136,30 +138,33 @@ _Noreturn void swmshim_abort(void) { abort(); }
 const char *swmshim_getenv(const char *name) { return secure_getenv(name); }
 int swmshim_getpid(void) { return (int)getpid(); }
 
-// vm.overcommit_memory, read once: 1 when it is 2 (strict: every private writable
-// mapping is charged to the system's CommitLimit, purged or not), else 0; -1 not read yet.
-static int strict_overcommit = -1;
+// 1 when vm.overcommit_memory is 2 (strict: every private writable mapping is charged
+// to the system's CommitLimit, purged or not), read once at start-up.
+static int strict_overcommit;
 
-static int overcommit_is_strict(void) {
-    int strict = __atomic_load_n(&strict_overcommit, __ATOMIC_RELAXED);
-    if (strict >= 0) return strict;
-    strict = 0;
-    int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+// Raw system calls, here and in swmshim_address_space_limited: both run under the
+// allocator's locks (a segment's retirement, under its heap's span lock), where a
+// preloaded library's `open` or `getrlimit` that allocates would wait on that lock for
+// ever (an outside review's `open` hook deadlocked `free`).
+void swmshim_read_overcommit(void) {
+    int saved = errno;
+    int strict = 0;
+    long fd = syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         char c = 0;
-        if (read(fd, &c, 1) == 1 && c == '2') strict = 1;
-        close(fd);
+        if (syscall(SYS_read, fd, &c, 1) == 1 && c == '2') strict = 1;
+        syscall(SYS_close, fd);
     }
-    __atomic_store_n(&strict_overcommit, strict, __ATOMIC_RELAXED);
-    return strict;
+    strict_overcommit = strict;
+    errno = saved;
 }
 
 int swmshim_address_space_limited(void) {
+    if (strict_overcommit) return 1;
     int saved = errno;
     struct rlimit as, data;
-    int limited = (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
-        || (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY)
-        || overcommit_is_strict();
+    int limited = (syscall(SYS_prlimit64, 0, RLIMIT_AS, NULL, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+        || (syscall(SYS_prlimit64, 0, RLIMIT_DATA, NULL, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
     errno = saved;
     return limited;
 }

@@ -739,6 +739,22 @@ static void case_churn_reuses_resident_memory(void) {
     for (int i = 0; i < CHURN_SLOTS; i++) free(churn_kept[i]);
 }
 
+/** retain_under_open_hook: 64 blocks of 1 MiB allocated and freed, with purge_delay_ms=0
+ *  (RegressionTests) so that the emptied segments beyond the cache's 8 are retained in
+ *  free, and open_hook.so preloaded after swmalloc (its open() allocates): the program
+ *  ends. Before, a retirement read vm.overcommit_memory with open() under the heap's span
+ *  lock, the hook's malloc waited for that lock, and free() hung (review R24). */
+static void case_retain_under_open_hook(void) {
+    void *blocks[64];
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = malloc(MiB);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 1, 4096);
+    }
+    for (int i = 0; i < 64; i++) free(blocks[i]);
+    free(malloc(100));
+}
+
 /* ---- main ---- */
 
 /** Every case, in the order `regress list` prints them. */
@@ -759,6 +775,7 @@ static const struct test_case cases[] = {
     {"aligned_large_realloc", case_aligned_large_realloc},
     {"stats_across_thread_exit", case_stats_across_thread_exit},
     {"churn_reuses_resident_memory", case_churn_reuses_resident_memory},
+    {"retain_under_open_hook", case_retain_under_open_hook},
 };
 
 /** Runs the case named on the command line. */

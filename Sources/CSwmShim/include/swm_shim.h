@@ -103,8 +103,10 @@ long swmshim_futex_wait(uint32_t *addr, uint32_t expected);
 long swmshim_futex_wait_ns(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 long swmshim_futex_wake(uint32_t *addr, int count);
 long swmshim_write(int fd, const void *buf, size_t len);
-/// The errno of the calling thread's last `swmshim_write` that failed (0: none did).
+/// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
+/// of nothing; 0: none did since `swmshim_clear_write_error`).
 int swmshim_last_write_error(void);
+void swmshim_clear_write_error(void);
 /// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
 uint64_t swmshim_now_ns(void);
 /// Sets errno for the caller (ENOMEM/EINVAL on the C API's error paths).
@@ -122,8 +124,11 @@ int swmshim_getpid(void);
 /// 1 when the process's mappings are limited (RLIMIT_AS, `ulimit -v`, or RLIMIT_DATA,
 /// `ulimit -d`, which counts private writable mappings, finite), or the system's are
 /// (`vm.overcommit_memory` = 2: mapped private memory is charged against the system's
-/// CommitLimit even once purged; read once), else 0.
+/// CommitLimit even once purged; read at start-up by `swmshim_read_overcommit`), else 0.
+/// Raw system calls: safe under the allocator's locks.
 int swmshim_address_space_limited(void);
+/// Reads `vm.overcommit_memory` for `swmshim_address_space_limited` (once, at start-up).
+void swmshim_read_overcommit(void);
 
 // ---- process and thread registration ----
 /// Creates the thread-exit key; `destructor` is called with the heap when a thread ends.

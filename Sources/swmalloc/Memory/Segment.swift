@@ -39,6 +39,9 @@ struct Segment {
     var missAlignment: UInt8
     var origin: UInt32                          // huge: the mapping it was cut from (`Huge.coalesce`)
     var hugeAdvice: Int                         // huge: THP advice last given from the block's start: +n bytes for, −n against, 0 unknown
+    var residentMissReturns: UInt32             // `spanReturns` when a request for resident memory last missed
+    var residentMissCount: UInt8                // that request's slices and alignment (0: none)
+    var residentMissAlignment: UInt8
 
     static let sliceMapOffset = 128
     /// Bytes per page descriptor (three cache lines used, see `Page`): a power of two, so
@@ -249,32 +252,57 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// instead, which gives even locked memory back; only if that is refused too do they
     /// stay mapped, counted as purged though resident.
     private func retain() {
-        purgeExpired(now: OS.nowNanoseconds(), delay: 0)
-        var refused = 0
-        var i = 1
-        while i < Geometry.slicesPerSegment {
-            let span = page(at: i)
-            if !span.pointee.purged {
-                refused += span.pointee.sliceCount << Geometry.sliceShift
-                span.pointee.purged = true
+        // Under a limit on mappings the address space goes back now, the memory with it
+        // (not purged first: the unmap gives it back): the program's own mmap may need it
+        // (an outside review: under `ulimit -v`, a program that freed 500 MB of blocks
+        // could not mmap 500 MB, after any wait, until malloc_trim).
+        let limited = pointee.mappedSize == Geometry.segmentSize && swmshim_address_space_limited() != 0
+        if !(limited && unmapWithSpans()) {
+            purgeExpired(now: OS.nowNanoseconds(), delay: 0)
+            let refused = residentSpanBytes(markPurged: true)
+            if refused > 0 {
+                Counters.shared.pointee.purgedNow.wrappingAdd(UInt(refused), ordering: .relaxed)
+                // Given back by the unmap (`swm_collect` counts it), not by a purge.
+                if unmapSlices() { Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(refused), ordering: .relaxed) }
             }
-            i += span.pointee.sliceCount
-        }
-        if refused > 0 {
-            Counters.shared.pointee.purgedNow.wrappingAdd(UInt(refused), ordering: .relaxed)
-            // Given back by the unmap (`swm_collect` counts it), not by a purge.
-            if unmapSlices() { Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(refused), ordering: .relaxed) }
         }
         OSMemory.purge(base + OS.pageSize, UnsafeMutablePointer<Segment>.retainedHeaderPurge)
         Counters.shared.pointee.purgedNow.wrappingAdd(
             UInt(UnsafeMutablePointer<Segment>.retainedHeaderPurge), ordering: .relaxed)
-        // Under a limit on mappings the address space goes back now: the program's own
-        // mmap may need it (an outside review: under `ulimit -v`, a program that freed
-        // 500 MB of blocks could not mmap 500 MB, after any wait, until malloc_trim).
-        if pointee.mappedSize == Geometry.segmentSize && swmshim_address_space_limited() != 0 { _ = unmapSlices() }
         SegmentMap.remove(base)
         Counters.shared.pointee.segments.wrappingSubtract(1, ordering: .relaxed)
         _ = push(onto: Globals.retainedHead, count: Globals.retainedCount, limit: Int.max)
+    }
+
+    /// Bytes of the free spans not purged (all spans are free in an empty segment); with
+    /// `markPurged` they are marked purged (the caller counts them).
+    private func residentSpanBytes(markPurged: Bool) -> Int {
+        var bytes = 0
+        var i = 1
+        while i < Geometry.slicesPerSegment {
+            let span = page(at: i)
+            if !span.pointee.purged {
+                bytes += span.pointee.sliceCount << Geometry.sliceShift
+                if markPurged { span.pointee.purged = true }
+            }
+            i += span.pointee.sliceCount
+        }
+        return bytes
+    }
+
+    /// Unmaps an empty segment's slices 1…63 with the memory its free spans still hold
+    /// resident, counted as given back; false, nothing changed, when the kernel refuses.
+    private func unmapWithSpans() -> Bool {
+        let resident = residentSpanBytes(markPurged: false)
+        // `unmapSlices` uncounts slices 1…63 as purged: count the resident ones so first.
+        Counters.shared.pointee.purgedNow.wrappingAdd(UInt(resident), ordering: .relaxed)
+        if !unmapSlices() {
+            Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(resident), ordering: .relaxed)
+            return false
+        }
+        _ = residentSpanBytes(markPurged: true)
+        Counters.shared.pointee.purgedTotal.wrappingAdd(UInt(resident), ordering: .relaxed)
+        return true
     }
 
     /// Unmaps a retained segment's slices 1…63 (counted as purged until now), keeping its
@@ -412,14 +440,26 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// walking the spans (thousands of aligned blocks would otherwise walk every segment).
     ///
     /// With `residentOnly` it takes only a span whose memory is resident (freed and not
-    /// yet purged), and a miss is not remembered (a purged span may still fit).
+    /// yet purged), the smallest that fits (`bestResidentFit`), and its misses are
+    /// remembered apart (a purged span may still fit the other walk).
     func takeSpan(_ count: Int, alignment: Int = 1, residentOnly: Bool = false) -> UnsafeMutablePointer<Page>? {
         if pointee.missCount != 0 && pointee.missReturns == pointee.spanReturns
             && count >= Int(pointee.missCount) && alignment >= Int(pointee.missAlignment) {
             return nil
         }
         if residentOnly {
-            guard let i = bestResidentFit(count, alignment: alignment) else { return nil }
+            // A miss is remembered as for the other walk: only a returned span makes
+            // memory resident and free (purges and takes only remove it).
+            if pointee.residentMissCount != 0 && pointee.residentMissReturns == pointee.spanReturns
+                && count >= Int(pointee.residentMissCount) && alignment >= Int(pointee.residentMissAlignment) {
+                return nil
+            }
+            guard let i = bestResidentFit(count, alignment: alignment) else {
+                pointee.residentMissReturns = pointee.spanReturns
+                pointee.residentMissCount = UInt8(count)
+                pointee.residentMissAlignment = UInt8(alignment)
+                return nil
+            }
             var span = page(at: i)
             let start = (i + alignment - 1) & ~(alignment - 1)
             if start > i { span = split(span, at: start) }
