@@ -15,14 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/// The end of every free list (`Page.listEnd`): two words, read only. Its second word
-/// (0) is no page's freed mark, so malloc's fast path, which tests the first block's mark,
-/// finds an empty list with the same test.
-const _Alignas(16) uintptr_t swmshim_list_end_words[2] = {0, 0};
-
-/// An empty page descriptor: its first word, the free list, is the list end, the rest
-/// zero. 256 bytes covers the Swift `Page` layout (checked at start-up).
-static _Alignas(64) void *swmshim_empty_page[32] = {[0] = (void *)swmshim_list_end_words};
+/// A zeroed page descriptor: its first word, the free list, is NULL. 256 bytes covers
+/// the Swift `Page` layout (checked at start-up).
+static _Alignas(64) void *swmshim_empty_page[32];
 
 void *swmshim_empty_heap[SWM_DIRECT_SLOTS] = {[0 ... SWM_DIRECT_SLOTS - 1] = swmshim_empty_page};
 void *swmshim_exited_heap[SWM_DIRECT_SLOTS] = {[0 ... SWM_DIRECT_SLOTS - 1] = swmshim_empty_page};

@@ -21,14 +21,10 @@
 extern uint8_t swmshim_slot_table[SWM_SLOT_TABLE_ROWS] __attribute__((visibility("hidden")));
 static inline uint8_t *swmshim_slot_table_base(void) { return swmshim_slot_table; }
 
-/// The end of every page's free list (see `Page.listEnd`): two zero words, read only.
-extern const uintptr_t swmshim_list_end_words[2] __attribute__((visibility("hidden")));
-static inline void *swmshim_list_end(void) { return (void *)swmshim_list_end_words; }
-
 /// The heap every thread starts with: `SWM_DIRECT_SLOTS` pointers, all to one empty page
-/// whose free list is empty (its head is the list end). Reading a size class's page from
-/// it always finds "no free block", so "thread has no heap yet" and "page is empty" are
-/// the same single test on malloc's fast path.
+/// whose free list is NULL. Reading a size class's page from it always finds "no free
+/// block", so "thread has no heap yet" and "page is empty" are the same single test on
+/// malloc's fast path.
 extern void *swmshim_empty_heap[SWM_DIRECT_SLOTS] __attribute__((visibility("hidden")));
 
 /// The current thread's heap, initial-exec TLS: one %fs-relative load.

@@ -20,7 +20,8 @@ func swm_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
 /// std::bad_alloc.
 @c(swmimpl_cxx_new)
 func swm_cxx_new(_ size: Int) -> UnsafeMutableRawPointer? {
-    Heap.current.allocateFast(size) { swmshim_cxx_new_slow($0) }
+    guard let block = Heap.current.allocateFast(size) else { return swmshim_cxx_new_slow(size) }
+    return block
 }
 
 /// Frees a block (NULL is a no-op); an invalid or double free aborts naming the pointer.

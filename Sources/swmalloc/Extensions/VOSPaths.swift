@@ -38,16 +38,13 @@ enum VOS {
         // size 0 wraps and fails the one compare.
         let t = size &- 1
         let slot = Int(bitPattern: t &>> 4) &+ 2
-        var block: UnsafeMutableRawPointer? = nil
-        if _fastPath(t < UInt(SizeClass.sizeIndexedMax - VOSBlock.headerSize)) {
-            // A block from the direct slot: `heap` is the thread's own (`popFast` found one).
-            let user = heap.popFast(slot: slot, hit: { taken -> UnsafeMutableRawPointer? in
-                block = taken
-                return chargeFast(heap, taken, size, module, withSite: withSite, file: file, line: line)
-            }, miss: { nil })
-            if _fastPath(user != nil) { return user }
+        let block = _fastPath(t < UInt(SizeClass.sizeIndexedMax - VOSBlock.headerSize))
+            ? heap.pop(heap.page(slot: slot), slot: slot) : nil
+        // A block from the direct slot: `heap` is the thread's own (`pop` found a block).
+        if _fastPath(block != nil),
+           let user = chargeFast(heap, block.unsafelyUnwrapped, size, module, withSite: withSite, file: file, line: line) {
+            return user
         }
-        // One call, the last: the fast path keeps no stack frame.
         return allocateSlow(block, size, module, withSite: withSite, file: file, line: line)
     }
 

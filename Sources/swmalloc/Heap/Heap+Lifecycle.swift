@@ -548,7 +548,7 @@ extension Heap {
             page.collectThreadFree()
             if page.pointee.used == 0 {
                 seg.returnSpan(page, now: now, purgeNow: false)
-            } else if page.pointee.kind == .small && (page.hasFree || page.pointee.capacity < Int(page.pointee.reserved)) {
+            } else if page.pointee.kind == .small && (page.pointee.free != nil || page.pointee.capacity < Int(page.pointee.reserved)) {
                 pushClass(page)
             } else {
                 pushFull(page)

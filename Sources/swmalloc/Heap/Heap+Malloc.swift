@@ -19,42 +19,29 @@ import CSwmShim
 extension Heap {
     /// malloc's fast path. Cost: one TLS load, the direct slot (up to 1 KiB a compare, an
     /// add and a shift; above, a shift, a compare and a byte load), two loads to reach the
-    /// page's first free block, one unlikely exit (the block lacks the freed mark: the list
-    /// is empty, its end `Page.listEnd` never carries one, or the program wrote to it),
-    /// then the pop: three stores (page.free, the block's freed-mark word, the page's used
-    /// count), the slot's counter and a prefetch of the next block (see `pop`). No lock,
-    /// no atomic. 17 instructions up to 1 KiB, 23 above.
+    /// page's free list, one unlikely exit (two branches: the list is empty, or its first
+    /// block lacks the freed mark), then the pop: three stores (page.free, the block's
+    /// freed-mark word, the page's used count), the slot's counter and a prefetch of the
+    /// next block (see `pop`). No lock, no atomic. 19 instructions up to 1 KiB, 25 above.
     @inline(__always)
     static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
-        Heap.current.allocateFast(size) { allocateSlow($0) }
+        guard let block = Heap.current.allocateFast(size) else { return allocateSlow(size) }
+        return block
     }
 
-    /// The fast path's pop: a block of `size` bytes from this heap's direct slot, or
-    /// `slow(size)` when its page has none.
+    /// The fast path's pop: a block of `size` bytes from this heap's direct slot, nil when
+    /// its page has none (then `allocateSlow`). A block found proves that this is the
+    /// thread's own heap: the empty and exited heaps' slots all point at the empty page.
     @inline(__always)
-    func allocateFast(_ size: Int, orElse slow: (Int) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-        popFast(slot: SizeClass.slot(size), hit: { $0 }, miss: { slow(size) })
-    }
-
-    /// The fast paths' pop from direct slot `slot`: `hit(block)` with the block taken, or
-    /// `miss()` when the page has none (or its first block lacks the freed mark). A block
-    /// found proves that this is the thread's own heap: the empty and exited heaps' slots
-    /// all point at the empty page. The block goes to `hit` as it was loaded, never tested
-    /// for nil (a pop that returned an optional made its callers test it again: two
-    /// instructions).
-    @inline(__always)
-    func popFast<R>(slot: Int, hit: (UnsafeMutableRawPointer) -> R, miss: () -> R) -> R {
-        let page = page(slot: slot)
-        let block = page.pointee.free.unsafelyUnwrapped
-        guard _fastPath(block.load(fromByteOffset: 8, as: UInt.self) == page.freedMark) else { return miss() }
-        take(block, from: page, slot: slot)
-        return hit(block)
+    func allocateFast(_ size: Int) -> UnsafeMutableRawPointer? {
+        let slot = SizeClass.slot(size)
+        return pop(page(slot: slot), slot: slot)
     }
 
     /// Takes the first block of `page`'s free list: clears the block's freed mark, counts
-    /// it in the page and in the heap's direct slot `slot`. Nil when the list is empty
-    /// (its head is `Page.listEnd`, which carries no mark), or when its first block lacks
-    /// the freed mark (the slow paths tell the two apart: `popChecking`).
+    /// it in the page and in the heap's direct slot `slot`. Nil when the list is empty,
+    /// or when its first block lacks the freed mark (the slow paths tell the two apart:
+    /// `popChecking`).
     ///
     /// Every block on a free list carries its page's freed mark (invariant, checked by the
     /// validator), so a block without it was written to by the program while free: after
@@ -73,30 +60,22 @@ extension Heap {
     /// a malloc. One instruction; a prefetch never faults (NULL included).
     @inline(__always)
     func pop(_ page: UnsafeMutablePointer<Page>, slot: Int) -> UnsafeMutableRawPointer? {
-        // An empty list is `Page.listEnd`, whose mark word never matches: one test.
-        let block = page.pointee.free.unsafelyUnwrapped
-        guard _fastPath(block.load(fromByteOffset: 8, as: UInt.self) == page.freedMark) else { return nil }
-        take(block, from: page, slot: slot)
-        return block
-    }
-
-    /// The pop's stores: `block`, the first block of `page`'s list, leaves it; its freed
-    /// mark is cleared, and it is counted in the page and in direct slot `slot`.
-    @inline(__always)
-    private func take(_ block: UnsafeMutableRawPointer, from page: UnsafeMutablePointer<Page>, slot: Int) {
-        let next = block.load(as: UnsafeMutableRawPointer.self)
+        guard let block = page.pointee.free,
+              _fastPath(block.load(fromByteOffset: 8, as: UInt.self) == page.freedMark) else { return nil }
+        let next = block.load(as: UnsafeMutableRawPointer?.self)
         page.pointee.free = next
         swmshim_prefetch(next)
         block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
         page.pointee.used &+= 1
         state.allocCounter(slot: slot).pointee &+= 1
+        return block
     }
 
     /// The slow paths' `pop`: a first block without its freed mark aborts naming it
     /// (`freeListCorrupted`) instead of reading as an empty list.
     @inline(__always)
     func popChecking(_ page: UnsafeMutablePointer<Page>, slot: Int) -> UnsafeMutableRawPointer? {
-        if page.hasFree { Heap.checkFreedMark(page.pointee.free.unsafelyUnwrapped, page) }
+        if let head = page.pointee.free { Heap.checkFreedMark(head, page) }
         return pop(page, slot: slot)
     }
 
@@ -130,7 +109,7 @@ extension Heap {
             let page = heap.page(slot: slot)
             // The fast path's pop found this list empty, or its first block without the
             // freed mark: that case aborts here.
-            if page.hasFree { checkFreedMark(page.pointee.free.unsafelyUnwrapped, page) }
+            if let head = page.pointee.free { checkFreedMark(head, page) }
             if page.canExtend && page.pointee.threadFree.load(ordering: .relaxed) == 0 {
                 heap.spanLock.lock()
                 page.extend()
@@ -216,7 +195,7 @@ extension Heap {
                 cursor = page.pointee.next ?? Heap.emptyPage
                 page.collect()
                 if page.canExtend { page.extend() }
-                if page.hasFree {
+                if page.pointee.free != nil {
                     if page.pointee.prev != nil { unlinkClass(page); pushClass(page) }
                     // One load when the list's last page has no other threads' frees.
                     if let tail = state.pointee.classTails[c], tail.pointee.threadFree.load(ordering: .relaxed) != 0 {
@@ -248,7 +227,7 @@ extension Heap {
             adopted += 1
             _ = reclaimAbandoned()
             let head = page(class: c)
-            if head != Heap.emptyPage && (head.hasFree || head.canExtend
+            if head != Heap.emptyPage && (head.pointee.free != nil || head.canExtend
                                           || head.pointee.threadFree.load(ordering: .relaxed) != 0) { return true }
         }
         return false

@@ -123,9 +123,8 @@ extension Heap {
         var counts = (0, 0)
         for list in 0..<2 {
             var block = list == 0 ? page.pointee.free : threadHead
-            if list == 0 && block == nil { return errors + report("a formatted page's free list is nil, not the list end", page) }
             var n = 0
-            while let b = block, b != Page.listEnd {
+            while let b = block {
                 if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
                 if b.load(fromByteOffset: 8, as: UInt.self) != page.freedMark {
                     return errors + report("a block on a free list lacks the freed mark", page)
@@ -133,7 +132,6 @@ extension Heap {
                 n += 1
                 if n > Int(page.pointee.capacity) { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }
                 block = b.load(as: UnsafeMutableRawPointer?.self)
-                if block == nil { return errors + report("a free list ends at nil, not the list end", page) }
             }
             if list == 0 { counts.0 = n } else { counts.1 = n }
         }

@@ -2,8 +2,6 @@
 
 import Synchronization
 
-import CSwmShim
-
 /// Descriptor of one page: a span of slices inside a segment, holding blocks of one size
 /// (a *small* page), one block (a *large* page), or nothing (a *free span*).
 /// Descriptors live in the segment header, one per slice; only a span's first slice's
@@ -18,8 +16,7 @@ import CSwmShim
 /// the owner collects them):
 ///     used == capacity − |free|,   |threadFree| ≤ used,   capacity ≤ reserved
 ///     threadFree == |threadFree| << 48 | head   (the count rides in the word's top bits)
-/// and every freed block on a list carries the freed mark in its second word; both lists
-/// end at `Page.listEnd` (an empty `free` is `listEnd`, never nil once formatted).
+/// and every freed block on a list carries the freed mark in its second word.
 ///
 /// Invariant (descriptors): ownerTag ≠ 0 ⇒ the descriptor is the first of a live page's
 /// span. Interior descriptors of a span keep ownerTag 0 (a page's tag is cleared when it
@@ -29,7 +26,7 @@ import CSwmShim
 struct Page: ~Copyable {
     // Line 0: written by the owner, on its fast paths (free, used) and slow paths; no other
     // thread reads it while the page is in use (the purger reads free spans only).
-    var free: UnsafeMutableRawPointer?        // +0   owner's free blocks, ending at `listEnd` (never nil once formatted): malloc's fast path pops, free's pushes
+    var free: UnsafeMutableRawPointer?        // +0   owner's free blocks: malloc's fast path pops, free's pushes
     var used: Int32                           // +8   blocks handed out and not collected back
     var reserved: Int32                       // +12  blocks that fit in the span
     var sliceCount: Int                       // +16  length of the span in slices (free spans too)
@@ -62,15 +59,6 @@ struct Page: ~Copyable {
 }
 
 extension Page {
-    /// The end of every free list: a page's `free` list and its thread-free list end here,
-    /// not at nil, and an empty list is this address. It is two read-only zero words whose
-    /// second is no page's freed mark, so malloc's fast path tests one thing, the freed
-    /// mark of the first block (two instructions), for "empty" and "corrupt" alike, where
-    /// a nil end needed a test for nil first (two more); the slow path tells the two apart
-    /// (`Heap.checkFreedMark`). Nothing writes it (read-only data: a write faults).
-    @inline(__always)
-    static var listEnd: UnsafeMutableRawPointer { swmshim_list_end() }
-
     /// Blocks of this size or less share their OS pages with their neighbours, or hold no
     /// whole OS page past their first three words: `purgeFreeBlocks` leaves them.
     static let smallestPurgedBlock = OS.pageSize + 16
@@ -121,15 +109,15 @@ extension UnsafeMutablePointer where Pointee == Page {
         if pointee.kind != .small || size <= Page.smallestPurgedBlock { return }
         let osPage = OS.pageSize
         let mark = purgedMark
-        var b = pointee.free.unsafelyUnwrapped
-        while b != Page.listEnd {
+        var block = pointee.free
+        while let b = block {
             if b.load(fromByteOffset: 16, as: UInt.self) != mark {
                 let start = (Int(bitPattern: b) &+ 24 &+ osPage &- 1) & ~(osPage &- 1)
                 let end = (Int(bitPattern: b) &+ size) & ~(osPage &- 1)
                 if end > start { OSMemory.purge(UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped, end &- start) }
                 b.storeBytes(of: mark, toByteOffset: 16, as: UInt.self)
             }
-            b = b.load(as: UnsafeMutableRawPointer.self)
+            block = b.load(as: UnsafeMutableRawPointer?.self)
         }
     }
 
@@ -168,7 +156,7 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// Sets up a small page of class `c` (or a large page when `c < 0`) over this span.
     func format(segment: UnsafeMutablePointer<Segment>, heapTag: UInt, classIndex c: Int, blockSize: Int) {
         let span = pointee.sliceCount << Geometry.sliceShift
-        pointee.free = Page.listEnd
+        pointee.free = nil
         pointee.used = 0
         pointee.blockSize = UInt32(blockSize)
         pointee.threadFree.store(0, ordering: .relaxed)
@@ -188,13 +176,9 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.prev = nil
     }
 
-    /// True when `free` holds a block.
-    @inline(__always)
-    var hasFree: Bool { pointee.free != Page.listEnd }
-
     /// True when `free` is empty and blocks never used are left to `extend` onto it.
     @inline(__always)
-    var canExtend: Bool { !hasFree && pointee.capacity < Int(pointee.reserved) }
+    var canExtend: Bool { pointee.free == nil && pointee.capacity < Int(pointee.reserved) }
 
     /// Threads more never-used blocks onto `free` (one OS page of them at a time, at least
     /// one block, so a fresh page touches memory only as it is used: 16 threads that used
@@ -243,7 +227,7 @@ extension UnsafeMutablePointer where Pointee == Page {
             thread(block, after: &last)
             block += size
         }
-        last.unsafelyUnwrapped.storeBytes(of: Page.listEnd, as: UnsafeMutableRawPointer.self)
+        last.unsafelyUnwrapped.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
         pointee.free = first
         pointee.capacity += n
     }
@@ -305,19 +289,18 @@ extension UnsafeMutablePointer where Pointee == Page {
         let word = pointee.threadFree.exchange(0, ordering: .sequentiallyConsistent)
         guard let head = UnsafeMutableRawPointer(bitPattern: word & Self.threadFreeHeadMask) else { return }
         let n = Int(word >> Self.threadFreeCountShift)
-        let local = pointee.free.unsafelyUnwrapped
-        if local != Page.listEnd {
+        if let local = pointee.free {
             // |free| == capacity − used (the invariant, before this collect).
             let localCount = pointee.capacity - Int(pointee.used)
             if n <= localCount {
                 var tail = head
-                while case let next = tail.load(as: UnsafeMutableRawPointer.self), next != Page.listEnd { tail = next }
-                tail.storeBytes(of: local, as: UnsafeMutableRawPointer.self)
+                while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next }
+                tail.storeBytes(of: local, as: UnsafeMutableRawPointer?.self)
                 pointee.free = head
             } else {
                 var tail = local
-                while case let next = tail.load(as: UnsafeMutableRawPointer.self), next != Page.listEnd { tail = next }
-                tail.storeBytes(of: head, as: UnsafeMutableRawPointer.self)
+                while let next = tail.load(as: UnsafeMutableRawPointer?.self) { tail = next }
+                tail.storeBytes(of: head, as: UnsafeMutableRawPointer?.self)
             }
         } else {
             pointee.free = head
@@ -333,8 +316,8 @@ extension UnsafeMutablePointer where Pointee == Page {
     func pushThreadFree(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer, count: Int) -> Bool {
         var word = pointee.threadFree.load(ordering: .relaxed)
         while true {
-            last.storeBytes(of: UnsafeMutableRawPointer(bitPattern: word & Self.threadFreeHeadMask) ?? Page.listEnd,
-                            as: UnsafeMutableRawPointer.self)
+            last.storeBytes(of: UnsafeMutableRawPointer(bitPattern: word & Self.threadFreeHeadMask),
+                            as: UnsafeMutableRawPointer?.self)
             // Sequentially consistent (on x86 the same lock cmpxchg): with the load of
             // `heap` after it and the abandon/adopt steps (`Heap.detach`,
             // `Heap.reclaimAbandoned`) it orders "pushed, then read owner H" against
