@@ -200,20 +200,25 @@ static int own_mappings_retry(void) {
     return 0;
 }
 
-/** Exhausts memory with each size in turn, then allocates a mix again. */
+/** Maps (and unmaps) 128 MiB of the program's own; returns 0 when it fits, else says so,
+ *  naming what came before (`after`). */
+static int own_mapping_fits(const char *after) {
+    size_t n = (size_t)128 << 20;
+    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        fprintf(stderr, "own mmap of 128 MiB after freeing every block and %s: errno %d\n", after, errno);
+        return 1;
+    }
+    munmap(m, n);
+    return 0;
+}
+
 /** Fills the limit with small blocks, frees them, calls malloc_trim(0): the program's
  *  own 128 MiB mapping must then fit. Returns 0 when it did. */
 static int trim_releases_address_space(void) {
     if (exhaust(1000) <= 0) return 1;
     malloc_trim(0);
-    size_t n = (size_t)128 << 20;
-    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        fprintf(stderr, "own mmap of 128 MiB after freeing every block and malloc_trim(0): errno %d\n", errno);
-        return 1;
-    }
-    munmap(m, n);
-    return 0;
+    return own_mapping_fits("malloc_trim(0)");
 }
 
 /** Fills the limit with 100 KB blocks, frees them and sleeps past the purge delay (no
@@ -224,14 +229,7 @@ static int trim_releases_address_space(void) {
 static int delay_releases_address_space(void) {
     if (exhaust(100000) <= 0) return 1;
     usleep(1500 * 1000);
-    size_t n = (size_t)128 << 20;
-    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        fprintf(stderr, "own mmap of 128 MiB after freeing every block and sleeping 1.5 s: errno %d\n", errno);
-        return 1;
-    }
-    munmap(m, n);
-    return 0;
+    return own_mapping_fits("sleeping 1.5 s");
 }
 
 /** realloc to a smaller size with the limit full: the block is kept, its bytes intact and
