@@ -110,17 +110,23 @@ enum Stats {
         Globals.heapsLock.unlock()
     }
 
+    /// Class `c`'s allocs and frees of the exited threads (the totals they folded into).
+    private static func exitedCounts(_ c: Int, into out: inout ClassSnapshot) {
+        out.allocs = exited(c).loadRelaxed()
+        out.frees = exited(SizeClass.count + c).loadRelaxed()
+    }
+
+    /// Adds class `c`'s allocs and frees of live `heap` to `out`.
+    private static func addCounts(_ c: Int, of heap: Heap, to out: inout ClassSnapshot) {
+        out.allocs &+= heap.state.classAllocs(c)
+        out.frees &+= heap.state.freeCounter(c).pointee
+    }
+
     /// Counters of class `c` summed over all threads.
     static func classSnapshot(_ c: Int) -> ClassSnapshot {
         var out = ClassSnapshot()
         out.blockSize = UInt(SizeClass.blockSize(c))
-        withLiveHeaps({
-            out.allocs = exited(c).loadRelaxed()
-            out.frees = exited(SizeClass.count + c).loadRelaxed()
-        }) { heap in
-            out.allocs &+= heap.state.classAllocs(c)
-            out.frees &+= heap.state.freeCounter(c).pointee
-        }
+        withLiveHeaps({ exitedCounts(c, into: &out) }) { heap in addCounts(c, of: heap, to: &out) }
         out.live = out.allocs >= out.frees ? out.allocs - out.frees : 0
         return out
     }
@@ -136,19 +142,13 @@ enum Stats {
             bigFreed = exited(bigFreedWord).loadRelaxed()
             out.mallocs = exited(bigAllocsWord).loadRelaxed()
             out.frees = exited(bigFreesWord).loadRelaxed()
-            for c in 0..<SizeClass.count {
-                classes[c].allocs = exited(c).loadRelaxed()
-                classes[c].frees = exited(SizeClass.count + c).loadRelaxed()
-            }
+            for c in 0..<SizeClass.count { exitedCounts(c, into: &classes[c]) }
         }) { heap in
             bigAllocated &+= heap.state.pointee.bigAllocated
             bigFreed &+= heap.state.pointee.bigFreed
             out.mallocs &+= heap.state.pointee.bigAllocs
             out.frees &+= heap.state.pointee.bigFrees
-            for c in 0..<SizeClass.count {
-                classes[c].allocs &+= heap.state.classAllocs(c)
-                classes[c].frees &+= heap.state.freeCounter(c).pointee
-            }
+            for c in 0..<SizeClass.count { addCounts(c, of: heap, to: &classes[c]) }
         }
         for c in 0..<SizeClass.count {
             let cs = classes[c]

@@ -408,7 +408,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         var cursor = Globals.segmentCacheHead.pointee
         while let seg = cursor {
             cursor = seg.pointee.next
-            if seg.hasResidentSpan(count) {
+            if seg.bestResidentFit(count, alignment: 1) != nil {
                 if let previous { previous.pointee.next = cursor } else { Globals.segmentCacheHead.pointee = cursor }
                 Globals.segmentCacheCount.pointee -= 1
                 seg.pointee.next = nil
@@ -418,17 +418,6 @@ extension UnsafeMutablePointer where Pointee == Segment {
             previous = seg
         }
         return nil
-    }
-
-    /// True when a free span of at least `count` slices is resident (freed, not purged).
-    private func hasResidentSpan(_ count: Int) -> Bool {
-        var i = 1
-        while i < Geometry.slicesPerSegment {
-            let span = page(at: i)
-            if span.pointee.kind == .freeSpan && !span.pointee.purged && span.pointee.sliceCount >= count { return true }
-            i += span.pointee.sliceCount
-        }
-        return false
     }
 
     /// Takes a span of `count` slices starting at a multiple of `alignment` slices (first
