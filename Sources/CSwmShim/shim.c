@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <link.h>
+#include <string.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -118,31 +121,85 @@ long swmshim_write(int fd, const void *buf, size_t len) {
 int swmshim_last_write_error(void) { return last_write_error; }
 void swmshim_clear_write_error(void) { last_write_error = 0; }
 
+/// The kernel's own clock_gettime in the vDSO (NULL until `swmshim_platform_init`, or
+/// when the vDSO has none: then the system call).
+static int (*vdso_clock_gettime)(clockid_t, struct timespec *);
+
 uint64_t swmshim_now_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int (*gettime)(clockid_t, struct timespec *) = __atomic_load_n(&vdso_clock_gettime, __ATOMIC_RELAXED);
+    if (!gettime || gettime(CLOCK_MONOTONIC, &ts) != 0) syscall(SYS_clock_gettime, (long)CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The address of the vDSO's function `name` (a defined function, by its ELF dynamic
+ * symbol table, counted by DT_HASH), or NULL. The vDSO is the kernel's own shared object,
+ * mapped into every process; the C library's clock_gettime calls the same function. */
+static void *vdso_function(const char *name) {
+    uintptr_t base = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    if (base == 0) return NULL;
+    const ElfW(Ehdr) *header = (const ElfW(Ehdr) *)base;
+    const ElfW(Phdr) *segments = (const ElfW(Phdr) *)(base + header->e_phoff);
+    uintptr_t bias = 0;
+    int loaded = 0;
+    const ElfW(Dyn) *dynamic = NULL;
+    for (int i = 0; i < header->e_phnum; i++) {
+        if (segments[i].p_type == PT_LOAD && !loaded) {
+            bias = base + segments[i].p_offset - segments[i].p_vaddr;
+            loaded = 1;
+        } else if (segments[i].p_type == PT_DYNAMIC) {
+            dynamic = (const ElfW(Dyn) *)(base + segments[i].p_offset);
+        }
+    }
+    if (!loaded || !dynamic) return NULL;
+    const ElfW(Sym) *symbols = NULL;
+    const char *names = NULL;
+    const ElfW(Word) *hash = NULL;
+    for (const ElfW(Dyn) *d = dynamic; d->d_tag != DT_NULL; d++) {
+        if (d->d_tag == DT_SYMTAB) symbols = (const ElfW(Sym) *)(bias + d->d_un.d_ptr);
+        else if (d->d_tag == DT_STRTAB) names = (const char *)(bias + d->d_un.d_ptr);
+        else if (d->d_tag == DT_HASH) hash = (const ElfW(Word) *)(bias + d->d_un.d_ptr);
+    }
+    if (!symbols || !names || !hash) return NULL;
+    // DT_HASH: nbucket, nchain, ...; nchain is the number of symbols.
+    for (ElfW(Word) i = 0; i < hash[1]; i++) {
+        const ElfW(Sym) *sym = &symbols[i];
+        if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_shndx == SHN_UNDEF) continue;
+        if (strcmp(names + sym->st_name, name) == 0) return (void *)(bias + sym->st_value);
+    }
+    return NULL;
 }
 
 void swmshim_set_errno(int value) { errno = value; }
 int swmshim_get_errno(void) { return errno; }
 _Noreturn void swmshim_abort(void) { abort(); }
-// secure_getenv: a set-user-ID or set-group-ID program ignores SWMALLOC_OPTIONS, as glibc
-// ignores its own tunables and jemalloc MALLOC_CONF there (an unprivileged user could
-// otherwise make it write reports to a descriptor, or install a signal handler).
-const char *swmshim_getenv(const char *name) { return secure_getenv(name); }
-int swmshim_getpid(void) { return (int)getpid(); }
+// As secure_getenv: a set-user-ID or set-group-ID program (AT_SECURE) ignores
+// SWMALLOC_OPTIONS, as glibc ignores its own tunables and jemalloc MALLOC_CONF there (an
+// unprivileged user could otherwise make it write reports to a descriptor, or install a
+// signal handler). `environ` is read directly: this runs under the start-up lock, where a
+// preloaded library's getenv that allocates would wait on that lock for ever.
+const char *swmshim_getenv(const char *name) {
+    if (getauxval(AT_SECURE)) return NULL;
+    size_t length = strlen(name);
+    for (char **entry = environ; entry && *entry; entry++) {
+        if (strncmp(*entry, name, length) == 0 && (*entry)[length] == '=') return *entry + length + 1;
+    }
+    return NULL;
+}
+
+// A raw system call, as glibc's getpid is: an interposed getpid that allocates would
+// wait on the start-up lock.
+int swmshim_getpid(void) { return (int)syscall(SYS_getpid); }
 
 // 1 when vm.overcommit_memory is 2 (strict: every private writable mapping is charged
 // to the system's CommitLimit, purged or not), read once at start-up.
 static int strict_overcommit;
 
 // Raw system calls, here and in swmshim_address_space_limited: both run under the
-// allocator's locks (a segment's retirement, under its heap's span lock), where a
-// preloaded library's `open` or `getrlimit` that allocates would wait on that lock for
-// ever (an outside review's `open` hook deadlocked `free`).
-void swmshim_read_overcommit(void) {
-    int saved = errno;
+// allocator's locks (start-up's; a segment's retirement, under its heap's span lock),
+// where a preloaded library's `open` or `getrlimit` that allocates would wait on that
+// lock for ever (an outside review's `open` hook deadlocked `free`).
+static void read_overcommit(void) {
     int strict = 0;
     long fd = syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -151,7 +208,6 @@ void swmshim_read_overcommit(void) {
         syscall(SYS_close, fd);
     }
     strict_overcommit = strict;
-    errno = saved;
 }
 
 int swmshim_address_space_limited(void) {
@@ -162,6 +218,15 @@ int swmshim_address_space_limited(void) {
         || (syscall(SYS_prlimit64, 0, RLIMIT_DATA, NULL, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
     errno = saved;
     return limited;
+}
+
+void swmshim_platform_init(void) {
+    int saved = errno;
+    void *gettime = vdso_function("__vdso_clock_gettime");         /* x86-64 */
+    if (!gettime) gettime = vdso_function("__kernel_clock_gettime"); /* arm64 */
+    __atomic_store_n(&vdso_clock_gettime, (int (*)(clockid_t, struct timespec *))gettime, __ATOMIC_RELAXED);
+    read_overcommit();
+    errno = saved;
 }
 
 int swmshim_thread_key_create(void (*destructor)(void *)) {

@@ -17,7 +17,7 @@ let regressionCases = [
     "fork_in_signal_handler", "alignment_2_63", "huge_alignments", "posix_memalign_errno",
     "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
     "span_walk_bounded", "aligned_large_realloc", "stats_across_thread_exit", "churn_reuses_resident_memory",
-    "retain_under_open_hook",
+    "interposed_calls_allocate",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves
@@ -195,21 +195,25 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
         try expectQuietCase("stats_across_thread_exit", library)
     }
 
-    /// With a preloaded library whose open() allocates (open_hook.c) after swmalloc,
-    /// segments retired in free (purge_delay_ms=0) do not deadlock: the allocator reads
-    /// what it needs with raw system calls (review R24: free() hung on the span lock its
-    /// own open() call held).
+    /// With a preloaded library whose open, clock_gettime, getenv, secure_getenv and
+    /// getpid allocate (allocating_hooks.c) after swmalloc, a program whose frees retire
+    /// pages and segments (with the default options and with purge_delay_ms=0) ends: the
+    /// allocator calls no interposable function under its locks (before, it deadlocked at
+    /// start-up in secure_getenv, in free through clock_gettime, and through open in
+    /// review R24).
     @Test(arguments: Library.allCases)
     func noInterposableCallUnderALock(_ library: Library) throws {
         let cc = try requireTool("cc", debianPackage: "gcc")
-        let hook = "\(Paths.scratch)/open_hook.so"
-        let built = try runChild(cc, ["-O1", "-shared", "-fPIC", "\(Paths.programs)/open_hook.c", "-o", hook, "-ldl"])
+        let hook = "\(Paths.scratch)/allocating_hooks.so"
+        let built = try runChild(cc, ["-O1", "-shared", "-fPIC", "\(Paths.programs)/allocating_hooks.c", "-o", hook, "-ldl"])
         #expect(built.succeeded, "building the hook: \(built)")
         let program = try compileProgram("regress.c")
-        let result = try runChild(program, ["retain_under_open_hook"],
-                                  environment: ["LD_PRELOAD": "\(try library.existingPath()) \(hook)",
-                                                "SWMALLOC_OPTIONS": "purge_delay_ms=0"], timeLimit: 30)
-        #expect(result.succeeded && result.stdout == "ok retain_under_open_hook\n", "\(result)")
+        for options in ["", "purge_delay_ms=0"] {
+            let result = try runChild(program, ["interposed_calls_allocate"],
+                                      environment: ["LD_PRELOAD": "\(try library.existingPath()) \(hook)",
+                                                    "SWMALLOC_OPTIONS": options], timeLimit: 30)
+            #expect(result.succeeded && result.stdout == "ok interposed_calls_allocate\n", "\(options): \(result)")
+        }
     }
 
     /// Short threads that keep one block in fifty of 16 B–60 KB: at each late peak at most

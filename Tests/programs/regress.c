@@ -739,12 +739,15 @@ static void case_churn_reuses_resident_memory(void) {
     for (int i = 0; i < CHURN_SLOTS; i++) free(churn_kept[i]);
 }
 
-/** retain_under_open_hook: 64 blocks of 1 MiB allocated and freed, with purge_delay_ms=0
- *  (RegressionTests) so that the emptied segments beyond the cache's 8 are retained in
- *  free, and open_hook.so preloaded after swmalloc (its open() allocates): the program
- *  ends. Before, a retirement read vm.overcommit_memory with open() under the heap's span
- *  lock, the hook's malloc waited for that lock, and free() hung (review R24). */
-static void case_retain_under_open_hook(void) {
+/** interposed_calls_allocate: 64 blocks of 1 MiB allocated and freed, so that pages and
+ *  segments are retired in free (with purge_delay_ms=0 too, in RegressionTests: the
+ *  emptied segments beyond the cache's 8 are retained there), with allocating_hooks.so
+ *  preloaded after swmalloc (its open, clock_gettime, getenv, secure_getenv and getpid
+ *  allocate): the program ends. Before, start-up read SWMALLOC_OPTIONS with secure_getenv
+ *  under the start-up lock, a retirement read the clock with clock_gettime and
+ *  vm.overcommit_memory with open() under the heap's span lock (review R24); the hook's
+ *  malloc waited for that lock, and the program hung. */
+static void case_interposed_calls_allocate(void) {
     void *blocks[64];
     for (int i = 0; i < 64; i++) {
         blocks[i] = malloc(MiB);
@@ -775,7 +778,7 @@ static const struct test_case cases[] = {
     {"aligned_large_realloc", case_aligned_large_realloc},
     {"stats_across_thread_exit", case_stats_across_thread_exit},
     {"churn_reuses_resident_memory", case_churn_reuses_resident_memory},
-    {"retain_under_open_hook", case_retain_under_open_hook},
+    {"interposed_calls_allocate", case_interposed_calls_allocate},
 };
 
 /** Runs the case named on the command line. */

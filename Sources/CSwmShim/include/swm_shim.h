@@ -103,7 +103,9 @@ long swmshim_write(int fd, const void *buf, size_t len);
 /// of nothing; 0: none did since `swmshim_clear_write_error`).
 int swmshim_last_write_error(void);
 void swmshim_clear_write_error(void);
-/// Monotonic clock in nanoseconds (vDSO, no system call on x86-64).
+/// Monotonic clock in nanoseconds: the vDSO's function, called directly (no system call
+/// on x86-64), never the C library's interposable clock_gettime: slow paths read it under
+/// the allocator's locks.
 uint64_t swmshim_now_ns(void);
 /// Sets errno for the caller (ENOMEM/EINVAL on the C API's error paths).
 void swmshim_set_errno(int value);
@@ -113,18 +115,21 @@ _Noreturn void swmshim_abort(void);
 /// C++ `operator new` after malloc's fast path missed (`swmimpl_cxx_new`, CAPI.swift):
 /// malloc's slow path, then, when memory is out, the C++ rules (exports.c).
 void *swmshim_cxx_new_slow(intptr_t size);
-/// getenv without allocation (the C library's own).
+/// The environment variable `name` (NULL in a set-user-ID program), read from `environ`
+/// itself: no interposable call under the start-up lock.
 const char *swmshim_getenv(const char *name);
-/// The process id (for report file names).
+/// The process id (a raw system call).
 int swmshim_getpid(void);
 /// 1 when the process's mappings are limited (RLIMIT_AS, `ulimit -v`, or RLIMIT_DATA,
 /// `ulimit -d`, which counts private writable mappings, finite), or the system's are
 /// (`vm.overcommit_memory` = 2: mapped private memory is charged against the system's
-/// CommitLimit even once purged; read at start-up by `swmshim_read_overcommit`), else 0.
+/// CommitLimit even once purged; read at start-up by `swmshim_platform_init`), else 0.
 /// Raw system calls: safe under the allocator's locks.
 int swmshim_address_space_limited(void);
-/// Reads `vm.overcommit_memory` for `swmshim_address_space_limited` (once, at start-up).
-void swmshim_read_overcommit(void);
+/// Once, at start-up: finds the vDSO's clock for `swmshim_now_ns` and reads
+/// `vm.overcommit_memory` for `swmshim_address_space_limited`. Calls nothing a preloaded
+/// library can wrap (it runs under the start-up lock).
+void swmshim_platform_init(void);
 
 // ---- process and thread registration ----
 /// Creates the thread-exit key; `destructor` is called with the heap when a thread ends.

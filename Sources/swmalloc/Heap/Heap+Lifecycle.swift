@@ -618,7 +618,7 @@ enum Process {
         Heap.checkLayout()
         SizeClass.fillSlotTable()
         Options.load()
-        swmshim_read_overcommit()
+        swmshim_platform_init()
         Globals.processId.pointee = swmshim_getpid()
         Purger.configure()
         _ = swmshim_thread_key_create { threadExited($0) }
