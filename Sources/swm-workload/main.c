@@ -36,6 +36,7 @@ static const workload_entry catalogue[] = {
     {"retention-idle", workload_retention_idle},
     {"retention-pc", workload_retention_pc},
     {"retention-fork", workload_retention_fork},
+    {"retention-spawn", workload_retention_spawn},
 };
 
 static int param_count;

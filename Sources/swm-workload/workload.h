@@ -84,6 +84,7 @@ int workload_vos_cost(const char *api);
 int workload_retention_idle(const char *api);
 int workload_retention_pc(const char *api);
 int workload_retention_fork(const char *api);
+int workload_retention_spawn(const char *api);
 
 /* ---- baseline allocators (the design document's, measured through their own API) ---- */
 

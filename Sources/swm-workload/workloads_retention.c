@@ -9,7 +9,13 @@
  *                    multiple of what is live.
  *   retention-fork   `threads` threads allocate `mb` MiB each in 1 KiB blocks and stay
  *                    alive; the process forks; the child frees all of it and allocates as
- *                    much again: its RSS should not double. */
+ *                    much again: its RSS should not double.
+ *   retention-spawn  two threads start `threads` short detached threads between them, one
+ *                    every 200 µs, whatever how many still run; each puts 50 blocks of
+ *                    16 B … 400 KB into a shared table of 512, freeing the block it
+ *                    replaces (another thread's); meanwhile a third thread forks `forks`
+ *                    times, and each child frees the table's blocks. The peak RSS grows
+ *                    with the threads alive at once when each holds memory of its own. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <semaphore.h>
@@ -251,6 +257,135 @@ int workload_retention_fork(const char *api) {
     result_long("rss_child_start_kb", report[0]);
     result_long("rss_child_freed_kb", report[1]);
     result_long("rss_child_again_kb", report[2]);
+    result_end();
+    return 0;
+}
+
+/* ---- retention-spawn ---- */
+
+enum { SPAWN_SLOTS = 512, SPAWN_PUTS = 50 };
+static void *spawn_slot[SPAWN_SLOTS];
+static size_t spawn_size[SPAWN_SLOTS];
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+static long spawn_left;          /* threads still to start (atomic) */
+static long spawn_running;       /* threads started and not done with the table (atomic) */
+static int spawn_corrupt;        /* a block's last byte changed (atomic) */
+
+/* Holds the table across fork, so that the child finds it whole. */
+static void spawn_prepare(void) { pthread_mutex_lock(&spawn_lock); }
+static void spawn_release(void) { pthread_mutex_unlock(&spawn_lock); }
+
+/* Allocates a block of the size `r` draws (3 in 4 below 2,000 bytes), marks its last byte,
+ * and swaps it into a slot; frees the block it replaced after checking its mark. */
+static void spawn_put(rng_t *r) {
+    uint64_t x = rng_next(r);
+    size_t size = (x & 3) ? 16 + (size_t)(x >> 8) % 1985 : 16 + (size_t)(x >> 8) % 399985;
+    unsigned char *p = must(malloc(size), "malloc");
+    memset(p, (unsigned char)size, size);
+    long i = (long)((x >> 40) % SPAWN_SLOTS);
+    pthread_mutex_lock(&spawn_lock);
+    unsigned char *old = spawn_slot[i];
+    size_t old_size = spawn_size[i];
+    spawn_slot[i] = p;
+    spawn_size[i] = size;
+    pthread_mutex_unlock(&spawn_lock);
+    if (old != NULL) {
+        if (old[old_size - 1] != (unsigned char)old_size) __atomic_store_n(&spawn_corrupt, 1, __ATOMIC_RELAXED);
+        free(old);
+    }
+}
+
+static void *spawn_worker(void *seed) {
+    rng_t r;
+    rng_seed(&r, (uint64_t)(uintptr_t)seed);
+    for (int i = 0; i < SPAWN_PUTS; i++) spawn_put(&r);
+    __atomic_fetch_sub(&spawn_running, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Starts detached workers, one every 200 µs, until `spawn_left` runs out. */
+static void *spawn_starter(void *unused) {
+    (void)unused;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    long n;
+    while ((n = __atomic_fetch_sub(&spawn_left, 1, __ATOMIC_RELAXED)) > 0) {
+        pthread_t t;
+        __atomic_fetch_add(&spawn_running, 1, __ATOMIC_RELAXED);
+        if (pthread_create(&t, &attr, spawn_worker, (void *)(uintptr_t)n) != 0) {
+            __atomic_fetch_sub(&spawn_running, 1, __ATOMIC_RELAXED);
+            usleep(1000);
+        }
+        usleep(200);
+    }
+    pthread_attr_destroy(&attr);
+    return NULL;
+}
+
+static long spawn_forks;
+static int spawn_child_failed;
+
+/* Forks `spawn_forks` times, 3 ms apart; each child checks and frees the table's blocks. */
+static void *spawn_forker(void *unused) {
+    (void)unused;
+    for (long f = 0; f < spawn_forks; f++) {
+        usleep(3000);
+        pid_t pid = fork();
+        if (pid < 0) { spawn_child_failed = 1; return NULL; }
+        if (pid == 0) {
+            for (int i = 0; i < SPAWN_SLOTS; i++) {
+                unsigned char *p = spawn_slot[i];
+                if (p == NULL) continue;
+                if (p[spawn_size[i] - 1] != (unsigned char)spawn_size[i]) _exit(5);
+                free(p);
+            }
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) spawn_child_failed = 1;
+    }
+    return NULL;
+}
+
+int workload_retention_spawn(const char *api) {
+    long threads = param_long("threads", 8000);
+    long forks = param_long("forks", 25);
+    params_check_all_used();
+    require_malloc("retention-spawn", api);
+    if (threads < 1 || forks < 0) {
+        fprintf(stderr, "retention-spawn: bad parameters\n");
+        return 2;
+    }
+    pthread_atfork(spawn_prepare, spawn_release, spawn_release);
+    long base_kb = rss_now_kb();
+    spawn_left = threads;
+    spawn_forks = forks;
+    double t0 = now_s();
+    pthread_t starters[2], forker;
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&starters[i], NULL, spawn_starter, NULL) != 0) return 1;
+    if (pthread_create(&forker, NULL, spawn_forker, NULL) != 0) return 1;
+    for (int i = 0; i < 2; i++) pthread_join(starters[i], NULL);
+    pthread_join(forker, NULL);
+    /* The detached workers end on their own. */
+    while (__atomic_load_n(&spawn_running, __ATOMIC_ACQUIRE) > 0) usleep(1000);
+    double t = now_s() - t0;
+    long live = 0;
+    pthread_mutex_lock(&spawn_lock);
+    for (int i = 0; i < SPAWN_SLOTS; i++) live += spawn_slot[i] ? (long)spawn_size[i] : 0;
+    pthread_mutex_unlock(&spawn_lock);
+    long end_kb = rss_now_kb();
+    if (spawn_corrupt || spawn_child_failed) {
+        fprintf(stderr, "retention-spawn: %s\n", spawn_corrupt ? "a block changed" : "a child failed");
+        return 1;
+    }
+    result_begin("retention-spawn", api);
+    result_double("time_s", t);
+    result_long("rss_base_kb", base_kb);
+    result_long("rss_end_kb", end_kb);
+    result_long("live_kb", live / 1024);
     result_end();
     return 0;
 }

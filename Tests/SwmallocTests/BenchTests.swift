@@ -230,7 +230,7 @@ struct BenchTests {
         let samples = try #require(json["samples"] as? [[String: Any]])
         let workloads = try BenchSupport.run(BenchSupport.workload, []).stderr
             .split(separator: "\n").last.map { $0.split(separator: " ").dropFirst().map(String.init) } ?? []
-        #expect(workloads.count == 16)
+        #expect(workloads.count == 17)
         for workload in workloads {
             for allocator in ["glibc", "swmalloc"] {
                 let s = samples.first { $0["workload"] as? String == workload && $0["allocator"] as? String == allocator }
@@ -250,6 +250,8 @@ struct BenchTests {
         for key in ["rss_child_start_kb", "rss_child_freed_kb", "rss_child_again_kb"] {
             #expect(fork[key] != nil, "retention-fork \(key)")
         }
+        let spawn = samples.first { $0["workload"] as? String == "retention-spawn" }?["values"] as? [String: String] ?? [:]
+        for key in ["rss_base_kb", "rss_end_kb", "live_kb", "peak_rss_kb"] { #expect(spawn[key] != nil, "retention-spawn \(key)") }
         #expect(run.stdout.contains("retention (MiB of RSS above the start"), "\(run.stdout)")
         let rss = samples.first { $0["workload"] as? String == "rss-return" }?["values"] as? [String: String] ?? [:]
         for key in ["rss_peak_kb", "rss_after_kb"] { #expect(rss[key] != nil, "\(key)") }

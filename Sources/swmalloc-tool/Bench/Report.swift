@@ -244,11 +244,13 @@ struct Report {
     /// The retention family: resident memory (MiB above the start) an allocator keeps after
     /// the program freed it — idle threads after the wait, producer/consumer of large
     /// blocks at the end (live: 4 MiB), a fork child after it freed its parent's threads'
-    /// blocks and allocated as much again.
+    /// blocks and allocated as much again, and the peak while short threads pile up
+    /// (live: about 24 MiB).
     func retentionTable() -> String {
-        let family = ["retention-idle", "retention-pc", "retention-fork"]
+        let family = ["retention-idle", "retention-pc", "retention-fork", "retention-spawn"]
         guard family.contains(where: workloads.contains) else { return "" }
-        var rows = [["allocator", "idle: freed", "idle: after wait", "p/c large: end", "fork child: start", "child: again"]]
+        var rows = [["allocator", "idle: freed", "idle: after wait", "p/c large: end", "fork child: start", "child: again",
+                     "spawn: peak"]]
         var allocators: [String] = []
         for s in document.summaries where family.contains(s.workload) && s.runs > 0 && !allocators.contains(s.allocator) {
             allocators.append(s.allocator)
@@ -265,6 +267,7 @@ struct Report {
                 mib("retention-pc", "rss_end_kb", minus: "rss_base_kb"),
                 medianValue("retention-fork", allocator, "rss_child_start_kb").map { format($0 / 1024, 1) } ?? "–",
                 mib("retention-fork", "rss_child_again_kb", minus: "rss_child_start_kb"),
+                mib("retention-spawn", "peak_rss_kb", minus: "rss_base_kb"),
             ])
         }
         return "retention (MiB of RSS above the start; the fork child: its RSS at the start, then what it grew)\n"

@@ -118,6 +118,11 @@ enum Catalogue {
                          .full: ["threads": "4", "mb": "64"]],
             baseline: nil, takesThreads: false),
         Workload(
+            name: "retention-spawn", summary: "peak RSS while short threads start faster than they end, replacing 16 B … 400 KB blocks, and the process forks",
+            parameters: [.tiny: ["threads": "200", "forks": "2"], .standard: ["threads": "4000", "forks": "12"],
+                         .full: ["threads": "20000", "forks": "50"]],
+            baseline: nil, takesThreads: false),
+        Workload(
             name: "vos-cost", summary: "VOS_Malloc/VOS_Free (module, module+site) vs malloc/free vs the VOS pool",
             parameters: [.tiny: ["n": "20000"], .standard: ["n": "1000000"], .full: ["n": "10000000"]],
             baseline: nil, takesThreads: false),
