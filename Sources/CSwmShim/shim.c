@@ -40,81 +40,93 @@ static pthread_key_t swmshim_key;
 
 _Alignas(64) unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES];
 
+/* A system call made with the instruction itself, never through the C library's
+ * `syscall()`: the allocator makes these under its own locks, and a preloaded library
+ * may wrap any libc function, `syscall` included, with one that allocates; that malloc
+ * would wait for ever on the lock its own thread holds (an outside review's `syscall`
+ * hook hung start-up, malloc and free). Returns the kernel's result, -errno on failure;
+ * errno is never touched. */
+static inline long raw_syscall(long n, long a, long b, long c, long d, long e, long f) {
+#if defined(__x86_64__)
+    long r;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return r;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+    return x0;
+#else
+#error "shim.c: add this architecture's system-call instruction"
+#endif
+}
+
+/* 0 for a raw result that succeeded, else the -errno it carries. */
+static inline long raw_status(long r) { return (unsigned long)r > -4096UL ? r : 0; }
+
 long swmshim_mmap(void *addr, size_t len, int prot, int flags, void **out) {
-    // syscall() is variadic: every argument is passed as a long, so the descriptor and
-    // the offset must be longs too (an int would leave the upper half undefined).
-    int saved = errno;
-    long r = syscall(SYS_mmap, addr, len, (long)prot, (long)flags, (long)-1, (long)0);
-    if (r < 0) { r = -errno; errno = saved; *out = NULL; return r; }
+    long r = raw_syscall(SYS_mmap, (long)addr, (long)len, prot, flags, -1, 0);
+    if (raw_status(r) != 0) { *out = NULL; return r; }
     *out = (void *)r;
     return 0;
 }
 
 long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *target) {
-    int saved = errno;
-    long r = syscall(SYS_mremap, old, old_len, new_len, (long)(MREMAP_MAYMOVE | MREMAP_FIXED), target);
-    r = r < 0 ? -errno : 0;
-    errno = saved;
-    return r;
+    return raw_status(raw_syscall(SYS_mremap, (long)old, (long)old_len, (long)new_len,
+                                  MREMAP_MAYMOVE | MREMAP_FIXED, (long)target, 0));
 }
 
 long swmshim_mremap_inplace(void *old, size_t old_len, size_t new_len) {
-    int saved = errno;
-    long r = syscall(SYS_mremap, old, old_len, new_len, 0L);
-    r = r < 0 ? -errno : 0;
-    errno = saved;
-    return r;
+    return raw_status(raw_syscall(SYS_mremap, (long)old, (long)old_len, (long)new_len, 0, 0, 0));
 }
 
 long swmshim_munmap(void *addr, size_t len) {
-    int saved = errno;
-    long r = syscall(SYS_munmap, addr, len) < 0 ? -errno : 0;
-    errno = saved;
-    return r;
+    return raw_status(raw_syscall(SYS_munmap, (long)addr, (long)len, 0, 0, 0, 0));
 }
 
 long swmshim_madvise(void *addr, size_t len, int advice) {
-    int saved = errno;
-    long r = syscall(SYS_madvise, addr, len, (long)advice) < 0 ? -errno : 0;
-    errno = saved;
-    return r;
+    return raw_status(raw_syscall(SYS_madvise, (long)addr, (long)len, advice, 0, 0, 0));
 }
 
 long swmshim_futex_wait(uint32_t *addr, uint32_t expected) {
-    int saved = errno;
-    long r = syscall(SYS_futex, addr, (long)FUTEX_WAIT_PRIVATE, (long)expected, NULL, NULL, (long)0) < 0 ? -errno : 0;
-    errno = saved;
-    return r;
+    return raw_status(raw_syscall(SYS_futex, (long)addr, FUTEX_WAIT_PRIVATE, (long)expected, 0, 0, 0));
 }
 
 long swmshim_futex_wait_ns(uint32_t *addr, uint32_t expected, uint64_t timeout_ns) {
-    int saved = errno;
     struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
-    long r = syscall(SYS_futex, addr, (long)FUTEX_WAIT_PRIVATE, (long)expected, &ts, NULL, (long)0) < 0 ? -errno : 0;
-    errno = saved;
-    return r;
+    return raw_status(raw_syscall(SYS_futex, (long)addr, FUTEX_WAIT_PRIVATE, (long)expected, (long)&ts, 0, 0));
 }
 
 long swmshim_futex_wake(uint32_t *addr, int count) {
-    int saved = errno;
-    long r = syscall(SYS_futex, addr, (long)FUTEX_WAKE_PRIVATE, (long)count, NULL, NULL, (long)0);
-    errno = saved;
-    return r;
+    return raw_syscall(SYS_futex, (long)addr, FUTEX_WAKE_PRIVATE, count, 0, 0, 0);
 }
 
 // The errno of this thread's last `swmshim_write` that failed (which keeps errno itself).
 static __thread int last_write_error __attribute__((tls_model("initial-exec")));
 
 long swmshim_write(int fd, const void *buf, size_t len) {
-    int saved = errno;
     long r;
     /* A signal handler installed without SA_RESTART interrupts a write to a slow reader
-     * (a pipe): the report must go on, not lose that chunk. */
-    do r = write(fd, buf, len);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) last_write_error = errno;
-    else if (r == 0 && len > 0) last_write_error = EIO;
-    errno = saved;
+     * (a pipe): the report must go on, not lose that chunk. A raw system call: option
+     * warnings are written under the start-up lock. */
+    do r = raw_syscall(SYS_write, fd, (long)buf, (long)len, 0, 0, 0);
+    while (r == -EINTR);
+    if (r < 0) {
+        last_write_error = (int)-r;
+        return -1;
+    }
+    if (r == 0 && len > 0) last_write_error = EIO;
     return r;
 }
 
@@ -128,15 +140,60 @@ static int (*vdso_clock_gettime)(clockid_t, struct timespec *);
 uint64_t swmshim_now_ns(void) {
     struct timespec ts;
     int (*gettime)(clockid_t, struct timespec *) = __atomic_load_n(&vdso_clock_gettime, __ATOMIC_RELAXED);
-    if (!gettime || gettime(CLOCK_MONOTONIC, &ts) != 0) syscall(SYS_clock_gettime, (long)CLOCK_MONOTONIC, &ts);
+    if (!gettime || gettime(CLOCK_MONOTONIC, &ts) != 0)
+        raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0, 0, 0, 0);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* String helpers of our own: start-up runs them under its lock, and the C library's
+ * strlen and strcmp are interposable too. `no_builtin` keeps the compiler from turning
+ * the loops back into calls to them. */
+__attribute__((no_builtin)) static size_t text_length(const char *text) {
+    size_t n = 0;
+    while (text[n] != 0) n++;
+    return n;
+}
+
+__attribute__((no_builtin)) static int text_equal(const char *a, const char *b) {
+    size_t i = 0;
+    while (a[i] != 0 && a[i] == b[i]) i++;
+    return a[i] == b[i];
+}
+
+/* `entry` is `name=value`: the value, else NULL. */
+__attribute__((no_builtin)) static const char *entry_value(const char *entry, const char *name, size_t length) {
+    for (size_t i = 0; i < length; i++)
+        if (entry[i] != name[i]) return NULL;
+    return entry[length] == '=' ? entry + length + 1 : NULL;
+}
+
+/* What start-up needs of the auxiliary vector (read by `read_auxv`, once). */
+static uintptr_t auxv_vdso;   /* AT_SYSINFO_EHDR: the vDSO's address, 0 if unknown */
+static int auxv_secure;       /* AT_SECURE, or, without /proc, whether the ids differ */
+
+/* Reads /proc/self/auxv with raw system calls (getauxval is interposable). Without it (no
+ * /proc), the vDSO stays unknown (the clock is then a system call), and the program counts
+ * as set-user-ID when its real and effective user or group ids differ. */
+static void read_auxv(void) {
+    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/auxv", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (raw_status(fd) != 0) {
+        auxv_secure = raw_syscall(SYS_getuid, 0, 0, 0, 0, 0, 0) != raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0, 0)
+            || raw_syscall(SYS_getgid, 0, 0, 0, 0, 0, 0) != raw_syscall(SYS_getegid, 0, 0, 0, 0, 0, 0);
+        return;
+    }
+    unsigned long pair[2];
+    while (raw_syscall(SYS_read, fd, (long)pair, sizeof pair, 0, 0, 0) == (long)sizeof pair && pair[0] != AT_NULL) {
+        if (pair[0] == AT_SYSINFO_EHDR) auxv_vdso = pair[1];
+        else if (pair[0] == AT_SECURE) auxv_secure = pair[1] != 0;
+    }
+    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
 }
 
 /* The address of the vDSO's function `name` (a defined function, by its ELF dynamic
  * symbol table, counted by DT_HASH), or NULL. The vDSO is the kernel's own shared object,
  * mapped into every process; the C library's clock_gettime calls the same function. */
 static void *vdso_function(const char *name) {
-    uintptr_t base = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    uintptr_t base = auxv_vdso;
     if (base == 0) return NULL;
     const ElfW(Ehdr) *header = (const ElfW(Ehdr) *)base;
     const ElfW(Phdr) *segments = (const ElfW(Phdr) *)(base + header->e_phoff);
@@ -165,7 +222,7 @@ static void *vdso_function(const char *name) {
     for (ElfW(Word) i = 0; i < hash[1]; i++) {
         const ElfW(Sym) *sym = &symbols[i];
         if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_shndx == SHN_UNDEF) continue;
-        if (strcmp(names + sym->st_name, name) == 0) return (void *)(bias + sym->st_value);
+        if (text_equal(names + sym->st_name, name)) return (void *)(bias + sym->st_value);
     }
     return NULL;
 }
@@ -179,17 +236,18 @@ _Noreturn void swmshim_abort(void) { abort(); }
 // signal handler). `environ` is read directly: this runs under the start-up lock, where a
 // preloaded library's getenv that allocates would wait on that lock for ever.
 const char *swmshim_getenv(const char *name) {
-    if (getauxval(AT_SECURE)) return NULL;
-    size_t length = strlen(name);
+    if (auxv_secure) return NULL;
+    size_t length = text_length(name);
     for (char **entry = environ; entry && *entry; entry++) {
-        if (strncmp(*entry, name, length) == 0 && (*entry)[length] == '=') return *entry + length + 1;
+        const char *value = entry_value(*entry, name, length);
+        if (value) return value;
     }
     return NULL;
 }
 
 // A raw system call, as glibc's getpid is: an interposed getpid that allocates would
 // wait on the start-up lock.
-int swmshim_getpid(void) { return (int)syscall(SYS_getpid); }
+int swmshim_getpid(void) { return (int)raw_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0); }
 
 // 1 when vm.overcommit_memory is 2 (strict: every private writable mapping is charged
 // to the system's CommitLimit, purged or not), read once at start-up.
@@ -201,42 +259,65 @@ static int strict_overcommit;
 // lock for ever (an outside review's `open` hook deadlocked `free`).
 static void read_overcommit(void) {
     int strict = 0;
-    long fd = syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
+    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (raw_status(fd) == 0) {
         char c = 0;
-        if (syscall(SYS_read, fd, &c, 1) == 1 && c == '2') strict = 1;
-        syscall(SYS_close, fd);
+        if (raw_syscall(SYS_read, fd, (long)&c, 1, 0, 0, 0) == 1 && c == '2') strict = 1;
+        raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
     }
     strict_overcommit = strict;
 }
 
 int swmshim_address_space_limited(void) {
     if (strict_overcommit) return 1;
-    int saved = errno;
     struct rlimit as, data;
-    int limited = (syscall(SYS_prlimit64, 0, RLIMIT_AS, NULL, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
-        || (syscall(SYS_prlimit64, 0, RLIMIT_DATA, NULL, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
-    errno = saved;
-    return limited;
+    return (raw_syscall(SYS_prlimit64, 0, RLIMIT_AS, 0, (long)&as, 0, 0) == 0 && as.rlim_cur != RLIM_INFINITY)
+        || (raw_syscall(SYS_prlimit64, 0, RLIMIT_DATA, 0, (long)&data, 0, 0) == 0 && data.rlim_cur != RLIM_INFINITY);
 }
 
 void swmshim_platform_init(void) {
-    int saved = errno;
+    read_auxv();
     void *gettime = vdso_function("__vdso_clock_gettime");         /* x86-64 */
     if (!gettime) gettime = vdso_function("__kernel_clock_gettime"); /* arm64 */
     __atomic_store_n(&vdso_clock_gettime, (int (*)(clockid_t, struct timespec *))gettime, __ATOMIC_RELAXED);
     read_overcommit();
-    errno = saved;
 }
 
-int swmshim_thread_key_create(void (*destructor)(void *)) {
-    int saved = errno;
-    int r = pthread_key_create(&swmshim_key, destructor);
-    errno = saved;
-    return r;
+/* The thread-exit key: its destructor (set at start-up) and its state. It is created at
+ * the first `swmshim_thread_key_set`, outside every allocator lock (pthread_key_create is
+ * interposable, and start-up's lock is held while options are read). */
+static void (*key_destructor)(void *);
+enum { KEY_NONE, KEY_CREATING, KEY_READY, KEY_FAILED };
+static uint32_t key_state;
+static int key_creator;       /* the kernel id of the thread creating it */
+
+void swmshim_thread_key_init(void (*destructor)(void *)) { key_destructor = destructor; }
+
+/* Creates the key once; true when it exists. A thread that finds another creating it
+ * waits; the creating thread itself, re-entered by a wrapped pthread_key_create that
+ * allocates, goes on without (that call's heap is this thread's, registered after). */
+static int key_ready(void) {
+    uint32_t state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE);
+    if (state == KEY_READY) return 1;
+    int me = (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
+    if (state == KEY_NONE && __atomic_compare_exchange_n(&key_state, &state, KEY_CREATING, 0, __ATOMIC_ACQ_REL,
+                                                         __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&key_creator, me, __ATOMIC_RELAXED);
+        int saved = errno;
+        state = pthread_key_create(&swmshim_key, key_destructor) == 0 ? KEY_READY : KEY_FAILED;
+        errno = saved;
+        __atomic_store_n(&key_state, state, __ATOMIC_RELEASE);
+        swmshim_futex_wake(&key_state, 0x7fffffff);
+        return state == KEY_READY;
+    }
+    if (state == KEY_CREATING && __atomic_load_n(&key_creator, __ATOMIC_RELAXED) == me) return 0;
+    while ((state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE)) == KEY_CREATING)
+        swmshim_futex_wait(&key_state, KEY_CREATING);
+    return state == KEY_READY;
 }
 
 void swmshim_thread_key_set(void *heap) {
+    if (!key_ready()) return;
     int saved = errno;
     pthread_setspecific(swmshim_key, heap);
     errno = saved;
@@ -390,7 +471,8 @@ int swmshim_signal_usable(int signo) {
     if (signo < 1 || signo > 64 || signo == SIGKILL || signo == SIGSTOP) return 0;
     if (signo == SIGILL || signo == SIGTRAP || signo == SIGBUS || signo == SIGFPE || signo == SIGSEGV
         || signo == SIGSYS) return 0;
-    return signo < 32 || signo >= SIGRTMIN;
+    // glibc's SIGRTMIN is 34, read through a libc call (this runs under the start-up lock).
+    return signo < 32 || signo >= 34;
 }
 
 int swmshim_signal(int signo, void (*handler)(int)) {
@@ -425,11 +507,6 @@ int swmshim_thread_start(void *(*body)(void *), const char *name) {
     return r;
 }
 
-int swmshim_gettid(void) { return (int)syscall(SYS_gettid); }
+int swmshim_gettid(void) { return (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0); }
 
-int swmshim_task_gone(int pid, int tid) {
-    int saved = errno;
-    int gone = syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH;
-    errno = saved;
-    return gone;
-}
+int swmshim_task_gone(int pid, int tid) { return raw_syscall(SYS_tgkill, pid, tid, 0, 0, 0, 0) == -ESRCH; }

@@ -195,17 +195,20 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
         try expectQuietCase("stats_across_thread_exit", library)
     }
 
-    /// With a preloaded library whose open, clock_gettime, getenv, secure_getenv and
-    /// getpid allocate (allocating_hooks.c) after swmalloc, a program whose frees retire
-    /// pages and segments (with the default options and with purge_delay_ms=0) ends: the
-    /// allocator calls no interposable function under its locks (before, it deadlocked at
-    /// start-up in secure_getenv, in free through clock_gettime, and through open in
-    /// review R24).
+    /// With a preloaded library whose open, clock_gettime, getenv, secure_getenv, getpid,
+    /// syscall, getauxval, strlen, strcmp, strncmp, write and pthread_key_create allocate
+    /// (allocating_hooks.c) after swmalloc, a program whose mallocs map segments and whose
+    /// frees retire them, and whose threads exit (with the default options and with
+    /// purge_delay_ms=0), ends: the allocator calls no interposable function under its
+    /// locks (before, it deadlocked at start-up in secure_getenv, and with syscall or the
+    /// string functions, in malloc and free through syscall and clock_gettime, and
+    /// through open in review R24).
     @Test(arguments: Library.allCases)
     func noInterposableCallUnderALock(_ library: Library) throws {
         let cc = try requireTool("cc", debianPackage: "gcc")
         let hook = "\(Paths.scratch)/allocating_hooks.so"
-        let built = try runChild(cc, ["-O1", "-shared", "-fPIC", "\(Paths.programs)/allocating_hooks.c", "-o", hook, "-ldl"])
+        let built = try runChild(cc, ["-O1", "-fno-builtin", "-shared", "-fPIC", "\(Paths.programs)/allocating_hooks.c",
+                                      "-o", hook, "-ldl"])
         #expect(built.succeeded, "building the hook: \(built)")
         let program = try compileProgram("regress.c")
         for options in ["", "purge_delay_ms=0"] {

@@ -1,17 +1,22 @@
 /* allocating_hooks.c — a preloaded library whose open(), clock_gettime(), getenv(),
- * secure_getenv() and getpid() allocate, as I/O tracers, time fakers (libfaketime) and
- * sandbox shims do: a 256 KiB scratch buffer and a small block, then the real function.
- * Built as a shared object and preloaded after swmalloc by RegressionTests (regress.c
- * interposed_calls_allocate): the allocator must never call an interposable function
- * while it holds a lock its own malloc needs. Before, open() under a heap's span lock
- * (review R24), clock_gettime() under it (a page retired in free), and secure_getenv()
- * and getpid() under the start-up lock each deadlocked. */
+ * secure_getenv(), getpid(), syscall(), getauxval(), strlen(), strcmp(), strncmp(),
+ * write() and pthread_key_create() allocate, as I/O tracers, system-call tracers, time
+ * fakers (libfaketime) and sandbox shims do: a 256 KiB scratch buffer and a small block,
+ * then the real function. Built as a shared object and preloaded after swmalloc by
+ * RegressionTests (regress.c interposed_calls_allocate): the allocator must never call an
+ * interposable function while it holds a lock its own malloc needs. Before, open() under
+ * a heap's span lock (review R24), clock_gettime() and syscall() (mmap, madvise, futex)
+ * under it, and secure_getenv(), getpid(), getauxval(), strlen(), strncmp(), strcmp(),
+ * syscall() and pthread_key_create() under the start-up lock each deadlocked (review
+ * R27). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +24,9 @@
 static void allocate_something(const char *text) {
     char *scratch = malloc(256 * 1024);
     if (scratch) {
-        strncpy(scratch, text, 4096);
+        size_t i = 0;
+        for (; i < 4095 && text[i]; i++) scratch[i] = text[i];
+        scratch[i] = 0;
         free(scratch);
     }
     free(malloc(40));
@@ -70,4 +77,58 @@ pid_t getpid(void) {
     if (!real) real = (pid_t (*)(void))next("getpid");
     allocate_something("getpid");
     return real();
+}
+
+long syscall(long number, ...) {
+    static long (*real)(long, ...);
+    if (!real) real = (long (*)(long, ...))next("syscall");
+    va_list ap;
+    va_start(ap, number);
+    long a[6];
+    for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
+    va_end(ap);
+    allocate_something("syscall");
+    return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+unsigned long getauxval(unsigned long type) {
+    static unsigned long (*real)(unsigned long);
+    if (!real) real = (unsigned long (*)(unsigned long))next("getauxval");
+    allocate_something("getauxval");
+    return real(type);
+}
+
+size_t strlen(const char *text) {
+    static size_t (*real)(const char *);
+    if (!real) real = (size_t (*)(const char *))next("strlen");
+    allocate_something("strlen");
+    return real(text);
+}
+
+int strcmp(const char *a, const char *b) {
+    static int (*real)(const char *, const char *);
+    if (!real) real = (int (*)(const char *, const char *))next("strcmp");
+    allocate_something("strcmp");
+    return real(a, b);
+}
+
+int strncmp(const char *a, const char *b, size_t n) {
+    static int (*real)(const char *, const char *, size_t);
+    if (!real) real = (int (*)(const char *, const char *, size_t))next("strncmp");
+    allocate_something("strncmp");
+    return real(a, b, n);
+}
+
+ssize_t write(int fd, const void *bytes, size_t count) {
+    static ssize_t (*real)(int, const void *, size_t);
+    if (!real) real = (ssize_t (*)(int, const void *, size_t))next("write");
+    allocate_something("write");
+    return real(fd, bytes, count);
+}
+
+int pthread_key_create(pthread_key_t *key, void (*destructor)(void *)) {
+    static int (*real)(pthread_key_t *, void (*)(void *));
+    if (!real) real = (int (*)(pthread_key_t *, void (*)(void *)))next("pthread_key_create");
+    allocate_something("pthread_key_create");
+    return real(key, destructor);
 }

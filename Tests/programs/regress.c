@@ -739,14 +739,31 @@ static void case_churn_reuses_resident_memory(void) {
     for (int i = 0; i < CHURN_SLOTS; i++) free(churn_kept[i]);
 }
 
+/** A thread of interposed_calls_allocate: allocates and frees blocks of 1 MiB and 100
+ *  bytes, then exits (its heap is given up with the hooks active). */
+static void *interposed_thread(void *unused) {
+    (void)unused;
+    for (int i = 0; i < 8; i++) {
+        char *block = malloc(MiB);
+        CHECK(block != NULL);
+        memset(block, 1, 4096);
+        free(block);
+        free(malloc(100));
+    }
+    return NULL;
+}
+
 /** interposed_calls_allocate: 64 blocks of 1 MiB allocated and freed, so that pages and
- *  segments are retired in free (with purge_delay_ms=0 too, in RegressionTests: the
- *  emptied segments beyond the cache's 8 are retained there), with allocating_hooks.so
- *  preloaded after swmalloc (its open, clock_gettime, getenv, secure_getenv and getpid
- *  allocate): the program ends. Before, start-up read SWMALLOC_OPTIONS with secure_getenv
- *  under the start-up lock, a retirement read the clock with clock_gettime and
- *  vm.overcommit_memory with open() under the heap's span lock (review R24); the hook's
- *  malloc waited for that lock, and the program hung. */
+ *  segments are mapped in malloc and retired in free (with purge_delay_ms=0 too, in
+ *  RegressionTests: the emptied segments beyond the cache's 8 are retained there), and
+ *  four threads that allocate and exit, with allocating_hooks.so preloaded after swmalloc
+ *  (its open, clock_gettime, getenv, secure_getenv, getpid, syscall, getauxval, strlen,
+ *  strcmp, strncmp, write and pthread_key_create allocate): the program ends. Before,
+ *  start-up called secure_getenv, getauxval, strlen, strncmp, pthread_key_create and
+ *  syscall under the start-up lock, and malloc and free called syscall (mmap, madvise,
+ *  futex) and clock_gettime, and read vm.overcommit_memory with open(), under the heap's
+ *  span lock (reviews R24 and R27); the hook's malloc waited for that lock, and the
+ *  program hung. */
 static void case_interposed_calls_allocate(void) {
     void *blocks[64];
     for (int i = 0; i < 64; i++) {
@@ -756,6 +773,9 @@ static void case_interposed_calls_allocate(void) {
     }
     for (int i = 0; i < 64; i++) free(blocks[i]);
     free(malloc(100));
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) CHECK(pthread_create(&threads[i], NULL, interposed_thread, NULL) == 0);
+    for (int i = 0; i < 4; i++) CHECK(pthread_join(threads[i], NULL) == 0);
 }
 
 /* ---- main ---- */

@@ -132,8 +132,9 @@ int swmshim_address_space_limited(void);
 void swmshim_platform_init(void);
 
 // ---- process and thread registration ----
-/// Creates the thread-exit key; `destructor` is called with the heap when a thread ends.
-int swmshim_thread_key_create(void (*destructor)(void *));
+/// Sets the thread-exit key's destructor, called with the heap when a thread ends. The
+/// key itself is created at the first `swmshim_thread_key_set`, outside the start-up lock.
+void swmshim_thread_key_init(void (*destructor)(void *));
 /// Associates the heap with the calling thread so that the destructor runs at its exit.
 void swmshim_thread_key_set(void *heap);
 /// Registers fork handlers (prepare / parent / child).

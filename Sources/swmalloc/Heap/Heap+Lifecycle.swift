@@ -617,11 +617,11 @@ enum Process {
         Segment.checkLayout()
         Heap.checkLayout()
         SizeClass.fillSlotTable()
-        Options.load()
         swmshim_platform_init()
+        Options.load()
         Globals.processId.pointee = swmshim_getpid()
         Purger.configure()
-        _ = swmshim_thread_key_create { threadExited($0) }
+        swmshim_thread_key_init { threadExited($0) }
         Globals.initState.store(2)
     }
 
