@@ -28,6 +28,13 @@ let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($
     + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
     + ["VOS_MallocModule", "VOS_MallocWithDebug", "VOS_Free_Debug"].map { ($0, "swmimpl_\($0)") }
 
+/// The compiler's `memset`, `memmove` and `memcpy` calls in the shared library go to the
+/// shim's own (`memcpy`: a debug build's copies)
+/// (hidden: a plain alias keeps that visibility, and the version script keeps the names
+/// local), never to the C library's, which another preloaded library may wrap with one
+/// that allocates while the core holds a lock (`CSwmShim/shim.c`).
+let coreCopies = [("memset", "swmshim_memset"), ("memmove", "swmshim_memmove"), ("memcpy", "swmshim_memmove")]
+
 /// Linker flags for the shared library (the script's path is absolute so that the
 /// library also links when this package is a dependency): the version script exports the
 /// C API only (defined with default visibility in `CSwmShim/exports.c`) and keeps the
@@ -37,7 +44,8 @@ let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         ["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
          "-Xlinker", "-z", "-Xlinker", "nodelete"]
-        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)+0"] }),
+        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)+0"] }
+        + coreCopies.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)"] }),
 ]
 
 let package = Package(

@@ -12,6 +12,7 @@
 #include <link.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -167,18 +168,119 @@ __attribute__((no_builtin)) static const char *entry_value(const char *entry, co
     return entry[length] == '=' ? entry + length + 1 : NULL;
 }
 
+/* The core's memset and memmove: the shared library's link binds the compiler's calls to
+ * these (`--defsym` in Package.swift), so that no copy or clearing the core makes under a
+ * lock of its own calls the C library's, which another preloaded library may wrap with
+ * one that allocates (an outside review's memset hook hung a thread's exit). A thread
+ * that holds no allocator lock (calloc's clearing, realloc's copy) and has 128 bytes or
+ * more to do goes on to the C library's optimised routines, under their fortify names
+ * (`__memset_chk`, `__memmove_chk`, unlimited), which the link does not redirect; else
+ * 16-byte stores, four to a round, the last one overlapping, and from 2 KiB `rep stosb`
+ * / `rep movsb`. `no_builtin` keeps the compiler from turning the loops back into calls. */
+extern void *__memset_chk(void *dst, int c, size_t n, size_t dst_size);
+extern void *__memmove_chk(void *dst, const void *src, size_t n, size_t dst_size);
+/* Called through pointers: the compiler folds a direct call with an unlimited size back
+ * into memset or memmove, which this link binds to the functions below (a loop). */
+static void *(*const volatile libc_memset)(void *, int, size_t, size_t) = __memset_chk;
+static void *(*const volatile libc_memmove)(void *, const void *, size_t, size_t) = __memmove_chk;
+
+typedef unsigned char swm_v16 __attribute__((vector_size(16), may_alias, aligned(1)));
+typedef uint64_t swm_u64 __attribute__((may_alias, aligned(1)));
+typedef uint32_t swm_u32 __attribute__((may_alias, aligned(1)));
+
+__attribute__((no_builtin, visibility("hidden"))) void *swmshim_memset(void *dst, int c, size_t n) {
+    unsigned char *d = dst;
+    unsigned char byte = (unsigned char)c;
+    if (n >= 128 && swmshim_tls_locks == 0) return libc_memset(dst, c, n, (size_t)-1);
+#if defined(__x86_64__)
+    if (n >= 2048) {
+        __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(byte) : "memory");
+        return dst;
+    }
+#endif
+    if (n >= 16) {
+        swm_v16 v;
+        for (int i = 0; i < 16; i++) v[i] = byte;
+        unsigned char *end = d + n;
+        for (; d + 64 <= end; d += 64) {
+            *(swm_v16 *)d = v;
+            *(swm_v16 *)(d + 16) = v;
+            *(swm_v16 *)(d + 32) = v;
+            *(swm_v16 *)(d + 48) = v;
+        }
+        for (; d + 16 < end; d += 16) *(swm_v16 *)d = v;
+        *(swm_v16 *)(end - 16) = v;
+    } else if (n >= 8) {
+        uint64_t w = byte * 0x0101010101010101ull;
+        *(swm_u64 *)d = w;
+        *(swm_u64 *)(d + n - 8) = w;
+    } else if (n >= 4) {
+        uint32_t w = byte * 0x01010101u;
+        *(swm_u32 *)d = w;
+        *(swm_u32 *)(d + n - 4) = w;
+    } else {
+        for (size_t i = 0; i < n; i++) d[i] = byte;
+    }
+    return dst;
+}
+
+__attribute__((no_builtin, visibility("hidden"))) void *swmshim_memmove(void *dst, const void *src, size_t n) {
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (n >= 128 && swmshim_tls_locks == 0) return libc_memmove(dst, src, n, (size_t)-1);
+    if (d + n <= s || s + n <= d) {
+        // Apart (every copy the core makes between two blocks).
+#if defined(__x86_64__)
+        if (n >= 2048) {
+            __asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+            return dst;
+        }
+#endif
+        if (n >= 16) {
+            swm_v16 tail = *(const swm_v16 *)(s + n - 16);
+            size_t i = 0;
+            for (; i + 64 <= n; i += 64) {
+                swm_v16 a = *(const swm_v16 *)(s + i), b = *(const swm_v16 *)(s + i + 16);
+                swm_v16 c = *(const swm_v16 *)(s + i + 32), e = *(const swm_v16 *)(s + i + 48);
+                *(swm_v16 *)(d + i) = a;
+                *(swm_v16 *)(d + i + 16) = b;
+                *(swm_v16 *)(d + i + 32) = c;
+                *(swm_v16 *)(d + i + 48) = e;
+            }
+            for (; i + 16 < n; i += 16) *(swm_v16 *)(d + i) = *(const swm_v16 *)(s + i);
+            *(swm_v16 *)(d + n - 16) = tail;
+            return dst;
+        }
+        for (size_t i = 0; i < n; i++) d[i] = s[i];
+    } else if (d < s) {
+        for (size_t i = 0; i < n; i++) d[i] = s[i];
+    } else {
+        for (size_t i = n; i > 0; i--) d[i - 1] = s[i - 1];
+    }
+    return dst;
+}
+
 /* What start-up needs of the auxiliary vector (read by `read_auxv`, once). */
 static uintptr_t auxv_vdso;   /* AT_SYSINFO_EHDR: the vDSO's address, 0 if unknown */
 static int auxv_secure;       /* AT_SECURE, or, without /proc, whether the ids differ */
 
 /* Reads /proc/self/auxv with raw system calls (getauxval is interposable). Without it (no
  * /proc), the vDSO stays unknown (the clock is then a system call), and the program counts
- * as set-user-ID when its real and effective user or group ids differ. */
+ * as privileged when its real and effective user or group ids differ, or when it is not
+ * root's and has capabilities. */
 static void read_auxv(void) {
     long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/auxv", O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (raw_status(fd) != 0) {
-        auxv_secure = raw_syscall(SYS_getuid, 0, 0, 0, 0, 0, 0) != raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0, 0)
-            || raw_syscall(SYS_getgid, 0, 0, 0, 0, 0, 0) != raw_syscall(SYS_getegid, 0, 0, 0, 0, 0, 0);
+        // What the kernel's AT_SECURE says, guessed: set-user-ID or set-group-ID (the ids
+        // differ), or file capabilities (a process other than root's that has any).
+        long euid = raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0, 0);
+        struct __user_cap_header_struct caps_header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct caps[2] = {{0, 0, 0}, {0, 0, 0}};
+        int capable = raw_syscall(SYS_capget, (long)&caps_header, (long)caps, 0, 0, 0, 0) != 0
+            || (caps[0].permitted | caps[1].permitted) != 0;
+        auxv_secure = raw_syscall(SYS_getuid, 0, 0, 0, 0, 0, 0) != euid
+            || raw_syscall(SYS_getgid, 0, 0, 0, 0, 0, 0) != raw_syscall(SYS_getegid, 0, 0, 0, 0, 0, 0)
+            || (euid != 0 && capable);
         return;
     }
     unsigned long pair[2];
@@ -293,9 +395,21 @@ static int key_creator;       /* the kernel id of the thread creating it */
 
 void swmshim_thread_key_init(void (*destructor)(void *)) { key_destructor = destructor; }
 
+/* The creating thread's part (key_state is KEY_CREATING, key_creator the caller): creates
+ * the key, publishes the outcome, wakes the waiters; true when the key exists. */
+static int create_key(void) {
+    int saved = errno;
+    uint32_t state = pthread_key_create(&swmshim_key, key_destructor) == 0 ? KEY_READY : KEY_FAILED;
+    errno = saved;
+    __atomic_store_n(&key_state, state, __ATOMIC_RELEASE);
+    swmshim_futex_wake(&key_state, 0x7fffffff);
+    return state == KEY_READY;
+}
+
 /* Creates the key once; true when it exists. A thread that finds another creating it
- * waits; the creating thread itself, re-entered by a wrapped pthread_key_create that
- * allocates, goes on without (that call's heap is this thread's, registered after). */
+ * waits, and takes over when that thread is gone (a fork child made meanwhile); the
+ * creating thread itself, re-entered by a wrapped pthread_key_create that allocates, goes
+ * on without (that call's heap is this thread's, registered after). */
 static int key_ready(void) {
     uint32_t state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE);
     if (state == KEY_READY) return 1;
@@ -303,16 +417,19 @@ static int key_ready(void) {
     if (state == KEY_NONE && __atomic_compare_exchange_n(&key_state, &state, KEY_CREATING, 0, __ATOMIC_ACQ_REL,
                                                          __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&key_creator, me, __ATOMIC_RELAXED);
-        int saved = errno;
-        state = pthread_key_create(&swmshim_key, key_destructor) == 0 ? KEY_READY : KEY_FAILED;
-        errno = saved;
-        __atomic_store_n(&key_state, state, __ATOMIC_RELEASE);
-        swmshim_futex_wake(&key_state, 0x7fffffff);
-        return state == KEY_READY;
+        return create_key();
     }
     if (state == KEY_CREATING && __atomic_load_n(&key_creator, __ATOMIC_RELAXED) == me) return 0;
-    while ((state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE)) == KEY_CREATING)
-        swmshim_futex_wait(&key_state, KEY_CREATING);
+    int pid = (int)raw_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    while ((state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE)) == KEY_CREATING) {
+        // A creator that is gone (a fork child, which has only the forking thread) never
+        // finishes: this thread takes its place.
+        int creator = __atomic_load_n(&key_creator, __ATOMIC_RELAXED);
+        if (creator != 0 && swmshim_task_gone(pid, creator)
+            && __atomic_compare_exchange_n(&key_creator, &creator, me, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return create_key();
+        swmshim_futex_wait_ns(&key_state, KEY_CREATING, 10000000);
+    }
     return state == KEY_READY;
 }
 

@@ -196,13 +196,13 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     }
 
     /// With a preloaded library whose open, clock_gettime, getenv, secure_getenv, getpid,
-    /// syscall, getauxval, strlen, strcmp, strncmp, write and pthread_key_create allocate
-    /// (allocating_hooks.c) after swmalloc, a program whose mallocs map segments and whose
+    /// syscall, getauxval, strlen, strcmp, strncmp, write, pthread_key_create, memset and
+    /// memmove allocate (allocating_hooks.c) after swmalloc, a program whose mallocs map segments and whose
     /// frees retire them, and whose threads exit (with the default options and with
     /// purge_delay_ms=0), ends: the allocator calls no interposable function under its
     /// locks (before, it deadlocked at start-up in secure_getenv, and with syscall or the
-    /// string functions, in malloc and free through syscall and clock_gettime, and
-    /// through open in review R24).
+    /// string functions, in malloc and free through syscall and clock_gettime, at a
+    /// thread's exit through memset, and through open in review R24).
     @Test(arguments: Library.allCases)
     func noInterposableCallUnderALock(_ library: Library) throws {
         let cc = try requireTool("cc", debianPackage: "gcc")

@@ -1,14 +1,15 @@
 /* allocating_hooks.c — a preloaded library whose open(), clock_gettime(), getenv(),
  * secure_getenv(), getpid(), syscall(), getauxval(), strlen(), strcmp(), strncmp(),
- * write() and pthread_key_create() allocate, as I/O tracers, system-call tracers, time
+ * write(), pthread_key_create(), memset() and memmove() allocate, as I/O tracers, system-call tracers, time
  * fakers (libfaketime) and sandbox shims do: a 256 KiB scratch buffer and a small block,
  * then the real function. Built as a shared object and preloaded after swmalloc by
  * RegressionTests (regress.c interposed_calls_allocate): the allocator must never call an
  * interposable function while it holds a lock its own malloc needs. Before, open() under
  * a heap's span lock (review R24), clock_gettime() and syscall() (mmap, madvise, futex)
  * under it, and secure_getenv(), getpid(), getauxval(), strlen(), strncmp(), strcmp(),
- * syscall() and pthread_key_create() under the start-up lock each deadlocked (review
- * R27). */
+ * syscall() and pthread_key_create() under the start-up lock, and memset() under the
+ * registry lock as a thread's heap was parked at its exit, each deadlocked (review
+ * R27). Its pthread_key_create also forks while swmalloc creates its key (see below). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,9 +128,60 @@ ssize_t write(int fd, const void *bytes, size_t count) {
     return real(fd, bytes, count);
 }
 
+/* The first pthread_key_create (swmalloc's thread-exit key, at the process's first
+ * allocation) also starts a thread that forks at once, before it allocates, and takes
+ * 200 ms before going on: the child allocates while the key is still being created by a
+ * thread the child does not have. The child's status is checked when the program exits
+ * (`check_fork_child`): before, the child waited for that thread for ever (review R29). */
+static pthread_t forker;
+static int forker_started, fork_child_status = -1;
+
+static void *fork_and_allocate(void *unused) {
+    (void)unused;
+    pid_t pid = fork();
+    if (pid == 0) {
+        free(malloc(100));
+        _exit(0);
+    }
+    if (pid > 0) waitpid(pid, &fork_child_status, 0);
+    return NULL;
+}
+
 int pthread_key_create(pthread_key_t *key, void (*destructor)(void *)) {
     static int (*real)(pthread_key_t *, void (*)(void *));
+    static int first = 1;
     if (!real) real = (int (*)(pthread_key_t *, void (*)(void *)))next("pthread_key_create");
     allocate_something("pthread_key_create");
+    if (__atomic_exchange_n(&first, 0, __ATOMIC_ACQ_REL)) {
+        forker_started = pthread_create(&forker, NULL, fork_and_allocate, NULL) == 0;
+        struct timespec pause = {0, 200000000};
+        nanosleep(&pause, NULL);
+    }
     return real(key, destructor);
+}
+
+/* At exit: the fork child of `pthread_key_create` must have ended with status 0. */
+__attribute__((destructor)) static void check_fork_child(void) {
+    if (!forker_started) return;
+    pthread_join(forker, NULL);
+    if (fork_child_status != 0) {
+        static const char message[] = "allocating_hooks: the fork child made during key creation failed\n";
+        ssize_t ignored = write(2, message, sizeof message - 1);
+        (void)ignored;
+        _exit(3);
+    }
+}
+
+void *memset(void *dst, int c, size_t n) {
+    static void *(*real)(void *, int, size_t);
+    if (!real) real = (void *(*)(void *, int, size_t))next("memset");
+    allocate_something("memset");
+    return real(dst, c, n);
+}
+
+void *memmove(void *dst, const void *src, size_t n) {
+    static void *(*real)(void *, const void *, size_t);
+    if (!real) real = (void *(*)(void *, const void *, size_t))next("memmove");
+    allocate_something("memmove");
+    return real(dst, src, n);
 }

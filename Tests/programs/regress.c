@@ -758,11 +758,12 @@ static void *interposed_thread(void *unused) {
  *  RegressionTests: the emptied segments beyond the cache's 8 are retained there), and
  *  four threads that allocate and exit, with allocating_hooks.so preloaded after swmalloc
  *  (its open, clock_gettime, getenv, secure_getenv, getpid, syscall, getauxval, strlen,
- *  strcmp, strncmp, write and pthread_key_create allocate): the program ends. Before,
- *  start-up called secure_getenv, getauxval, strlen, strncmp, pthread_key_create and
- *  syscall under the start-up lock, and malloc and free called syscall (mmap, madvise,
- *  futex) and clock_gettime, and read vm.overcommit_memory with open(), under the heap's
- *  span lock (reviews R24 and R27); the hook's malloc waited for that lock, and the
+ *  strcmp, strncmp, write, pthread_key_create, memset and memmove allocate): the program
+ *  ends. Before, start-up called secure_getenv, getauxval, strlen, strncmp,
+ *  pthread_key_create and syscall under the start-up lock, malloc and free called
+ *  syscall (mmap, madvise, futex) and clock_gettime, and read vm.overcommit_memory with
+ *  open(), under the heap's span lock, and a thread's exit called memset under the
+ *  registry lock (reviews R24 and R27); the hook's malloc waited for that lock, and the
  *  program hung. */
 static void case_interposed_calls_allocate(void) {
     void *blocks[64];
