@@ -350,8 +350,8 @@ static void *spawn_forker(void *unused) {
 }
 
 int workload_retention_spawn(const char *api) {
-    long threads = param_long("threads", 8000);
-    long forks = param_long("forks", 25);
+    long threads = param_long("threads", 4000);
+    long forks = param_long("forks", 12);
     params_check_all_used();
     require_malloc("retention-spawn", api);
     if (threads < 1 || forks < 0) {
