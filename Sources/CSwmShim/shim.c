@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -37,7 +38,6 @@ long swmshim_fork_lock_count;
 uint8_t swmshim_segment_map[SWM_SEGMENT_MAP_BYTES];
 uint8_t swmshim_slot_table[SWM_SLOT_TABLE_ROWS];
 
-static pthread_key_t swmshim_key;
 
 _Alignas(64) unsigned char swmshim_globals_storage[SWM_GLOBALS_BYTES];
 
@@ -172,9 +172,11 @@ __attribute__((no_builtin)) static const char *entry_value(const char *entry, co
  * these (`--defsym` in Package.swift), so that no copy or clearing the core makes under a
  * lock of its own calls the C library's, which another preloaded library may wrap with
  * one that allocates (an outside review's memset hook hung a thread's exit). A thread
- * that holds no allocator lock (calloc's clearing, realloc's copy) and has 128 bytes or
- * more to do goes on to the C library's optimised routines, under their fortify names
- * (`__memset_chk`, `__memmove_chk`, unlimited), which the link does not redirect; else
+ * that holds no allocator lock and has its heap (calloc's clearing, realloc's copy) and
+ * 128 bytes or more to do goes on to the C library's optimised routines, under their
+ * fortify names (`__memset_chk`, `__memmove_chk`, unlimited), which the link does not
+ * redirect, and which a preloaded library may wrap too: a thread still attaching its heap
+ * does not (a wrapper's malloc there attached a second heap, review R30); else
  * 16-byte stores, four to a round, the last one overlapping, and from 2 KiB `rep stosb`
  * / `rep movsb`. `no_builtin` keeps the compiler from turning the loops back into calls. */
 extern void *__memset_chk(void *dst, int c, size_t n, size_t dst_size);
@@ -184,6 +186,13 @@ extern void *__memmove_chk(void *dst, const void *src, size_t n, size_t dst_size
 static void *(*const volatile libc_memset)(void *, int, size_t, size_t) = __memset_chk;
 static void *(*const volatile libc_memmove)(void *, const void *, size_t, size_t) = __memmove_chk;
 
+/* True when the C library's routines may be called: no allocator lock held, and the
+ * thread has its heap (a wrapper that allocates finds it ready). */
+static inline int may_call_out(void) {
+    return swmshim_tls_locks == 0 && swmshim_tls_heap != (void *)swmshim_empty_heap
+        && swmshim_tls_heap != (void *)swmshim_exited_heap;
+}
+
 typedef unsigned char swm_v16 __attribute__((vector_size(16), may_alias, aligned(1)));
 typedef uint64_t swm_u64 __attribute__((may_alias, aligned(1)));
 typedef uint32_t swm_u32 __attribute__((may_alias, aligned(1)));
@@ -191,7 +200,7 @@ typedef uint32_t swm_u32 __attribute__((may_alias, aligned(1)));
 __attribute__((no_builtin, visibility("hidden"))) void *swmshim_memset(void *dst, int c, size_t n) {
     unsigned char *d = dst;
     unsigned char byte = (unsigned char)c;
-    if (n >= 128 && swmshim_tls_locks == 0) return libc_memset(dst, c, n, (size_t)-1);
+    if (n >= 128 && may_call_out()) return libc_memset(dst, c, n, (size_t)-1);
 #if defined(__x86_64__)
     if (n >= 2048) {
         __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(byte) : "memory");
@@ -227,7 +236,7 @@ __attribute__((no_builtin, visibility("hidden"))) void *swmshim_memset(void *dst
 __attribute__((no_builtin, visibility("hidden"))) void *swmshim_memmove(void *dst, const void *src, size_t n) {
     unsigned char *d = dst;
     const unsigned char *s = src;
-    if (n >= 128 && swmshim_tls_locks == 0) return libc_memmove(dst, src, n, (size_t)-1);
+    if (n >= 128 && may_call_out()) return libc_memmove(dst, src, n, (size_t)-1);
     if (d + n <= s || s + n <= d) {
         // Apart (every copy the core makes between two blocks).
 #if defined(__x86_64__)
@@ -264,6 +273,20 @@ __attribute__((no_builtin, visibility("hidden"))) void *swmshim_memmove(void *ds
 static uintptr_t auxv_vdso;   /* AT_SYSINFO_EHDR: the vDSO's address, 0 if unknown */
 static int auxv_secure;       /* AT_SECURE, or, without /proc, whether the ids differ */
 
+/* True when the process has a permitted capability that is not in its ambient set (or
+ * the kernel will not say). */
+static int has_exec_capabilities(void) {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct caps[2] = {{0, 0, 0}, {0, 0, 0}};
+    if (raw_syscall(SYS_capget, (long)&header, (long)caps, 0, 0, 0, 0) != 0) return 1;
+    uint64_t permitted = (uint64_t)caps[1].permitted << 32 | caps[0].permitted;
+    for (int cap = 0; cap < 64; cap++) {
+        if (!(permitted >> cap & 1)) continue;
+        if (raw_syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0, 0) != 1) return 1;
+    }
+    return 0;
+}
+
 /* Reads /proc/self/auxv with raw system calls (getauxval is interposable). Without it (no
  * /proc), the vDSO stays unknown (the clock is then a system call), and the program counts
  * as privileged when its real and effective user or group ids differ, or when it is not
@@ -272,15 +295,13 @@ static void read_auxv(void) {
     long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/auxv", O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (raw_status(fd) != 0) {
         // What the kernel's AT_SECURE says, guessed: set-user-ID or set-group-ID (the ids
-        // differ), or file capabilities (a process other than root's that has any).
+        // differ), or file capabilities (a process other than root's with a permitted
+        // capability that is not ambient: ambient ones, a service manager's, do not make
+        // an exec secure, and file capabilities clear the ambient set).
         long euid = raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0, 0);
-        struct __user_cap_header_struct caps_header = {_LINUX_CAPABILITY_VERSION_3, 0};
-        struct __user_cap_data_struct caps[2] = {{0, 0, 0}, {0, 0, 0}};
-        int capable = raw_syscall(SYS_capget, (long)&caps_header, (long)caps, 0, 0, 0, 0) != 0
-            || (caps[0].permitted | caps[1].permitted) != 0;
         auxv_secure = raw_syscall(SYS_getuid, 0, 0, 0, 0, 0, 0) != euid
             || raw_syscall(SYS_getgid, 0, 0, 0, 0, 0, 0) != raw_syscall(SYS_getegid, 0, 0, 0, 0, 0, 0)
-            || (euid != 0 && capable);
+            || (euid != 0 && has_exec_capabilities());
         return;
     }
     unsigned long pair[2];
@@ -385,58 +406,90 @@ void swmshim_platform_init(void) {
     read_overcommit();
 }
 
-/* The thread-exit key: its destructor (set at start-up) and its state. It is created at
- * the first `swmshim_thread_key_set`, outside every allocator lock (pthread_key_create is
- * interposable, and start-up's lock is held while options are read). */
+/* The thread-exit key, created at the first `swmshim_thread_key_set`, outside every
+ * allocator lock (pthread_key_create is interposable, and start-up's lock is held while
+ * options are read). One word says everything, so that a fork at any point leaves the
+ * child a state it can read:
+ *
+ *     key_word = 0                     not created
+ *              = key << 2 | 1          created (the key itself)
+ *              = 2                     creation failed
+ *              = (pid << 24 | tid) << 2 | 3   being created by that thread
+ *
+ * Only the thread whose token is in the word when pthread_key_create returns publishes
+ * its key; a thread that finds the creator gone (another process's token: a fork child;
+ * or a task that no longer exists) puts its own token in and creates one itself, and a
+ * creator that lost its place deletes its key. So there is one key per process. */
 static void (*key_destructor)(void *);
-enum { KEY_NONE, KEY_CREATING, KEY_READY, KEY_FAILED };
-static uint32_t key_state;
-static int key_creator;       /* the kernel id of the thread creating it */
+enum { KEY_NONE = 0, KEY_FAILED = 2 };
+static uint64_t key_word;
+static uint32_t key_changes;   /* futex: bumped when the word leaves a creator's token */
 
 void swmshim_thread_key_init(void (*destructor)(void *)) { key_destructor = destructor; }
 
-/* The creating thread's part (key_state is KEY_CREATING, key_creator the caller): creates
- * the key, publishes the outcome, wakes the waiters; true when the key exists. */
-static int create_key(void) {
-    int saved = errno;
-    uint32_t state = pthread_key_create(&swmshim_key, key_destructor) == 0 ? KEY_READY : KEY_FAILED;
-    errno = saved;
-    __atomic_store_n(&key_state, state, __ATOMIC_RELEASE);
-    swmshim_futex_wake(&key_state, 0x7fffffff);
-    return state == KEY_READY;
+static inline int key_created(uint64_t word) { return (word & 3) == 1; }
+static inline int key_being_created(uint64_t word) { return (word & 3) == 3; }
+
+/* The caller's token (pid and tid fit 24 bits each: the kernel's pid_max is 2^22). */
+static uint64_t key_token(int pid) {
+    uint64_t tid = (uint64_t)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
+    return (((uint64_t)pid << 24 | tid) << 2) | 3;
 }
 
-/* Creates the key once; true when it exists. A thread that finds another creating it
- * waits, and takes over when that thread is gone (a fork child made meanwhile); the
- * creating thread itself, re-entered by a wrapped pthread_key_create that allocates, goes
- * on without (that call's heap is this thread's, registered after). */
-static int key_ready(void) {
-    uint32_t state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE);
-    if (state == KEY_READY) return 1;
-    int me = (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
-    if (state == KEY_NONE && __atomic_compare_exchange_n(&key_state, &state, KEY_CREATING, 0, __ATOMIC_ACQ_REL,
-                                                         __ATOMIC_ACQUIRE)) {
-        __atomic_store_n(&key_creator, me, __ATOMIC_RELAXED);
-        return create_key();
+/* The creator named by `word` is not there to finish: in another process, or gone. */
+static int key_creator_gone(uint64_t word, int pid) {
+    int creator_pid = (int)(word >> 26);
+    int creator_tid = (int)(word >> 2 & 0xffffff);
+    return creator_pid != pid || swmshim_task_gone(pid, creator_tid);
+}
+
+/* The creating thread's part (`token` was put in key_word): creates a key and publishes
+ * it if the word still holds `token`; else deletes it and waits for the winner. */
+static uint64_t create_key(uint64_t token) {
+    pthread_key_t key;
+    int saved = errno;
+    int ok = pthread_key_create(&key, key_destructor) == 0;
+    uint64_t expected = token;
+    uint64_t outcome = ok ? (uint64_t)key << 2 | 1 : KEY_FAILED;
+    if (__atomic_compare_exchange_n(&key_word, &expected, outcome, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_fetch_add(&key_changes, 1, __ATOMIC_RELEASE);
+        swmshim_futex_wake(&key_changes, 0x7fffffff);
+        errno = saved;
+        return outcome;
     }
-    if (state == KEY_CREATING && __atomic_load_n(&key_creator, __ATOMIC_RELAXED) == me) return 0;
+    if (ok) pthread_key_delete(key);
+    errno = saved;
+    return expected;
+}
+
+/* The key word once the key exists or failed; KEY_NONE for the creating thread itself,
+ * re-entered by a wrapped pthread_key_create that allocates (that call's heap is this
+ * thread's, registered after). */
+static uint64_t key_ready(void) {
+    uint64_t word = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
+    if (key_created(word) || word == KEY_FAILED) return word;
     int pid = (int)raw_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
-    while ((state = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE)) == KEY_CREATING) {
-        // A creator that is gone (a fork child, which has only the forking thread) never
-        // finishes: this thread takes its place.
-        int creator = __atomic_load_n(&key_creator, __ATOMIC_RELAXED);
-        if (creator != 0 && swmshim_task_gone(pid, creator)
-            && __atomic_compare_exchange_n(&key_creator, &creator, me, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            return create_key();
-        swmshim_futex_wait_ns(&key_state, KEY_CREATING, 10000000);
+    uint64_t me = key_token(pid);
+    while (!key_created(word) && word != KEY_FAILED) {
+        if (word == me) return KEY_NONE;
+        if (word == KEY_NONE || key_creator_gone(word, pid)) {
+            if (__atomic_compare_exchange_n(&key_word, &word, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                word = create_key(me);
+            continue;
+        }
+        uint32_t seen = __atomic_load_n(&key_changes, __ATOMIC_ACQUIRE);
+        uint64_t now = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
+        if (now == word) swmshim_futex_wait_ns(&key_changes, seen, 10000000);
+        word = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
     }
-    return state == KEY_READY;
+    return word;
 }
 
 void swmshim_thread_key_set(void *heap) {
-    if (!key_ready()) return;
+    uint64_t word = key_ready();
+    if (!key_created(word)) return;
     int saved = errno;
-    pthread_setspecific(swmshim_key, heap);
+    pthread_setspecific((pthread_key_t)(word >> 2), heap);
     errno = saved;
 }
 

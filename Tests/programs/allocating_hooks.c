@@ -1,6 +1,7 @@
 /* allocating_hooks.c — a preloaded library whose open(), clock_gettime(), getenv(),
  * secure_getenv(), getpid(), syscall(), getauxval(), strlen(), strcmp(), strncmp(),
- * write(), pthread_key_create(), memset() and memmove() allocate, as I/O tracers, system-call tracers, time
+ * write(), pthread_key_create(), memset(), memmove(), __memset_chk() and __memmove_chk()
+ * allocate, as I/O tracers, system-call tracers, time
  * fakers (libfaketime) and sandbox shims do: a 256 KiB scratch buffer and a small block,
  * then the real function. Built as a shared object and preloaded after swmalloc by
  * RegressionTests (regress.c interposed_calls_allocate): the allocator must never call an
@@ -9,7 +10,9 @@
  * under it, and secure_getenv(), getpid(), getauxval(), strlen(), strncmp(), strcmp(),
  * syscall() and pthread_key_create() under the start-up lock, and memset() under the
  * registry lock as a thread's heap was parked at its exit, each deadlocked (review
- * R27). Its pthread_key_create also forks while swmalloc creates its key (see below). */
+ * R27); __memset_chk, called to clear a new heap record, gave each thread two heaps
+ * (review R30). Its pthread_key_create also forks while swmalloc creates its key (see
+ * below). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -184,4 +187,18 @@ void *memmove(void *dst, const void *src, size_t n) {
     if (!real) real = (void *(*)(void *, const void *, size_t))next("memmove");
     allocate_something("memmove");
     return real(dst, src, n);
+}
+
+void *__memset_chk(void *dst, int c, size_t n, size_t dst_size) {
+    static void *(*real)(void *, int, size_t, size_t);
+    if (!real) real = (void *(*)(void *, int, size_t, size_t))next("__memset_chk");
+    allocate_something("__memset_chk");
+    return real(dst, c, n, dst_size);
+}
+
+void *__memmove_chk(void *dst, const void *src, size_t n, size_t dst_size) {
+    static void *(*real)(void *, const void *, size_t, size_t);
+    if (!real) real = (void *(*)(void *, const void *, size_t, size_t))next("__memmove_chk");
+    allocate_something("__memmove_chk");
+    return real(dst, src, n, dst_size);
 }
