@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <link.h>
-#include <string.h>
 #include <sys/auxv.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
@@ -419,22 +418,18 @@ void swmshim_platform_init(void) {
  * Only the thread whose token is in the word when pthread_key_create returns publishes
  * its key; a thread that finds the creator gone (another process's token: a fork child;
  * or a task that no longer exists) puts its own token in and creates one itself, and a
- * creator that lost its place deletes its key. So there is one key per process. */
+ * creator that lost its place deletes its key. So there is one key per process. Nobody
+ * waits for a creator: a wrapped pthread_key_create may itself wait for a thread that
+ * allocates (an outside review's wrapper joined one), so a thread whose heap is attached
+ * while another creates the key goes on without registering it; if it ends, its heap is
+ * given up by `reapDeadOwners`, as that of a thread that ended without its destructor. */
 static void (*key_destructor)(void *);
 enum { KEY_NONE = 0, KEY_FAILED = 2 };
 static uint64_t key_word;
-static uint32_t key_changes;   /* futex: bumped when the word leaves a creator's token */
 
 void swmshim_thread_key_init(void (*destructor)(void *)) { key_destructor = destructor; }
 
 static inline int key_created(uint64_t word) { return (word & 3) == 1; }
-static inline int key_being_created(uint64_t word) { return (word & 3) == 3; }
-
-/* The caller's token (pid and tid fit 24 bits each: the kernel's pid_max is 2^22). */
-static uint64_t key_token(int pid) {
-    uint64_t tid = (uint64_t)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
-    return (((uint64_t)pid << 24 | tid) << 2) | 3;
-}
 
 /* The creator named by `word` is not there to finish: in another process, or gone. */
 static int key_creator_gone(uint64_t word, int pid) {
@@ -444,7 +439,7 @@ static int key_creator_gone(uint64_t word, int pid) {
 }
 
 /* The creating thread's part (`token` was put in key_word): creates a key and publishes
- * it if the word still holds `token`; else deletes it and waits for the winner. */
+ * it if the word still holds `token`; else deletes it. Returns the word. */
 static uint64_t create_key(uint64_t token) {
     pthread_key_t key;
     int saved = errno;
@@ -452,8 +447,6 @@ static uint64_t create_key(uint64_t token) {
     uint64_t expected = token;
     uint64_t outcome = ok ? (uint64_t)key << 2 | 1 : KEY_FAILED;
     if (__atomic_compare_exchange_n(&key_word, &expected, outcome, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        __atomic_fetch_add(&key_changes, 1, __ATOMIC_RELEASE);
-        swmshim_futex_wake(&key_changes, 0x7fffffff);
         errno = saved;
         return outcome;
     }
@@ -462,25 +455,19 @@ static uint64_t create_key(uint64_t token) {
     return expected;
 }
 
-/* The key word once the key exists or failed; KEY_NONE for the creating thread itself,
- * re-entered by a wrapped pthread_key_create that allocates (that call's heap is this
- * thread's, registered after). */
+/* The key word when the key exists (or failed); KEY_NONE while a live thread creates it,
+ * this one included (re-entered by a wrapped pthread_key_create that allocates). */
 static uint64_t key_ready(void) {
     uint64_t word = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
     if (key_created(word) || word == KEY_FAILED) return word;
+    // pid and tid fit 24 bits each: the kernel's pid_max is at most 2^22.
     int pid = (int)raw_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
-    uint64_t me = key_token(pid);
+    uint64_t tid = (uint64_t)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
+    uint64_t me = (((uint64_t)pid << 24 | tid) << 2) | 3;
     while (!key_created(word) && word != KEY_FAILED) {
-        if (word == me) return KEY_NONE;
-        if (word == KEY_NONE || key_creator_gone(word, pid)) {
-            if (__atomic_compare_exchange_n(&key_word, &word, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-                word = create_key(me);
-            continue;
-        }
-        uint32_t seen = __atomic_load_n(&key_changes, __ATOMIC_ACQUIRE);
-        uint64_t now = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
-        if (now == word) swmshim_futex_wait_ns(&key_changes, seen, 10000000);
-        word = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
+        if (word != KEY_NONE && (word == me || !key_creator_gone(word, pid))) return KEY_NONE;
+        if (__atomic_compare_exchange_n(&key_word, &word, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            word = create_key(me);
     }
     return word;
 }

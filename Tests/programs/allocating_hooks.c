@@ -132,12 +132,20 @@ ssize_t write(int fd, const void *bytes, size_t count) {
 }
 
 /* The first pthread_key_create (swmalloc's thread-exit key, at the process's first
- * allocation) also starts a thread that forks at once, before it allocates, and takes
- * 200 ms before going on: the child allocates while the key is still being created by a
- * thread the child does not have. The child's status is checked when the program exits
- * (`check_fork_child`): before, the child waited for that thread for ever (review R29). */
+ * allocation) also starts a thread that allocates and waits for it (before, that thread
+ * waited for the key's creator, which waited for it: review R31), then starts a thread
+ * that forks at once, before it allocates, and takes 200 ms before going on: the child
+ * allocates while the key is still being created by a thread the child does not have.
+ * The child's status is checked when the program exits (`check_fork_child`): before, the
+ * child waited for that thread for ever (review R29). */
 static pthread_t forker;
 static int forker_started, fork_child_status = -1;
+
+static void *allocate_in_thread(void *unused) {
+    (void)unused;
+    free(malloc(64));
+    return NULL;
+}
 
 static void *fork_and_allocate(void *unused) {
     (void)unused;
@@ -156,6 +164,8 @@ int pthread_key_create(pthread_key_t *key, void (*destructor)(void *)) {
     if (!real) real = (int (*)(pthread_key_t *, void (*)(void *)))next("pthread_key_create");
     allocate_something("pthread_key_create");
     if (__atomic_exchange_n(&first, 0, __ATOMIC_ACQ_REL)) {
+        pthread_t helper;
+        if (pthread_create(&helper, NULL, allocate_in_thread, NULL) == 0) pthread_join(helper, NULL);
         forker_started = pthread_create(&forker, NULL, fork_and_allocate, NULL) == 0;
         struct timespec pause = {0, 200000000};
         nanosleep(&pause, NULL);
