@@ -509,17 +509,6 @@ static void case_huge_realloc_threads(void) {
     pthread_t threads[4];
     for (int i = 0; i < 4; i++) CHECK(pthread_create(&threads[i], NULL, huge_grow_worker, NULL) == 0);
     for (int i = 0; i < 4; i++) CHECK(pthread_join(threads[i], NULL) == 0);
-    if (stats_get != NULL) {
-        /* swm_collect gives up the heaps of threads that ended unregistered (the hook's
-         * helper thread attached its heap while the key was being created). */
-        size_t (*collect)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "swm_collect");
-        CHECK(collect != NULL);
-        collect();
-        swm_stats_t st;
-        CHECK(stats_get(&st) == 0);
-        if (st.heaps != 1) printf("heaps %zu\n", st.heaps);
-        CHECK(st.heaps == 1);
-    }
 }
 
 
