@@ -28,11 +28,11 @@ let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($
     + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
     + ["VOS_MallocModule", "VOS_MallocWithDebug", "VOS_Free_Debug"].map { ($0, "swmimpl_\($0)") }
 
-/// The compiler's `memset`, `memmove` and `memcpy` calls in the shared library go to the
-/// shim's own (`memcpy`: a debug build's copies)
-/// (hidden: a plain alias keeps that visibility, and the version script keeps the names
-/// local), never to the C library's, which another preloaded library may wrap with one
-/// that allocates while the core holds a lock (`CSwmShim/shim.c`).
+/// The compiler's `memset`, `memmove` and `memcpy` (a debug build's) calls in the shared
+/// library go to the shim's own, never to the C library's, which another preloaded library
+/// may wrap with one that allocates while the core holds a lock (`CSwmShim/shim.c`). A
+/// plain alias keeps the shim's hidden visibility, and the version script keeps the names
+/// local.
 let coreCopies = [("memset", "swmshim_memset"), ("memmove", "swmshim_memmove"), ("memcpy", "swmshim_memmove")]
 
 /// Linker flags for the shared library (the script's path is absolute so that the

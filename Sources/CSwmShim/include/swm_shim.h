@@ -126,16 +126,19 @@ int swmshim_getpid(void);
 /// CommitLimit even once purged; read at start-up by `swmshim_platform_init`), else 0.
 /// Raw system calls: safe under the allocator's locks.
 int swmshim_address_space_limited(void);
-/// Once, at start-up: finds the vDSO's clock for `swmshim_now_ns` and reads
-/// `vm.overcommit_memory` for `swmshim_address_space_limited`. Calls nothing a preloaded
-/// library can wrap (it runs under the start-up lock).
+/// Once, at start-up: reads the auxiliary vector (AT_SECURE for `swmshim_getenv`, the
+/// vDSO), finds the vDSO's clock for `swmshim_now_ns` and reads `vm.overcommit_memory`
+/// for `swmshim_address_space_limited`. Calls nothing a preloaded library can wrap (it
+/// runs under the start-up lock).
 void swmshim_platform_init(void);
 
 // ---- process and thread registration ----
 /// Sets the thread-exit key's destructor, called with the heap when a thread ends. The
 /// key itself is created at the first `swmshim_thread_key_set`, outside the start-up lock.
 void swmshim_thread_key_init(void (*destructor)(void *));
-/// Associates the heap with the calling thread so that the destructor runs at its exit.
+/// Associates the heap with the calling thread so that the destructor runs at its exit;
+/// creates the key first if nobody has. While another live thread creates it, does
+/// nothing (see shim.c: nobody waits for the creator).
 void swmshim_thread_key_set(void *heap);
 /// Registers fork handlers (prepare / parent / child).
 int swmshim_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
