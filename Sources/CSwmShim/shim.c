@@ -422,7 +422,8 @@ void swmshim_platform_init(void) {
  * waits for a creator: a wrapped pthread_key_create may itself wait for a thread that
  * allocates (an outside review's wrapper joined one), so a thread whose heap is attached
  * while another creates the key goes on without registering it; if it ends, its heap is
- * given up by `reapDeadOwners`, as that of a thread that ended without its destructor. */
+ * given up by `reapDeadOwners` (at `swm_collect`, or when the live heaps pass the reaping
+ * mark), as that of a thread that ended without its destructor. */
 static void (*key_destructor)(void *);
 enum { KEY_NONE = 0, KEY_FAILED = 2 };
 static uint64_t key_word;
