@@ -462,8 +462,8 @@ static uint64_t key_ready(void) {
     uint64_t word = __atomic_load_n(&key_word, __ATOMIC_ACQUIRE);
     if (key_created(word) || word == KEY_FAILED) return word;
     // pid and tid fit 24 bits each: the kernel's pid_max is at most 2^22.
-    int pid = (int)raw_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
-    uint64_t tid = (uint64_t)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
+    int pid = swmshim_getpid();
+    uint64_t tid = (uint64_t)swmshim_gettid();
     uint64_t me = (((uint64_t)pid << 24 | tid) << 2) | 3;
     while (!key_created(word) && word != KEY_FAILED) {
         if (word != KEY_NONE && (word == me || !key_creator_gone(word, pid))) return KEY_NONE;
