@@ -85,6 +85,11 @@ let misuseCases: [(name: String, message: String)] = [
     ("free_segment_header", MisuseMessage.notInBlock),
     ("free_segment_base", MisuseMessage.notInBlock),
     ("free_unused_span", MisuseMessage.notInBlock),
+    // A live block's address above the user address space (2^47 higher; the kernel's
+    // half): free's fast path masks the segment map's index, and finds the live block's
+    // own page.
+    ("free_above_user_space", MisuseMessage.notOurs),
+    ("free_kernel_half", MisuseMessage.notOurs),
     // Interior pointers of aligned blocks. Inside an over-aligned block the pointer is in
     // no segment and not 4 MiB-aligned: to free it looks like a foreign pointer.
     ("interior_free_aligned_4k", MisuseMessage.notBlockStart),

@@ -18,6 +18,7 @@ let vosAbortCases: [(mode: String, message: String)] = [
     ("vos-double-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
     ("free-then-vos-free", "VOS_Free(): not a block from VOS_Malloc, or already freed"),
     ("vos-free-garbage", "VOS_Free(): not a block from VOS_Malloc"),
+    ("vos-free-above-user-space", "VOS_Free(): not a block from VOS_Malloc"),
     ("free-vos-twice", "free(): double free of a VOS block's pointer, or a pointer 16 bytes into a freed block"),
     // realloc and malloc_usable_size name a VOS block as such (they said "not the start
     // of a block allocated by swmalloc", which misled: review R19).

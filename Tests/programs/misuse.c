@@ -351,6 +351,19 @@ static void free_unused_span(void) {
     free(announce((void *)(segment + 62 * SLICE)));
 }
 
+/** A live block's address with bits above the 47-bit user address space set: 2^47
+ * higher, and in the kernel's half. free's fast path indexes the segment map with the
+ * address masked to 47 bits, so both find the live block's own segment, page and offset;
+ * nothing may be read or written at the pointer itself. */
+static void free_above_user_space(void) {
+    char *p = allocate(&small);
+    free(announce(p + (1ull << 47)));
+}
+static void free_kernel_half(void) {
+    char *p = allocate(&small);
+    free(announce((void *)((uintptr_t)p | 0xffff800000000000ull)));
+}
+
 static void realloc_foreign(void) { reallocate(announce(static_buffer), 100); }
 static void realloc_mmap(void) { reallocate(announce(mapped_page()), 100); }
 static void usable_size_foreign(void) { usable_size(announce(mapped_page())); }
@@ -550,6 +563,8 @@ static const struct misuse_case cases[] = {
     PLAIN("free_segment_header", free_segment_header),
     PLAIN("free_segment_base", free_segment_base),
     PLAIN("free_unused_span", free_unused_span),
+    PLAIN("free_above_user_space", free_above_user_space),
+    PLAIN("free_kernel_half", free_kernel_half),
     // More interior pointers: aligned blocks.
     KIND("interior_free_aligned_4k", interior_free, aligned_4k),
     KIND("interior_free_aligned_128k", interior_free, aligned_128k),

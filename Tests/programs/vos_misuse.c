@@ -3,7 +3,8 @@
  *                    plain free(): credited to their module and site; prints "ok".
  *   accept-malloc    VOS_Free_Debug(VOS_FREE_ACCEPT_MALLOC, p) frees malloc blocks too.
  *   vos-free-malloc, vos-free-huge-malloc, vos-double-free, free-then-vos-free,
- *   vos-free-garbage: print "pointer 0x…" then abort with one "swmalloc:" line naming it
+ *   vos-free-garbage, vos-free-above-user-space (a live VOS block's address 2^47 higher):
+ *                    print "pointer 0x…" then abort with one "swmalloc:" line naming it
  *                    and the caller's file:line.
  *   free-vos-twice   a VOS block given to plain free() twice: a double free.
  *   realloc-vos      plain realloc() of a VOS block: aborts naming the pointer and saying
@@ -78,6 +79,11 @@ int main(int argc, char **argv) {
         static char not_heap[64];
         announce(not_heap + 16);
         VOS_Free(not_heap + 16);
+    } else if (strcmp(mode, "vos-free-above-user-space") == 0) {
+        char *p = VOS_Malloc(64, 5);
+        CHECK(p != NULL);
+        announce(p + (1ull << 47));
+        VOS_Free(p + (1ull << 47));
     } else if (strcmp(mode, "huge-reused-interior") == 0) {
         /* A huge VOS block freed, its mapping cached and handed to malloc: free() of the
          * new block's start + 16 is an interior pointer, whatever the old header said. */

@@ -67,6 +67,10 @@ static inline void *swmshim_exited_heap_address(void) { return (void *)swmshim_e
 /// included): malloc's pop prefetches the block it will hand out next.
 static inline void swmshim_prefetch(const void *p) { __builtin_prefetch(p); }
 
+/// The address `bits`, known not to be NULL: a non-optional pointer in Swift, whose
+/// optional initialiser from a bit pattern makes free's fast path test the value for zero.
+__attribute__((returns_nonnull)) static inline void *swmshim_address(uintptr_t bits) { return (void *)bits; }
+
 /// One byte per 4 MiB of the 47-bit user address space: non-zero where a swmalloc segment
 /// starts. 2^25 bytes (32 MiB) of zero-filled .bss: address space only, the pages free
 /// reads are the kernel's shared zero page until a segment is mapped in their range.

@@ -138,7 +138,8 @@ enum VOS {
         guard let user else { return }
         let block = user - VOSBlock.headerSize
         let heap = Heap.current
-        if _fastPath(UInt(bitPattern: user) & 15 == 0), let page = heap.localClassPage(holding: UInt(bitPattern: block)),
+        if _fastPath(UInt(bitPattern: user) & 15 == 0 && SegmentMap.inRange(UInt(bitPattern: block))),
+           let page = heap.localClassPage(holding: UInt(bitPattern: block)),
            let raw = heap.state.pointee.extensionData, let header = VOSBlock.read(user),
            !header.quotaCounted, VOSTable(raw).countFast(header, VOSTable.creditWords) {
             if _fastPath(!heap.pushToClassPage(page, block)) { return }

@@ -17,10 +17,11 @@
 import Synchronization
 
 extension Heap {
-    /// free's fast path (NULL included). Cost (x86-64, 36 instructions, no frame): the
-    /// segment-map test (a shift, a range compare, a byte test), the descriptor of the
-    /// pointer's slice (a mask, a shift, a mask, an or: no load, see `Page`'s descriptor
-    /// invariant and `Segment`'s layout), the TLS load and the owner test, the block-start
+    /// free's fast path (NULL included). Cost (x86-64, 34 instructions, no frame): the
+    /// segment-map test (a shift, a mask, a byte test: `SegmentMap.pagesSegment(maskedFrom:)`),
+    /// the descriptor of the pointer's slice (the segment's base shifted back from the
+    /// map's index, a shift, a mask, an or: no load, see `Page`'s descriptor invariant and
+    /// `Segment`'s layout), the TLS load and the owner test, the block-start
     /// test (a subtraction, a multiply, a rotate, a compare), the double-free test (a
     /// compare with memory), then the push: three stores, the per-class counter and the
     /// used count. No lock, no atomic read-modify-write. Every other case leaves through
@@ -55,12 +56,16 @@ extension Heap {
     /// The class page of this heap whose first slice holds the address `p` (nil for
     /// anything else), without `localPage`'s block tests: VOS_Free's fast path checks a
     /// header keyed on the address instead, which only a live VOS block's start carries
-    /// (free overwrites its second word with the freed mark). A page found proves that
-    /// the bytes at `p` are mapped.
+    /// (free overwrites its second word with the freed mark). For `p` below 2^47
+    /// (`SegmentMap.inRange`) a page found proves that the bytes at `p` are mapped; above,
+    /// the map's index wraps (`SegmentMap.pagesSegment(maskedFrom:)`) and the page found,
+    /// if any, holds some other address: a caller reads at `p` only after a test that
+    /// fails for such a `p` (free's block-start test) or after testing the range itself
+    /// (VOS_Free).
     @inline(__always)
     func localClassPage(holding p: UInt) -> UnsafeMutablePointer<Page>? {
-        guard _fastPath(SegmentMap.containsPages(p)) else { return nil }
-        let page = UnsafeMutablePointer<Segment>.of(p).descriptor(ofSliceHolding: p)
+        guard let segment = SegmentMap.pagesSegment(maskedFrom: p) else { return nil }
+        let page = segment.descriptor(ofSliceHolding: p)
         guard _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == tag) else { return nil }
         return page
     }

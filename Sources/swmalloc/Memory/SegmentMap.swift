@@ -36,8 +36,7 @@ enum SegmentMap {
     /// a huge block claimed by another thread in between passed for a segment of pages.
     @inline(__always)
     static func byte(_ p: UInt) -> UInt8 {
-        let index = p >> UInt(Geometry.segmentShift)
-        return index < limit ? bytes[Int(index)] : 0
+        inRange(p) ? bytes[Int(p >> UInt(Geometry.segmentShift))] : 0
     }
 
     /// True when `p` lies in a segment swmalloc mapped. Cost: a shift, a compare (the
@@ -45,18 +44,34 @@ enum SegmentMap {
     @inline(__always)
     static func contains(_ p: UInt) -> Bool { byte(p) != 0 }
 
-    /// True when `p` lies in a segment of pages (free's fast path; same cost).
+    /// The segment of pages that the map's entry
+    /// for `p` names, nil when that entry names none. The entry's index is `p`'s segment
+    /// number masked to the map, with no range compare (a mask, and then a shift back for
+    /// the base, where the range-tested form spends a compare, a branch, a move and a
+    /// mask): for `p` at or above 2^`Geometry.addressBits` it is the entry of another
+    /// address, and the segment returned does not hold `p`. A caller may then read that
+    /// segment's descriptors (it is mapped), but must not read at `p` before a test that
+    /// `p` lies in it: free's block-start test fails for such a `p`, since p − start ≥
+    /// 2^47 − 4 MiB is never a block's offset.
     @inline(__always)
-    static func containsPages(_ p: UInt) -> Bool { byte(p) == pages }
+    static func pagesSegment(maskedFrom p: UInt) -> UnsafeMutablePointer<Segment>? {
+        let index = (p >> UInt(Geometry.segmentShift)) & (count &- 1)
+        guard bytes[Int(index)] == pages else { return nil }
+        // Entry 0 (the first 4 MiB, never mapped) is never `pages`: the base is not nil.
+        return swmshim_address(index << UInt(Geometry.segmentShift)).assumingMemoryBound(to: Segment.self)
+    }
 
     /// True when `p` lies in the first 4 MiB of a huge block's mapping.
     @inline(__always)
     static func containsHuge(_ p: UInt) -> Bool { byte(p) == huge }
 
     /// True when a segment may start at `base` (see `limit`).
-    static func covers(_ base: UnsafeMutableRawPointer) -> Bool {
-        UInt(bitPattern: base) >> UInt(Geometry.segmentShift) < limit
-    }
+    static func covers(_ base: UnsafeMutableRawPointer) -> Bool { inRange(UInt(bitPattern: base)) }
+
+    /// True when `p` lies below the map's `limit`: the range test of `byte`, for a caller
+    /// of `pagesSegment(maskedFrom:)` that reads at `p` itself.
+    @inline(__always)
+    static func inRange(_ p: UInt) -> Bool { p >> UInt(Geometry.segmentShift) < limit }
 
     /// Marks the segment at `base` live, of kind `kind` (`pages` or `huge`).
     static func insert(_ base: UnsafeMutableRawPointer, _ kind: UInt8) {
