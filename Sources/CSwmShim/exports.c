@@ -19,11 +19,15 @@
 // not reach the linker, and the real signatures are the Swift entry points'.
 #pragma clang diagnostic ignored "-Wincompatible-library-redeclaration"
 
+#define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "swm_shim.h"
 
@@ -98,11 +102,41 @@ __attribute__((visibility("default"))) struct swm_mallinfo mallinfo(void) {
     return m;
 }
 
+/// The XML report written to `fd`: 0, or -1 with errno set (the write's error).
+static int swm_malloc_info_to(int fd) {
+    swmshim_clear_write_error();
+    if (swmimpl_malloc_info_fd(fd) == 0) return 0;
+    int error = swmshim_last_write_error();
+    errno = error != 0 ? error : EIO;
+    return -1;
+}
+
+/// The XML report for a stream without a file descriptor (`open_memstream`, `fmemopen`,
+/// `fopencookie`): written to an anonymous memory file (the report itself allocates
+/// nothing), then copied to the stream with `fwrite`, which may allocate (a memory
+/// stream grows with realloc): no allocator lock is held by then. 0, or -1 with errno.
+static int swm_malloc_info_copied(FILE *stream) {
+    int fd = memfd_create("swmalloc-info", MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    int result = swm_malloc_info_to(fd);
+    if (result == 0 && lseek(fd, 0, SEEK_SET) != 0) result = -1;
+    char chunk[4096];
+    ssize_t n;
+    while (result == 0 && (n = read(fd, chunk, sizeof chunk)) != 0) {
+        if (n < 0 || fwrite(chunk, 1, (size_t)n, stream) != (size_t)n) result = -1;
+    }
+    int error = errno;
+    close(fd);
+    errno = error;
+    return result;
+}
+
 /// `malloc_info(0, stream)`: flushes the stream and writes the XML report to its file
-/// descriptor (so nothing is allocated on the way). Options other than 0 return EINVAL
-/// with errno untouched, as glibc does; a stream without a descriptor (a memory stream)
-/// gets -1 with EINVAL; a write that fails, -1 with its errno (ENOSPC on /dev/full:
-/// errno was 0, an outside review; glibc returns 0 and drops the report).
+/// descriptor (so nothing is allocated on the way), or, for a stream without one (a
+/// memory stream: an outside review found -1 and EINVAL there, where glibc writes the
+/// report), through a memory file and `fwrite`. Options other than 0 return EINVAL with
+/// errno untouched, as glibc does; a write that fails, -1 with its errno (ENOSPC on
+/// /dev/full: errno was 0, an outside review; glibc returns 0 and drops the report).
 __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream) {
     if (options != 0) return EINVAL;
     if (stream == NULL) {
@@ -110,16 +144,12 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
         return -1;
     }
     if (fflush(stream) != 0) return -1;
+    int saved = errno;
     int fd = fileno(stream);
-    if (fd < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    swmshim_clear_write_error();
-    if (swmimpl_malloc_info_fd(fd) == 0) return 0;
-    int error = swmshim_last_write_error();
-    errno = error != 0 ? error : EIO;
-    return -1;
+    if (fd >= 0) return swm_malloc_info_to(fd);
+    int result = swm_malloc_info_copied(stream);
+    if (result == 0) errno = saved;   /* fileno's EBADF: a success leaves errno as it was */
+    return result;
 }
 
 // ---- C++: the replaceable operator new and delete (all 20 forms of libstdc++/libc++) ----
@@ -138,8 +168,11 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // The C++ runtime may come after swmalloc: a C program (python3) that loads a C++ module
 // with dlopen. Weak references are bound when swmalloc is loaded, so they stay NULL then,
 // and the module's `new` still binds to swmalloc's: on the out-of-memory path the runtime
-// is looked up among the loaded libraries (`swm_cxx_symbol`). Found that way it is kept
-// loaded (its handle is not closed), so the functions found stay valid.
+// is looked up among the loaded libraries (`swm_cxx_symbol`): first in the object that
+// called `operator new` (a module linked with -static-libstdc++ carries a runtime of its
+// own, whose new-handler is the one its code installs), then the shared runtimes by
+// name, then every loaded object. Found that way it is kept loaded (its handle is not
+// closed), so the functions found stay valid.
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
@@ -148,43 +181,96 @@ typedef void (*swm_new_handler)(void);
 extern swm_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
-/// `name` in the C++ runtime loaded in this process (libstdc++, or libc++ and its ABI
-/// library), whether it came with the program or later with dlopen; NULL when there is
-/// none. Only the runtime's own definition: never swmalloc's operators.
-static void *swm_cxx_symbol(const char *name) {
-    static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1", "libc++abi.so.1"};
-    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
-        void *handle = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (handle == NULL) continue;
-        void *symbol = dlsym(handle, name);
-        if (symbol != NULL) return symbol;
-        dlclose(handle);
-    }
+/// True when `address` lies in libswmalloc itself.
+static int swm_in_this_library(const void *address) {
+    Dl_info mine, theirs;
+    if (dladdr((const void *)swm_in_this_library, &mine) == 0) return 0;
+    return dladdr(address, &theirs) != 0 && theirs.dli_fbase == mine.dli_fbase;
+}
+
+/// `name` as the loaded object `path` (or the object that holds it) defines or depends
+/// on it, never swmalloc's own definition; NULL when it has none. A handle that found
+/// the symbol stays open.
+static void *swm_symbol_in(const char *path, const char *name) {
+    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == NULL) return NULL;
+    void *symbol = dlsym(handle, name);
+    if (symbol != NULL && !swm_in_this_library(symbol)) return symbol;
+    dlclose(handle);
     return NULL;
 }
 
-/// The installed new-handler, or NULL (none, or no C++ runtime).
-static swm_new_handler swm_get_new_handler(void) {
-    swm_new_handler (*get)(void) = _ZSt15get_new_handlerv;
-    if (get == NULL) get = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv");
+/// `dl_iterate_phdr`'s step for `swm_cxx_symbol`: the first object (by load order) with
+/// a name that has the symbol.
+struct swm_symbol_search { const char *name; void *symbol; };
+static int swm_search_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct swm_symbol_search *search = data;
+    if (info->dlpi_name == NULL || info->dlpi_name[0] == 0) return 0;
+    search->symbol = swm_symbol_in(info->dlpi_name, search->name);
+    return search->symbol != NULL;
+}
+
+/// `name` in the C++ runtime that serves the code at `caller` (the return address of the
+/// `operator new` that failed; NULL or an address in swmalloc when unknown): that
+/// object's own, when it defines or depends on one (a module with a static libstdc++);
+/// else the shared libstdc++ or libc++ (and its ABI library), whether it came with the
+/// program or later with dlopen; else any loaded object's. NULL when there is none. Only
+/// a runtime's definition: never swmalloc's operators.
+static void *swm_cxx_symbol(const char *name, const void *caller) {
+    Dl_info info;
+    if (caller != NULL && !swm_in_this_library(caller) && dladdr(caller, &info) != 0 && info.dli_fname != NULL) {
+        void *symbol = swm_symbol_in(info.dli_fname, name);
+        if (symbol != NULL) return symbol;
+    }
+    static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1", "libc++abi.so.1"};
+    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
+        void *symbol = swm_symbol_in(runtimes[i], name);
+        if (symbol != NULL) return symbol;
+    }
+    struct swm_symbol_search search = {name, NULL};
+    dl_iterate_phdr(swm_search_object, &search);
+    return search.symbol;
+}
+
+/// The new-handler installed in the C++ runtime of the code at `caller` (see
+/// `swm_cxx_symbol`), or NULL (none, or no C++ runtime). The program's own runtime
+/// (bound when swmalloc was loaded) serves callers that have none of their own.
+static swm_new_handler swm_get_new_handler(const void *caller) {
+    swm_new_handler (*get)(void) = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", caller);
+    if (get == NULL) get = _ZSt15get_new_handlerv;
     return get != NULL ? get() : NULL;
 }
 
 /// The C++ rules once an allocation of `size` bytes (aligned to `alignment`, 0 for the
 /// default) failed: the new-handler and a retry while there is one, then std::bad_alloc.
 /// Only C frames are on the stack here, all with unwind tables, so the exception reaches
-/// the caller of `operator new`.
-__attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment) {
+/// the caller of `operator new` (`caller`, its return address, picks the runtime).
+///
+/// The exception comes from the runtime's `std::__throw_bad_alloc`, or, where the runtime
+/// has none to offer (a static libstdc++ in a module keeps only what the module uses),
+/// from the runtime's own `operator new` of the same form: it calls malloc again, finds
+/// no new-handler (this loop ran until there was none) and throws. If memory came back
+/// meanwhile it returns a block, which is as good.
+__attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment, const void *caller) {
     for (;;) {
-        swm_new_handler handler = swm_get_new_handler();
+        swm_new_handler handler = swm_get_new_handler(caller);
         if (handler == NULL) break;
         handler();
         void *p = alignment ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
         if (p != NULL) return p;
     }
-    void (*throw_bad_alloc)(void) = _ZSt17__throw_bad_allocv;
-    if (throw_bad_alloc == NULL) throw_bad_alloc = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv");
+    void (*throw_bad_alloc)(void) = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", caller);
+    if (throw_bad_alloc == NULL) throw_bad_alloc = _ZSt17__throw_bad_allocv;
     if (throw_bad_alloc != NULL) throw_bad_alloc();
+    if (alignment) {
+        void *(*runtime_new)(intptr_t, intptr_t) =
+            (void *(*)(intptr_t, intptr_t))swm_cxx_symbol("_ZnwmSt11align_val_t", caller);
+        if (runtime_new != NULL) return runtime_new(size, alignment);
+    } else {
+        void *(*runtime_new)(intptr_t) = (void *(*)(intptr_t))swm_cxx_symbol("_Znwm", caller);
+        if (runtime_new != NULL) return runtime_new(size);
+    }
     static const char message[] = "swmalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
     swmshim_write(2, message, sizeof message - 1);
     swmshim_abort();
@@ -193,25 +279,29 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
 /// A nothrow `operator new` (`name`, the runtime's symbol) whose allocation failed: NULL at
 /// once without a new-handler; with one, the runtime's own nothrow operator, which calls
 /// the throwing one (the handler, a retry, std::bad_alloc) and returns NULL for what it
-/// throws — C frames cannot catch.
-__attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment,
-                                                                  const void *tag, const char *name) {
-    if (swm_get_new_handler() == NULL) return NULL;
-    void *runtime = swm_cxx_symbol(name);
+/// throws — C frames cannot catch. `caller` as for `swm_new_out_of_memory`.
+__attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment, const void *tag,
+                                                                  const char *name, const void *caller) {
+    if (swm_get_new_handler(caller) == NULL) return NULL;
+    void *runtime = swm_cxx_symbol(name, caller);
     if (runtime == NULL) return NULL;
     if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
 }
 
+/// `operator new`'s slow path. The fast path (`swmimpl_cxx_new`) reaches it by a tail
+/// jump, so its return address is in the code that called `operator new` (in a build
+/// that does not jump there, an address in swmalloc: the runtime is then looked up
+/// without it).
 void *swmshim_cxx_new_slow(intptr_t size) {
     void *p = swmimpl_malloc(size);
-    return p != NULL ? p : swm_new_out_of_memory(size, 0);
+    return p != NULL ? p : swm_new_out_of_memory(size, 0, __builtin_return_address(0));
 }
 
 /// `operator new(size_t, align_val_t)`: memalign's rules, then the C++ rules.
-static void *swm_new_aligned(intptr_t size, intptr_t alignment) {
+static void *swm_new_aligned(intptr_t size, intptr_t alignment, const void *caller) {
     void *p = swmimpl_memalign(alignment, size);
-    return p != NULL ? p : swm_new_out_of_memory(size, alignment);
+    return p != NULL ? p : swm_new_out_of_memory(size, alignment, caller);
 }
 
 /// Define the nothrow `operator new` `name`: malloc (`SWM_NOTHROW_NEW`) or memalign
@@ -219,12 +309,13 @@ static void *swm_new_aligned(intptr_t size, intptr_t alignment) {
 #define SWM_NOTHROW_NEW(name)                                                                              \
     __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
         void *p = swmimpl_malloc(size);                                                                    \
-        return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name);                             \
+        return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name, __builtin_return_address(0)); \
     }
 #define SWM_NOTHROW_NEW_ALIGNED(name)                                                                      \
     __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
         void *p = swmimpl_memalign(alignment, size);                                                       \
-        return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name);                     \
+        return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name,                      \
+                                                         __builtin_return_address(0));                     \
     }
 
 SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
@@ -232,10 +323,10 @@ SWM_FORWARD(_Znam, swmimpl_cxx_new)                                      // new[
 SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t)                                     // new(size_t, nothrow_t)
 SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t)                                     // new[](size_t, nothrow_t)
 __attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
-    return swm_new_aligned(size, alignment);                              // new(size_t, align_val_t)
+    return swm_new_aligned(size, alignment, __builtin_return_address(0)); // new(size_t, align_val_t)
 }
 __attribute__((visibility("default"))) void *_ZnamSt11align_val_t(intptr_t size, intptr_t alignment) {
-    return swm_new_aligned(size, alignment);                              // new[](size_t, align_val_t)
+    return swm_new_aligned(size, alignment, __builtin_return_address(0)); // new[](size_t, align_val_t)
 }
 SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t)              // new(size_t, align_val_t, nothrow_t)
 SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t)              // new[](size_t, align_val_t, nothrow_t)

@@ -127,14 +127,18 @@ func withoutOptionLines(_ text: String) -> String {
 
     /// A C program that loads a C++ module with dlopen (as python3 loads a C++ extension)
     /// gets the C++ rules in that module when memory is out: the module's new-handler,
-    /// std::bad_alloc it catches, NULL from the nothrow form. The C++ runtime came after
-    /// swmalloc; before, swmalloc did not find it and aborted the program.
-    @Test(arguments: Library.allCases)
-    func cxxModuleLoadedLater(_ library: Library) throws {
+    /// std::bad_alloc it catches (plain and over-aligned new), NULL from the nothrow form.
+    /// The C++ runtime came after swmalloc; before, swmalloc did not find it and aborted
+    /// the program. With `staticRuntime` the module carries its own copy of libstdc++ and
+    /// the process has no shared one: swmalloc looked only for the shared runtimes by
+    /// name, and aborted (review R34); the runtime is now the calling module's.
+    @Test(arguments: Library.allCases, [false, true])
+    func cxxModuleLoadedLater(_ library: Library, staticRuntime: Bool) throws {
         let gxx = try requireTool("g++", debianPackage: "g++")
-        let module = "\(Paths.scratch)/cxx_plugin-\(library.rawValue).so"
-        let built = try runChild(gxx, ["-O1", "-shared", "-fPIC", "-std=c++17",
-                                       "\(Paths.programs)/cxx_plugin.cpp", "-o", module])
+        let module = "\(Paths.scratch)/cxx_plugin-\(library.rawValue)\(staticRuntime ? "-static" : "").so"
+        let runtime = staticRuntime ? ["-static-libstdc++", "-static-libgcc"] : []
+        let built = try runChild(gxx, ["-O1", "-shared", "-fPIC", "-std=c++17"] + runtime
+                                     + ["\(Paths.programs)/cxx_plugin.cpp", "-o", module])
         #expect(built.succeeded, "building the module: \(built)")
         let run = try runChild(try compileProgram("cxx_plugin_host.c"), [module], preload: library)
         #expect(run.succeeded && run.stdout == "plugin caught bad_alloc\n", "\(run)")

@@ -1,6 +1,8 @@
 /* cxx_plugin.cpp — a C++ module that a C program loads with dlopen (as python3 loads a C++
  * extension): the C++ runtime arrives after the allocator. Built as a shared library
- * for cxx_plugin_host.c. */
+ * for cxx_plugin_host.c, linked with the shared libstdc++ or with a static copy of its
+ * own (-static-libstdc++ -static-libgcc: the process then has no libstdc++.so at all,
+ * and the module's new-handler lives in its own copy). */
 #include <new>
 #include <stddef.h>
 
@@ -12,19 +14,28 @@ static void give_up(void) {
     std::set_new_handler(nullptr);
 }
 
-/* Asks for `size` bytes with new[] (after installing the handler) and with the nothrow
- * form: returns 1 when new[] threw std::bad_alloc after one call of the handler and the
- * nothrow form returned NULL after another, 0 otherwise. */
+/* Asks for `size` bytes with new[], with the over-aligned new and with the nothrow form,
+ * each after installing the handler: returns 1 when both throwing forms threw
+ * std::bad_alloc after one call of the handler each and the nothrow form returned NULL
+ * after another, 0 otherwise. */
 extern "C" int plugin_out_of_memory(size_t size) {
+    int caught = 0;
     std::set_new_handler(give_up);
-    bool caught = false;
     try {
         char *volatile p = new char[size];
         delete[] p;
     } catch (const std::bad_alloc &) {
-        caught = true;
+        caught++;
+    }
+    struct alignas(256) wide { char bytes[256]; };
+    std::set_new_handler(give_up);
+    try {
+        wide *volatile w = new wide[size / sizeof(wide)];
+        delete[] w;
+    } catch (const std::bad_alloc &) {
+        caught++;
     }
     std::set_new_handler(give_up);
     void *q = ::operator new(size, std::nothrow);
-    return caught && handler_calls == 2 && q == nullptr;
+    return caught == 2 && handler_calls == 3 && q == nullptr;
 }

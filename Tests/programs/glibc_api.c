@@ -14,7 +14,8 @@
  *                        checks the text).
  *   malloc_info_xml      malloc_info(0, f) writes glibc-shaped XML; options other than 0
  *                        return EINVAL, errno untouched (glibc's answer); to /dev/full
- *                        swmalloc returns -1 with ENOSPC (errno was 0: review R22).
+ *                        swmalloc returns -1 with ENOSPC (errno was 0: review R22); to a
+ *                        memory stream, the report (it was -1 and EINVAL: review R34).
  *   mallopt_answers      glibc's answers (1; 0 for M_MXFAST above 160: before, 0 for all
  *                        but one, and programs that check them refused to start);
  *                        M_TRIM_THRESHOLD 0 maps onto purge_delay_ms=1: 100 turns of malloc,
@@ -150,6 +151,19 @@ static void malloc_info_xml(void) {
     int r = malloc_info(0, full);
     CHECKF(r == -1 && errno == ENOSPC, "malloc_info to /dev/full: %d, errno %d", r, errno);   /* glibc: 0 */
     fclose(full);
+    /* A memory stream has no descriptor: the report reaches it all the same (it was -1
+     * and EINVAL: review R34), after what the stream held. */
+    char *memory = NULL;
+    size_t length = 0;
+    FILE *m = open_memstream(&memory, &length);
+    CHECK(m != NULL);
+    fputs("before\n", m);
+    errno = 0;
+    CHECKF(malloc_info(0, m) == 0 && errno == 0, "malloc_info to a memory stream: errno %d", errno);
+    CHECK(fclose(m) == 0);
+    CHECKF(length > 40 && strncmp(memory, "before\n<malloc version=\"1\">\n", 28) == 0
+           && strcmp(memory + length - 10, "</malloc>\n") == 0, "memory stream: %.60s", memory);
+    free(memory);
 }
 
 /** Page faults during 100 turns of malloc, touch (two pages) and free of an 8 MiB block:
