@@ -19,32 +19,35 @@ let coreSwiftSettings: [SwiftSetting] = [
 ]
 
 /// The exports the shared library binds straight to their Swift entry points, without
-/// `CSwmShim/exports.c`'s one-jump forwarder (which the static library keeps): `--defsym`
-/// of an expression (`+0`) gives the name default visibility, while a plain alias would
-/// copy the entry point's hidden one and export nothing. C++'s `operator new` is bound the
-/// same way; `operator delete` is not: at free's address, profilers and debuggers would
-/// name free after it.
+/// `CSwmShim/exports.c`'s one-jump forwarder (which the static library keeps): lld's
+/// `--defsym` of the entry point gives the name the entry point's type (a function) and
+/// default visibility. gold's, the default linker's, copied the hidden visibility (so
+/// nothing was exported), and of an expression (`+0`) made an untyped symbol: tools that
+/// look up functions by name (bcc and bpftrace uprobes, `perf probe`, a stripped
+/// library's profiles) did not find `malloc` or `free` (an outside review, R34). C++'s
+/// `operator new` is bound the same way; `operator delete` is not: at free's address,
+/// profilers and debuggers would name free after it.
 let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
     + ["_Znwm", "_Znam"].map { ($0, "swmimpl_cxx_new") }
     + ["VOS_MallocModule", "VOS_MallocWithDebug", "VOS_Free_Debug"].map { ($0, "swmimpl_\($0)") }
 
 /// The compiler's `memset`, `memmove` and `memcpy` (a debug build's) calls in the shared
 /// library go to the shim's own, never to the C library's, which another preloaded library
-/// may wrap with one that allocates while the core holds a lock (`CSwmShim/shim.c`). A
-/// plain alias keeps the shim's hidden visibility, and the version script keeps the names
-/// local.
+/// may wrap with one that allocates while the core holds a lock (`CSwmShim/shim.c`). The
+/// version script keeps the names local.
 let coreCopies = [("memset", "swmshim_memset"), ("memmove", "swmshim_memmove"), ("memcpy", "swmshim_memmove")]
 
-/// Linker flags for the shared library (the script's path is absolute so that the
-/// library also links when this package is a dependency): the version script exports the
+/// Linker flags for the shared library, linked by lld (see `hotExports`; the script's path
+/// is absolute so that the library also links when this package is a dependency): the
+/// version script exports the
 /// C API only (defined with default visibility in `CSwmShim/exports.c`) and keeps the
 /// Embedded runtime's weak `swift_*` symbols local (a library exporting them crashes Swift
 /// processes).
 let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
-        ["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
+        ["-use-ld=lld", "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
          "-Xlinker", "-z", "-Xlinker", "nodelete"]
-        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)+0"] }
+        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)"] }
         + coreCopies.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)"] }),
 ]
 
