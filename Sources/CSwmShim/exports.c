@@ -79,6 +79,7 @@ SWM_FORWARD(cfree, swmimpl_free)
 SWM_FORWARD(malloc_trim, swmimpl_malloc_trim)
 SWM_FORWARD(malloc_stats, swmimpl_malloc_stats)
 SWM_FORWARD(mallopt, swmimpl_mallopt)
+SWM_FORWARD(__libc_mallopt, swmimpl_mallopt)   // glibc's public internal names of the two
 
 // mallinfo2/mallinfo return structures and malloc_info takes a FILE *: small C wrappers.
 // The structures have glibc's layouts (ten size_t, ten int) under tags of our own.
@@ -130,6 +131,10 @@ static int swm_malloc_info_copied(FILE *stream) {
     errno = error;
     return result;
 }
+
+/// glibc's `__libc_mallinfo` (a public name of `mallinfo`): swmalloc's figures, not those of
+/// glibc's unused arena.
+__attribute__((visibility("default"))) struct swm_mallinfo __libc_mallinfo(void) { return mallinfo(); }
 
 /// `malloc_info(0, stream)`: flushes the stream and writes the XML report to its file
 /// descriptor (so nothing is allocated on the way), or, for a stream without one (a

@@ -29,7 +29,9 @@
  *   mallopt_keeps_user_delay  with purge_delay_ms=250 set by the user, M_TRIM_THRESHOLD 0
  *                        leaves it (before, it overrode it for good).
  *   libc_aliases         __libc_malloc/calloc/realloc/memalign/valloc/pvalloc/free are
- *                        swmalloc's: their blocks mix freely with malloc/free. */
+ *                        swmalloc's: their blocks mix freely with malloc/free;
+ *                        __libc_mallinfo and __libc_mallopt answer as mallinfo and mallopt
+ *                        (they were glibc's: arena 0, review R34). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -54,6 +56,8 @@ extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_valloc(size_t);
 extern void *__libc_pvalloc(size_t);
+extern struct mallinfo __libc_mallinfo(void);
+extern int __libc_mallopt(int, int);
 /* cfree as a program linked before glibc 2.26 calls it: glibc's old alias of its free. */
 __asm__(".symver cfree,cfree@GLIBC_2.2.5");
 extern void cfree(void *);
@@ -290,6 +294,12 @@ static void libc_aliases(void) {
     }
     CHECK(stats_get(&st) == 0);
     CHECKF(st.frees >= frees + 4, "cfree was not served by swmalloc");
+    char *live = malloc(40000);
+    CHECK(live != NULL);
+    struct mallinfo mi = __libc_mallinfo();
+    CHECKF(mi.arena > 0 && mi.uordblks >= 40000, "__libc_mallinfo: arena %d, uordblks %d", mi.arena, mi.uordblks);
+    free(live);
+    CHECK(__libc_mallopt(M_MXFAST, 1000) == 0 && __libc_mallopt(M_ARENA_MAX, 2) == 1);
 }
 
 static const struct test_case cases[] = {
