@@ -24,7 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -662,6 +667,69 @@ static void *spawn_leakers(void *arg) {
     return NULL;
 }
 
+/** Makes every tgkill of this thread (and of the threads it starts afterwards) fail with
+ *  ESRCH, as a sandbox may: a seccomp filter. */
+static void tgkill_fails_with_esrch(void) {
+#if defined(__x86_64__)
+    const unsigned arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+    const unsigned arch = AUDIT_ARCH_AARCH64;
+#endif
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ESRCH),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {sizeof code / sizeof code[0], code};
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECKF(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0, "seccomp filter: errno %d", errno);
+    CHECK(syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), 0) == -1 && errno == ESRCH);
+}
+
+/** A live thread for tgkill_answers_esrch: fills blocks with its mark, waits to be let go,
+ *  then checks them and frees them. */
+static pthread_barrier_t esrch_ready, esrch_go;
+static void *esrch_thread(void *arg) {
+    unsigned char mark = (unsigned char)(uintptr_t)arg;
+    unsigned char *blocks[64];
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = malloc(48 + 16 * (size_t)i);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], mark, 48 + 16 * (size_t)i);
+    }
+    pthread_barrier_wait(&esrch_ready);
+    pthread_barrier_wait(&esrch_go);
+    for (int i = 0; i < 64; i++) {
+        for (size_t k = 0; k < 48 + 16 * (size_t)i; k++) CHECK(blocks[i][k] == mark);
+        free(blocks[i]);
+    }
+    return NULL;
+}
+
+/** tgkill_answers_esrch: in a sandbox whose tgkill answers ESRCH for every thread,
+ *  malloc_trim (which looks for the heaps of threads that ended without their exit
+ *  handler) gave away the heaps of two live threads: the heap count fell by 2, and the
+ *  threads went on using heaps others could take (crashes, double frees, corrupted free
+ *  lists in the outside review R35). A tgkill that does not find the calling thread
+ *  itself is not believed now. */
+static void case_tgkill_answers_esrch(void) {
+    tgkill_fails_with_esrch();
+    pthread_t threads[2];
+    CHECK(pthread_barrier_init(&esrch_ready, NULL, 3) == 0 && pthread_barrier_init(&esrch_go, NULL, 3) == 0);
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&threads[i], NULL, esrch_thread, (void *)(uintptr_t)(0x41 + i)) == 0);
+    pthread_barrier_wait(&esrch_ready);
+    size_t before = live_heaps();
+    malloc_trim(0);
+    size_t after = live_heaps();
+    CHECKF(after == before, "malloc_trim gave away live threads' heaps: %zu heaps before, %zu after", before, after);
+    pthread_barrier_wait(&esrch_go);
+    for (int i = 0; i < 2; i++) CHECK(pthread_join(threads[i], NULL) == 0);
+}
+
 /** stats_across_thread_exit: nothing is ever freed while threads that leak blocks come and
  *  go, so swm_stats_get's `allocated` and cumulative `mallocs` never fall. Before, the
  *  totals of exited threads were read before the registry lock, and a thread that exited
@@ -814,6 +882,7 @@ static const struct test_case cases[] = {
     {"stats_across_thread_exit", case_stats_across_thread_exit},
     {"churn_reuses_resident_memory", case_churn_reuses_resident_memory},
     {"interposed_calls_allocate", case_interposed_calls_allocate},
+    {"tgkill_answers_esrch", case_tgkill_answers_esrch},
 };
 
 /** Runs the case named on the command line. */

@@ -186,7 +186,8 @@ int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers
-/// ESRCH); 0 when it exists, or may (a reused id, no permission).
+/// ESRCH, and finds the calling thread); 0 when it exists, or may (a reused id, no
+/// permission, a tgkill that answers ESRCH for every thread).
 int swmshim_task_gone(int pid, int tid);
 
 // ---- constants ----
