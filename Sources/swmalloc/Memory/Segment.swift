@@ -309,7 +309,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// header; false when the kernel refuses (`vm.max_map_count`): it stays whole.
     private func unmapSlices() -> Bool {
         let bytes = UnsafeMutablePointer<Segment>.trimmedBytes
-        if !OS.unmap(base + Geometry.sliceSize, bytes) { return false }
+        if OS.unmap(base + Geometry.sliceSize, bytes) != .unmapped { return false }
         Counters.shared.pointee.mapped.wrappingSubtract(UInt(bytes), ordering: .relaxed)
         Counters.shared.pointee.purgedNow.wrappingSubtract(UInt(bytes), ordering: .relaxed)
         pointee.mappedSize = Geometry.sliceSize

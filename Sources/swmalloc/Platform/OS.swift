@@ -52,13 +52,16 @@ enum OS {
     /// splits it in two, and at `vm.max_map_count` that extra mapping is refused
     /// (ENOMEM; huge mappings lie side by side and merge, so their frees do that). The
     /// range then stays mapped but its pages go back (`purge`: no split needed), so the
-    /// memory is returned even though the address range is not; false in that case.
+    /// memory is returned even though the address range is not (`.purged`); where that is
+    /// refused too (a sandbox's seccomp filter), it stays resident (`.kept`).
     @discardableResult
-    static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
-        if swmshim_munmap(p, size) == 0 { return true }
-        purge(p, size)
-        return false
+    static func unmap(_ p: UnsafeMutableRawPointer, _ size: Int) -> Unmapped {
+        if swmshim_munmap(p, size) == 0 { return .unmapped }
+        return purge(p, size) ? .purged : .kept
     }
+
+    /// What `unmap` did with a range.
+    enum Unmapped { case unmapped, purged, kept }
 
     /// Moves a mapping to `target` (replacing the mapping there) with a new size; its
     /// pages move with it. False when the kernel refuses.
