@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <link.h>
+#include <poll.h>
 #include <sys/auxv.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
@@ -115,8 +116,38 @@ long swmshim_futex_wake(uint32_t *addr, int count) {
 // The errno of this thread's last `swmshim_write` that failed (which keeps errno itself).
 static __thread int last_write_error __attribute__((tls_model("initial-exec")));
 
+/* `swmshim_write_patience`'s setting for this thread (0: none), and whether a write ran
+ * out of it since. */
+static __thread uint64_t write_patience_ns __attribute__((tls_model("initial-exec")));
+static __thread int write_gave_up __attribute__((tls_model("initial-exec")));
+
+void swmshim_write_patience(uint64_t nanoseconds) {
+    write_patience_ns = nanoseconds;
+    write_gave_up = 0;
+}
+
+/* With a patience set: waits that long at most for `fd` to take bytes; false when it did
+ * not (then every later write fails at once, until the patience is set again). */
+static int writable_in_time(int fd) {
+    if (write_gave_up) return 0;
+    struct pollfd p = {fd, POLLOUT, 0};
+    struct timespec wait = {(time_t)(write_patience_ns / 1000000000u), (long)(write_patience_ns % 1000000000u)};
+    long r;
+    do r = raw_syscall(SYS_ppoll, (long)&p, 1, (long)&wait, 0, 0, 0);
+    while (r == -EINTR);
+    if (r == 0) write_gave_up = 1;
+    return !write_gave_up;
+}
+
 long swmshim_write(int fd, const void *buf, size_t len) {
     long r;
+    if (write_patience_ns != 0) {
+        if (!writable_in_time(fd)) {
+            last_write_error = EAGAIN;
+            return -1;
+        }
+        if (len > 4096) len = 4096;   /* what a pipe that polls writable takes without blocking */
+    }
     /* A signal handler installed without SA_RESTART interrupts a write to a slow reader
      * (a pipe): the report must go on, not lose that chunk. A raw system call: option
      * warnings are written under the start-up lock. */

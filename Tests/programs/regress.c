@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -730,6 +731,38 @@ static void case_tgkill_answers_esrch(void) {
     for (int i = 0; i < 2; i++) CHECK(pthread_join(threads[i], NULL) == 0);
 }
 
+/** exit_report_to_full_pipe: a program run with stats_print=1 whose stderr is a pipe that
+ *  is full and that nobody reads (/bin/true, with this process's LD_PRELOAD) never ended:
+ *  its report at exit waited in write for ever (review R35). It must end within 20 s
+ *  (the report gives up after 1 s without progress). */
+static void case_exit_report_to_full_pipe(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0);
+    static char chunk[4096];
+    while (write(fds[1], chunk, sizeof chunk) > 0) {}
+    CHECK(errno == EAGAIN && fcntl(fds[1], F_SETFL, 0) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        dup2(fds[1], 2);
+        setenv("SWMALLOC_OPTIONS", "stats_print=1", 1);
+        execl("/bin/true", "true", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    pid_t done = 0;
+    for (int i = 0; i < 200 && done == 0; i++) {
+        done = waitpid(child, &status, WNOHANG);
+        if (done == 0) usleep(100000);
+    }
+    if (done == 0) kill(child, SIGKILL);
+    CHECKF(done == child, "the program had not ended after 20 s: its report at exit waits for the pipe");
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /** stats_across_thread_exit: nothing is ever freed while threads that leak blocks come and
  *  go, so swm_stats_get's `allocated` and cumulative `mallocs` never fall. Before, the
  *  totals of exited threads were read before the registry lock, and a thread that exited
@@ -883,6 +916,7 @@ static const struct test_case cases[] = {
     {"churn_reuses_resident_memory", case_churn_reuses_resident_memory},
     {"interposed_calls_allocate", case_interposed_calls_allocate},
     {"tgkill_answers_esrch", case_tgkill_answers_esrch},
+    {"exit_report_to_full_pipe", case_exit_report_to_full_pipe},
 };
 
 /** Runs the case named on the command line. */

@@ -103,6 +103,11 @@ long swmshim_futex_wait(uint32_t *addr, uint32_t expected);
 long swmshim_futex_wait_ns(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 long swmshim_futex_wake(uint32_t *addr, int count);
 long swmshim_write(int fd, const void *buf, size_t len);
+/// From now on, this thread's `swmshim_write` waits at most `nanoseconds` for a
+/// descriptor to take bytes (a pipe nobody reads: the report at exit would wait for ever),
+/// writes at most 4 KiB at a time, and once a wait ran out fails at once (EAGAIN); 0: no
+/// limit again.
+void swmshim_write_patience(uint64_t nanoseconds);
 /// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
 /// of nothing; 0: none did since `swmshim_clear_write_error`).
 int swmshim_last_write_error(void);

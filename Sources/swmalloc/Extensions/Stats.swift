@@ -197,9 +197,13 @@ enum Stats {
     /// (`swmalloc stats -- make -j2`) interleaved, and the tool could not read them.
     ///
     /// At exit it waits for another report in progress at most `exitWaitNanoseconds`
-    /// (`serialized(atExit:)`), then says in one line that it leaves its report out.
+    /// (`serialized(atExit:)`), then says in one line that it leaves its report out; and
+    /// its own writes wait as long at most for the descriptor to take bytes, then the rest
+    /// is left out: to a pipe that nobody reads, the program never ended (an outside
+    /// review, R35; glibc writes no report there).
     static func printReport(atExit: Bool) {
         let options = Options.current.pointee
+        if atExit { swmshim_write_patience(exitWaitNanoseconds) }
         let wrote = serialized(atExit: atExit) {
             if Globals.exitReported.pointee != 0 { return }
             if atExit { Globals.exitReported.pointee = 1 }
@@ -213,6 +217,7 @@ enum Stats {
             line.append("swmalloc: statistics at exit left out: another report has been blocked in its write for 1 s\n")
             line.write(to: swmshim_report_fd(options.statsFD))
         }
+        if atExit { swmshim_write_patience(0) }
     }
 
     /// At exit without a report of its own (stats_signal without stats_print): a signal's
