@@ -21,7 +21,6 @@
 
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <link.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -173,11 +172,17 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // The C++ runtime may come after swmalloc: a C program (python3) that loads a C++ module
 // with dlopen. Weak references are bound when swmalloc is loaded, so they stay NULL then,
 // and the module's `new` still binds to swmalloc's: on the out-of-memory path the runtime
-// is looked up among the loaded libraries (`swm_cxx_symbol`): first in the object that
-// called `operator new` (a module linked with -static-libstdc++ carries a runtime of its
-// own, whose new-handler is the one its code installs), then the shared runtimes by
-// name, then every loaded object. Found that way it is kept loaded (its handle is not
-// closed), so the functions found stay valid.
+// is looked up where the code that called `operator new` finds its own (`swm_cxx_symbol`):
+// the global scope first, as the dynamic linker binds every reference (the weak
+// references, then what came later with RTLD_GLOBAL), then the scope of the calling
+// object (a module loaded RTLD_LOCAL: the libstdc++ it depends on, or the static copy it
+// carries, whose new-handler is then the one its code installs), then the shared
+// runtimes by name (when the caller is not known). Each handle opened for a lookup is
+// closed at once: the runtime found serves code that is running, which keeps it loaded
+// (a handle kept open pinned every module whose `new` ran out of memory: an outside
+// review, R36). No walk over every loaded object: `dl_iterate_phdr` runs its callback
+// under the loader's write lock, and a `dlopen` in there deadlocked against another
+// thread's `dlopen` (R36).
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
@@ -186,64 +191,66 @@ typedef void (*swm_new_handler)(void);
 extern swm_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern _Noreturn void _ZSt17__throw_bad_allocv(void) __attribute__((weak));
 
+/// The load address of the object holding `address` (NULL when none).
+static void *swm_object_of(const void *address) {
+    Dl_info info;
+    return dladdr(address, &info) != 0 ? info.dli_fbase : NULL;
+}
+
 /// True when `address` lies in libswmalloc itself.
 static int swm_in_this_library(const void *address) {
-    Dl_info mine, theirs;
-    if (dladdr((const void *)swm_in_this_library, &mine) == 0) return 0;
-    return dladdr(address, &theirs) != 0 && theirs.dli_fbase == mine.dli_fbase;
+    void *mine = swm_object_of((const void *)swm_in_this_library);
+    return mine != NULL && swm_object_of(address) == mine;
 }
 
-/// `name` as the loaded object `path` (or the object that holds it) defines or depends
-/// on it, never swmalloc's own definition; NULL when it has none. A handle that found
-/// the symbol stays open.
-static void *swm_symbol_in(const char *path, const char *name) {
-    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+/// `name` as the loaded object holding `address` sees it (that object, then what it
+/// depends on), never swmalloc's own definition; NULL when it has none, or when
+/// `only_there` and the definition lies in another object.
+static void *swm_symbol_seen_from(const void *address, const char *name, int only_there) {
+    Dl_info info;
+    if (address == NULL || dladdr(address, &info) == 0 || info.dli_fname == NULL) return NULL;
+    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
     if (handle == NULL) return NULL;
     void *symbol = dlsym(handle, name);
-    if (symbol != NULL && !swm_in_this_library(symbol)) return symbol;
     dlclose(handle);
-    return NULL;
-}
-
-/// `dl_iterate_phdr`'s step for `swm_cxx_symbol`: the first object (by load order) with
-/// a name that has the symbol.
-struct swm_symbol_search { const char *name; void *symbol; };
-static int swm_search_object(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size;
-    struct swm_symbol_search *search = data;
-    if (info->dlpi_name == NULL || info->dlpi_name[0] == 0) return 0;
-    search->symbol = swm_symbol_in(info->dlpi_name, search->name);
-    return search->symbol != NULL;
+    if (symbol == NULL || swm_in_this_library(symbol)) return NULL;
+    if (only_there && swm_object_of(symbol) != info.dli_fbase) return NULL;
+    return symbol;
 }
 
 /// `name` in the C++ runtime that serves the code at `caller` (the return address of the
-/// `operator new` that failed; NULL or an address in swmalloc when unknown): that
-/// object's own, when it defines or depends on one (a module with a static libstdc++);
-/// else the shared libstdc++ or libc++ (and its ABI library), whether it came with the
-/// program or later with dlopen; else any loaded object's. NULL when there is none. Only
-/// a runtime's definition: never swmalloc's operators.
-static void *swm_cxx_symbol(const char *name, const void *caller) {
-    Dl_info info;
-    if (caller != NULL && !swm_in_this_library(caller) && dladdr(caller, &info) != 0 && info.dli_fname != NULL) {
-        void *symbol = swm_symbol_in(info.dli_fname, name);
+/// `operator new` that failed; NULL or an address in swmalloc when unknown), where that
+/// code's own references bind: `weak` (bound at load), the global scope after swmalloc
+/// (RTLD_NEXT: runtimes loaded since with RTLD_GLOBAL), the calling object's scope, the
+/// shared runtimes by name. NULL when there is none. Never swmalloc's own operators.
+static void *swm_cxx_symbol(const char *name, void *weak, const void *caller) {
+    if (weak != NULL) return weak;
+    void *symbol = dlsym(RTLD_NEXT, name);
+    if (symbol != NULL && !swm_in_this_library(symbol)) return symbol;
+    if (caller != NULL && !swm_in_this_library(caller)) {
+        symbol = swm_symbol_seen_from(caller, name, 0);
         if (symbol != NULL) return symbol;
     }
     static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1", "libc++abi.so.1"};
     for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
-        void *symbol = swm_symbol_in(runtimes[i], name);
-        if (symbol != NULL) return symbol;
+        void *handle = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (handle == NULL) continue;
+        symbol = dlsym(handle, name);
+        dlclose(handle);
+        if (symbol != NULL && !swm_in_this_library(symbol)) return symbol;
     }
-    struct swm_symbol_search search = {name, NULL};
-    dl_iterate_phdr(swm_search_object, &search);
-    return search.symbol;
+    return NULL;
 }
 
-/// The new-handler installed in the C++ runtime of the code at `caller` (see
-/// `swm_cxx_symbol`), or NULL (none, or no C++ runtime). The program's own runtime
-/// (bound when swmalloc was loaded) serves callers that have none of their own.
+/// The runtime's `std::get_new_handler` for the code at `caller` (see `swm_cxx_symbol`).
+static swm_new_handler (*swm_get_new_handler_function(const void *caller))(void) {
+    return (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", (void *)_ZSt15get_new_handlerv, caller);
+}
+
+/// The new-handler installed in the C++ runtime of the code at `caller`, or NULL (none, or
+/// no C++ runtime).
 static swm_new_handler swm_get_new_handler(const void *caller) {
-    swm_new_handler (*get)(void) = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", caller);
-    if (get == NULL) get = _ZSt15get_new_handlerv;
+    swm_new_handler (*get)(void) = swm_get_new_handler_function(caller);
     return get != NULL ? get() : NULL;
 }
 
@@ -254,9 +261,11 @@ static swm_new_handler swm_get_new_handler(const void *caller) {
 ///
 /// The exception comes from the runtime's `std::__throw_bad_alloc`, or, where the runtime
 /// has none to offer (a static libstdc++ in a module keeps only what the module uses),
-/// from the runtime's own `operator new` of the same form: it calls malloc again, finds
-/// no new-handler (this loop ran until there was none) and throws. If memory came back
-/// meanwhile it returns a block, which is as good.
+/// from the runtime's own `operator new` of the same form — only one defined in the very
+/// object whose `get_new_handler` served (an unrelated plugin's own `operator new`, a
+/// pool, returned a block of its own or NULL: R36): it calls malloc again, finds no
+/// new-handler (this loop ran until there was none) and throws. If memory came back
+/// meanwhile it returns a block, which is as good; NULL from it is not taken.
 __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment, const void *caller) {
     for (;;) {
         swm_new_handler handler = swm_get_new_handler(caller);
@@ -265,17 +274,20 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
         void *p = alignment ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
         if (p != NULL) return p;
     }
-    void (*throw_bad_alloc)(void) = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", caller);
-    if (throw_bad_alloc == NULL) throw_bad_alloc = _ZSt17__throw_bad_allocv;
+    void (*throw_bad_alloc)(void) =
+        (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", (void *)_ZSt17__throw_bad_allocv, caller);
     if (throw_bad_alloc != NULL) throw_bad_alloc();
+    void *get = (void *)swm_get_new_handler_function(caller);
+    void *p = NULL;
     if (alignment) {
         void *(*runtime_new)(intptr_t, intptr_t) =
-            (void *(*)(intptr_t, intptr_t))swm_cxx_symbol("_ZnwmSt11align_val_t", caller);
-        if (runtime_new != NULL) return runtime_new(size, alignment);
+            (void *(*)(intptr_t, intptr_t))swm_symbol_seen_from(get, "_ZnwmSt11align_val_t", 1);
+        if (runtime_new != NULL) p = runtime_new(size, alignment);
     } else {
-        void *(*runtime_new)(intptr_t) = (void *(*)(intptr_t))swm_cxx_symbol("_Znwm", caller);
-        if (runtime_new != NULL) return runtime_new(size);
+        void *(*runtime_new)(intptr_t) = (void *(*)(intptr_t))swm_symbol_seen_from(get, "_Znwm", 1);
+        if (runtime_new != NULL) p = runtime_new(size);
     }
+    if (p != NULL) return p;
     static const char message[] = "swmalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
     swmshim_write(2, message, sizeof message - 1);
     swmshim_abort();
@@ -288,19 +300,24 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
 __attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment, const void *tag,
                                                                   const char *name, const void *caller) {
     if (swm_get_new_handler(caller) == NULL) return NULL;
-    void *runtime = swm_cxx_symbol(name, caller);
+    void *runtime = swm_cxx_symbol(name, NULL, caller);
     if (runtime == NULL) return NULL;
     if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
 }
 
 /// `operator new`'s slow path. The fast path (`swmimpl_cxx_new`) reaches it by a tail
-/// jump, so its return address is in the code that called `operator new` (in a build
-/// that does not jump there, an address in swmalloc: the runtime is then looked up
-/// without it).
+/// jump, so its return address is in the code that called `operator new`. Unoptimised,
+/// the fast path calls it instead, and every frame keeps its frame pointer: that code is
+/// then one frame further.
 void *swmshim_cxx_new_slow(intptr_t size) {
     void *p = swmimpl_malloc(size);
-    return p != NULL ? p : swm_new_out_of_memory(size, 0, __builtin_return_address(0));
+    if (p != NULL) return p;
+    const void *caller = __builtin_return_address(0);
+#ifndef __OPTIMIZE__
+    if (swm_in_this_library(caller)) caller = __builtin_return_address(1);
+#endif
+    return swm_new_out_of_memory(size, 0, caller);
 }
 
 /// `operator new(size_t, align_val_t)`: memalign's rules, then the C++ rules.

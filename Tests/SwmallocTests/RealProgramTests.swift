@@ -129,9 +129,13 @@ func withoutOptionLines(_ text: String) -> String {
     /// gets the C++ rules in that module when memory is out: the module's new-handler,
     /// std::bad_alloc it catches (plain and over-aligned new), NULL from the nothrow form.
     /// The C++ runtime came after swmalloc; before, swmalloc did not find it and aborted
-    /// the program. With `staticRuntime` the module carries its own copy of libstdc++ and
-    /// the process has no shared one: swmalloc looked only for the shared runtimes by
-    /// name, and aborted (review R34); the runtime is now the calling module's.
+    /// the program. With `staticRuntime` the module carries its own copy of libstdc++:
+    /// in the C host the process has no shared one, and swmalloc looked only for the
+    /// shared runtimes by name, and aborted (review R34); the runtime is now the one the
+    /// calling module's references bind to. The same host built as C++ has the shared
+    /// libstdc++, to which the module's references bind (its handler is the shared
+    /// runtime's: R36 found it never called when swmalloc asked the module's copy). The
+    /// module unloads with dlclose afterwards (R36: it stayed pinned).
     @Test(arguments: Library.allCases, [false, true])
     func cxxModuleLoadedLater(_ library: Library, staticRuntime: Bool) throws {
         let gxx = try requireTool("g++", debianPackage: "g++")
@@ -141,7 +145,13 @@ func withoutOptionLines(_ text: String) -> String {
                                      + ["\(Paths.programs)/cxx_plugin.cpp", "-o", module])
         #expect(built.succeeded, "building the module: \(built)")
         let run = try runChild(try compileProgram("cxx_plugin_host.c"), [module], preload: library)
-        #expect(run.succeeded && run.stdout == "plugin caught bad_alloc\n", "\(run)")
+        #expect(run.succeeded && run.stdout == "plugin caught bad_alloc\n", "C host: \(run)")
+        let cxxHost = "\(Paths.scratch)/cxx_plugin_host_cxx-\(library.rawValue)\(staticRuntime ? "-static" : "")"
+        let hostBuilt = try runChild(gxx, ["-x", "c++", "-O1", "-Wl,--no-as-needed",
+                                           "\(Paths.programs)/cxx_plugin_host.c", "-o", cxxHost, "-ldl"])
+        #expect(hostBuilt.succeeded, "building the C++ host: \(hostBuilt)")
+        let cxxRun = try runChild(cxxHost, [module], preload: library)
+        #expect(cxxRun.succeeded && cxxRun.stdout == "plugin caught bad_alloc\n", "C++ host: \(cxxRun)")
     }
 
     /// The Swift probe (Array, Dictionary, String from 4 threads) prints the same digests.

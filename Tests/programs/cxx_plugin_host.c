@@ -4,7 +4,12 @@
  * The module's operator new is the allocator's; out of memory it must call the module's
  * new-handler and throw std::bad_alloc, which the module catches, so the program goes on.
  * Before, swmalloc found no C++ runtime (its references to it were bound when it was
- * loaded, before the module) and aborted. Prints "plugin caught bad_alloc" and exits 0. */
+ * loaded, before the module) and aborted. Then the module must unload with dlclose (a
+ * lookup that kept its handle open pinned it: review R36). Prints "plugin caught
+ * bad_alloc" and exits 0. Built as C++ too (g++ -x c++): the program then has the shared
+ * libstdc++, to which a module's references bind even where it carries a static copy, so
+ * the new-handler its code installs is the shared runtime's (R36: swmalloc asked the
+ * module's own copy, and the handler was never called). */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +32,10 @@ int main(int argc, char **argv) {
     }
     if (!out_of_memory((size_t)1 << 62)) {
         fprintf(stderr, "the module did not get the new-handler, std::bad_alloc and NULL\n");
+        return 1;
+    }
+    if (dlclose(module) != 0 || dlopen(argv[1], RTLD_NOW | RTLD_NOLOAD) != NULL) {
+        fprintf(stderr, "the module stayed loaded after dlclose\n");
         return 1;
     }
     printf("plugin caught bad_alloc\n");
