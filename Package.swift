@@ -39,10 +39,9 @@ let coreCopies = [("memset", "swmshim_memset"), ("memmove", "swmshim_memmove"), 
 
 /// Linker flags for the shared library, linked by lld (see `hotExports`; the script's path
 /// is absolute so that the library also links when this package is a dependency): the
-/// version script exports the
-/// C API only (defined with default visibility in `CSwmShim/exports.c`) and keeps the
-/// Embedded runtime's weak `swift_*` symbols local (a library exporting them crashes Swift
-/// processes).
+/// version script exports the C API only (defined with default visibility in
+/// `CSwmShim/exports.c`) and keeps the Embedded runtime's weak `swift_*` symbols local (a
+/// library exporting them crashes Swift processes).
 let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         ["-use-ld=lld", "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",

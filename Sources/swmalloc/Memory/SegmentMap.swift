@@ -44,15 +44,15 @@ enum SegmentMap {
     @inline(__always)
     static func contains(_ p: UInt) -> Bool { byte(p) != 0 }
 
-    /// The segment of pages that the map's entry
-    /// for `p` names, nil when that entry names none. The entry's index is `p`'s segment
-    /// number masked to the map, with no range compare (a mask, and then a shift back for
-    /// the base, where the range-tested form spends a compare, a branch, a move and a
-    /// mask): for `p` at or above 2^`Geometry.addressBits` it is the entry of another
-    /// address, and the segment returned does not hold `p`. A caller may then read that
-    /// segment's descriptors (it is mapped), but must not read at `p` before a test that
-    /// `p` lies in it: free's block-start test fails for such a `p`, since p − start ≥
-    /// 2^47 − 4 MiB is never a block's offset.
+    /// The segment of pages that the map's entry for `p` names, nil when that entry names
+    /// none (free's fast path). The entry's index is `p`'s segment number masked to the
+    /// map, with no range compare (a mask, and then a shift back for the base, where the
+    /// range-tested form spends a compare, a branch, a move and a mask): for `p` at or
+    /// above 2^`Geometry.addressBits` it is the entry of another address, and the segment
+    /// returned does not hold `p`. A caller may then read that segment's descriptors (it
+    /// is mapped), but must not read at `p` before a test that `p` lies in it: free's
+    /// block-start test fails for such a `p`, since p − start ≥ 2^47 − 4 MiB is never a
+    /// block's offset.
     @inline(__always)
     static func pagesSegment(maskedFrom p: UInt) -> UnsafeMutablePointer<Segment>? {
         let index = (p >> UInt(Geometry.segmentShift)) & (count &- 1)
