@@ -172,17 +172,15 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // The C++ runtime may come after swmalloc: a C program (python3) that loads a C++ module
 // with dlopen. Weak references are bound when swmalloc is loaded, so they stay NULL then,
 // and the module's `new` still binds to swmalloc's: on the out-of-memory path the runtime
-// is looked up where the code that called `operator new` finds its own (`swm_cxx_symbol`):
-// the global scope first, as the dynamic linker binds every reference (the weak
-// references, then what came later with RTLD_GLOBAL), then the scope of the calling
-// object (a module loaded RTLD_LOCAL: the libstdc++ it depends on, or the static copy it
-// carries, whose new-handler is then the one its code installs), then the shared
-// runtimes by name (when the caller is not known). Each handle opened for a lookup is
-// closed at once: the runtime found serves code that is running, which keeps it loaded
-// (a handle kept open pinned every module whose `new` ran out of memory: an outside
-// review, R36). No walk over every loaded object: `dl_iterate_phdr` runs its callback
-// under the loader's write lock, and a `dlopen` in there deadlocked against another
-// thread's `dlopen` (R36).
+// is looked up among the loaded libraries by name (`swm_cxx_symbol`). Found that way it is
+// kept loaded (its handle is not closed), so the functions found stay valid. Where the
+// process has no shared runtime at all, a module that carries a static copy of its own
+// (`-static-libstdc++`) is the only runtime its code can be using: the copy in the object
+// that called `operator new` serves then (review R34). Only then, and only a copy defined
+// in that very object: a wider search (the global scope at the time, every loaded object,
+// or the caller's scope before the shared runtime) picked other plugins' runtimes and
+// `operator new`s, threw through an unwinder that was not the catcher's, deadlocked in the
+// loader and pinned modules (reviews R36 and R37).
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
@@ -197,75 +195,60 @@ static void *swm_object_of(const void *address) {
     return dladdr(address, &info) != 0 ? info.dli_fbase : NULL;
 }
 
-/// True when `address` lies in libswmalloc itself.
-static int swm_in_this_library(const void *address) {
-    void *mine = swm_object_of((const void *)swm_in_this_library);
-    return mine != NULL && swm_object_of(address) == mine;
-}
-
-/// `name` as the loaded object holding `address` sees it (that object, then what it
-/// depends on), never swmalloc's own definition; NULL when it has none, or when
-/// `only_there` and the definition lies in another object.
-static void *swm_symbol_seen_from(const void *address, const char *name, int only_there) {
-    Dl_info info;
-    if (address == NULL || dladdr(address, &info) == 0 || info.dli_fname == NULL) return NULL;
-    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-    if (handle == NULL) return NULL;
-    void *symbol = dlsym(handle, name);
-    dlclose(handle);
-    if (symbol == NULL || swm_in_this_library(symbol)) return NULL;
-    if (only_there && swm_object_of(symbol) != info.dli_fbase) return NULL;
-    return symbol;
-}
-
-/// `name` in the C++ runtime that serves the code at `caller` (the return address of the
-/// `operator new` that failed; NULL or an address in swmalloc when unknown), where that
-/// code's own references bind: `weak` (bound at load), the global scope after swmalloc
-/// (RTLD_NEXT: runtimes loaded since with RTLD_GLOBAL), the calling object's scope, the
-/// shared runtimes by name. NULL when there is none. Never swmalloc's own operators.
-static void *swm_cxx_symbol(const char *name, void *weak, const void *caller) {
-    if (weak != NULL) return weak;
-    void *symbol = dlsym(RTLD_NEXT, name);
-    if (symbol != NULL && !swm_in_this_library(symbol)) return symbol;
-    if (caller != NULL && !swm_in_this_library(caller)) {
-        symbol = swm_symbol_seen_from(caller, name, 0);
-        if (symbol != NULL) return symbol;
-    }
+/// `name` in the C++ runtime loaded in this process (libstdc++, or libc++ and its ABI
+/// library), whether it came with the program or later with dlopen; else, when there is
+/// none, as the object holding `caller` defines it itself (its static copy); NULL when
+/// neither has it. Never swmalloc's own operators. A lookup that fails leaves no error
+/// for `dlerror` (the program's own pending one aside).
+static void *swm_cxx_symbol(const char *name, const void *caller) {
     static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1", "libc++abi.so.1"};
+    int shared = 0;
     for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
         void *handle = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (handle == NULL) continue;
-        symbol = dlsym(handle, name);
+        if (handle == NULL) {
+            (void)dlerror();
+            continue;
+        }
+        shared = 1;
+        void *symbol = dlsym(handle, name);
+        if (symbol != NULL) return symbol;
+        (void)dlerror();
         dlclose(handle);
-        if (symbol != NULL && !swm_in_this_library(symbol)) return symbol;
     }
-    return NULL;
+    Dl_info info;
+    void *mine = swm_object_of((const void *)swm_cxx_symbol);
+    if (shared || caller == NULL || dladdr(caller, &info) == 0 || info.dli_fname == NULL || info.dli_fbase == mine) {
+        return NULL;
+    }
+    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == NULL) {
+        (void)dlerror();
+        return NULL;
+    }
+    void *symbol = dlsym(handle, name);
+    if (symbol == NULL) (void)dlerror();
+    dlclose(handle);   // the caller's code is running: its object stays loaded
+    return symbol != NULL && swm_object_of(symbol) == info.dli_fbase ? symbol : NULL;
 }
 
-/// The runtime's `std::get_new_handler` for the code at `caller` (see `swm_cxx_symbol`).
-static swm_new_handler (*swm_get_new_handler_function(const void *caller))(void) {
-    return (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", (void *)_ZSt15get_new_handlerv, caller);
-}
-
-/// The new-handler installed in the C++ runtime of the code at `caller`, or NULL (none, or
-/// no C++ runtime).
+/// The installed new-handler, or NULL (none, or no C++ runtime). `caller`: the return
+/// address of the `operator new` that failed (see `swm_cxx_symbol`).
 static swm_new_handler swm_get_new_handler(const void *caller) {
-    swm_new_handler (*get)(void) = swm_get_new_handler_function(caller);
+    swm_new_handler (*get)(void) = _ZSt15get_new_handlerv;
+    if (get == NULL) get = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", caller);
     return get != NULL ? get() : NULL;
 }
 
 /// The C++ rules once an allocation of `size` bytes (aligned to `alignment`, 0 for the
 /// default) failed: the new-handler and a retry while there is one, then std::bad_alloc.
 /// Only C frames are on the stack here, all with unwind tables, so the exception reaches
-/// the caller of `operator new` (`caller`, its return address, picks the runtime).
+/// the caller of `operator new`.
 ///
-/// The exception comes from the runtime's `std::__throw_bad_alloc`, or, where the runtime
-/// has none to offer (a static libstdc++ in a module keeps only what the module uses),
-/// from the runtime's own `operator new` of the same form — only one defined in the very
-/// object whose `get_new_handler` served (an unrelated plugin's own `operator new`, a
-/// pool, returned a block of its own or NULL: R36): it calls malloc again, finds no
-/// new-handler (this loop ran until there was none) and throws. If memory came back
-/// meanwhile it returns a block, which is as good; NULL from it is not taken.
+/// The exception comes from the runtime's `std::__throw_bad_alloc`; a module's static copy
+/// keeps only what the module uses and may lack it: then from that copy's own `operator
+/// new` of the same form, which calls malloc again, finds no new-handler (this loop ran
+/// until there was none) and throws. If memory came back meanwhile it returns a block,
+/// which is as good; NULL from it is not taken.
 __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment, const void *caller) {
     for (;;) {
         swm_new_handler handler = swm_get_new_handler(caller);
@@ -274,18 +257,16 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
         void *p = alignment ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
         if (p != NULL) return p;
     }
-    void (*throw_bad_alloc)(void) =
-        (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", (void *)_ZSt17__throw_bad_allocv, caller);
+    void (*throw_bad_alloc)(void) = _ZSt17__throw_bad_allocv;
+    if (throw_bad_alloc == NULL) throw_bad_alloc = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", caller);
     if (throw_bad_alloc != NULL) throw_bad_alloc();
-    void *get = (void *)swm_get_new_handler_function(caller);
     void *p = NULL;
     if (alignment) {
-        void *(*runtime_new)(intptr_t, intptr_t) =
-            (void *(*)(intptr_t, intptr_t))swm_symbol_seen_from(get, "_ZnwmSt11align_val_t", 1);
-        if (runtime_new != NULL) p = runtime_new(size, alignment);
+        void *(*own_new)(intptr_t, intptr_t) = (void *(*)(intptr_t, intptr_t))swm_cxx_symbol("_ZnwmSt11align_val_t", caller);
+        if (own_new != NULL) p = own_new(size, alignment);
     } else {
-        void *(*runtime_new)(intptr_t) = (void *(*)(intptr_t))swm_symbol_seen_from(get, "_Znwm", 1);
-        if (runtime_new != NULL) p = runtime_new(size);
+        void *(*own_new)(intptr_t) = (void *(*)(intptr_t))swm_cxx_symbol("_Znwm", caller);
+        if (own_new != NULL) p = own_new(size);
     }
     if (p != NULL) return p;
     static const char message[] = "swmalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
@@ -300,7 +281,7 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
 __attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment, const void *tag,
                                                                   const char *name, const void *caller) {
     if (swm_get_new_handler(caller) == NULL) return NULL;
-    void *runtime = swm_cxx_symbol(name, NULL, caller);
+    void *runtime = swm_cxx_symbol(name, caller);
     if (runtime == NULL) return NULL;
     if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
@@ -315,7 +296,7 @@ void *swmshim_cxx_new_slow(intptr_t size) {
     if (p != NULL) return p;
     const void *caller = __builtin_return_address(0);
 #ifndef __OPTIMIZE__
-    if (swm_in_this_library(caller)) caller = __builtin_return_address(1);
+    if (swm_object_of(caller) == swm_object_of((const void *)swm_cxx_symbol)) caller = __builtin_return_address(1);
 #endif
     return swm_new_out_of_memory(size, 0, caller);
 }
