@@ -195,47 +195,68 @@ static void *swm_object_of(const void *address) {
     return dladdr(address, &info) != 0 ? info.dli_fbase : NULL;
 }
 
+/// Where the `operator new` that failed was called from: `at` is the return address its
+/// slow path saw; unoptimised, where the fast path calls the slow path instead of jumping
+/// there, `at` lies in swmalloc and `above` (one frame further) is the caller's. Resolved
+/// only in `swm_cxx_symbol`'s last step: `dladdr` takes the loader's lock, which a C++
+/// program's out-of-memory path must not (a thread that throws inside a `dl_iterate_phdr`
+/// callback, or that a library constructor joins, deadlocked: review R38).
+struct swm_caller { const void *at, *above; };
+
+int swmimpl_holds(const void *p);
+
 /// `name` in the C++ runtime loaded in this process (libstdc++, or libc++ and its ABI
-/// library), whether it came with the program or later with dlopen; else, when there is
-/// none, as the object holding `caller` defines it itself (its static copy); NULL when
-/// neither has it. Never swmalloc's own operators. A lookup that fails leaves no error
-/// for `dlerror` (the program's own pending one aside).
-static void *swm_cxx_symbol(const char *name, const void *caller) {
+/// library), whether it came with the program or later with dlopen; else, with
+/// `own_copy` and when there is no such runtime at all, as the object that called
+/// `operator new` defines it itself in a static copy of the runtime (one that defines
+/// `std::get_new_handler` too); NULL when neither has it. Never swmalloc's own operators.
+/// errno is left as it was, and `dlerror` holds nothing of these lookups (the program's
+/// own pending error aside): glibc's `dlerror` sets errno (R38: ENOENT after a nothrow
+/// `new` returned NULL).
+static void *swm_cxx_symbol(const char *name, struct swm_caller caller, int own_copy) {
     static const char *const runtimes[] = {"libstdc++.so.6", "libc++.so.1", "libc++abi.so.1"};
-    int shared = 0;
-    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
+    int saved = errno, shared = 0;
+    void *symbol = NULL;
+    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0] && symbol == NULL; i++) {
         void *handle = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD);
         if (handle == NULL) {
             (void)dlerror();
             continue;
         }
         shared = 1;
-        void *symbol = dlsym(handle, name);
-        if (symbol != NULL) return symbol;
-        (void)dlerror();
-        dlclose(handle);
+        symbol = dlsym(handle, name);
+        if (symbol == NULL) {
+            (void)dlerror();
+            dlclose(handle);
+        }
     }
-    Dl_info info;
-    void *mine = swm_object_of((const void *)swm_cxx_symbol);
-    if (shared || caller == NULL || dladdr(caller, &info) == 0 || info.dli_fname == NULL || info.dli_fbase == mine) {
-        return NULL;
+    if (symbol == NULL && !shared && own_copy) {
+        Dl_info info;
+        void *mine = swm_object_of((const void *)swm_cxx_symbol);
+        const void *at = swm_object_of(caller.at) == mine ? caller.above : caller.at;
+        if (at != NULL && dladdr(at, &info) != 0 && info.dli_fname != NULL && info.dli_fbase != mine) {
+            void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+            if (handle != NULL) {
+                symbol = dlsym(handle, name);
+                void *runtime = dlsym(handle, "_ZSt15get_new_handlerv");
+                (void)dlerror();
+                dlclose(handle);   // the caller's code is running: its object stays loaded
+                if (symbol == NULL || runtime == NULL || swm_object_of(symbol) != info.dli_fbase
+                    || swm_object_of(runtime) != info.dli_fbase) symbol = NULL;
+            } else {
+                (void)dlerror();
+            }
+        }
     }
-    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-    if (handle == NULL) {
-        (void)dlerror();
-        return NULL;
-    }
-    void *symbol = dlsym(handle, name);
-    if (symbol == NULL) (void)dlerror();
-    dlclose(handle);   // the caller's code is running: its object stays loaded
-    return symbol != NULL && swm_object_of(symbol) == info.dli_fbase ? symbol : NULL;
+    errno = saved;
+    return symbol;
 }
 
-/// The installed new-handler, or NULL (none, or no C++ runtime). `caller`: the return
-/// address of the `operator new` that failed (see `swm_cxx_symbol`).
-static swm_new_handler swm_get_new_handler(const void *caller) {
+/// The installed new-handler, or NULL (none, or no C++ runtime), for the `operator new`
+/// called from `caller` (see `swm_cxx_symbol`; `own_copy` as there).
+static swm_new_handler swm_get_new_handler(struct swm_caller caller, int own_copy) {
     swm_new_handler (*get)(void) = _ZSt15get_new_handlerv;
-    if (get == NULL) get = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", caller);
+    if (get == NULL) get = (swm_new_handler (*)(void))swm_cxx_symbol("_ZSt15get_new_handlerv", caller, own_copy);
     return get != NULL ? get() : NULL;
 }
 
@@ -244,31 +265,32 @@ static swm_new_handler swm_get_new_handler(const void *caller) {
 /// Only C frames are on the stack here, all with unwind tables, so the exception reaches
 /// the caller of `operator new`.
 ///
-/// The exception comes from the runtime's `std::__throw_bad_alloc`; a module's static copy
-/// keeps only what the module uses and may lack it: then from that copy's own `operator
-/// new` of the same form, which calls malloc again, finds no new-handler (this loop ran
-/// until there was none) and throws. If memory came back meanwhile it returns a block,
-/// which is as good; NULL from it is not taken.
-__attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment, const void *caller) {
+/// The exception comes from the runtime's `std::__throw_bad_alloc`. A module's static copy
+/// keeps only what the module uses and may lack it: then from that copy's `operator new`
+/// of the same form, which calls malloc again, finds no new-handler (this loop ran until
+/// there was none) and throws. If memory came back meanwhile it returns swmalloc's block,
+/// which is as good; anything else from it (a module's own pool, whose block would reach
+/// swmalloc's `delete`: R38) is not taken.
+__attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intptr_t alignment, struct swm_caller caller) {
     for (;;) {
-        swm_new_handler handler = swm_get_new_handler(caller);
+        swm_new_handler handler = swm_get_new_handler(caller, 1);
         if (handler == NULL) break;
         handler();
         void *p = alignment ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
         if (p != NULL) return p;
     }
     void (*throw_bad_alloc)(void) = _ZSt17__throw_bad_allocv;
-    if (throw_bad_alloc == NULL) throw_bad_alloc = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", caller);
+    if (throw_bad_alloc == NULL) throw_bad_alloc = (void (*)(void))swm_cxx_symbol("_ZSt17__throw_bad_allocv", caller, 1);
     if (throw_bad_alloc != NULL) throw_bad_alloc();
     void *p = NULL;
     if (alignment) {
-        void *(*own_new)(intptr_t, intptr_t) = (void *(*)(intptr_t, intptr_t))swm_cxx_symbol("_ZnwmSt11align_val_t", caller);
+        void *(*own_new)(intptr_t, intptr_t) = (void *(*)(intptr_t, intptr_t))swm_cxx_symbol("_ZnwmSt11align_val_t", caller, 1);
         if (own_new != NULL) p = own_new(size, alignment);
     } else {
-        void *(*own_new)(intptr_t) = (void *(*)(intptr_t))swm_cxx_symbol("_Znwm", caller);
+        void *(*own_new)(intptr_t) = (void *(*)(intptr_t))swm_cxx_symbol("_Znwm", caller, 1);
         if (own_new != NULL) p = own_new(size);
     }
-    if (p != NULL) return p;
+    if (p != NULL && swmimpl_holds(p)) return p;
     static const char message[] = "swmalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
     swmshim_write(2, message, sizeof message - 1);
     swmshim_abort();
@@ -277,11 +299,15 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
 /// A nothrow `operator new` (`name`, the runtime's symbol) whose allocation failed: NULL at
 /// once without a new-handler; with one, the runtime's own nothrow operator, which calls
 /// the throwing one (the handler, a retry, std::bad_alloc) and returns NULL for what it
-/// throws — C frames cannot catch. `caller` as for `swm_new_out_of_memory`.
+/// throws — C frames cannot catch. Only a shared runtime's: a module's static copy may
+/// define that operator over an `operator new` of its own (a pool), whose block would
+/// reach swmalloc's `delete` (R38), so in a module with a static runtime and no shared
+/// one in the process the nothrow forms return NULL without the handler.
 __attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment, const void *tag,
-                                                                  const char *name, const void *caller) {
-    if (swm_get_new_handler(caller) == NULL) return NULL;
-    void *runtime = swm_cxx_symbol(name, caller);
+                                                                  const char *name) {
+    struct swm_caller unknown = {NULL, NULL};
+    if (swm_get_new_handler(unknown, 0) == NULL) return NULL;
+    void *runtime = swm_cxx_symbol(name, unknown, 0);
     if (runtime == NULL) return NULL;
     if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
@@ -294,15 +320,16 @@ __attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, 
 void *swmshim_cxx_new_slow(intptr_t size) {
     void *p = swmimpl_malloc(size);
     if (p != NULL) return p;
-    const void *caller = __builtin_return_address(0);
-#ifndef __OPTIMIZE__
-    if (swm_object_of(caller) == swm_object_of((const void *)swm_cxx_symbol)) caller = __builtin_return_address(1);
+#ifdef __OPTIMIZE__
+    struct swm_caller caller = {__builtin_return_address(0), NULL};
+#else
+    struct swm_caller caller = {__builtin_return_address(0), __builtin_return_address(1)};
 #endif
     return swm_new_out_of_memory(size, 0, caller);
 }
 
 /// `operator new(size_t, align_val_t)`: memalign's rules, then the C++ rules.
-static void *swm_new_aligned(intptr_t size, intptr_t alignment, const void *caller) {
+static void *swm_new_aligned(intptr_t size, intptr_t alignment, struct swm_caller caller) {
     void *p = swmimpl_memalign(alignment, size);
     return p != NULL ? p : swm_new_out_of_memory(size, alignment, caller);
 }
@@ -312,13 +339,12 @@ static void *swm_new_aligned(intptr_t size, intptr_t alignment, const void *call
 #define SWM_NOTHROW_NEW(name)                                                                              \
     __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
         void *p = swmimpl_malloc(size);                                                                    \
-        return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name, __builtin_return_address(0)); \
+        return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name);                             \
     }
 #define SWM_NOTHROW_NEW_ALIGNED(name)                                                                      \
     __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
         void *p = swmimpl_memalign(alignment, size);                                                       \
-        return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name,                      \
-                                                         __builtin_return_address(0));                     \
+        return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name);                     \
     }
 
 SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
@@ -326,10 +352,10 @@ SWM_FORWARD(_Znam, swmimpl_cxx_new)                                      // new[
 SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t)                                     // new(size_t, nothrow_t)
 SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t)                                     // new[](size_t, nothrow_t)
 __attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
-    return swm_new_aligned(size, alignment, __builtin_return_address(0)); // new(size_t, align_val_t)
+    return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new(size_t, align_val_t)
 }
 __attribute__((visibility("default"))) void *_ZnamSt11align_val_t(intptr_t size, intptr_t alignment) {
-    return swm_new_aligned(size, alignment, __builtin_return_address(0)); // new[](size_t, align_val_t)
+    return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new[](size_t, align_val_t)
 }
 SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t)              // new(size_t, align_val_t, nothrow_t)
 SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t)              // new[](size_t, align_val_t, nothrow_t)

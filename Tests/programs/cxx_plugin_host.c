@@ -1,6 +1,9 @@
 /* cxx_plugin_host.c — a C program (no C++ runtime of its own) that loads the C++ module
  * cxx_plugin.cpp with dlopen and runs out of memory in it:
- *     cxx_plugin_host PATH-TO-cxx_plugin.so
+ *     cxx_plugin_host PATH-TO-cxx_plugin.so [no-nothrow-handler]
+ * With `no-nothrow-handler` the nothrow form is expected to return NULL without calling
+ * the handler: a module with a static runtime in a process without a shared one (the
+ * README's documented limit). Otherwise it calls the handler first.
  * The module's operator new is the allocator's; out of memory it must call the module's
  * new-handler and throw std::bad_alloc, which the module catches, so the program goes on.
  * Before, swmalloc found no C++ runtime (its references to it were bound when it was
@@ -14,10 +17,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: cxx_plugin_host PATH-TO-cxx_plugin.so\n");
+    if (argc != 2 && !(argc == 3 && strcmp(argv[2], "no-nothrow-handler") == 0)) {
+        fprintf(stderr, "usage: cxx_plugin_host PATH-TO-cxx_plugin.so [no-nothrow-handler]\n");
         return 2;
     }
     void *module = dlopen(argv[1], RTLD_NOW);
@@ -25,12 +29,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dlopen: %s\n", dlerror());
         return 2;
     }
-    int (*out_of_memory)(size_t) = (int (*)(size_t))dlsym(module, "plugin_out_of_memory");
+    int (*out_of_memory)(size_t, int) = (int (*)(size_t, int))dlsym(module, "plugin_out_of_memory");
     if (out_of_memory == NULL) {
         fprintf(stderr, "plugin_out_of_memory not found\n");
         return 2;
     }
-    if (!out_of_memory((size_t)1 << 62)) {
+    if (!out_of_memory((size_t)1 << 62, argc == 2)) {
         fprintf(stderr, "the module did not get the new-handler, std::bad_alloc and NULL\n");
         return 1;
     }

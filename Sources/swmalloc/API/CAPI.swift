@@ -24,6 +24,15 @@ func swm_cxx_new(_ size: Int) -> UnsafeMutableRawPointer? {
     return block
 }
 
+/// 1 when `p` lies in memory swmalloc mapped (a segment of pages or a huge block's first
+/// 4 MiB), else 0: `operator new`'s out-of-memory path takes a block from a module's own
+/// `operator new` only when it came from swmalloc (a module's pool would reach swmalloc's
+/// `delete`, which must abort for it).
+@c(swmimpl_holds)
+func swm_holds(_ p: UnsafeMutableRawPointer?) -> Int32 {
+    SegmentMap.contains(UInt(bitPattern: p)) ? 1 : 0
+}
+
 /// Frees a block (NULL is a no-op); an invalid or double free aborts naming the pointer.
 @c(swmimpl_free)
 func swm_free(_ pointer: UnsafeMutableRawPointer?) {
