@@ -7,7 +7,7 @@
  * size from 0 to 1,100 bytes (VOS_MallocModule's fast path ends at 1,008, where the
  * request with its header leaves malloc's size-indexed slots) and a few above get a block
  * of their own: all live at once, each filled, none overwritten by another, all charged.
- * Prints "vos modes ok". */
+ * VOS_Realloc within the block keeps it in place. Prints "vos modes ok". */
 #define VOS_MEM_MODULE_ONLY
 #include "check.h"
 #include "swmalloc.h"
@@ -112,6 +112,45 @@ int main(void) {
            st.live_bytes, expected, st.live_blocks);
     for (size_t i = 0; i < sizes + extra; i++) vos_free(0, blocks[i], (const unsigned char *)__FILE__, __LINE__);
     CHECK(swm_vos_module_stats(15, &st) == 0 && st.live_bytes == 0 && st.live_blocks == 0);
+
+    /* VOS_Realloc within the block stays in place (it always copied): a small block and a
+     * large one, shrunk and grown inside their core block, keep their address and bytes;
+     * the call still counts as an allocation and a free, the new size is charged to the
+     * new module and site and the old one credited. Leaving the block (more than it
+     * holds, or less than half of it) moves it. */
+    unsigned char *r = VOS_ReallocWithDebug(NULL, 100, 16, (const unsigned char *)"r.c", 1);
+    CHECK(r != NULL);
+    memset(r, 0x5a, 100);
+    unsigned char *r2 = VOS_ReallocWithDebug(r, 104, 17, (const unsigned char *)"r.c", 2);
+    CHECKF(r2 == r, "VOS_Realloc(100 -> 104) moved the block: %p -> %p", (void *)r, (void *)r2);
+    for (int k = 0; k < 100; k++) CHECK(r2[k] == 0x5a);
+    swm_vos_module_stats_t st16, st17;
+    CHECK(swm_vos_module_stats(16, &st16) == 0 && swm_vos_module_stats(17, &st17) == 0);
+    CHECKF(st16.live_bytes == 0 && st16.allocs == 1 && st16.frees == 1 && st17.live_bytes == 104 &&
+           st17.live_blocks == 1 && st17.allocs == 1, "module 16: %ld bytes %zu allocs %zu frees; 17: %ld bytes %zu blocks",
+           st16.live_bytes, st16.allocs, st16.frees, st17.live_bytes, st17.live_blocks);
+    swm_vos_site_stats_t rs[16];
+    long nsites = (long)swm_vos_sites(rs, 16);
+    int site1 = -1, site2 = -1;
+    for (long i = 0; i < nsites && i < 16; i++) {
+        if (strcmp(rs[i].file, "r.c") == 0 && rs[i].line == 1) site1 = (int)i;
+        if (strcmp(rs[i].file, "r.c") == 0 && rs[i].line == 2) site2 = (int)i;
+    }
+    CHECK(site1 >= 0 && site2 >= 0 && rs[site1].live_bytes == 0 && rs[site2].live_bytes == 104);
+    unsigned char *moved = VOS_ReallocModule(r2, 4000, 17);
+    CHECK(moved != NULL && moved != r2 && moved[99] == 0x5a);
+    VOS_Free(moved);
+    unsigned char *big = VOS_ReallocModule(NULL, 300000, 18);
+    CHECK(big != NULL);
+    memset(big, 0x3c, 300000);
+    unsigned char *big2 = VOS_ReallocModule(big, 290000, 18);
+    CHECKF(big2 == big, "VOS_Realloc(300000 -> 290000) moved the block");
+    CHECK(big2[0] == 0x3c && big2[289999] == 0x3c);
+    CHECK(swm_vos_module_stats(18, &st) == 0 && st.live_bytes == 290000 && st.live_blocks == 1);
+    unsigned char *small = VOS_ReallocModule(big2, 1000, 18);
+    CHECK(small != big2 && small[999] == 0x3c);
+    CHECK(swm_vos_module_stats(18, &st) == 0 && st.live_bytes == 1000 && st.live_blocks == 1 && st.frees == 2);
+    VOS_Free(small);
     printf("vos modes ok\n");
     return 0;
 }

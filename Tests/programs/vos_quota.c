@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MODULE 3
 static void *blocks[200];
@@ -116,12 +117,18 @@ int main(void) {
     VOS_Free(blocks[1]);
     VOS_Free(blocks[2]);
     CHECK((blocks[0] = VOS_Realloc(blocks[0], 200, MODULE)) != NULL);
+    /* In place too (100 -> 104 bytes fits the block): 9,900 + 104 bytes are over the
+     * quota, so it is refused and the block keeps its bytes and its charge. */
+    memset(blocks[3], 0x77, 100);
+    CHECK(VOS_Realloc(blocks[3], 104, MODULE) == NULL && errno == ENOMEM);
+    CHECK(((unsigned char *)blocks[3])[99] == 0x77);
+    CHECK(swm_vos_module_stats(MODULE, &st) == 0 && st.quota_live_bytes == 9900);
 
     CHECK(swm_vos_set_quota(MODULE, 0) == 0);
     void *lifted = VOS_Malloc(50000, MODULE);
     CHECK(lifted != NULL);
     CHECK(swm_vos_module_stats(MODULE, &st) == 0);
-    CHECKF(st.quota_refused == 4 && st.quota_bytes == 0, "refused %zu", st.quota_refused);
+    CHECKF(st.quota_refused == 5 && st.quota_bytes == 0, "refused %zu", st.quota_refused);
     VOS_Free(lifted);
     VOS_Free(before);
     VOS_Free(other);

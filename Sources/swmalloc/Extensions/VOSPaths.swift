@@ -5,9 +5,12 @@
 //   VOS_MallocModule / VOS_MallocWithDebug ── VOS.allocate ─ fast: Heap.pop (malloc's pop),
 //        │                                       VOS.chargeFast: the thread's table, the cached
 //        │                                       site, VOSTable.countFast, VOSBlock.write
-//        └─ VOS.allocateSlow ─ (no block yet: Heap.allocate(size + 16), chargeFast) ── VOS.charge:
-//                               VOSModules.currentTable (created on first use), VOSSites.id,
-//                               the module's quota (admit), VOSTable.charge, VOSBlock.write
+//        └─ VOS.allocateSlow ─ (no block yet: Heap.allocate(size + 16), chargeFast) ── VOS.charge
+//                               ── VOS.account: VOSModules.currentTable (created on first use),
+//                               VOSSites.id, the module's quota (admit), VOSTable.charge;
+//                               VOSBlock.write
+//   VOS_Realloc ── VOS.realloc ─┬ fits the block: VOS.account, VOS.release, VOSBlock.write
+//                               └ else VOS.allocate, copy, VOS.release, Heap.deallocate
 //   VOS_Free_Debug ── VOS.free ─ fast: Heap.localPage (free's test), VOSBlock.read,
 //        │                         VOSTable.countFast, Heap.pushToClassPage
 //        └─ VOS.freeSlow ─┬ huge: SegmentMap.claim, VOS.releaseClaimedHuge, Huge.freeClaimed
@@ -96,30 +99,35 @@ enum VOS {
         return charge(block, size, module, withSite: withSite, file: file, line: line)
     }
 
-    /// Charges the core block `block` of a VOS request and writes its header: the thread's
-    /// table (created on first use), the site (registered on first use), the module's
-    /// quota; a thread without a heap charges the global region (`orphanCharge`). Frees
-    /// the block and returns NULL with ENOMEM when there is no memory for the accounting
-    /// or the quota refuses it.
+    /// Charges the core block `block` of a VOS request and writes its header (`account`).
+    /// Frees the block and returns NULL with ENOMEM when `account` refuses.
     @inline(never)
     private static func charge(_ block: UnsafeMutableRawPointer, _ size: UInt, _ module: UInt, withSite: Bool,
                                file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
+        if let header = account(size, module, withSite: withSite, file: file, line: line) {
+            return VOSBlock.write(block, header)
+        }
+        Heap.deallocate(block)
+        return Heap.outOfMemory()
+    }
+
+    /// Charges a VOS request of `size` bytes and returns the header that records it: the
+    /// thread's table (created on first use), the site (registered on first use), the
+    /// module's quota; a thread without a heap charges the global region (`orphanCharge`).
+    /// nil, having charged nothing, when there is no memory for the accounting or the
+    /// quota refuses it.
+    private static func account(_ size: UInt, _ module: UInt, withSite: Bool,
+                                file: UnsafePointer<UInt8>?, line: UInt32) -> VOSHeader? {
         let m = VOSModules.index(of: module)
         var header = VOSHeader(size: size, module: m, site: 0, quotaCounted: false)
         guard let table = VOSModules.currentTable() else {
-            if Heap.current.isEmpty && VOSModules.orphanCharge(&header, withSite: withSite, file: file, line: line) {
-                return VOSBlock.write(block, header)
-            }
-            Heap.deallocate(block)
-            return Heap.outOfMemory()
+            let orphan = Heap.current.isEmpty && VOSModules.orphanCharge(&header, withSite: withSite, file: file, line: line)
+            return orphan ? header : nil
         }
         if withSite { header.site = VOSSites.id(table, module: m, file: file, line: line) }
-        if table.quotasExist && !VOSModules.admitQuota(table.global, &header) {
-            Heap.deallocate(block)
-            return Heap.outOfMemory()
-        }
+        if table.quotasExist && !VOSModules.admitQuota(table.global, &header) { return nil }
         table.charge(header)
-        return VOSBlock.write(block, header)
+        return header
     }
 
     /// Frees a VOS block (NULL is a no-op). A pointer that is not a live VOS block aborts
@@ -221,8 +229,10 @@ enum VOS {
         return p
     }
 
-    /// realloc for VOS blocks: NULL → allocate; size 0 → free, NULL; otherwise a new block
-    /// charged to `module` (and the site), the bytes copied, the old block freed. On
+    /// realloc for VOS blocks: NULL → allocate; size 0 → free, NULL; in place when the
+    /// block fits (below); otherwise a new block charged to `module` (and the site), the
+    /// bytes copied, the old block freed. Either way the call counts as an allocation
+    /// and a free of the module (and site). On
     /// failure NULL with ENOMEM and the old block untouched. A huge block is claimed
     /// before it is copied, as realloc claims one (review R17: a VOS_Free of the same block
     /// on another thread, a program race, unmapped it under the copy: SIGSEGV).
@@ -238,6 +248,22 @@ enum VOS {
         if size == 0 {
             free(user, flags: 0, file: file, line: line)
             return nil
+        }
+        // In place when the request with its header still fits the core block and fills at
+        // least half of it, as realloc decides: the new size is charged first (so, as for
+        // a copy, the old and new bytes must fit a quota together for a moment), then the
+        // old header credited, and the header rewritten. Before, every call copied.
+        if !huge && size <= VOSBlock.maxSize {
+            let b = UInt(bitPattern: block)
+            let capacity = Int(UnsafeMutablePointer<Segment>.of(b).page(containing: b).pointee.blockSize)
+            let needed = request(size)
+            if needed <= capacity && needed >= capacity / 2 {
+                guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
+                    return Heap.outOfMemory()
+                }
+                release(old)
+                return VOSBlock.write(block, header)
+            }
         }
         guard let fresh = allocate(size, module, withSite: withSite, file: file, line: line) else { return nil }
         if huge {
