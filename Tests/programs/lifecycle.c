@@ -49,6 +49,18 @@
  *                         run): live heaps must stay bounded, and swm_collect must give
  *                         them all up (before the fix each such thread kept a heap and a
  *                         4 MiB segment for good).
+ *   last_round_two_starters  (run with background=0) last_round_threads with two threads
+ *                         starting them, eight at a time, and 300 blocks allocated and
+ *                         freed in each last-round destructor: live heaps must stay under
+ *                         200 (before the fix the reaper's mark counted heaps that
+ *                         attached while it gave heaps up, and grew with each look:
+ *                         300 … 1,700 heaps for 4,000 threads; review R39).
+ *   abandoned_count_exact (run with background=0) threads start and end, trading blocks
+ *                         through a shared table, while another calls swm_collect: every
+ *                         swm_stats read (8 million, or 8 s) counts the abandoned
+ *                         segments below 2^62 (before
+ *                         the fix a segment was counted after it was on the list, and a
+ *                         collect that took it first made the count 2^64 − 1; review R39).
  *   cancel_in_report      a thread cancelled while it prints malloc_stats: later reports
  *                         must not wait for the lock it held (before the fix: a hang).
  *   vfork_first_malloc    a thread without a heap vforks and the child mallocs: the heap
@@ -799,6 +811,133 @@ static void last_round_threads(void) {
     }
 }
 
+/* ---- last_round_two_starters ---- */
+
+static pthread_key_t lrs_key;
+static atomic_int lrs_running;
+
+/** Re-arms the key for pthread's first three destructor rounds; allocates and frees
+ *  300 blocks of 50 … 3,000 bytes in the last. */
+static void lrs_destructor(void *value) {
+    uintptr_t round = (uintptr_t)value;
+    if (round < 4) {
+        pthread_setspecific(lrs_key, (void *)(round + 1));
+        return;
+    }
+    for (int i = 0; i < 300; i++) {
+        char *p = malloc(50 + (size_t)i * 37 % 2950);
+        if (!p) abort();
+        p[0] = 1;
+        free(p);
+    }
+}
+
+static void *lrs_thread(void *arg) {
+    pthread_setspecific(lrs_key, (void *)1);
+    return arg;
+}
+
+/** Starts and joins 125 rounds of eight such threads. */
+static void *lrs_starter(void *arg) {
+    for (int r = 0; r < 125; r++) {
+        pthread_t t[8];
+        for (int j = 0; j < 8; j++)
+            if (pthread_create(&t[j], NULL, lrs_thread, NULL) != 0) fail("pthread_create");
+        for (int j = 0; j < 8; j++) pthread_join(t[j], NULL);
+    }
+    atomic_fetch_sub(&lrs_running, 1);
+    return arg;
+}
+
+static void last_round_two_starters(void) {
+    need_stats();
+    pthread_key_create(&lrs_key, lrs_destructor);
+    pthread_t starters[2];
+    atomic_store(&lrs_running, 2);
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&starters[i], NULL, lrs_starter, NULL) != 0) fail("pthread_create");
+    size_t most = 0;
+    while (atomic_load(&lrs_running) > 0) {
+        swm_stats_t s;
+        stats_get(&s);
+        if (s.heaps > most) most = s.heaps;
+        usleep(500);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(starters[i], NULL);
+    if (most > 200) {
+        fprintf(stderr, "live heaps reached %zu for 3 live threads and 16 ending\n", most);
+        fail("the heaps of threads that ended in the last destructor round piled up");
+    }
+}
+
+/* ---- abandoned_count_exact ---- */
+
+#define ACE_SLOTS 4096
+static void *_Atomic ace_slots[ACE_SLOTS];
+static atomic_int ace_stop;
+
+/** Puts up to 2,000 blocks of 16 … 3,015 bytes into random slots, freeing what was there. */
+static void *ace_trader(void *arg) {
+    uint64_t x = (uintptr_t)arg | 1;
+    int n = (int)(x % 2000);
+    for (int k = 0; k < n; k++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        void *fresh = malloc(16 + x % 3000);
+        if (!fresh) abort();
+        free(atomic_exchange(&ace_slots[(x >> 20) % ACE_SLOTS], fresh));
+    }
+    return NULL;
+}
+
+/** Starts and joins traders, three at a time, until told to stop. */
+static void *ace_starter(void *arg) {
+    uint64_t seed = 12345;
+    while (!atomic_load(&ace_stop)) {
+        pthread_t t[3];
+        for (int j = 0; j < 3; j++) {
+            seed = seed * 6364136223846793005u + 1442695040888963407u;
+            if (pthread_create(&t[j], NULL, ace_trader, (void *)(uintptr_t)(seed >> 16)) != 0) fail("pthread_create");
+        }
+        for (int j = 0; j < 3; j++) pthread_join(t[j], NULL);
+    }
+    return arg;
+}
+
+static void *ace_collector(void *arg) {
+    while (!atomic_load(&ace_stop)) {
+        collect_all();
+        usleep(3000);
+    }
+    return arg;
+}
+
+static void abandoned_count_exact(void) {
+    need_stats();
+    pthread_t starter, collector;
+    if (pthread_create(&starter, NULL, ace_starter, NULL) != 0 || pthread_create(&collector, NULL, ace_collector, NULL) != 0)
+        fail("pthread_create");
+    size_t wrong = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int r = 0; r < 8000000 && !wrong; r++) {
+        swm_stats_t s;
+        stats_get(&s);
+        if (s.abandoned_segments > (size_t)1 << 62) wrong = s.abandoned_segments;
+        if (r % 4096 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec >= 8) break;
+        }
+    }
+    atomic_store(&ace_stop, 1);
+    pthread_join(starter, NULL);
+    pthread_join(collector, NULL);
+    for (int i = 0; i < ACE_SLOTS; i++) free(atomic_exchange(&ace_slots[i], NULL));
+    if (wrong) {
+        fprintf(stderr, "abandoned_segments read %zu\n", wrong);
+        fail("the count of abandoned segments went below zero");
+    }
+}
+
 /* ---- cancel_in_report ---- */
 
 /** Prints malloc_stats (into /dev/null) until cancelled. */
@@ -1355,8 +1494,9 @@ static void fork_from_exit_destructor(void) {
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
-    "fork_parked_release", "fork_grandchildren", "last_round_threads", "cancel_in_report",
-    "vfork_first_malloc", "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
+    "fork_parked_release", "fork_grandchildren", "last_round_threads", "last_round_two_starters",
+    "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc", "late_destructor_blocks",
+    "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
     "fork_from_exit_destructor",
 };
@@ -1379,6 +1519,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fork_parked_release")) fork_parked_release();
     else if (!strcmp(argv[1], "fork_grandchildren")) fork_grandchildren();
     else if (!strcmp(argv[1], "last_round_threads")) last_round_threads();
+    else if (!strcmp(argv[1], "last_round_two_starters")) last_round_two_starters();
+    else if (!strcmp(argv[1], "abandoned_count_exact")) abandoned_count_exact();
     else if (!strcmp(argv[1], "cancel_in_report")) cancel_in_report();
     else if (!strcmp(argv[1], "vfork_first_malloc")) vfork_first_malloc();
     else if (!strcmp(argv[1], "late_destructor_blocks")) late_destructor_blocks();

@@ -58,7 +58,8 @@ extension Heap {
         if let next = Globals.liveHeaps.pointee { Heap(next).state.pointee.prevLive = raw }
         Globals.liveHeaps.pointee = raw
         let live = Counters.shared.pointee.heaps.wrappingAdd(1, ordering: .relaxed).newValue
-        let reap = live > max(Globals.reapMark.pointee, Heap.reapMinimum)
+        let reap = Int(bitPattern: live) &- Globals.reapPending.pointee
+            > Int(bitPattern: max(Globals.reapMark.pointee, Heap.reapMinimum))
         Globals.heapsLock.unlock()
         swmshim_heap_set(raw)
         if registerExit { swmshim_thread_key_set(raw) }
@@ -90,11 +91,21 @@ extension Heap {
     /// heap to the parent's thread (they share its memory and TLS); in a child of a fork
     /// that ran no handlers (`_Fork`, a raw `fork` system call) the forking thread's heap
     /// still names the parent (an outside review gave both heaps up while in use).
-    /// Called by a thread that attaches a new heap once the live heaps outnumber twice
-    /// those left after the last look (so the cost, a system call per live heap, stays
-    /// constant per thread), and by `swm_collect`.
+    /// Called by a thread that attaches a new heap once the live heaps, less those a
+    /// reaper is giving up, outnumber twice those a thread owned at the last look (so
+    /// the cost, a system call per live heap, stays constant per thread), by the purger
+    /// and by `swm_collect`.
+    ///
+    /// The mark counts the heaps the walk found owned and alive, not the live heaps at
+    /// its end: giving heaps up takes time (with `background=0` each release purges),
+    /// threads kept starting meanwhile, and the mark counted them and those another
+    /// reaper was giving up, so it grew with every look and the heaps with it (review
+    /// R39: two threads starting threads whose first malloc came in the last destructor
+    /// round, `background=0`: 300 … 1,738 heaps at once, 7.7 GB mapped, for 4,000
+    /// threads; 5,354 heaps for 16,000).
     static func reapDeadOwners() {
         var dead: UnsafeMutableRawPointer? = nil   // linked through `nextParked`
+        var taken = 0, owned = 0
         let me = Heap.current.raw
         let pid = UInt64(UInt32(bitPattern: swmshim_getpid()))
         Globals.heapsLock.lock()
@@ -103,12 +114,19 @@ extension Heap {
             let s = Heap(raw).state
             cursor = s.pointee.nextLive
             let task = s.pointee.ownerTask
-            if task == 0 || raw == me || s.pointee.parked || s.pointee.forkOrphan || task >> 32 != pid { continue }
-            if swmshim_task_gone(Int32(truncatingIfNeeded: task >> 32), Int32(truncatingIfNeeded: task)) == 0 { continue }
+            if task == 0 { continue }
+            if raw == me || s.pointee.parked || s.pointee.forkOrphan || task >> 32 != pid
+                || swmshim_task_gone(Int32(truncatingIfNeeded: task >> 32), Int32(truncatingIfNeeded: task)) == 0 {
+                owned += 1
+                continue
+            }
             s.pointee.ownerTask = 0
             s.pointee.nextParked = dead
             dead = raw
+            taken += 1
         }
+        Globals.reapPending.pointee += taken
+        Globals.reapMark.pointee = 2 &* UInt(owned)
         Globals.heapsLock.unlock()
         while let raw = dead {
             let heap = Heap(raw)
@@ -117,10 +135,10 @@ extension Heap {
             heap.validateAtExit()
             heap.sendRemoteBatches()
             heap.giveUp()
+            Globals.heapsLock.lock()
+            Globals.reapPending.pointee -= 1
+            Globals.heapsLock.unlock()
         }
-        Globals.heapsLock.lock()
-        Globals.reapMark.pointee = 2 &* Counters.shared.pointee.heaps.load(ordering: .relaxed)
-        Globals.heapsLock.unlock()
     }
 
     /// A heap record from the pool (8 KiB each, carved from 64 KiB mappings, never unmapped).
@@ -521,8 +539,12 @@ extension Heap {
         seg.pointee.prev = nil
         seg.pointee.next = Globals.abandonedHead.pointee
         Globals.abandonedHead.pointee = seg
-        Globals.abandonedLock.unlock()
+        // Counted under the lock, as every taking off the list is: counted after it, a
+        // collector or an adopter that took the segment meanwhile subtracted first, and
+        // `abandoned_segments` read 2^64 − 1 (review R39, with `background=0` and
+        // `swm_collect` in a loop: in 5 of 5 runs).
         Counters.shared.pointee.abandoned.wrappingAdd(1, ordering: .relaxed)
+        Globals.abandonedLock.unlock()
     }
 
     /// Adopts one abandoned segment: its pages join this heap's lists, blocks other threads
@@ -532,10 +554,12 @@ extension Heap {
         if Globals.abandonedHead.pointee == nil { return nil }
         Globals.abandonedLock.lock()
         let taken = Globals.abandonedHead.pointee
-        if let seg = taken { Globals.abandonedHead.pointee = seg.pointee.next }
+        if let seg = taken {
+            Globals.abandonedHead.pointee = seg.pointee.next
+            Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
+        }
         Globals.abandonedLock.unlock()
         guard let seg = taken else { return nil }
-        Counters.shared.pointee.abandoned.wrappingSubtract(1, ordering: .relaxed)
         seg.pointee.heap = raw
         seg.pointee.next = nil
         linkSegment(seg)
@@ -741,8 +765,10 @@ enum Process {
     /// thread; its own after-fork handler runs later and finds them free.
     static func forkChild() {
         Globals.processId.pointee = swmshim_getpid()
-        // A thread reporting a fatal error in the parent is not in the child.
+        // A thread reporting a fatal error in the parent is not in the child, nor one
+        // that was giving up dead threads' heaps (those left are the orphans' now).
         Globals.fatalThread.store(0)
+        Globals.reapPending.pointee = 0
         Extensions.forkChild()
         // A fork that interrupted this thread inside the allocator (a signal handler's)
         // took no lock, and this thread's span lock may be held by the code it

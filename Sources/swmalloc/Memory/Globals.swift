@@ -130,6 +130,9 @@ enum Globals {
     static var segmentVisitCount: AtomicWord { AtomicWord(base + 1600) }
     /// The thread id of the thread reporting a fatal error (0: none). See `OS.beginFatal`.
     static var fatalThread: AtomicWord { AtomicWord(base + 1608) }
+    /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
+    /// the live heaps counter counts them until each is released.
+    static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
     #if DEBUG
     /// Debug builds: a test hook called at each walk of the abandoned segments
     /// (`swm_debug_set_collect_hook`).
