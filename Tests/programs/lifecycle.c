@@ -767,18 +767,24 @@ static void fork_grandchildren(void) {
 /* ---- last_round_threads ---- */
 
 static pthread_key_t lrt_key;
+/** Blocks each last-round destructor allocates and frees (last_round_two_starters: 300). */
+static int lrt_blocks = 1;
 
-/** Re-arms the key for pthread's first three destructor rounds; allocates in the last. */
+/** Re-arms the key for pthread's first three destructor rounds; in the last, allocates,
+ *  writes and frees `lrt_blocks` blocks of 200 … 3,149 bytes. */
 static void lrt_destructor(void *value) {
     uintptr_t round = (uintptr_t)value;
     if (round < 4) {
         pthread_setspecific(lrt_key, (void *)(round + 1));
         return;
     }
-    char *p = malloc(200);
-    if (!p) abort();
-    memset(p, 1, 200);
-    free(p);
+    for (int i = 0; i < lrt_blocks; i++) {
+        size_t size = 200 + (size_t)i * 37 % 2950;
+        char *p = malloc(size);
+        if (!p) abort();
+        memset(p, 1, size);
+        free(p);
+    }
 }
 
 static void *lrt_thread(void *arg) {
@@ -813,36 +819,14 @@ static void last_round_threads(void) {
 
 /* ---- last_round_two_starters ---- */
 
-static pthread_key_t lrs_key;
 static atomic_int lrs_running;
-
-/** Re-arms the key for pthread's first three destructor rounds; allocates and frees
- *  300 blocks of 50 … 3,000 bytes in the last. */
-static void lrs_destructor(void *value) {
-    uintptr_t round = (uintptr_t)value;
-    if (round < 4) {
-        pthread_setspecific(lrs_key, (void *)(round + 1));
-        return;
-    }
-    for (int i = 0; i < 300; i++) {
-        char *p = malloc(50 + (size_t)i * 37 % 2950);
-        if (!p) abort();
-        p[0] = 1;
-        free(p);
-    }
-}
-
-static void *lrs_thread(void *arg) {
-    pthread_setspecific(lrs_key, (void *)1);
-    return arg;
-}
 
 /** Starts and joins 125 rounds of eight such threads. */
 static void *lrs_starter(void *arg) {
     for (int r = 0; r < 125; r++) {
         pthread_t t[8];
         for (int j = 0; j < 8; j++)
-            if (pthread_create(&t[j], NULL, lrs_thread, NULL) != 0) fail("pthread_create");
+            if (pthread_create(&t[j], NULL, lrt_thread, NULL) != 0) fail("pthread_create");
         for (int j = 0; j < 8; j++) pthread_join(t[j], NULL);
     }
     atomic_fetch_sub(&lrs_running, 1);
@@ -851,7 +835,8 @@ static void *lrs_starter(void *arg) {
 
 static void last_round_two_starters(void) {
     need_stats();
-    pthread_key_create(&lrs_key, lrs_destructor);
+    lrt_blocks = 300;
+    pthread_key_create(&lrt_key, lrt_destructor);
     pthread_t starters[2];
     atomic_store(&lrs_running, 2);
     for (int i = 0; i < 2; i++)
