@@ -32,6 +32,7 @@ __thread void *swmshim_tls_heap __attribute__((tls_model("initial-exec"))) = swm
 __thread long swmshim_tls_locks __attribute__((tls_model("initial-exec"))) = 0;
 __thread long swmshim_tls_fork_depth __attribute__((tls_model("initial-exec"))) = 0;
 __thread long swmshim_tls_fork_held __attribute__((tls_model("initial-exec"))) = 0;
+__thread long swmshim_tls_reaping __attribute__((tls_model("initial-exec"))) = 0;
 void *swmshim_fork_locks[SWM_FORK_LOCKS_MAX];
 long swmshim_fork_lock_count;
 

@@ -13,8 +13,8 @@ let lifecycleCases = [
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "last_round_two_starters",
-    "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc", "late_destructor_blocks",
-    "vos_fork_under_limit", "join_after_big_frees",
+    "fork_during_reap", "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc",
+    "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
     "fork_from_exit_destructor",
 ]
@@ -23,7 +23,7 @@ let lifecycleCases = [
 let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_release": "purge_delay_ms=1",
                         "late_destructor_blocks": "background=0", "release_window_churn": "purge_delay_ms=1",
                         "release_window_lists": "background=0", "last_round_two_starters": "background=0",
-                        "abandoned_count_exact": "background=0",
+                        "abandoned_count_exact": "background=0", "fork_during_reap": "background=0,purge_delay_ms=0",
                         "abandoned_walks_bounded": "background=0,purge_delay_ms=1000"]
 
 /// The lifecycle of pages, segments and heaps under concurrency.

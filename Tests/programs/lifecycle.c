@@ -55,6 +55,13 @@
  *                         200 (before the fix the reaper's mark counted heaps that
  *                         attached while it gave heaps up, and grew with each look:
  *                         300 … 1,700 heaps for 4,000 threads; review R39).
+ *   fork_during_reap      (run with background=0,purge_delay_ms=0) 63 threads end in the
+ *                         last destructor round, leaving their heaps; a thread's
+ *                         swm_collect gives them up while the main thread forks, from
+ *                         the moment the heap count starts to fall, until the reap ends
+ *                         (at most 64 children): each child, after swm_collect, counts one
+ *                         heap (before the fix, the heaps the reaper had taken and not yet
+ *                         given up stayed in the child for good: up to 62; review R42).
  *   abandoned_count_exact (run with background=0) threads start and end, trading blocks
  *                         through a shared table, while another calls swm_collect: every
  *                         swm_stats read (8 million, or 8 s) counts the abandoned
@@ -855,6 +862,63 @@ static void last_round_two_starters(void) {
     }
 }
 
+/* ---- fork_during_reap ---- */
+
+static atomic_int fdr_go, fdr_done;
+
+static void *fdr_collector(void *arg) {
+    while (!atomic_load(&fdr_go)) {}
+    collect_all();
+    atomic_store(&fdr_done, 1);
+    return arg;
+}
+
+static void fork_during_reap(void) {
+    need_stats();
+    lrt_blocks = 400;
+    pthread_key_create(&lrt_key, lrt_destructor);
+    for (int i = 0; i < 63; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, lrt_thread, NULL) != 0) fail("pthread_create");
+        pthread_join(t, NULL);
+    }
+    swm_stats_t s;
+    stats_get(&s);
+    size_t before = s.heaps;
+    pthread_t collector;
+    if (pthread_create(&collector, NULL, fdr_collector, NULL) != 0) fail("pthread_create");
+    atomic_store(&fdr_go, 1);
+    do stats_get(&s); while (s.heaps >= before && !atomic_load(&fdr_done));
+    pid_t children[64];
+    int forked = 0;
+    while (!atomic_load(&fdr_done) && forked < 64) {
+        pid_t pid = fork();
+        if (pid < 0) fail("fork");
+        if (pid == 0) {
+            collect_all();
+            stats_get(&s);
+            if (s.heaps != 1) {
+                fprintf(stderr, "a child forked during the reap: %zu heaps after swm_collect\n", (size_t)s.heaps);
+                _exit(1);
+            }
+            if (validate && validate() != 0) _exit(2);
+            _exit(0);
+        }
+        children[forked++] = pid;
+    }
+    int failed = 0;
+    for (int i = 0; i < forked; i++) {
+        int status = 0;
+        if (waitpid(children[i], &status, 0) != children[i]) fail("waitpid");
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    pthread_join(collector, NULL);
+    if (failed) {
+        fprintf(stderr, "%d of %d children\n", failed, forked);
+        fail("heaps a reaper was giving up at the fork stayed in the child");
+    }
+}
+
 /* ---- abandoned_count_exact ---- */
 
 #define ACE_SLOTS 4096
@@ -1480,8 +1544,8 @@ static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
     "fork_parked_release", "fork_grandchildren", "last_round_threads", "last_round_two_starters",
-    "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc", "late_destructor_blocks",
-    "vos_fork_under_limit", "join_after_big_frees",
+    "fork_during_reap", "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc",
+    "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
     "fork_from_exit_destructor",
 };
@@ -1505,6 +1569,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "fork_grandchildren")) fork_grandchildren();
     else if (!strcmp(argv[1], "last_round_threads")) last_round_threads();
     else if (!strcmp(argv[1], "last_round_two_starters")) last_round_two_starters();
+    else if (!strcmp(argv[1], "fork_during_reap")) fork_during_reap();
     else if (!strcmp(argv[1], "abandoned_count_exact")) abandoned_count_exact();
     else if (!strcmp(argv[1], "cancel_in_report")) cancel_in_report();
     else if (!strcmp(argv[1], "vfork_first_malloc")) vfork_first_malloc();

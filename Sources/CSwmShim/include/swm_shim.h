@@ -48,6 +48,11 @@ static inline long *swmshim_locks_held(void) { return &swmshim_tls_locks; }
 static inline long *swmshim_fork_depth(void) { return &swmshim_tls_fork_depth; }
 static inline long *swmshim_fork_held(void) { return &swmshim_tls_fork_held; }
 
+/// Per-thread: 1 while the thread gives up dead threads' heaps (`Heap.reapDeadOwners`),
+/// so that a fork child knows whether the reaper it inherited goes on in it.
+extern __thread long swmshim_tls_reaping __attribute__((tls_model("initial-exec"), visibility("hidden")));
+static inline long *swmshim_reaping(void) { return &swmshim_tls_reaping; }
+
 /// The lock words the fork in progress holds (`FutexLock.lockForFork`), written only by
 /// the thread that holds the fork guard. While that thread is between the fork handlers,
 /// its own use of one of these locks (a fork handler registered before swmalloc's that

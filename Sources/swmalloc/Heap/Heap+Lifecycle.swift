@@ -128,6 +128,9 @@ extension Heap {
         Globals.reapPending.pointee += taken
         Globals.reapMark.pointee = 2 &* UInt(owned)
         Globals.heapsLock.unlock()
+        let reaping = swmshim_reaping().unsafelyUnwrapped
+        reaping.pointee += 1
+        defer { reaping.pointee -= 1 }
         while let raw = dead {
             let heap = Heap(raw)
             dead = heap.state.pointee.nextParked
@@ -739,20 +742,23 @@ enum Process {
         // This fork took every lock: the forking thread held none (it is in no span
         // operation and reaps nothing under a lock), and no purger pass runs.
         let tookLocks = swmshim_fork_held().pointee != 0
+        let reaperForked = swmshim_reaping().pointee != 0
         var cursor = Globals.liveHeaps.pointee
         while let raw = cursor {
             let heap = Heap(raw)
-            // A heap whose owner task is 0 and not parked is one `reapDeadOwners` was
-            // giving up (or one attached for a single call): left alone, so that the
-            // reaper, if the child goes on with it, does not give it up twice — unless
-            // its span lock is held while this fork took every lock: then a thread that
-            // is not copied held it (a release waiting for the registry lock that the
-            // fork held), and the heap would stay in the registry, busy for good (an
-            // outside review: the child's purger, finding it busy, woke once per purge
-            // delay for the child's whole life).
+            // A heap whose owner task is 0 and not parked is one a reaper (or the
+            // purger, releasing a parked heap) was giving up, or one attached for a
+            // single call. The thread doing that is not in the child, unless it is
+            // this one (a fork from a signal handler that interrupted its reap): then
+            // the heap is left alone, so that the reaper, going on in the child, does
+            // not give it up twice. Otherwise it is an orphan like the others: left
+            // alone, nothing gave it up (an outside review: heaps a reaper had taken
+            // and not yet given up stayed in the child for good, 62 of 63 after three
+            // `swm_collect`s, with their segments; and one whose span lock a thread
+            // not copied held kept the child's purger waking once per purge delay).
             let ownerless = heap.state.pointee.ownerTask == 0
             let orphan = raw != current.raw && !heap.state.pointee.parked
-                && (!ownerless || (tookLocks && heap.spanLock.isLocked))
+                && (!ownerless || !reaperForked || (tookLocks && heap.spanLock.isLocked))
             heap.state.pointee.forkOrphan = orphan
             orphans = orphans || orphan
             cursor = heap.state.pointee.nextLive
@@ -765,10 +771,11 @@ enum Process {
     /// thread; its own after-fork handler runs later and finds them free.
     static func forkChild() {
         Globals.processId.pointee = swmshim_getpid()
-        // A thread reporting a fatal error in the parent is not in the child, nor one
-        // that was giving up dead threads' heaps (those left are the orphans' now).
+        // A thread reporting a fatal error in the parent is not in the child. Nor is a
+        // reaper, unless this thread is one (`markForkOrphans`): the heaps another
+        // reaper was giving up are orphans now, counted as live until reclaimed.
         Globals.fatalThread.store(0)
-        Globals.reapPending.pointee = 0
+        if swmshim_reaping().pointee == 0 { Globals.reapPending.pointee = 0 }
         Extensions.forkChild()
         // A fork that interrupted this thread inside the allocator (a signal handler's)
         // took no lock, and this thread's span lock may be held by the code it
