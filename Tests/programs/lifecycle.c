@@ -799,14 +799,27 @@ static void *lrt_thread(void *arg) {
     return arg;
 }
 
-static void last_round_threads(void) {
+/** Starts one thread whose first allocation comes in the last destructor round, and
+ *  joins it. */
+static void lrt_run_one(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, lrt_thread, NULL) != 0) fail("pthread_create");
+    pthread_join(t, NULL);
+}
+
+/** Finds the statistics and creates the key, whose last-round destructor allocates and
+ *  frees `blocks` blocks. */
+static void lrt_setup(int blocks) {
     need_stats();
+    lrt_blocks = blocks;
     pthread_key_create(&lrt_key, lrt_destructor);
+}
+
+static void last_round_threads(void) {
+    lrt_setup(1);
     size_t most = 0;
     for (int i = 0; i < 1000; i++) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, lrt_thread, NULL) != 0) fail("pthread_create");
-        pthread_join(t, NULL);
+        lrt_run_one();
         swm_stats_t s;
         stats_get(&s);
         if (s.heaps > most) most = s.heaps;
@@ -841,9 +854,7 @@ static void *lrs_starter(void *arg) {
 }
 
 static void last_round_two_starters(void) {
-    need_stats();
-    lrt_blocks = 300;
-    pthread_key_create(&lrt_key, lrt_destructor);
+    lrt_setup(300);
     pthread_t starters[2];
     atomic_store(&lrs_running, 2);
     for (int i = 0; i < 2; i++)
@@ -874,14 +885,8 @@ static void *fdr_collector(void *arg) {
 }
 
 static void fork_during_reap(void) {
-    need_stats();
-    lrt_blocks = 400;
-    pthread_key_create(&lrt_key, lrt_destructor);
-    for (int i = 0; i < 63; i++) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, lrt_thread, NULL) != 0) fail("pthread_create");
-        pthread_join(t, NULL);
-    }
+    lrt_setup(400);
+    for (int i = 0; i < 63; i++) lrt_run_one();
     swm_stats_t s;
     stats_get(&s);
     size_t before = s.heaps;
