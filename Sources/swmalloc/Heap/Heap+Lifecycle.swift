@@ -106,6 +106,11 @@ extension Heap {
     static func reapDeadOwners() {
         var dead: UnsafeMutableRawPointer? = nil   // linked through `nextParked`
         var taken = 0, owned = 0
+        // Raised before any heap is taken (a fork from a signal handler in between must
+        // see it: review R43), lowered once every heap taken is given up.
+        let reaping = swmshim_reaping().unsafelyUnwrapped
+        reaping.pointee += 1
+        defer { reaping.pointee -= 1 }
         let me = Heap.current.raw
         let pid = UInt64(UInt32(bitPattern: swmshim_getpid()))
         Globals.heapsLock.lock()
@@ -128,9 +133,6 @@ extension Heap {
         Globals.reapPending.pointee += taken
         Globals.reapMark.pointee = 2 &* UInt(owned)
         Globals.heapsLock.unlock()
-        let reaping = swmshim_reaping().unsafelyUnwrapped
-        reaping.pointee += 1
-        defer { reaping.pointee -= 1 }
         while let raw = dead {
             let heap = Heap(raw)
             dead = heap.state.pointee.nextParked
