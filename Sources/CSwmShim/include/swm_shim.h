@@ -48,7 +48,7 @@ static inline long *swmshim_locks_held(void) { return &swmshim_tls_locks; }
 static inline long *swmshim_fork_depth(void) { return &swmshim_tls_fork_depth; }
 static inline long *swmshim_fork_held(void) { return &swmshim_tls_fork_held; }
 
-/// Per-thread: 1 while the thread gives up dead threads' heaps (`Heap.reapDeadOwners`),
+/// Per-thread: nonzero while the thread gives up dead threads' heaps (`Heap.reapDeadOwners`),
 /// so that a fork child knows whether the reaper it inherited goes on in it.
 extern __thread long swmshim_tls_reaping __attribute__((tls_model("initial-exec"), visibility("hidden")));
 static inline long *swmshim_reaping(void) { return &swmshim_tls_reaping; }

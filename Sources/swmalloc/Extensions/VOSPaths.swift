@@ -232,10 +232,10 @@ enum VOS {
     /// realloc for VOS blocks: NULL → allocate; size 0 → free, NULL; in place when the
     /// block fits (below); otherwise a new block charged to `module` (and the site), the
     /// bytes copied, the old block freed. Either way the call counts as an allocation
-    /// and a free of the module (and site). On
-    /// failure NULL with ENOMEM and the old block untouched. A huge block is claimed
-    /// before it is copied, as realloc claims one (review R17: a VOS_Free of the same block
-    /// on another thread, a program race, unmapped it under the copy: SIGSEGV).
+    /// and a free of the module (and site). On failure NULL with ENOMEM and the old block
+    /// untouched. A huge block is claimed before it is copied, as realloc claims one
+    /// (review R17: a VOS_Free of the same block on another thread, a program race,
+    /// unmapped it under the copy: SIGSEGV).
     static func realloc(_ user: UnsafeMutableRawPointer?, _ size: UInt, _ module: UInt, withSite: Bool,
                         file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         guard let user else { return allocate(size, module, withSite: withSite, file: file, line: line) }

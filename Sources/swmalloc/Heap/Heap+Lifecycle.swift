@@ -753,8 +753,8 @@ enum Process {
             // single call. The thread doing that is not in the child, unless it is
             // this one (a fork from a signal handler that interrupted its reap): then
             // the heap is left alone, so that the reaper, going on in the child, does
-            // not give it up twice. Otherwise it is an orphan like the others: left
-            // alone, nothing gave it up (an outside review: heaps a reaper had taken
+            // not give it up twice. Otherwise it is an orphan like the others, since
+            // nothing else would give it up (an outside review: heaps a reaper had taken
             // and not yet given up stayed in the child for good, 62 of 63 after three
             // `swm_collect`s, with their segments; and one whose span lock a thread
             // not copied held kept the child's purger waking once per purge delay).
