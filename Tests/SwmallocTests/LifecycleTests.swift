@@ -16,7 +16,7 @@ let lifecycleCases = [
     "fork_during_reap", "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc",
     "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
-    "fork_from_exit_destructor",
+    "fork_from_exit_destructor", "fork_after_signal",
 ]
 
 /// The options some lifecycle cases need: the purger at work all the time.
@@ -24,7 +24,8 @@ let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_re
                         "late_destructor_blocks": "background=0", "release_window_churn": "purge_delay_ms=1",
                         "release_window_lists": "background=0", "last_round_two_starters": "background=0",
                         "abandoned_count_exact": "background=0", "fork_during_reap": "background=0,purge_delay_ms=0",
-                        "abandoned_walks_bounded": "background=0,purge_delay_ms=1000"]
+                        "abandoned_walks_bounded": "background=0,purge_delay_ms=1000",
+                        "fork_after_signal": "stats_signal=10"]
 
 /// The lifecycle of pages, segments and heaps under concurrency.
 @Suite(.serialized) struct LifecycleTests {

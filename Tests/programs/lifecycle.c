@@ -130,12 +130,20 @@
  *                         threads that allocate and free 64 MiB ten times (the purger
  *                         starts), then ends. The child must end with its last thread. It
  *                         never did: swmalloc's destructor does not run again for that
- *                         thread, so nothing stopped the child's purger (review R14). */
+ *                         thread, so nothing stopped the child's purger (review R14).
+ *   fork_after_signal     (stats_signal=10) a second SIGUSR1 arrives while the reporter
+ *                         waits for a report another thread writes into a full pipe, so
+ *                         the request stays raised; then the process forks. The child got
+ *                         no signal: its first slow path must not start a reporter (it
+ *                         did, and wrote a second report of its own, interleaved with the
+ *                         parent's in a shared file: review R45). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1545,6 +1553,66 @@ static void fork_from_exit_destructor(void) {
     fail("the child did not end with its last thread (20 s)");
 }
 
+/* ---- fork_after_signal ---- */
+
+/** Writes a report into the full pipe `arg`: holds the report lock until the pipe's
+ *  reader is closed. */
+static void *fas_writer(void *arg) {
+    void (*print)(int, int) = (void (*)(int, int))dlsym(RTLD_DEFAULT, "swm_stats_print");
+    if (!print) fail("swm_stats_print not found");
+    print(*(int *)arg, 0);
+    return NULL;
+}
+
+/** Whether this process has a thread named swm-reporter. */
+static int fas_reporter_running(void) {
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks) fail("opendir /proc/self/task");
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(tasks)) != NULL) {
+        char path[300], comm[32];
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, comm, sizeof comm - 1);
+        close(fd);
+        found = n > 0 && !strncmp(comm, "swm-reporter", 12);
+    }
+    closedir(tasks);
+    return found;
+}
+
+static void fork_after_signal(void) {
+    int p[2];
+    if (pipe(p) != 0) fail("pipe");
+    fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
+    char fill[4096] = {0};
+    while (write(p[1], fill, sizeof fill) > 0) {}
+    fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) & ~O_NONBLOCK);
+    pthread_t writer;
+    pthread_create(&writer, NULL, fas_writer, &p[1]);
+    usleep(100000);
+    kill(getpid(), SIGUSR1);   /* the reporter takes the request and waits for the lock */
+    usleep(100000);
+    kill(getpid(), SIGUSR1);   /* raised again while it waits */
+    usleep(20000);
+    pid_t child = fork();
+    if (child == 0) {
+        free(malloc(5 << 20));   /* an allocation slow path */
+        usleep(200000);
+        _exit(fas_reporter_running() ? 1 : 0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    close(p[0]);   /* the writer's report ends (EPIPE) */
+    pthread_join(writer, NULL);
+    close(p[1]);
+    usleep(300000);   /* the parent's own two reports, to stderr */
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("a fork child that got no signal started a reporter for its parent's request");
+}
+
 static const char *const names[] = {
     "remote_free_vs_exit", "fork_under_lock_churn", "producer_consumer_large", "collect_only_pages",
     "parked_heaps", "fork_child_thread_first", "parked_heaps_bounded", "fork_during_purge",
@@ -1552,7 +1620,7 @@ static const char *const names[] = {
     "fork_during_reap", "abandoned_count_exact", "cancel_in_report", "vfork_first_malloc",
     "late_destructor_blocks", "vos_fork_under_limit", "join_after_big_frees",
     "release_window_lists", "fork_during_release", "release_window_churn", "abandoned_walks_bounded",
-    "fork_from_exit_destructor",
+    "fork_from_exit_destructor", "fork_after_signal",
 };
 
 int main(int argc, char **argv) {
@@ -1586,6 +1654,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "release_window_churn")) release_window_churn();
     else if (!strcmp(argv[1], "abandoned_walks_bounded")) abandoned_walks_bounded();
     else if (!strcmp(argv[1], "fork_from_exit_destructor")) fork_from_exit_destructor();
+    else if (!strcmp(argv[1], "fork_after_signal")) fork_after_signal();
     else { fprintf(stderr, "unknown case %s\n", argv[1]); return 2; }
     printf("ok %s\n", argv[1]);
     return 0;

@@ -76,11 +76,16 @@ enum SignalReport {
     }
 
     /// After fork, in the child: the reporter thread was not copied, nor any thread that
-    /// was writing a report under the report lock.
+    /// was writing a report under the report lock. A raised flag is the parent's: its
+    /// signal arrived before the fork (a child inherits no pending signal), and the
+    /// parent's reporter answers it; a stop's (`stopForGood`) is no request either. So the
+    /// child starts with none. Before, a request the parent's reporter had not taken yet
+    /// (it waited for a report under way) started a reporter in the child at its first
+    /// slow path, which wrote a second report, interleaved with the parent's in a shared
+    /// file (review R45).
     static func forkChild() {
         running.store(0)
-        // A stop's raised flag (`stopForGood`) is no request for a report.
-        if flag.pointee.load(ordering: .relaxed) == 2 { flag.pointee.store(0, ordering: .relaxed) }
+        flag.pointee.store(0, ordering: .relaxed)
         Globals.reportLock.reset()
     }
 }
