@@ -43,8 +43,9 @@ void *VOS_CallocWithDebug(unsigned long count, unsigned long size, unsigned long
 void *VOS_CallocModule(unsigned long count, unsigned long size, unsigned long moduleId);
 /** As realloc: NULL → allocate; size 0 → free and return NULL; otherwise the block with
  *  its contents, charged to moduleId (and the site) for the new size and credited for the
- *  old: the same block when the new size fits it and fills at least half of it, else a
- *  new one (the old one freed). On failure NULL with ENOMEM, the old block untouched. */
+ *  old: the same block when the new size fits it and fills at least half of it (a huge
+ *  block, above 2 MiB, also as realloc keeps one), else a new one (the old one freed).
+ *  On failure NULL with ENOMEM, the old block untouched. */
 void *VOS_ReallocWithDebug(void *ptr, unsigned long size, unsigned long moduleId, const unsigned char *file, unsigned int line);
 void *VOS_ReallocModule(void *ptr, unsigned long size, unsigned long moduleId);
 

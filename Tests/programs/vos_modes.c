@@ -7,7 +7,7 @@
  * size from 0 to 1,100 bytes (VOS_MallocModule's fast path ends at 1,008, where the
  * request with its header leaves malloc's size-indexed slots) and a few above get a block
  * of their own: all live at once, each filled, none overwritten by another, all charged.
- * VOS_Realloc within the block keeps it in place. Prints "vos modes ok". */
+ * VOS_Realloc within the block keeps it in place, a huge block too. Prints "vos modes ok". */
 #define VOS_MEM_MODULE_ONLY
 #include "check.h"
 #include "swmalloc.h"
@@ -151,6 +151,25 @@ int main(void) {
     CHECK(small != big2 && small[999] == 0x3c);
     CHECK(swm_vos_module_stats(18, &st) == 0 && st.live_bytes == 1000 && st.live_blocks == 1 && st.frees == 2);
     VOS_Free(small);
+    /* A huge block (above 2 MiB) stays in place as realloc keeps it: shrunk within the
+     * half rule, its mapping's end given back (it was copied every time, and briefly held
+     * both sizes: review R45); grown, its bytes kept and its charge the new size. */
+    size_t hs[] = {(size_t)10 << 20, ((size_t)10 << 20) - 16, (size_t)9 << 20, (size_t)6 << 20};
+    unsigned char *h = VOS_ReallocModule(NULL, hs[0], 19);
+    CHECK(h != NULL);
+    memset(h, 0x6b, hs[0]);
+    for (size_t i = 1; i < sizeof hs / sizeof hs[0]; i++) {
+        unsigned char *h2 = VOS_ReallocModule(h, hs[i], 19);
+        CHECKF(h2 == h, "VOS_Realloc(huge -> %zu) moved the block", hs[i]);
+        CHECK(h2[0] == 0x6b && h2[hs[i] - 1] == 0x6b);
+        CHECKF(swm_vos_module_stats(19, &st) == 0 && st.live_bytes == (long)hs[i] && st.live_blocks == 1,
+               "huge VOS_Realloc to %zu: %ld live bytes, %zu blocks", hs[i], st.live_bytes, st.live_blocks);
+    }
+    unsigned char *grown = VOS_ReallocModule(h, (size_t)12 << 20, 19);
+    CHECK(grown != NULL && grown[0] == 0x6b && grown[((size_t)6 << 20) - 1] == 0x6b);
+    CHECK(swm_vos_module_stats(19, &st) == 0 && st.live_bytes == (long)12 << 20 && st.live_blocks == 1);
+    VOS_Free(grown);
+    CHECK(swm_vos_module_stats(19, &st) == 0 && st.live_bytes == 0 && st.live_blocks == 0);
     printf("vos modes ok\n");
     return 0;
 }

@@ -10,6 +10,7 @@
 //                               VOSSites.id, the module's quota (admit), VOSTable.charge;
 //                               VOSBlock.write
 //   VOS_Realloc ── VOS.realloc ─┬ fits the block: VOS.account, VOS.release, VOSBlock.write
+//                               ├ huge: VOS.account, Heap.reallocate, VOS.release, VOSBlock.write
 //                               └ else VOS.allocate, copy, VOS.release, Heap.deallocate
 //   VOS_Free_Debug ── VOS.free ─ fast: Heap.localPage (free's test), VOSBlock.read,
 //        │                         VOSTable.countFast, Heap.pushToClassPage
@@ -230,12 +231,12 @@ enum VOS {
     }
 
     /// realloc for VOS blocks: NULL → allocate; size 0 → free, NULL; in place when the
-    /// block fits (below); otherwise a new block charged to `module` (and the site), the
-    /// bytes copied, the old block freed. Either way the call counts as an allocation
-    /// and a free of the module (and site). On failure NULL with ENOMEM and the old block
-    /// untouched. A huge block is claimed before it is copied, as realloc claims one
-    /// (review R17: a VOS_Free of the same block on another thread, a program race,
-    /// unmapped it under the copy: SIGSEGV).
+    /// block fits (below); a huge block as realloc resizes one; otherwise a new block
+    /// charged to `module` (and the site), the bytes copied, the old block freed. Either
+    /// way the call counts as an allocation and a free of the module (and site). On
+    /// failure NULL with ENOMEM and the old block untouched. A huge block is claimed
+    /// before it is copied, as realloc claims one (review R17: a VOS_Free of the same
+    /// block on another thread, a program race, unmapped it under the copy: SIGSEGV).
     static func realloc(_ user: UnsafeMutableRawPointer?, _ size: UInt, _ module: UInt, withSite: Bool,
                         file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         guard let user else { return allocate(size, module, withSite: withSite, file: file, line: line) }
@@ -265,17 +266,24 @@ enum VOS {
                 return VOSBlock.write(block, header)
             }
         }
-        guard let fresh = allocate(size, module, withSite: withSite, file: file, line: line) else { return nil }
-        if huge {
-            let segment = UnsafeMutablePointer<Segment>.of(UInt(bitPattern: block))
-            if !SegmentMap.claim(segment.base) {
-                misuse("VOS_Realloc(): not a block from VOS_Malloc, or already freed", user, file, line)
+        // A huge block goes through realloc's own path, which keeps it in place where it
+        // can (a shrink gives its mapping's end back, a growth `mremap`s) and claims it
+        // before any copy; the header moves with the bytes and is written again. The new
+        // size is charged first, as above, and credited again when realloc has no memory.
+        // Before, every call copied into a new block (a 10 MiB block shrunk by 16 bytes
+        // held both for a moment: review R45).
+        if huge && size <= VOSBlock.maxSize {
+            guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
+                return Heap.outOfMemory()
             }
-            fresh.copyMemory(from: user, byteCount: Int(size < old.size ? size : old.size))
+            guard let resized = Heap.reallocate(block, request(size)) else {
+                release(header)
+                return nil
+            }
             release(old)
-            Huge.freeClaimed(segment, heap: Heap.current)
-            return fresh
+            return VOSBlock.write(resized, header)
         }
+        guard let fresh = allocate(size, module, withSite: withSite, file: file, line: line) else { return nil }
         fresh.copyMemory(from: user, byteCount: Int(size < old.size ? size : old.size))
         release(old)
         Heap.deallocate(block)
