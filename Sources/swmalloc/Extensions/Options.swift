@@ -27,12 +27,12 @@ enum THPPolicy: UInt8 {
 /// | key              | values                 | default | meaning |
 /// |------------------|------------------------|---------|---------|
 /// | purge_delay_ms   | 0 … 1000000            | 250     | free memory goes back to the OS once it stayed unused this long (0: at once) |
-/// | background       | 0, 1                   | 1       | a background thread purges after the delay even when every thread sleeps |
+/// | background       | 0, 1, false, true      | 1       | a background thread purges after the delay even when every thread sleeps |
 /// | thp              | segments, large, never, system | segments | transparent huge pages (see `THPPolicy`) |
-/// | verbose          | 0, 1                   | 0       | print the options in force at start-up |
-/// | stats_print      | 0, 1                   | 0       | print the statistics report at exit |
+/// | verbose          | 0, 1, false, true      | 0       | print the options in force at start-up |
+/// | stats_print      | 0, 1, false, true      | 0       | print the statistics report at exit |
 /// | stats_signal     | 0, a catchable signal  | 0       | print the report when this signal arrives (not 9, 19, 32, 33, nor a fault: 4, 5, 7, 8, 11, 31) |
-/// | stats_json       | 0, 1                   | 0       | reports in JSON instead of text |
+/// | stats_json       | 0, 1, false, true      | 0       | reports in JSON instead of text |
 /// | stats_fd         | 1, 2 … 1023            | 2       | file descriptor reports go to (a duplicate of it once the program closed it) |
 /// | stats_fd_inode   | 0, an inode number     | 0       | reports go to `stats_fd` only if it is a pipe with this inode number (set by `swmalloc stats`; a later `stats_fd` clears it) |
 struct Options {
@@ -98,7 +98,7 @@ struct Options {
                 Options.badValue(item, "milliseconds, 0 to 1000000")
             }
         } else if key == "background" {
-            if let b = value.flag { background = b } else { Options.badValue(item, "0 or 1") }
+            if let b = value.flag { background = b } else { Options.badValue(item, "0, 1, false or true") }
         } else if key == "thp" {
             if value == "segments" { thp = .segments }
             else if value == "large" { thp = .large }
@@ -106,11 +106,11 @@ struct Options {
             else if value == "system" { thp = .system }
             else { Options.badValue(item, "segments, large, never or system") }
         } else if key == "verbose" {
-            if let b = value.flag { verbose = b } else { Options.badValue(item, "0 or 1") }
+            if let b = value.flag { verbose = b } else { Options.badValue(item, "0, 1, false or true") }
         } else if key == "stats_print" {
-            if let b = value.flag { statsPrint = b } else { Options.badValue(item, "0 or 1") }
+            if let b = value.flag { statsPrint = b } else { Options.badValue(item, "0, 1, false or true") }
         } else if key == "stats_json" {
-            if let b = value.flag { statsJSON = b } else { Options.badValue(item, "0 or 1") }
+            if let b = value.flag { statsJSON = b } else { Options.badValue(item, "0, 1, false or true") }
         } else if key == "stats_signal" {
             if let n = value.integer, n == 0 || (n <= 64 && swmshim_signal_usable(Int32(n)) != 0) {
                 statsSignal = Int32(n)
