@@ -91,7 +91,10 @@ unsigned swm_class_of(size_t size);
 int swm_class_stats_get(unsigned c, swm_class_stats_t *out);
 
 /** Bytes the calling thread has allocated / freed since it started (usable sizes),
- *  as jemalloc's thread.allocated / thread.deallocated. */
+ *  as jemalloc's thread.allocated / thread.deallocated, except for a realloc that keeps
+ *  its block (in place, or a large or huge block resized): it counts only the change of
+ *  size, growth as allocated and a cut as freed, where jemalloc counts the new size
+ *  allocated and the old one freed. The difference of the two is the same either way. */
 uint64_t swm_thread_allocated(void);
 uint64_t swm_thread_freed(void);
 
