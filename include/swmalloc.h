@@ -68,7 +68,14 @@ typedef struct swm_stats {
     size_t out_of_memory; /* allocations refused with ENOMEM */
 } swm_stats_t;
 
-/** Fills *out with the process totals; returns 0. */
+/** Fills *out with the process totals; returns 0. Exact while no other thread
+ *  allocates or frees during the call. While they do, each field is one they held
+ *  during the call, but the fields are read one after another (allocated, mallocs and
+ *  frees from the threads' counters, the others from process counters), so they need
+ *  not fit together: a huge block freed and unmapped between the reads is still in
+ *  allocated but no longer in mapped, active or huge_blocks, and allocated may then
+ *  exceed them. Read them from a quiet moment to compare them (as jemalloc's totals
+ *  are read from one epoch). */
 int swm_stats_get(swm_stats_t *out);
 
 /** One size class, summed over all threads. Blocks of an alignment above 64 KiB are
