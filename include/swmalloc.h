@@ -74,8 +74,7 @@ typedef struct swm_stats {
  *  frees from the threads' counters, the others from process counters), so they need
  *  not fit together: a huge block freed and unmapped between the reads is still in
  *  allocated but no longer in mapped, active or huge_blocks, and allocated may then
- *  exceed them. Read them from a quiet moment to compare them (as jemalloc's totals
- *  are read from one epoch). */
+ *  exceed them. To compare fields, read them at a quiet moment. */
 int swm_stats_get(swm_stats_t *out);
 
 /** One size class, summed over all threads. Blocks of an alignment above 64 KiB are
