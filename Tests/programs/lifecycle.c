@@ -401,19 +401,23 @@ static void *parked_step(void *arg) {
     return NULL;
 }
 
-/** True when the thread named swm-purger runs in this process. */
-static int purger_running(void) {
-    char path[64];
-    for (int tid = getpid(), end = tid + 4096; tid < end; tid++) {
-        snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        char name[32] = {0};
-        int found = fgets(name, sizeof name, f) && !strncmp(name, "swm-purger", 10);
-        fclose(f);
-        if (found) return 1;
+/** True when a thread of this process is named `name` (/proc/self/task/N/comm). */
+static int thread_named(const char *name) {
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks) fail("opendir /proc/self/task");
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(tasks)) != NULL) {
+        char path[300], comm[32];
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, comm, sizeof comm - 1);
+        close(fd);
+        found = n > 0 && !strncmp(comm, name, strlen(name));
     }
-    return 0;
+    closedir(tasks);
+    return found;
 }
 
 /** Runs the chain of `threads` threads, one after the other. */
@@ -442,7 +446,7 @@ static void parked_heaps(void) {
     for (int i = 0; i < 40; i++) big[i] = malloc(1u << 20);
     for (int i = 0; i < 40; i++) free(big[i]);
     for (int i = 0; i < 64; i++) free(malloc((size_t)(200 + i) << 10));
-    if (!purger_running()) fail("the purger did not start after 40 MiB were mapped");
+    if (!thread_named("swm-purger")) fail("the purger did not start after 40 MiB were mapped");
 
     parked_chain(20);
     swm_stats_t before, after;
@@ -1564,25 +1568,6 @@ static void *fas_writer(void *arg) {
     return NULL;
 }
 
-/** Whether this process has a thread named swm-reporter. */
-static int fas_reporter_running(void) {
-    DIR *tasks = opendir("/proc/self/task");
-    if (!tasks) fail("opendir /proc/self/task");
-    int found = 0;
-    struct dirent *e;
-    while (!found && (e = readdir(tasks)) != NULL) {
-        char path[300], comm[32];
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, comm, sizeof comm - 1);
-        close(fd);
-        found = n > 0 && !strncmp(comm, "swm-reporter", 12);
-    }
-    closedir(tasks);
-    return found;
-}
-
 static void fork_after_signal(void) {
     int p[2];
     if (pipe(p) != 0) fail("pipe");
@@ -1601,7 +1586,7 @@ static void fork_after_signal(void) {
     if (child == 0) {
         free(malloc(5 << 20));   /* an allocation slow path */
         usleep(200000);
-        _exit(fas_reporter_running() ? 1 : 0);
+        _exit(thread_named("swm-reporter") ? 1 : 0);
     }
     int status = 0;
     waitpid(child, &status, 0);
