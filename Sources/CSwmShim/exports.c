@@ -181,6 +181,18 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // or the caller's scope before the shared runtime) picked other plugins' runtimes and
 // `operator new`s, threw through an unwinder that was not the catcher's, deadlocked in the
 // loader and pinned modules (reviews R36 and R37).
+//
+// Routing. A program may replace only some forms, typically `operator new(size_t)` and
+// `operator delete(void *)` (a tracking allocator with a header, a leak counter), and the
+// standard has every form it does not replace call those ([new.delete]): the runtime's
+// `new[]`, nothrow and sized forms do. Defined here, those forms would bypass the
+// program's and send its blocks to free (review R46: "free(): invalid pointer"). So the
+// sixteen forms that the runtime defines over the four basic ones are routed: each jumps
+// through a pointer that holds swmalloc's function, and at load, if the program defines
+// any of the 20 itself, every route is set to the runtime's own definition instead, which
+// then reaches the program's replacements. The four basic ones need no route: the
+// runtime's call malloc, aligned_alloc and free, as swmalloc's do. A form called before
+// swmalloc's constructor ran (another library's constructor) is swmalloc's own.
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
@@ -337,40 +349,112 @@ static void *swm_new_aligned(intptr_t size, intptr_t alignment, struct swm_calle
 /// Define the nothrow `operator new` `name`: malloc (`SWM_NOTHROW_NEW`) or memalign
 /// (`SWM_NOTHROW_NEW_ALIGNED`), then `swm_nothrow_out_of_memory` when that fails.
 #define SWM_NOTHROW_NEW(name)                                                                              \
-    __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
+    static void *swm_nothrow##name(intptr_t size, const void *tag) {                                      \
         void *p = swmimpl_malloc(size);                                                                    \
         return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name);                             \
     }
 #define SWM_NOTHROW_NEW_ALIGNED(name)                                                                      \
-    __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
+    static void *swm_nothrow##name(intptr_t size, intptr_t alignment, const void *tag) {                  \
         void *p = swmimpl_memalign(alignment, size);                                                       \
         return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name);                     \
     }
 
-SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
-SWM_FORWARD(_Znam, swmimpl_cxx_new)                                      // new[](size_t)
-SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t)                                     // new(size_t, nothrow_t)
-SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t)                                     // new[](size_t, nothrow_t)
+/// Exports the routed operator `name` (see "Routing" above): an indirect tail jump through
+/// `swm_route_NAME`, which holds `impl`, swmalloc's own, until `swm_cxx_route` finds that
+/// the program replaced an operator. One instruction, like a forwarder.
+#if defined(__x86_64__)
+#define SWM_ROUTED(name, impl)                                                                \
+    __attribute__((visibility("hidden"))) void *swm_route_##name = (void *)(impl);           \
+    __attribute__((naked, visibility("default"))) void name(void) {                          \
+        __asm__("jmp *swm_route_" #name "(%rip)");                                            \
+    }
+#elif defined(__aarch64__)
+#define SWM_ROUTED(name, impl)                                                                \
+    __attribute__((visibility("hidden"))) void *swm_route_##name = (void *)(impl);           \
+    __attribute__((naked, visibility("default"))) void name(void) {                          \
+        __asm__("adrp x16, swm_route_" #name "\n ldr x16, [x16, :lo12:swm_route_" #name "]\n br x16"); \
+    }
+#else
+#error "exports.c: add the indirect tail jump of this architecture"
+#endif
+
+void *swmimpl_cxx_new(intptr_t size);
+void swmimpl_free(void *p);
+
+/// The aligned `operator new`s: memalign, then the C++ rules with the caller.
 __attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
     return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new(size_t, align_val_t)
 }
-__attribute__((visibility("default"))) void *_ZnamSt11align_val_t(intptr_t size, intptr_t alignment) {
+static void *swm_array_new_aligned(intptr_t size, intptr_t alignment) {
     return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new[](size_t, align_val_t)
 }
+SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t)                                     // new(size_t, nothrow_t)
+SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t)                                     // new[](size_t, nothrow_t)
 SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t)              // new(size_t, align_val_t, nothrow_t)
 SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t)              // new[](size_t, align_val_t, nothrow_t)
+
+// The four basic operators: the runtime's own call malloc, aligned_alloc and free, as
+// swmalloc's do, so they are never routed.
+SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
 SWM_FORWARD(_ZdlPv, swmimpl_free)                                        // delete(void *)
-SWM_FORWARD(_ZdaPv, swmimpl_free)                                        // delete[](void *)
-SWM_FORWARD(_ZdlPvm, swmimpl_free)                                       // delete(void *, size_t)
-SWM_FORWARD(_ZdaPvm, swmimpl_free)                                       // delete[](void *, size_t)
-SWM_FORWARD(_ZdlPvRKSt9nothrow_t, swmimpl_free)                          // delete(void *, nothrow_t)
-SWM_FORWARD(_ZdaPvRKSt9nothrow_t, swmimpl_free)                          // delete[](void *, nothrow_t)
 SWM_FORWARD(_ZdlPvSt11align_val_t, swmimpl_free)                         // delete(void *, align_val_t)
-SWM_FORWARD(_ZdaPvSt11align_val_t, swmimpl_free)                         // delete[](void *, align_val_t)
-SWM_FORWARD(_ZdlPvmSt11align_val_t, swmimpl_free)                        // delete(void *, size_t, align_val_t)
-SWM_FORWARD(_ZdaPvmSt11align_val_t, swmimpl_free)                        // delete[](void *, size_t, align_val_t)
-SWM_FORWARD(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete(void *, align_val_t, nothrow_t)
-SWM_FORWARD(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)           // delete[](void *, align_val_t, nothrow_t)
+// The sixteen the runtime defines over the basic ones ([new.delete]).
+SWM_ROUTED(_Znam, swmimpl_cxx_new)                                       // new[](size_t)
+SWM_ROUTED(_ZnamSt11align_val_t, swm_array_new_aligned)                  // new[](size_t, align_val_t)
+SWM_ROUTED(_ZnwmRKSt9nothrow_t, swm_nothrow_ZnwmRKSt9nothrow_t)
+SWM_ROUTED(_ZnamRKSt9nothrow_t, swm_nothrow_ZnamRKSt9nothrow_t)
+SWM_ROUTED(_ZnwmSt11align_val_tRKSt9nothrow_t, swm_nothrow_ZnwmSt11align_val_tRKSt9nothrow_t)
+SWM_ROUTED(_ZnamSt11align_val_tRKSt9nothrow_t, swm_nothrow_ZnamSt11align_val_tRKSt9nothrow_t)
+SWM_ROUTED(_ZdaPv, swmimpl_free)                                         // delete[](void *)
+SWM_ROUTED(_ZdlPvm, swmimpl_free)                                        // delete(void *, size_t)
+SWM_ROUTED(_ZdaPvm, swmimpl_free)                                        // delete[](void *, size_t)
+SWM_ROUTED(_ZdlPvRKSt9nothrow_t, swmimpl_free)                           // delete(void *, nothrow_t)
+SWM_ROUTED(_ZdaPvRKSt9nothrow_t, swmimpl_free)                           // delete[](void *, nothrow_t)
+SWM_ROUTED(_ZdaPvSt11align_val_t, swmimpl_free)                          // delete[](void *, align_val_t)
+SWM_ROUTED(_ZdlPvmSt11align_val_t, swmimpl_free)                         // delete(void *, size_t, align_val_t)
+SWM_ROUTED(_ZdaPvmSt11align_val_t, swmimpl_free)                         // delete[](void *, size_t, align_val_t)
+SWM_ROUTED(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)            // delete(void *, align_val_t, nothrow_t)
+SWM_ROUTED(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)            // delete[](void *, align_val_t, nothrow_t)
+
+/// A routed operator: its name and its route.
+struct swm_route {
+    const char *name;
+    void **target;
+};
+
+#define SWM_ROUTE(name) {#name, &swm_route_##name}
+static const struct swm_route swm_routes[] = {
+    SWM_ROUTE(_Znam), SWM_ROUTE(_ZnamSt11align_val_t), SWM_ROUTE(_ZnwmRKSt9nothrow_t), SWM_ROUTE(_ZnamRKSt9nothrow_t),
+    SWM_ROUTE(_ZnwmSt11align_val_tRKSt9nothrow_t), SWM_ROUTE(_ZnamSt11align_val_tRKSt9nothrow_t), SWM_ROUTE(_ZdaPv),
+    SWM_ROUTE(_ZdlPvm), SWM_ROUTE(_ZdaPvm), SWM_ROUTE(_ZdlPvRKSt9nothrow_t), SWM_ROUTE(_ZdaPvRKSt9nothrow_t),
+    SWM_ROUTE(_ZdaPvSt11align_val_t), SWM_ROUTE(_ZdlPvmSt11align_val_t), SWM_ROUTE(_ZdaPvmSt11align_val_t),
+    SWM_ROUTE(_ZdlPvSt11align_val_tRKSt9nothrow_t), SWM_ROUTE(_ZdaPvSt11align_val_tRKSt9nothrow_t),
+};
+static const char *const swm_basic_operators[] = {"_Znwm", "_ZdlPv", "_ZnwmSt11align_val_t", "_ZdlPvSt11align_val_t"};
+
+/// Whether the process's definition of `name` (the global scope) is another object's.
+static int swm_replaced(const char *name, void *mine) {
+    void *global = dlsym(RTLD_DEFAULT, name);
+    if (global == NULL) (void)dlerror();
+    return global != NULL && swm_object_of(global) != mine;
+}
+
+/// At load: when the program (or a library before swmalloc) defines any of the 20
+/// operators itself, every routed one goes to the C++ runtime's definition that follows
+/// swmalloc (`RTLD_NEXT`), which calls the basic operators as the standard has it, so
+/// the program's replacements are used; without such a runtime, swmalloc's own stay.
+static void swm_cxx_route(void) {
+    void *mine = swm_object_of((const void *)swm_cxx_route);
+    int replaced = 0;
+    for (size_t i = 0; i < sizeof swm_basic_operators / sizeof swm_basic_operators[0]; i++)
+        replaced |= swm_replaced(swm_basic_operators[i], mine);
+    for (size_t i = 0; i < sizeof swm_routes / sizeof swm_routes[0]; i++) replaced |= swm_replaced(swm_routes[i].name, mine);
+    for (size_t i = 0; replaced && i < sizeof swm_routes / sizeof swm_routes[0]; i++) {
+        void *next = dlsym(RTLD_NEXT, swm_routes[i].name);
+        if (next == NULL) (void)dlerror();
+        else __atomic_store_n(swm_routes[i].target, next, __ATOMIC_RELAXED);
+    }
+}
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
 SWM_FORWARD(swm_version, swmimpl_version)
@@ -416,5 +500,6 @@ void swmimpl_process_start(void);
 __attribute__((constructor)) static void swm_load(void) {
     int saved = errno;
     swmimpl_process_start();
+    swm_cxx_route();
     errno = saved;
 }

@@ -125,6 +125,20 @@ func withoutOptionLines(_ text: String) -> String {
         #expect(preloaded.succeeded && preloaded.stdout == "cxx operators ok\n", "preloaded: \(preloaded)")
     }
 
+    /// A program that replaces only some operators (the basic pair with a header before
+    /// each block, as tracking allocators do; or only the aligned pair, with an arena) has
+    /// every other form reach its replacements, as the C++ standard has them: swmalloc's
+    /// array, sized and nothrow forms went to malloc and free instead, and the program's
+    /// delete aborted or its leak count was wrong (review R46).
+    @Test(arguments: Library.allCases, ["cxx_replaced", "cxx_replaced_aligned"])
+    func cxxOperatorsReplacedByTheProgram(_ library: Library, program: String) throws {
+        let expected = program == "cxx_replaced" ? "cxx replaced ok\n" : "cxx replaced aligned ok\n"
+        let linked = try runChild(try compileProgram("\(program).cpp", linking: library))
+        #expect(linked.succeeded && linked.stdout == expected, "linked: \(linked)")
+        let preloaded = try runChild(try compileProgram("\(program).cpp"), preload: library)
+        #expect(preloaded.succeeded && preloaded.stdout == expected, "preloaded: \(preloaded)")
+    }
+
     /// A C program that loads a C++ module with dlopen (as python3 loads a C++ extension)
     /// gets the C++ rules in that module when memory is out: the module's new-handler,
     /// std::bad_alloc it catches (plain and over-aligned new), NULL from the nothrow form.
