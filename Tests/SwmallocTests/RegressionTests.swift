@@ -17,7 +17,7 @@ let regressionCases = [
     "fork_in_signal_handler", "alignment_2_63", "huge_alignments", "posix_memalign_errno",
     "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
     "span_walk_bounded", "aligned_large_realloc", "stats_across_thread_exit", "churn_reuses_resident_memory",
-    "interposed_calls_allocate", "tgkill_answers_esrch", "exit_report_to_full_pipe",
+    "interposed_calls_allocate", "tgkill_answers_esrch", "exit_report_to_full_pipe", "over_aligned_reused",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves

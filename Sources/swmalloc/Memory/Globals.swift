@@ -66,6 +66,10 @@ enum Globals {
     static var overAlignedHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (base + 176).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
+    /// The cache of freed over-aligned mappings (under `overAlignedLock`, newest first).
+    static var overAlignedCacheHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (base + 1624).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
     /// Debug builds: a test hook called by a remote free right after the compare-and-swap
     /// that publishes its blocks (`swm_debug_set_remote_hook`), to hold that window open.
     static var remoteFreeHook: UnsafeMutablePointer<UnsafeRawPointer?> {

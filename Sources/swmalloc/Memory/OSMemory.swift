@@ -95,7 +95,7 @@ enum OSMemory {
     @inline(never)
     static func retryAfterReleasingCaches(_ size: Int) -> UnsafeMutableRawPointer? {
         var released = false
-        if Globals.hugeCacheHead.pointee != nil {
+        if Globals.hugeCacheHead.pointee != nil || Globals.overAlignedCacheHead.pointee != nil {
             Huge.purgeCache(now: .max, delay: 0)
             released = true
         }
