@@ -28,7 +28,7 @@ let coreSwiftSettings: [SwiftSetting] = [
 /// `operator new` is bound the same way; `operator delete` is not: at free's address,
 /// profilers and debuggers would name free after it.
 let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
-    + [("_Znwm", "swmimpl_cxx_new")]
+    + [("_Znwm", "swmimpl_cxx_new"), ("_ZdlPv", "swmimpl_free")]
     + ["VOS_MallocModule", "VOS_MallocWithDebug", "VOS_Free_Debug"].map { ($0, "swmimpl_\($0)") }
 
 /// The compiler's `memset`, `memmove` and `memcpy` (a debug build's) calls in the shared

@@ -182,17 +182,20 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
 // `operator new`s, threw through an unwinder that was not the catcher's, deadlocked in the
 // loader and pinned modules (reviews R36 and R37).
 //
-// Routing. A program may replace only some forms, typically `operator new(size_t)` and
-// `operator delete(void *)` (a tracking allocator with a header, a leak counter), and the
-// standard has every form it does not replace call those ([new.delete]): the runtime's
-// `new[]`, nothrow and sized forms do. Defined here, those forms would bypass the
-// program's and send its blocks to free (review R46: "free(): invalid pointer"). So the
-// sixteen forms that the runtime defines over the four basic ones are routed: each jumps
-// through a pointer that holds swmalloc's function, and at load, if the program defines
-// any of the 20 itself, every route is set to the runtime's own definition instead, which
-// then reaches the program's replacements. The four basic ones need no route: the
-// runtime's call malloc, aligned_alloc and free, as swmalloc's do. A form called before
-// swmalloc's constructor ran (another library's constructor) is swmalloc's own.
+// Forms over the basic ones. A program may replace only some forms, typically `operator
+// new(size_t)` and `operator delete(void *)` (a tracking allocator with a header, a leak
+// counter), and the standard has every form it does not replace call those
+// ([new.delete]), as the runtime's `new[]`, nothrow and sized forms do. So do swmalloc's:
+// each of the sixteen forms the runtime defines over the four basic ones jumps through
+// the global offset table to the form it is defined over (`SWM_OVER`), which the dynamic
+// linker resolves in the process's global scope — to swmalloc's own form, or to the
+// program's replacement. One indirect jump, no decision at load: the same from the first
+// call, in any thread (review R46: a header-tracking delete got swmalloc's blocks; R47:
+// a decision made in swmalloc's constructor came after other libraries' constructors,
+// raced with their threads, and found no runtime to defer to in a program with a static
+// libstdc++). The nothrow `new`s cannot catch what a replacement throws: they take
+// swmalloc's path while the form they are defined over is swmalloc's, and otherwise
+// defer to the C++ runtime's own nothrow form (`swm_nothrow_replaced`).
 void *swmimpl_malloc(intptr_t size);
 void *swmimpl_memalign(intptr_t alignment, intptr_t size);
 
@@ -346,115 +349,135 @@ static void *swm_new_aligned(intptr_t size, intptr_t alignment, struct swm_calle
     return p != NULL ? p : swm_new_out_of_memory(size, alignment, caller);
 }
 
-/// Define the nothrow `operator new` `name`: malloc (`SWM_NOTHROW_NEW`) or memalign
-/// (`SWM_NOTHROW_NEW_ALIGNED`), then `swm_nothrow_out_of_memory` when that fails.
-#define SWM_NOTHROW_NEW(name)                                                                              \
-    static void *swm_nothrow##name(intptr_t size, const void *tag) {                                      \
+/// Exports `name` as a jump to whatever the process's global scope binds `over` to: its
+/// global offset table entry (swmalloc's own `over`, or the program's replacement).
+#if defined(__x86_64__)
+#define SWM_OVER(name, over)                                                                  \
+    __attribute__((naked, visibility("default"))) void name(void) {                          \
+        __asm__("jmp *" #over "@GOTPCREL(%rip)");                                             \
+    }
+#elif defined(__aarch64__)
+#define SWM_OVER(name, over)                                                                  \
+    __attribute__((naked, visibility("default"))) void name(void) {                          \
+        __asm__("adrp x16, :got:" #over "\n ldr x16, [x16, :got_lo12:" #over "]\n br x16");   \
+    }
+#else
+#error "exports.c: add the jump through the global offset table of this architecture"
+#endif
+
+void *swmimpl_cxx_new(intptr_t size);
+
+/// The aligned `operator new`: memalign, then the C++ rules with the caller.
+__attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
+    return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new(size_t, align_val_t)
+}
+SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
+SWM_FORWARD(_ZdlPv, swmimpl_free)                                        // delete(void *)
+SWM_FORWARD(_ZdlPvSt11align_val_t, swmimpl_free)                         // delete(void *, align_val_t)
+
+// The forms over the basic ones, each over the one the C++ runtime's calls.
+SWM_OVER(_Znam, _Znwm)                                                   // new[](size_t)
+SWM_OVER(_ZnamSt11align_val_t, _ZnwmSt11align_val_t)                     // new[](size_t, align_val_t)
+SWM_OVER(_ZdaPv, _ZdlPv)                                                 // delete[](void *)
+SWM_OVER(_ZdlPvm, _ZdlPv)                                                // delete(void *, size_t)
+SWM_OVER(_ZdaPvm, _ZdaPv)                                                // delete[](void *, size_t)
+SWM_OVER(_ZdlPvRKSt9nothrow_t, _ZdlPv)                                   // delete(void *, nothrow_t)
+SWM_OVER(_ZdaPvRKSt9nothrow_t, _ZdaPv)                                   // delete[](void *, nothrow_t)
+SWM_OVER(_ZdaPvSt11align_val_t, _ZdlPvSt11align_val_t)                   // delete[](void *, align_val_t)
+SWM_OVER(_ZdlPvmSt11align_val_t, _ZdlPvSt11align_val_t)                  // delete(void *, size_t, align_val_t)
+SWM_OVER(_ZdaPvmSt11align_val_t, _ZdaPvSt11align_val_t)                  // delete[](void *, size_t, align_val_t)
+SWM_OVER(_ZdlPvSt11align_val_tRKSt9nothrow_t, _ZdlPvSt11align_val_t)     // delete(void *, align_val_t, nothrow_t)
+SWM_OVER(_ZdaPvSt11align_val_tRKSt9nothrow_t, _ZdaPvSt11align_val_t)     // delete[](void *, align_val_t, nothrow_t)
+
+/// swmalloc's own definitions of the throwing `new`s, under names the global scope cannot
+/// replace (so `&swm_own__Znam` is this library's `_Znam`, where `&_Znam` is the global
+/// scope's).
+extern void swm_own__Znwm(void) __attribute__((alias("_Znwm"), visibility("hidden")));
+extern void swm_own__Znam(void) __attribute__((alias("_Znam"), visibility("hidden")));
+extern void swm_own__ZnwmSt11align_val_t(void) __attribute__((alias("_ZnwmSt11align_val_t"), visibility("hidden")));
+extern void swm_own__ZnamSt11align_val_t(void) __attribute__((alias("_ZnamSt11align_val_t"), visibility("hidden")));
+
+/// The global scope's definition of `sym`: its global offset table entry.
+#if defined(__x86_64__)
+#define SWM_GLOBAL(sym)                                                          \
+    ({                                                                           \
+        void *global_;                                                           \
+        __asm__("movq " #sym "@GOTPCREL(%%rip), %0" : "=r"(global_));            \
+        global_;                                                                 \
+    })
+#elif defined(__aarch64__)
+#define SWM_GLOBAL(sym)                                                          \
+    ({                                                                           \
+        void *global_;                                                           \
+        __asm__("adrp %0, :got:" #sym "\n ldr %0, [%0, :got_lo12:" #sym "]" : "=r"(global_)); \
+        global_;                                                                 \
+    })
+#endif
+
+/// Whether the global scope's `operator new` `global` is swmalloc's `own` (in the shared
+/// library, `_Znwm` is the entry point `swmimpl_cxx_new` itself: `hotExports`).
+static inline int swm_is_own(void *global, void *own) {
+    return global == own || (own == (void *)swm_own__Znwm && global == (void *)swmimpl_cxx_new);
+}
+
+/// A nothrow `new` (`name`) whose throwing form the program replaced: the C++ runtime's
+/// own nothrow form, which calls the replacement and catches what it throws (looked up
+/// once: a replacing program pays the loader's lock on its first nothrow `new` only);
+/// without a shared runtime (a program with a static libstdc++ that does not keep that
+/// form), the replacement itself (`replaced`), whose exception, if it throws, reaches
+/// the caller.
+static void *swm_nothrow_replaced(const char *name, void *volatile *cache, void *replaced, intptr_t size,
+                                  intptr_t alignment, const void *tag) {
+    void *runtime = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+    if (runtime == NULL) {
+        int saved = errno;
+        runtime = dlsym(RTLD_NEXT, name);
+        if (runtime == NULL) {
+            (void)dlerror();
+            runtime = replaced;
+        }
+        errno = saved;
+        __atomic_store_n(cache, runtime, __ATOMIC_RELEASE);
+    }
+    if (runtime == replaced) {
+        if (alignment) return ((void *(*)(intptr_t, intptr_t))runtime)(size, alignment);
+        return ((void *(*)(intptr_t))runtime)(size);
+    }
+    if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
+    return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
+}
+
+/// Define the nothrow `operator new` `name` over `over` (and `basic`, what `over` is
+/// defined over: the array form's plain one): malloc (`SWM_NOTHROW_NEW`) or memalign
+/// (`SWM_NOTHROW_NEW_ALIGNED`) while both are swmalloc's, then `swm_nothrow_out_of_memory`
+/// when that fails; else `swm_nothrow_replaced`.
+#define SWM_NOTHROW_NEW(name, over, basic)                                                                 \
+    __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
+        void *global = SWM_GLOBAL(over);                                                                   \
+        if (__builtin_expect(!swm_is_own(global, (void *)swm_own_##over)                                   \
+                             || !swm_is_own(SWM_GLOBAL(basic), (void *)swm_own_##basic), 0)) {             \
+            static void *volatile runtime;                                                                 \
+            return swm_nothrow_replaced(#name, &runtime, global, size, 0, tag);                            \
+        }                                                                                                  \
         void *p = swmimpl_malloc(size);                                                                    \
         return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name);                             \
     }
-#define SWM_NOTHROW_NEW_ALIGNED(name)                                                                      \
-    static void *swm_nothrow##name(intptr_t size, intptr_t alignment, const void *tag) {                  \
+#define SWM_NOTHROW_NEW_ALIGNED(name, over, basic)                                                         \
+    __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
+        void *global = SWM_GLOBAL(over);                                                                   \
+        if (__builtin_expect(!swm_is_own(global, (void *)swm_own_##over)                                   \
+                             || !swm_is_own(SWM_GLOBAL(basic), (void *)swm_own_##basic), 0)) {             \
+            static void *volatile runtime;                                                                 \
+            return swm_nothrow_replaced(#name, &runtime, global, size, alignment, tag);                    \
+        }                                                                                                  \
         void *p = swmimpl_memalign(alignment, size);                                                       \
         return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name);                     \
     }
 
-/// Exports the routed operator `name` (see "Routing" above): an indirect tail jump through
-/// `swm_route_NAME`, which holds `impl`, swmalloc's own, until `swm_cxx_route` finds that
-/// the program replaced an operator. One instruction, like a forwarder.
-#if defined(__x86_64__)
-#define SWM_ROUTED(name, impl)                                                                \
-    __attribute__((visibility("hidden"))) void *swm_route_##name = (void *)(impl);           \
-    __attribute__((naked, visibility("default"))) void name(void) {                          \
-        __asm__("jmp *swm_route_" #name "(%rip)");                                            \
-    }
-#elif defined(__aarch64__)
-#define SWM_ROUTED(name, impl)                                                                \
-    __attribute__((visibility("hidden"))) void *swm_route_##name = (void *)(impl);           \
-    __attribute__((naked, visibility("default"))) void name(void) {                          \
-        __asm__("adrp x16, swm_route_" #name "\n ldr x16, [x16, :lo12:swm_route_" #name "]\n br x16"); \
-    }
-#else
-#error "exports.c: add the indirect tail jump of this architecture"
-#endif
-
-void *swmimpl_cxx_new(intptr_t size);
-void swmimpl_free(void *p);
-
-/// The aligned `operator new`s: memalign, then the C++ rules with the caller.
-__attribute__((visibility("default"))) void *_ZnwmSt11align_val_t(intptr_t size, intptr_t alignment) {
-    return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new(size_t, align_val_t)
-}
-static void *swm_array_new_aligned(intptr_t size, intptr_t alignment) {
-    return swm_new_aligned(size, alignment, (struct swm_caller){__builtin_return_address(0), NULL}); // new[](size_t, align_val_t)
-}
-SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t)                                     // new(size_t, nothrow_t)
-SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t)                                     // new[](size_t, nothrow_t)
-SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t)              // new(size_t, align_val_t, nothrow_t)
-SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t)              // new[](size_t, align_val_t, nothrow_t)
-
-// The four basic operators: the runtime's own call malloc, aligned_alloc and free, as
-// swmalloc's do, so they are never routed.
-SWM_FORWARD(_Znwm, swmimpl_cxx_new)                                      // new(size_t)
-SWM_FORWARD(_ZdlPv, swmimpl_free)                                        // delete(void *)
-SWM_FORWARD(_ZdlPvSt11align_val_t, swmimpl_free)                         // delete(void *, align_val_t)
-// The sixteen the runtime defines over the basic ones ([new.delete]).
-SWM_ROUTED(_Znam, swmimpl_cxx_new)                                       // new[](size_t)
-SWM_ROUTED(_ZnamSt11align_val_t, swm_array_new_aligned)                  // new[](size_t, align_val_t)
-SWM_ROUTED(_ZnwmRKSt9nothrow_t, swm_nothrow_ZnwmRKSt9nothrow_t)
-SWM_ROUTED(_ZnamRKSt9nothrow_t, swm_nothrow_ZnamRKSt9nothrow_t)
-SWM_ROUTED(_ZnwmSt11align_val_tRKSt9nothrow_t, swm_nothrow_ZnwmSt11align_val_tRKSt9nothrow_t)
-SWM_ROUTED(_ZnamSt11align_val_tRKSt9nothrow_t, swm_nothrow_ZnamSt11align_val_tRKSt9nothrow_t)
-SWM_ROUTED(_ZdaPv, swmimpl_free)                                         // delete[](void *)
-SWM_ROUTED(_ZdlPvm, swmimpl_free)                                        // delete(void *, size_t)
-SWM_ROUTED(_ZdaPvm, swmimpl_free)                                        // delete[](void *, size_t)
-SWM_ROUTED(_ZdlPvRKSt9nothrow_t, swmimpl_free)                           // delete(void *, nothrow_t)
-SWM_ROUTED(_ZdaPvRKSt9nothrow_t, swmimpl_free)                           // delete[](void *, nothrow_t)
-SWM_ROUTED(_ZdaPvSt11align_val_t, swmimpl_free)                          // delete[](void *, align_val_t)
-SWM_ROUTED(_ZdlPvmSt11align_val_t, swmimpl_free)                         // delete(void *, size_t, align_val_t)
-SWM_ROUTED(_ZdaPvmSt11align_val_t, swmimpl_free)                         // delete[](void *, size_t, align_val_t)
-SWM_ROUTED(_ZdlPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)            // delete(void *, align_val_t, nothrow_t)
-SWM_ROUTED(_ZdaPvSt11align_val_tRKSt9nothrow_t, swmimpl_free)            // delete[](void *, align_val_t, nothrow_t)
-
-/// A routed operator: its name and its route.
-struct swm_route {
-    const char *name;
-    void **target;
-};
-
-#define SWM_ROUTE(name) {#name, &swm_route_##name}
-static const struct swm_route swm_routes[] = {
-    SWM_ROUTE(_Znam), SWM_ROUTE(_ZnamSt11align_val_t), SWM_ROUTE(_ZnwmRKSt9nothrow_t), SWM_ROUTE(_ZnamRKSt9nothrow_t),
-    SWM_ROUTE(_ZnwmSt11align_val_tRKSt9nothrow_t), SWM_ROUTE(_ZnamSt11align_val_tRKSt9nothrow_t), SWM_ROUTE(_ZdaPv),
-    SWM_ROUTE(_ZdlPvm), SWM_ROUTE(_ZdaPvm), SWM_ROUTE(_ZdlPvRKSt9nothrow_t), SWM_ROUTE(_ZdaPvRKSt9nothrow_t),
-    SWM_ROUTE(_ZdaPvSt11align_val_t), SWM_ROUTE(_ZdlPvmSt11align_val_t), SWM_ROUTE(_ZdaPvmSt11align_val_t),
-    SWM_ROUTE(_ZdlPvSt11align_val_tRKSt9nothrow_t), SWM_ROUTE(_ZdaPvSt11align_val_tRKSt9nothrow_t),
-};
-static const char *const swm_basic_operators[] = {"_Znwm", "_ZdlPv", "_ZnwmSt11align_val_t", "_ZdlPvSt11align_val_t"};
-
-/// Whether the process's definition of `name` (the global scope) is another object's.
-static int swm_replaced(const char *name, void *mine) {
-    void *global = dlsym(RTLD_DEFAULT, name);
-    if (global == NULL) (void)dlerror();
-    return global != NULL && swm_object_of(global) != mine;
-}
-
-/// At load: when the program (or a library before swmalloc) defines any of the 20
-/// operators itself, every routed one goes to the C++ runtime's definition that follows
-/// swmalloc (`RTLD_NEXT`), which calls the basic operators as the standard has it, so
-/// the program's replacements are used; without such a runtime, swmalloc's own stay.
-static void swm_cxx_route(void) {
-    void *mine = swm_object_of((const void *)swm_cxx_route);
-    int replaced = 0;
-    for (size_t i = 0; i < sizeof swm_basic_operators / sizeof swm_basic_operators[0]; i++)
-        replaced |= swm_replaced(swm_basic_operators[i], mine);
-    for (size_t i = 0; i < sizeof swm_routes / sizeof swm_routes[0]; i++) replaced |= swm_replaced(swm_routes[i].name, mine);
-    for (size_t i = 0; replaced && i < sizeof swm_routes / sizeof swm_routes[0]; i++) {
-        void *next = dlsym(RTLD_NEXT, swm_routes[i].name);
-        if (next == NULL) (void)dlerror();
-        else __atomic_store_n(swm_routes[i].target, next, __ATOMIC_RELAXED);
-    }
-}
+SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t, _Znwm, _Znwm)                                          // new(size_t, nothrow_t)
+SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t, _Znam, _Znwm)                                          // new[](size_t, nothrow_t)
+SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t, _ZnwmSt11align_val_t, _ZnwmSt11align_val_t) // new(size_t, align_val_t, nothrow_t)
+SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t, _ZnamSt11align_val_t, _ZnwmSt11align_val_t) // new[](size_t, align_val_t, nothrow_t)
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
 SWM_FORWARD(swm_version, swmimpl_version)
@@ -500,6 +523,5 @@ void swmimpl_process_start(void);
 __attribute__((constructor)) static void swm_load(void) {
     int saved = errno;
     swmimpl_process_start();
-    swm_cxx_route();
     errno = saved;
 }

@@ -139,6 +139,37 @@ func withoutOptionLines(_ text: String) -> String {
         #expect(preloaded.succeeded && preloaded.stdout == expected, "preloaded: \(preloaded)")
     }
 
+    /// The same program when the replaced operators are called before swmalloc's own
+    /// constructor runs, by the constructor of a library the program links (preloaded,
+    /// swmalloc's constructor runs after every linked library's; linked, when
+    /// `-lswmalloc` comes first), and when the program carries a static libstdc++, so that
+    /// no shared runtime is there to defer to: swmalloc's forms deferred to the runtime
+    /// only once its constructor had found a replacement, and the library's blocks, or
+    /// the static program's, reached the wrong delete and aborted (review R47).
+    @Test(arguments: Library.allCases)
+    func cxxOperatorsReplacedBeforeSwmallocStarts(_ library: Library) throws {
+        let gxx = try requireTool("g++", debianPackage: "g++")
+        let name = "cxx_replaced_early-\(library.rawValue)"
+        let early = "\(Paths.scratch)/lib\(name).so"
+        let built = try runChild(gxx, ["-O1", "-shared", "-fPIC", "\(Paths.programs)/cxx_replaced_early.cpp", "-o", early])
+        #expect(built.succeeded, "building the library: \(built)")
+        let source = ["-O1", "-std=c++17", "-I", Paths.include, "\(Paths.programs)/cxx_replaced.cpp"]
+        let withEarly = ["-DEARLY_LIBRARY", "-L", Paths.scratch, "-l\(name)", "-Wl,-rpath,\(Paths.scratch)"]
+        let swmalloc = ["-L", library.directory, "-lswmalloc", "-Wl,-rpath,\(library.directory)"]
+        let builds: [(String, [String], Bool)] = [
+            ("preloaded", withEarly, true),
+            ("linked before the library", swmalloc + withEarly, false),
+            ("linked, static libstdc++", ["-static-libstdc++"] + swmalloc, false),
+        ]
+        for (index, (mode, flags, preload)) in builds.enumerated() {
+            let program = "\(Paths.scratch)/cxx_replaced_early-\(library.rawValue)-\(index)"
+            let compiled = try runChild(gxx, source + flags + ["-o", program])
+            #expect(compiled.succeeded, "building (\(mode)): \(compiled)")
+            let run = try runChild(program, preload: preload ? library : nil)
+            #expect(run.succeeded && run.stdout == "cxx replaced ok\n", "\(mode): \(run)")
+        }
+    }
+
     /// A C program that loads a C++ module with dlopen (as python3 loads a C++ extension)
     /// gets the C++ rules in that module when memory is out: the module's new-handler,
     /// std::bad_alloc it catches (plain and over-aligned new), NULL from the nothrow form.

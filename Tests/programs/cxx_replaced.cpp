@@ -5,7 +5,8 @@
  * before, its sized, array and nothrow forms went to malloc and free instead: the
  * program's delete found no header and aborted, or counted leaks that were not (review
  * R46). Run linked with -lswmalloc or preloaded: prints "cxx replaced ok" or fails a
- * CHECK. */
+ * CHECK. With -DEARLY_LIBRARY, linked to cxx_replaced_early.cpp's library, whose
+ * constructor allocated before main. */
 #include "check.h"
 
 #include <map>
@@ -52,7 +53,22 @@ void operator delete(void *p) noexcept {
         CHECKF(deletes == d + 1, "%s did not call the replaced delete", #release);        \
     } while (0)
 
+#ifdef EARLY_LIBRARY
+extern char *early_block;
+extern int early_sum;
+#endif
+
 int main(void) {
+#ifdef EARLY_LIBRARY
+    /* cxx_replaced_early.cpp's constructor ran before main (and, preloaded, before
+     * swmalloc's): its temporaries went back through the replaced pair, and its block
+     * comes from the replaced new. */
+    CHECKF(early_sum == 200 && news == deletes + 1, "early constructor: sum %d, %ld news, %ld deletes", early_sum,
+           news, deletes);
+    long before_delete = deletes;
+    ::operator delete[](early_block);
+    CHECKF(deletes == before_delete + 1, "delete[] of the early constructor's block did not call the replaced delete");
+#endif
     PAIR(::operator new(40), ::operator delete(p));
     PAIR(::operator new(40), ::operator delete(p, (size_t)40));
     PAIR(::operator new(40), ::operator delete(p, std::nothrow));
