@@ -18,6 +18,7 @@ let regressionCases = [
     "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
     "span_walk_bounded", "aligned_large_realloc", "stats_across_thread_exit", "churn_reuses_resident_memory",
     "interposed_calls_allocate", "tgkill_answers_esrch", "exit_report_to_full_pipe", "over_aligned_reused",
+    "over_aligned_many_live", "over_aligned_realloc",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves

@@ -117,22 +117,22 @@ extension Heap {
 
     /// The block at `pointer` (live, larger than a small block: checked by `usableSize`)
     /// grown to `size` bytes, more than it holds, without copying it: a large block in
-    /// place (`growLarge`), a huge one by moving its pages (`Huge.grow`); nil when that
-    /// cannot be done (the caller copies).
+    /// place (`growLarge`), a huge one by moving its pages (`Huge.grow`,
+    /// `Huge.growOverAligned`); nil when that cannot be done (the caller copies).
     private static func growWithoutCopy(_ pointer: UnsafeMutableRawPointer, to size: Int) -> UnsafeMutableRawPointer? {
         let p = UInt(bitPattern: pointer)
-        if !SegmentMap.contains(p) { return nil }   // an over-aligned huge block
+        if !SegmentMap.contains(p) { return Huge.growOverAligned(pointer, to: size) }
         let segment = UnsafeMutablePointer<Segment>.of(p)
         if segment.pointee.kind == .huge { return Huge.grow(pointer, segment: segment, to: size) }
         return growLarge(pointer, segment: segment, to: size) ? pointer : nil
     }
 
     /// Gives back the end of the huge block at `pointer` (live, checked by `usableSize`)
-    /// past `size` bytes (`Huge.shrink`); false when its mapping keeps more than `size`
-    /// needs (an over-aligned block, or a thread that has no heap to count the cut in).
+    /// past `size` bytes (`Huge.shrink`, `Huge.shrinkOverAligned`); false when its
+    /// mapping keeps more than `size` needs (a thread that has no heap to count the cut in).
     private static func shrinkHuge(_ pointer: UnsafeMutableRawPointer, to size: Int) -> Bool {
         let p = UInt(bitPattern: pointer)
-        if !SegmentMap.contains(p) { return false }
+        if !SegmentMap.contains(p) { return Huge.shrinkOverAligned(pointer, to: size) }
         let segment = UnsafeMutablePointer<Segment>.of(p)
         return segment.pointee.kind == .huge && Huge.shrink(pointer, segment: segment, to: size)
     }

@@ -15,11 +15,9 @@ import Synchronization
 ///   2 MiB when the block is to be backed by transparent huge pages (`thp=large`).
 /// - Alignment above 2 MiB (*over-aligned*): the block itself starts on a 4 MiB boundary,
 ///   where a segment header would be, so it is not in the segment map. Its header
-///   (`OverAligned`) is the OS page just below it, and the headers are on one list under
-///   a lock. `free` reaches that list only for pointers outside every segment that are
-///   4 MiB-aligned, so it costs other frees nothing. Freed, the mapping goes to a cache
-///   of its own on a second list (at most 16, within the huge cache's byte bound, under
-///   the same delay), reused by a block of an alignment its address has.
+///   (`OverAligned`) is the OS page just below it, and the live ones are in a table
+///   (OverAligned.swift). `free` looks there only for pointers outside every segment
+///   that are 4 MiB-aligned, so it costs other frees nothing.
 enum Huge {
     /// Largest alignment honoured (the user address space): larger fail with ENOMEM.
     static let maxAlignment = 1 << Geometry.addressBits
@@ -149,7 +147,7 @@ enum Huge {
     /// Counts a live huge block whose mapping went from `old` to `new` bytes (its usable
     /// bytes by as much): the process counters, and the calling thread's heap as an
     /// allocation of the growth or a free of the cut.
-    private static func countResize(from old: Int, to new: Int, heap: Heap) {
+    static func countResize(from old: Int, to new: Int, heap: Heap) {
         let counters = Counters.shared
         if new > old {
             let growth = UInt(new - old)
@@ -217,7 +215,7 @@ enum Huge {
     /// an `madvise` call per malloc (166 → 420 ns a pair, an outside review). Mappings
     /// joined in the cache forget it (`coalesce`), and growth bounds it (`joinAdvice`).
     /// An over-aligned block (`seg` nil) has no record.
-    private static func adviseHugePages(_ seg: UnsafeMutablePointer<Segment>?, block: UnsafeMutableRawPointer? = nil,
+    static func adviseHugePages(_ seg: UnsafeMutablePointer<Segment>?, block: UnsafeMutableRawPointer? = nil,
                                         size: Int, usable: Int, zeroed: Bool) {
         var want = 0
         switch Options.current.pointee.thp {
@@ -242,7 +240,7 @@ enum Huge {
 
     /// Counts a huge block allocated: process counters, and the thread's (or the orphan
     /// counters when the thread has no heap).
-    private static func countAllocation(usable: Int, mapped: Int) {
+    static func countAllocation(usable: Int, mapped: Int) {
         countLive(growth: UInt(mapped))
         Counters.shared.pointee.hugeBlocks.wrappingAdd(1, ordering: .relaxed)
         Counters.shared.pointee.hugeUsable.wrappingAdd(UInt(usable), ordering: .relaxed)
@@ -265,7 +263,7 @@ enum Huge {
     }
 
     /// Counts a huge block freed.
-    private static func countFree(usable: Int, mapped: Int, heap: Heap) {
+    static func countFree(usable: Int, mapped: Int, heap: Heap) {
         if !heap.isEmpty {
             heap.state.pointee.bigFreed &+= UInt(usable)
             heap.state.pointee.bigFrees &+= 1
@@ -628,211 +626,4 @@ enum Huge {
         unmapList(expired)
         return min(oldest, oldestOverAligned)
     }
-
-    // MARK: - Over-aligned blocks
-
-    /// A block aligned above 2 MiB: `size` bytes at a multiple of `alignment`, in a
-    /// mapping that starts one OS page below the block (the header) and ends with it;
-    /// a cached one when one fits (`takeCachedOverAligned`).
-    private static func allocateOverAligned(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        let page = OS.pageSize
-        let usable = OS.wholePages(size)
-        if let block = takeCachedOverAligned(usable: usable, alignment: alignment) {
-            let header = (block - page).assumingMemoryBound(to: OverAligned.self)
-            adviseHugePages(nil, block: block, size: size, usable: header.pointee.usable, zeroed: false)
-            countAllocation(usable: header.pointee.usable, mapped: page + header.pointee.usable)
-            return block
-        }
-        let span = page + alignment + usable
-        guard let raw = OS.map(span) ?? OSMemory.retryAfterReleasingCaches(span) else { return Heap.outOfMemory() }
-        let start = UInt(bitPattern: raw)
-        let block = (start + UInt(page) + UInt(alignment - 1)) & ~UInt(alignment - 1)
-        let head = block - UInt(page)
-        if head > start { OS.unmap(raw, Int(head - start)) }
-        let end = block + UInt(usable)
-        if start + UInt(span) > end { OS.unmap(UnsafeMutableRawPointer(bitPattern: end).unsafelyUnwrapped, Int(start + UInt(span) - end)) }
-        Counters.shared.pointee.mapped.wrappingAdd(UInt(page + usable), ordering: .relaxed)
-        let header = UnsafeMutablePointer<OverAligned>(bitPattern: head).unsafelyUnwrapped
-        header.pointee.usable = usable
-        let blockPointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-        adviseHugePages(nil, block: blockPointer, size: size, usable: usable, zeroed: false)
-        Globals.overAlignedLock.lock()
-        linkOverAligned(header, to: Globals.overAlignedHead)
-        Globals.overAlignedLock.unlock()
-        countAllocation(usable: usable, mapped: page + usable)
-        return blockPointer
-    }
-
-    /// Under `overAlignedLock`: puts `header` at the head of the list at `head` (the live
-    /// blocks, or the cache).
-    private static func linkOverAligned(_ header: UnsafeMutablePointer<OverAligned>,
-                                        to head: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
-        header.pointee.prev = nil
-        header.pointee.next = head.pointee?.assumingMemoryBound(to: OverAligned.self)
-        header.pointee.next?.pointee.prev = header
-        head.pointee = UnsafeMutableRawPointer(header)
-    }
-
-    /// Under `overAlignedLock`: takes `header` out of the list at `head`.
-    private static func unlinkOverAligned(_ header: UnsafeMutablePointer<OverAligned>,
-                                          from head: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
-        if let prev = header.pointee.prev { prev.pointee.next = header.pointee.next }
-        else { head.pointee = header.pointee.next.map { UnsafeMutableRawPointer($0) } }
-        header.pointee.next?.pointee.prev = header.pointee.prev
-    }
-
-    /// The header of the live over-aligned block that starts at `p`, or nil. Takes the
-    /// list's lock only for 4 MiB-aligned pointers.
-    private static func findOverAligned(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<OverAligned>? {
-        if UInt(bitPattern: p) & Geometry.segmentMask != 0 || Globals.overAlignedHead.pointee == nil { return nil }
-        let header = p - OS.pageSize
-        var cursor = Globals.overAlignedHead.pointee?.assumingMemoryBound(to: OverAligned.self)
-        while let h = cursor {
-            if UnsafeMutableRawPointer(h) == header { return h }
-            cursor = h.pointee.next
-        }
-        return nil
-    }
-
-    /// Usable bytes of the live over-aligned block at `p`, or nil when there is none.
-    static func overAlignedUsableSize(_ p: UnsafeMutableRawPointer) -> Int? {
-        if UInt(bitPattern: p) & Geometry.segmentMask != 0 { return nil }
-        Globals.overAlignedLock.lock()
-        let usable = findOverAligned(p)?.pointee.usable
-        Globals.overAlignedLock.unlock()
-        return usable
-    }
-
-    /// Frees the over-aligned block at `p`; false when there is none (the caller reports
-    /// the invalid free).
-    static func freeOverAligned(_ p: UnsafeMutableRawPointer) -> Bool {
-        if UInt(bitPattern: p) & Geometry.segmentMask != 0 { return false }
-        Globals.overAlignedLock.lock()
-        guard let h = findOverAligned(p) else {
-            Globals.overAlignedLock.unlock()
-            return false
-        }
-        unlinkOverAligned(h, from: Globals.overAlignedHead)
-        Globals.overAlignedLock.unlock()
-        let mapped = OS.pageSize + h.pointee.usable
-        countFree(usable: h.pointee.usable, mapped: mapped, heap: Heap.current)
-        if !putCachedOverAligned(h) { OSMemory.unmap(UnsafeMutableRawPointer(h), mapped) }
-        return true
-    }
-
-    // MARK: - The over-aligned cache
-
-    /// Most freed over-aligned mappings kept for reuse.
-    static let overAlignedCacheLimitCount = 16
-
-    /// Keeps a freed over-aligned block's mapping for reuse, as the huge cache keeps the
-    /// others: newest first, the oldest evicted beyond `overAlignedCacheLimitCount`
-    /// mappings or beyond the huge cache's byte bound (both caches' bytes together),
-    /// unmapped once it stayed for the purge delay (`purgeCache`). False when it is not
-    /// kept (caching is off, or it alone exceeds the bound): the caller unmaps it.
-    /// Before, each such block was mapped and unmapped: `posix_memalign(4 MiB, < 1 MiB)`
-    /// 20,000 times took 5.2 s, against 0.37 s for glibc (an outside review, R46).
-    private static func putCachedOverAligned(_ h: UnsafeMutablePointer<OverAligned>) -> Bool {
-        let mapped = OS.pageSize + h.pointee.usable
-        let limit = cacheLimitBytes()
-        if Options.current.pointee.purgeDelayMs == 0 || mapped > limit { return false }
-        h.pointee.freedAt = OS.nowNanoseconds()
-        var evicted: UnsafeMutablePointer<OverAligned>? = nil
-        Globals.overAlignedLock.lock()
-        linkOverAligned(h, to: Globals.overAlignedCacheHead)
-        Counters.shared.pointee.hugeCached.wrappingAdd(UInt(mapped), ordering: .relaxed)
-        var count = 0
-        var bytes = Globals.hugeCacheBytes.pointee
-        var cursor = Globals.overAlignedCacheHead.pointee?.assumingMemoryBound(to: OverAligned.self)
-        while let c = cursor {
-            cursor = c.pointee.next
-            count += 1
-            bytes += OS.pageSize + c.pointee.usable
-            if count > overAlignedCacheLimitCount || bytes > limit {
-                unlinkOverAligned(c, from: Globals.overAlignedCacheHead)
-                c.pointee.next = evicted
-                evicted = c
-            }
-        }
-        Globals.overAlignedLock.unlock()
-        unmapOverAligned(evicted, cached: true)
-        Purger.announce()
-        return true
-    }
-
-    /// The cached over-aligned mapping whose block is aligned to `alignment` and holds
-    /// `usable` bytes: the smallest that does, moved to the live list; nil when none.
-    /// What it holds past twice the request is unmapped, so that a block holds at most
-    /// twice its request, as a huge one does.
-    private static func takeCachedOverAligned(usable: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        if Globals.overAlignedCacheHead.pointee == nil { return nil }
-        let page = OS.pageSize
-        Globals.overAlignedLock.lock()
-        var fit: UnsafeMutablePointer<OverAligned>? = nil
-        var cursor = Globals.overAlignedCacheHead.pointee?.assumingMemoryBound(to: OverAligned.self)
-        while let c = cursor {
-            cursor = c.pointee.next
-            let aligned = (UInt(bitPattern: c) + UInt(page)) & UInt(alignment - 1) == 0
-            if aligned && c.pointee.usable >= usable && (fit == nil || c.pointee.usable < fit.unsafelyUnwrapped.pointee.usable) {
-                fit = c
-            }
-        }
-        guard let h = fit else {
-            Globals.overAlignedLock.unlock()
-            return nil
-        }
-        unlinkOverAligned(h, from: Globals.overAlignedCacheHead)
-        Counters.shared.pointee.hugeCached.wrappingSubtract(UInt(page + h.pointee.usable), ordering: .relaxed)
-        linkOverAligned(h, to: Globals.overAlignedHead)
-        Globals.overAlignedLock.unlock()
-        let block = UnsafeMutableRawPointer(h) + page
-        if h.pointee.usable - usable > usable {
-            OSMemory.unmap(block + usable, h.pointee.usable - usable)
-            h.pointee.usable = usable
-        }
-        return block
-    }
-
-    /// Unmaps the cached over-aligned mappings freed at least `delay` before `now`;
-    /// returns when the oldest one left was freed (`UInt64.max`: none).
-    private static func purgeOverAligned(now: UInt64, delay: UInt64) -> UInt64 {
-        if Globals.overAlignedCacheHead.pointee == nil { return .max }
-        var expired: UnsafeMutablePointer<OverAligned>? = nil
-        var oldest = UInt64.max
-        Globals.overAlignedLock.lock()
-        var cursor = Globals.overAlignedCacheHead.pointee?.assumingMemoryBound(to: OverAligned.self)
-        while let c = cursor {
-            cursor = c.pointee.next
-            if hasExpired(freedAt: c.pointee.freedAt, now: now, delay: delay) {
-                unlinkOverAligned(c, from: Globals.overAlignedCacheHead)
-                c.pointee.next = expired
-                expired = c
-            } else if c.pointee.freedAt < oldest {
-                oldest = c.pointee.freedAt
-            }
-        }
-        Globals.overAlignedLock.unlock()
-        unmapOverAligned(expired, cached: true)
-        return oldest
-    }
-
-    /// Unmaps the over-aligned mappings of a list linked through `next`, taken out of the
-    /// cache (`cached`: their bytes leave its count).
-    private static func unmapOverAligned(_ list: UnsafeMutablePointer<OverAligned>?, cached: Bool) {
-        var cursor = list
-        while let c = cursor {
-            cursor = c.pointee.next
-            let mapped = OS.pageSize + c.pointee.usable
-            if cached { Counters.shared.pointee.hugeCached.wrappingSubtract(UInt(mapped), ordering: .relaxed) }
-            OSMemory.unmap(UnsafeMutableRawPointer(c), mapped)
-        }
-    }
-}
-
-/// Header of an over-aligned huge block, in the OS page just below the block.
-struct OverAligned {
-    var usable: Int                                 // bytes of the block (whole OS pages)
-    var next: UnsafeMutablePointer<OverAligned>?    // list of live over-aligned blocks, or the cache
-    var prev: UnsafeMutablePointer<OverAligned>?
-    var freedAt: UInt64                             // in the cache: when it was freed (`OS.nowNanoseconds`)
 }

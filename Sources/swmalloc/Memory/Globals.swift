@@ -61,11 +61,16 @@ enum Globals {
     /// The fork guard: kernel id of the thread whose fork holds the allocator locks (0
     /// when none; a futex word). Nesting is counted per thread (`swmshim_fork_depth`).
     static var forkOwner: UnsafeMutablePointer<UInt32> { (base + 152).assumingMemoryBound(to: UInt32.self) }
-    /// Guards the list of over-aligned huge blocks (alignment above 2 MiB, see `Huge`).
+    /// Guards the table and the cache of over-aligned huge blocks (alignment above 2 MiB,
+    /// see OverAligned.swift).
     static var overAlignedLock: FutexLock { FutexLock((base + 168).assumingMemoryBound(to: UInt32.self)) }
-    static var overAlignedHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
-        (base + 176).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    /// The live over-aligned blocks' table (`OverAlignedTable`): its slots, their number
+    /// and the entries in use.
+    static var overAlignedTable: UnsafeMutablePointer<UnsafeMutablePointer<UInt>?> {
+        (base + 176).assumingMemoryBound(to: UnsafeMutablePointer<UInt>?.self)
     }
+    static var overAlignedCapacity: UnsafeMutablePointer<Int> { (base + 1632).assumingMemoryBound(to: Int.self) }
+    static var overAlignedCount: UnsafeMutablePointer<Int> { (base + 1640).assumingMemoryBound(to: Int.self) }
     /// The cache of freed over-aligned mappings (under `overAlignedLock`, newest first).
     static var overAlignedCacheHead: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (base + 1624).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
