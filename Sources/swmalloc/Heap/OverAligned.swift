@@ -317,8 +317,9 @@ extension Huge {
 
     /// The cached over-aligned mapping whose block is aligned to `alignment` and holds
     /// `usable` bytes: the smallest that does, made live again (in the table, with
-    /// `alignment` in its header); nil when none. What it holds past twice the request is
-    /// unmapped, so that a block holds at most twice its request, as a huge one does.
+    /// `alignment` in its header); nil when none. When it holds more than twice the
+    /// request, what it holds past the request is unmapped: a block holds at most twice
+    /// its request, as a huge one does.
     private static func takeCachedOverAligned(usable: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         if Globals.overAlignedCacheHead.pointee == nil { return nil }
         let page = OS.pageSize
