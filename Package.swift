@@ -18,36 +18,18 @@ let coreSwiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-Xfrontend", "-no-allocations", "-wmo", "-Xcc", "-momit-leaf-frame-pointer", "-no-static-stdlib"]),
 ]
 
-/// The exports the shared library binds straight to their Swift entry points, without
-/// `CSwmShim/exports.c`'s one-jump forwarder (which the static library keeps): lld's
-/// `--defsym` of the entry point gives the name the entry point's type (a function) and
-/// default visibility. gold's, the default linker's, copied the hidden visibility (so
-/// nothing was exported), and of an expression (`+0`) made an untyped symbol: tools that
-/// look up functions by name (bcc and bpftrace uprobes, `perf probe`, a stripped
-/// library's profiles) did not find `malloc` or `free` (an outside review, R34). C++'s
-/// `operator new` is bound the same way; `operator delete` is not: at free's address,
-/// profilers and debuggers would name free after it.
-let hotExports = ["malloc", "free", "calloc", "realloc"].map { ($0, "swmimpl_\($0)") }
-    + [("_Znwm", "swmimpl_cxx_new"), ("_ZdlPv", "swmimpl_free")]
-    + ["VOS_MallocModule", "VOS_MallocWithDebug", "VOS_Free_Debug"].map { ($0, "swmimpl_\($0)") }
-
-/// The compiler's `memset`, `memmove` and `memcpy` (a debug build's) calls in the shared
-/// library go to the shim's own, never to the C library's, which another preloaded library
-/// may wrap with one that allocates while the core holds a lock (`CSwmShim/shim.c`). The
-/// version script keeps the names local.
-let coreCopies = [("memset", "swmshim_memset"), ("memmove", "swmshim_memmove"), ("memcpy", "swmshim_memmove")]
-
-/// Linker flags for the shared library, linked by lld (see `hotExports`; the script's path
-/// is absolute so that the library also links when this package is a dependency): the
-/// version script exports the C API only (defined with default visibility in
-/// `CSwmShim/exports.c`) and keeps the Embedded runtime's weak `swift_*` symbols local (a
-/// library exporting them crashes Swift processes).
+/// Linker flags for the shared library, linked by lld (the paths are absolute so that the
+/// library also links when this package is a dependency): the version script exports the
+/// C API only (defined with default visibility in `CSwmShim/exports.c`) and keeps the
+/// Embedded runtime's weak `swift_*` symbols local (a library exporting them crashes
+/// Swift processes); `swmalloc-aliases.ld` binds the hot exports to their entry points
+/// and the compiler's `memset`/`memmove`/`memcpy` to the shim's own (see that file;
+/// scripts/install.sh relinks with the same two files).
 let coreLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         ["-use-ld=lld", "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/swmalloc/swmalloc.map",
-         "-Xlinker", "-z", "-Xlinker", "nodelete"]
-        + hotExports.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)"] }
-        + coreCopies.flatMap { ["-Xlinker", "--defsym=\($0.0)=\($0.1)"] }),
+         "-Xlinker", "-z", "-Xlinker", "nodelete",
+         "-Xlinker", "\(Context.packageDirectory)/Sources/swmalloc/swmalloc-aliases.ld"]),
 ]
 
 let package = Package(
@@ -78,7 +60,7 @@ let package = Package(
         .target(
             name: "swmalloc",
             dependencies: ["CSwmShim"],
-            exclude: ["swmalloc.map"],
+            exclude: ["swmalloc.map", "swmalloc-aliases.ld"],
             swiftSettings: coreSwiftSettings,
             linkerSettings: coreLinkerSettings),
 

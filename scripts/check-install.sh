@@ -76,6 +76,16 @@ needed="$(readelf -d "$prefix/lib/libswmalloc.so.1.1" | sed -n 's/.*NEEDED.*\[\(
 ok "soname libswmalloc.so.1, needs libc only"
 expect_function_exports "$prefix/lib/libswmalloc.so.1.1"
 ok "malloc, free and the other entry points are exported as functions"
+# The installed library is linked as the build's is: preloaded with libraries whose
+# memset, memmove and the other calls swmalloc makes allocate, a program runs (review
+# R49: relinked without the aliases, its memset recursed into malloc until the stack ran
+# out, even for /bin/true).
+cc -O1 -fno-builtin -shared -fPIC Tests/programs/allocating_hooks.c -o "$work/hooks.so" -ldl || fail "building allocating_hooks.so"
+cc -O1 -g -fno-builtin -pthread -I include Tests/programs/regress.c -o "$work/regress" -ldl || fail "building regress"
+out="$(LD_PRELOAD="$prefix/lib/libswmalloc.so.1 $work/hooks.so" "$work/regress" interposed_calls_allocate)" \
+  || fail "the installed library under allocating hooks: $out"
+[ "$out" = "ok interposed_calls_allocate" ] || fail "the installed library under allocating hooks: $out"
+ok "the installed library runs under preloaded hooks that allocate"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags="$(pkg-config --cflags --libs swmalloc)" || fail "pkg-config swmalloc"
 # shellcheck disable=SC2086

@@ -123,13 +123,22 @@ trap 'rm -rf "$stage"' EXIT
 
 # The shared library again, from the static archive of the same objects, with a soname:
 # SwiftPM's libswmalloc.so has none (a soname would break linking against the build
-# folder, which holds no libswmalloc.so.1).
+# folder, which holds no libswmalloc.so.1). Linked as Package.swift links it: by lld
+# (the Swift toolchain's), with the same version script and aliases (the hot exports
+# bound to their entry points, memset/memmove/memcpy to the shim's own). Linked by the
+# default linker without the aliases, the installed library called the C library's
+# memset, and a preloaded memset that allocates crashed every program (review R49).
+command -v ld.lld >/dev/null || { echo "install.sh: ld.lld (the Swift toolchain's lld) not found on PATH" >&2; exit 1; }
 soname="libswmalloc.so.$VERSION_MAJOR"
 real="libswmalloc.so.$VERSION_MAJOR.$VERSION_MINOR"
-cc -shared -o "$stage/$real" \
+cc -shared -fuse-ld=lld -o "$stage/$real" \
   -Wl,--whole-archive "$bin/libswmalloc-static.a" -Wl,--no-whole-archive \
   -Wl,-soname,"$soname" -Wl,--version-script=Sources/swmalloc/swmalloc.map -Wl,-z,nodelete \
-  -Wl,--no-undefined
+  Sources/swmalloc/swmalloc-aliases.ld -Wl,--no-undefined
+if readelf -rW "$stage/$real" | grep -qE 'JUMP_SLOT.* (memset|memmove|memcpy)@'; then
+  echo "install.sh: $real calls the C library's memset, memmove or memcpy" >&2
+  exit 1
+fi
 if [ -n "$(ldd "$stage/$real" | grep -v -e 'libc.so' -e 'vdso' -e 'ld-linux' | grep '=>' || true)" ]; then
   echo "install.sh: $real depends on more than libc:" >&2
   ldd "$stage/$real" >&2

@@ -13,7 +13,7 @@
 // instruction whatever the build's frame-pointer flags, and the arguments pass through
 // untouched in their registers. In the shared library, malloc, free, calloc and realloc
 // cost not even that: the link binds those names to the entry points themselves
-// (`hotExports` in Package.swift), and their forwarders here are left unused.
+// (Sources/swmalloc/swmalloc-aliases.ld), and their forwarders here are left unused.
 
 // The naked forwarders are declared `void f(void)`: the C type of an exported symbol does
 // not reach the linker, and the real signatures are the Swift entry points'.
@@ -415,7 +415,7 @@ extern void swm_own__ZnamSt11align_val_t(void) __attribute__((alias("_ZnamSt11al
 #endif
 
 /// Whether the global scope's `operator new` `global` is swmalloc's `own` (in the shared
-/// library, `_Znwm` is the entry point `swmimpl_cxx_new` itself: `hotExports`).
+/// library, `_Znwm` is the entry point `swmimpl_cxx_new` itself: swmalloc-aliases.ld).
 static inline int swm_is_own(void *global, void *own) {
     return global == own || (own == (void *)swm_own__Znwm && global == (void *)swmimpl_cxx_new);
 }

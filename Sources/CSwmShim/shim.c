@@ -200,7 +200,7 @@ __attribute__((no_builtin)) static const char *entry_value(const char *entry, co
 }
 
 /* The core's memset and memmove: the shared library's link binds the compiler's calls to
- * these (`--defsym` in Package.swift), so that no copy or clearing the core makes under a
+ * these (swmalloc-aliases.ld), so that no copy or clearing the core makes under a
  * lock of its own calls the C library's, which another preloaded library may wrap with
  * one that allocates (an outside review's memset hook hung a thread's exit). A thread
  * that holds no allocator lock and has its heap (calloc's clearing, realloc's copy) and
