@@ -158,6 +158,16 @@ bash scripts/install.sh --prefix "$prefix" --uninstall > /dev/null || fail "inst
 left="$(cd "$prefix" && find . -mindepth 1 ! -path ./share ! -path ./share/man)"
 [ -z "$left" ] || fail "--uninstall after --libdir lib64 left: $left"
 ok "install.sh --libdir lib64: library, pkg-config and tool agree; --uninstall removes it"
+# A library directory outside the prefix: the tool runs its benchmark with the library
+# named by SWMALLOC_LIB, and finds its workload program in PREFIX/libexec (review R49:
+# "workload program PREFIX/bin/swm-workload not found").
+elsewhere="$work/elsewhere"
+bash scripts/install.sh --prefix "$prefix" --libdir "$elsewhere" > /dev/null || fail "install.sh --libdir $elsewhere"
+SWMALLOC_LIB="$elsewhere/libswmalloc.so.1" "$prefix/bin/swmalloc" bench --profile tiny -r 1 --workloads single-loop \
+  --allocators swmalloc --no-baselines --json "$work/b.json" --svg "$work/b.svg" > "$work/bench.log" 2>&1 \
+  || { cat "$work/bench.log"; fail "--libdir outside the prefix: the installed bench does not run"; }
+bash scripts/install.sh --prefix "$prefix" --libdir "$elsewhere" --uninstall > /dev/null || fail "install.sh --uninstall after --libdir $elsewhere"
+ok "install.sh --libdir outside the prefix: the installed bench finds its workload program"
 
 # ---- 2. the Debian package ----
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then

@@ -71,6 +71,14 @@ long param_long(const char *key, long fallback) {
         fprintf(stderr, "swm-workload: bad value for %s: '%s'\n", key, v);
         exit(2);
     }
+    /* Counts and sizes are at least 1, percentages (_pct) and delays (_ms) at least 0:
+     * n=0 divided by zero and n=-5 reported a negative time (review R49). */
+    size_t length = strlen(key);
+    long least = length > 4 && (strcmp(key + length - 4, "_pct") == 0 || strcmp(key + length - 3, "_ms") == 0) ? 0 : 1;
+    if (n < least) {
+        fprintf(stderr, "swm-workload: %s must be at least %ld, not %ld\n", key, least, n);
+        exit(2);
+    }
     return n;
 }
 

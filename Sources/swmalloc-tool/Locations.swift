@@ -51,11 +51,15 @@ enum Locations {
         return installedLibrary()?.path
     }
 
-    /// The swm-workload program: beside this executable, or the installed one.
+    /// The swm-workload program: beside this executable, or the installed one
+    /// (PREFIX/libexec/swmalloc, whatever the library directory: with `install.sh
+    /// --libdir` elsewhere it was not found, review R49); nil when neither exists.
     static func workload() -> String? {
         let beside = executableDirectory + "/swm-workload"
         if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return installedPrefix().map { $0 + "/libexec/swmalloc/swm-workload" }
+        let prefix = (executableDirectory as NSString).deletingLastPathComponent
+        let installed = prefix + "/libexec/swmalloc/swm-workload"
+        return FileManager.default.isExecutableFile(atPath: installed) ? installed : nil
     }
 }
 
@@ -79,6 +83,9 @@ func preloadProblem(_ path: String) -> String? {
     let header = (try? handle.read(upToCount: 64)) ?? Data()
     guard header.count == 64, header.prefix(4) == Data([0x7f, 0x45, 0x4c, 0x46]) else {
         return "not a shared library (no ELF header)"
+    }
+    if header[header.startIndex + 16] == 1 && header[header.startIndex + 17] == 0 {   // ET_REL
+        return "an object file (not linked), not a shared library"
     }
     if isExecutable(header, handle) { return "an executable, not a shared library" }
     return nil
@@ -114,6 +121,22 @@ private func isExecutable(_ header: Data, _ handle: FileHandle) -> Bool {
         }
     }
     return false
+}
+
+/// The program and its arguments that `run` and `stats` capture after their own options:
+/// `--help`, `-h` and `--version` first are the tool's (the capture passes everything
+/// through untouched, so they are looked at here); a leading `--` is dropped; anything
+/// else that starts with `-` first is an option the subcommand does not know (review
+/// R49: `run --stat -- ./prog` tried to run a program named `--stat` and exited 127).
+func programArguments(_ command: [String], of subcommand: ParsableCommand.Type) throws -> [String] {
+    if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(subcommand) }
+    if command.first == "--version" { throw CleanExit.message(swmallocVersion) }
+    if let first = command.first, first != "--", first.hasPrefix("-") {
+        throw ValidationError("unknown option '\(first)' (a program whose name starts with '-' goes after --)")
+    }
+    let args = command.first == "--" ? Array(command.dropFirst()) : command
+    guard !args.isEmpty else { throw ValidationError("no program given") }
+    return args
 }
 
 /// `--library PATH`, shared by the subcommands that preload swmalloc.

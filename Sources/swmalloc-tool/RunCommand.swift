@@ -94,12 +94,8 @@ struct RunCommand: ParsableCommand {
 
     /// Sets the environment and executes the program (returns only when that failed).
     func run() throws {
-        // The program's arguments are passed through untouched, so --help and -h before
-        // any program are looked at here, and --version, which --help lists.
-        if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(Self.self) }
-        if command.first == "--version" { throw CleanExit.message(swmallocVersion) }
-        let args = command.first == "--" ? Array(command.dropFirst()) : command
-        guard let program = args.first else { throw ValidationError("no program given") }
+        let args = try programArguments(command, of: Self.self)
+        let program = args[0]
         let lib = try library.path()
         let environment = ProcessInfo.processInfo.environment
         setenv("LD_PRELOAD", environment["LD_PRELOAD"].map { "\(lib):\($0)" } ?? lib, 1)

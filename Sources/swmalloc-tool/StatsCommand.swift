@@ -41,12 +41,7 @@ struct StatsCommand: ParsableCommand {
 
     /// Runs the program, prints each report, exits with the program's status.
     mutating func run() throws {
-        // The program's arguments are passed through untouched, so --help and -h before
-        // any program are looked at here, and --version, which --help lists.
-        if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(Self.self) }
-        if command.first == "--version" { throw CleanExit.message(swmallocVersion) }
-        let args = command.first == "--" ? Array(command.dropFirst()) : command
-        guard !args.isEmpty else { throw ValidationError("no program given") }
+        let args = try programArguments(command, of: Self.self)
         let lib = try library.path()
         let (lines, status, stoppedBy) = try runWithReport(args, library: lib)
         if lines.isEmpty {

@@ -100,7 +100,16 @@ struct BenchTests {
             (["--repetitions", "0"], "--repetitions"),
             (["--allocators", "glibc,nosuch"], "unknown allocator 'nosuch'"),
             (["--workloads", "nosuch"], "unknown workload 'nosuch'"),
-            (["--set", "nosuchkey=1"], "no workload has a parameter 'nosuchkey'"),
+            (["--set", "nosuchkey=1"], "no selected workload has a parameter 'nosuchkey'"),
+            // Review R49: settings no selected workload takes, counts of 0 or below and an
+            // empty workload list were accepted.
+            (["--workloads", "larson,large", "--set", "size=128"], "no selected workload has a parameter 'size'"),
+            (["--workloads", "larson", "--set", "larson.bogus=1"], "workload 'larson' has no parameter 'bogus'"),
+            (["--workloads", "single-loop", "--set", "larson.ops=1"], "workload 'larson' is not selected"),
+            (["--workloads", "vos-cost", "--set", "vos-cost.n=0"], "'0' is not a whole number of at least 1"),
+            (["--workloads", "single-loop", "--set", "n=-5"], "'-5' is not a whole number of at least 1"),
+            (["--workloads", "single-loop", "--set", "n=1e6"], "'1e6' is not a whole number"),
+            (["--workloads", ","], "--workloads names no workload"),
             (["--set", "nosuch.n=1"], "unknown workload 'nosuch'"),
             (["--set", "novalue"], "--set wants key=value"),
             (["--threads", "0"], "--threads"),

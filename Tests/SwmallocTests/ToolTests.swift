@@ -56,11 +56,18 @@ import Testing
         #expect(missing.exitCode == 127 && missing.stderr.contains("cannot run /nonexistent/prog"), "\(missing)")
         let notRunnable = try runChild(tool, ["run", "--library", try Library.release.existingPath(), "--", "/etc/passwd"])
         #expect(notRunnable.exitCode == 126 && notRunnable.stderr.contains("cannot run /etc/passwd"), "\(notRunnable)")
+        // A mistyped option before the program is an error, not the program's name (review
+        // R49: it exited 127, "cannot run --stat").
+        for subcommand in ["run", "stats"] {
+            let typo = try runChild(tool, [subcommand, "--library", try Library.release.existingPath(), "--stat", "--", "/bin/true"])
+            #expect(typo.exitCode == 64 && typo.stderr.contains("unknown option '--stat'"), "\(subcommand): \(typo)")
+        }
     }
 
     /// A library the loader could not preload is refused before anything runs: a text
     /// file, a directory, a path with a ':' or white space (which split LD_PRELOAD), a
-    /// bare file name (which the loader looks up in its library path), an executable. Before
+    /// bare file name (which the loader looks up in its library path), an executable, an
+    /// object file (R49: the loader ignored it and the program ran on glibc). Before
     /// the fix the loader printed "cannot be preloaded", the program ran on glibc and `run`
     /// exited 0. `stats --top` below 0 is refused (it crashed), and so is a benchmark whose
     /// every allocator was skipped (it crashed on an empty table).
@@ -71,9 +78,13 @@ import Testing
         try? FileManager.default.removeItem(atPath: spaced)
         try FileManager.default.copyItem(atPath: try Library.release.existingPath(), toPath: spaced)
         let executable = try compileProgram("regress.c")
+        let object = "\(Paths.scratch)/units.o"
+        let compiled = try runChild(try requireTool("cc", debianPackage: "gcc"),
+                                    ["-c", "-fPIC", "-I", Paths.include, "\(Paths.programs)/units.c", "-o", object])
+        #expect(compiled.succeeded, "\(compiled)")
         for (path, reason) in [("/etc/passwd", "not a shared library"), ("/tmp", "not a regular file"),
                                (spaced, "white space"), ("libswmalloc.so", "bare file name"),
-                               (executable, "an executable")] {
+                               (executable, "an executable"), (object, "an object file")] {
             let r = try runChild(tool, ["run", "--library", path, "--", "/bin/true"])
             #expect(!r.succeeded && r.stderr.contains(reason), "\(path): \(r)")
         }

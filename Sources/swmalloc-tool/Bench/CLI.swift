@@ -65,10 +65,10 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "The swm-workload program (default: the build's, or the installed one).")
     var workloadBinary: String?
 
-    @Option(name: .long, help: "JSON file of all samples (default: .build/bench/results.json beside the build).")
+    @Option(name: .long, help: "JSON file of all samples (default: .build/bench/results.json beside the build; installed, ./swmalloc-bench/results.json).")
     var json: String?
 
-    @Option(name: .long, help: "SVG chart (default: .build/bench/results.svg beside the build).")
+    @Option(name: .long, help: "SVG chart (default: .build/bench/results.svg beside the build; installed, ./swmalloc-bench/results.svg).")
     var svg: String?
 
     @Option(name: .long, help: "Report on a JSON file written earlier instead of running: summaries recomputed from its samples, tables printed, --json and --svg written if given.")
@@ -88,6 +88,7 @@ struct BenchCommand: ParsableCommand {
         // A name twice would merge two rows' samples into one, reported as one row's.
         if let twice = firstRepeated(allocatorList) { throw ValidationError("--allocators names '\(twice)' twice") }
         if let twice = firstRepeated(workloadList) { throw ValidationError("--workloads names '\(twice)' twice") }
+        if workloadList.isEmpty { throw ValidationError("--workloads names no workload (see --list)") }
         let baselineNames = Set(Catalogue.all.compactMap { $0.baseline?.name })
         var extraNames = Set<String>()
         for extra in try parsedExtraAllocators() {
@@ -133,26 +134,50 @@ struct BenchCommand: ParsableCommand {
     /// The requested workload names (all when not given).
     var workloadList: [String] { workloads.map(split) ?? Catalogue.all.map(\.name) }
 
-    /// The --set values as (workload or nil for every workload, key, value).
+    /// The --set values as (workload or nil for every selected workload that has the key,
+    /// key, value). Each must name a parameter of a selected workload (`workload.key`: of
+    /// that workload, which must be selected) and give it a whole number, at least 1 (at
+    /// least 0 for a percentage, `_pct`, or a delay, `_ms`): before, a setting no selected
+    /// workload had was ignored without a word, and `n=0` or `n=-5` ran and reported NaN
+    /// or negative times (review R49).
     func parsedSettings() throws -> [(workload: String?, key: String, value: String)] {
-        try settings.map { setting in
+        let selected = workloadList.compactMap(Catalogue.workload(named:))
+        return try settings.map { setting in
             guard let eq = setting.firstIndex(of: "="), eq != setting.startIndex,
                 !setting[setting.index(after: eq)...].contains(" ")
             else { throw ValidationError("--set wants key=value or workload.key=value, not '\(setting)'") }
             let name = setting[..<eq], value = String(setting[setting.index(after: eq)...])
+            var workload: String? = nil
+            var key = String(name)
             if let dot = name.firstIndex(of: ".") {
-                let workload = String(name[..<dot])
-                guard Catalogue.workload(named: workload) != nil else {
-                    throw ValidationError("--set: unknown workload '\(workload)'")
+                workload = String(name[..<dot])
+                key = String(name[name.index(after: dot)...])
+                guard let named = Catalogue.workload(named: workload!) else {
+                    throw ValidationError("--set: unknown workload '\(workload!)'")
                 }
-                return (workload, String(name[name.index(after: dot)...]), value)
+                guard selected.contains(where: { $0.name == named.name }) else {
+                    throw ValidationError("--set: workload '\(named.name)' is not selected (--workloads)")
+                }
+                guard acceptedKeys(of: named).contains(key) else {
+                    throw ValidationError("--set: workload '\(named.name)' has no parameter '\(key)' (see --list)")
+                }
+            } else if !selected.contains(where: { acceptedKeys(of: $0).contains(key) }) {
+                throw ValidationError("--set: no selected workload has a parameter '\(key)' (see --list)")
             }
-            let key = String(name)
-            guard Catalogue.all.contains(where: { w in w.parameters(for: profile).contains { $0.key == key } }) else {
-                throw ValidationError("--set: no workload has a parameter '\(key)' (use workload.key=value for others)")
+            let least = key.hasSuffix("_pct") || key.hasSuffix("_ms") ? 0 : 1
+            guard let number = Int(value), number >= least else {
+                throw ValidationError("--set \(name): '\(value)' is not a whole number of at least \(least)")
             }
-            return (nil, key, value)
+            return (workload, key, value)
         }
+    }
+
+    /// The keys `--set` may give `workload`: its parameters in any profile, and `threads`
+    /// where `--threads` sets it.
+    private func acceptedKeys(of workload: Workload) -> Set<String> {
+        var keys = Set(Profile.allCases.flatMap { workload.parameters(for: $0).map(\.key) })
+        if workload.takesThreads { keys.insert("threads") }
+        return keys
     }
 
     /// Lists the catalogue, re-reports a saved run, or runs the comparison and writes its
@@ -183,6 +208,9 @@ struct BenchCommand: ParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw ValidationError("workload program \(binary) not found (build the package or pass --workload-binary)")
         }
+        let jsonPath = json ?? resultsDirectory(buildDirectory) + "/results.json"
+        let svgPath = svg ?? resultsDirectory(buildDirectory) + "/results.svg"
+        for path in [jsonPath, svgPath] { try checkWritable(path) }
         let plan = try makePlan(allocators: found, threads: threadCount)
         let samples = execute(plan, runner: Runner(workloadBinary: binary))
         let document = BenchDocument(
@@ -192,9 +220,7 @@ struct BenchCommand: ParsableCommand {
         ).resummarised()
         let reporter = Report(document: document)
         print(reporter.text(), terminator: "")
-        let jsonPath = json ?? resultsDirectory(buildDirectory) + "/results.json"
         try document.write(to: jsonPath)
-        let svgPath = svg ?? resultsDirectory(buildDirectory) + "/results.svg"
         try writeSVG(reporter, to: svgPath)
         print("\nsamples: \(standardised(jsonPath))\nchart:   \(standardised(svgPath))")
         if samples.contains(where: { $0.error != nil }) { throw ExitCode(1) }
@@ -279,6 +305,24 @@ struct BenchCommand: ParsableCommand {
 func writeSVG(_ report: Report, to path: String) throws {
     try createParentDirectory(of: path)
     try report.svg().write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+/// Checks, before a run, that its results can be written at `path` (its directory made
+/// if needed): a run of minutes whose results could not be saved lost them all, with a
+/// raw Foundation error (review R49, in a directory the user cannot write).
+func checkWritable(_ path: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+    do { try createParentDirectory(of: path) } catch {
+        throw ValidationError("cannot write the results to \(standardised(path)): cannot make \(directory)")
+    }
+    // Opened for writing as the run will (root passes `access` where a write fails: /proc).
+    let existed = FileManager.default.fileExists(atPath: path)
+    let fd = open(path, O_WRONLY | O_CREAT, 0o644)
+    if fd < 0 {
+        throw ValidationError("cannot write the results to \(standardised(path)): \(String(cString: strerror(errno))) (use --json and --svg)")
+    }
+    close(fd)
+    if !existed { unlink(path) }
 }
 
 /// Where results go by default: `bench/` in the build's scratch directory (`.build/bench`
