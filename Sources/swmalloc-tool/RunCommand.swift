@@ -69,6 +69,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func validate() throws {
+        _ = try programArguments(command, of: Self.self)   // errors with this subcommand's usage
         for item in options where !item.contains("=") || item.contains(",") {
             throw ValidationError("--option wants one key=value, not '\(item)'")
         }

@@ -77,6 +77,7 @@ struct StatsCommand: ParsableCommand {
 
     /// Checks the options before the program runs.
     func validate() throws {
+        _ = try programArguments(command, of: Self.self)   // errors with this subcommand's usage
         if top < 0 { throw ValidationError("--top must be 0 or more") }
     }
 
