@@ -258,7 +258,7 @@ extension Huge {
                                         alignment: Int) -> UnsafeMutableRawPointer? {
         let page = OS.pageSize
         let span = page + alignment + newUsable
-        guard let raw = OS.map(span) else { return nil }
+        guard let raw = OS.map(span) ?? OSMemory.retryAfterReleasingCaches(span) else { return nil }
         let start = UInt(bitPattern: raw)
         let target = (start + UInt(page) + UInt(alignment - 1)) & ~UInt(alignment - 1)
         let targetPointer = UnsafeMutableRawPointer(bitPattern: target).unsafelyUnwrapped
