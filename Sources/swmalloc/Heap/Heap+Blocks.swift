@@ -110,6 +110,13 @@ extension Heap {
             Huge.freeClaimed(segment, heap: Heap.current)
             return fresh
         }
+        if !SegmentMap.contains(UInt(bitPattern: pointer)) {
+            // An over-aligned block, claimed before the copy for the same reason (R50).
+            let header = Huge.claimOverAligned(pointer)
+            fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
+            Huge.freeClaimedOverAligned(header)
+            return fresh
+        }
         fresh.copyMemory(from: pointer, byteCount: size < old ? size : old)
         deallocate(pointer)
         return fresh

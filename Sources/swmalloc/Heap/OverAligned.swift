@@ -180,10 +180,31 @@ extension Huge {
         }
         _ = OverAlignedTable.remove(UInt(bitPattern: p))
         Globals.overAlignedLock.unlock()
+        freeClaimedOverAligned(h)
+        return true
+    }
+
+    /// realloc's claim of the over-aligned block at `p` before it copies the block: taken
+    /// out of the table, so that another thread's free or realloc of it (a program race)
+    /// reports it instead of unmapping it under the copy (review R50: a silent SIGSEGV in
+    /// the copy). Aborts when it is gone already.
+    static func claimOverAligned(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<OverAligned> {
+        Globals.overAlignedLock.lock()
+        guard let h = findOverAligned(p) else {
+            Globals.overAlignedLock.unlock()
+            OS.fatal("realloc(): pointer already freed", pointer: p)
+        }
+        _ = OverAlignedTable.remove(UInt(bitPattern: p))
+        Globals.overAlignedLock.unlock()
+        return h
+    }
+
+    /// Frees the over-aligned block of header `h`, out of the table already: counted, then
+    /// cached or unmapped.
+    static func freeClaimedOverAligned(_ h: UnsafeMutablePointer<OverAligned>) {
         let mapped = OS.pageSize + h.pointee.usable
         countFree(usable: h.pointee.usable, mapped: mapped, heap: Heap.current)
         if !putCachedOverAligned(h) { OSMemory.unmap(UnsafeMutableRawPointer(h), mapped) }
-        return true
     }
 
     /// realloc of the over-aligned block at `p` (live: checked by the caller) to `size`
@@ -232,6 +253,11 @@ extension Huge {
         Globals.overAlignedLock.unlock()
         let old = h.pointee.usable
         let usable = OS.wholePages(size)
+        // With `thp=large` only the block's whole 2 MiB pages were advised, which split
+        // its mapping where `mremap` needs one: the whole block is advised alike first, as
+        // a huge block's is (`joinAdvice`; R50: both mremaps failed and realloc copied
+        // into an unaligned block).
+        if Options.current.pointee.thp == .large { OS.adviseHugePages(p, old, enable: true) }
         var block: UnsafeMutableRawPointer? = nil
         if OS.growInPlace(p, old, to: usable) {
             block = p
