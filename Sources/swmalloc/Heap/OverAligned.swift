@@ -184,7 +184,7 @@ extension Huge {
         return true
     }
 
-    /// realloc's claim of the over-aligned block at `p` before it copies the block: taken
+    /// realloc's claim of the over-aligned block at `p` before it copies or moves it: taken
     /// out of the table, so that another thread's free or realloc of it (a program race)
     /// reports it instead of unmapping it under the copy (review R50: a silent SIGSEGV in
     /// the copy). Aborts when it is gone already.
@@ -244,13 +244,7 @@ extension Huge {
         let heap = Heap.current
         if heap.isEmpty { return nil }
         let page = OS.pageSize
-        Globals.overAlignedLock.lock()
-        guard let h = findOverAligned(p) else {
-            Globals.overAlignedLock.unlock()
-            OS.fatal("realloc(): pointer already freed", pointer: p)
-        }
-        _ = OverAlignedTable.remove(UInt(bitPattern: p))
-        Globals.overAlignedLock.unlock()
+        let h = claimOverAligned(p)
         let old = h.pointee.usable
         let usable = OS.wholePages(size)
         // With `thp=large` only the block's whole 2 MiB pages were advised, which split
