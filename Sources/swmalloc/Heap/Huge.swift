@@ -216,7 +216,7 @@ enum Huge {
     /// joined in the cache forget it (`coalesce`), and growth bounds it (`joinAdvice`).
     /// An over-aligned block (`seg` nil) has no record.
     static func adviseHugePages(_ seg: UnsafeMutablePointer<Segment>?, block: UnsafeMutableRawPointer? = nil,
-                                        size: Int, usable: Int, zeroed: Bool) {
+                                size: Int, usable: Int, zeroed: Bool) {
         var want = 0
         switch Options.current.pointee.thp {
         case .large:
