@@ -447,31 +447,32 @@ static void *swm_nothrow_replaced(const char *name, void *volatile *cache, void 
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
 }
 
-/// Define the nothrow `operator new` `name` over `over` (and `basic`, what `over` is
-/// defined over: the array form's plain one): malloc (`SWM_NOTHROW_NEW`) or memalign
-/// (`SWM_NOTHROW_NEW_ALIGNED`) while both are swmalloc's, then `swm_nothrow_out_of_memory`
-/// when that fails; else `swm_nothrow_replaced`.
+/// A nothrow `operator new` (`name`) defined over `over` (and `basic`, what `over` is
+/// defined over: the array form's plain one), given as their global and own definitions:
+/// malloc, or memalign when `aligned`, while both are swmalloc's, then
+/// `swm_nothrow_out_of_memory` when that fails; else `swm_nothrow_replaced` (`cache`:
+/// the form's runtime, looked up once).
+static inline void *swm_nothrow_new(const char *name, void *volatile *cache, void *over, void *own_over, void *basic,
+                                    void *own_basic, intptr_t size, int aligned, intptr_t alignment, const void *tag) {
+    if (__builtin_expect(!swm_is_own(over, own_over) || !swm_is_own(basic, own_basic), 0))
+        return swm_nothrow_replaced(name, cache, over, size, alignment, tag);
+    void *p = aligned ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
+    return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, name);
+}
+
+/// Define the nothrow `operator new` `name` over `over` and `basic` (`swm_nothrow_new`):
+/// `SWM_NOTHROW_NEW` takes a size, `SWM_NOTHROW_NEW_ALIGNED` a size and an alignment.
+#define SWM_NOTHROW_ARGUMENTS(name, over, basic)                                                           \
+    #name, &runtime, SWM_GLOBAL(over), (void *)swm_own_##over, SWM_GLOBAL(basic), (void *)swm_own_##basic
 #define SWM_NOTHROW_NEW(name, over, basic)                                                                 \
     __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
-        void *global = SWM_GLOBAL(over);                                                                   \
-        if (__builtin_expect(!swm_is_own(global, (void *)swm_own_##over)                                   \
-                             || !swm_is_own(SWM_GLOBAL(basic), (void *)swm_own_##basic), 0)) {             \
-            static void *volatile runtime;                                                                 \
-            return swm_nothrow_replaced(#name, &runtime, global, size, 0, tag);                            \
-        }                                                                                                  \
-        void *p = swmimpl_malloc(size);                                                                    \
-        return p != NULL ? p : swm_nothrow_out_of_memory(size, 0, tag, #name);                             \
+        static void *volatile runtime;                                                                     \
+        return swm_nothrow_new(SWM_NOTHROW_ARGUMENTS(name, over, basic), size, 0, 0, tag);                 \
     }
 #define SWM_NOTHROW_NEW_ALIGNED(name, over, basic)                                                         \
     __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
-        void *global = SWM_GLOBAL(over);                                                                   \
-        if (__builtin_expect(!swm_is_own(global, (void *)swm_own_##over)                                   \
-                             || !swm_is_own(SWM_GLOBAL(basic), (void *)swm_own_##basic), 0)) {             \
-            static void *volatile runtime;                                                                 \
-            return swm_nothrow_replaced(#name, &runtime, global, size, alignment, tag);                    \
-        }                                                                                                  \
-        void *p = swmimpl_memalign(alignment, size);                                                       \
-        return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, #name);                     \
+        static void *volatile runtime;                                                                     \
+        return swm_nothrow_new(SWM_NOTHROW_ARGUMENTS(name, over, basic), size, 1, alignment, tag);         \
     }
 
 SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t, _Znwm, _Znwm)                                          // new(size_t, nothrow_t)
