@@ -220,6 +220,34 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
         }
     }
 
+    /// The later cases, quiet on the library:
+    /// - `tgkill_answers_esrch`: under a seccomp filter whose tgkill answers ESRCH,
+    ///   malloc_trim keeps the heaps of two live threads (before, it gave both away;
+    ///   review R35);
+    /// - `exit_report_to_full_pipe`: a stats_print=1 program whose stderr is a full pipe
+    ///   nobody reads ends within 20 s (before, never; review R35);
+    /// - `over_aligned_reused`, `over_aligned_many_live`, `over_aligned_realloc`: blocks
+    ///   aligned above 2 MiB are reused from a cache, found among 2,000 live ones, shrunk in
+    ///   place and grown without a copy, keeping their alignment (reviews R46, R48).
+    ///
+    /// These cases ran only on glibc until this test: their checks of the library's
+    /// behaviour were never made.
+    @Test(arguments: ["tgkill_answers_esrch", "exit_report_to_full_pipe", "over_aligned_reused",
+                      "over_aligned_many_live", "over_aligned_realloc"], Library.allCases)
+    func laterCasesPass(_ name: String, _ library: Library) throws {
+        try expectQuietCase(name, library)
+    }
+
+    /// `over_aligned_realloc` with thp=large: a 16 MiB-aligned block of 5 MiB + 100 bytes
+    /// grown to 50 MiB stays aligned. Before, only its whole 2 MiB units were advised, the
+    /// split mapping made both mremaps fail, and realloc copied it to a block aligned to
+    /// 16 bytes (review R50).
+    @Test(arguments: Library.allCases)
+    func overAlignedGrowthUnderLargePages(_ library: Library) throws {
+        let result = try expectCase("over_aligned_realloc", library, environment: ["SWMALLOC_OPTIONS": "thp=large"])
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+
     /// Short threads that keep one block in fifty of 16 B–60 KB: at each late peak at most
     /// 1.35 times the allocated bytes resident, with a 5 s purge delay (1.47 when every
     /// search for free memory started at the first segment, 1.24 now).

@@ -1,5 +1,5 @@
 /* double_free_race.c — two threads free the same huge block at the same moment:
- *     double_free_race TRIALS SIZE [vos | realloc | interior]
+ *     double_free_race TRIALS SIZE [vos | realloc | aligned-realloc | interior]
  * Runs with swmalloc preloaded. Each trial is a child process: it allocates a block of
  * SIZE bytes, two threads (the one that allocated it and another, or two others, by
  * turns) wait on one flag and then both call free() on it; with `vos`, the block comes
@@ -19,6 +19,12 @@
  * under the copy, SIGSEGV in memcpy (an outside review). A trial may also end normally:
  * the realloc grew the block where it was before the free came, which then freed it.
  * Prints "N trials".
+ *
+ * With `aligned-realloc`, the same with a block aligned to 4 MiB (aligned_alloc, kept in
+ * swmalloc's own table of over-aligned blocks rather than the huge blocks' map). Before
+ * realloc claimed such a block before copying it (the shrink to SIZE / 8), the free
+ * could unmap it under the copy: SIGSEGV with no message in about half the trials
+ * (review R50).
  *
  * With `interior`, one of the two frees a pointer 4 KiB into the block instead (an
  * invalid free): still exactly one line, naming either pointer. Before, the invalid
@@ -49,6 +55,8 @@ static uintptr_t *announced;
 static void *(*vos_malloc)(unsigned long size, unsigned long module);
 /** `realloc` mode: one racer grows the victim instead of freeing it. */
 static int realloc_mode;
+/** `aligned-realloc` mode: as `realloc`, with a victim aligned to 4 MiB. */
+static int aligned_mode;
 /** `interior` mode: one racer frees a pointer 4 KiB into the victim. */
 static int interior_mode;
 /** What that realloc returned (the victim when it grew in place before the free). */
@@ -99,7 +107,7 @@ static void *interior_racer(void *arg) {
 static void trial(int owner) {
     alarm(5);
     void *keep = malloc(realloc_mode ? 64 : size);
-    victim = vos_malloc ? vos_malloc(size, 7) : malloc(size);
+    victim = vos_malloc ? vos_malloc(size, 7) : aligned_mode ? aligned_alloc(4 << 20, size) : malloc(size);
     CHECK(keep != NULL && victim != NULL);
     memset(victim, 1, size);
     *announced = (uintptr_t)victim;
@@ -127,11 +135,13 @@ static void trial(int owner) {
 
 int main(int argc, char **argv) {
     CHECK(argc == 3 || (argc == 4 && (strcmp(argv[3], "vos") == 0 || strcmp(argv[3], "realloc") == 0
+                                      || strcmp(argv[3], "aligned-realloc") == 0
                                       || strcmp(argv[3], "interior") == 0)));
     int trials = atoi(argv[1]);
     size = (size_t)strtoull(argv[2], NULL, 0);
     CHECK(trials > 0 && size > 0);
-    realloc_mode = argc == 4 && strcmp(argv[3], "realloc") == 0;
+    aligned_mode = argc == 4 && strcmp(argv[3], "aligned-realloc") == 0;
+    realloc_mode = aligned_mode || (argc == 4 && strcmp(argv[3], "realloc") == 0);
     interior_mode = argc == 4 && strcmp(argv[3], "interior") == 0;
     if (argc == 4 && !realloc_mode && !interior_mode) {
         vos_malloc = (void *(*)(unsigned long, unsigned long))dlsym(RTLD_DEFAULT, "VOS_MallocModule");

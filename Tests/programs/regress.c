@@ -399,7 +399,8 @@ static void case_over_aligned_many_live(void) {
 /** realloc of a block aligned to 4 MiB: shrunk from 64 to 20 MiB it stays where it is;
  *  grown to 100 MiB its pages move (no copy: its 20 MiB written do not fault again)
  *  and, with swmalloc, it stays aligned to 4 MiB. Before, both copied, with the old and
- *  the new block resident at once (review R48). */
+ *  the new block resident at once (review R48). Then a block whose size ends inside a
+ *  2 MiB unit keeps its alignment when it grows (with thp=large too). */
 static void case_over_aligned_realloc(void) {
     unsigned char *p = aligned_alloc(4 * MiB, 64 * MiB);
     CHECK(p != NULL);
@@ -420,6 +421,20 @@ static void case_over_aligned_realloc(void) {
     }
     free(blocker);
     free(r);
+    /* 5 MiB + 100 bytes aligned to 16 MiB, grown to 50 MiB: the end of its last 2 MiB is
+     * not the end of a 2 MiB unit. With thp=large, only its whole 2 MiB units were
+     * advised, the mapping was split in two, both mremaps failed (EFAULT) and realloc
+     * copied the block to one aligned to 16 bytes only (review R50). */
+    unsigned char *odd = aligned_alloc(16 * MiB, 5 * MiB + 100);
+    CHECK(odd != NULL);
+    fill(odd, 5 * MiB + 100, 9);
+    unsigned char *grown = realloc(odd, 50 * MiB);
+    CHECK(grown != NULL);
+    CHECK(first_mismatch(grown, 5 * MiB + 100, 9) == 5 * MiB + 100);
+    if (swmalloc_loaded())
+        CHECKF((uintptr_t)grown % (16 * MiB) == 0, "block grown to 50 MiB at %p lost its 16 MiB alignment",
+               (void *)grown);
+    free(grown);
 }
 
 /** A posix_memalign that fails for lack of memory returns ENOMEM, sets errno to ENOMEM
