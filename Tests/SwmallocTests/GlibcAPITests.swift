@@ -12,7 +12,7 @@ let glibcAPICases = [
 ]
 
 /// Options each case runs with (the defaults unless named here).
-let glibcAPIOptions = ["mallopt_keeps_user_delay": "purge_delay_ms=250"]
+let glibcAPIOptions = ["mallopt_keeps_user_delay": "purge_delay_ms=5000"]
 
 /// How the program gets swmalloc.
 enum Attachment: String, CaseIterable, Sendable, CustomStringConvertible {

@@ -669,8 +669,9 @@ static void case_huge_shrink_in_place(void) {
 
 /** huge_grow_in_place: a huge block realloc'd back and forth between 2.5 and 3 MB 200
  *  times, and one grown by 64 KiB steps from 3 to 40 MB, keep their bytes and move at
- *  most a few times (glibc: once and 3 times); before, the block moved at every growth
- *  (an mmap, an mremap and an munmap each: 5x glibc's time; an outside review). */
+ *  most 4 and 10 times (glibc: once and 4 times, swmalloc 5 in the 592 growths); before,
+ *  the block moved at every growth (an mmap, an mremap and an munmap each: 5x glibc's
+ *  time; an outside review). The bound was 40 until review R51 found it 8x the count. */
 static void case_huge_grow_in_place(void) {
     const size_t low = 2560 * 1024, high = 3 * MiB;
     unsigned char *p = malloc(high);
@@ -697,7 +698,7 @@ static void case_huge_grow_in_place(void) {
         p = q;
         memset(p + size - 64 * 1024, 7, 64 * 1024);
     }
-    CHECKF(moves <= 40, "a block grown by 64 KiB steps from 3 to 40 MB moved %d times", moves);
+    CHECKF(moves <= 10, "a block grown by 64 KiB steps from 3 to 40 MB moved %d times", moves);
     free(p);
 }
 
