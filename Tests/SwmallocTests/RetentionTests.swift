@@ -26,7 +26,10 @@ let retentionOptions = ["purger_off": "background=0", "big_freed_then_sleep_sync
                         "thread_churn_resident_sync": "background=0", "exit_after_remote_frees_sync": "background=0"]
 
 /// Memory retention and the background purger. Serialized: the cases read the resident
-/// set size and the process's threads, and want the machine to themselves.
+/// set size and the process's threads, so they run one at a time. Other suites may run
+/// beside them (`.serialized` orders a suite's own tests only): the time bounds the cases
+/// wait for (3 s for memory to go back, wakeups counted over a second) allow for a
+/// loaded machine.
 @Suite(.serialized) struct RetentionTests {
     /// retention.c knows exactly the cases this file runs.
     @Test func caseListMatches() throws {

@@ -1,6 +1,7 @@
 // StressTests.swift — the heavy C programs: the deterministic multithreaded stress test,
 // fork from a multithreaded process, out of memory under `ulimit -v`, and memory going
-// back to the OS. Serialized: each of them wants both cores.
+// back to the OS. Serialized: each of them wants both cores, so they run one at a time
+// (other suites may still run beside them: `.serialized` orders a suite's own tests only).
 
 import Testing
 
