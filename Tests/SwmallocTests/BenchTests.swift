@@ -212,6 +212,45 @@ struct BenchTests {
         #expect(run.stdout.contains("FAILED"))
     }
 
+    @Test("a run past --timeout is killed with its fork children and reported, and the others go on")
+    func timeLimit() throws {
+        let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fake = dir + "/fake-workload"
+        // single-loop hangs in a fork child as well as in itself (snmalloc's and mimalloc
+        // v3's fork children did so in retention-spawn): the child holds the output pipes.
+        try """
+            #!/bin/sh
+            case "$1" in
+            single-loop) sleep 120 & echo $! > "\(dir)/child.pid"; sleep 120 ;;
+            *) echo "RESULT workload=$1 time_s=0.1" ;;
+            esac
+            """.write(toFile: fake + ".sh", atomically: true, encoding: .utf8)
+        let installed = try BenchSupport.run("/usr/bin/install", ["-m", "755", fake + ".sh", fake])
+        try #require(installed.status == 0, "\(installed)")
+        let path = dir + "/r.json"
+        let start = Date()
+        let run = try BenchSupport.run(
+            BenchSupport.tool,
+            ["bench", "--workload-binary", fake, "--allocators", "glibc", "--no-baselines", "-r", "1", "--timeout", "1",
+             "--workloads", "single-loop,thread-loop", "--json", path, "--svg", dir + "/c.svg"])
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(elapsed < 60, "the bench took \(elapsed) s: the hung run was not killed")
+        #expect(run.status == 1, "\(run)")
+        let samples = try #require(try BenchSupport.readJSON(path)["samples"] as? [[String: Any]])
+        func sample(_ w: String) -> [String: Any] { samples.first { $0["workload"] as? String == w } ?? [:] }
+        #expect((sample("single-loop")["error"] as? String)?.hasPrefix("timed out after 1 s") == true, "\(samples)")
+        #expect(sample("thread-loop")["time"] as? Double == 0.1, "\(samples)")
+        // The fork child was killed with its parent: gone, or a zombie no one reaped yet.
+        let child = try String(contentsOfFile: dir + "/child.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)
+        let state = stat.flatMap { $0.split(separator: ")").last?.split(separator: " ").first }.map(String.init)
+        #expect(state == nil || state == "Z", "the fork child \(child) still runs: \(stat ?? "")")
+        let refused = try BenchSupport.run(BenchSupport.tool, ["bench", "--timeout", "-1"])
+        #expect(refused.status == 64 && refused.stderr.contains("--timeout"), "\(refused)")
+    }
+
     @Test("a missing allocator is skipped with a note naming its Debian package")
     func missingAllocator() throws {
         let dir = try BenchSupport.temporaryDirectory()

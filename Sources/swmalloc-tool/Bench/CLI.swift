@@ -47,6 +47,9 @@ struct BenchCommand: ParsableCommand {
         help: "Set a workload parameter: key=value (every workload that has the key) or workload.key=value. Repeatable.")
     var settings: [String] = []
 
+    @Option(name: .long, help: "Seconds one run may take before it is killed and reported as failed (0: no limit).")
+    var timeout: Int = 300
+
     @Flag(inversion: .prefixedNo, help: "Whether to run the baselines (vos-pool, ngx-slab, mc-slab) on their workloads too (default: yes).")
     var baselines = true
 
@@ -80,6 +83,7 @@ struct BenchCommand: ParsableCommand {
     /// Checks the options before anything runs; `--full` selects the full profile.
     mutating func validate() throws {
         if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
+        if timeout < 0 { throw ValidationError("--timeout must be 0 (no limit) or more seconds") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be 1 … 1024") }
         if full { profile = .full }
         for name in allocatorList where !AllocatorCatalogue.names.contains(name) {
@@ -212,7 +216,8 @@ struct BenchCommand: ParsableCommand {
         let svgPath = svg ?? resultsDirectory(buildDirectory) + "/results.svg"
         for path in [jsonPath, svgPath] { try checkWritable(path) }
         let plan = try makePlan(allocators: found, threads: threadCount)
-        let samples = execute(plan, runner: Runner(workloadBinary: binary))
+        Runner.installStopHandlers()
+        let samples = execute(plan, runner: Runner(workloadBinary: binary, timeLimit: timeout > 0 ? Double(timeout) : nil))
         let document = BenchDocument(
             date: ISO8601DateFormatter().string(from: Date()), machine: .current(), command: CommandLine.arguments,
             profile: profile, repetitions: repetitions, threads: threadCount, allocators: found, notes: notes,

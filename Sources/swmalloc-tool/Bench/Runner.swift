@@ -65,12 +65,36 @@ struct ChildOutcome {
     let cpuSeconds: Double
     /// Peak RSS in kB (wait4 rusage).
     let peakRSSKB: Int
+    /// True when the time limit ran out and its process group was killed.
+    var timedOut = false
+}
+
+/// The process group of the workload running now (0: none), for `killRunningGroup`.
+nonisolated(unsafe) private var runningGroup: pid_t = 0
+
+/// On SIGINT, SIGQUIT, SIGTERM or SIGHUP: kills the running workload's process group
+/// (each runs in a group of its own, which the terminal's signals do not reach), then
+/// ends the driver as the signal would. Async-signal-safe: kill, signal and raise.
+private func killRunningGroup(_ signo: Int32) {
+    if runningGroup > 0 { kill(-runningGroup, SIGKILL) }
+    signal(signo, SIG_DFL)
+    raise(signo)
 }
 
 /// Starts workload processes with posix_spawn and collects them with wait4.
 struct Runner {
     /// The workload program.
     let workloadBinary: String
+    /// Seconds a run may take before its process group is killed (nil: no limit). A run
+    /// whose allocator deadlocks (snmalloc 0.7.5's fork child in `retention-spawn` waited
+    /// for ever on a lock its parent's other thread held at the fork) would otherwise
+    /// hold the whole benchmark.
+    var timeLimit: Double? = nil
+
+    /// Makes the driver's stop signals kill the running workload's process group first.
+    static func installStopHandlers() {
+        for signo in [SIGINT, SIGQUIT, SIGTERM, SIGHUP] { signal(signo, killRunningGroup) }
+    }
 
     /// Runs `workload` with `arguments` (key=value) and `preload` in LD_PRELOAD (none when
     /// nil, and any inherited LD_PRELOAD removed), and turns the outcome into a sample.
@@ -87,7 +111,9 @@ struct Runner {
         }
         let values = ResultLine.parse(outcome.stdout)
         var failure: String?
-        if let signal = outcome.signal {
+        if outcome.timedOut {
+            failure = "timed out after \(Int(timeLimit ?? 0)) s (its process group was killed)"
+        } else if let signal = outcome.signal {
             failure = "killed by signal \(signal)"
         } else if outcome.exitCode != 0 {
             failure = "exit status \(outcome.exitCode ?? -1)"
@@ -126,6 +152,13 @@ struct Runner {
         posix_spawn_file_actions_adddup2(&actions, errPipe.write, 2)
         posix_spawn_file_actions_addclose(&actions, outPipe.read)
         posix_spawn_file_actions_addclose(&actions, errPipe.read)
+        // A process group of its own, so that a time limit kills its fork children too
+        // (one that hangs keeps the output pipes open).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = envStrings.map { strdup($0) } + [nil]
         defer {
@@ -134,13 +167,25 @@ struct Runner {
         }
         var pid: pid_t = 0
         let start = Date()
-        let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
+        let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
         close(outPipe.write)
         close(errPipe.write)
         guard rc == 0 else {
             close(outPipe.read)
             close(errPipe.read)
             throw SpawnError(description: "posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))")
+        }
+        runningGroup = pid
+        defer { runningGroup = 0 }
+        let watchdog = Watchdog()
+        if let timeLimit {
+            let group = pid
+            Thread {
+                if watchdog.done.wait(timeout: .now() + timeLimit) == .timedOut {
+                    watchdog.fired = true
+                    kill(-group, SIGKILL)
+                }
+            }.start()
         }
         // Drain stderr on another thread so neither pipe can fill up and block the child.
         let errorData = ReadBox()
@@ -157,6 +202,7 @@ struct Runner {
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        watchdog.done.signal()
         let wall = Date().timeIntervalSince(start)
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
@@ -164,7 +210,19 @@ struct Runner {
         return ChildOutcome(
             stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errorData.data, as: UTF8.self),
             exitCode: termSignal == 0 ? (status >> 8) & 0xff : nil, signal: termSignal == 0 ? nil : termSignal,
-            wallSeconds: wall, cpuSeconds: cpu, peakRSSKB: Int(usage.ru_maxrss))
+            wallSeconds: wall, cpuSeconds: cpu, peakRSSKB: Int(usage.ru_maxrss), timedOut: watchdog.fired)
+    }
+}
+
+/// A run's time limit: `done` is signalled when the child was collected; `fired` says
+/// that the limit ran out first and the group was killed.
+private final class Watchdog: @unchecked Sendable {
+    let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var firedValue = false
+    var fired: Bool {
+        get { lock.withLock { firedValue } }
+        set { lock.withLock { firedValue = newValue } }
     }
 }
 
