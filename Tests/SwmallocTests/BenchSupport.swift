@@ -51,6 +51,24 @@ enum BenchSupport {
             stderr: String(decoding: errData.wait(), as: UTF8.self))
     }
 
+    /// Writes an executable shell script `dir/fake-workload` standing in for swm-workload:
+    /// `cases` are the branches of a `case "$1" in … esac` on the workload's name. Returns
+    /// its path. The executable is written by another process (install): a file this
+    /// process wrote can still be open for writing in a child another test is forking,
+    /// and running it then fails with ETXTBSY ("Text file busy").
+    static func fakeWorkload(in dir: String, cases: String) throws -> String {
+        let fake = dir + "/fake-workload"
+        try "#!/bin/sh\ncase \"$1\" in\n\(cases)\nesac\n".write(toFile: fake + ".sh", atomically: true, encoding: .utf8)
+        let installed = try run("/usr/bin/install", ["-m", "755", fake + ".sh", fake])
+        guard installed.status == 0 else { throw InstallFailed(outcome: installed) }
+        return fake
+    }
+
+    /// `install` failed to write a fake workload.
+    struct InstallFailed: Error {
+        let outcome: Outcome
+    }
+
     /// A fresh temporary directory for one test (the test removes it: `defer`).
     static func temporaryDirectory() throws -> String {
         let path = NSTemporaryDirectory() + "swmalloc-bench-test-" + UUID().uuidString

@@ -173,23 +173,14 @@ struct BenchTests {
     func resultLineParsing() throws {
         let dir = try BenchSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fake = dir + "/fake-workload"
-        try """
-            #!/bin/sh
-            case "$1" in
+        let fake = try BenchSupport.fakeWorkload(in: dir, cases: """
             single-loop) echo "noise before"; echo "RESULT workload=$1 api=malloc time_s=0.25 preload=${LD_PRELOAD:-none} x=1"; echo "RESULT time_s=9" ;;
             thread-loop) exit 3 ;;
             nginx-1500) echo "RESULT workload=$1 novalue time_s=1" ;;
             slab-kv) echo "RESULT workload=$1 time_s=fast" ;;
             larson) kill -9 $$ ;;
             *) echo "no result here" ;;
-            esac
-            """.write(toFile: fake + ".sh", atomically: true, encoding: .utf8)
-        // The executable is written by another process (install): a file this process
-        // wrote can still be open for writing in a child another test is forking, and
-        // running it then fails with ETXTBSY ("Text file busy").
-        let installed = try BenchSupport.run("/usr/bin/install", ["-m", "755", fake + ".sh", fake])
-        try #require(installed.status == 0, "\(installed)")
+            """)
         let path = dir + "/r.json"
         let run = try BenchSupport.run(
             BenchSupport.tool,
@@ -216,18 +207,12 @@ struct BenchTests {
     func timeLimit() throws {
         let dir = try BenchSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fake = dir + "/fake-workload"
         // single-loop hangs in a fork child as well as in itself (snmalloc's and mimalloc
         // v3's fork children did so in retention-spawn): the child holds the output pipes.
-        try """
-            #!/bin/sh
-            case "$1" in
+        let fake = try BenchSupport.fakeWorkload(in: dir, cases: """
             single-loop) sleep 120 & echo $! > "\(dir)/child.pid"; sleep 120 ;;
             *) echo "RESULT workload=$1 time_s=0.1" ;;
-            esac
-            """.write(toFile: fake + ".sh", atomically: true, encoding: .utf8)
-        let installed = try BenchSupport.run("/usr/bin/install", ["-m", "755", fake + ".sh", fake])
-        try #require(installed.status == 0, "\(installed)")
+            """)
         let path = dir + "/r.json"
         let start = Date()
         let run = try BenchSupport.run(
