@@ -203,14 +203,17 @@ struct BenchTests {
         #expect(run.stdout.contains("FAILED"))
     }
 
-    @Test("a run past --timeout is killed with its fork children and reported, and the others go on")
+    @Test("a run past --timeout is killed with what it forked, even in another session, and the others go on")
     func timeLimit() throws {
         let dir = try BenchSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // single-loop hangs in a fork child as well as in itself (snmalloc's and mimalloc
-        // v3's fork children did so in retention-spawn): the child holds the output pipes.
+        // single-loop hangs, and so does a fork child of it in a session of its own
+        // (snmalloc's and mimalloc v3's fork children hung in retention-spawn), holding
+        // the output pipes; thread-loop ends at once but leaves a child running that closed
+        // them.
         let fake = try BenchSupport.fakeWorkload(in: dir, cases: """
-            single-loop) sleep 120 & echo $! > "\(dir)/child.pid"; sleep 120 ;;
+            single-loop) setsid sleep 120 & echo $! > "\(dir)/hung.pid"; sleep 120 ;;
+            thread-loop) (exec >/dev/null 2>&1; sleep 120) & echo $! > "\(dir)/left.pid"; echo "RESULT workload=$1 time_s=0.1" ;;
             *) echo "RESULT workload=$1 time_s=0.1" ;;
             """)
         let path = dir + "/r.json"
@@ -218,7 +221,7 @@ struct BenchTests {
         let run = try BenchSupport.run(
             BenchSupport.tool,
             ["bench", "--workload-binary", fake, "--allocators", "glibc", "--no-baselines", "-r", "1", "--timeout", "1",
-             "--workloads", "single-loop,thread-loop", "--json", path, "--svg", dir + "/c.svg"])
+             "--workloads", "single-loop,thread-loop,nginx-1500", "--json", path, "--svg", dir + "/c.svg"])
         let elapsed = Date().timeIntervalSince(start)
         #expect(elapsed < 60, "the bench took \(elapsed) s: the hung run was not killed")
         #expect(run.status == 1, "\(run)")
@@ -226,14 +229,17 @@ struct BenchTests {
         func sample(_ w: String) -> [String: Any] { samples.first { $0["workload"] as? String == w } ?? [:] }
         #expect((sample("single-loop")["error"] as? String)?.hasPrefix("timed out after 1 s") == true, "\(samples)")
         #expect(sample("thread-loop")["time"] as? Double == 0.1, "\(samples)")
-        // The fork child was killed with its parent: gone, or a zombie no one reaped yet.
-        let child = try String(contentsOfFile: dir + "/child.pid", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)
-        let state = stat.flatMap { $0.split(separator: ")").last?.split(separator: " ").first }.map(String.init)
-        #expect(state == nil || state == "Z", "the fork child \(child) still runs: \(stat ?? "")")
-        let refused = try BenchSupport.run(BenchSupport.tool, ["bench", "--timeout", "-1"])
-        #expect(refused.status == 64 && refused.stderr.contains("--timeout"), "\(refused)")
+        #expect(sample("nginx-1500")["time"] as? Double == 0.1, "\(samples)")
+        // The processes the two runs left were killed: gone, or zombies not yet reaped.
+        for file in ["hung.pid", "left.pid"] {
+            let child = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)
+            let state = stat.flatMap { $0.split(separator: ")").last?.split(separator: " ").first }.map(String.init)
+            #expect(state == nil || state == "Z", "\(file): process \(child) still runs: \(stat ?? "")")
+        }
+        let refused = try BenchSupport.run(BenchSupport.tool, ["bench", "--timeout=-1"])
+        #expect(refused.status == 64 && refused.stderr.contains("--timeout must be 0"), "\(refused)")
     }
 
     @Test("a missing allocator is skipped with a note naming its Debian package")

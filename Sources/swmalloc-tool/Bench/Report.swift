@@ -75,7 +75,7 @@ struct BenchDocument: Codable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try createParentDirectory(of: path)
-        try encoder.encode(self).write(to: URL(fileURLWithPath: path))
+        try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }
 

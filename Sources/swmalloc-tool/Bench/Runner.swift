@@ -69,31 +69,26 @@ struct ChildOutcome {
     var timedOut = false
 }
 
-/// The process group of the workload running now (0: none), for `killRunningGroup`.
-nonisolated(unsafe) private var runningGroup: pid_t = 0
-
-/// On SIGINT, SIGQUIT, SIGTERM or SIGHUP: kills the running workload's process group
-/// (each runs in a group of its own, which the terminal's signals do not reach), then
-/// ends the driver as the signal would. Async-signal-safe: kill, signal and raise.
-private func killRunningGroup(_ signo: Int32) {
-    if runningGroup > 0 { kill(-runningGroup, SIGKILL) }
-    signal(signo, SIG_DFL)
-    raise(signo)
-}
-
 /// Starts workload processes with posix_spawn and collects them with wait4.
 struct Runner {
     /// The workload program.
     let workloadBinary: String
-    /// Seconds a run may take before its process group is killed (nil: no limit). A run
-    /// whose allocator deadlocks (snmalloc 0.7.5's fork child in `retention-spawn` waited
-    /// for ever on a lock its parent's other thread held at the fork) would otherwise
-    /// hold the whole benchmark.
+    /// Seconds a run may take before it is killed (nil: no limit). A run whose allocator
+    /// deadlocks (snmalloc 0.7.5's fork child in `retention-spawn` waited for ever on a
+    /// lock its parent's other thread held at the fork) would otherwise hold the whole
+    /// benchmark.
     var timeLimit: Double? = nil
 
-    /// Makes the driver's stop signals kill the running workload's process group first.
-    static func installStopHandlers() {
-        for signo in [SIGINT, SIGQUIT, SIGTERM, SIGHUP] { signal(signo, killRunningGroup) }
+    /// Makes this process the subreaper of its descendants (`PR_SET_CHILD_SUBREAPER`): a
+    /// workload's fork children that outlive it, in whatever session or process group,
+    /// become this process's children, so that `killOrphans` can end them. Without it a
+    /// hung fork child (holding the output pipes) would outlive its run.
+    static func adoptOrphans() {
+        // prctl is not in Swift's Glibc module: looked up by name. 36 is
+        // PR_SET_CHILD_SUBREAPER (linux/prctl.h).
+        typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") else { return }
+        _ = unsafeBitCast(symbol, to: Prctl.self)(36, 1, 0, 0, 0)
     }
 
     /// Runs `workload` with `arguments` (key=value) and `preload` in LD_PRELOAD (none when
@@ -112,7 +107,7 @@ struct Runner {
         let values = ResultLine.parse(outcome.stdout)
         var failure: String?
         if outcome.timedOut {
-            failure = "timed out after \(Int(timeLimit ?? 0)) s (its process group was killed)"
+            failure = "timed out after \(Int(timeLimit ?? 0)) s (killed, with the processes it forked)"
         } else if let signal = outcome.signal {
             failure = "killed by signal \(signal)"
         } else if outcome.exitCode != 0 {
@@ -152,13 +147,6 @@ struct Runner {
         posix_spawn_file_actions_adddup2(&actions, errPipe.write, 2)
         posix_spawn_file_actions_addclose(&actions, outPipe.read)
         posix_spawn_file_actions_addclose(&actions, errPipe.read)
-        // A process group of its own, so that a time limit kills its fork children too
-        // (one that hangs keeps the output pipes open).
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, 0)
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = envStrings.map { strdup($0) } + [nil]
         defer {
@@ -167,69 +155,100 @@ struct Runner {
         }
         var pid: pid_t = 0
         let start = Date()
-        let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
+        let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
         close(outPipe.write)
         close(errPipe.write)
-        guard rc == 0 else {
+        defer {
             close(outPipe.read)
             close(errPipe.read)
+        }
+        guard rc == 0 else {
             throw SpawnError(description: "posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))")
         }
-        runningGroup = pid
-        defer { runningGroup = 0 }
-        let watchdog = Watchdog()
-        if let timeLimit {
-            let group = pid
-            Thread {
-                if watchdog.done.wait(timeout: .now() + timeLimit) == .timedOut {
-                    watchdog.fired = true
-                    kill(-group, SIGKILL)
-                }
-            }.start()
-        }
-        // Drain stderr on another thread so neither pipe can fill up and block the child.
-        let errorData = ReadBox()
-        let finished = DispatchSemaphore(value: 0)
-        let errorReader = Thread {
-            errorData.data = readAll(errPipe.read)
-            finished.signal()
-        }
-        errorReader.start()
-        let outData = readAll(outPipe.read)
-        finished.wait()
-        close(outPipe.read)
-        close(errPipe.read)
+        let deadline = timeLimit.map { Date().addingTimeInterval($0) }
+        var output = [Data(), Data()]
+        let timedOut = drain([outPipe.read, errPipe.read], into: &output, until: deadline, child: pid)
+        if timedOut { kill(pid, SIGKILL) }
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-        watchdog.done.signal()
+        Runner.killOrphans()
         let wall = Date().timeIntervalSince(start)
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
         let termSignal = status & 0x7f
         return ChildOutcome(
-            stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errorData.data, as: UTF8.self),
+            stdout: String(decoding: output[0], as: UTF8.self), stderr: String(decoding: output[1], as: UTF8.self),
             exitCode: termSignal == 0 ? (status >> 8) & 0xff : nil, signal: termSignal == 0 ? nil : termSignal,
-            wallSeconds: wall, cpuSeconds: cpu, peakRSSKB: Int(usage.ru_maxrss), timedOut: watchdog.fired)
+            wallSeconds: wall, cpuSeconds: cpu, peakRSSKB: Int(usage.ru_maxrss), timedOut: timedOut)
     }
-}
 
-/// A run's time limit: `done` is signalled when the child was collected; `fired` says
-/// that the limit ran out first and the group was killed.
-private final class Watchdog: @unchecked Sendable {
-    let done = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var firedValue = false
-    var fired: Bool {
-        get { lock.withLock { firedValue } }
-        set { lock.withLock { firedValue = newValue } }
+    /// Reads `fds` into `output` until both reach their end, or `child` has exited (what
+    /// is left in the pipes then is read; a fork child that outlives it may hold them
+    /// open), or `deadline` passes with `child` still running: returns true then. Both
+    /// pipes are read in one loop, so neither can fill up and block the child.
+    private func drain(_ fds: [Int32], into output: inout [Data], until deadline: Date?, child: pid_t) -> Bool {
+        var open = [true, true]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var exited = false
+        while open[0] || open[1] {
+            if !exited && childExited(child) { exited = true }
+            if !exited, let deadline, Date() >= deadline { return !childExited(child) }
+            var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
+            // 100 ms at most, to see the child's exit and the deadline; 0 once it exited.
+            let ready = poll(&polls, nfds_t(polls.count), exited ? 0 : 100)
+            if ready < 0 && errno != EINTR { break }
+            if ready <= 0 {
+                if exited { break }
+                continue
+            }
+            for i in fds.indices where open[i] && polls[i].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(fds[i], $0.baseAddress, $0.count) }
+                if n > 0 {
+                    output[i].append(contentsOf: buffer[0..<n])
+                } else if n == 0 || errno != EINTR {
+                    open[i] = false
+                }
+            }
+        }
+        return false
     }
-}
 
-/// Bytes read by another thread.
-private final class ReadBox: @unchecked Sendable {
-    /// The bytes, complete once the reading thread has finished.
-    var data = Data()
+    /// True once `child` has exited (left to be reaped: `WNOWAIT`).
+    private func childExited(_ child: pid_t) -> Bool {
+        var info = siginfo_t()
+        return waitid(P_PID, id_t(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == child
+    }
+
+    /// Kills and reaps this process's remaining children: the workload's descendants that
+    /// outlived it, handed to this process by `adoptOrphans` (the workload is reaped
+    /// already; the driver starts no other child). Repeated until none is left, as each
+    /// one killed hands its own children over.
+    static func killOrphans() {
+        for _ in 0..<1000 {
+            let children = childProcesses()
+            if children.isEmpty { return }
+            for child in children { kill(child, SIGKILL) }
+            for child in children {
+                var status: Int32 = 0
+                while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+            }
+        }
+    }
+
+    /// The processes whose parent is this one (from /proc/PID/stat).
+    private static func childProcesses() -> [pid_t] {
+        let me = getpid()
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return names.compactMap { name -> pid_t? in
+            guard let pid = pid_t(name), pid != me,
+                  let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // After the command's closing parenthesis: the state, then the parent's id.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == me ? pid : nil
+        }
+    }
 }
 
 /// Creates a pipe whose ends close on exec.
@@ -240,18 +259,4 @@ private func makePipe() throws -> (read: Int32, write: Int32) {
     }
     for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     return (fds[0], fds[1])
-}
-
-/// Reads a file descriptor to its end.
-private func readAll(_ fd: Int32) -> Data {
-    var data = Data()
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n > 0 {
-            data.append(contentsOf: buffer[0..<n])
-        } else if n == 0 || errno != EINTR {
-            return data
-        }
-    }
 }
