@@ -184,15 +184,22 @@ struct Runner {
     }
 
     /// Reads `fds` into `output` until both reach their end, or `child` has exited (what
-    /// is left in the pipes then is read; a fork child that outlives it may hold them
-    /// open), or `deadline` passes with `child` still running: returns true then. Both
-    /// pipes are read in one loop, so neither can fill up and block the child.
+    /// is in the pipes then is read, up to 1,000 more reads: a fork child that outlives
+    /// it may hold them open, or go on writing), or `deadline` passes with `child` still
+    /// running: returns true then. Both pipes are read in one loop, so neither can fill
+    /// up and block the child.
     private func drain(_ fds: [Int32], into output: inout [Data], until deadline: Date?, child: pid_t) -> Bool {
         var open = [true, true]
         var buffer = [UInt8](repeating: 0, count: 65536)
         var exited = false
+        var readsAfterExit = 0
         while open[0] || open[1] {
-            if !exited && childExited(child) { exited = true }
+            if exited {
+                readsAfterExit += 1
+                if readsAfterExit > 1000 { break }
+            } else if childExited(child) {
+                exited = true
+            }
             if !exited, let deadline, Date() >= deadline { return !childExited(child) }
             var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
             // 100 ms at most, to see the child's exit and the deadline; 0 once it exited.
