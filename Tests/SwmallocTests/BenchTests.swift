@@ -210,10 +210,13 @@ struct BenchTests {
         // single-loop hangs, and so does a fork child of it in a session of its own
         // (snmalloc's and mimalloc v3's fork children hung in retention-spawn), holding
         // the output pipes; thread-loop ends at once but leaves a child running that closed
-        // them.
+        // them; nginx-1500 closes both pipes and hangs (R55: then nothing timed it);
+        // slab-kv ends at once leaving a silent child that holds the pipes.
         let fake = try BenchSupport.fakeWorkload(in: dir, cases: """
             single-loop) setsid sleep 120 & echo $! > "\(dir)/hung.pid"; sleep 120 ;;
             thread-loop) (exec >/dev/null 2>&1; sleep 120) & echo $! > "\(dir)/left.pid"; echo "RESULT workload=$1 time_s=0.1" ;;
+            nginx-1500) echo $$ > "\(dir)/closed.pid"; exec >/dev/null 2>&1; sleep 120 ;;
+            slab-kv) sleep 120 & echo $! > "\(dir)/silent.pid"; echo "RESULT workload=$1 time_s=0.1" ;;
             *) echo "RESULT workload=$1 time_s=0.1" ;;
             """)
         let path = dir + "/r.json"
@@ -221,17 +224,19 @@ struct BenchTests {
         let run = try BenchSupport.run(
             BenchSupport.tool,
             ["bench", "--workload-binary", fake, "--allocators", "glibc", "--no-baselines", "-r", "1", "--timeout", "1",
-             "--workloads", "single-loop,thread-loop,nginx-1500", "--json", path, "--svg", dir + "/c.svg"])
+             "--workloads", "single-loop,thread-loop,nginx-1500,slab-kv,larson", "--json", path, "--svg", dir + "/c.svg"])
         let elapsed = Date().timeIntervalSince(start)
-        #expect(elapsed < 60, "the bench took \(elapsed) s: the hung run was not killed")
+        #expect(elapsed < 20, "the bench took \(elapsed) s: a run was not ended at its limit")
         #expect(run.status == 1, "\(run)")
         let samples = try #require(try BenchSupport.readJSON(path)["samples"] as? [[String: Any]])
         func sample(_ w: String) -> [String: Any] { samples.first { $0["workload"] as? String == w } ?? [:] }
         #expect((sample("single-loop")["error"] as? String)?.hasPrefix("timed out after 1 s") == true, "\(samples)")
         #expect(sample("thread-loop")["time"] as? Double == 0.1, "\(samples)")
-        #expect(sample("nginx-1500")["time"] as? Double == 0.1, "\(samples)")
-        // The processes the two runs left were killed: gone, or zombies not yet reaped.
-        for file in ["hung.pid", "left.pid"] {
+        #expect((sample("nginx-1500")["error"] as? String)?.hasPrefix("timed out after 1 s") == true, "\(samples)")
+        #expect(sample("slab-kv")["time"] as? Double == 0.1, "\(samples)")
+        #expect(sample("larson")["time"] as? Double == 0.1, "\(samples)")
+        // The processes the runs left were killed: gone, or zombies not yet reaped.
+        for file in ["hung.pid", "left.pid", "closed.pid", "silent.pid"] {
             let child = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)
@@ -240,6 +245,35 @@ struct BenchTests {
         }
         let refused = try BenchSupport.run(BenchSupport.tool, ["bench", "--timeout=-1"])
         #expect(refused.status == 64 && refused.stderr.contains("--timeout must be 0"), "\(refused)")
+    }
+
+    @Test("SIGTERM to the bench ends the run under way, with what it forked, then the bench")
+    func stopSignalEndsTheRun() throws {
+        let dir = try BenchSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fake = try BenchSupport.fakeWorkload(in: dir, cases: """
+            single-loop) setsid sleep 120 & echo $! > "\(dir)/hung.pid"; echo $$ > "\(dir)/run.pid"; sleep 120 ;;
+            *) echo "RESULT workload=$1 time_s=0.1" ;;
+            """)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BenchSupport.tool)
+        process.arguments = ["bench", "--workload-binary", fake, "--allocators", "glibc", "--no-baselines", "-r", "1",
+                             "--timeout", "100", "--workloads", "single-loop", "--json", dir + "/r.json", "--svg", dir + "/c.svg"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Waits for the run (and its fork child) to have started, then stops the bench.
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: dir + "/run.pid") { usleep(50_000) }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM,
+                "\(process.terminationReason) \(process.terminationStatus)")
+        for file in ["hung.pid", "run.pid"] {
+            let pid = try String(contentsOfFile: dir + "/" + file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            let state = stat.flatMap { $0.split(separator: ")").last?.split(separator: " ").first }.map(String.init)
+            #expect(state == nil || state == "Z", "\(file): process \(pid) still runs: \(stat ?? "")")
+        }
     }
 
     @Test("a missing allocator is skipped with a note naming its Debian package")

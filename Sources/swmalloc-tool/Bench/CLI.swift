@@ -228,6 +228,7 @@ struct BenchCommand: ParsableCommand {
         try document.write(to: jsonPath)
         try writeSVG(reporter, to: svgPath)
         print("\nsamples: \(standardised(jsonPath))\nchart:   \(standardised(svgPath))")
+        Runner.endIfStopped()
         if samples.contains(where: { $0.error != nil }) { throw ExitCode(1) }
     }
 
@@ -278,6 +279,7 @@ struct BenchCommand: ParsableCommand {
                     let left = done == 0 ? "" : ", about \(Int(Date().timeIntervalSince(start) / Double(done) * Double(total - done) + 0.5)) s left"
                     let progress = "[\(done + 1)/\(total)] \(job.workload.name) on \(job.row), repetition \(repetition)/\(repetitions)\(left)"
                     FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + progress : progress + "\n").utf8))
+                    Runner.endIfStopped()
                     let sample = runner.run(
                         workload: job.workload.name, allocator: job.row, repetition: repetition,
                         arguments: job.arguments, preload: job.preload)
@@ -288,6 +290,7 @@ struct BenchCommand: ParsableCommand {
                 }
             }
         }
+        Runner.endIfStopped()
         if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         return samples
     }

@@ -65,8 +65,24 @@ struct ChildOutcome {
     let cpuSeconds: Double
     /// Peak RSS in kB (wait4 rusage).
     let peakRSSKB: Int
-    /// True when the time limit ran out and its process group was killed.
+    /// True when the time limit ran out and it was killed.
     var timedOut = false
+}
+
+/// The stop signal received (0: none), for `Runner.endIfStopped`.
+nonisolated(unsafe) private var stopSignal: Int32 = 0
+/// A pipe whose read end the running workload's poll loop watches; the stop handler
+/// writes to it. (-1, -1) until `Runner.adoptOrphans`.
+nonisolated(unsafe) private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
+/// The children the driver had before its first run, which `killOrphans` leaves alone.
+nonisolated(unsafe) private var inheritedChildren = Set<pid_t>()
+
+/// The stop signals' handler: notes the signal and wakes the poll loop. Async-signal-safe
+/// (a store and a write).
+private func noteStop(_ signo: Int32) {
+    stopSignal = signo
+    var byte: UInt8 = 1
+    _ = write(stopPipe.write, &byte, 1)
 }
 
 /// Starts workload processes with posix_spawn and collects them with wait4.
@@ -82,13 +98,47 @@ struct Runner {
     /// Makes this process the subreaper of its descendants (`PR_SET_CHILD_SUBREAPER`): a
     /// workload's fork children that outlive it, in whatever session or process group,
     /// become this process's children, so that `killOrphans` can end them. Without it a
-    /// hung fork child (holding the output pipes) would outlive its run.
+    /// hung fork child (holding the output pipes) would outlive its run. The children
+    /// this process already has (inherited across an exec) are noted, and never killed.
+    /// Also catches SIGINT, SIGTERM and SIGHUP where they are not ignored (nohup keeps
+    /// its SIG_IGN): the run under way is ended with what it forked, then the signal is
+    /// raised again with its default action (`endIfStopped`).
     static func adoptOrphans() {
         // prctl is not in Swift's Glibc module: looked up by name. 36 is
         // PR_SET_CHILD_SUBREAPER (linux/prctl.h).
         typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") else { return }
-        _ = unsafeBitCast(symbol, to: Prctl.self)(36, 1, 0, 0, 0)
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") {
+            _ = unsafeBitCast(symbol, to: Prctl.self)(36, 1, 0, 0, 0)
+        }
+        inheritedChildren = Set(childProcesses())
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
+        stopPipe = (fds[0], fds[1])
+        var caught = sigset_t()
+        sigemptyset(&caught)
+        for signo in [SIGINT, SIGTERM, SIGHUP] {
+            var old = sigaction()
+            sigaction(signo, nil, &old)
+            if old.__sigaction_handler.sa_handler == nil {   // SIG_DFL
+                var action = sigaction()
+                action.__sigaction_handler.sa_handler = noteStop
+                sigaction(signo, &action, nil)
+                sigaddset(&caught, signo)
+            }
+        }
+        // A parent may have started this process with them blocked (a test runner's
+        // thread): a caught signal that stays blocked would never end the run.
+        pthread_sigmask(SIG_UNBLOCK, &caught, nil)
+    }
+
+    /// After a stop signal (`adoptOrphans`): raises it again with its default action.
+    /// Called between runs and by a run that the signal ended.
+    static func endIfStopped() {
+        let signo = stopSignal
+        guard signo != 0 else { return }
+        signal(signo, SIG_DFL)
+        raise(signo)
     }
 
     /// Runs `workload` with `arguments` (key=value) and `preload` in LD_PRELOAD (none when
@@ -165,14 +215,16 @@ struct Runner {
         guard rc == 0 else {
             throw SpawnError(description: "posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))")
         }
-        let deadline = timeLimit.map { Date().addingTimeInterval($0) }
+        let deadline = timeLimit.map { DispatchTime.now() + $0 }
         var output = [Data(), Data()]
-        let timedOut = drain([outPipe.read, errPipe.read], into: &output, until: deadline, child: pid)
-        if timedOut { kill(pid, SIGKILL) }
+        let ending = drain([outPipe.read, errPipe.read], into: &output, until: deadline, child: pid)
+        if ending != .exited { kill(pid, SIGKILL) }
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
         Runner.killOrphans()
+        if ending == .stopped { Runner.endIfStopped() }
+        let timedOut = ending == .timedOut
         let wall = Date().timeIntervalSince(start)
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
@@ -183,42 +235,65 @@ struct Runner {
             wallSeconds: wall, cpuSeconds: cpu, peakRSSKB: Int(usage.ru_maxrss), timedOut: timedOut)
     }
 
-    /// Reads `fds` into `output` until both reach their end, or `child` has exited (what
-    /// is in the pipes then is read, up to 1,000 more reads: a fork child that outlives
-    /// it may hold them open, or go on writing), or `deadline` passes with `child` still
-    /// running: returns true then. Both pipes are read in one loop, so neither can fill
-    /// up and block the child.
-    private func drain(_ fds: [Int32], into output: inout [Data], until deadline: Date?, child: pid_t) -> Bool {
+    /// How `drain` ended.
+    private enum Ending {
+        case exited, timedOut, stopped
+    }
+
+    /// Reads `fds` into `output` until `child` has exited and the pipes are read (both at
+    /// their end, or nothing more to read now, at most 1,000 reads after the exit: a fork
+    /// child that outlives it may hold them open or go on writing), or `deadline` passes
+    /// with `child` still running, or a stop signal came (`adoptOrphans`). Both pipes are
+    /// read in one loop, so neither can fill up and block the child; a child that closed
+    /// both is waited for against the same deadline.
+    private func drain(_ fds: [Int32], into output: inout [Data], until deadline: DispatchTime?, child: pid_t) -> Ending {
         var open = [true, true]
         var buffer = [UInt8](repeating: 0, count: 65536)
         var exited = false
         var readsAfterExit = 0
-        while open[0] || open[1] {
+        while true {
+            if stopSignal != 0 { return .stopped }
             if exited {
                 readsAfterExit += 1
-                if readsAfterExit > 1000 { break }
+                if readsAfterExit > 1000 || !(open[0] || open[1]) { return .exited }
             } else if childExited(child) {
                 exited = true
+            } else if let deadline, DispatchTime.now() >= deadline {
+                // Still running: what it wrote so far is kept.
+                _ = readReady(fds, &open, into: &output, &buffer)
+                return childExited(child) ? .exited : .timedOut
             }
-            if !exited, let deadline, Date() >= deadline { return !childExited(child) }
             var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
+            polls.append(pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0))
             // 100 ms at most, to see the child's exit and the deadline; 0 once it exited.
             let ready = poll(&polls, nfds_t(polls.count), exited ? 0 : 100)
-            if ready < 0 && errno != EINTR { break }
+            if ready < 0 && errno != EINTR { return exited ? .exited : .timedOut }
             if ready <= 0 {
-                if exited { break }
+                if exited { return .exited }
                 continue
             }
             for i in fds.indices where open[i] && polls[i].revents != 0 {
-                let n = buffer.withUnsafeMutableBytes { read(fds[i], $0.baseAddress, $0.count) }
-                if n > 0 {
-                    output[i].append(contentsOf: buffer[0..<n])
-                } else if n == 0 || errno != EINTR {
-                    open[i] = false
-                }
+                readOnce(fds[i], &open[i], into: &output[i], &buffer)
             }
         }
-        return false
+    }
+
+    /// Reads once from each open pipe that has data now.
+    private func readReady(_ fds: [Int32], _ open: inout [Bool], into output: inout [Data], _ buffer: inout [UInt8]) -> Bool {
+        var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
+        guard poll(&polls, nfds_t(polls.count), 0) > 0 else { return false }
+        for i in fds.indices where open[i] && polls[i].revents != 0 { readOnce(fds[i], &open[i], into: &output[i], &buffer) }
+        return true
+    }
+
+    /// One read of `fd` into `output`; `open` becomes false at its end or on an error.
+    private func readOnce(_ fd: Int32, _ open: inout Bool, into output: inout Data, _ buffer: inout [UInt8]) {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n > 0 {
+            output.append(contentsOf: buffer[0..<n])
+        } else if n == 0 || errno != EINTR {
+            open = false
+        }
     }
 
     /// True once `child` has exited (left to be reaped: `WNOWAIT`).
@@ -227,13 +302,13 @@ struct Runner {
         return waitid(P_PID, id_t(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == child
     }
 
-    /// Kills and reaps this process's remaining children: the workload's descendants that
-    /// outlived it, handed to this process by `adoptOrphans` (the workload is reaped
-    /// already; the driver starts no other child). Repeated until none is left, as each
-    /// one killed hands its own children over.
+    /// Kills and reaps this process's remaining children but those it inherited: the
+    /// workload's descendants that outlived it, handed to this process by `adoptOrphans`
+    /// (the workload is reaped already; the driver starts no other child). Repeated until
+    /// none is left, as each one killed hands its own children over.
     static func killOrphans() {
         for _ in 0..<1000 {
-            let children = childProcesses()
+            let children = childProcesses().filter { !inheritedChildren.contains($0) }
             if children.isEmpty { return }
             for child in children { kill(child, SIGKILL) }
             for child in children {
