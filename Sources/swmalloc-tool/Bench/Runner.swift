@@ -110,17 +110,20 @@ struct Runner {
         if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") {
             _ = unsafeBitCast(symbol, to: Prctl.self)(36, 1, 0, 0, 0)
         }
-        inheritedChildren = Set(childProcesses())
+        inheritedChildren = Set(childProcesses().map(\.pid))
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
         stopPipe = (fds[0], fds[1])
         var caught = sigset_t()
         sigemptyset(&caught)
-        for signo in [SIGINT, SIGTERM, SIGHUP] {
+        // SIGQUIT too: the Swift runtime's backtracer catches it, prints a crash report
+        // and goes on (or waits 30 s for a key on a terminal).
+        for signo in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
             var old = sigaction()
             sigaction(signo, nil, &old)
-            if old.__sigaction_handler.sa_handler == nil {   // SIG_DFL
+            let handler = old.__sigaction_handler.sa_handler.map { unsafeBitCast($0, to: Int.self) } ?? 0
+            if handler != 1 {   // not SIG_IGN
                 var action = sigaction()
                 action.__sigaction_handler.sa_handler = noteStop
                 sigaction(signo, &action, nil)
@@ -137,6 +140,7 @@ struct Runner {
     static func endIfStopped() {
         let signo = stopSignal
         guard signo != 0 else { return }
+        fflush(nil)   // every stream: the report printed so far
         signal(signo, SIG_DFL)
         raise(signo)
     }
@@ -216,13 +220,14 @@ struct Runner {
             throw SpawnError(description: "posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))")
         }
         let deadline = timeLimit.map { DispatchTime.now() + $0 }
-        var output = [Data(), Data()]
+        let born = Runner.childProcesses().first { $0.pid == pid }?.started ?? 0
+        var output = [CappedOutput(), CappedOutput()]
         let ending = drain([outPipe.read, errPipe.read], into: &output, until: deadline, child: pid)
         if ending != .exited { kill(pid, SIGKILL) }
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-        Runner.killOrphans()
+        Runner.killOrphans(bornSince: born)
         if ending == .stopped { Runner.endIfStopped() }
         let timedOut = ending == .timedOut
         let wall = Date().timeIntervalSince(start)
@@ -230,7 +235,7 @@ struct Runner {
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
         let termSignal = status & 0x7f
         return ChildOutcome(
-            stdout: String(decoding: output[0], as: UTF8.self), stderr: String(decoding: output[1], as: UTF8.self),
+            stdout: output[0].text, stderr: output[1].text,
             exitCode: termSignal == 0 ? (status >> 8) & 0xff : nil, signal: termSignal == 0 ? nil : termSignal,
             wallSeconds: wall, cpuSeconds: cpu, peakRSSKB: Int(usage.ru_maxrss), timedOut: timedOut)
     }
@@ -246,7 +251,7 @@ struct Runner {
     /// with `child` still running, or a stop signal came (`adoptOrphans`). Both pipes are
     /// read in one loop, so neither can fill up and block the child; a child that closed
     /// both is waited for against the same deadline.
-    private func drain(_ fds: [Int32], into output: inout [Data], until deadline: DispatchTime?, child: pid_t) -> Ending {
+    private func drain(_ fds: [Int32], into output: inout [CappedOutput], until deadline: DispatchTime?, child: pid_t) -> Ending {
         var open = [true, true]
         var buffer = [UInt8](repeating: 0, count: 65536)
         var exited = false
@@ -279,7 +284,7 @@ struct Runner {
     }
 
     /// Reads once from each open pipe that has data now.
-    private func readReady(_ fds: [Int32], _ open: inout [Bool], into output: inout [Data], _ buffer: inout [UInt8]) -> Bool {
+    private func readReady(_ fds: [Int32], _ open: inout [Bool], into output: inout [CappedOutput], _ buffer: inout [UInt8]) -> Bool {
         var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
         guard poll(&polls, nfds_t(polls.count), 0) > 0 else { return false }
         for i in fds.indices where open[i] && polls[i].revents != 0 { readOnce(fds[i], &open[i], into: &output[i], &buffer) }
@@ -287,10 +292,10 @@ struct Runner {
     }
 
     /// One read of `fd` into `output`; `open` becomes false at its end or on an error.
-    private func readOnce(_ fd: Int32, _ open: inout Bool, into output: inout Data, _ buffer: inout [UInt8]) {
+    private func readOnce(_ fd: Int32, _ open: inout Bool, into output: inout CappedOutput, _ buffer: inout [UInt8]) {
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n > 0 {
-            output.append(contentsOf: buffer[0..<n])
+            output.append(buffer[0..<n])
         } else if n == 0 || errno != EINTR {
             open = false
         }
@@ -302,13 +307,16 @@ struct Runner {
         return waitid(P_PID, id_t(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == child
     }
 
-    /// Kills and reaps this process's remaining children but those it inherited: the
-    /// workload's descendants that outlived it, handed to this process by `adoptOrphans`
-    /// (the workload is reaped already; the driver starts no other child). Repeated until
-    /// none is left, as each one killed hands its own children over.
-    static func killOrphans() {
+    /// Kills and reaps this process's children started at `bornSince` (clock ticks since
+    /// boot) or later, but those it inherited: the workload's descendants that outlived
+    /// it, handed to this process by `adoptOrphans` (the workload is reaped already; the
+    /// driver starts no other child). Processes started before the workload that become
+    /// its children (a descendant of a program that exec'ed the driver, whose parent
+    /// ended) are left alone. Repeated until none is left, as each one killed hands its
+    /// own children over.
+    static func killOrphans(bornSince: UInt64) {
         for _ in 0..<1000 {
-            let children = childProcesses().filter { !inheritedChildren.contains($0) }
+            let children = childProcesses().filter { $0.started >= bornSince && !inheritedChildren.contains($0.pid) }.map(\.pid)
             if children.isEmpty { return }
             for child in children { kill(child, SIGKILL) }
             for child in children {
@@ -318,18 +326,52 @@ struct Runner {
         }
     }
 
-    /// The processes whose parent is this one (from /proc/PID/stat).
-    private static func childProcesses() -> [pid_t] {
+    /// The processes whose parent is this one, with their start times (clock ticks since
+    /// boot), from /proc/PID/stat.
+    static func childProcesses() -> [(pid: pid_t, started: UInt64)] {
         let me = getpid()
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return names.compactMap { name -> pid_t? in
+        return names.compactMap { name -> (pid: pid_t, started: UInt64)? in
             guard let pid = pid_t(name), pid != me,
                   let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
                   let close = stat.lastIndex(of: ")") else { return nil }
-            // After the command's closing parenthesis: the state, then the parent's id.
+            // After the command's closing parenthesis: the state (field 3), the parent's id
+            // (4), … the start time (22).
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && pid_t(fields[1]) == me ? pid : nil
+            guard fields.count > 19, pid_t(fields[1]) == me, let started = UInt64(fields[19]) else { return nil }
+            return (pid, started)
         }
+    }
+}
+
+/// What a workload wrote on one stream, bounded: the first 4 MiB and the last 1 MiB
+/// (its RESULT line comes last). A workload that loops printing would otherwise make the
+/// driver hold all of it, and parse it line by line (R56: `exec yes` for 2 s took the
+/// driver to 19.9 GB and an abort).
+struct CappedOutput {
+    static let headBytes = 4 << 20, tailBytes = 1 << 20
+    private var head = Data()
+    private var tail = Data()
+    private var dropped = 0
+
+    /// Keeps `bytes` within the bounds.
+    mutating func append(_ bytes: ArraySlice<UInt8>) {
+        if head.count < CappedOutput.headBytes {
+            head.append(contentsOf: bytes)
+            return
+        }
+        tail.append(contentsOf: bytes)
+        if tail.count > 2 * CappedOutput.tailBytes {
+            let cut = tail.count - CappedOutput.tailBytes
+            dropped += cut
+            tail = tail.subdata(in: tail.startIndex + cut..<tail.endIndex)
+        }
+    }
+
+    /// The text kept, with a line saying how much was left out between head and tail.
+    var text: String {
+        let gap = dropped > 0 ? "\n[… \(dropped) bytes left out …]\n" : ""
+        return String(decoding: head, as: UTF8.self) + gap + String(decoding: tail, as: UTF8.self)
     }
 }
 
