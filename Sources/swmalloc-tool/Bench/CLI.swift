@@ -216,7 +216,7 @@ struct BenchCommand: ParsableCommand {
         let svgPath = svg ?? resultsDirectory(buildDirectory) + "/results.svg"
         for path in [jsonPath, svgPath] { try checkWritable(path) }
         let plan = try makePlan(allocators: found, threads: threadCount)
-        Runner.adoptOrphans()
+        Runner.superviseRuns()
         let samples = execute(plan, runner: Runner(workloadBinary: binary, timeLimit: timeout > 0 ? Double(timeout) : nil))
         let document = BenchDocument(
             date: ISO8601DateFormatter().string(from: Date()), machine: .current(), command: CommandLine.arguments,

@@ -72,10 +72,8 @@ struct ChildOutcome {
 /// The stop signal received (0: none), for `Runner.endIfStopped`.
 nonisolated(unsafe) private var stopSignal: Int32 = 0
 /// A pipe whose read end the running workload's poll loop watches; the stop handler
-/// writes to it. (-1, -1) until `Runner.adoptOrphans`.
+/// writes to it. (-1, -1) until `Runner.superviseRuns`.
 nonisolated(unsafe) private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
-/// The children the driver had before its first run, which `killOrphans` leaves alone.
-nonisolated(unsafe) private var inheritedChildren = Set<pid_t>()
 
 /// The stop signals' handler: notes the signal and wakes the poll loop. Async-signal-safe
 /// (a store and a write).
@@ -95,22 +93,21 @@ struct Runner {
     /// benchmark.
     var timeLimit: Double? = nil
 
-    /// Makes this process the subreaper of its descendants (`PR_SET_CHILD_SUBREAPER`): a
-    /// workload's fork children that outlive it, in whatever session or process group,
-    /// become this process's children, so that `killOrphans` can end them. Without it a
-    /// hung fork child (holding the output pipes) would outlive its run. The children
-    /// this process already has (inherited across an exec) are noted, and never killed.
-    /// Also catches SIGINT, SIGTERM and SIGHUP where they are not ignored (nohup keeps
-    /// its SIG_IGN): the run under way is ended with what it forked, then the signal is
-    /// raised again with its default action (`endIfStopped`).
-    static func adoptOrphans() {
+    /// Prepares the driver to supervise its runs. It becomes the subreaper of its
+    /// descendants (`PR_SET_CHILD_SUBREAPER`): a workload's fork children that outlive
+    /// it, in whatever session or process group, become the driver's children, so that
+    /// `killOrphans` can end them (a hung fork child holding the output pipes would
+    /// otherwise outlive its run). And it catches SIGINT, SIGTERM, SIGHUP and SIGQUIT
+    /// where they are not ignored (nohup keeps its SIG_IGN): the run under way is ended
+    /// with what it forked, then the signal is raised again with its default action
+    /// (`endIfStopped`).
+    static func superviseRuns() {
         // prctl is not in Swift's Glibc module: looked up by name. 36 is
         // PR_SET_CHILD_SUBREAPER (linux/prctl.h).
         typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
         if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") {
             _ = unsafeBitCast(symbol, to: Prctl.self)(36, 1, 0, 0, 0)
         }
-        inheritedChildren = Set(childProcesses().map(\.pid))
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
@@ -135,7 +132,7 @@ struct Runner {
         pthread_sigmask(SIG_UNBLOCK, &caught, nil)
     }
 
-    /// After a stop signal (`adoptOrphans`): raises it again with its default action.
+    /// After a stop signal (`superviseRuns`): raises it again with its default action.
     /// Called between runs and by a run that the signal ended.
     static func endIfStopped() {
         let signo = stopSignal
@@ -248,7 +245,7 @@ struct Runner {
     /// Reads `fds` into `output` until `child` has exited and the pipes are read (both at
     /// their end, or nothing more to read now, at most 1,000 reads after the exit: a fork
     /// child that outlives it may hold them open or go on writing), or `deadline` passes
-    /// with `child` still running, or a stop signal came (`adoptOrphans`). Both pipes are
+    /// with `child` still running, or a stop signal came (`superviseRuns`). Both pipes are
     /// read in one loop, so neither can fill up and block the child; a child that closed
     /// both is waited for against the same deadline.
     private func drain(_ fds: [Int32], into output: inout [CappedOutput], until deadline: DispatchTime?, child: pid_t) -> Ending {
@@ -308,15 +305,15 @@ struct Runner {
     }
 
     /// Kills and reaps this process's children started at `bornSince` (clock ticks since
-    /// boot) or later, but those it inherited: the workload's descendants that outlived
-    /// it, handed to this process by `adoptOrphans` (the workload is reaped already; the
-    /// driver starts no other child). Processes started before the workload that become
-    /// its children (a descendant of a program that exec'ed the driver, whose parent
-    /// ended) are left alone. Repeated until none is left, as each one killed hands its
+    /// boot) or later: the workload's descendants that outlived it, handed to this process
+    /// by `superviseRuns` (the workload is reaped already; the driver starts no other
+    /// child). Processes started before the workload are left alone: children inherited
+    /// across an exec, or descendants of a program that exec'ed the driver, handed over
+    /// when their parent ended. Repeated until none is left, as each one killed hands its
     /// own children over.
     static func killOrphans(bornSince: UInt64) {
         for _ in 0..<1000 {
-            let children = childProcesses().filter { $0.started >= bornSince && !inheritedChildren.contains($0.pid) }.map(\.pid)
+            let children = childProcesses().filter { $0.started >= bornSince }.map(\.pid)
             if children.isEmpty { return }
             for child in children { kill(child, SIGKILL) }
             for child in children {
