@@ -262,7 +262,7 @@ struct Runner {
                 exited = true
             } else if let deadline, DispatchTime.now() >= deadline {
                 // Still running: what it wrote so far is kept.
-                _ = readReady(fds, &open, into: &output, &buffer)
+                readReady(fds, &open, into: &output, &buffer)
                 return childExited(child) ? .exited : .timedOut
             }
             var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
@@ -281,11 +281,10 @@ struct Runner {
     }
 
     /// Reads once from each open pipe that has data now.
-    private func readReady(_ fds: [Int32], _ open: inout [Bool], into output: inout [CappedOutput], _ buffer: inout [UInt8]) -> Bool {
+    private func readReady(_ fds: [Int32], _ open: inout [Bool], into output: inout [CappedOutput], _ buffer: inout [UInt8]) {
         var polls = fds.indices.map { pollfd(fd: open[$0] ? fds[$0] : -1, events: Int16(POLLIN), revents: 0) }
-        guard poll(&polls, nfds_t(polls.count), 0) > 0 else { return false }
+        guard poll(&polls, nfds_t(polls.count), 0) > 0 else { return }
         for i in fds.indices where open[i] && polls[i].revents != 0 { readOnce(fds[i], &open[i], into: &output[i], &buffer) }
-        return true
     }
 
     /// One read of `fd` into `output`; `open` becomes false at its end or on an error.
