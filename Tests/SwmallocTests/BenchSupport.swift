@@ -64,6 +64,15 @@ enum BenchSupport {
         return fake
     }
 
+    /// The /proc/PID/stat line of the process whose id `pidFile` holds while it still
+    /// runs; nil once it is gone or a zombie not yet reaped (killed).
+    static func stillRunning(pidFile: String) throws -> String? {
+        let pid = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return nil }
+        let state = stat.split(separator: ")").last?.split(separator: " ").first.map(String.init)
+        return state == "Z" ? nil : stat
+    }
+
     /// `install` failed to write a fake workload.
     struct InstallFailed: Error {
         let outcome: Outcome

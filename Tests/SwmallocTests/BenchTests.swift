@@ -239,11 +239,8 @@ struct BenchTests {
         #expect(sample("larson")["time"] as? Double == 0.1, "\(samples)")
         // The processes the runs left were killed: gone, or zombies not yet reaped.
         for file in ["hung.pid", "left.pid", "closed.pid", "silent.pid"] {
-            let child = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)
-            let state = stat.flatMap { $0.split(separator: ")").last?.split(separator: " ").first }.map(String.init)
-            #expect(state == nil || state == "Z", "\(file): process \(child) still runs: \(stat ?? "")")
+            let still = try BenchSupport.stillRunning(pidFile: dir + "/" + file)
+            #expect(still == nil, "\(file): still runs: \(still ?? "")")
         }
         let refused = try BenchSupport.run(BenchSupport.tool, ["bench", "--timeout=-1"])
         #expect(refused.status == 64 && refused.stderr.contains("--timeout must be 0"), "\(refused)")
@@ -271,10 +268,8 @@ struct BenchTests {
         #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM,
                 "\(process.terminationReason) \(process.terminationStatus)")
         for file in ["hung.pid", "run.pid"] {
-            let pid = try String(contentsOfFile: dir + "/" + file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
-            let state = stat.flatMap { $0.split(separator: ")").last?.split(separator: " ").first }.map(String.init)
-            #expect(state == nil || state == "Z", "\(file): process \(pid) still runs: \(stat ?? "")")
+            let still = try BenchSupport.stillRunning(pidFile: dir + "/" + file)
+            #expect(still == nil, "\(file): still runs: \(still ?? "")")
         }
     }
 
