@@ -76,7 +76,6 @@ SWM_FORWARD(cfree, swmimpl_free)
 
 // ---- glibc's malloc extensions (Sources/swmalloc/API/GlibcAPI.swift) ----
 SWM_FORWARD(malloc_trim, swmimpl_malloc_trim)
-SWM_FORWARD(malloc_stats, swmimpl_malloc_stats)
 SWM_FORWARD(mallopt, swmimpl_mallopt)
 SWM_FORWARD(__libc_mallopt, swmimpl_mallopt)   // glibc's public internal names of the two
 
@@ -86,6 +85,7 @@ struct swm_mallinfo2 { size_t f[10]; };
 struct swm_mallinfo { int f[10]; };
 void swmimpl_mallinfo2(size_t *out);
 int swmimpl_malloc_info_fd(int fd);
+int swmimpl_malloc_stats_fd(int fd);
 
 __attribute__((visibility("default"))) struct swm_mallinfo2 mallinfo2(void) {
     struct swm_mallinfo2 m;
@@ -102,23 +102,27 @@ __attribute__((visibility("default"))) struct swm_mallinfo mallinfo(void) {
     return m;
 }
 
-/// The XML report written to `fd`: 0, or -1 with errno set (the write's error).
-static int swm_malloc_info_to(int fd) {
+/// A report writer of the Swift core: writes to `fd` without allocating; 0, or -1 when a
+/// write failed.
+typedef int (*swm_report_writer)(int fd);
+
+/// The report `writer` writes, to `fd`: 0, or -1 with errno set (the write's error).
+static int swm_report_to(int fd, swm_report_writer writer) {
     swmshim_clear_write_error();
-    if (swmimpl_malloc_info_fd(fd) == 0) return 0;
+    if (writer(fd) == 0) return 0;
     int error = swmshim_last_write_error();
     errno = error != 0 ? error : EIO;
     return -1;
 }
 
-/// The XML report for a stream without a file descriptor (`open_memstream`, `fmemopen`,
+/// The report for a stream without a file descriptor (`open_memstream`, `fmemopen`,
 /// `fopencookie`): written to an anonymous memory file (the report itself allocates
 /// nothing), then copied to the stream with `fwrite`, which may allocate (a memory
 /// stream grows with realloc): no allocator lock is held by then. 0, or -1 with errno.
-static int swm_malloc_info_copied(FILE *stream) {
-    int fd = memfd_create("swmalloc-info", MFD_CLOEXEC);
+static int swm_report_copied(FILE *stream, swm_report_writer writer) {
+    int fd = memfd_create("swmalloc-report", MFD_CLOEXEC);
     if (fd < 0) return -1;
-    int result = swm_malloc_info_to(fd);
+    int result = swm_report_to(fd, writer);
     if (result == 0 && lseek(fd, 0, SEEK_SET) != 0) result = -1;
     char chunk[4096];
     ssize_t n;
@@ -150,10 +154,29 @@ __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream
     if (fflush(stream) != 0) return -1;
     int saved = errno;
     int fd = fileno(stream);
-    if (fd >= 0) return swm_malloc_info_to(fd);
-    int result = swm_malloc_info_copied(stream);
+    if (fd >= 0) return swm_report_to(fd, swmimpl_malloc_info_fd);
+    int result = swm_report_copied(stream, swmimpl_malloc_info_fd);
     if (result == 0) errno = saved;   /* fileno's EBADF: a success leaves errno as it was */
     return result;
+}
+
+/// `malloc_stats()`: the text report on the `stderr` stream, as glibc prints its own with
+/// `fprintf(stderr, …)`: the stream is flushed first and the report written to its file
+/// descriptor, or copied into it when it has none. Before, it went to descriptor 2
+/// whatever `stderr` was: a program that pointed `stderr` at its log (`stderr =
+/// fopen(…)`, which glibc's manual allows) lost the report from it, and with a buffered
+/// `stderr` the report came before what the program had printed earlier (review R58).
+/// errno is left as it was.
+__attribute__((visibility("default"))) void malloc_stats(void) {
+    int saved = errno;
+    FILE *stream = stderr;
+    if (stream != NULL) {
+        fflush(stream);
+        int fd = fileno(stream);
+        if (fd >= 0) swm_report_to(fd, swmimpl_malloc_stats_fd);
+        else swm_report_copied(stream, swmimpl_malloc_stats_fd);
+    }
+    errno = saved;
 }
 
 // ---- C++: the replaceable operator new and delete (all 20 forms of libstdc++/libc++) ----

@@ -7,7 +7,8 @@ import Testing
 
 /// The cases of glibc_api.c.
 let glibcAPICases = [
-    "mallinfo2_fields", "mallinfo_saturates", "malloc_trim_returns", "malloc_stats_text", "malloc_info_xml",
+    "mallinfo2_fields", "mallinfo_saturates", "malloc_trim_returns", "malloc_stats_text", "malloc_stats_follows_stderr",
+    "malloc_info_xml",
     "mallopt_answers", "mallopt_keeps_user_delay", "libc_aliases",
 ]
 

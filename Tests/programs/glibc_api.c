@@ -12,6 +12,10 @@
  *                        second call right after has nothing left and returns 0.
  *   malloc_stats_text    malloc_stats() prints swmalloc's report on stderr (the test
  *                        checks the text).
+ *   malloc_stats_follows_stderr  malloc_stats() writes to the stderr stream as it is: a
+ *                        buffered file the program made stderr gets the report between
+ *                        what was printed before and after, and a memory stream gets it
+ *                        (before, it went to descriptor 2: review R58).
  *   malloc_info_xml      malloc_info(0, f) writes glibc-shaped XML; options other than 0
  *                        return EINVAL, errno untouched (glibc's answer); to /dev/full
  *                        swmalloc returns -1 with ENOSPC (errno was 0: review R22); to a
@@ -127,6 +131,41 @@ static void malloc_stats_text(void) {
     void *p = malloc(100);
     CHECK(p != NULL);
     malloc_stats();
+    free(p);
+}
+
+static void malloc_stats_follows_stderr(void) {
+    FILE *saved = stderr;
+    FILE *f = tmpfile();
+    CHECK(f != NULL);
+    static char buffer[4096];
+    CHECK(setvbuf(f, buffer, _IOFBF, sizeof buffer) == 0);
+    void *p = malloc(100);
+    CHECK(p != NULL);
+    stderr = f;
+    fputs("before\n", stderr);   /* buffered: malloc_stats must flush it first */
+    malloc_stats();
+    fputs("after\n", stderr);
+    stderr = saved;
+    CHECK(fflush(f) == 0);
+    rewind(f);
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    CHECKF(strncmp(text, "before\n", 7) == 0 && n > 20, "the log starts: %.60s", text);
+    CHECKF(strcmp(text + n - 6, "after\n") == 0, "the log ends: %s", text + (n > 60 ? n - 60 : 0));
+    /* stderr a memory stream (no file descriptor): the report lands in it. */
+    char *memory = NULL;
+    size_t length = 0;
+    FILE *m = open_memstream(&memory, &length);
+    CHECK(m != NULL);
+    stderr = m;
+    malloc_stats();
+    stderr = saved;
+    CHECK(fclose(m) == 0);
+    CHECKF(length > 20, "the memory stream got %zu bytes", length);
+    free(memory);
     free(p);
 }
 
@@ -310,6 +349,7 @@ static void libc_aliases(void) {
 static const struct test_case cases[] = {
     {"mallinfo2_fields", mallinfo2_fields},   {"mallinfo_saturates", mallinfo_saturates},
     {"malloc_trim_returns", malloc_trim_returns}, {"malloc_stats_text", malloc_stats_text},
+    {"malloc_stats_follows_stderr", malloc_stats_follows_stderr},
     {"malloc_info_xml", malloc_info_xml},     {"mallopt_answers", mallopt_answers},
     {"mallopt_keeps_user_delay", mallopt_keeps_user_delay},
     {"libc_aliases", libc_aliases},

@@ -5,6 +5,8 @@
 
 import Synchronization
 
+import CSwmShim
+
 /// `malloc_trim(pad)`: gives back everything purgeable in the process (`swm_collect`);
 /// returns 1 when any memory went back, 0 otherwise. `pad` is ignored: swmalloc keeps no
 /// "top" of a heap to leave padded.
@@ -44,11 +46,14 @@ func swm_mallinfo2(_ out: UnsafeMutablePointer<UInt>?) {
     out[9] = v.purgeable
 }
 
-/// `malloc_stats()`: the text statistics report on stderr, as glibc prints its own there.
-@c(swmimpl_malloc_stats)
-func swm_malloc_stats() {
+/// `malloc_stats()`'s body, written to the descriptor of `stderr` (the C wrapper has
+/// flushed the stream): the text statistics report, as glibc prints its own there.
+/// Returns 0, or -1 when a write failed.
+@c(swmimpl_malloc_stats_fd)
+func swm_malloc_stats_fd(_ fd: Int32) -> Int32 {
     Process.initialize()
-    Stats.writeReport(to: 2, json: false)
+    Stats.writeReport(to: fd, json: false)
+    return swmshim_last_write_error() == 0 ? 0 : -1   // cleared by the wrapper
 }
 
 /// `malloc_info(0, stream)`'s body, written to the stream's descriptor (the C wrapper has
