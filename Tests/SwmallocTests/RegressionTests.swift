@@ -18,7 +18,7 @@ let regressionCases = [
     "huge_realloc_threads", "kept_page_refilled", "huge_shrink_in_place", "huge_grow_in_place",
     "span_walk_bounded", "aligned_large_realloc", "stats_across_thread_exit", "churn_reuses_resident_memory",
     "interposed_calls_allocate", "tgkill_answers_esrch", "exit_report_to_full_pipe", "over_aligned_reused",
-    "over_aligned_many_live", "over_aligned_realloc", "joined_span_keeps_fresh_rest", "live_block_holding_mark",
+    "over_aligned_many_live", "over_aligned_realloc", "joined_span_keeps_fresh_rest",
 ]
 
 /// Signals no handler can be installed for: SIGKILL, SIGSTOP, and the two glibc reserves
@@ -232,16 +232,12 @@ let uncatchableSignals: [Int32] = [9, 19, 32, 33, 4, 5, 7, 8, 11, 31]
     /// - `joined_span_keeps_fresh_rest`: after a request joined a resident span with
     ///   never-touched slices, a 1 MiB block reuses 1 MiB of freed memory resident in
     ///   another segment (before: 257 pages faulted in, the untouched rest taken for
-    ///   resident; review R54);
-    /// - `live_block_holding_mark`: a live block whose second word holds its page's freed
-    ///   mark is freed, reallocated and measured, by its owner and by another thread
-    ///   (before the free hints: "double free detected").
+    ///   resident; review R54).
     ///
     /// These cases ran only on glibc until this test: their checks of the library's
     /// behaviour were never made.
     @Test(arguments: ["tgkill_answers_esrch", "exit_report_to_full_pipe", "over_aligned_reused",
-                      "over_aligned_many_live", "over_aligned_realloc", "joined_span_keeps_fresh_rest",
-                      "live_block_holding_mark"], Library.allCases)
+                      "over_aligned_many_live", "over_aligned_realloc", "joined_span_keeps_fresh_rest"], Library.allCases)
     func laterCasesPass(_ name: String, _ library: Library) throws {
         try expectQuietCase(name, library)
     }

@@ -479,58 +479,6 @@ static void case_joined_span_keeps_fresh_rest(void) {
         CHECKF(faults < 64, "a 1 MiB block faulted %ld pages in while 1 MiB of freed memory was resident", faults);
 }
 
-/* ---- a live block that holds its page's freed mark ---- */
-
-enum { MARKED_BLOCKS = 48, MARKED_SIZE = 12000 };
-
-/** Frees the odd blocks of `blocks` (each paired with the even block before it). */
-static void free_odd_blocks(char **blocks) {
-    for (int i = 1; i < MARKED_BLOCKS; i += 2) free(blocks[i]);
-}
-
-static void *free_odd_blocks_thread(void *arg) {
-    free_odd_blocks(arg);
-    return NULL;
-}
-
-/** Allocates MARKED_BLOCKS blocks of `size`, frees the even ones and writes into each odd
- *  block's second word what its even neighbour (the block just before it, in the same
- *  page when adjacent) now holds there: under swmalloc, its page's freed mark. */
-static void allocate_marked(char **blocks, size_t size) {
-    for (int i = 0; i < MARKED_BLOCKS; i++) CHECK((blocks[i] = malloc(size)) != NULL);
-    for (int i = 0; i < MARKED_BLOCKS; i += 2) free(blocks[i]);
-    for (int i = 1; i < MARKED_BLOCKS; i += 2) {
-        uintptr_t word;
-        memcpy(&word, blocks[i - 1] + 8, sizeof word);
-        memcpy(blocks[i] + 8, &word, sizeof word);
-    }
-}
-
-/** A live block whose program stored its page's freed mark (the 64-bit value a freed
- *  block carries in its second word) is still live: free, realloc and malloc_usable_size
- *  take it, from its owner (the fast path, and the slow path past a page's first slice)
- *  and from another thread. Before the free hints, every one of them aborted with
- *  "double free detected". 64-byte blocks and 12,000-byte ones (pages of two slices). */
-static void case_live_block_holding_mark(void) {
-    static const size_t sizes[] = {64, MARKED_SIZE};
-    char *blocks[MARKED_BLOCKS];
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        allocate_marked(blocks, sizes[s]);
-        free_odd_blocks(blocks);
-        allocate_marked(blocks, sizes[s]);
-        pthread_t t;
-        CHECK(pthread_create(&t, NULL, free_odd_blocks_thread, blocks) == 0);
-        CHECK(pthread_join(t, NULL) == 0);
-        allocate_marked(blocks, sizes[s]);
-        for (int i = 1; i < MARKED_BLOCKS; i += 2) {
-            CHECK(malloc_usable_size(blocks[i]) >= sizes[s]);
-            char *grown = realloc(blocks[i], 2 * sizes[s]);
-            CHECK(grown != NULL);
-            free(grown);
-        }
-    }
-}
-
 /** A posix_memalign that fails for lack of memory returns ENOMEM, sets errno to ENOMEM
  *  too (as glibc does; POSIX leaves errno unspecified, programs written for glibc read
  *  it) and leaves the output pointer alone. Sizes: SIZE_MAX / 2 (refused before any
@@ -1113,7 +1061,6 @@ static const struct test_case cases[] = {
     {"over_aligned_many_live", case_over_aligned_many_live},
     {"over_aligned_realloc", case_over_aligned_realloc},
     {"joined_span_keeps_fresh_rest", case_joined_span_keeps_fresh_rest},
-    {"live_block_holding_mark", case_live_block_holding_mark},
 };
 
 /** Runs the case named on the command line. */

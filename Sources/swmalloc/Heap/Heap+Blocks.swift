@@ -41,7 +41,7 @@ extension Heap {
         let segment = UnsafeMutablePointer<Segment>.of(p)
         let page = segment.page(containing: p)
         if _fastPath(page.pointee.kind == .small || page.pointee.kind == .large) && page.isBlockStart(p) {
-            if page.isFreed(pointer) {
+            if pointer.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
                 OS.fatal(query.freedMessage, pointer: pointer)
             }
             return Int(page.pointee.blockSize)

@@ -17,17 +17,15 @@
 import Synchronization
 
 extension Heap {
-    /// free's fast path (NULL included). Cost (x86-64, 38 instructions, no frame): the
+    /// free's fast path (NULL included). Cost (x86-64, 34 instructions, no frame): the
     /// segment-map test (a shift, a mask, a byte test: `SegmentMap.pagesSegment(maskedFrom:)`),
     /// the descriptor of the pointer's slice (the segment's base shifted back from the
     /// map's index, a shift, a mask, an or: no load, see `Page`'s descriptor invariant and
     /// `Segment`'s layout), the TLS load and the owner test, the block-start
-    /// test (a subtraction, a multiply, a rotate, a compare), the double-free test (the
-    /// block's free hint: a load of the page's `hintBias`, a shift, a compare with
-    /// memory; the block itself, mostly out of cache by now, is not read), then the push:
-    /// four stores (the link, the freed mark, the hint, the list head), the per-class
-    /// counter and the used count. No lock, no atomic read-modify-write. Every other case
-    /// leaves through one call, `freeSlow`.
+    /// test (a subtraction, a multiply, a rotate, a compare), the double-free test (a
+    /// compare with memory), then the push: three stores, the per-class counter and the
+    /// used count. No lock, no atomic read-modify-write. Every other case leaves through
+    /// one call, `freeSlow`.
     @inline(__always)
     static func deallocate(_ pointer: UnsafeMutableRawPointer?) {
         // The bits as they are (`UInt(bitPattern:)` of an optional tests for nil first).
@@ -43,14 +41,15 @@ extension Heap {
 
     /// The fast path's test: the class page of this heap whose first slice holds the live
     /// block starting at `p`; nil for anything else (outside every segment, another
-    /// thread's or a full page, not a block start, a free hint of 1 — already freed, or
-    /// never handed out —, past the first slice).
+    /// thread's or a full page, not a block start, already freed, past the first slice).
     /// A page found proves that this is the thread's own heap and that the block's bytes
     /// are mapped.
     @inline(__always)
     func localPage(of p: UInt) -> UnsafeMutablePointer<Page>? {
         guard let page = localClassPage(holding: p),
-              _fastPath(page.isBlockStart(p) && page.hint(of: p).pointee == 0) else { return nil }
+              _fastPath(page.isBlockStart(p)
+                        && UnsafeRawPointer(bitPattern: p).unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self)
+                            != page.freedMark) else { return nil }
         return page
     }
 
@@ -77,11 +76,8 @@ extension Heap {
     /// loop empties that page on every free, and makes no call).
     @inline(__always)
     func pushToClassPage(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) -> Bool {
-        // The hint's address before the counter's store (which might alias the
-        // descriptor): free's fast path then loads `hintBias` once, for its test and this.
-        let hint = page.hint(of: UInt(bitPattern: block))
         state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
-        page.pushLocal(block, hint: hint)
+        page.pushLocal(block)
         return _slowPath(page.pointee.used == 0)
             && (page.pointee.prev != nil || page.pointee.next != nil || !page.pointee.keptEmpty)
     }
@@ -276,13 +272,15 @@ extension Heap {
             // freed mark (before, this said "not the start of an allocated block"). A plain
             // program's pointer 16 bytes into a freed block gets the same words.
             let start = p &- UInt(Extensions.interiorOffset)
-            if page.isBlockStart(start), page.isFreed(UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped) {
+            if page.isBlockStart(start),
+               UnsafeRawPointer(bitPattern: start).unsafelyUnwrapped.load(fromByteOffset: 8, as: UInt.self) == page.freedMark {
                 OS.fatal("free(): double free of a VOS block's pointer, or a pointer 16 bytes into a freed block",
                          pointer: pointer)
             }
             OS.fatal("free(): invalid pointer: not the start of an allocated block", pointer: pointer)
         }
-        if page.isFreed(pointer) {
+        let mark = page.freedMark
+        if pointer.load(fromByteOffset: 8, as: UInt.self) == mark {
             OS.fatal("free(): double free detected", pointer: pointer)
         }
         if page.pointee.ownerTag.load(ordering: .relaxed) == heap.tag {
@@ -318,7 +316,7 @@ extension Heap {
         // Another thread's page, or an abandoned one. A large block is sent at once: a
         // batch waits for the next block to the same page, and a thread that then goes
         // idle would keep a whole large page from its owner.
-        page.markFreed(pointer)
+        pointer.storeBytes(of: mark, toByteOffset: 8, as: UInt.self)
         if heap.isEmpty || kind == .large {
             page.sendRemote(first: pointer, last: pointer, count: 1)
         } else {

@@ -20,10 +20,9 @@ extension Heap {
     /// malloc's fast path. Cost: one TLS load, the direct slot (up to 1 KiB a compare, an
     /// add and a shift; above, a shift, a compare and a byte load), two loads to reach the
     /// page's free list, one unlikely exit (two branches: the list is empty, or its first
-    /// block lacks the freed mark), then the pop: four stores (page.free, the block's
-    /// freed-mark word, its free hint — a load of the page's `hintBias` and a shift —, the
-    /// page's used count), the slot's counter and a prefetch of the next block (see
-    /// `pop`). No lock, no atomic. 23 instructions up to 1 KiB, 29 above.
+    /// block lacks the freed mark), then the pop: three stores (page.free, the block's
+    /// freed-mark word, the page's used count), the slot's counter and a prefetch of the
+    /// next block (see `pop`). No lock, no atomic. 19 instructions up to 1 KiB, 25 above.
     @inline(__always)
     static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         guard let block = Heap.current.allocateFast(size) else { return allocateSlow(size) }
@@ -39,8 +38,7 @@ extension Heap {
         return pop(page(slot: slot), slot: slot)
     }
 
-    /// Takes the first block of `page`'s free list: clears the block's freed mark and its
-    /// free hint (see `Segment`: free's fast path reads the hint, not the block), counts
+    /// Takes the first block of `page`'s free list: clears the block's freed mark, counts
     /// it in the page and in the heap's direct slot `slot`. Nil when the list is empty,
     /// or when its first block lacks the freed mark (the slow paths tell the two apart:
     /// `popChecking`).
@@ -68,7 +66,6 @@ extension Heap {
         page.pointee.free = next
         swmshim_prefetch(next)
         block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-        page.hint(of: UInt(bitPattern: block)).pointee = 0
         page.pointee.used &+= 1
         state.allocCounter(slot: slot).pointee &+= 1
         return block
@@ -371,7 +368,6 @@ extension Heap {
         pushFull(span)
         let block = span.pointee.start.unsafelyUnwrapped
         block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-        span.hint(of: UInt(bitPattern: block)).pointee = 0
         state.pointee.bigAllocated &+= UInt(span.pointee.blockSize)
         state.pointee.bigAllocs &+= 1
         return block
@@ -456,8 +452,7 @@ extension Heap {
             return allocate(rounded == 0 ? alignment : rounded)
         }
         let slices = Geometry.slices(for: size)
-        if alignment <= Geometry.largeMax
-            && max(alignment >> Geometry.sliceShift, Geometry.firstSpanSlice) + slices <= Geometry.slicesPerSegment {
+        if alignment <= Geometry.largeMax && alignment >> Geometry.sliceShift + slices <= Geometry.slicesPerSegment {
             return allocateAlignedLarge(size, alignment: alignment)
         }
         return allocateAlignedHuge(size, alignment: alignment)

@@ -7,14 +7,14 @@ extension Heap {
     /// Checks this heap (the caller's own) against its invariants and returns the number
     /// of violations, printing one line for each:
     ///
-    ///  segments   seg.heap == self; the segment map has it; spans tile slices 4…63
-    ///             (Σ sliceCount == 60, sliceMap[s] == first slice of s's span);
-    ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 60);
+    ///  segments   seg.heap == self; the segment map has it; spans tile slices 1…63
+    ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
+    ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63);
     ///             descriptors inside a span (not its first) have ownerTag == 0
     ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot), and
     ///             |threadFree| == the count in the word's top bits;
     ///             capacity ≤ reserved; every listed block is a block start of the page
-    ///             and carries the freed mark and a free hint of 1;
+    ///             and carries the freed mark;
     ///             small: blockSize == SizeClass.blockSize(classIndex)
     ///  lists      class list c holds pages of class c tagged self, and classTails[c] is
     ///             its last page; the full list holds pages tagged self|1; every non-free
@@ -83,7 +83,7 @@ extension Heap {
         if seg.pointee.heap != raw || !SegmentMap.contains(UInt(bitPattern: seg)) || seg.pointee.isFull != full {
             errors += report("segment not owned by its heap, not in the segment map, or on the wrong list", nil)
         }
-        var i = Geometry.firstSpanSlice
+        var i = 1
         var used = 0
         while i < Geometry.slicesPerSegment {
             let span = seg.page(at: i)
@@ -128,9 +128,6 @@ extension Heap {
                 if !page.isBlockStart(UInt(bitPattern: b)) { return errors + report("free list holds a pointer that is not a block of its page", page) }
                 if b.load(fromByteOffset: 8, as: UInt.self) != page.freedMark {
                     return errors + report("a block on a free list lacks the freed mark", page)
-                }
-                if page.hint(of: UInt(bitPattern: b)).pointee != 1 {
-                    return errors + report("a block on a free list has a free hint of 0 (a double free of it would pass free's fast path)", page)
                 }
                 n += 1
                 if n > Int(page.pointee.capacity) { return errors + report("a free list holds more blocks than the page's capacity (cycle?)", page) }

@@ -4,9 +4,8 @@
 ///
 /// Memory comes from the OS in *segments* of 4 MiB aligned to 4 MiB, so the segment of
 /// any pointer is `p & ~(segmentSize - 1)`. A segment is cut into 64 *slices* of 64 KiB;
-/// slices 0 … 3 hold the segment header, the page descriptors and the free hints (a byte
-/// per 16 bytes of the segment, see `Segment`), the other 60 are handed out as *pages*
-/// (spans of whole slices). Huge blocks get a segment of their own.
+/// slice 0 holds the segment header and page descriptors, the other 63 are handed out as
+/// *pages* (spans of whole slices). Huge blocks get a segment of their own.
 enum Geometry {
     static let segmentShift = 22
     static let segmentSize = 1 << segmentShift                // 4 MiB
@@ -14,14 +13,8 @@ enum Geometry {
     static let sliceShift = 16
     static let sliceSize = 1 << sliceShift                    // 64 KiB
     static let slicesPerSegment = segmentSize >> sliceShift   // 64
-    /// The first slice a normal segment hands out: the ones before hold its header and its
-    /// free hints (the hint of address `base + o` is the byte at `base + o >> 4`, so the
-    /// hints of slices 4 … 63 fill bytes 16 KiB ..< 256 KiB, after the header's 16 KiB).
-    static let firstSpanSlice = 4
-    /// Slices a normal segment can hand out: `firstSpanSlice` … 63.
-    static let usableSlices = slicesPerSegment - firstSpanSlice
-    /// log2 of the bytes one free hint covers: the smallest block (16 bytes).
-    static let hintShift = 4
+    /// Slices a normal segment can hand out (slice 0 is its header).
+    static let usableSlices = slicesPerSegment - 1
     /// User addresses are below 2^47 on x86-64/arm64 Linux with 4-level page tables.
     static let addressBits = 47
     /// Blocks above this size get a page of their own ("large": a span of slices).

@@ -4,28 +4,12 @@ import Synchronization
 
 import CSwmShim
 
-/// Header of a 4 MiB segment, at the segment's base (slice 0). A slice map, one page
-/// descriptor per slice and the free hints follow it:
+/// Header of a 4 MiB segment, at the segment's base (slice 0). A slice map and one page
+/// descriptor per slice follow it:
 ///
 ///     base + 0                  Segment
 ///     base + sliceMapOffset     UInt8 × 64: slice → first slice of the span holding it
-///     base + i · pageStride     Page, the descriptor of slice i (4 … 63)
-///     base + o >> 4             UInt8: the free hint of the 16 bytes at base + o, for
-///                               o in slices 4 … 63 (bytes 16 KiB ..< 256 KiB: the end of
-///                               slice 0 and slices 1 … 3)
-///
-/// A free hint is 1 where a block of a small page may be free, 0 where it is handed out:
-///
-///     block on a free list (the page's, its thread-free list, a remote batch) ⇒ hint = 1
-///     block handed out by malloc                                             ⇒ hint = 0
-///
-/// `Page.thread`, `Page.pushLocal` and a remote free set it with the freed mark; malloc's
-/// pop clears it with the mark. free's fast path reads the hint instead of the block's
-/// mark: the block is mostly out of cache when it is freed (a program that keeps many
-/// blocks live frees them long after it wrote them), and the load of its mark was a
-/// cache miss on every such free, where 64 hints share a line that stays warm. A hint of
-/// 1 sends free to its slow path, which reads the mark and aborts on a double free.
-/// A span's hints are purged with the span (a free span holds no block).
+///     base + i · pageStride     Page, the descriptor of slice i (1 … 63)
 ///
 /// Slice 0 holds no page, so its descriptor's place is the header and the slice map: a
 /// descriptor is `base + i · 256`, one address computation on free's fast path. Read as
@@ -33,7 +17,7 @@ import CSwmShim
 /// `.freeSpan` (a zero byte at the kind's offset): free of a pointer into slice 0 takes
 /// the slow path and aborts there.
 ///
-/// Spans tile slices 4…63 exactly: Σ span.sliceCount == 60, and for every slice s,
+/// Spans tile slices 1…63 exactly: Σ span.sliceCount == 63, and for every slice s,
 /// sliceMap[s] is the first slice of the span containing s. A normal segment belongs to
 /// one heap (its owner does all span work without locks) or to nobody (abandoned).
 /// A huge segment holds one block at `base + hugeOffset`.
@@ -96,8 +80,7 @@ struct Segment {
                 && raw.load(fromByteOffset: kindOffset, as: UInt8.self) == PageKind.huge.rawValue
                 && raw.load(fromByteOffset: threadFreeOffset, as: UInt.self) == 0x77
         }
-        if header > sliceMapOffset || header > kindOffset || !noOwner || !pageFits
-            || headerBytes > Geometry.firstSpanSlice << (Geometry.sliceShift - Geometry.hintShift)
+        if header > sliceMapOffset || header > kindOffset || !noOwner || !pageFits || headerBytes > Geometry.sliceSize
             || MemoryLayout<Page>.stride > pageStride
             || SegmentMap.count != 1 << (Geometry.addressBits - Geometry.segmentShift) {
             OS.fatal("internal error: segment header layout does not fit slice 0", pointer: nil)
@@ -178,25 +161,24 @@ extension UnsafeMutablePointer where Pointee == Segment {
             OS.adviseHugePages(raw, Geometry.segmentSize, enable: false)
         }
         let seg = raw.assumingMemoryBound(to: Segment.self)
-        // Slices 1…63 count as purged, the hints' slices too: their memory is touched as
-        // the spans' is (a 64th of it), and purged with them.
-        Counters.shared.pointee.purgedNow.wrappingAdd(UInt(UnsafeMutablePointer<Segment>.trimmedBytes), ordering: .relaxed)
+        Counters.shared.pointee.purgedNow.wrappingAdd(
+            UInt(Geometry.usableSlices << Geometry.sliceShift), ordering: .relaxed)
         seg.format(heap: heap)
         return seg
     }
 
-    /// Formats a zeroed header for `heap`: one free span of slices 4…63, not resident
+    /// Formats a zeroed header for `heap`: one free span of slices 1…63, not resident
     /// (fresh or purged), and the segment map's bit.
     private func format(heap: UnsafeMutableRawPointer) {
         pointee.kind = .small
         pointee.heap = heap
         pointee.mappedSize = Geometry.segmentSize
-        let first = page(at: Geometry.firstSpanSlice)
+        let first = page(at: 1)
         first.pointee.kind = .freeSpan
-        first.pointee.sliceIndex = Geometry.firstSpanSlice
+        first.pointee.sliceIndex = 1
         first.pointee.sliceCount = Geometry.usableSlices
         first.pointee.purged = true
-        mapSlices(Geometry.firstSpanSlice, Geometry.usableSlices, to: Geometry.firstSpanSlice)
+        mapSlices(1, Geometry.usableSlices, to: 1)
         Counters.shared.pointee.segments.wrappingAdd(1, ordering: .relaxed)
         SegmentMap.insert(base, SegmentMap.pages)
     }
@@ -296,7 +278,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// `markPurged` they are marked purged (the caller counts them).
     private func residentSpanBytes(markPurged: Bool) -> Int {
         var bytes = 0
-        var i = Geometry.firstSpanSlice
+        var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if !span.pointee.purged {
@@ -474,7 +456,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
             markInUse(span)
             return span
         }
-        var i = Geometry.firstSpanSlice
+        var i = 1
         while i < Geometry.slicesPerSegment {
             var span = page(at: i)
             let length = span.pointee.sliceCount
@@ -517,7 +499,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     private func bestResidentFit(_ count: Int, alignment: Int) -> Int? {
         var best: Int? = nil
         var bestLength = Int.max
-        var i = Geometry.firstSpanSlice
+        var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             let length = span.pointee.sliceCount
@@ -620,7 +602,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         }
         // Merge into the preceding span.
         let i = span.pointee.sliceIndex
-        if i > Geometry.firstSpanSlice {
+        if i > 1 {
             let before = page(containing: UInt(bitPattern: base) + UInt((i - 1) << Geometry.sliceShift))
             if before.pointee.kind == .freeSpan && before.pointee.purged == span.pointee.purged {
                 absorb(head, into: before)
@@ -659,21 +641,8 @@ extension UnsafeMutablePointer where Pointee == Segment {
             span.pointee.freedAt = now &+ UnsafeMutablePointer<Segment>.refusedRetryNanoseconds
             return
         }
-        purgeHints(span)
         span.pointee.purged = true
         Counters.shared.pointee.purgedNow.wrappingAdd(UInt(bytes), ordering: .relaxed)
-    }
-
-    /// Purges free span `span`'s hints (4 KiB a slice: the whole OS pages among them),
-    /// none of which is 1 for a block on a list: a free span holds none. They read 0 then,
-    /// as for a fresh span, until its next page threads its blocks. Not counted: the
-    /// hints' memory counts as purged throughout (`create`).
-    private func purgeHints(_ span: UnsafeMutablePointer<Page>) {
-        let shift = Geometry.sliceShift - Geometry.hintShift
-        let page = UInt(OS.pageSize)
-        let start = (UInt(bitPattern: base) + UInt(span.pointee.sliceIndex << shift) + page - 1) & ~(page - 1)
-        let end = (UInt(bitPattern: base) + UInt((span.pointee.sliceIndex + span.pointee.sliceCount) << shift)) & ~(page - 1)
-        if end > start { _ = OS.purge(UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped, Int(end - start)) }
     }
 
     /// How long a span whose purge the kernel refused waits before the delay tries again.
@@ -685,7 +654,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     @discardableResult
     func purgeExpired(now: UInt64, delay: UInt64) -> UInt64 {
         var oldest = UInt64.max
-        var i = Geometry.firstSpanSlice
+        var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if span.pointee.kind == .freeSpan && !span.pointee.purged {
@@ -702,7 +671,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// span then holds the visited slice.
     @inline(__always)
     func forEachPage(_ body: (UnsafeMutablePointer<Page>) -> Void) {
-        var i = Geometry.firstSpanSlice
+        var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if span.pointee.kind != .freeSpan { body(span) }

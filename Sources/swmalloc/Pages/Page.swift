@@ -16,8 +16,7 @@ import Synchronization
 /// the owner collects them):
 ///     used == capacity − |free|,   |threadFree| ≤ used,   capacity ≤ reserved
 ///     threadFree == |threadFree| << 48 | head   (the count rides in the word's top bits)
-/// and every freed block on a list carries the freed mark in its second word and a
-/// free hint of 1 (see `Segment`).
+/// and every freed block on a list carries the freed mark in its second word.
 ///
 /// Invariant (descriptors): ownerTag ≠ 0 ⇒ the descriptor is the first of a live page's
 /// span. Interior descriptors of a span keep ownerTag 0 (a page's tag is cleared when it
@@ -53,8 +52,7 @@ struct Page: ~Copyable {
     var classIndex: UInt16                    // +108 size class (small pages)
     var kind: PageKind                        // +110 free span, small page, large page, huge
     var divShift: UInt8                       // +111 log2 of blockSize's power-of-two part
-    var hintBias: UInt                        // +112 `hint(of:)`'s base: the segment's base − base >> 4
-    private var padding1: UInt = 0            // +120
+    private var padding1: (UInt, UInt) = (0, 0) // +112
     // Line 2: other threads' frees, alone: their compare-and-swaps invalidate no line the
     // owner's fast paths use.
     let threadFree: Atomic<UInt>              // +128 other threads' frees: stack head | count << 48
@@ -163,7 +161,6 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.blockSize = UInt32(blockSize)
         pointee.threadFree.store(0, ordering: .relaxed)
         pointee.start = UnsafeMutableRawPointer(segment) + (pointee.sliceIndex << Geometry.sliceShift)
-        pointee.hintBias = UInt(bitPattern: segment) &- UInt(bitPattern: segment) >> UInt(Geometry.hintShift)
         setDivisor(blockSize)
         pointee.capacity = 0
         pointee.reserved = Int32(span / blockSize)
@@ -246,48 +243,17 @@ extension UnsafeMutablePointer where Pointee == Page {
     @inline(__always)
     private func thread(_ block: UnsafeMutableRawPointer, after last: inout UnsafeMutableRawPointer?) {
         last?.storeBytes(of: block, as: UnsafeMutableRawPointer?.self)
-        markFreed(block)
+        block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
         last = block
     }
 
     /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.
     @inline(__always)
     func pushLocal(_ block: UnsafeMutableRawPointer) {
-        pushLocal(block, hint: hint(of: UInt(bitPattern: block)))
-    }
-
-    /// `pushLocal` with the block's hint address (`hint(of:)`) computed by the caller.
-    @inline(__always)
-    func pushLocal(_ block: UnsafeMutableRawPointer, hint: UnsafeMutablePointer<UInt8>) {
         block.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
         block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
-        hint.pointee = 1
         pointee.free = block
         pointee.used &-= 1
-    }
-
-    /// Gives `block` the freed mark and a free hint of 1: before it goes on any list.
-    @inline(__always)
-    func markFreed(_ block: UnsafeMutableRawPointer) {
-        block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
-        hint(of: UInt(bitPattern: block)).pointee = 1
-    }
-
-    /// Whether the block at `p`, a block start of this page, is free: it carries the freed
-    /// mark and a free hint of 1 (the hint alone for a block of a large page that had
-    /// been freed before its span was taken again, the mark alone for a live block whose
-    /// program wrote the mark's value there). The slow paths' double-free test.
-    @inline(__always)
-    func isFreed(_ p: UnsafeMutableRawPointer) -> Bool {
-        p.load(fromByteOffset: 8, as: UInt.self) == freedMark && hint(of: UInt(bitPattern: p)).pointee != 0
-    }
-
-    /// The free hint of the block at `p`, a block of this page (see `Segment`): one shift
-    /// and an add, from the page's `hintBias`. 1 while the block may be free, 0 while it
-    /// is handed out.
-    @inline(__always)
-    func hint(of p: UInt) -> UnsafeMutablePointer<UInt8> {
-        UnsafeMutablePointer<UInt8>(bitPattern: pointee.hintBias &+ p >> UInt(Geometry.hintShift)).unsafelyUnwrapped
     }
 
     /// Moves other threads' frees into `free`; `used` drops by their number. Owner only.
