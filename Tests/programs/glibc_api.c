@@ -134,6 +134,17 @@ static void malloc_stats_text(void) {
     free(p);
 }
 
+/** Flushes the temporary file `f`, reads it whole into `text` (at most `capacity` - 1
+ *  bytes, NUL-terminated), closes it and returns the length read. */
+static size_t read_back(FILE *f, char *text, size_t capacity) {
+    CHECK(fflush(f) == 0);
+    rewind(f);
+    size_t n = fread(text, 1, capacity - 1, f);
+    text[n] = 0;
+    fclose(f);
+    return n;
+}
+
 static void malloc_stats_follows_stderr(void) {
     FILE *saved = stderr;
     FILE *f = tmpfile();
@@ -147,12 +158,8 @@ static void malloc_stats_follows_stderr(void) {
     malloc_stats();
     fputs("after\n", stderr);
     stderr = saved;
-    CHECK(fflush(f) == 0);
-    rewind(f);
     static char text[16384];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
+    size_t n = read_back(f, text, sizeof text);
     CHECKF(strncmp(text, "before\n", 7) == 0 && n > 20, "the log starts: %.60s", text);
     CHECKF(strcmp(text + n - 6, "after\n") == 0, "the log ends: %s", text + (n > 60 ? n - 60 : 0));
     /* stderr a memory stream (no file descriptor): the report lands in it. */
@@ -177,12 +184,8 @@ static void malloc_info_xml(void) {
     CHECK(huge != NULL);
     CHECK(malloc_info(0, f) == 0);
     free(huge);
-    CHECK(fflush(f) == 0);
-    rewind(f);
     static char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
+    size_t n = read_back(f, text, sizeof text);
     CHECKF(strncmp(text, "before\n<malloc version=\"1\">\n", 28) == 0, "starts: %.60s", text);
     CHECKF(strstr(text, "<total type=\"mmap\" count=\"1\"") != NULL, "no mmap total of 1 block: %s", text);
     CHECKF(n > 9 && strcmp(text + n - 10, "</malloc>\n") == 0, "ends: %s", text + (n > 40 ? n - 40 : 0));
