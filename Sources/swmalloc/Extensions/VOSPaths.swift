@@ -251,18 +251,22 @@ enum VOS {
             return nil
         }
         // In place when the request with its header still fits the core block and fills at
-        // least half of it, as realloc decides: the new size is charged first (so, as for
-        // a copy, the old and new bytes must fit a quota together for a moment), then the
-        // old header credited, and the header rewritten. Before, every call copied.
+        // least half of it, as realloc decides: under a quota the new size is charged first
+        // (so, as for a copy, the old and new bytes must fit the quota together for a
+        // moment), then the old header credited, and the header rewritten; without one the
+        // old header is credited first (`creditsFirst`). Before, every call copied.
+        let table = creditsFirst()
         if !huge && size <= VOSBlock.maxSize {
             let b = UInt(bitPattern: block)
             let capacity = Int(UnsafeMutablePointer<Segment>.of(b).page(containing: b).pointee.blockSize)
             let needed = request(size)
             if needed <= capacity && needed >= capacity / 2 {
+                table?.release(old)
                 guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
+                    table?.charge(old)
                     return Heap.outOfMemory()
                 }
-                release(old)
+                if table == nil { release(old) }
                 return VOSBlock.write(block, header)
             }
         }
@@ -273,14 +277,17 @@ enum VOS {
         // Before, every call copied into a new block (a 10 MiB block shrunk by 16 bytes
         // held both for a moment: review R45).
         if huge && size <= VOSBlock.maxSize {
+            table?.release(old)
             guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
+                table?.charge(old)
                 return Heap.outOfMemory()
             }
             guard let resized = Heap.reallocate(block, request(size)) else {
                 release(header)
+                table?.charge(old)
                 return nil
             }
-            release(old)
+            if table == nil { release(old) }
             return VOSBlock.write(resized, header)
         }
         guard let fresh = allocate(size, module, withSite: withSite, file: file, line: line) else { return nil }
@@ -288,6 +295,16 @@ enum VOS {
         release(old)
         Heap.deallocate(block)
         return fresh
+    }
+
+    /// The calling thread's table when no module has a quota: a block resized in place
+    /// (or a huge one `mremap`ped) is then credited before it is charged again, so its
+    /// module's peak sees the old size or the new one, not both (review R61: a 20 MiB
+    /// block shrunk in place to 12 MiB raised the peak to 32 MiB). Nil under a quota,
+    /// whose admission needs room for both, and without a table.
+    private static func creditsFirst() -> VOSTable? {
+        guard let table = VOSModules.currentTable(), !table.quotasExist else { return nil }
+        return table
     }
 
     /// Aborts with one line: `swmalloc: <message> (pointer 0x…) at file:line`.
