@@ -18,10 +18,10 @@
  *     vos_peak realloc 0
  * A block resized in place by VOS_Realloc, in a module without a quota (a large block
  * shrunk and grown, huge blocks shrunk and grown with mremap): the module's peak is the
- * larger of the two sizes (the shrinks stay in place; a growth may move). Before, the new size was charged before the old one was
- * credited and the peak counted both (an outside review, R61: 20 MiB shrunk to 12 MiB,
- * peak 32 MiB). A block that moved held both, so its peak may be their sum. Prints
- * "ok: N in place". */
+ * larger of the two sizes (the shrinks stay in place; a growth may move). Before, the
+ * new size was charged before the old one was credited and the peak counted both (an
+ * outside review, R61: 20 MiB shrunk to 12 MiB, peak 32 MiB). A block that moved held
+ * both, so its peak may be their sum. Prints "ok: N in place". */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -108,7 +108,6 @@ static int realloc_peaks(void) {
         swm_vos_module_stats_t st;
         CHECK(swm_vos_module_stats(module, &st) == 0);
         size_t larger = sizes[i][0] > sizes[i][1] ? sizes[i][0] : sizes[i][1];
-        if (getenv("VOS_PEAK_TRACE")) fprintf(stderr, "%zu -> %zu: %s\n", sizes[i][0], sizes[i][1], q == p ? "in place" : "moved");
         if (q == p) {
             in_place++;
             CHECKF(st.peak_bytes == larger, "%zu -> %zu in place: peak %zu, want %zu", sizes[i][0], sizes[i][1],

@@ -251,44 +251,25 @@ enum VOS {
             return nil
         }
         // In place when the request with its header still fits the core block and fills at
-        // least half of it, as realloc decides: under a quota the new size is charged first
-        // (so, as for a copy, the old and new bytes must fit the quota together for a
-        // moment), then the old header credited, and the header rewritten; without one the
-        // old header is credited first (`creditsFirst`). Before, every call copied.
-        let table = creditsFirst()
+        // least half of it, as realloc decides (`resizeInPlace`). Before, every call copied.
         if !huge && size <= VOSBlock.maxSize {
             let b = UInt(bitPattern: block)
             let capacity = Int(UnsafeMutablePointer<Segment>.of(b).page(containing: b).pointee.blockSize)
             let needed = request(size)
             if needed <= capacity && needed >= capacity / 2 {
-                table?.release(old)
-                guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
-                    table?.charge(old)
-                    return Heap.outOfMemory()
-                }
-                if table == nil { release(old) }
-                return VOSBlock.write(block, header)
+                return resizeInPlace(old, size, module, withSite: withSite, file: file, line: line) { block }
             }
         }
         // A huge block goes through realloc's own path, which keeps it in place where it
         // can (a shrink gives its mapping's end back, a growth `mremap`s) and claims it
         // before any copy; the header moves with the bytes and is written again. The new
-        // size is charged first, as above, and credited again when realloc has no memory.
+        // size is accounted as above, and the accounting undone when realloc has no memory.
         // Before, every call copied into a new block (a 10 MiB block shrunk by 16 bytes
         // held both for a moment: review R45).
         if huge && size <= VOSBlock.maxSize {
-            table?.release(old)
-            guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
-                table?.charge(old)
-                return Heap.outOfMemory()
+            return resizeInPlace(old, size, module, withSite: withSite, file: file, line: line) {
+                Heap.reallocate(block, request(size))
             }
-            guard let resized = Heap.reallocate(block, request(size)) else {
-                release(header)
-                table?.charge(old)
-                return nil
-            }
-            if table == nil { release(old) }
-            return VOSBlock.write(resized, header)
         }
         guard let fresh = allocate(size, module, withSite: withSite, file: file, line: line) else { return nil }
         fresh.copyMemory(from: user, byteCount: Int(size < old.size ? size : old.size))
@@ -297,14 +278,32 @@ enum VOS {
         return fresh
     }
 
-    /// The calling thread's table when no module has a quota: a block resized in place
-    /// (or a huge one `mremap`ped) is then credited before it is charged again, so its
+    /// VOS_Realloc of a block whose core block `resize` keeps where it is (or resizes
+    /// itself, returning it, or nil when out of memory): the block's header `old` gives way
+    /// to one of `size` bytes charged to `module` (and the site), and the header is
+    /// rewritten. Under a quota the new size is charged first (so, as for a copy, the old
+    /// and new bytes must fit the quota together for a moment) and the old credited once
+    /// the resize succeeded. Without quotas the old header is credited first, so the
     /// module's peak sees the old size or the new one, not both (review R61: a 20 MiB
-    /// block shrunk in place to 12 MiB raised the peak to 32 MiB). Nil under a quota,
-    /// whose admission needs room for both, and without a table.
-    private static func creditsFirst() -> VOSTable? {
-        guard let table = VOSModules.currentTable(), !table.quotasExist else { return nil }
-        return table
+    /// block shrunk in place to 12 MiB raised the peak to 32 MiB); a refused resize
+    /// charges it again. NULL with ENOMEM, the accounting as before, when a quota refuses.
+    private static func resizeInPlace(_ old: VOSHeader, _ size: UInt, _ module: UInt, withSite: Bool,
+                                      file: UnsafePointer<UInt8>?, line: UInt32,
+                                      _ resize: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        let table = VOSModules.currentTable()
+        let creditFirst = table.map { !$0.quotasExist } ?? false
+        if creditFirst { table?.release(old) }
+        guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
+            if creditFirst { table?.charge(old) }
+            return Heap.outOfMemory()
+        }
+        guard let block = resize() else {
+            release(header)
+            if creditFirst { table?.charge(old) }
+            return nil
+        }
+        if !creditFirst { release(old) }
+        return VOSBlock.write(block, header)
     }
 
     /// Aborts with one line: `swmalloc: <message> (pointer 0x…) at file:line`.
