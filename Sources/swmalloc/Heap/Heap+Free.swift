@@ -116,15 +116,19 @@ extension Heap {
     /// may hold resident: in the shared ring, 64 of them could keep 64 MiB per sleeping
     /// thread (4 threads that used every class once kept 40 MB, 35 MB of it in these
     /// pages).
+    ///
+    /// Links are read and changed under the span lock: the purger unlinks and retires
+    /// class pages behind a head that other threads emptied (`retireFreedPages`).
     @inline(never)
     func pageEmptied(_ page: UnsafeMutablePointer<Page>) {
+        spanLock.lock()
         if page.pointee.prev != nil || page.pointee.next != nil {
             unlinkClass(page)
-            spanLock.lock()
             retire(page, now: OS.nowNanoseconds())
             spanLock.unlock()
             return
         }
+        spanLock.unlock()
         let s = state
         if page.pointee.sliceCount > 1 { return keepWide(page) }
         let slot = s.pointee.keptNext
@@ -226,8 +230,8 @@ extension Heap {
         old.pointee.keptEmpty = false
         if old.pointee.used == 0 && old.pointee.prev == nil && old.pointee.next == nil
             && !old.pointee.inFullList && self.page(class: Int(old.pointee.classIndex)) == old {
-            unlinkClass(old)
             spanLock.lock()
+            unlinkClass(old)
             retire(old, now: OS.nowNanoseconds())
             spanLock.unlock()
         }
@@ -301,7 +305,7 @@ extension Heap {
         }
         if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
             // Our own full or large page: under the span lock, as every step on a full page
-            // (another thread may retire it, see `retireFreedFullPages`).
+            // (another thread may retire it, see `retireFreedPages`).
             heap.spanLock.lock()
             page.pushLocal(pointer)
             heap.unlinkFull(page)

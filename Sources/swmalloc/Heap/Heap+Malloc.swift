@@ -327,27 +327,96 @@ extension Heap {
         return found
     }
 
-    /// Retires the full pages (small or large) every block of which other threads freed:
-    /// their thread-free lists hold `used` blocks. Under the span lock, by the owner or by
-    /// another thread that took the lock (the purger, `swm_collect`): an owner that sleeps,
-    /// or allocates on fast paths only, would otherwise keep such pages for ever — a
-    /// producer whose consumers freed 64 MiB kept all of it, `swm_collect` included.
+    /// Gives back what other threads freed into this heap's pages and the owner has not
+    /// collected: it retires the pages every block of which they freed (their thread-free
+    /// lists hold `used` blocks), full pages (small or large) and class pages behind their
+    /// class's head; in the other pages it purges the blocks of thread-free lists that
+    /// stayed as they were for `delay` (`purgeStaleRemoteFrees`). Returns when the oldest
+    /// such list still waiting was first seen (`UInt64.max`: none waits).
     ///
-    /// Safe from another thread: the owner touches a full page only under the span lock
-    /// (its fast paths never reach one: no direct slot holds it, and free's test needs the
-    /// class-page tag, not `tag | 1`), and no thread may free a block of the page any
-    /// more, all of them having been freed. A page found otherwise is left to its owner.
-    func retireFreedFullPages(now: UInt64) {
+    /// Under the span lock, by the owner or by another thread that took the lock (the
+    /// purger, `swm_collect`): an owner that sleeps, or allocates on fast paths only or
+    /// from other classes, would otherwise keep this memory for ever — a producer whose
+    /// consumers freed 64 MiB kept all of it, `swm_collect` included; and 8 threads that
+    /// replaced each other's 9 … 64 KiB blocks and then 16 … 128-byte ones kept 60 … 90 MiB
+    /// of the first size's pages, for 0.3 MiB live, once they slept (`retention
+    /// pool_idle`).
+    ///
+    /// Retiring is safe from another thread, since no thread may free a block of such a
+    /// page any more, all of them having been freed, and:
+    /// - a full page: the owner touches it only under the span lock (its fast paths never
+    ///   reach one: no direct slot holds it, and free's test needs the class-page tag, not
+    ///   `tag | 1`);
+    /// - a class page behind the head: malloc's fast path pops from a class's head only
+    ///   (the direct slots), and the owner changes heads and links only under the span
+    ///   lock (`findPage`, `sweepTail`, `collectRemoteFrees`, `pageEmptied`,
+    ///   `releaseKept`); free's fast path pushes onto any class page, but only a block the
+    ///   owner holds, and it holds none of this page's. A page in a kept ring is left: the
+    ///   owner reads the rings without the lock (see `pushFull`). A class's head is left
+    ///   too: its owner pops from it at any time.
+    /// A page found otherwise is left to its owner.
+    func releaseOthersFrees(now: UInt64, delay: UInt64) -> UInt64 {
+        var oldest = UInt64.max
         var cursor = state.pointee.fullPages
         while let page = cursor {
             cursor = page.pointee.next
-            let pending = page.threadFreeSnapshot().count
-            if pending == 0 || pending != Int(page.pointee.used) { continue }
-            page.collectThreadFree()
-            if page.pointee.used != 0 { continue }
-            unlinkFull(page)
-            retire(page, now: now)
+            if Heap.collectIfFreedByOthers(page) {
+                unlinkFull(page)
+                retire(page, now: now)
+            } else {
+                oldest = min(oldest, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay))
+            }
         }
+        for c in 0..<SizeClass.count {
+            let head = page(class: c)
+            var behind = state.pointee.classTails[c]
+            while let page = behind {
+                behind = page == head ? nil : page.pointee.prev
+                if page != head && !page.pointee.keptEmpty && Heap.collectIfFreedByOthers(page) {
+                    unlinkClass(page)
+                    retire(page, now: now)
+                } else {
+                    oldest = min(oldest, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay))
+                }
+            }
+        }
+        return oldest
+    }
+
+    /// Collects `page`'s thread-free list when it holds every block the page handed out
+    /// (`used`, a count no thread changes then) and returns true: the page is empty.
+    private static func collectIfFreedByOthers(_ page: UnsafeMutablePointer<Page>) -> Bool {
+        let pending = page.threadFreeSnapshot().count
+        if pending == 0 || pending != Int(page.pointee.used) { return false }
+        page.collectThreadFree()
+        return page.pointee.used == 0
+    }
+
+    /// Decay for the blocks other threads freed into a page of blocks above
+    /// `Page.smallestPurgedBlock` (any page of this heap, its class's head included): when
+    /// its thread-free list is the one seen `delay` ago (the same word: no block pushed,
+    /// none collected), the OS pages inside its blocks go back (`Page.purgeBlocks`), once.
+    /// Returns when a list still waiting was first seen (`UInt64.max`: none waits).
+    ///
+    /// Safe under the owner's span lock from any thread: only the owner's collect, which
+    /// takes that lock, takes blocks off a thread-free list; other threads' frees push in
+    /// front of the word read here, and their compare-and-swap (sequentially consistent)
+    /// published each block's link before the block joined the list, which the acquiring
+    /// load below sees. The blocks keep their first OS page (link, freed mark, purged
+    /// mark); the rest reads zero once the owner collects and hands them out again. The
+    /// descriptor's `remoteSeen` fields are written under the span lock only.
+    private static func purgeStaleRemoteFrees(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64) -> UInt64 {
+        if page.pointee.kind != .small || Int(page.pointee.blockSize) <= Page.smallestPurgedBlock { return .max }
+        let word = page.pointee.threadFree.load(ordering: .acquiring)
+        if word == 0 || page.pointee.remoteSeen == word | Page.remotePurged { return .max }
+        if page.pointee.remoteSeen != word {
+            page.pointee.remoteSeen = word
+            page.pointee.remoteSeenAt = now
+        }
+        if now &- page.pointee.remoteSeenAt < delay { return page.pointee.remoteSeenAt }
+        page.purgeBlocks(chain: UnsafeMutableRawPointer(bitPattern: word & UnsafeMutablePointer<Page>.threadFreeHeadMask))
+        page.pointee.remoteSeen = word | Page.remotePurged
+        return .max
     }
 
     /// A block of `size` bytes in a page of its own, rounded up to whole 64 KiB slices and

@@ -107,7 +107,7 @@ enum Purger {
 
     /// Another thread's free went to a full or large page, or to an abandoned one: their
     /// owner may sleep, or allocate on fast paths only, and never look at them, so the
-    /// purger's passes do (`Heap.retireFreedFullPages`, `collectAbandoned`). The first
+    /// purger's passes do (`Heap.retireFreedPages`, `collectAbandoned`). The first
     /// such free since the last pass wakes a purger that sleeps without a timeout; that
     /// pass then plans the next one a purge delay later, which finds what came free
     /// meanwhile (a stream of such frees costs a pass per delay). Cost otherwise: two
@@ -252,7 +252,14 @@ enum Purger {
         if idleFrees { Globals.idlePageFrees.store(0) }
         var oldest = idleFrees ? now : UInt64.max
         oldest = min(oldest, Heap.releaseParked(now: now, delay: d))
-        oldest = min(oldest, purgeHeaps(now: now, delay: d, requestCollect: force, fullPages: idleFrees || force))
+        let heaps = purgeHeaps(now: now, delay: d, requestCollect: force, othersFrees: idleFrees || force)
+        oldest = min(oldest, heaps.spans)
+        if heaps.othersFrees != .max {
+            // Thread-free lists wait for their delay: the pass that is due then walks the
+            // heaps' pages again.
+            Globals.idlePageFrees.store(1)
+            oldest = min(oldest, heaps.othersFrees)
+        }
         oldest = min(oldest, collectAbandoned(now: now, delay: d))
         oldest = min(oldest, UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: d))
         oldest = min(oldest, Huge.purgeCache(now: now, delay: d))
@@ -271,11 +278,16 @@ enum Purger {
     /// a span lock is held here and by a heap's release, and no one waits for a span lock
     /// while holding the registry lock, so the two orders cannot deadlock.
     ///
-    /// With `fullPages` (a free into an idle page was noted, or `swm_collect`) it first
-    /// retires each heap's full pages that other threads emptied: a page can only come to
-    /// that by such a free, so passes without one skip the walk of the full lists.
-    private static func purgeHeaps(now: UInt64, delay: UInt64, requestCollect: Bool, fullPages: Bool) -> UInt64 {
+    /// With `othersFrees` (another thread's free into a page was noted since the last
+    /// pass, the last pass left thread-free lists waiting, or `swm_collect`) it first gives
+    /// back what other threads freed into each heap's pages (`Heap.releaseOthersFrees`):
+    /// passes without such a free skip the walk of the page lists. Returns when the
+    /// oldest free span still waiting was freed, and when the oldest thread-free list
+    /// still waiting was first seen (`UInt64.max`: none).
+    private static func purgeHeaps(now: UInt64, delay: UInt64, requestCollect: Bool,
+                                   othersFrees: Bool) -> (spans: UInt64, othersFrees: UInt64) {
         var oldest = UInt64.max
+        var remoteWaiting = UInt64.max
         let me = Heap.current.raw
         Globals.heapsLock.lock()
         var cursor = Globals.liveHeaps.pointee
@@ -283,13 +295,15 @@ enum Purger {
             let heap = Heap(raw)
             if requestCollect && raw != me { heap.state.pointee.collectRequested.store(1, ordering: .relaxed) }
             if !heap.spanLock.tryLock() {
-                // Its owner is inside a slow path and purges its own spans.
+                // Its owner is inside a slow path and purges its own spans; its pages wait
+                // for the next pass.
                 oldest = min(oldest, now)
+                if othersFrees { remoteWaiting = min(remoteWaiting, now) }
                 cursor = heap.state.pointee.nextLive
                 continue
             }
             Globals.heapsLock.unlock()
-            if fullPages { heap.retireFreedFullPages(now: now) }
+            if othersFrees { remoteWaiting = min(remoteWaiting, heap.releaseOthersFrees(now: now, delay: delay)) }
             let waiting = heap.purgeSegments(now: now, delay: delay)
             heap.state.pointee.purgeWaiting = waiting != .max
             oldest = min(oldest, waiting)
@@ -298,7 +312,7 @@ enum Purger {
             heap.spanLock.unlock()
         }
         Globals.heapsLock.unlock()
-        return oldest
+        return (oldest, remoteWaiting)
     }
 
     /// True for one caller per half purge delay (at least 1 ms), process-wide: the heap

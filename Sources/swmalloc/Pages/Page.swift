@@ -52,7 +52,8 @@ struct Page: ~Copyable {
     var classIndex: UInt16                    // +108 size class (small pages)
     var kind: PageKind                        // +110 free span, small page, large page, huge
     var divShift: UInt8                       // +111 log2 of blockSize's power-of-two part
-    private var padding1: (UInt, UInt) = (0, 0) // +112
+    var remoteSeen: UInt                      // +112 the purger's last look at `threadFree` (`Heap.purgeStaleRemoteFrees`); | `remotePurged` once purged
+    var remoteSeenAt: UInt64                  // +120 when it first saw that word
     // Line 2: other threads' frees, alone: their compare-and-swaps invalidate no line the
     // owner's fast paths use.
     let threadFree: Atomic<UInt>              // +128 other threads' frees: stack head | count << 48
@@ -62,6 +63,9 @@ extension Page {
     /// Blocks of this size or less share their OS pages with their neighbours, or hold no
     /// whole OS page past their first three words: `purgeFreeBlocks` leaves them.
     static let smallestPurgedBlock = OS.pageSize + 16
+
+    /// `remoteSeen`'s flag: the blocks of the thread-free list it names were purged.
+    static let remotePurged: UInt = 1 << 63
 }
 
 /// What a page descriptor currently describes.
@@ -104,12 +108,18 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// lost. Without the mark every trim made one `madvise` per free block again (an
     /// outside review: 114,700 calls, 0.045–0.07 s per trim for 131,072 blocks of 8 KiB,
     /// 7 in 8 free, against glibc's 0.012 s; 0.004 s now).
-    func purgeFreeBlocks() {
+    func purgeFreeBlocks() { purgeBlocks(chain: pointee.free) }
+
+    /// The same for a chain of this page's blocks that no one can take off its list while
+    /// the caller walks it: `free` (see `purgeFreeBlocks`), or a snapshot of `threadFree`
+    /// taken under the owner's span lock (`Heap.purgeStaleRemoteFrees`), which only the
+    /// owner's collect, under that lock, empties; pushers only add blocks in front of it.
+    func purgeBlocks(chain: UnsafeMutableRawPointer?) {
         let size = Int(pointee.blockSize)
         if pointee.kind != .small || size <= Page.smallestPurgedBlock { return }
         let osPage = OS.pageSize
         let mark = purgedMark
-        var block = pointee.free
+        var block = chain
         while let b = block {
             if b.load(fromByteOffset: 16, as: UInt.self) != mark {
                 let start = (Int(bitPattern: b) &+ 24 &+ osPage &- 1) & ~(osPage &- 1)
@@ -169,6 +179,7 @@ extension UnsafeMutablePointer where Pointee == Page {
         pointee.inFullList = false
         pointee.keptEmpty = false
         pointee.forkOrphaned = false
+        pointee.remoteSeen = 0
         if c >= 0 { Counters.shared.pointee.pagesFormatted.wrappingAdd(1, ordering: .relaxed) }
         pointee.heap.store(heapTag, ordering: .relaxed)
         pointee.ownerTag.store(heapTag, ordering: .relaxed)
@@ -363,11 +374,11 @@ extension UnsafeMutablePointer where Pointee == Page {
                 // page, whose list is then never empty again to raise a new hint).
                 _ = Heap(UnsafeMutableRawPointer(bitPattern: owner).unsafelyUnwrapped).state.pointee.remotePending
                     .exchange(1, ordering: .releasing)
-            } else {
-                Purger.noteIdleFree()
             }
         }
-        if full { Purger.noteIdleFree() }
+        // The owner may sleep, or allocate from other classes only, and never collect
+        // this page: the purger's next pass looks at it (`Heap.retireFreedPages`).
+        if wasEmpty || full { Purger.noteIdleFree() }
     }
 
     #if DEBUG
