@@ -19,6 +19,18 @@ import Testing
         #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
     }
 
+    /// purge_race.c with purge_delay_ms=1: the purger purges the blocks other threads
+    /// freed into pages whose owners keep allocating and freeing (and malloc_trim does,
+    /// every 7 ms), and no block handed out again loses what was written into it.
+    @Test(arguments: Library.allCases)
+    func purgerAgainstOwners(_ library: Library) throws {
+        let program = try compileProgram("purge_race.c")
+        let result = try runChild(program, ["5"], environment: ["SWMALLOC_OPTIONS": "purge_delay_ms=1"], preload: library)
+        #expect(result.succeeded, "purge_race (\(library)): \(result)")
+        #expect(result.stdout == "purge_race ok\n", "\(result)")
+        #expect(result.swmallocLines.isEmpty, "\(result.swmallocLines)")
+    }
+
     /// fork.c: children forked while three threads allocate can allocate, free, start a
     /// thread and validate their heap, and exit 0.
     @Test(arguments: Library.allCases)
