@@ -66,7 +66,7 @@
  *                       must come back within 40 MiB of the start in 3 s. Before: 56 … 104
  *                       MiB stayed, the first size's pages kept in the owners' class lists
  *                       by the blocks other threads freed into them, which only an owner
- *                       collected (27 … 29 MiB now, within 0.4 s: each class's head page
+ *                       collected (27 … 29 MiB now, within 0.6 s: each class's head page
  *                       keeps the first OS page of such blocks, and the blocks its owner
  *                       freed itself).
  *   huge_shrink         realloc of a 64 MiB block to 33 MiB gives the rest back at once

@@ -74,11 +74,16 @@ extension Heap {
     /// Returns true when the page must now be retired or kept (`pageEmptied`): its last
     /// block came back and it is not its class's only page already kept (a malloc/free
     /// loop empties that page on every free, and makes no call).
+    ///
+    /// It tests the count its own decrement left, not `used` read again: once this free
+    /// left only other threads' frees in the page, the purger may collect them and
+    /// retire the page (`releaseOthersFrees`), bringing `used` to 0 under this thread
+    /// (review R70: a debug build read it again and took the retired page for one it
+    /// emptied).
     @inline(__always)
     func pushToClassPage(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) -> Bool {
         state.freeCounter(Int(page.pointee.classIndex)).pointee &+= 1
-        page.pushLocal(block)
-        return _slowPath(page.pointee.used == 0)
+        return _slowPath(page.pushLocal(block) == 0)
             && (page.pointee.prev != nil || page.pointee.next != nil || !page.pointee.keptEmpty)
     }
 
@@ -118,10 +123,17 @@ extension Heap {
     /// pages).
     ///
     /// Links are read and changed under the span lock: the purger unlinks and retires
-    /// class pages behind a head that other threads emptied (`retireFreedPages`).
+    /// class pages behind a head that other threads emptied (`releaseOthersFrees`). Under
+    /// it, the page must still be this heap's empty class page: a page whose last block
+    /// this thread freed while the purger retired it is left alone.
     @inline(never)
     func pageEmptied(_ page: UnsafeMutablePointer<Page>) {
         spanLock.lock()
+        if page.pointee.kind != .small || page.pointee.ownerTag.load(ordering: .relaxed) != tag
+            || page.pointee.used != 0 {
+            spanLock.unlock()
+            return
+        }
         if page.pointee.prev != nil || page.pointee.next != nil {
             unlinkClass(page)
             retire(page, now: OS.nowNanoseconds())
@@ -305,7 +317,7 @@ extension Heap {
         }
         if page.pointee.ownerTag.load(ordering: .relaxed) == (heap.tag | 1) {
             // Our own full or large page: under the span lock, as every step on a full page
-            // (another thread may retire it, see `retireFreedPages`).
+            // (another thread may retire it, see `releaseOthersFrees`).
             heap.spanLock.lock()
             page.pushLocal(pointer)
             heap.unlinkFull(page)

@@ -329,17 +329,19 @@ extension Heap {
 
     /// Gives back what other threads freed into this heap's pages and the owner has not
     /// collected: it retires the pages every block of which they freed (their thread-free
-    /// lists hold `used` blocks), full pages (small or large) and class pages behind their
-    /// class's head; in the other pages it purges the blocks of thread-free lists that
-    /// stayed as they were for `delay` (`purgeStaleRemoteFrees`). Returns when the oldest
-    /// such list still waiting was first seen (`UInt64.max`: none waits).
+    /// lists hold `used` blocks): full pages at once, class pages behind their class's
+    /// head once the list stayed as it was for `delay` (a busy owner collects and reuses
+    /// them); in the other pages it purges the blocks of thread-free lists that stayed as
+    /// they were for `delay` (`purgeStaleRemoteFrees`), at most `remotePurgesPerPass`
+    /// lists a call. Returns when the first list still waiting is due (`UInt64.max`:
+    /// none waits).
     ///
     /// Under the span lock, by the owner or by another thread that took the lock (the
     /// purger, `swm_collect`): an owner that sleeps, or allocates on fast paths only or
     /// from other classes, would otherwise keep this memory for ever — a producer whose
     /// consumers freed 64 MiB kept all of it, `swm_collect` included; and 8 threads that
-    /// replaced each other's 9 … 64 KiB blocks and then 16 … 128-byte ones kept 60 … 90 MiB
-    /// of the first size's pages, for 0.3 MiB live, once they slept (`retention
+    /// replaced each other's 9 … 64 KiB blocks and then 16 … 128-byte ones kept 56 … 104
+    /// MiB of the first size's pages, for 0.3 MiB live, once they slept (`retention
     /// pool_idle`).
     ///
     /// Retiring is safe from another thread, since no thread may free a block of such a
@@ -351,12 +353,15 @@ extension Heap {
     ///   (the direct slots), and the owner changes heads and links only under the span
     ///   lock (`findPage`, `sweepTail`, `collectRemoteFrees`, `pageEmptied`,
     ///   `releaseKept`); free's fast path pushes onto any class page, but only a block the
-    ///   owner holds, and it holds none of this page's. A page in a kept ring is left: the
-    ///   owner reads the rings without the lock (see `pushFull`). A class's head is left
-    ///   too: its owner pops from it at any time.
+    ///   owner holds, and it holds none of this page's (the owner's last free into it
+    ///   tests the count its own decrement left, and `pageEmptied` checks the page again
+    ///   under the lock). A page in a kept ring is left: the owner reads the rings without
+    ///   the lock (see `pushFull`). A class's head is left too: its owner pops from it at
+    ///   any time.
     /// A page found otherwise is left to its owner.
     func releaseOthersFrees(now: UInt64, delay: UInt64) -> UInt64 {
-        var oldest = UInt64.max
+        var due = UInt64.max
+        var budget = Heap.remotePurgesPerPass
         var cursor = state.pointee.fullPages
         while let page = cursor {
             cursor = page.pointee.next
@@ -364,7 +369,7 @@ extension Heap {
                 unlinkFull(page)
                 retire(page, now: now)
             } else {
-                oldest = min(oldest, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay))
+                due = min(due, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay, budget: &budget))
             }
         }
         for c in 0..<SizeClass.count {
@@ -372,50 +377,80 @@ extension Heap {
             var behind = state.pointee.classTails[c]
             while let page = behind {
                 behind = page == head ? nil : page.pointee.prev
-                if page != head && !page.pointee.keptEmpty && Heap.collectIfFreedByOthers(page) {
-                    unlinkClass(page)
-                    retire(page, now: now)
+                if page != head && !page.pointee.keptEmpty && Heap.isFreedByOthers(page) {
+                    let when = Heap.remoteDue(page, now: now, delay: delay)
+                    if when > now {
+                        due = min(due, when)
+                    } else if Heap.collectIfFreedByOthers(page) {
+                        unlinkClass(page)
+                        retire(page, now: now)
+                    }
                 } else {
-                    oldest = min(oldest, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay))
+                    due = min(due, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay, budget: &budget))
                 }
             }
         }
-        return oldest
+        return due
+    }
+
+    /// Most thread-free lists one `releaseOthersFrees` purges (a `madvise` per block, under
+    /// the owner's span lock); the rest wait for the next pass. Without a bound, an owner's
+    /// slow path waited up to 60 ms for a pass that purged 100,000 blocks (review R70).
+    static let remotePurgesPerPass = 32
+
+    /// True when `page`'s thread-free list holds every block the page handed out (`used`,
+    /// a count no thread changes then), one at least.
+    private static func isFreedByOthers(_ page: UnsafeMutablePointer<Page>) -> Bool {
+        let pending = page.threadFreeSnapshot().count
+        return pending != 0 && pending == Int(page.pointee.used)
     }
 
     /// Collects `page`'s thread-free list when it holds every block the page handed out
-    /// (`used`, a count no thread changes then) and returns true: the page is empty.
+    /// and returns true: the page is empty.
     private static func collectIfFreedByOthers(_ page: UnsafeMutablePointer<Page>) -> Bool {
-        let pending = page.threadFreeSnapshot().count
-        if pending == 0 || pending != Int(page.pointee.used) { return false }
+        if !isFreedByOthers(page) { return false }
         page.collectThreadFree()
         return page.pointee.used == 0
     }
 
+    /// When `page`'s thread-free list is due for the purger: `delay` after the purger
+    /// first saw its current word (the list is the same while no block is pushed and none
+    /// collected). Records a word it has not seen. Span lock held.
+    private static func remoteDue(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64) -> UInt64 {
+        let word = page.pointee.threadFree.load(ordering: .acquiring)
+        if page.pointee.remoteSeen & ~Page.remotePurged != word {
+            page.pointee.remoteSeen = word
+            page.pointee.remoteSeenAt = now
+        }
+        return page.pointee.remoteSeenAt &+ delay
+    }
+
     /// Decay for the blocks other threads freed into a page of blocks above
     /// `Page.smallestPurgedBlock` (any page of this heap, its class's head included): when
-    /// its thread-free list is the one seen `delay` ago (the same word: no block pushed,
-    /// none collected), the OS pages inside its blocks go back (`Page.purgeBlocks`), once.
-    /// Returns when a list still waiting was first seen (`UInt64.max`: none waits).
+    /// its thread-free list is the one seen `delay` ago (`remoteDue`), the OS pages inside
+    /// its blocks go back (`Page.purgeBlocks`), once. Returns when a list still waiting is
+    /// due (`UInt64.max`: none waits); with no `budget` left, a list due now waits for the
+    /// next pass (due: `now`).
     ///
     /// Safe under the owner's span lock from any thread: only the owner's collect, which
     /// takes that lock, takes blocks off a thread-free list; other threads' frees push in
     /// front of the word read here, and their compare-and-swap (sequentially consistent)
     /// published each block's link before the block joined the list, which the acquiring
-    /// load below sees. The blocks keep their first OS page (link, freed mark, purged
-    /// mark); the rest reads zero once the owner collects and hands them out again. The
-    /// descriptor's `remoteSeen` fields are written under the span lock only.
-    private static func purgeStaleRemoteFrees(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64) -> UInt64 {
+    /// load sees. The blocks keep their first OS page (link, freed mark, purged mark); the
+    /// rest reads zero once the owner collects and hands them out again. The descriptor's
+    /// `remoteSeen` fields are written under the span lock only.
+    private static func purgeStaleRemoteFrees(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64,
+                                              budget: inout Int) -> UInt64 {
         if page.pointee.kind != .small || Int(page.pointee.blockSize) <= Page.smallestPurgedBlock { return .max }
         let word = page.pointee.threadFree.load(ordering: .acquiring)
         if word == 0 || page.pointee.remoteSeen == word | Page.remotePurged { return .max }
-        if page.pointee.remoteSeen != word {
-            page.pointee.remoteSeen = word
-            page.pointee.remoteSeenAt = now
-        }
-        if now &- page.pointee.remoteSeenAt < delay { return page.pointee.remoteSeenAt }
-        page.purgeBlocks(chain: UnsafeMutableRawPointer(bitPattern: word & UnsafeMutablePointer<Page>.threadFreeHeadMask))
-        page.pointee.remoteSeen = word | Page.remotePurged
+        let when = remoteDue(page, now: now, delay: delay)
+        if when > now { return when }
+        if budget == 0 { return now }
+        budget -= 1
+        let word2 = page.pointee.remoteSeen
+        page.purgeBlocks(chain: UnsafeMutableRawPointer(bitPattern: word2 & UnsafeMutablePointer<Page>.threadFreeHeadMask))
+        page.pointee.remoteSeen = word2 | Page.remotePurged
         return .max
     }
 

@@ -249,7 +249,7 @@ extension Heap {
     ///
     /// A page kept empty and then filled again may still sit in a kept ring: it stops
     /// being a kept page here (keptEmpty ⇒ not on the full list). The purger retires
-    /// full-list pages that other threads emptied (`retireFreedPages`, under the span
+    /// full-list pages that other threads emptied (`releaseOthersFrees`, under the span
     /// lock), while the owner reads its rings without that lock: found there still marked
     /// kept, with `used` just brought to 0 by the purger, the page passed for a kept empty
     /// one, and the owner could purge its span (`purgeTail`) after the purger had given

@@ -260,11 +260,14 @@ extension UnsafeMutablePointer where Pointee == Page {
 
     /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.
     @inline(__always)
-    func pushLocal(_ block: UnsafeMutableRawPointer) {
+    @discardableResult
+    func pushLocal(_ block: UnsafeMutableRawPointer) -> Int32 {
         block.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
         block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
         pointee.free = block
-        pointee.used &-= 1
+        let left = pointee.used &- 1
+        pointee.used = left
+        return left
     }
 
     /// Moves other threads' frees into `free`; `used` drops by their number. Owner only.
@@ -377,7 +380,7 @@ extension UnsafeMutablePointer where Pointee == Page {
             }
         }
         // The owner may sleep, or allocate from other classes only, and never collect
-        // this page: the purger's next pass looks at it (`Heap.retireFreedPages`).
+        // this page: the purger's next pass looks at it (`Heap.releaseOthersFrees`).
         if wasEmpty || full { Purger.noteIdleFree() }
     }
 
