@@ -10,7 +10,8 @@ import Testing
 let retentionCases = [
     "idle_threads", "idle_wide_pages", "remote_batch_idle", "fork_child_reuse", "purger_absent", "purger_lifecycle", "purger_off",
     "huge_cache_reuse", "big_freed_then_sleep", "big_freed_then_sleep_sync", "realloc_chain_then_sleep",
-    "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "pool_idle", "huge_shrink",
+    "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "pool_idle", "trickle_to_sleeping_owner",
+    "trim_sleeping_owner_frees", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "long_lived_among_short", "long_lived_among_short_sync",
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",

@@ -69,6 +69,18 @@
  *                       collected (27 … 29 MiB now, within 0.6 s: each class's head page
  *                       keeps the first OS page of such blocks, and the blocks its owner
  *                       freed itself).
+ *   trickle_to_sleeping_owner  a thread allocates 32,768 blocks of 2,048 bytes (64 MiB),
+ *                       frees every 8th itself and sleeps; another thread frees 1 in 8,
+ *                       and 400 ms later a third frees the rest: back within 8 MiB of the
+ *                       start in 3 s. Before (review R72): the purger was told of a free
+ *                       only when it went to an empty thread-free list or a full page, so
+ *                       the frees that emptied the pages, into lists it had seen, went
+ *                       unnoticed and the 64 MiB stayed.
+ *   trim_sleeping_owner_frees  a thread allocates 8,192 blocks of 16 KiB (128 MiB) and
+ *                       sleeps; another frees every other one; malloc_trim(0) must give
+ *                       back at least 40 MiB at once (the OS pages inside those blocks).
+ *                       Before (review R72): the purger's bound of 32 lists per heap and
+ *                       pass held for malloc_trim too, which gave back 1.4 MiB.
  *   huge_shrink         realloc of a 64 MiB block to 33 MiB gives the rest back at once
  *                       (before: all 64 MiB stayed resident while the block lived).
  *   huge_cache_reuse    huge blocks freed and allocated again in other sizes reuse the
@@ -752,6 +764,88 @@ static void pool_idle(void) {
     for (int i = 0; i < POOL_SLOTS; i++) free(pool_table[i]);
 }
 
+/* ---- trickle_to_sleeping_owner, trim_sleeping_owner_frees ---- */
+
+static char **owned;
+static long owned_count;
+static size_t owned_size;
+static pthread_barrier_t owned_barrier;
+
+/** Allocates and writes `owned_count` blocks of `owned_size` bytes, frees every 8th one
+ *  (with `arg` non-NULL), and sleeps until released. */
+static void *sleeping_owner(void *arg) {
+    for (long i = 0; i < owned_count; i++) {
+        owned[i] = malloc(owned_size);
+        CHECK(owned[i] != NULL);
+        memset(owned[i], 7, owned_size);
+    }
+    if (arg != NULL) {
+        for (long i = 0; i < owned_count; i += 8) free(owned[i]);
+    }
+    pthread_barrier_wait(&owned_barrier);
+    park();
+    return NULL;
+}
+
+/** Frees the owned blocks whose index modulo 8 is in [from, to]. */
+struct free_range { long from, to; };
+static void *free_owned(void *arg) {
+    const struct free_range *r = arg;
+    for (long i = 0; i < owned_count; i++) {
+        if (i % 8 >= r->from && i % 8 <= r->to) free(owned[i]);
+    }
+    return NULL;
+}
+
+static void run_freer(long from, long to) {
+    struct free_range r = {from, to};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_owned, &r) == 0);
+    pthread_join(t, NULL);
+}
+
+static void start_sleeping_owner(pthread_t *t, long count, size_t size, int frees_some) {
+    owned_count = count;
+    owned_size = size;
+    owned = malloc((size_t)count * sizeof *owned);
+    CHECK(owned != NULL);
+    pthread_barrier_init(&owned_barrier, NULL, 2);
+    CHECK(pthread_create(t, NULL, sleeping_owner, frees_some ? (void *)1 : NULL) == 0);
+    pthread_barrier_wait(&owned_barrier);
+}
+
+static void trickle_to_sleeping_owner(void) {
+    double start = rss_mib();
+    pthread_t t;
+    start_sleeping_owner(&t, 32768, 2048, 1);
+    run_freer(1, 1);
+    sleep_ms(400);
+    run_freer(2, 7);
+    expect_rss_falls(start + 8, "64 MiB other threads freed into a sleeping owner's pages, the last of them 400 ms after the first");
+    unpark();
+    pthread_join(t, NULL);
+    free(owned);
+}
+
+static void trim_sleeping_owner_frees(void) {
+    pthread_t t;
+    start_sleeping_owner(&t, 8192, 16384, 0);
+    run_freer(0, 0);
+    run_freer(2, 2);
+    run_freer(4, 4);
+    run_freer(6, 6);
+    double before = rss_mib();
+    malloc_trim(0);
+    double after = rss_mib();
+    printf("rss MiB: before malloc_trim %.1f after %.1f\n", before, after);
+    CHECKF(before - after >= 40, "malloc_trim gave back %.1f MiB of the 64 MiB other threads freed into a sleeping owner's pages",
+           before - after);
+    unpark();
+    pthread_join(t, NULL);
+    for (long i = 1; i < owned_count; i += 2) free(owned[i]);
+    free(owned);
+}
+
 static void huge_shrink(void) {
     double start = rss_mib();
     unsigned char *p = touched_block(64);
@@ -1360,6 +1454,7 @@ static const struct test_case cases[] = {
     {"realloc_chain_then_sleep", realloc_chain_then_sleep}, {"small_freed_then_sleep", small_freed_then_sleep},
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
     {"remote_owner_sleeps_delay0", remote_owner_sleeps}, {"pool_idle", pool_idle},
+    {"trickle_to_sleeping_owner", trickle_to_sleeping_owner}, {"trim_sleeping_owner_frees", trim_sleeping_owner_frees},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},

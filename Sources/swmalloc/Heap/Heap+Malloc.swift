@@ -361,7 +361,9 @@ extension Heap {
     /// A page found otherwise is left to its owner.
     func releaseOthersFrees(now: UInt64, delay: UInt64) -> UInt64 {
         var due = UInt64.max
-        var budget = Heap.remotePurgesPerPass
+        // `delay` 0 only for `swm_collect` / `malloc_trim` (`Purger.pass`), which give back
+        // everything at once.
+        var budget = delay == 0 ? Int.max : Heap.remotePurgesPerPass
         var cursor = state.pointee.fullPages
         while let page = cursor {
             cursor = page.pointee.next
@@ -378,7 +380,7 @@ extension Heap {
             while let page = behind {
                 behind = page == head ? nil : page.pointee.prev
                 if page != head && !page.pointee.keptEmpty && Heap.isFreedByOthers(page) {
-                    let when = Heap.remoteDue(page, now: now, delay: delay)
+                    let when = Heap.remoteDue(page, page.pointee.threadFree.load(ordering: .acquiring), now: now, delay: delay)
                     if when > now {
                         due = min(due, when)
                     } else if Heap.collectIfFreedByOthers(page) {
@@ -394,7 +396,7 @@ extension Heap {
     }
 
     /// Most thread-free lists one `releaseOthersFrees` purges (a `madvise` per block, under
-    /// the owner's span lock); the rest wait for the next pass. Without a bound, an owner's
+    /// the owner's span lock), but for `swm_collect`; the rest wait for the next pass. Without a bound, an owner's
     /// slow path waited up to 60 ms for a pass that purged 100,000 blocks (review R70).
     static let remotePurgesPerPass = 32
 
@@ -413,11 +415,10 @@ extension Heap {
         return page.pointee.used == 0
     }
 
-    /// When `page`'s thread-free list is due for the purger: `delay` after the purger
-    /// first saw its current word (the list is the same while no block is pushed and none
-    /// collected). Records a word it has not seen. Span lock held.
-    private static func remoteDue(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64) -> UInt64 {
-        let word = page.pointee.threadFree.load(ordering: .acquiring)
+    /// When `page`'s thread-free list, whose word now is `word`, is due for the purger:
+    /// `delay` after the purger first saw that word (the list is the same while no block
+    /// is pushed and none collected). Records a word it has not seen. Span lock held.
+    private static func remoteDue(_ page: UnsafeMutablePointer<Page>, _ word: UInt, now: UInt64, delay: UInt64) -> UInt64 {
         if page.pointee.remoteSeen & ~Page.remotePurged != word {
             page.pointee.remoteSeen = word
             page.pointee.remoteSeenAt = now
@@ -444,13 +445,12 @@ extension Heap {
         if page.pointee.kind != .small || Int(page.pointee.blockSize) <= Page.smallestPurgedBlock { return .max }
         let word = page.pointee.threadFree.load(ordering: .acquiring)
         if word == 0 || page.pointee.remoteSeen == word | Page.remotePurged { return .max }
-        let when = remoteDue(page, now: now, delay: delay)
+        let when = remoteDue(page, word, now: now, delay: delay)
         if when > now { return when }
         if budget == 0 { return now }
         budget -= 1
-        let word2 = page.pointee.remoteSeen
-        page.purgeBlocks(chain: UnsafeMutableRawPointer(bitPattern: word2 & UnsafeMutablePointer<Page>.threadFreeHeadMask))
-        page.pointee.remoteSeen = word2 | Page.remotePurged
+        page.purgeBlocks(chain: UnsafeMutableRawPointer(bitPattern: word & UnsafeMutablePointer<Page>.threadFreeHeadMask))
+        page.pointee.remoteSeen = word | Page.remotePurged
         return .max
     }
 

@@ -105,13 +105,13 @@ enum Purger {
         }
     }
 
-    /// Another thread's free went to a full or large page, or to an abandoned one: their
-    /// owner may sleep, or allocate on fast paths only, and never look at them, so the
-    /// purger's passes do (`Heap.releaseOthersFrees`, `collectAbandoned`). The first
-    /// such free since the last pass wakes a purger that sleeps without a timeout; that
-    /// pass then plans the next one a purge delay later, which finds what came free
-    /// meanwhile (a stream of such frees costs a pass per delay). Cost otherwise: two
-    /// loads.
+    /// Another thread's free went to a page (any page, abandoned ones too): its owner may
+    /// sleep, or allocate on fast paths only or from other classes, and never look at
+    /// it, so the purger's passes do (`Heap.releaseOthersFrees`, `collectAbandoned`). The
+    /// first such free since the last walk of the page lists wakes a purger that sleeps
+    /// without a timeout; that pass then plans the next one a purge delay later (and
+    /// walks at most once per `othersWalkGap`), which finds what came free meanwhile (a
+    /// stream of such frees costs a pass per delay). Cost otherwise: two loads.
     @inline(__always)
     static func noteIdleFree() {
         if isRunning && Globals.idlePageFrees.loadRelaxed() == 0 {
@@ -245,22 +245,35 @@ enum Purger {
         Globals.passLock.lock()
         defer { Globals.passLock.unlock() }
         let d = force ? 0 : delay
-        // Frees into idle pages noted before this pass are seen by it (the note is cleared
-        // first); the pages it retires now wait for the delay, so the next pass is due
-        // then at the latest.
-        let idleFrees = Globals.idlePageFrees.loadRelaxed() != 0
-        if idleFrees { Globals.idlePageFrees.store(0) }
-        var oldest = idleFrees ? now : UInt64.max
+        // The heaps' page lists are walked for other threads' frees (`Heap.releaseOthersFrees`)
+        // when one was noted since the last walk, at most once per `othersWalkGap` (a busy
+        // program notes them all the time; the note stays until its walk), or when lists
+        // the last walk left waiting are due. Frees noted before a walk are seen by it (the
+        // note is cleared first); the pages it retires wait for the delay, so the next pass
+        // is due then at the latest.
+        let noted = Globals.idlePageFrees.loadRelaxed() != 0
+        let gapEnd = Globals.othersWalkAt.pointee &+ othersWalkGap
+        let carried = Globals.othersFreesDue.pointee
+        let walk = force || (noted && now >= gapEnd) || (carried != 0 && now >= carried)
+        var oldest = UInt64.max
+        if walk && noted {
+            Globals.idlePageFrees.store(0)
+            oldest = now
+        } else if noted && !walk {
+            oldest = gapEnd > d ? gapEnd &- d : 0
+        }
         oldest = min(oldest, Heap.releaseParked(now: now, delay: d))
-        let heaps = purgeHeaps(now: now, delay: d, requestCollect: force, othersFrees: idleFrees || force,
+        let heaps = purgeHeaps(now: now, delay: d, requestCollect: force, othersFrees: walk,
                                othersDelay: force ? 0 : max(delay, remoteFreesDelay))
         oldest = min(oldest, heaps.spans)
-        if heaps.othersFrees != .max {
-            // Thread-free lists wait: the pass that is due then (a pass is due `d` after
-            // the oldest time it is given) walks the heaps' pages again.
-            Globals.idlePageFrees.store(1)
-            oldest = min(oldest, heaps.othersFrees > d ? heaps.othersFrees &- d : 0)
+        if walk {
+            Globals.othersWalkAt.pointee = now
+            Globals.othersFreesDue.pointee = heaps.othersFrees == .max ? 0 : heaps.othersFrees
         }
+        // Lists waiting: the pass due when they are (a pass is due `d` after the oldest
+        // time it is given) walks the page lists again.
+        let due = Globals.othersFreesDue.pointee
+        if due != 0 { oldest = min(oldest, due > d ? due &- d : 0) }
         oldest = min(oldest, collectAbandoned(now: now, delay: d))
         oldest = min(oldest, UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: d))
         oldest = min(oldest, Huge.purgeCache(now: now, delay: d))
@@ -316,6 +329,12 @@ enum Purger {
         Globals.heapsLock.unlock()
         return (oldest, remoteWaiting)
     }
+
+    /// The shortest time between two walks of the heaps' page lists that noted frees ask
+    /// for: each walk visits every page of every heap (`releaseOthersFrees`), and with
+    /// every remote free noted, a busy program with a purge delay of 0 or 1 ms would ask
+    /// for one at every pass (review R72: 1,300 … 1,900 wakeups in 2 s).
+    static let othersWalkGap: UInt64 = 10_000_000
 
     /// The shortest time a thread-free list stays the same before the purger purges its
     /// blocks, whatever the purge delay (`swm_collect` does not wait): each block costs a

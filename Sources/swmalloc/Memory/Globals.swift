@@ -102,9 +102,9 @@ enum Globals {
     static var parkedHeaps: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
         (base + 232).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
-    /// 1 when another thread's free went to a page whose owner may not look at it soon (a
-    /// full or large page, or an abandoned one) since the purger's last pass: its next
-    /// pass looks at such pages, and a later one purges them (see `Purger.noteIdleFree`).
+    /// 1 when another thread's free went to a page (its owner may not look at it soon)
+    /// since the purger's last walk of the page lists: a pass walks them then, and a later
+    /// one purges what that walk retired (see `Purger.noteIdleFree`).
     static var idlePageFrees: AtomicWord { AtomicWord(base + 240) }
     /// Heaps on the parked list (under `heapsLock`; at most `Heap.parkedMax`).
     static var parkedCount: UnsafeMutablePointer<Int> { (base + 248).assumingMemoryBound(to: Int.self) }
@@ -139,6 +139,11 @@ enum Globals {
     static var segmentVisitCount: AtomicWord { AtomicWord(base + 1600) }
     /// The thread id of the thread reporting a fatal error (0: none). See `OS.beginFatal`.
     static var fatalThread: AtomicWord { AtomicWord(base + 1608) }
+    /// When the purger's next walk of the heaps' page lists is due for the thread-free
+    /// lists the last walk left waiting (0: none waits), and when that walk was
+    /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).
+    static var othersFreesDue: UnsafeMutablePointer<UInt64> { (base + 1648).assumingMemoryBound(to: UInt64.self) }
+    static var othersWalkAt: UnsafeMutablePointer<UInt64> { (base + 1656).assumingMemoryBound(to: UInt64.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }

@@ -357,8 +357,6 @@ extension UnsafeMutablePointer where Pointee == Page {
     /// (a spurious hint costs one scan of that heap's full pages) — and heap records, where
     /// the hint is stored, are never unmapped either.
     func sendRemote(first: UnsafeMutableRawPointer, last: UnsafeMutableRawPointer, count: Int) {
-        // Read before the push: after it, the page may be retired.
-        let full = pointee.ownerTag.load(ordering: .relaxed) & 1 != 0
         let wasEmpty = pushThreadFree(first: first, last: last, count: count)
         #if DEBUG
         runRemoteFreeHook()
@@ -380,8 +378,11 @@ extension UnsafeMutablePointer where Pointee == Page {
             }
         }
         // The owner may sleep, or allocate from other classes only, and never collect
-        // this page: the purger's next pass looks at it (`Heap.releaseOthersFrees`).
-        if wasEmpty || full { Purger.noteIdleFree() }
+        // this page: the purger looks at it (`Heap.releaseOthersFrees`). Every push, not
+        // only the first into an empty list: the one that frees a page's last block may
+        // come to a list the purger saw already (review R72: a sleeping owner's pages,
+        // emptied by a trickle of frees, stayed for good).
+        Purger.noteIdleFree()
     }
 
     #if DEBUG
