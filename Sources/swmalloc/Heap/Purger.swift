@@ -113,8 +113,12 @@ enum Purger {
     /// walks at most once per `othersWalkGap`), which finds what came free meanwhile (a
     /// stream of such frees costs a pass per delay). Cost otherwise: two loads.
     @inline(__always)
+    ///
+    /// The load is sequentially consistent, as the push before it and the pass's clearing
+    /// of the note are: either this load sees the cleared note and notes again, or the
+    /// walk after the clearing sees the push (a plain `mov` on x86).
     static func noteIdleFree() {
-        if isRunning && Globals.idlePageFrees.loadRelaxed() == 0 {
+        if isRunning && Globals.idlePageFrees.loadSequentiallyConsistent() == 0 {
             Globals.idlePageFrees.store(1)
             announce()
         }
@@ -257,7 +261,7 @@ enum Purger {
         let walk = force || (noted && now >= gapEnd) || (carried != 0 && now >= carried)
         var oldest = UInt64.max
         if walk && noted {
-            Globals.idlePageFrees.store(0)
+            _ = Globals.idlePageFrees.exchange(0)   // sequentially consistent: see `noteIdleFree`
             oldest = now
         } else if noted && !walk {
             oldest = gapEnd > d ? gapEnd &- d : 0
