@@ -13,7 +13,7 @@ let retentionCases = [
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "pool_idle", "trickle_to_sleeping_owner",
     "trim_sleeping_owner_frees", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
-    "main_pthread_exit_reporter", "main_exit_fork_child", "long_lived_among_short", "long_lived_among_short_sync",
+    "main_pthread_exit_reporter", "main_exit_fork_child", "main_exit_after_remote_frees", "long_lived_among_short", "long_lived_among_short_sync",
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",
     "thread_churn_wide_classes", "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
     "locked_memory_resident", "partly_locked_span", "purger_retries_start",

@@ -117,6 +117,13 @@
  *                       lock the dead thread held, or the purger counted as running with no
  *                       thread, for good); the parent's next allocation starts it, and
  *                       64 MiB the parent frees go back while it sleeps.
+ *   main_exit_after_remote_frees  a thread allocates 4,096 blocks of 16 KiB (64 MiB) and
+ *                       sleeps; the main thread frees them all and 2 ms later calls
+ *                       pthread_exit: the purger's last pass must give them back (within
+ *                       10 MiB of the start after 1.5 s, read by another thread). Before
+ *                       (review R73): that pass skipped the walk of the page lists when the
+ *                       previous one was less than 10 ms before, and up to 64 MiB stayed
+ *                       (this case caught it in 1 of 6 runs: it needs that timing).
  *   main_pthread_exit   with the purger (and, with stats_signal, the reporter) running,
  *                       the main thread prints "ok" and ends with pthread_exit: the
  *                       process must exit 0 (it never ended: the C library waits for every
@@ -203,7 +210,9 @@ static void sleep_ms(long ms) {
  *  resident set to fall is not what makes it fall). */
 static double statm_bytes(int resident) {
     char text[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
+    /* thread-self: after the main thread's pthread_exit, /proc/self (the exited leader)
+     * reads zero. */
+    int fd = open("/proc/thread-self/statm", O_RDONLY);
     CHECK(fd >= 0);
     ssize_t n = read(fd, text, sizeof text - 1);
     close(fd);
@@ -1123,6 +1132,38 @@ static void main_exit_fork_child(void) {
     pthread_exit(NULL);
 }
 
+/** main_exit_after_remote_frees: the RSS before the owner allocated, and the flag the
+ *  main thread raises just before its pthread_exit. */
+static double exit_start_rss;
+static atomic_int main_exiting;
+
+/** Once the main thread is about to call pthread_exit: waits 1.5 s for the purger's last
+ *  pass to give back the 64 MiB the main thread freed into the sleeping owner's pages,
+ *  says ok and ends the process. */
+static void *check_after_main_exit(void *arg) {
+    while (!atomic_load(&main_exiting)) sleep_ms(1);
+    sleep_ms(1500);
+    double rss = rss_mib();
+    CHECKF(rss - exit_start_rss <= 10, "%.1f MiB resident 1.5 s after the main thread freed 64 MiB of a sleeping "
+           "thread's blocks and called pthread_exit (%.1f at the start)", rss, exit_start_rss);
+    printf("ok %s\n", running_case);
+    fflush(stdout);
+    exit(0);
+    return arg;
+}
+
+static void main_exit_after_remote_frees(void) {
+    exit_start_rss = rss_mib();
+    pthread_t owner, checker;
+    start_sleeping_owner(&owner, 4096, 16384, 0);
+    CHECK(pthread_create(&checker, NULL, check_after_main_exit, NULL) == 0);
+    sleep_ms(400);
+    for (long i = 0; i < owned_count; i++) free(owned[i]);
+    sleep_ms(2);
+    atomic_store(&main_exiting, 1);
+    pthread_exit(NULL);
+}
+
 /** long_lived_among_short: the slots the threads swap blocks into, and the flag that
  *  stops the long-lived thread. */
 static _Atomic(void *) shared_slots[512];
@@ -1459,6 +1500,7 @@ static const struct test_case cases[] = {
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},
     {"main_pthread_exit_reporter", main_pthread_exit}, {"main_exit_fork_child", main_exit_fork_child},
+    {"main_exit_after_remote_frees", main_exit_after_remote_frees},
     {"long_lived_among_short", long_lived_among_short}, {"long_lived_among_short_sync", long_lived_among_short},
     {"trim_sparse_survivors", trim_sparse_survivors},
     {"trim_sparse_survivors_exited", trim_sparse_survivors_exited},

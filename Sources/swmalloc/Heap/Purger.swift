@@ -94,7 +94,11 @@ enum Purger {
     /// timeout. Cost when already announced since its last pass: one load.
     @inline(__always)
     static func announce() {
-        if signal.pointee.load(ordering: .relaxed) != 0 { return }
+        // Sequentially consistent (a plain load on x86), after the caller's sequentially
+        // consistent write of what waits (`noteIdleFree`): either it sees the purger's
+        // clearing of the signal word and wakes it, or the purger's pass, which comes after
+        // that clearing, sees what waits (review R73).
+        if signal.pointee.load(ordering: .sequentiallyConsistent) != 0 { return }
         announceSlow()
     }
 
@@ -114,12 +118,16 @@ enum Purger {
     /// stream of such frees costs a pass per delay). Cost otherwise: two loads.
     @inline(__always)
     ///
-    /// The load is sequentially consistent, as the push before it and the pass's clearing
+    /// Sequentially consistent, as the push before it and the pass's clearing and reading
     /// of the note are: either this load sees the cleared note and notes again, or the
-    /// walk after the clearing sees the push (a plain `mov` on x86).
+    /// walk after the clearing sees the push (a plain `mov` on x86); and the note is set
+    /// with an exchange, which orders it before `announce`'s load of the signal word
+    /// (with a plain store, a purger going to sleep without a timeout could miss both the
+    /// note and the wake, and later frees, finding the note set, would not wake it either:
+    /// review R73).
     static func noteIdleFree() {
         if isRunning && Globals.idlePageFrees.loadSequentiallyConsistent() == 0 {
-            Globals.idlePageFrees.store(1)
+            _ = Globals.idlePageFrees.exchange(1)
             announce()
         }
     }
@@ -216,7 +224,7 @@ enum Purger {
     private static func run() -> UnsafeMutableRawPointer? {
         while true {
             if stopped {
-                pass(now: OS.nowNanoseconds(), delay: 0, force: false)
+                pass(now: OS.nowNanoseconds(), delay: 0, force: false, last: true)
                 return nil
             }
             signal.pointee.store(0, ordering: .sequentiallyConsistent)
@@ -239,13 +247,17 @@ enum Purger {
     /// One pass over everything that may hold memory waiting for its purge; returns when
     /// the oldest memory still waiting was freed (`UInt64.max`: nothing waits). With
     /// `force` (`swm_collect`) everything free is purged and every other heap is asked to
-    /// retire its empty class pages at its next slow path.
+    /// retire its empty class pages at its next slow path. `last`: the stopped purger's
+    /// last pass, which walks the page lists whenever a free was noted or lists wait
+    /// (review R73: skipped within 10 ms of the previous walk, it left 64 MiB that other
+    /// threads freed into a sleeping thread's pages resident for good after the main
+    /// thread's `pthread_exit`).
     ///
     /// Under the pass lock, which a fork takes first: a fork never comes in the middle of
     /// a pass, whose steps leave a heap half-changed while they hold its span lock but not
     /// the registry lock (a child that inherited such a heap as its own broke its lists).
     @discardableResult
-    static func pass(now: UInt64, delay: UInt64, force: Bool) -> UInt64 {
+    static func pass(now: UInt64, delay: UInt64, force: Bool, last: Bool = false) -> UInt64 {
         Globals.passLock.lock()
         defer { Globals.passLock.unlock() }
         let d = force ? 0 : delay
@@ -255,10 +267,10 @@ enum Purger {
         // the last walk left waiting are due. Frees noted before a walk are seen by it (the
         // note is cleared first); the pages it retires wait for the delay, so the next pass
         // is due then at the latest.
-        let noted = Globals.idlePageFrees.loadRelaxed() != 0
+        let noted = Globals.idlePageFrees.loadSequentiallyConsistent() != 0
         let gapEnd = Globals.othersWalkAt.pointee &+ othersWalkGap
         let carried = Globals.othersFreesDue.pointee
-        let walk = force || (noted && now >= gapEnd) || (carried != 0 && now >= carried)
+        let walk = force || (noted && (last || now >= gapEnd)) || (carried != 0 && (last || now >= carried))
         var oldest = UInt64.max
         if walk && noted {
             _ = Globals.idlePageFrees.exchange(0)   // sequentially consistent: see `noteIdleFree`
@@ -268,7 +280,7 @@ enum Purger {
         }
         oldest = min(oldest, Heap.releaseParked(now: now, delay: d))
         let heaps = purgeHeaps(now: now, delay: d, requestCollect: force, othersFrees: walk,
-                               othersDelay: force ? 0 : max(delay, remoteFreesDelay))
+                               othersDelay: force || last ? 0 : max(delay, remoteFreesDelay))
         oldest = min(oldest, heaps.spans)
         if walk {
             Globals.othersWalkAt.pointee = now
