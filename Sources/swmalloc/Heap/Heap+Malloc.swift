@@ -379,8 +379,9 @@ extension Heap {
             var behind = state.pointee.classTails[c]
             while let page = behind {
                 behind = page == head ? nil : page.pointee.prev
-                if page != head && !page.pointee.keptEmpty && Heap.isFreedByOthers(page) {
-                    let when = Heap.remoteDue(page, page.pointee.threadFree.load(ordering: .acquiring), now: now, delay: delay)
+                let word = page.pointee.threadFree.load(ordering: .acquiring)
+                if page != head && !page.pointee.keptEmpty && Heap.holdsEveryBlock(page, word) {
+                    let when = Heap.remoteDue(page, word, now: now, delay: delay)
                     if when > now {
                         due = min(due, when)
                     } else if Heap.collectIfFreedByOthers(page) {
@@ -400,17 +401,17 @@ extension Heap {
     /// slow path waited up to 60 ms for a pass that purged 100,000 blocks (review R70).
     static let remotePurgesPerPass = 32
 
-    /// True when `page`'s thread-free list holds every block the page handed out (`used`,
-    /// a count no thread changes then), one at least.
-    private static func isFreedByOthers(_ page: UnsafeMutablePointer<Page>) -> Bool {
-        let pending = page.threadFreeSnapshot().count
+    /// True when `page`'s thread-free list, whose word is `word`, holds every block the
+    /// page handed out (`used`, a count no thread changes then), one at least.
+    private static func holdsEveryBlock(_ page: UnsafeMutablePointer<Page>, _ word: UInt) -> Bool {
+        let pending = Int(word >> UnsafeMutablePointer<Page>.threadFreeCountShift)
         return pending != 0 && pending == Int(page.pointee.used)
     }
 
     /// Collects `page`'s thread-free list when it holds every block the page handed out
     /// and returns true: the page is empty.
     private static func collectIfFreedByOthers(_ page: UnsafeMutablePointer<Page>) -> Bool {
-        if !isFreedByOthers(page) { return false }
+        if !holdsEveryBlock(page, page.pointee.threadFree.load(ordering: .acquiring)) { return false }
         page.collectThreadFree()
         return page.pointee.used == 0
     }

@@ -95,7 +95,7 @@ enum Purger {
     @inline(__always)
     static func announce() {
         // Sequentially consistent (a plain load on x86), after the caller's sequentially
-        // consistent write of what waits (`noteIdleFree`): either it sees the purger's
+        // consistent write of what waits (`noteOthersFree`): either it sees the purger's
         // clearing of the signal word and wakes it, or the purger's pass, which comes after
         // that clearing, sees what waits (review R73).
         if signal.pointee.load(ordering: .sequentiallyConsistent) != 0 { return }
@@ -116,7 +116,6 @@ enum Purger {
     /// without a timeout; that pass then plans the next one a purge delay later (and
     /// walks at most once per `othersWalkGap`), which finds what came free meanwhile (a
     /// stream of such frees costs a pass per delay). Cost otherwise: two loads.
-    @inline(__always)
     ///
     /// Sequentially consistent, as the push before it and the pass's clearing and reading
     /// of the note are: either this load sees the cleared note and notes again, or the
@@ -125,9 +124,10 @@ enum Purger {
     /// (with a plain store, a purger going to sleep without a timeout could miss both the
     /// note and the wake, and later frees, finding the note set, would not wake it either:
     /// review R73).
-    static func noteIdleFree() {
-        if isRunning && Globals.idlePageFrees.loadSequentiallyConsistent() == 0 {
-            _ = Globals.idlePageFrees.exchange(1)
+    @inline(__always)
+    static func noteOthersFree() {
+        if isRunning && Globals.othersFreesNoted.loadSequentiallyConsistent() == 0 {
+            _ = Globals.othersFreesNoted.exchange(1)
             announce()
         }
     }
@@ -267,15 +267,15 @@ enum Purger {
         // the last walk left waiting are due. Frees noted before a walk are seen by it (the
         // note is cleared first); the pages it retires wait for the delay, so the next pass
         // is due then at the latest.
-        let noted = Globals.idlePageFrees.loadSequentiallyConsistent() != 0
+        let noted = Globals.othersFreesNoted.loadSequentiallyConsistent() != 0
         let gapEnd = Globals.othersWalkAt.pointee &+ othersWalkGap
         let carried = Globals.othersFreesDue.pointee
         let walk = force || (noted && (last || now >= gapEnd)) || (carried != 0 && (last || now >= carried))
         var oldest = UInt64.max
         if walk && noted {
-            _ = Globals.idlePageFrees.exchange(0)   // sequentially consistent: see `noteIdleFree`
+            _ = Globals.othersFreesNoted.exchange(0)   // sequentially consistent: see `noteOthersFree`
             oldest = now
-        } else if noted && !walk {
+        } else if noted {
             oldest = gapEnd > d ? gapEnd &- d : 0
         }
         oldest = min(oldest, Heap.releaseParked(now: now, delay: d))
@@ -308,11 +308,10 @@ enum Purger {
     /// a span lock is held here and by a heap's release, and no one waits for a span lock
     /// while holding the registry lock, so the two orders cannot deadlock.
     ///
-    /// With `othersFrees` (another thread's free into a page was noted since the last
-    /// pass, the last pass left thread-free lists waiting, or `swm_collect`) it first gives
-    /// back what other threads freed into each heap's pages (`Heap.releaseOthersFrees`):
-    /// passes without such a free skip the walk of the page lists; a thread-free list is
-    /// purged once it stayed the same for `othersDelay`. Returns when the
+    /// With `othersFrees` (a walk of the page lists is due: see `pass`) it first gives back
+    /// what other threads freed into each heap's pages (`Heap.releaseOthersFrees`); a
+    /// thread-free list is purged once it stayed the same for `othersDelay`. A heap whose
+    /// lock it cannot take makes the next pass walk again (its lists are due now). Returns when the
     /// oldest free span still waiting was freed, and when the first thread-free list still
     /// waiting is due (`UInt64.max`: none).
     private static func purgeHeaps(now: UInt64, delay: UInt64, requestCollect: Bool, othersFrees: Bool,

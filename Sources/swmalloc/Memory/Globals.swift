@@ -104,8 +104,8 @@ enum Globals {
     }
     /// 1 when another thread's free went to a page (its owner may not look at it soon)
     /// since the purger's last walk of the page lists: a pass walks them then, and a later
-    /// one purges what that walk retired (see `Purger.noteIdleFree`).
-    static var idlePageFrees: AtomicWord { AtomicWord(base + 240) }
+    /// one purges what that walk retired (see `Purger.noteOthersFree`).
+    static var othersFreesNoted: AtomicWord { AtomicWord(base + 240) }
     /// Heaps on the parked list (under `heapsLock`; at most `Heap.parkedMax`).
     static var parkedCount: UnsafeMutablePointer<Int> { (base + 248).assumingMemoryBound(to: Int.self) }
     /// Options, parsed once at start-up.

@@ -345,7 +345,8 @@ extension UnsafeMutablePointer where Pointee == Page {
     }
 
     /// Pushes the `count` blocks `first … last` to the page's thread-free list and, when the list was empty,
-    /// tells the owning heap (if any) to look at its full pages.
+    /// tells the owning heap (if any) to look at its full pages; and tells the purger
+    /// (`Purger.noteOthersFree`).
     ///
     /// Hand-off: once the compare-and-swap has published the blocks, the owner may collect
     /// them, retire the page, empty the segment and give it away; this thread touches none
@@ -382,7 +383,7 @@ extension UnsafeMutablePointer where Pointee == Page {
         // only the first into an empty list: the one that frees a page's last block may
         // come to a list the purger saw already (review R72: a sleeping owner's pages,
         // emptied by a trickle of frees, stayed for good).
-        Purger.noteIdleFree()
+        Purger.noteOthersFree()
     }
 
     #if DEBUG
