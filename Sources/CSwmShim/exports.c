@@ -352,16 +352,17 @@ __attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, 
 }
 
 /// `operator new`'s slow path. The fast path (`swmimpl_cxx_new`) reaches it by a tail
-/// jump, so its return address is in the code that called `operator new`. Unoptimised,
-/// the fast path calls it instead, and every frame keeps its frame pointer: that code is
-/// then one frame further.
+/// jump, so its return address is in the code that called `operator new`. In the debug
+/// configuration (`DEBUG`, SwiftPM's: the Swift core unoptimised, whatever this file's
+/// own optimisation) the fast path calls it instead, and every frame keeps its frame
+/// pointer: that code is then one frame further.
 void *swmshim_cxx_new_slow(intptr_t size) {
     void *p = swmimpl_malloc(size);
     if (p != NULL) return p;
-#ifdef __OPTIMIZE__
-    struct swm_caller caller = {__builtin_return_address(0), NULL};
-#else
+#ifdef DEBUG
     struct swm_caller caller = {__builtin_return_address(0), __builtin_return_address(1)};
+#else
+    struct swm_caller caller = {__builtin_return_address(0), NULL};
 #endif
     return swm_new_out_of_memory(size, 0, caller);
 }
