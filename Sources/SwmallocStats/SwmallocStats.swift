@@ -142,10 +142,12 @@ public struct VOSModuleStats: Sendable, Equatable, Codable {
     /// The JSON report's member names.
     enum CodingKeys: String, CodingKey {
         case module = "id", liveBytes = "live_bytes", liveBlocks = "live_blocks", allocs, frees
-        case peakBytes = "peak_bytes", quotaBytes = "quota_bytes", quotaRefused = "quota_refused"
+        case peakBytes = "peak_bytes", quotaBytes = "quota_bytes", quotaLiveBytes = "quota_live_bytes"
+        case quotaRefused = "quota_refused"
     }
 
-    /// Decodes a `modules` entry of the JSON report (it has no `quota_live_bytes`).
+    /// Decodes a `modules` entry of the JSON report (`quota_live_bytes` 0 in a report
+    /// of a library that did not write it).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         module = try c.decode(UInt.self, forKey: .module)
@@ -155,6 +157,7 @@ public struct VOSModuleStats: Sendable, Equatable, Codable {
         frees = try c.decode(Int.self, forKey: .frees)
         peakBytes = try c.decode(Int.self, forKey: .peakBytes)
         quotaBytes = try c.decode(UInt.self, forKey: .quotaBytes)
+        quotaLiveBytes = try c.decodeIfPresent(Int.self, forKey: .quotaLiveBytes) ?? 0
         quotaRefused = try c.decode(Int.self, forKey: .quotaRefused)
     }
 }

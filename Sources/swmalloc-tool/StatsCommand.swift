@@ -279,10 +279,10 @@ func format(_ r: SwmallocReport.Body, top: Int) -> String {
     out += "VOS modules\n"
     // The quota last, as in the library's report: one of up to 20 digits would push every
     // column after it.
-    out += row(["module", "live bytes", "live blocks", "allocs", "frees", "peak bytes", "refused", "quota"])
+    out += row(["module", "live bytes", "live blocks", "allocs", "frees", "peak bytes", "quota live", "refused", "quota"])
     for m in r.modules {
         out += row([moduleLabel(m.module), "\(m.liveBytes)", "\(m.liveBlocks)",
-                    "\(m.allocs)", "\(m.frees)", "\(m.peakBytes)", "\(m.quotaRefused)",
+                    "\(m.allocs)", "\(m.frees)", "\(m.peakBytes)", "\(m.quotaLiveBytes)", "\(m.quotaRefused)",
                     m.quotaBytes == 0 ? "-" : "\(m.quotaBytes)"])
     }
     let leaks = r.sites.filter { $0.liveBlocks != 0 }

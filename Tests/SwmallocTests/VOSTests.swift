@@ -107,15 +107,17 @@ let vosAbortCases: [(mode: String, message: String)] = [
             // row: live bytes, live blocks, module, file:line; plant: "planted", file:line, bytes, blocks
             #expect(row.count == 4 && row[3] == plant[1] && row[0] == plant[2] && row[1] == plant[3], "\(row) vs \(plant)")
         }
-        // The module table: 8 columns in every row, module 43's quota (SIZE_MAX, wider
+        // The module table: 9 columns in every row, module 43's quota (SIZE_MAX, wider
         // than its column) included; the quota comes last, so every other column ends
         // under its heading whatever the quota's width (review R23: a quota of 1 TiB
-        // pushed "refused" out of line).
+        // pushed "refused" out of line). Module 43 has 300 live bytes, 100 of them under
+        // its quota ("quota live").
         let tableStart = try #require(lines.firstIndex { $0.hasPrefix("VOS modules") }, "\(result)")
         let modules = lines[(tableStart + 2)..<reportStart].map { $0.split(separator: " ").map(String.init) }
         #expect(modules.map { $0.first } == ["40", "41", "42", "43"], "\(lines)")
-        for row in modules { #expect(row.count == 8, "\(row)") }
-        #expect(modules.last?[7] == "\(UInt.max)", "\(lines)")
+        for row in modules { #expect(row.count == 9, "\(row)") }
+        #expect(modules.last?[1] == "300" && modules.last?[6] == "100", "\(lines)")
+        #expect(modules.last?[8] == "\(UInt.max)", "\(lines)")
         let heading = Array(lines[tableStart + 1])
         let refusedEnd = try #require(lines[tableStart + 1].range(of: "refused"), "\(lines)")
         let end = lines[tableStart + 1].distance(from: lines[tableStart + 1].startIndex, to: refusedEnd.upperBound)
@@ -135,8 +137,9 @@ let vosAbortCases: [(mode: String, message: String)] = [
         let line = try #require(result.stderr.split(separator: "\n").first { $0.hasPrefix("{\"swmalloc\"") }, "\(result)")
         let report = try JSONDecoder().decode(SwmallocReport.self, from: Data(line.utf8)).swmalloc
         #expect(report.modules.map(\.module) == [40, 41, 42, 43])
-        #expect(report.modules.map(\.liveBytes) == [40000, 15000, 3000, 0])
-        #expect(report.modules.map(\.liveBlocks) == [4, 3, 10, 0])
+        #expect(report.modules.map(\.liveBytes) == [40000, 15000, 3000, 300])
+        #expect(report.modules.map(\.liveBlocks) == [4, 3, 10, 2])
+        #expect(report.modules.map(\.quotaLiveBytes) == [0, 0, 0, 100])
         #expect(report.modules.last?.quotaBytes == UInt.max)
         #expect(report.sites.count == 4)
         #expect(report.sites.map(\.liveBytes) == [40000, 15000, 3000, 0])
@@ -257,10 +260,11 @@ let vosAbortCases: [(mode: String, message: String)] = [
         #expect(after.map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["40000", "15000", "3000"], "\(out)")
         #expect(after.allSatisfy { $0.contains("vos_leaks.c:") })
         // Module 43's quota, SIZE_MAX, last in its row, after a space (the tool read no
-        // report with a quota above LONG_MAX, and ran a 13-digit quota into the peak).
-        let row43 = out.split(separator: "\n").first { $0.split(separator: " ").first == "43" }
-        #expect(row43?.split(separator: " ").map(String.init).last == "\(UInt.max)", "\(out)")
-        #expect(row43?.split(separator: " ").count == 8, "\(out)")
+        // report with a quota above LONG_MAX, and ran a 13-digit quota into the peak),
+        // and its 100 bytes under the quota ("quota live", before "refused").
+        let row43 = try #require(out.split(separator: "\n").first { $0.split(separator: " ").first == "43" }, "\(out)")
+        let cells = row43.split(separator: " ").map(String.init)
+        #expect(cells.count == 9 && cells[8] == "\(UInt.max)" && cells[6] == "100", "\(out)")
         let failing = try runChild(tool, ["stats", "--library", try Library.release.existingPath(), "--", "/bin/sh", "-c", "exit 3"])
         #expect(failing.exitCode == 3, "\(failing)")
     }

@@ -5,9 +5,11 @@
  * stdout with swm_vos_report; the Swift test compares the two. With SWMALLOC_OPTIONS
  * stats_print/stats_json the full report at exit carries the same sites. Module 43 has
  * a quota of SIZE_MAX bytes, wider than its column: the module table's rows must still
- * split into their 8 columns (its peak and quota ran together: an outside review), the
+ * split into their 9 columns (its peak and quota ran together: an outside review), the
  * other columns stay under their headings, and the JSON report and `swmalloc stats`
- * read it (the tool dropped the report of a quota above LONG_MAX: review R23). */
+ * read it (the tool dropped the report of a quota above LONG_MAX: review R23). Module 43
+ * keeps 200 bytes allocated before its quota and 100 after: 300 live bytes, 100 of them
+ * counted against the quota (the reports' "quota live"). */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -40,8 +42,15 @@ int main(void) {
         void *p = VOS_Malloc(777, 40); line_freed = __LINE__;
         VOS_Free(p);
     }
+    CHECK(VOS_MallocModule(200, 43) != NULL);   /* module-only: no site */
     CHECK(swm_vos_set_quota(43, SIZE_MAX) == 0);
-    VOS_Free(VOS_MallocModule(100, 43));   /* module-only: no site */
+    VOS_Free(VOS_MallocModule(100, 43));
+    CHECK(VOS_MallocModule(100, 43) != NULL);
+    swm_vos_module_stats_t quota;
+    CHECK(swm_vos_module_stats(43, &quota) == 0);
+    CHECKF(quota.live_bytes == 300 && quota.live_blocks == 2 && quota.quota_live_bytes == 100,
+           "module 43: %ld live bytes, %zu blocks, %zu under the quota", (long)quota.live_bytes,
+           quota.live_blocks, quota.quota_live_bytes);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, leak_from_thread, NULL) == 0);
     pthread_join(t, NULL);

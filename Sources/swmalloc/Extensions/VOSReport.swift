@@ -23,6 +23,7 @@ enum VOSReport {
                 line.append(",\"frees\":"); line.append(s.frees)
                 line.append(",\"peak_bytes\":"); line.append(s.peakBytes)
                 line.append(",\"quota_bytes\":"); line.append(s.quotaBytes)
+                line.append(",\"quota_live_bytes\":"); line.append(s.quotaLiveBytes)
                 line.append(",\"quota_refused\":"); line.append(s.quotaRefused)
                 line.append("}")
             }
@@ -52,16 +53,20 @@ enum VOSReport {
         // A process that never used VOS gets no VOS section in the text report.
         if VOSModules.globalIfMapped == nil { return }
         line.append("VOS modules (module 65536 = every ID above 65535)\n")
-        // The quota last: one of up to 20 digits would push every column after it.
-        line.append("   module   live bytes  live blocks       allocs        frees   peak bytes  refused        quota\n")
+        // The quota last: one of up to 20 digits would push every column after it. "quota
+        // live": the live bytes counted against the quota (blocks allocated while it was
+        // set), which its refusals are decided on.
+        line.append("   module   live bytes  live blocks       allocs        frees   peak bytes   quota live  refused        quota\n")
         line.write(to: fd)
         VOSStats.forEachModule { s in
             line.flushIfFull(to: fd)
             Stats.pad(&line, s.module, 9); Stats.padSigned(&line, s.liveBytes, 13); Stats.pad(&line, s.liveBlocks, 13)
             Stats.pad(&line, s.allocs, 13); Stats.pad(&line, s.frees, 13); Stats.pad(&line, s.peakBytes, 13)
-            Stats.pad(&line, s.quotaRefused, 9); Stats.pad(&line, s.quotaBytes, 13)
+            Stats.pad(&line, s.quotaLiveBytes, 13); Stats.pad(&line, s.quotaRefused, 9); Stats.pad(&line, s.quotaBytes, 13)
             line.append("\n")
         }
+        // The rows left room for one more row, not for the two headings as well.
+        line.write(to: fd)
         line.append("VOS leak report: live blocks by site, largest first\n")
         line.append("   live bytes  live blocks   module  site\n")
         line.write(to: fd)
