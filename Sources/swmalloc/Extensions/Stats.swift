@@ -279,6 +279,9 @@ enum Stats {
             line.append(",\"resident\":"); line.append(s.resident)
             line.append(",\"mapped\":"); line.append(s.mapped)
             line.append(",\"returned\":"); line.append(s.returned)
+            // In two writes: the 17 members, their numbers 20 digits wide, could pass the
+            // buffer's 512 bytes, and what does not fit is dropped.
+            line.write(to: fd)
             line.append(",\"segments\":"); line.append(s.segments)
             line.append(",\"huge_blocks\":"); line.append(s.hugeBlocks)
             line.append(",\"heaps\":"); line.append(s.heaps)
