@@ -15,7 +15,9 @@
  * still succeed (their own mappings did not give the caches' address space back), and
  * malloc_trim(0) after the limit was filled with small blocks and they were freed gives
  * their address space back: the program's own 128 MiB mmap succeeds (it failed after
- * malloc_trim returned 1: the empty segments' address space stayed reserved). Run as
+ * malloc_trim returned 1: the empty segments' address space stayed reserved); and as many
+ * 3 MiB blocks fit after 9 MiB ones were freed into the huge cache as with none cached
+ * (review R75: a third fewer). Run as
  *     sh -c 'ulimit -v 262144; exec oom'
  * with swmalloc preloaded. Prints one line per size and exits 0 when every check held. */
 #define _GNU_SOURCE
@@ -99,6 +101,33 @@ static long fill_and_free(void) {
         chain = next;
     }
     return count;
+}
+
+/** After 9 MiB blocks were freed into the huge cache, as many 3 MiB blocks fit under the
+ *  limit as with nothing cached (after malloc_trim), within 10 %: cut from the cached
+ *  mappings, each held 4 or 5 MiB of address space, and a third fewer fit (review R75).
+ *  Returns 0 when it holds. */
+static int cached_huge_fit(void) {
+    enum { BIG = 16 };
+    malloc_trim(0);
+    long fresh = exhaust((size_t)3 << 20);
+    malloc_trim(0);
+    void *big[BIG];
+    int n = 0;
+    for (; n < BIG; n++) {
+        big[n] = malloc((size_t)9 << 20);
+        if (!big[n]) break;
+        memset(big[n], 3, 4096);
+    }
+    for (int i = 0; i < n; i++) free(big[i]);
+    long cut = exhaust((size_t)3 << 20);
+    printf("3 MiB blocks after %d of 9 MiB were cached: %ld (%ld with none cached)\n", n, cut, fresh);
+    if (fresh <= 0 || n < 4 || cut * 10 < fresh * 9) {
+        fprintf(stderr, "after %d blocks of 9 MiB were freed, %ld blocks of 3 MiB fit under the limit, against %ld\n",
+                n, cut, fresh);
+        return 1;
+    }
+    return 0;
 }
 
 /** Rounds of: fill the limit with small blocks and free them; allocate the largest huge
@@ -353,6 +382,8 @@ int main(void) {
     free(b);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         printf("size %zu: %ld blocks before ENOMEM\n", sizes[i], counts[i]);
-    if (delay_releases_address_space() || trim_releases_address_space() || capacity_holds() || own_mappings_retry()) return 1;
+    if (delay_releases_address_space() || trim_releases_address_space() || capacity_holds() || own_mappings_retry()
+        || cached_huge_fit())
+        return 1;
     return 0;
 }

@@ -1,5 +1,6 @@
 // Thread-heap layer: huge blocks, each in a mapping of its own.
 
+import CSwmShim
 import Synchronization
 
 /// Blocks above `Geometry.largeMax`, and aligned blocks that do not fit a segment: each
@@ -526,7 +527,9 @@ enum Huge {
     /// them in again); more is given back — purged up to the cut, or, when no rest was
     /// cut off, unmapped — and so is all of it for calloc, so that the whole usable size
     /// reads zero while only the request's pages are cleared. So a huge block holds at
-    /// most twice its request resident. (A rest left in the block whatever its size made
+    /// most twice its request resident. Under an address-space limit
+    /// (`swmshim_address_space_limited`) what the block holds past the request is always
+    /// unmapped, so that it holds no address space past its request. (A rest left in the block whatever its size made
     /// long-lived blocks cut from bigger cached ones hold 3.8× their request: an outside
     /// review had 60 blocks of 2.2 MB resident at 474 MB, for good. Giving back every
     /// rest, or every rest above a quarter of the request, took the `large` benchmark
@@ -558,6 +561,10 @@ enum Huge {
         // What may stay resident past the request: as much as the request for malloc,
         // nothing for calloc (the whole usable size must read zero).
         let slack = zeroed ? 0 : total
+        // Under an address-space limit the block keeps no address space past its request:
+        // kept, 3 MiB blocks cut from cached 9 MiB mappings held 4 or 5 MiB each, and a
+        // third fewer fit under the limit than in a fresh process (review R75).
+        let limited = size > total && swmshim_address_space_limited() != 0
         if size >= cut + Geometry.segmentSize {
             let rest = (seg.base + cut).assumingMemoryBound(to: Segment.self)
             // Its header lies in what was block data: zeroed, so that its page
@@ -567,8 +574,13 @@ enum Huge {
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
-            if cut - total > slack { OSMemory.zero(seg.base + total, cut - total) }
-        } else if size - total > slack {
+            if limited && cut > total {
+                OSMemory.unmap(seg.base + total, cut - total)
+                seg.pointee.mappedSize = total
+            } else if cut - total > slack {
+                OSMemory.zero(seg.base + total, cut - total)
+            }
+        } else if size - total > slack || limited {
             OSMemory.unmap(seg.base + total, size - total)
             seg.pointee.mappedSize = total
         } else if size < total {
