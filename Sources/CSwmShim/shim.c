@@ -89,6 +89,28 @@ long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *targe
                                   MREMAP_MAYMOVE | MREMAP_FIXED, (long)target, 0));
 }
 
+int swmshim_move_target_kept(void *target, size_t len) {
+    /* Mapped again where it was free, it is the caller's once more. Where something is
+     * mapped (EEXIST), it is the caller's reservation when all of the range is mapped
+     * (mincore fails with ENOMEM on a hole): another thread's mapping would have to fill
+     * exactly the hole the kernel left. Any other refusal means the range is free. */
+    long r = raw_syscall(SYS_mmap, (long)target, (long)len, PROT_NONE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (raw_status(r) == 0) {
+        if ((void *)r == target) return 1;
+        raw_syscall(SYS_munmap, r, (long)len, 0, 0, 0, 0);   /* before 4.17: taken for a hint */
+    } else if (r != -EEXIST) {
+        return 0;
+    }
+    unsigned char vec[4096];
+    const size_t chunk = sizeof vec * 4096;   /* pages of at least 4 KiB: vec holds a chunk's */
+    for (size_t done = 0; done < len; done += chunk) {
+        size_t n = len - done < chunk ? len - done : chunk;
+        if (raw_status(raw_syscall(SYS_mincore, (long)target + (long)done, (long)n, (long)vec, 0, 0, 0)) != 0) return 0;
+    }
+    return 1;
+}
+
 long swmshim_mremap_inplace(void *old, size_t old_len, size_t new_len) {
     return raw_status(raw_syscall(SYS_mremap, (long)old, (long)old_len, (long)new_len, 0, 0, 0));
 }

@@ -32,6 +32,21 @@ let unitCases = [
         #expect(result.stdout == "ok \(name)\n")
     }
 
+    /// move_target.c, built with the shim's shim.c: after a failed `mremap` to a
+    /// reserved target, the target is unmapped only when it is still the reservation; a
+    /// mapping another thread placed where an older kernel had unmapped it stays (review
+    /// R75: the whole reservation was unmapped).
+    @Test func failedMoveLeavesOtherMappings() throws {
+        let cc = try requireTool("cc", debianPackage: "gcc")
+        let output = "\(Paths.scratch)/move_target"
+        let built = try runChild(cc, ["-O1", "-g", "-pthread", "-I", Paths.root + "/Sources/CSwmShim/include",
+                                      "\(Paths.programs)/move_target.c", Paths.root + "/Sources/CSwmShim/shim.c",
+                                      "-o", output, "-ldl"])
+        #expect(built.succeeded, "\(built)")
+        let result = try runChild(output)
+        #expect(result.succeeded && result.stdout == "move target ok\n", "\(result)")
+    }
+
     /// The `thp=large` and `thp=never` policies hold for every huge block, from the huge
     /// cache too (units.c's `huge_advice_per_block`; the default policy runs in `unit`).
     @Test(arguments: ["thp=large", "thp=never"], Library.allCases)

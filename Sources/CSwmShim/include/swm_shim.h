@@ -99,6 +99,14 @@ long swmshim_munmap(void *addr, size_t len);
 /// Moves the mapping at `old` (`old_len` bytes) to `target`, replacing what is mapped
 /// there, and resizes it to `new_len`: its pages move without being copied or faulted.
 long swmshim_mremap_fixed(void *old, size_t old_len, size_t new_len, void *target);
+/// After `swmshim_mremap_fixed` to `target` (`len` bytes, inside a range the caller
+/// mapped to reserve it) failed: 1 when `[target, target + len)` is still the caller's,
+/// to unmap; 0 when it is not all mapped (the kernel unmapped it before failing, and
+/// another thread's mapping may lie there now), to leave alone. Linux before 6.16
+/// unmaps an `MREMAP_FIXED` target before its last checks (`RLIMIT_AS` lowered
+/// meanwhile, `vm.max_map_count`, kernel memory), so unmapping the whole reservation
+/// after a failure could unmap another thread's mapping (review R75).
+int swmshim_move_target_kept(void *target, size_t len);
 /// Grows the mapping at `old` (`old_len` bytes) to `new_len` where it is; fails (ENOMEM)
 /// when the range after it is not free.
 long swmshim_mremap_inplace(void *old, size_t old_len, size_t new_len);

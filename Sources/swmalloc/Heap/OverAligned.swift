@@ -283,7 +283,11 @@ extension Huge {
         let target = (start + UInt(page) + UInt(alignment - 1)) & ~UInt(alignment - 1)
         let targetPointer = UnsafeMutableRawPointer(bitPattern: target).unsafelyUnwrapped
         if !OS.remap(p, usable, to: targetPointer, newSize: newUsable) {
-            OS.unmap(raw, span)
+            let end = target + UInt(newUsable)
+            OSMemory.unmapAfterFailedMove(raw, Int(end - start), moved: Int(target - start), counted: false)
+            if start + UInt(span) > end {
+                OS.unmap(UnsafeMutableRawPointer(bitPattern: end).unsafelyUnwrapped, Int(start + UInt(span) - end))
+            }
             return nil
         }
         (targetPointer - page).copyMemory(from: p - page, byteCount: MemoryLayout<OverAligned>.size)

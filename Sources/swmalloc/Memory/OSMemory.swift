@@ -80,13 +80,30 @@ enum OSMemory {
                             head: Int, headBytes: Int) -> UnsafeMutableRawPointer? {
         guard let target = mapAligned(newSize, alignment: alignment) else { return nil }
         if !OS.remap(p + head, size - head, to: target + head, newSize: newSize - head) {
-            unmap(target, newSize)
+            unmapAfterFailedMove(target, newSize, moved: head, counted: true)
             return nil
         }
         target.copyMemory(from: p, byteCount: headBytes)
         OS.unmap(p, head)
         Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
         return target
+    }
+
+    /// Gives back `[base, base + size)`, mapped to reserve the target of a move
+    /// (`OS.remap` to `base + moved`, to its end) that failed. The target itself only when
+    /// it is still the reservation: a kernel before 6.16 may have unmapped it before
+    /// failing, and another thread's mapping may lie there now
+    /// (`swmshim_move_target_kept`). `counted`: the reservation is counted in `mapped`.
+    static func unmapAfterFailedMove(_ base: UnsafeMutableRawPointer, _ size: Int, moved: Int, counted: Bool) {
+        func release(_ p: UnsafeMutableRawPointer, _ n: Int) {
+            if counted { unmap(p, n) } else { OS.unmap(p, n) }
+        }
+        if moved > 0 { release(base, moved) }
+        if OS.moveTargetKept(base + moved, size - moved) {
+            release(base + moved, size - moved)
+        } else if counted {
+            Counters.shared.pointee.mapped.wrappingSubtract(UInt(size - moved), ordering: .relaxed)
+        }
     }
 
     /// After the kernel refused a mapping (address-space limit, `vm.max_map_count`):

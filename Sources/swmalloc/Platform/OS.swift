@@ -70,6 +70,12 @@ enum OS {
         swmshim_mremap_fixed(p, size, newSize, target) == 0
     }
 
+    /// After `remap` to `target` failed: whether `[target, target + size)` is still the
+    /// range the caller mapped there (see `swmshim_move_target_kept`).
+    static func moveTargetKept(_ target: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        swmshim_move_target_kept(target, size) != 0
+    }
+
     /// Grows the mapping at `p` from `size` to `newSize` bytes where it is; false when
     /// the range after it is not free (or a limit refuses).
     @inline(__always)
