@@ -529,7 +529,7 @@ enum Huge {
     /// reads zero while only the request's pages are cleared. So a huge block holds at
     /// most twice its request resident. Under an address-space limit
     /// (`swmshim_address_space_limited`) what the block holds past the request is always
-    /// unmapped, so that it holds no address space past its request. (A rest left in the block whatever its size made
+    /// unmapped. (A rest left in the block whatever its size made
     /// long-lived blocks cut from bigger cached ones hold 3.8× their request: an outside
     /// review had 60 blocks of 2.2 MB resident at 474 MB, for good. Giving back every
     /// rest, or every rest above a quarter of the request, took the `large` benchmark
