@@ -137,9 +137,12 @@ enum Huge {
         let total = mappingSize(size, offset: seg.pointee.hugeOffset)
         let old = seg.pointee.mappedSize
         if total < old {
-            OSMemory.unmap(seg.base + total, old - total)
-            seg.pointee.mappedSize = total
-            countResize(from: old, to: total, heap: heap)
+            if OSMemory.unmapEnd(seg.base + total, old - total) {
+                seg.pointee.mappedSize = total
+                countResize(from: old, to: total, heap: heap)
+            } else {
+                OSMemory.purge(seg.base + total, old - total)   // the block keeps the range
+            }
         }
         SegmentMap.insert(seg.base, SegmentMap.huge)
         return true
@@ -574,15 +577,17 @@ enum Huge {
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
-            if limited && cut > total {
-                OSMemory.unmap(seg.base + total, cut - total)
+            if limited && cut > total && OSMemory.unmapEnd(seg.base + total, cut - total) {
                 seg.pointee.mappedSize = total
             } else if cut - total > slack {
                 OSMemory.zero(seg.base + total, cut - total)
             }
         } else if size - total > slack || limited {
-            OSMemory.unmap(seg.base + total, size - total)
-            seg.pointee.mappedSize = total
+            if OSMemory.unmapEnd(seg.base + total, size - total) {
+                seg.pointee.mappedSize = total
+            } else if size - total > slack {
+                OSMemory.zero(seg.base + total, size - total)
+            }
         } else if size < total {
             joinAdvice(seg)
             if growInPlace(seg, to: total) { return (seg, size) }

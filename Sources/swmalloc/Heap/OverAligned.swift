@@ -225,9 +225,12 @@ extension Huge {
         }
         let old = h.pointee.usable
         if usable < old {
-            OSMemory.unmap(p + usable, old - usable)
-            h.pointee.usable = usable
-            countResize(from: page + old, to: page + usable, heap: heap)
+            if OSMemory.unmapEnd(p + usable, old - usable) {
+                h.pointee.usable = usable
+                countResize(from: page + old, to: page + usable, heap: heap)
+            } else {
+                OSMemory.purge(p + usable, old - usable)   // the block keeps the range
+            }
         }
         Globals.overAlignedLock.unlock()
         return true
@@ -367,8 +370,11 @@ extension Huge {
         h.pointee.alignment = alignment
         let block = UnsafeMutableRawPointer(h) + page
         if h.pointee.usable - usable > usable {
-            OSMemory.unmap(block + usable, h.pointee.usable - usable)
-            h.pointee.usable = usable
+            if OSMemory.unmapEnd(block + usable, h.pointee.usable - usable) {
+                h.pointee.usable = usable
+            } else {
+                OSMemory.purge(block + usable, h.pointee.usable - usable)   // the block keeps the range
+            }
         }
         return block
     }

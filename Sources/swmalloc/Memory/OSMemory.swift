@@ -93,17 +93,20 @@ enum OSMemory {
     /// (`OS.remap` to `base + moved`, to its end) that failed. The target itself only when
     /// it is still the reservation: a kernel before 6.16 may have unmapped it before
     /// failing, and another thread's mapping may lie there now
-    /// (`swmshim_move_target_kept`). `counted`: the reservation is counted in `mapped`.
+    /// (`swmshim_move_target_kept`). The target is tested before the head goes back:
+    /// the other way round, the hole was head and target together, and a mapping of the
+    /// reservation's size placed there was taken for it (review R78). `counted`: the
+    /// reservation is counted in `mapped`.
     static func unmapAfterFailedMove(_ base: UnsafeMutableRawPointer, _ size: Int, moved: Int, counted: Bool) {
         func release(_ p: UnsafeMutableRawPointer, _ n: Int) {
             if counted { unmap(p, n) } else { OS.unmap(p, n) }
         }
-        if moved > 0 { release(base, moved) }
         if OS.moveTargetKept(base + moved, size - moved) {
             release(base + moved, size - moved)
         } else if counted {
             Counters.shared.pointee.mapped.wrappingSubtract(UInt(size - moved), ordering: .relaxed)
         }
+        if moved > 0 { release(base, moved) }
     }
 
     /// After the kernel refused a mapping (address-space limit, `vm.max_map_count`):
@@ -132,6 +135,17 @@ enum OSMemory {
     /// caches' address space back and tries once more. Nil when the kernel still refuses.
     static func mapRecords(_ size: Int) -> UnsafeMutableRawPointer? {
         OS.map(size) ?? retryAfterReleasingCaches(size)
+    }
+
+    /// Unmaps the end of a mapping from `mapAligned` that stays in use, counted; false,
+    /// and the range left as it was, when the kernel refuses (at `vm.max_map_count`: the
+    /// split needs one more mapping). The caller then keeps it in the mapping, which
+    /// goes back whole later: shrinking the mapping's size regardless left the range
+    /// mapped and out of every record, for good.
+    static func unmapEnd(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        if !OS.unmapOnly(p, size) { return false }
+        Counters.shared.pointee.mapped.wrappingSubtract(UInt(size), ordering: .relaxed)
+        return true
     }
 
     /// Unmaps memory obtained from `mapAligned` (none of it counted as purged). When the

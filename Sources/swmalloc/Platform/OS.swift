@@ -63,6 +63,13 @@ enum OS {
     /// What `unmap` did with a range.
     enum Unmapped { case unmapped, purged, kept }
 
+    /// Unmaps a range, or leaves it as it is when the kernel refuses (no purge): for a
+    /// caller that keeps the range in use then.
+    @inline(__always)
+    static func unmapOnly(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        swmshim_munmap(p, size) == 0
+    }
+
     /// Moves a mapping to `target` (replacing the mapping there) with a new size; its
     /// pages move with it. False when the kernel refuses.
     @inline(__always)
