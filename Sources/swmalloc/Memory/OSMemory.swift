@@ -137,7 +137,7 @@ enum OSMemory {
         OS.map(size) ?? retryAfterReleasingCaches(size)
     }
 
-    /// Unmaps the end of a mapping from `mapAligned` that stays in use, counted; false,
+    /// Unmaps the end of a mapping counted in `mapped` that stays in use; false,
     /// and the range left as it was, when the kernel refuses (at `vm.max_map_count`: the
     /// split needs one more mapping). The caller then keeps it in the mapping, which
     /// goes back whole later: shrinking the mapping's size regardless left the range
