@@ -1,6 +1,5 @@
 // Thread-heap layer: huge blocks, each in a mapping of its own.
 
-import CSwmShim
 import Synchronization
 
 /// Blocks above `Geometry.largeMax`, and aligned blocks that do not fit a segment: each
@@ -531,7 +530,7 @@ enum Huge {
     /// cut off, unmapped — and so is all of it for calloc, so that the whole usable size
     /// reads zero while only the request's pages are cleared. So a huge block holds at
     /// most twice its request resident. Under an address-space limit
-    /// (`swmshim_address_space_limited`) what the block holds past the request is always
+    /// (`OS.addressSpaceLimited`) what the block holds past the request is always
     /// unmapped. (A rest left in the block whatever its size made
     /// long-lived blocks cut from bigger cached ones hold 3.8× their request: an outside
     /// review had 60 blocks of 2.2 MB resident at 474 MB, for good. Giving back every
@@ -567,7 +566,7 @@ enum Huge {
         // Under an address-space limit the block keeps no address space past its request:
         // kept, 3 MiB blocks cut from cached 9 MiB mappings held 4 or 5 MiB each, and a
         // third fewer fit under the limit than in a fresh process (review R75).
-        let limited = size > total && swmshim_address_space_limited() != 0
+        let limited = size > total && OS.addressSpaceLimited
         if size >= cut + Geometry.segmentSize {
             let rest = (seg.base + cut).assumingMemoryBound(to: Segment.self)
             // Its header lies in what was block data: zeroed, so that its page

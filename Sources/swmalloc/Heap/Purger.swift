@@ -468,7 +468,7 @@ enum Purger {
             current.spanLock.unlock()
         }
         pass(now: OS.nowNanoseconds(), delay: 0, force: true)
-        if swmshim_address_space_limited() != 0 { _ = UnsafeMutablePointer<Segment>.releaseAddressSpace() }
+        if OS.addressSpaceLimited { _ = UnsafeMutablePointer<Segment>.releaseAddressSpace() }
         // Bytes purged, plus huge-cache bytes unmapped (the cache only shrinks in a pass;
         // another thread's free may grow it meanwhile, which this does not count).
         let purged = counters.pointee.purgedTotal.load(ordering: .relaxed) &- purgedBefore

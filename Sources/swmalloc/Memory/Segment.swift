@@ -256,7 +256,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
         // (not purged first: the unmap gives it back): the program's own mmap may need it
         // (an outside review: under `ulimit -v`, a program that freed 500 MB of blocks
         // could not mmap 500 MB, after any wait, until malloc_trim).
-        let limited = pointee.mappedSize == Geometry.segmentSize && swmshim_address_space_limited() != 0
+        let limited = pointee.mappedSize == Geometry.segmentSize && OS.addressSpaceLimited
         if !(limited && unmapWithSpans()) {
             purgeExpired(now: OS.nowNanoseconds(), delay: 0)
             let refused = residentSpanBytes(markPurged: true)

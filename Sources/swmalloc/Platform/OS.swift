@@ -63,6 +63,10 @@ enum OS {
     /// What `unmap` did with a range.
     enum Unmapped { case unmapped, purged, kept }
 
+    /// Whether an address-space limit is in force: `RLIMIT_AS` or `RLIMIT_DATA` below
+    /// infinity, or strict overcommit (two `prlimit64` calls).
+    static var addressSpaceLimited: Bool { swmshim_address_space_limited() != 0 }
+
     /// Unmaps a range, or leaves it as it is when the kernel refuses (no purge): for a
     /// caller that keeps the range in use then.
     @inline(__always)
