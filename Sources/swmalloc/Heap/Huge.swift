@@ -576,17 +576,9 @@ enum Huge {
             rest.page(at: 0).pointee.freedAt = seg.page(at: 0).pointee.freedAt
             seg.pointee.mappedSize = cut
             insertCached(rest)
-            if limited && cut > total && OSMemory.unmapEnd(seg.base + total, cut - total) {
-                seg.pointee.mappedSize = total
-            } else if cut - total > slack {
-                OSMemory.zero(seg.base + total, cut - total)
-            }
+            releaseEnd(seg, from: total, to: cut, unmap: limited, slack: slack)
         } else if size - total > slack || limited {
-            if OSMemory.unmapEnd(seg.base + total, size - total) {
-                seg.pointee.mappedSize = total
-            } else if size - total > slack {
-                OSMemory.zero(seg.base + total, size - total)
-            }
+            releaseEnd(seg, from: total, to: size, unmap: true, slack: slack)
         } else if size < total {
             joinAdvice(seg)
             if growInPlace(seg, to: total) { return (seg, size) }
@@ -601,6 +593,20 @@ enum Huge {
             return (grown, size)
         }
         return (seg, min(seg.pointee.mappedSize, total))
+    }
+
+    /// What a block taken from the cache holds from `total` (its request) to `end`: with
+    /// `unmap`, unmapped, and the mapping ends at `total`; where that is not asked for or
+    /// the kernel refuses (`OSMemory.unmapEnd`), it stays in the block, purged when it is
+    /// more than `slack`.
+    private static func releaseEnd(_ seg: UnsafeMutablePointer<Segment>, from total: Int, to end: Int, unmap: Bool,
+                                   slack: Int) {
+        if end <= total { return }
+        if unmap && OSMemory.unmapEnd(seg.base + total, end - total) {
+            seg.pointee.mappedSize = total
+        } else if end - total > slack {
+            OSMemory.zero(seg.base + total, end - total)
+        }
     }
 
     /// Writes the header of a huge mapping of `mappedSize` bytes with its block at `offset`,
