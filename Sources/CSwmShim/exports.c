@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -144,11 +145,18 @@ __attribute__((visibility("default"))) struct swm_mallinfo __libc_mallinfo(void)
 /// memory stream: an outside review found -1 and EINVAL there, where glibc writes the
 /// report), through a memory file and `fwrite`. Options other than 0 return EINVAL with
 /// errno untouched, as glibc does; a write that fails, -1 with its errno (ENOSPC on
-/// /dev/full: errno was 0, an outside review; glibc returns 0 and drops the report).
+/// /dev/full: errno was 0, an outside review; glibc returns 0 and drops the report). A
+/// stream not open for writing gets nothing, -1 with EBADF, even when its descriptor could
+/// be written (a socket opened "r": the report went out on it, review R79; glibc's
+/// `fprintf` fails there and it returns 0).
 __attribute__((visibility("default"))) int malloc_info(int options, FILE *stream) {
     if (options != 0) return EINVAL;
     if (stream == NULL) {
         errno = EINVAL;
+        return -1;
+    }
+    if (!__fwritable(stream)) {
+        errno = EBADF;
         return -1;
     }
     if (fflush(stream) != 0) return -1;

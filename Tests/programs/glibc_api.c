@@ -19,7 +19,9 @@
  *   malloc_info_xml      malloc_info(0, f) writes glibc-shaped XML; options other than 0
  *                        return EINVAL, errno untouched (glibc's answer); to /dev/full
  *                        swmalloc returns -1 with ENOSPC (errno was 0: review R22); to a
- *                        memory stream, the report (it was -1 and EINVAL: review R34).
+ *                        memory stream, the report (it was -1 and EINVAL: review R34);
+ *                        to a stream opened for reading, nothing, -1 with EBADF (the
+ *                        report went out on its descriptor: review R79).
  *   mallopt_answers      glibc's answers (1; 0 for M_MXFAST above 160: before, 0 for all
  *                        but one, and programs that check them refused to start);
  *                        M_TRIM_THRESHOLD 0 maps onto purge_delay_ms=1: 100 turns of malloc,
@@ -46,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -197,6 +200,21 @@ static void malloc_info_xml(void) {
     int r = malloc_info(0, full);
     CHECKF(r == -1 && errno == ENOSPC, "malloc_info to /dev/full: %d, errno %d", r, errno);   /* glibc: 0 */
     fclose(full);
+    /* A stream opened for reading, over a descriptor that can be written (a socket): the
+     * report must not go out on it (glibc's fprintf fails with EBADF; swmalloc wrote to the
+     * descriptor: review R79). */
+    int pair[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == 0);
+    FILE *readOnly = fdopen(pair[0], "r");
+    CHECK(readOnly != NULL);
+    errno = 0;
+    r = malloc_info(0, readOnly);
+    CHECKF(r == -1 && errno == EBADF, "malloc_info to a read-only stream: %d, errno %d", r, errno);   /* glibc: 0 */
+    char byte;
+    ssize_t got = recv(pair[1], &byte, 1, MSG_DONTWAIT);
+    CHECKF(got == -1 && errno == EAGAIN, "malloc_info wrote to a read-only stream's descriptor (%zd)", got);
+    fclose(readOnly);
+    close(pair[1]);
     /* A memory stream has no descriptor: the report reaches it all the same (it was -1
      * and EINVAL: review R34), after what the stream held. */
     char *memory = NULL;
