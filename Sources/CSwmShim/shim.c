@@ -700,23 +700,35 @@ int swmshim_signal(int signo, void (*handler)(int)) {
 
 int swmshim_thread_start(void *(*body)(void *), const char *name) {
     int saved = errno;
-    // The thread blocks every signal, so that it never runs a program's handler, and is
-    // detached: nobody joins it.
-    sigset_t all, old;
+    // The thread starts with every signal blocked, so that it never runs a program's
+    // handler, and is detached: nobody joins it. Its mask is set through the attributes,
+    // not by blocking the caller's signals around pthread_create: a signal handler that
+    // allocates while its thread is inside glibc's pthread_create, pthread_join or thread
+    // exit (which hold the loader's stack-cache lock) waits here for that lock for good,
+    // and with the caller's signals blocked not even SIGTERM or Ctrl-C ended the process
+    // (review R80; docs/design.md, "The background purger").
+    sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setsigmask_np(&attr, &all);
     // The default stack size: a smaller one fails (EINVAL) in a program whose static TLS
     // does not fit it, and untouched stack pages cost address space only.
     pthread_t thread;
     int r = pthread_create(&thread, &attr, body, NULL);
     if (r == 0) pthread_setname_np(thread, name);
     pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     return r;
+}
+
+int swmshim_signals_blocked(void) {
+    int saved = errno;
+    sigset_t current;
+    int blocked = pthread_sigmask(SIG_BLOCK, NULL, &current) == 0 && !sigisemptyset(&current);
+    errno = saved;
+    return blocked;
 }
 
 int swmshim_gettid(void) { return (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0); }

@@ -91,6 +91,18 @@ let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_re
         #expect(result.stdout == "purger exit ok\n", "\(result)")
     }
 
+    /// signal_thread_start.c: a signal handler's malloc, the one that starts the purger,
+    /// while its thread is inside pthread_join, which holds the lock pthread_create takes.
+    /// Before the fix the process hung for good (review R80); now the start waits for a
+    /// slow path outside the handler.
+    @Test(arguments: Library.allCases)
+    func handlerAllocationDoesNotStartThreads(_ library: Library) throws {
+        let program = try compileProgram("signal_thread_start.c", linking: library)
+        let result = try runChild(program, timeLimit: 20)
+        #expect(result.succeeded, "\(library): \(result)")
+        #expect(result.stdout == "signal thread start ok\n", "\(result)")
+    }
+
     /// One lifecycle case against one library: exits 0, says ok, reports nothing.
     @Test(arguments: lifecycleCases.filter { !lifecycleDebugOnlyCases.contains($0) }, Library.allCases)
     func lifecycle(_ name: String, _ library: Library) throws {

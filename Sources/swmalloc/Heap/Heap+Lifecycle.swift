@@ -606,9 +606,24 @@ enum Process {
     /// only until it execs or exits, and takes its threads with it (an outside review: a
     /// purger started there died holding a heap's span lock, and the parent hung at its
     /// next free; or the purger was marked running with no thread behind it, for good).
+    ///
+    /// Nor, the first `startDeferralsMax` times, from a thread that blocks a signal: it
+    /// may be in a signal handler, and `pthread_create` there waits for good when the
+    /// handler interrupted its own thread inside glibc's `pthread_create`,
+    /// `pthread_join` or thread exit, which hold the loader's stack-cache lock that
+    /// `pthread_create` takes (review R80: a handler's `malloc(40 MiB)` hung 25 of 300
+    /// runs of a program that joined threads meanwhile; glibc's malloc creates no thread).
+    /// A handler blocks its own signal unless it asked for `SA_NODEFER`. The start is
+    /// tried again at a later slow path, of this thread or another one; a program whose
+    /// threads all block signals for good gets its threads after that many tries.
     static func mayStartThread() -> Bool {
-        swmshim_getpid() == Globals.processId.pointee
+        if swmshim_getpid() != Globals.processId.pointee { return false }
+        if swmshim_signals_blocked() != 0 && Globals.threadStartDeferrals.add(1) < startDeferralsMax { return false }
+        return true
     }
+
+    /// How many thread starts `mayStartThread` puts off for a blocked signal, process-wide.
+    static let startDeferralsMax: UInt = 64
 
     /// The main thread ends with `pthread_exit` (its key destructors run): the process
     /// must end when the last of its threads does, and the C library counts swmalloc's

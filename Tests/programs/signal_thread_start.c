@@ -1,0 +1,68 @@
+/* A signal handler that allocates while its thread is inside glibc's pthread_join: the
+ * handler's malloc(40 MiB) is the one that maps enough to start the purger, and
+ * pthread_create takes the loader's stack-cache lock, which the interrupted pthread_join
+ * holds while it frees the joined thread's stack (review R80: the process hung for good,
+ * with SIGTERM blocked; glibc's malloc creates no thread and survives).
+ *
+ * The signal is raised at the point where the lock is held: this program defines `free`
+ * (the executable comes first in the symbol lookup, so glibc's own calls to free, from
+ * `_dl_deallocate_tls` under that lock, reach it), which calls swmalloc's free and then,
+ * once armed on the main thread, raises SIGUSR1 there. A 64 MiB thread stack is more than
+ * glibc's 40 MiB stack cache keeps, so pthread_join frees it.
+ *
+ * Prints "signal thread start ok" and exits 0; a hang is the test runner's time limit. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static volatile pid_t armed;   /* the thread to raise SIGUSR1 on after a free (0: none) */
+static volatile int raised, handled;
+
+void free(void *p) {
+    static void (*next)(void *);
+    if (next == NULL) next = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    next(p);
+    if (armed != 0 && armed == (pid_t)syscall(SYS_gettid)) {
+        armed = 0;
+        raised = 1;
+        syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1);
+    }
+}
+
+static void handler(int signo) {
+    (void)signo;
+    char *p = malloc(40u << 20);
+    if (p != NULL) {
+        memset(p, 1, 4096);
+        free(p);
+    }
+    handled = 1;
+}
+
+static void *body(void *arg) { return arg; }
+
+int main(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    pthread_attr_t attr;
+    CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64u << 20) == 0);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, &attr, body, NULL) == 0);
+    usleep(100000);   /* the thread has ended: pthread_join frees its stack at once */
+    armed = (pid_t)syscall(SYS_gettid);
+    CHECK(pthread_join(thread, NULL) == 0);
+    armed = 0;
+    CHECKF(raised && handled, "the signal was not raised inside pthread_join (raised %d, handled %d)", raised, handled);
+    printf("signal thread start ok\n");
+    return 0;
+}
