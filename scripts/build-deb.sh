@@ -6,7 +6,8 @@
 #                    soname link, MULTIARCH x86_64-linux-gnu on amd64), with the shlibs
 #                    file and the ldconfig trigger
 #   libswmalloc-dev  headers, the libswmalloc.so link, the static library, pkg-config
-#   swmalloc         the swmalloc tool, the benchmark's workload program, the manual page
+#   swmalloc         the swmalloc tool, the benchmark's workload program, the manual page,
+#                    and a link at version 1.0.0's library path, /usr/lib/libswmalloc.so.1
 # and prints their paths, one a line. Install them with
 #   apt-get install ./libswmalloc1_*.deb ./libswmalloc-dev_*.deb ./swmalloc_*.deb
 # and remove them with `apt-get purge libswmalloc1` (the two others depend on it). The
@@ -15,6 +16,9 @@
 # packages built against the library depend on libswmalloc1, and md5sums let
 # `dpkg --verify` tell a changed file.
 set -euo pipefail
+# The packages' directories and files get Debian's modes whatever the caller's umask
+# (under 027, dpkg-deb refused the 0750 control directory: review R81).
+umask 022
 start="$PWD"
 out="$start"
 if [ "${1:-}" = "--out" ]; then
@@ -63,6 +67,13 @@ take() {   # take PACKAGE PATH... (paths relative to the stage)
 take "$lib" $(cat "$work/runtime-files")
 take libswmalloc-dev usr/include "$libdir/libswmalloc.so" "$libdir/libswmalloc.a" "$libdir/pkgconfig"
 take swmalloc usr/bin usr/libexec usr/share/man usr/share/doc/swmalloc
+# Version 1.0.0 installed the library as /usr/lib/libswmalloc.so.1: a link there keeps
+# working the LD_PRELOAD, /etc/ld.so.preload and unit-file lines that name that path
+# (review R81: they stopped preloading anything after the upgrade). In the tool's
+# package, which upgrades 1.0.0's: the library's is Multi-Arch: same, where a path
+# outside the multiarch directory must be the same file for every architecture.
+mkdir -p "$work/swmalloc/usr/lib"
+ln -s "$multiarch/libswmalloc.so.$major" "$work/swmalloc/usr/lib/libswmalloc.so.$major"
 left="$(cd "$stage" && find . -type f -o -type l)"
 [ -z "$left" ] || { echo "build-deb.sh: files in no package: $left" >&2; exit 1; }
 

@@ -11,8 +11,10 @@
 #     is taken from the current directory.
 #     install.sh --libdir lib64: the library there, pkg-config's libdir, the tool finds
 #     it, --uninstall leaves nothing.
-#  2. scripts/build-deb.sh, `apt-get install` of its three packages, a program preloaded with
-#     /usr/lib/MULTIARCH/libswmalloc.so.1, `swmalloc info`, the package's shlibs, Depends and
+#  2. scripts/build-deb.sh under umask 077 (the packages' modes are Debian's), `apt-get
+#     install` of its three packages, a program preloaded with
+#     /usr/lib/MULTIARCH/libswmalloc.so.1, with version 1.0.0's /usr/lib/libswmalloc.so.1
+#     and with the soname alone, `swmalloc info`, the package's shlibs, Depends and
 #     copyright, `apt-get purge` (skipped, with a note, when not root or without apt-get).
 # Prints "check-install: N passed, 0 failed" and exits 0, or stops at the first failure.
 set -euo pipefail
@@ -174,10 +176,15 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
   echo "check-install: note: Debian package install skipped (needs root and apt-get)"
 else
   unset PKG_CONFIG_PATH
-  bash scripts/build-deb.sh --out "$work" > "$work/debs"
+  # Under a strict umask (an administrator's): the packages still get Debian's modes.
+  (umask 077; bash scripts/build-deb.sh --out "$work") > "$work/debs"
   mapfile -t debs < "$work/debs"
   [ "${#debs[@]}" = 3 ] && [ -f "${debs[0]}" ] && [ -f "${debs[1]}" ] && [ -f "${debs[2]}" ] \
     || fail "build-deb.sh did not make its three packages: $(cat "$work/debs")"
+  for deb in "${debs[@]}"; do
+    modes="$(dpkg-deb -c "$deb" | awk '$1 !~ /^(drwxr-xr-x|-rw-r--r--|-rwxr-xr-x|lrwxrwxrwx)$/')"
+    [ -z "$modes" ] || fail "$deb has files without Debian's modes (umask 077): $modes"
+  done
   libdeb="$(grep '/libswmalloc1_' "$work/debs")"; devdeb="$(grep '/libswmalloc-dev_' "$work/debs")"
   tooldeb="$(grep '/swmalloc_' "$work/debs")"
   # The runtime package alone: a program preloads it, and it holds only the library.
@@ -194,6 +201,11 @@ else
   [ -z "$verify" ] || fail "dpkg --verify libswmalloc1: $verify"
   apt-get install -y -qq "$devdeb" "$tooldeb" > "$work/apt.log" 2>&1 || { cat "$work/apt.log"; fail "apt-get install $devdeb $tooldeb"; }
   has "$(swmalloc info)" "installed under /usr" || fail "the packaged swmalloc tool"
+  # Version 1.0.0's library path, and the soname alone (the loader's search), preload it.
+  for name in /usr/lib/libswmalloc.so.1 libswmalloc.so.1; do
+    has "$(LD_PRELOAD="$name" SWMALLOC_OPTIONS=stats_print=1 "$work/plain" 2>&1 >/dev/null)" \
+      "swmalloc statistics" || fail "preloading the packaged library as $name"
+  done
   cc -O1 "$work/probe.c" -o "$work/probe-deb" $(pkg-config --cflags --libs swmalloc) && "$work/probe-deb" > /dev/null \
     || fail "building against the packaged library"
   for package in libswmalloc1 libswmalloc-dev swmalloc; do
@@ -202,8 +214,9 @@ else
   has "$(dpkg-deb -f "$tooldeb" Depends)" "libstdc++6" || fail "Depends lacks the tool's libstdc++6: $(dpkg-deb -f "$tooldeb" Depends)"
   has "$(dpkg-deb -f "$devdeb" Depends)" "libswmalloc1 (=" || fail "libswmalloc-dev does not depend on libswmalloc1"
   apt-get purge -y -qq libswmalloc1 > /dev/null 2>&1 || fail "apt-get purge libswmalloc1"
-  for f in "/usr/lib/$multiarch/libswmalloc.so.1" "/usr/lib/$multiarch/libswmalloc.so" /usr/include/swmalloc.h /usr/bin/swmalloc; do
-    [ ! -e "$f" ] || fail "apt-get purge libswmalloc1 left $f"
+  for f in "/usr/lib/$multiarch/libswmalloc.so.1" "/usr/lib/$multiarch/libswmalloc.so" /usr/lib/libswmalloc.so.1 \
+      /usr/include/swmalloc.h /usr/bin/swmalloc; do
+    [ ! -e "$f" ] && [ ! -L "$f" ] || fail "apt-get purge libswmalloc1 left $f"
   done
   ok "the Debian packages (libswmalloc1, libswmalloc-dev, swmalloc) install, preload, build against, verify and purge"
 fi

@@ -135,22 +135,36 @@ func resolveProgram(_ program: String) -> String? {
 }
 
 /// Says on stderr that `program` will not run on swmalloc when the loader cannot preload
-/// it: a program set-user-ID or set-group-ID to someone else (secure execution: the loader
-/// ignores LD_PRELOAD), or a static one (no loader at all). Such a program runs on the C
-/// library's malloc and writes no report.
+/// it: a program that runs in secure-execution mode (set-user-ID or set-group-ID to
+/// someone else, or with file capabilities run by a user other than root: the loader
+/// ignores LD_PRELOAD, swmalloc ignores SWMALLOC_OPTIONS, so it writes no report; one
+/// linked with the library runs on it, without options), or a static one (no loader at
+/// all), which runs on its own malloc.
 func noteNoPreload(_ program: String) {
     guard let file = resolveProgram(program) else { return }
     var info = stat()
     guard stat(file, &info) == 0 else { return }
     let setuid = info.st_mode & S_ISUID != 0 && info.st_uid != geteuid()
     let setgid = info.st_mode & S_ISGID != 0 && info.st_gid != getegid()
-    if setuid || setgid {
+    // Capabilities raised at exec make it secure for any user but root, who has them all.
+    let capabilities = geteuid() != 0 && hasFileCapabilities(file)
+    if setuid || setgid || capabilities {
+        let what = setuid ? "is set-user-ID" : setgid ? "is set-group-ID" : "has file capabilities"
         FileHandle.standardError.write(Data(
-            "swmalloc: note: \(file) is set-\(setuid ? "user" : "group")-ID: the loader ignores LD_PRELOAD for it, so it runs on the C library's malloc\n".utf8))
+            "swmalloc: note: \(file) \(what): it runs in secure-execution mode, where the loader ignores LD_PRELOAD and swmalloc ignores SWMALLOC_OPTIONS, so it runs on the C library's malloc (on swmalloc without options if it is linked with it) and writes no report\n".utf8))
     } else if isStaticELF(file) {
         FileHandle.standardError.write(Data(
             "swmalloc: note: \(file) is statically linked: LD_PRELOAD has no effect on it, so it runs on its own malloc\n".utf8))
     }
+}
+
+/// True when `file` carries file capabilities (the `security.capability` extended
+/// attribute). `getxattr` through `dlsym`: the Glibc module does not import
+/// `<sys/xattr.h>`.
+func hasFileCapabilities(_ file: String) -> Bool {
+    typealias GetXattr = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "getxattr") else { return false }
+    return unsafeBitCast(symbol, to: GetXattr.self)(file, "security.capability", nil, 0) > 0
 }
 
 /// True when `file` is a 64-bit little-endian ELF executable without a program

@@ -107,7 +107,8 @@ import Testing
     ///   cannot be preloaded dropped swmalloc from the run and exited 0: refused (another
     ///   allocator's bad `--lib-…` is skipped with a note that says why, not "not found");
     /// - a set-user-ID program silently ran on glibc: `run` says so (checked as root only,
-    ///   which can give a file to another owner).
+    ///   which can give a file to another owner), and so it does for a program with file
+    ///   capabilities run by another user (review R81).
     @Test func reviewR15ToolFindings() throws {
         let dir = Library.release.directory
         _ = try Library.release.existingPath()
@@ -154,7 +155,24 @@ import Testing
             #expect(try runChild("/bin/cp", ["/bin/true", setuid]).succeeded)
             #expect(chown(setuid, 65534, 65534) == 0 && chmod(setuid, 0o4755) == 0)
             let r = try runChild(tool, ["run", "--library", try Library.release.existingPath(), "--", setuid])
-            #expect(r.succeeded && r.stderr.contains("is set-user-ID: the loader ignores LD_PRELOAD"), "\(r)")
+            #expect(r.succeeded && r.stderr.contains("is set-user-ID: it runs in secure-execution mode, where the loader ignores LD_PRELOAD"),
+                    "\(r)")
+            // A program with file capabilities, run by a user other than root, is secure
+            // too: `run` said nothing, and `stats` that no report came back (review R81).
+            // The tool, the library and the program are copied where that user may run them.
+            let setcap = try requireTool("setcap", debianPackage: "libcap2-bin")
+            let setpriv = try requireTool("setpriv", debianPackage: "util-linux")
+            let dir = try Paths.newDirectory("capabilities")
+            #expect(chmod(Paths.scratch, 0o711) == 0 && chmod(dir, 0o755) == 0)
+            for (from, to) in [(tool, "swmalloc-tool"), (try Library.release.existingPath(), "libswmalloc.so"), ("/bin/true", "cap-true")] {
+                #expect(try runChild("/bin/cp", [from, "\(dir)/\(to)"]).succeeded)
+            }
+            #expect(try runChild(setcap, ["cap_net_raw+ep", "\(dir)/cap-true"]).succeeded)
+            for command in ["run", "stats"] {
+                let r = try runChild(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "\(dir)/swmalloc-tool",
+                                               command, "--library", "\(dir)/libswmalloc.so", "--", "\(dir)/cap-true"])
+                #expect(r.stderr.contains("cap-true has file capabilities: it runs in secure-execution mode"), "\(command): \(r)")
+            }
         }
     }
 
