@@ -11,14 +11,18 @@
 # and prints their paths, one a line. Install them with
 #   apt-get install ./libswmalloc1_*.deb ./libswmalloc-dev_*.deb ./swmalloc_*.deb
 # and remove them with `apt-get purge libswmalloc1` (the two others depend on it). The
-# binaries are stripped, the manual page compressed, each package's /usr/share/doc holds
-# the copyright note and the changelog (the tool's also the README), the shlibs file lets
-# packages built against the library depend on libswmalloc1, and md5sums let
-# `dpkg --verify` tell a changed file.
+# binaries are stripped (the static library of its debug information), the manual page
+# compressed, each package's /usr/share/doc holds the copyright note and the changelog
+# (the tool's also the README), the shlibs file lets packages built against the library
+# depend on libswmalloc1, and md5sums let `dpkg --verify` tell a changed file. Two builds
+# of one commit give the same packages, byte for byte (SOURCE_DATE_EPOCH below).
 set -euo pipefail
 # The packages' directories and files get Debian's modes whatever the caller's umask
 # (under 027, dpkg-deb refused the 0750 control directory: review R81).
 umask 022
+# Reproducible packages: the manual's date, the changelog's and every file's mtime in the
+# archives (dpkg-deb clamps them to it) are the last commit's, unless the caller sets it.
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(cd "$(dirname "$0")" && git log -1 --format=%ct 2>/dev/null || date +%s)}"
 start="$PWD"
 out="$start"
 if [ "${1:-}" = "--out" ]; then
@@ -51,6 +55,9 @@ split="swmalloc (<< 1.0.0-2)"
 
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/$libdir/libswmalloc.so.$major".*
 strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/swmalloc" "$stage/usr/libexec/swmalloc/swm-workload"
+# The static library without its debug information (as Debian's dh_strip leaves one): it
+# held the build folder's absolute paths.
+strip --strip-debug --remove-section=.comment "$stage/$libdir/libswmalloc.a"
 gzip -9n "$stage/usr/share/man/man1/swmalloc.1"
 
 # Each package's root, and the files it takes from the stage (moved, so that none is left
@@ -77,7 +84,7 @@ ln -s "$multiarch/libswmalloc.so.$major" "$work/swmalloc/usr/lib/libswmalloc.so.
 left="$(cd "$stage" && find . -type f -o -type l)"
 [ -z "$left" ] || { echo "build-deb.sh: files in no package: $left" >&2; exit 1; }
 
-changelog_date="$(date -R -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")"
+changelog_date="$(date -R -u -d "@$SOURCE_DATE_EPOCH")"
 for package in "$lib" libswmalloc-dev swmalloc; do
   doc="$work/$package/usr/share/doc/$package"
   mkdir -p "$doc"

@@ -114,8 +114,10 @@ for program in "$tool" "$workload"; do
     exit 1
   fi
 done
-# The manual page, from the tool's own help (swift-argument-parser's generate-manual).
-swift package --scratch-path "$scratch" plugin generate-manual > /dev/null
+# The manual page, from the tool's own help (swift-argument-parser's generate-manual),
+# dated by SOURCE_DATE_EPOCH or the last commit, not the build: one commit, one page.
+epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+swift package --scratch-path "$scratch" plugin generate-manual --date "$(date -u -d "@$epoch" +%Y-%m-%d)" > /dev/null
 manual="$scratch/plugins/GenerateManual/outputs/swmalloc-tool/swmalloc.1"
 
 stage="$(mktemp -d)"

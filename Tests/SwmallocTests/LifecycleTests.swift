@@ -85,10 +85,7 @@ let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_re
     /// process never ended (review R12).
     @Test(arguments: Library.allCases)
     func mainThreadExitDuringFailedPurgerStart(_ library: Library) throws {
-        let program = try compileProgram("purger_exit.c", linking: library)
-        let result = try runChild(program, timeLimit: 20)
-        #expect(result.succeeded, "\(library): \(result)")
-        #expect(result.stdout == "purger exit ok\n", "\(result)")
+        try expectEnds("purger_exit.c", linking: library, saying: "purger exit ok\n")
     }
 
     /// signal_thread_start.c: a signal handler's malloc, the one that starts the purger,
@@ -97,10 +94,16 @@ let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_re
     /// slow path outside the handler.
     @Test(arguments: Library.allCases)
     func handlerAllocationDoesNotStartThreads(_ library: Library) throws {
-        let program = try compileProgram("signal_thread_start.c", linking: library)
+        try expectEnds("signal_thread_start.c", linking: library, saying: "signal thread start ok\n")
+    }
+
+    /// Runs `source` linked with `library`: it ends within 20 s (a hang is the failure
+    /// these programs look for), exits 0 and prints `output`.
+    func expectEnds(_ source: String, linking library: Library, saying output: String) throws {
+        let program = try compileProgram(source, linking: library)
         let result = try runChild(program, timeLimit: 20)
         #expect(result.succeeded, "\(library): \(result)")
-        #expect(result.stdout == "signal thread start ok\n", "\(result)")
+        #expect(result.stdout == output, "\(result)")
     }
 
     /// One lifecycle case against one library: exits 0, says ok, reports nothing.
