@@ -263,6 +263,11 @@ enum VOSModules {
         return true
     }
 
+    /// Whether module `m` has a quota now.
+    static func hasQuota(_ g: UnsafeMutableRawPointer, _ m: Int) -> Bool {
+        globalModule(g, m, 4).loadRelaxed() != 0
+    }
+
     /// When `header`'s module has a quota: charges the block to it (`admit`) and marks the
     /// header as counted; false when the quota refuses it. True, changing nothing, when
     /// the module has none.
