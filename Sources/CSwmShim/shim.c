@@ -723,12 +723,17 @@ int swmshim_thread_start(void *(*body)(void *), const char *name) {
     return r;
 }
 
-int swmshim_signals_blocked(void) {
+unsigned long swmshim_blocked_signals(void) {
     int saved = errno;
     sigset_t current;
-    int blocked = pthread_sigmask(SIG_BLOCK, NULL, &current) == 0 && !sigisemptyset(&current);
+    unsigned long bits = 0;
+    if (pthread_sigmask(SIG_BLOCK, NULL, &current) == 0) {
+        for (int n = 1; n <= 64; n++) {
+            if (sigismember(&current, n) == 1) bits |= 1ul << (n - 1);
+        }
+    }
     errno = saved;
-    return blocked;
+    return bits;
 }
 
 int swmshim_gettid(void) { return (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0); }

@@ -201,9 +201,8 @@ int swmshim_signal(int signo, void (*handler)(int));
 /// Starts a detached thread named `name` (at most 15 characters, as `top -H` shows it)
 /// running `body` with every signal blocked; 0 on success.
 int swmshim_thread_start(void *(*body)(void *), const char *name);
-/// 1 when the calling thread blocks any signal (as a signal handler does, for its own
-/// signal), else 0.
-int swmshim_signals_blocked(void);
+/// The signals 1 … 64 the calling thread blocks, signal n as bit n − 1.
+unsigned long swmshim_blocked_signals(void);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers

@@ -147,6 +147,9 @@ enum Globals {
     /// Starts of swmalloc's own threads put off because the calling thread blocked a
     /// signal (see `Process.mayStartThread`).
     static var threadStartDeferrals: AtomicWord { AtomicWord(base + 1664) }
+    /// The signals the thread that initialised swmalloc blocked then
+    /// (`swmshim_blocked_signals`): a mask the program started with, not a handler's.
+    static var startSignalMask: UnsafeMutablePointer<UInt> { (base + 1672).assumingMemoryBound(to: UInt.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
