@@ -27,8 +27,8 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Freed memory goes back to the OS once unused this long (0: at once).")
     var purgeDelayMs: Int?
 
-    @Option(name: .long, help: "The background purger: 1 on (default), 0 off.")
-    var background: Int?
+    @Option(name: .long, help: "The background purger: 1 or true on (default), 0 or false off.")
+    var background: String?
 
     @Option(name: .long, help: "Transparent huge pages: segments (default), large, never or system.")
     var thp: String?
@@ -82,8 +82,8 @@ struct RunCommand: ParsableCommand {
         if let purgeDelayMs, !(0...1_000_000).contains(purgeDelayMs) {
             throw ValidationError("--purge-delay-ms wants 0 … 1000000, not \(purgeDelayMs)")
         }
-        if let background, background != 0 && background != 1 {
-            throw ValidationError("--background wants 0 or 1, not \(background)")
+        if let background, !["0", "1", "false", "true"].contains(background) {
+            throw ValidationError("--background wants 0, 1, false or true, not '\(background)'")
         }
         if let statsSignal, statsSignal != 0 && !catchableRequestSignal(statsSignal) {
             throw ValidationError("--stats-signal wants 0 or a signal a handler can catch that is not a fault, not \(statsSignal)")

@@ -125,6 +125,11 @@ import Testing
             let r = try runChild(tool, ["run", flag, value, "--", "/bin/true"])
             #expect(r.exitCode == 64 && r.stderr.contains("\(flag) wants"), "\(flag) \(value): \(r)")
         }
+        // --background takes the table's `false` and `true` too (review R82: refused).
+        for value in ["false", "true"] {
+            let r = try runChild(tool, ["run", "--background", value, "--", "/bin/sh", "-c", "echo $SWMALLOC_OPTIONS"])
+            #expect(r.succeeded && r.stdout == "background=\(value)\n", "\(value): \(r)")
+        }
         let report = try runChild(tool, ["bench", "--report", "/nonexistent/results.json"])
         #expect(report.exitCode == 64 && report.stderr.contains("cannot read /nonexistent/results.json"), "\(report)")
         let script = "\(Paths.scratch)/no-shebang.sh"
