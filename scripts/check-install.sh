@@ -8,7 +8,8 @@
 #     the README's -u flags), the installed tool (`swmalloc info`, `run`) and
 #     workload program (no Swift runtime needed); installing again, then --uninstall,
 #     leaves nothing behind but a directory that was there before; a relative --destdir
-#     is taken from the current directory.
+#     is taken from the current directory; memcheck (valgrind, where installed) with
+#     --soname-synonyms=somalloc=libswmalloc.so* checks a program linked with it.
 #     install.sh --libdir lib64: the library there, pkg-config's libdir, the tool finds
 #     it, --uninstall leaves nothing.
 #  2. scripts/build-deb.sh under umask 077 (the packages' modes are Debian's), `apt-get
@@ -27,14 +28,16 @@ has() { grep -q -e "$2" <<< "$1"; }
 ok() { passed=$((passed + 1)); echo "check-install: ok: $*"; }
 fail() { echo "check-install: FAILED: $*" >&2; echo "check-install: $passed passed, 1 failed"; exit 1; }
 
-# The entry points the link binds by name are functions in the dynamic symbol table of
-# library $1, which is all a stripped library has: uprobes (bcc, bpftrace) and `perf probe`
-# look functions up there (they were untyped: review R34).
+# The entry points the link binds by name are functions, with their sizes, in the dynamic
+# symbol table of library $1, which is all a stripped library has: uprobes (bcc, bpftrace)
+# and `perf probe` look functions up there (they were untyped: review R34), and valgrind
+# replaces no function of size 0 (memcheck saw no heap: scripts/alias-sizes.c).
 expect_function_exports() {
   local dynsyms name
   dynsyms="$(readelf --dyn-syms -W "$1")"
   for name in malloc free calloc realloc _Znwm _Znam VOS_MallocModule VOS_MallocWithDebug VOS_Free_Debug posix_memalign; do
-    has "$dynsyms" " FUNC  *GLOBAL  *DEFAULT  *[0-9][0-9]* $name\$" || fail "$1: $name is not exported as a function"
+    has "$dynsyms" " [1-9][0-9]* FUNC  *GLOBAL  *DEFAULT  *[0-9][0-9]* $name\$" \
+      || fail "$1: $name is not exported as a function with its size"
   done
 }
 
@@ -95,6 +98,20 @@ cc -O1 "$work/probe.c" -o "$work/probe" $flags || fail "building with pkg-config
 has "$(readelf -d "$work/probe")" 'NEEDED.*\[libswmalloc.so.1\]' || fail "the program does not need libswmalloc.so.1"
 "$work/probe" > "$work/probe.out" || fail "the program built with pkg-config did not run on swmalloc"
 ok "pkg-config --cflags --libs swmalloc builds a program that runs on it ($(tail -1 "$work/probe.out"))"
+# memcheck checks a program linked with the installed library when told that it is the
+# allocator (as for tcmalloc and jemalloc): a write past a block and a leak are found.
+if command -v valgrind > /dev/null; then
+  printf '#include <stdlib.h>\n#include <string.h>\nint main(void) { char *p = malloc(16); p[16] = 1; memset(malloc(100), 1, 100); free(p); return 0; }\n' \
+    > "$work/overflow.c"
+  # shellcheck disable=SC2086
+  cc -O0 -g "$work/overflow.c" -o "$work/overflow" $flags || fail "building overflow.c"
+  out="$(valgrind --leak-check=full --soname-synonyms='somalloc=libswmalloc.so*' "$work/overflow" 2>&1 || true)"
+  has "$out" "Invalid write of size 1" && has "$out" "definitely lost: 100 bytes in 1 blocks" \
+    || { echo "$out"; fail "valgrind --soname-synonyms=somalloc=libswmalloc.so* does not check the program's heap"; }
+  ok "memcheck (--soname-synonyms=somalloc=libswmalloc.so*) finds a write past a block and a leak"
+else
+  echo "check-install: note: valgrind not found, its check skipped (apt-get install valgrind)"
+fi
 # A program that calls no allocation function itself (its C library does) stays linked to
 # swmalloc under --as-needed, which some compilers pass by default: the linker dropped it.
 printf '#include <stdio.h>\nint main(void) { return puts("stdio only") < 0; }\n' > "$work/stdio-only.c"
