@@ -736,6 +736,21 @@ unsigned long swmshim_blocked_signals(void) {
     return bits;
 }
 
+int swmshim_may_be_in_handler(unsigned long baseline) {
+    unsigned long extra = swmshim_blocked_signals() & ~baseline;
+    if (extra == 0) return 0;
+    int saved = errno;
+    int found = 0;
+    for (int n = 1; n <= 64 && !found; n++) {
+        struct sigaction action;
+        if ((extra & (1ul << (n - 1))) == 0 || sigaction(n, NULL, &action) != 0) continue;
+        found = (action.sa_flags & SA_SIGINFO) ? action.sa_sigaction != NULL
+                                               : action.sa_handler != SIG_DFL && action.sa_handler != SIG_IGN;
+    }
+    errno = saved;
+    return found;
+}
+
 int swmshim_gettid(void) { return (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0); }
 
 int swmshim_task_gone(int pid, int tid) {

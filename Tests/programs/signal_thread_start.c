@@ -1,4 +1,5 @@
-/* A signal handler that allocates while its thread is inside glibc's pthread_join: the
+/*     signal_thread_start handler
+ * A signal handler that allocates while its thread is inside glibc's pthread_join: the
  * handler's malloc(40 MiB) is the one that maps enough to start the purger, and
  * pthread_create takes the loader's stack-cache lock, which the interrupted pthread_join
  * holds while it frees the joined thread's stack (review R80: the process hung for good,
@@ -10,8 +11,15 @@
  * once armed on the main thread, raises SIGUSR1 there. A 64 MiB thread stack is more than
  * glibc's 40 MiB stack cache keeps, so pthread_join frees it.
  *
+ *     signal_thread_start sigwait
+ * A server's pattern: SIGINT and SIGTERM blocked in every thread (after start-up), to be
+ * taken with sigwait, without handlers. That is no handler running: a thread's 40 MiB
+ * starts the purger at once (the first version of the rule above put it off, and a
+ * program that then slept kept what it freed).
+ *
  * Prints "signal thread start ok" and exits 0; a hang is the test runner's time limit. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,7 +57,54 @@ static void handler(int signo) {
 
 static void *body(void *arg) { return arg; }
 
-int main(void) {
+/** Whether one of this process's threads is swmalloc's purger (`swm-purger`). */
+static int purger_runs(void) {
+    DIR *tasks = opendir("/proc/self/task");
+    CHECK(tasks != NULL);
+    int found = 0;
+    struct dirent *entry;
+    while (!found && (entry = readdir(tasks)) != NULL) {
+        char path[300], name[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", entry->d_name);
+        FILE *comm = entry->d_name[0] == '.' ? NULL : fopen(path, "r");
+        if (comm == NULL) continue;
+        found = fgets(name, sizeof name, comm) != NULL && strcmp(name, "swm-purger\n") == 0;
+        fclose(comm);
+    }
+    closedir(tasks);
+    return found;
+}
+
+static void *map_and_free(void *arg) {
+    char *p = malloc(40u << 20);
+    CHECK(p != NULL);
+    memset(p, 1, 4096);
+    free(p);
+    return arg;
+}
+
+static int blocked_for_sigwait(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, map_and_free, NULL) == 0 && pthread_join(thread, NULL) == 0);
+    int waited = 0;
+    while (!purger_runs() && waited < 2000) {
+        usleep(10000);
+        waited += 10;
+    }
+    CHECKF(purger_runs(), "no purger %d ms after a thread mapped and freed 40 MiB with SIGINT and SIGTERM blocked", waited);
+    printf("signal thread start ok\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    CHECK(argc == 2);
+    if (strcmp(argv[1], "sigwait") == 0) return blocked_for_sigwait();
+    CHECK(strcmp(argv[1], "handler") == 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = handler;

@@ -203,6 +203,10 @@ int swmshim_signal(int signo, void (*handler)(int));
 int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The signals 1 … 64 the calling thread blocks, signal n as bit n − 1.
 unsigned long swmshim_blocked_signals(void);
+/// 1 when the calling thread blocks a signal outside `baseline` (as `swmshim_blocked_signals`
+/// gives it) that has a handler installed: the calling thread may be running that handler,
+/// which blocks its own signal. A signal blocked to be taken with `sigwait` has none.
+int swmshim_may_be_in_handler(unsigned long baseline);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers

@@ -607,21 +607,22 @@ enum Process {
     /// purger started there died holding a heap's span lock, and the parent hung at its
     /// next free; or the purger was marked running with no thread behind it, for good).
     ///
-    /// Nor, the first `startDeferralsMax` times, from a thread that blocks a signal the
-    /// process did not block when swmalloc started: it may be in a signal handler, and
-    /// `pthread_create` there waits for good when the handler interrupted its own thread
-    /// inside glibc's `pthread_create`, `pthread_join` or thread exit, which hold the
-    /// loader's stack-cache lock that `pthread_create` takes (review R80: a handler's
-    /// `malloc(40 MiB)` hung 25 of 300 runs of a program that joined threads meanwhile;
-    /// glibc's malloc creates no thread). A handler blocks its own signal unless it asked
-    /// for `SA_NODEFER`. The start is tried again at a later slow path, of this thread or
-    /// another one; a program whose threads block more signals for good gets its threads
-    /// after that many tries. A mask the program was started with (inherited across exec)
-    /// puts nothing off.
+    /// Nor, the first `startDeferralsMax` times, from a thread that may be running a
+    /// signal handler: one that blocks a signal the process did not block when swmalloc
+    /// started, and that has a handler installed (a handler blocks its own signal unless
+    /// it asked for `SA_NODEFER`; a signal a server blocks in every thread to take it with
+    /// `sigwait` has none, and puts nothing off). `pthread_create` in a handler waits for
+    /// good when the handler interrupted its own thread inside glibc's `pthread_create`,
+    /// `pthread_join` or thread exit, which hold the loader's stack-cache lock that
+    /// `pthread_create` takes (review R80: a handler's `malloc(40 MiB)` hung 25 of 300
+    /// runs of a program that joined threads meanwhile; glibc's malloc creates no
+    /// thread). The start is tried again at a later slow path, of this thread or another
+    /// one; a program whose threads block handled signals for good gets its threads after
+    /// that many tries. The test costs a few system calls, only when a start is due.
     static func mayStartThread() -> Bool {
         if swmshim_getpid() != Globals.processId.pointee { return false }
-        let handlerLike = swmshim_blocked_signals() & ~Globals.startSignalMask.pointee != 0
-        if handlerLike && Globals.threadStartDeferrals.add(1) < startDeferralsMax { return false }
+        if swmshim_may_be_in_handler(Globals.startSignalMask.pointee) != 0
+            && Globals.threadStartDeferrals.add(1) < startDeferralsMax { return false }
         return true
     }
 

@@ -144,8 +144,8 @@ enum Globals {
     /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).
     static var othersFreesDue: UnsafeMutablePointer<UInt64> { (base + 1648).assumingMemoryBound(to: UInt64.self) }
     static var othersWalkAt: UnsafeMutablePointer<UInt64> { (base + 1656).assumingMemoryBound(to: UInt64.self) }
-    /// Starts of swmalloc's own threads put off because the calling thread blocked a
-    /// signal (see `Process.mayStartThread`).
+    /// Starts of swmalloc's own threads put off because the calling thread may have been
+    /// running a signal handler (see `Process.mayStartThread`).
     static var threadStartDeferrals: AtomicWord { AtomicWord(base + 1664) }
     /// The signals the thread that initialised swmalloc blocked then
     /// (`swmshim_blocked_signals`): a mask the program started with, not a handler's.
