@@ -9,7 +9,7 @@
  * (the executable comes first in the symbol lookup, so glibc's own calls to free, from
  * `_dl_deallocate_tls` under that lock, reach it), which calls swmalloc's free and then,
  * once armed on the main thread, raises SIGUSR1 there. A 64 MiB thread stack is more than
- * glibc's 40 MiB stack cache keeps, so pthread_join frees it.
+ * glibc's 40 MiB stack cache keeps, so pthread_join frees it. 100 rounds.
  *
  *     signal_thread_start sigwait
  * A server's pattern: SIGINT and SIGTERM blocked in every thread (after start-up), to be
@@ -111,13 +111,19 @@ int main(int argc, char **argv) {
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
     pthread_attr_t attr;
     CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64u << 20) == 0);
-    pthread_t thread;
-    CHECK(pthread_create(&thread, &attr, body, NULL) == 0);
-    usleep(100000);   /* the thread has ended: pthread_join frees its stack at once */
-    armed = (pid_t)syscall(SYS_gettid);
-    CHECK(pthread_join(thread, NULL) == 0);
-    armed = 0;
-    CHECKF(raised && handled, "the signal was not raised inside pthread_join (raised %d, handled %d)", raised, handled);
+    /* 100 times: every start the handlers ask for must be put off, not only the first
+     * ones (the 65th went ahead and hung: review R84). */
+    for (int round = 0; round < 100; round++) {
+        pthread_t thread;
+        raised = handled = 0;
+        CHECK(pthread_create(&thread, &attr, body, NULL) == 0);
+        usleep(10000);   /* the thread has ended: pthread_join frees its stack at once */
+        armed = (pid_t)syscall(SYS_gettid);
+        CHECK(pthread_join(thread, NULL) == 0);
+        armed = 0;
+        CHECKF(raised && handled, "round %d: the signal was not raised inside pthread_join (raised %d, handled %d)",
+               round, raised, handled);
+    }
     printf("signal thread start ok\n");
     return 0;
 }

@@ -607,27 +607,23 @@ enum Process {
     /// purger started there died holding a heap's span lock, and the parent hung at its
     /// next free; or the purger was marked running with no thread behind it, for good).
     ///
-    /// Nor, the first `startDeferralsMax` times, from a thread that may be running a
-    /// signal handler: one that blocks a signal the process did not block when swmalloc
-    /// started, and that has a handler installed (a handler blocks its own signal unless
-    /// it asked for `SA_NODEFER`; a signal a server blocks in every thread to take it with
-    /// `sigwait` has none, and puts nothing off). `pthread_create` in a handler waits for
-    /// good when the handler interrupted its own thread inside glibc's `pthread_create`,
-    /// `pthread_join` or thread exit, which hold the loader's stack-cache lock that
-    /// `pthread_create` takes (review R80: a handler's `malloc(40 MiB)` hung 25 of 300
-    /// runs of a program that joined threads meanwhile; glibc's malloc creates no
-    /// thread). The start is tried again at a later slow path, of this thread or another
-    /// one; a program whose threads block handled signals for good gets its threads after
-    /// that many tries. The test costs a few system calls, only when a start is due.
+    /// Nor from a thread that may be running a signal handler: one that blocks a signal
+    /// the process did not block when swmalloc started, and that has a handler installed
+    /// (a handler blocks its own signal unless it asked for `SA_NODEFER`; a signal a
+    /// server blocks in every thread to take it with `sigwait` has none, and puts nothing
+    /// off). `pthread_create` in a handler waits for good when the handler interrupted
+    /// its own thread inside glibc's `pthread_create`, `pthread_join` or thread exit,
+    /// which hold the loader's stack-cache lock that `pthread_create` takes (review R80: a
+    /// handler's `malloc(40 MiB)` hung 25 of 300 runs of a program that joined threads
+    /// meanwhile; glibc's malloc creates no thread). The start is tried again at a later
+    /// slow path of a thread that is not. A program whose allocating threads all keep a
+    /// handled signal blocked for good never starts one: its threads purge on their own
+    /// slow paths, as with `background=0`. Before (review R84), the 65th start in a
+    /// process went ahead whoever asked, and a program whose handler allocated on every
+    /// signal hung there. The test costs a few system calls, only when a start is due.
     static func mayStartThread() -> Bool {
-        if swmshim_getpid() != Globals.processId.pointee { return false }
-        if swmshim_may_be_in_handler(Globals.startSignalMask.pointee) != 0
-            && Globals.threadStartDeferrals.add(1) < startDeferralsMax { return false }
-        return true
+        swmshim_getpid() == Globals.processId.pointee && swmshim_may_be_in_handler(Globals.startSignalMask.pointee) == 0
     }
-
-    /// How many thread starts `mayStartThread` puts off for a blocked signal, process-wide.
-    static let startDeferralsMax: UInt = 64
 
     /// The main thread ends with `pthread_exit` (its key destructors run): the process
     /// must end when the last of its threads does, and the C library counts swmalloc's

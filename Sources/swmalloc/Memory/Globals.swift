@@ -144,12 +144,9 @@ enum Globals {
     /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).
     static var othersFreesDue: UnsafeMutablePointer<UInt64> { (base + 1648).assumingMemoryBound(to: UInt64.self) }
     static var othersWalkAt: UnsafeMutablePointer<UInt64> { (base + 1656).assumingMemoryBound(to: UInt64.self) }
-    /// Starts of swmalloc's own threads put off because the calling thread may have been
-    /// running a signal handler (see `Process.mayStartThread`).
-    static var threadStartDeferrals: AtomicWord { AtomicWord(base + 1664) }
     /// The signals the thread that initialised swmalloc blocked then
     /// (`swmshim_blocked_signals`): a mask the program started with, not a handler's.
-    static var startSignalMask: UnsafeMutablePointer<UInt> { (base + 1672).assumingMemoryBound(to: UInt.self) }
+    static var startSignalMask: UnsafeMutablePointer<UInt> { (base + 1664).assumingMemoryBound(to: UInt.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
