@@ -165,10 +165,14 @@ control libswmalloc-dev "$lib (= $debversion)" libdevel \
  This package holds the headers (swmalloc.h, vos_mem.h), the static library and
  the pkg-config file." "Replaces: $split
 Breaks: $split"
+# The link at /usr/lib/libswmalloc.so.1 was libswmalloc1's file in 1.0.0-2: the tool's
+# package replaces it there (Debian Policy 7.6.1; without it, dpkg refused to unpack the
+# tool before the library was upgraded: review R84).
 control swmalloc "$lib (= $debversion), $(depends "$work/swmalloc/usr/bin/swmalloc" "$work/swmalloc/usr/libexec/swmalloc/swm-workload")" \
   utils "run programs on swmalloc, read its statistics, benchmark it" "$about
  .
- This package holds the swmalloc tool (run, stats, info, bench) and its manual."
+ This package holds the swmalloc tool (run, stats, info, bench) and its manual." "Replaces: $lib (<< 1.1.0-1)
+Breaks: $lib (<< 1.1.0-1)"
 
 for package in "$lib" libswmalloc-dev swmalloc; do
   deb="$out/${package}_${debversion}_${arch}.deb"

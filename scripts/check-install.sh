@@ -230,6 +230,8 @@ else
   done
   has "$(dpkg-deb -f "$tooldeb" Depends)" "libstdc++6" || fail "Depends lacks the tool's libstdc++6: $(dpkg-deb -f "$tooldeb" Depends)"
   has "$(dpkg-deb -f "$devdeb" Depends)" "libswmalloc1 (=" || fail "libswmalloc-dev does not depend on libswmalloc1"
+  has "$(dpkg-deb -f "$tooldeb" Replaces)" "libswmalloc1 (<< 1.1.0-1)" \
+    || fail "swmalloc does not replace 1.0.0-2's libswmalloc1, which owned /usr/lib/libswmalloc.so.1"
   apt-get purge -y -qq libswmalloc1 > /dev/null 2>&1 || fail "apt-get purge libswmalloc1"
   for f in "/usr/lib/$multiarch/libswmalloc.so.1" "/usr/lib/$multiarch/libswmalloc.so" /usr/lib/libswmalloc.so.1 \
       /usr/include/swmalloc.h /usr/bin/swmalloc; do
