@@ -158,13 +158,24 @@ func noteNoPreload(_ program: String) {
     }
 }
 
-/// True when `file` carries file capabilities (the `security.capability` extended
-/// attribute). `getxattr` through `dlsym`: the Glibc module does not import
-/// `<sys/xattr.h>`.
+/// True when `file` carries file capabilities that its exec grants (the
+/// `security.capability` extended attribute with a permitted set): the kernel runs it in
+/// secure-execution mode when they raise the process's permitted set. Inheritable
+/// capabilities alone grant nothing to a process without them, so they do not count
+/// (review R84: `cap_net_raw+i` got the note, and ran on swmalloc). The attribute is
+/// `vfs_cap_data`: a 32-bit magic word, then two pairs of 32-bit (permitted,
+/// inheritable) words, little-endian. `getxattr` through `dlsym`: the Glibc module does
+/// not import `<sys/xattr.h>`.
 func hasFileCapabilities(_ file: String) -> Bool {
     typealias GetXattr = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "getxattr") else { return false }
-    return unsafeBitCast(symbol, to: GetXattr.self)(file, "security.capability", nil, 0) > 0
+    var value = [UInt8](repeating: 0, count: 24)
+    let length = value.withUnsafeMutableBytes {
+        unsafeBitCast(symbol, to: GetXattr.self)(file, "security.capability", $0.baseAddress, $0.count)
+    }
+    guard length >= 12 else { return false }
+    func word(_ offset: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(value[offset + $1]) << (8 * UInt32($1)) } }
+    return word(4) != 0 || (length >= 20 && word(12) != 0)
 }
 
 /// True when `file` is a 64-bit little-endian ELF executable without a program
