@@ -19,12 +19,16 @@
 static unsigned char *image;
 static long imageSize;
 
-/** The section header of the first section of `type`, or NULL. */
+/** The section header of the first section of `type` whose contents lie inside the
+ * file, or NULL. */
 static Elf64_Shdr *section(Elf64_Word type) {
     Elf64_Ehdr *e = (Elf64_Ehdr *)image;
+    if (e->e_shentsize < sizeof(Elf64_Shdr)) return NULL;
     for (int i = 0; i < e->e_shnum; i++) {
         Elf64_Shdr *s = (Elf64_Shdr *)(image + e->e_shoff + (size_t)i * e->e_shentsize);
-        if (s->sh_type == type) return s;
+        if (s->sh_type == type && s->sh_offset <= (Elf64_Off)imageSize && s->sh_size <= (Elf64_Off)imageSize - s->sh_offset) {
+            return s;
+        }
     }
     return NULL;
 }
