@@ -91,9 +91,11 @@ let lifecycleOptions = ["fork_during_purge": "purge_delay_ms=0", "fork_parked_re
     /// signal_thread_start.c `handler`: a signal handler's malloc, the one that starts the
     /// purger, while its thread is inside pthread_join, which holds the lock
     /// pthread_create takes. Before the fix the process hung for good (review R80); now
-    /// the start waits for a slow path outside the handler. `sigwait`: signals blocked in
-    /// every thread without handlers (a server's pattern) put no start off.
-    @Test(arguments: ["handler", "sigwait"], Library.allCases)
+    /// the start waits for a slow path outside the handler; so it does for `SA_NODEFER`
+    /// and `SA_RESETHAND` handlers (review R85). `sigwait`, `blocked`: signals blocked in
+    /// every thread, without or with handlers (a server's, a pool's pattern), put no
+    /// start off.
+    @Test(arguments: ["handler", "nodefer", "resethand", "sigwait", "blocked"], Library.allCases)
     func handlerAllocationDoesNotStartThreads(_ mode: String, _ library: Library) throws {
         try expectEnds("signal_thread_start.c", [mode], linking: library, saying: "signal thread start ok\n")
     }

@@ -1,4 +1,4 @@
-/*     signal_thread_start handler
+/*     signal_thread_start handler|nodefer|resethand
  * A signal handler that allocates while its thread is inside glibc's pthread_join: the
  * handler's malloc(40 MiB) is the one that maps enough to start the purger, and
  * pthread_create takes the loader's stack-cache lock, which the interrupted pthread_join
@@ -16,6 +16,11 @@
  * taken with sigwait, without handlers. That is no handler running: a thread's 40 MiB
  * starts the purger at once (the first version of the rule above put it off, and a
  * program that then slept kept what it freed).
+ *     signal_thread_start blocked
+ * The same with handlers installed for them (a pool whose workers are born with the
+ * process's handled signals blocked, so that the main thread takes them): no handler
+ * runs, so the purger starts (review R85: a rule that guessed from blocked signals with
+ * handlers never started it, and the freed memory stayed).
  *
  * Prints "signal thread start ok" and exits 0; a hang is the test runner's time limit. */
 #define _GNU_SOURCE
@@ -83,7 +88,13 @@ static void *map_and_free(void *arg) {
     return arg;
 }
 
-static int blocked_for_sigwait(void) {
+static int blocked_for_sigwait(int handled) {
+    if (handled) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = handler;
+        CHECK(sigaction(SIGINT, &sa, NULL) == 0 && sigaction(SIGTERM, &sa, NULL) == 0);
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -103,11 +114,18 @@ static int blocked_for_sigwait(void) {
 
 int main(int argc, char **argv) {
     CHECK(argc == 2);
-    if (strcmp(argv[1], "sigwait") == 0) return blocked_for_sigwait();
-    CHECK(strcmp(argv[1], "handler") == 0);
+    if (strcmp(argv[1], "sigwait") == 0) return blocked_for_sigwait(0);
+    if (strcmp(argv[1], "blocked") == 0) return blocked_for_sigwait(1);
+    /* handler: an ordinary handler, which blocks its own signal; nodefer (SA_NODEFER) and
+     * resethand (SA_RESETHAND, installed again each round) block nothing or leave no
+     * handler installed while they run (review R85: a rule that guessed from the blocked
+     * signals let them start the purger, and hang). */
+    int flags = strcmp(argv[1], "nodefer") == 0 ? SA_NODEFER : strcmp(argv[1], "resethand") == 0 ? SA_RESETHAND : 0;
+    CHECK(flags != 0 || strcmp(argv[1], "handler") == 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = handler;
+    sa.sa_flags = flags;
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
     pthread_attr_t attr;
     CHECK(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, 64u << 20) == 0);
@@ -116,6 +134,7 @@ int main(int argc, char **argv) {
     for (int round = 0; round < 100; round++) {
         pthread_t thread;
         raised = handled = 0;
+        CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
         CHECK(pthread_create(&thread, &attr, body, NULL) == 0);
         usleep(10000);   /* the thread has ended: pthread_join frees its stack at once */
         armed = (pid_t)syscall(SYS_gettid);

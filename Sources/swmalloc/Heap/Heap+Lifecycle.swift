@@ -607,28 +607,24 @@ enum Process {
     /// purger started there died holding a heap's span lock, and the parent hung at its
     /// next free; or the purger was marked running with no thread behind it, for good).
     ///
-    /// Nor from a thread that may be running a signal handler: one that blocks a signal
-    /// the process did not block when swmalloc started, and that has a handler installed
-    /// (a handler blocks its own signal unless it asked for `SA_NODEFER`; a signal a
-    /// server blocks in every thread to take it with `sigwait` has none, and puts nothing
-    /// off). `pthread_create` in a handler waits for good when the handler interrupted
-    /// its own thread inside glibc's `pthread_create`, `pthread_join` or thread exit,
-    /// which hold the loader's stack-cache lock that `pthread_create` takes (review R80: a
-    /// handler's `malloc(40 MiB)` hung 25 of 300 runs of a program that joined threads
-    /// meanwhile; glibc's malloc creates no thread). The start is tried again at a later
-    /// slow path of a thread that is not. A program whose allocating threads all keep a
-    /// handled signal blocked for good never starts one: its threads purge on their own
-    /// slow paths, as with `background=0`. Before (review R84), the 65th start in a
-    /// process went ahead whoever asked, and a program whose handler allocated on every
-    /// signal hung there. The test costs a few system calls; after it put a start off, no
-    /// start is tried for `handlerRecheckNanoseconds`, so a program whose threads keep
-    /// such a signal blocked does not pay them on every slow path (53,000 of each in
-    /// 30,000 slow paths, before).
+    /// Nor from a thread that may be running a signal handler (`swmshim_in_signal_handler`:
+    /// on the alternate signal stack, or with a signal frame's return address, an
+    /// installed action's restorer, in the 256 KiB of stack above). `pthread_create` in a
+    /// handler waits for good when the handler interrupted its own thread inside glibc's
+    /// `pthread_create`, `pthread_join` or thread exit, which hold the loader's
+    /// stack-cache lock that `pthread_create` takes (review R80: a handler's
+    /// `malloc(40 MiB)` hung 25 of 300 runs of a program that joined threads meanwhile;
+    /// glibc's malloc creates no thread). The start is made by a later slow path outside
+    /// the handler. Earlier versions guessed from the blocked signals (reviews R84, R85):
+    /// they missed `SA_NODEFER` and `SA_RESETHAND` handlers and signals blocked at
+    /// start-up, and took thread pools born with signals blocked and `pselect` loops for
+    /// handlers, which then never got a purger. After a start was put off, none is tried
+    /// for `handlerRecheckNanoseconds`: the test costs a few dozen system calls.
     static func mayStartThread() -> Bool {
         if swmshim_getpid() != Globals.processId.pointee { return false }
         let now = UInt(OS.nowNanoseconds())
         if now < Globals.handlerCheckAfter.loadRelaxed() { return false }
-        if swmshim_may_be_in_handler(Globals.startSignalMask.pointee) == 0 { return true }
+        if swmshim_in_signal_handler() == 0 { return true }
         Globals.handlerCheckAfter.store(now &+ handlerRecheckNanoseconds)
         return false
     }
@@ -675,7 +671,6 @@ enum Process {
         swmshim_platform_init()
         Options.load()
         Globals.processId.pointee = swmshim_getpid()
-        Globals.startSignalMask.pointee = swmshim_blocked_signals()
         Purger.configure()
         swmshim_thread_key_init { threadExited($0) }
         Globals.initState.store(2)
