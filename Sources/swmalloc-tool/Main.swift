@@ -20,6 +20,16 @@ struct SwmallocTool: ParsableCommand {
               swmalloc stats -- ./program args               statistics and VOS leak report at exit
               swmalloc bench                                 compare with glibc, jemalloc, tcmalloc, mimalloc
               swmalloc info                                  version, library, options in force, size classes
+
+            Environment:
+              SWMALLOC_OPTIONS  the library's options: key=value items, comma-separated
+                                (purge_delay_ms, background, thp, verbose, stats_print,
+                                stats_json, stats_signal, stats_fd); `swmalloc info`
+                                shows those in force. Secure-execution programs
+                                (set-user-ID ...) ignore it.
+              SWMALLOC_LIB      the library run, stats and info use without --library.
+            The options table (values, defaults, effects) is in the README, installed as
+            share/doc/swmalloc/README.md under the prefix (/usr for the packages).
             """,
         version: swmallocVersion,
         subcommands: [RunCommand.self, StatsCommand.self, BenchCommand.self, InfoCommand.self])
