@@ -17,7 +17,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -722,61 +721,6 @@ int swmshim_thread_start(void *(*body)(void *), const char *name) {
     pthread_attr_destroy(&attr);
     errno = saved;
     return r;
-}
-
-/* The kernel's flag for an action with a restorer (glibc's headers keep it internal). */
-#ifndef SA_RESTORER
-#define SA_RESTORER 0x04000000
-#endif
-
-/* Whether `restorer` occurs as an aligned word in [from, from + bytes), read with
- * process_vm_readv on this process, which answers EFAULT for memory that cannot be read
- * instead of faulting: 1 found, 0 not found, -1 the call is refused (a sandbox). */
-static int stack_holds(uintptr_t from, size_t bytes, const uintptr_t *restorers, int count) {
-    uintptr_t chunk[128];
-    for (size_t done = 0; done < bytes; done += sizeof chunk) {
-        struct iovec local = {chunk, sizeof chunk};
-        struct iovec remote = {(void *)(from + done), sizeof chunk};
-        long got = raw_syscall(SYS_process_vm_readv, swmshim_getpid(), (long)&local, 1, (long)&remote, 1, 0);
-        if (got == -EPERM || got == -ENOSYS) return -1;
-        if (got <= 0) return 0;   /* the end of the readable stack */
-        for (long i = 0; i < got / (long)sizeof(uintptr_t); i++) {
-            for (int r = 0; r < count; r++) {
-                if (chunk[i] == restorers[r]) return 1;
-            }
-        }
-        if ((size_t)got < sizeof chunk) return 0;
-    }
-    return 0;
-}
-
-int swmshim_in_signal_handler(void) {
-    int saved = errno;
-    int found = 0;
-    stack_t alternate;
-    /* Only a handler runs on the alternate signal stack. */
-    if (sigaltstack(NULL, &alternate) == 0 && (alternate.ss_flags & SS_ONSTACK)) found = 1;
-    /* The return addresses the kernel puts at the top of a signal frame: every installed
-     * action's restorer (glibc's __restore_rt for all of its own). */
-    uintptr_t restorers[4];
-    int count = 0;
-    for (int n = 1; n <= 64 && !found; n++) {
-        struct sigaction action;
-        if (n == SIGKILL || n == SIGSTOP || sigaction(n, NULL, &action) != 0) continue;
-        uintptr_t r = (uintptr_t)action.sa_restorer;
-        if (!(action.sa_flags & SA_RESTORER) || r == 0) continue;
-        int known = 0;
-        for (int i = 0; i < count; i++) known |= restorers[i] == r;
-        if (!known && count < 4) restorers[count++] = r;
-    }
-    if (!found && count > 0) {
-        /* The frames above this one, up to 256 KiB: a handler's frame holds its restorer
-         * where the handler was entered. */
-        uintptr_t sp = (uintptr_t)__builtin_frame_address(0) & ~(uintptr_t)(sizeof(uintptr_t) - 1);
-        found = stack_holds(sp, 256 * 1024, restorers, count) == 1;
-    }
-    errno = saved;
-    return found;
 }
 
 int swmshim_gettid(void) { return (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0); }

@@ -201,12 +201,6 @@ int swmshim_signal(int signo, void (*handler)(int));
 /// Starts a detached thread named `name` (at most 15 characters, as `top -H` shows it)
 /// running `body` with every signal blocked; 0 on success.
 int swmshim_thread_start(void *(*body)(void *), const char *name);
-/// 1 when the calling thread may be running a signal handler: it runs on the alternate
-/// signal stack, or the 256 KiB of stack above its frame hold the restorer address of an
-/// installed action, which the kernel puts at the top of a handler's signal frame. 0
-/// otherwise, and where the stack cannot be read (a sandbox that refuses
-/// process_vm_readv). A few dozen system calls.
-int swmshim_in_signal_handler(void);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers

@@ -606,31 +606,9 @@ enum Process {
     /// only until it execs or exits, and takes its threads with it (an outside review: a
     /// purger started there died holding a heap's span lock, and the parent hung at its
     /// next free; or the purger was marked running with no thread behind it, for good).
-    ///
-    /// Nor from a thread that may be running a signal handler (`swmshim_in_signal_handler`:
-    /// on the alternate signal stack, or with a signal frame's return address, an
-    /// installed action's restorer, in the 256 KiB of stack above). `pthread_create` in a
-    /// handler waits for good when the handler interrupted its own thread inside glibc's
-    /// `pthread_create`, `pthread_join` or thread exit, which hold the loader's
-    /// stack-cache lock that `pthread_create` takes (review R80: a handler's
-    /// `malloc(40 MiB)` hung 25 of 300 runs of a program that joined threads meanwhile;
-    /// glibc's malloc creates no thread). The start is made by a later slow path outside
-    /// the handler. Earlier versions guessed from the blocked signals (reviews R84, R85):
-    /// they missed `SA_NODEFER` and `SA_RESETHAND` handlers and signals blocked at
-    /// start-up, and took thread pools born with signals blocked and `pselect` loops for
-    /// handlers, which then never got a purger. After a start was put off, none is tried
-    /// for `handlerRecheckNanoseconds`: the test costs a few dozen system calls.
     static func mayStartThread() -> Bool {
-        if swmshim_getpid() != Globals.processId.pointee { return false }
-        let now = UInt(OS.nowNanoseconds())
-        if now < Globals.handlerCheckAfter.loadRelaxed() { return false }
-        if swmshim_in_signal_handler() == 0 { return true }
-        Globals.handlerCheckAfter.store(now &+ handlerRecheckNanoseconds)
-        return false
+        swmshim_getpid() == Globals.processId.pointee
     }
-
-    /// How long after a start put off for a possible signal handler the next is tried.
-    static var handlerRecheckNanoseconds: UInt { 10_000_000 }
 
     /// The main thread ends with `pthread_exit` (its key destructors run): the process
     /// must end when the last of its threads does, and the C library counts swmalloc's

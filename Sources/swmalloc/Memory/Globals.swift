@@ -144,9 +144,6 @@ enum Globals {
     /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).
     static var othersFreesDue: UnsafeMutablePointer<UInt64> { (base + 1648).assumingMemoryBound(to: UInt64.self) }
     static var othersWalkAt: UnsafeMutablePointer<UInt64> { (base + 1656).assumingMemoryBound(to: UInt64.self) }
-    /// Until when (`OS.nowNanoseconds`) no thread start is tried, after one was put off for
-    /// a thread that may have been running a signal handler (see `Process.mayStartThread`).
-    static var handlerCheckAfter: AtomicWord { AtomicWord(base + 1664) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
