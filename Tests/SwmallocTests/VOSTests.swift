@@ -82,10 +82,12 @@ let vosAbortCases: [(mode: String, message: String)] = [
     /// `realloc`: a block resized in place (large, and huge with mremap) raises its
     /// module's peak to the larger size, not to both (review R61: 20 MiB shrunk to 12 MiB
     /// in place made the peak 32 MiB).
-    @Test(arguments: ["3145728", "100000", "60000", "fork", "realloc"])
+    /// `refused`: a refused VOS_Realloc of a quota-counted block keeps it in the quota's
+    /// count (review R87: it was taken out, and its free wrapped the counter).
+    @Test(arguments: ["3145728", "100000", "60000", "fork", "realloc", "refused"])
     func peakStaysExactUnderReads(_ size: String) throws {
         let program = try compileProgram("vos_peak.c", linking: .release)
-        let seconds = size == "fork" ? "100" : size == "realloc" ? "0" : "2"
+        let seconds = size == "fork" ? "100" : size == "realloc" || size == "refused" ? "0" : "2"
         let result = try runChild(program, [size, seconds], timeLimit: 60)
         #expect(result.succeeded, "vos_peak \(size): \(result)")
         #expect(result.stdout.hasPrefix("ok: "), "\(result)")

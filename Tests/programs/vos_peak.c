@@ -21,8 +21,14 @@
  * larger of the two sizes (the shrinks stay in place; a growth may move). Before, the
  * new size was charged before the old one was credited and the peak counted both (an
  * outside review, R61: 20 MiB shrunk to 12 MiB, peak 32 MiB). A block that moved held
- * both, so its peak may be their sum. Prints "ok: N in place". */
+ * both, so its peak may be their sum. Prints "ok: N in place".
+ *     vos_peak refused 0
+ * A VOS_Realloc refused for memory (RLIMIT_AS) of a block counted against its module's
+ * quota, into another module, or into its own after its quota was removed: the quota's
+ * count keeps the block until its free (review R87). Prints "ok: refused reallocs". */
 #include "check.h"
+#include <errno.h>
+#include <sys/resource.h>
 #include "swmalloc.h"
 #include "vos_mem.h"
 #include <pthread.h>
@@ -129,10 +135,59 @@ static int realloc_peaks(void) {
     return 0;
 }
 
+/** VmSize in bytes. */
+static size_t address_space(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f != NULL);
+    size_t pages = 0;
+    CHECK(fscanf(f, "%zu", &pages) == 1);
+    fclose(f);
+    return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/** A refused VOS_Realloc of a block counted against its module's quota, into a module
+ * without one (`other`), or into its own after the quota was removed: the quota counter
+ * still holds the block, and its free takes it out once (review R87: the refused resize
+ * credited it and never charged it back; the free then wrapped the counter and the module
+ * refused everything for good). */
+static int refused_realloc(int other) {
+    const unsigned long module = 700 + (unsigned long)other;
+    CHECK(swm_vos_set_quota(module, 1ul << 30) == 0);
+    char *p = VOS_Malloc(8u << 20, module);
+    CHECK(p != NULL);
+    memset(p, 1, 4096);
+    if (!other) CHECK(swm_vos_set_quota(module, 0) == 0);
+    struct rlimit limit;
+    CHECK(getrlimit(RLIMIT_AS, &limit) == 0);
+    struct rlimit tight = {address_space() + (64u << 20), limit.rlim_max};
+    CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
+    errno = 0;
+    void *q = VOS_Realloc(p, 900u << 20, other ? 799 : module);
+    int error = errno;
+    CHECK(setrlimit(RLIMIT_AS, &limit) == 0);
+    CHECKF(q == NULL && error == ENOMEM, "VOS_Realloc to 900 MiB under a 64 MiB margin: %p, errno %d", q, error);
+    swm_vos_module_stats_t st;
+    CHECK(swm_vos_module_stats(module, &st) == 0);
+    CHECKF(st.quota_live_bytes == 8u << 20, "after the refused realloc: quota live %zu, want %u", st.quota_live_bytes, 8u << 20);
+    VOS_Free(p);
+    CHECK(swm_vos_module_stats(module, &st) == 0);
+    CHECKF(st.quota_live_bytes == 0, "after the free: quota live %zu", st.quota_live_bytes);
+    CHECK(swm_vos_set_quota(module, 1ul << 30) == 0);
+    void *r = VOS_Malloc(100, module);
+    CHECKF(r != NULL, "VOS_Malloc(100) under a 1 GiB quota with nothing live: errno %d", errno);
+    VOS_Free(r);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 3);
     if (strcmp(argv[1], "fork") == 0) return fork_children(atoi(argv[2]));
     if (strcmp(argv[1], "realloc") == 0) return realloc_peaks();
+    if (strcmp(argv[1], "refused") == 0) {
+        if (refused_realloc(1) != 0 || refused_realloc(0) != 0) return 1;
+        printf("ok: refused reallocs\n");
+        return 0;
+    }
     size = (size_t)strtoull(argv[1], NULL, 0);
     int seconds = atoi(argv[2]);
     CHECK(size > 0 && seconds > 0);

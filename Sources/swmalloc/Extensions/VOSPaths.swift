@@ -281,18 +281,23 @@ enum VOS {
     /// VOS_Realloc of a block whose core block `resize` keeps where it is (or resizes
     /// itself, returning it, or nil when out of memory): the block's header `old` gives way
     /// to one of `size` bytes charged to `module` (and the site), and the header is
-    /// rewritten. When `module` has a quota the new size is charged first (so, as for a
-    /// copy, the old and new bytes must fit the quota together for a moment) and the old
-    /// credited once the resize succeeded. Otherwise the old header is credited first, so
-    /// the module's peak sees the old size or the new one, not both (review R61: a 20 MiB
-    /// block shrunk in place to 12 MiB raised the peak to 32 MiB; review R82: so it did
-    /// still while any other module had a quota); a refused resize charges it again. NULL
-    /// with ENOMEM, the accounting as before, when a quota refuses.
+    /// rewritten. When `module` has a quota, or the old block is counted against one, the
+    /// new size is charged first (so, as for a copy, the old and new bytes must fit the
+    /// quota together for a moment) and the old credited once the resize succeeded.
+    /// Otherwise the old header is credited first, so the module's peak sees the old size
+    /// or the new one, not both (review R61: a 20 MiB block shrunk in place to 12 MiB
+    /// raised the peak to 32 MiB; review R82: so it did still while any other module had
+    /// a quota); a refused resize charges it again. (A quota-counted block credited first
+    /// left the quota's count when the resize was refused, which `charge` does not put
+    /// back, and its free took it out a second time: review R87.) NULL with ENOMEM, the
+    /// accounting as before, when a quota refuses.
     private static func resizeInPlace(_ old: VOSHeader, _ size: UInt, _ module: UInt, withSite: Bool,
                                       file: UnsafePointer<UInt8>?, line: UInt32,
                                       _ resize: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
         let table = VOSModules.currentTable()
-        let creditFirst = table.map { !$0.quotasExist || !VOSModules.hasQuota($0.global, VOSModules.index(of: module)) } ?? false
+        let creditFirst = table.map {
+            !$0.quotasExist || (!old.quotaCounted && !VOSModules.hasQuota($0.global, VOSModules.index(of: module)))
+        } ?? false
         if creditFirst { table?.release(old) }
         guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
             if creditFirst { table?.charge(old) }
