@@ -712,11 +712,18 @@ int swmshim_thread_start(void *(*body)(void *), const char *name) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setsigmask_np(&attr, &all);
+    // It allocates the attribute's extension: refused (ENOMEM), no thread, rather than
+    // one that could run the program's handlers.
+    int r = pthread_attr_setsigmask_np(&attr, &all);
+    if (r != 0) {
+        pthread_attr_destroy(&attr);
+        errno = saved;
+        return r;
+    }
     // The default stack size: a smaller one fails (EINVAL) in a program whose static TLS
     // does not fit it, and untouched stack pages cost address space only.
     pthread_t thread;
-    int r = pthread_create(&thread, &attr, body, NULL);
+    r = pthread_create(&thread, &attr, body, NULL);
     if (r == 0) pthread_setname_np(thread, name);
     pthread_attr_destroy(&attr);
     errno = saved;

@@ -27,7 +27,7 @@ struct SwmallocTool: ParsableCommand {
                                 stats_json, stats_signal, stats_fd); `swmalloc info`
                                 shows those in force. Secure-execution programs
                                 (set-user-ID ...) ignore it.
-              SWMALLOC_LIB      the library run, stats and info use without --library.
+              SWMALLOC_LIB      the library run, stats, info and bench use by default.
             The options table (values, defaults, effects) is in the README, installed as
             share/doc/swmalloc/README.md under the prefix (/usr for the packages).
             """,

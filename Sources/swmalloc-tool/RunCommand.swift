@@ -146,8 +146,9 @@ func noteNoPreload(_ program: String) {
     guard stat(file, &info) == 0 else { return }
     let setuid = info.st_mode & S_ISUID != 0 && info.st_uid != geteuid()
     let setgid = info.st_mode & S_ISGID != 0 && info.st_gid != getegid()
-    // Capabilities raised at exec make it secure for any user but root, who has them all.
-    let capabilities = geteuid() != 0 && hasFileCapabilities(file)
+    // Capabilities raised at exec make it secure for any user but root (the real user,
+    // as the kernel tests), who has them all.
+    let capabilities = getuid() != 0 && hasFileCapabilities(file)
     if setuid || setgid || capabilities {
         let what = setuid ? "is set-user-ID" : setgid ? "is set-group-ID" : "has file capabilities"
         FileHandle.standardError.write(Data(
@@ -158,14 +159,15 @@ func noteNoPreload(_ program: String) {
     }
 }
 
-/// True when `file` carries file capabilities that its exec grants (the
-/// `security.capability` extended attribute with a permitted set): the kernel runs it in
-/// secure-execution mode when they raise the process's permitted set. Inheritable
-/// capabilities alone grant nothing to a process without them, so they do not count
-/// (review R84: `cap_net_raw+i` got the note, and ran on swmalloc). The attribute is
-/// `vfs_cap_data`: a 32-bit magic word, then two pairs of 32-bit (permitted,
-/// inheritable) words, little-endian. `getxattr` through `dlsym`: the Glibc module does
-/// not import `<sys/xattr.h>`.
+/// True when `file` carries file capabilities that put its exec in secure-execution mode
+/// (the `security.capability` extended attribute): the kernel sets it when the file's
+/// effective flag is set or its permitted set raises the process's. Inheritable
+/// capabilities alone, without the effective flag, grant nothing to a process without
+/// them (review R84: `cap_net_raw+i` got the note and ran on swmalloc; review R87:
+/// `cap_net_raw+ei` got none and ran without it). The attribute is `vfs_cap_data`: a
+/// 32-bit word of magic and flags (bit 0: effective), then two pairs of 32-bit
+/// (permitted, inheritable) words, little-endian. `getxattr` through `dlsym`: the Glibc
+/// module does not import `<sys/xattr.h>`.
 func hasFileCapabilities(_ file: String) -> Bool {
     typealias GetXattr = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "getxattr") else { return false }
@@ -175,7 +177,7 @@ func hasFileCapabilities(_ file: String) -> Bool {
     }
     guard length >= 12 else { return false }
     func word(_ offset: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(value[offset + $1]) << (8 * UInt32($1)) } }
-    return word(4) != 0 || (length >= 20 && word(12) != 0)
+    return word(0) & 1 != 0 || word(4) != 0 || (length >= 20 && word(12) != 0)
 }
 
 /// True when `file` is a 64-bit little-endian ELF executable without a program

@@ -170,13 +170,15 @@ import Testing
             let dir = try Paths.newDirectory("capabilities")
             #expect(chmod(Paths.scratch, 0o711) == 0 && chmod(dir, 0o755) == 0)
             for (from, to) in [(tool, "swmalloc-tool"), (try Library.release.existingPath(), "libswmalloc.so"),
-                               ("/bin/true", "cap-true"), ("/bin/true", "cap-inheritable")] {
+                               ("/bin/true", "cap-true"), ("/bin/true", "cap-inheritable"), ("/bin/true", "cap-effective")] {
                 #expect(try runChild("/bin/cp", [from, "\(dir)/\(to)"]).succeeded)
             }
             #expect(try runChild(setcap, ["cap_net_raw+ep", "\(dir)/cap-true"]).succeeded)
             // Inheritable capabilities alone grant nothing: no secure execution, no note
             // (review R84: it got one).
             #expect(try runChild(setcap, ["cap_net_raw+i", "\(dir)/cap-inheritable"]).succeeded)
+            // With the effective flag they make it secure (review R87: no note).
+            #expect(try runChild(setcap, ["cap_net_raw+ei", "\(dir)/cap-effective"]).succeeded)
             for command in ["run", "stats"] {
                 let r = try runChild(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "\(dir)/swmalloc-tool",
                                                command, "--library", "\(dir)/libswmalloc.so", "--", "\(dir)/cap-true"])
@@ -184,6 +186,10 @@ import Testing
                 let inheritable = try runChild(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "\(dir)/swmalloc-tool",
                                                          command, "--library", "\(dir)/libswmalloc.so", "--", "\(dir)/cap-inheritable"])
                 #expect(!inheritable.stderr.contains("secure-execution"), "\(command): \(inheritable)")
+                let effective = try runChild(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "\(dir)/swmalloc-tool",
+                                                       command, "--library", "\(dir)/libswmalloc.so", "--", "\(dir)/cap-effective"])
+                #expect(effective.stderr.contains("cap-effective has file capabilities: it runs in secure-execution mode"),
+                        "\(command): \(effective)")
             }
         }
     }
