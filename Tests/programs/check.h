@@ -3,9 +3,11 @@
 #ifndef SWM_TEST_CHECK_H
 #define SWM_TEST_CHECK_H
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /** Fails the program (exit 1) with a message naming the condition when `cond` is false. */
 #define CHECK(cond)                                                                       \
@@ -26,6 +28,23 @@
             exit(1);                                                                      \
         }                                                                                 \
     } while (0)
+
+/** The address space (`resident` 0) or the resident set (1) in bytes, from
+ *  /proc/thread-self/statm, read without calling the allocator (so that waiting for the
+ *  resident set to fall is not what makes it fall; thread-self: after the main thread's
+ *  pthread_exit, /proc/self, the exited leader, reads zero). */
+static inline size_t statm_bytes(int resident) {
+    char text[128];
+    int fd = open("/proc/thread-self/statm", O_RDONLY);
+    CHECK(fd >= 0);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    CHECK(n > 0);
+    text[n] = 0;
+    unsigned long pages[2] = {0, 0};
+    CHECK(sscanf(text, "%lu %lu", &pages[0], &pages[1]) == 2);
+    return pages[resident ? 1 : 0] * (size_t)sysconf(_SC_PAGESIZE);
+}
 
 /** One named case of a test program that runs one case per process. */
 struct test_case {

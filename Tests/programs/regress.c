@@ -62,16 +62,6 @@ static size_t live_heaps(void) {
     return stats.heaps;
 }
 
-/** Field `resident` (1) or the address space (0) of /proc/self/statm, in bytes. */
-static size_t statm_bytes(int resident) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    unsigned long pages[2] = {0, 0};
-    CHECK(fscanf(f, "%lu %lu", &pages[0], &pages[1]) == 2);
-    fclose(f);
-    return pages[resident] * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /** The resident set size of this process in bytes. */
 static size_t resident_bytes(void) { return statm_bytes(1); }
 

@@ -205,26 +205,8 @@ static void sleep_ms(long ms) {
     while (nanosleep(&t, &t) != 0) {}
 }
 
-/** The address space (`resident` 0) or the resident set (1) in bytes, from
- *  /proc/self/statm, read without calling the allocator (so that waiting for the
- *  resident set to fall is not what makes it fall). */
-static double statm_bytes(int resident) {
-    char text[128];
-    /* thread-self: after the main thread's pthread_exit, /proc/self (the exited leader)
-     * reads zero. */
-    int fd = open("/proc/thread-self/statm", O_RDONLY);
-    CHECK(fd >= 0);
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    CHECK(n > 0);
-    text[n] = 0;
-    long pages[2] = {0, 0};
-    CHECK(sscanf(text, "%ld %ld", &pages[0], &pages[1]) == 2);
-    return (double)pages[resident ? 1 : 0] * (double)sysconf(_SC_PAGESIZE);
-}
-
 /** Resident set size in MiB. */
-static double rss_mib(void) { return statm_bytes(1) / (1 << 20); }
+static double rss_mib(void) { return (double)statm_bytes(1) / (1 << 20); }
 
 /** Waits (sleeping, calling no allocator function) until the resident set is at most
  *  `limit` MiB or `max_ms` passed; returns the last reading and sets `*waited_ms`. */

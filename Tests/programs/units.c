@@ -358,14 +358,8 @@ static void case_remote_frees_batched(void) {
     }
 }
 
-/** Resident memory of the process in bytes (/proc/self/statm). */
-static size_t resident_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, resident = 0;
-    CHECK(f != NULL && fscanf(f, "%ld %ld", &pages, &resident) == 2);
-    fclose(f);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
+/** Resident memory of the process in bytes. */
+static size_t resident_bytes(void) { return statm_bytes(1); }
 
 /** Huge blocks are resident as far as they are touched (default options, and the
  *  system's THP setting not `always`): 64 malloc'd blocks of 2 MiB + 1 byte written

@@ -135,16 +135,6 @@ static int realloc_peaks(void) {
     return 0;
 }
 
-/** VmSize in bytes. */
-static size_t address_space(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    size_t pages = 0;
-    CHECK(fscanf(f, "%zu", &pages) == 1);
-    fclose(f);
-    return pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /** A refused VOS_Realloc of a block counted against its module's quota, into a module
  * without one (`other`), or into its own after the quota was removed: the quota counter
  * still holds the block, and its free takes it out once (review R87: the refused resize
@@ -159,7 +149,7 @@ static int refused_realloc(int other) {
     if (!other) CHECK(swm_vos_set_quota(module, 0) == 0);
     struct rlimit limit;
     CHECK(getrlimit(RLIMIT_AS, &limit) == 0);
-    struct rlimit tight = {address_space() + (64u << 20), limit.rlim_max};
+    struct rlimit tight = {statm_bytes(0) + (64u << 20), limit.rlim_max};
     CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
     errno = 0;
     void *q = VOS_Realloc(p, 900u << 20, other ? 799 : module);
