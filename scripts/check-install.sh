@@ -150,9 +150,10 @@ has "$("$prefix/bin/swmalloc" run --stats -- "$work/probe" 2>&1 >/dev/null)" "sw
 ok "the installed swmalloc tool runs (info, run)"
 for program in bin/swmalloc libexec/swmalloc/swm-workload; do
   if has "$(readelf -d "$prefix/$program")" 'NEEDED.*libswift'; then fail "$program needs the Swift runtime"; fi
+  if has "$(readelf -d "$prefix/$program")" 'RPATH\|RUNPATH'; then fail "$program has a run path"; fi
 done
 has "$("$prefix/libexec/swmalloc/swm-workload" 2>&1 || true)" "workloads: single-loop" || fail "the installed swm-workload does not run"
-ok "the installed tool and workload program need no Swift runtime"
+ok "the installed tool and workload program need no Swift runtime and have no run path"
 bash scripts/install.sh --prefix "$prefix" > /dev/null || fail "install.sh a second time"
 bash scripts/install.sh --prefix "$prefix" --uninstall > /dev/null || fail "install.sh --uninstall"
 left="$(cd "$prefix" && find . -mindepth 1 ! -path ./share ! -path ./share/man)"

@@ -102,9 +102,10 @@ swift build -c release --scratch-path "$scratch"
 bin="$scratch/release"
 # The tool and the workload program again with the Swift runtime linked in, so that they
 # run where no Swift is installed, in a scratch folder of their own (the library and the
-# static archive above stay those of the plain release build).
-swift build -c release --scratch-path "$scratch-tool" --static-swift-stdlib --product swmalloc-tool
-swift build -c release --scratch-path "$scratch-tool" --static-swift-stdlib --product swm-workload
+# static archive above stay those of the plain release build), and without SwiftPM's
+# RUNPATH of $ORIGIN: installed programs look for libraries where the system's do.
+swift build -c release --scratch-path "$scratch-tool" --static-swift-stdlib --disable-local-rpath --product swmalloc-tool
+swift build -c release --scratch-path "$scratch-tool" --static-swift-stdlib --disable-local-rpath --product swm-workload
 tool="$scratch-tool/release/swmalloc-tool"
 workload="$scratch-tool/release/swm-workload"
 for program in "$tool" "$workload"; do
