@@ -135,13 +135,9 @@ enum Huge {
         if !SegmentMap.claim(seg.base) { OS.fatal("realloc(): pointer already freed", pointer: pointer) }
         let total = mappingSize(size, offset: seg.pointee.hugeOffset)
         let old = seg.pointee.mappedSize
-        if total < old {
-            if OSMemory.unmapEnd(seg.base + total, old - total) {
-                seg.pointee.mappedSize = total
-                countResize(from: old, to: total, heap: heap)
-            } else {
-                OSMemory.purge(seg.base + total, old - total)   // the block keeps the range
-            }
+        if total < old && OSMemory.cutEnd(seg.base + total, old - total) {
+            seg.pointee.mappedSize = total
+            countResize(from: old, to: total, heap: heap)
         }
         SegmentMap.insert(seg.base, SegmentMap.huge)
         return true

@@ -224,13 +224,9 @@ extension Huge {
             OS.fatal("realloc(): pointer already freed", pointer: p)
         }
         let old = h.pointee.usable
-        if usable < old {
-            if OSMemory.unmapEnd(p + usable, old - usable) {
-                h.pointee.usable = usable
-                countResize(from: page + old, to: page + usable, heap: heap)
-            } else {
-                OSMemory.purge(p + usable, old - usable)   // the block keeps the range
-            }
+        if usable < old && OSMemory.cutEnd(p + usable, old - usable) {
+            h.pointee.usable = usable
+            countResize(from: page + old, to: page + usable, heap: heap)
         }
         Globals.overAlignedLock.unlock()
         return true
@@ -369,12 +365,8 @@ extension Huge {
         Globals.overAlignedLock.unlock()
         h.pointee.alignment = alignment
         let block = UnsafeMutableRawPointer(h) + page
-        if h.pointee.usable - usable > usable {
-            if OSMemory.unmapEnd(block + usable, h.pointee.usable - usable) {
-                h.pointee.usable = usable
-            } else {
-                OSMemory.purge(block + usable, h.pointee.usable - usable)   // the block keeps the range
-            }
+        if h.pointee.usable - usable > usable && OSMemory.cutEnd(block + usable, h.pointee.usable - usable) {
+            h.pointee.usable = usable
         }
         return block
     }

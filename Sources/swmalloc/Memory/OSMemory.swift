@@ -148,6 +148,16 @@ enum OSMemory {
         return true
     }
 
+    /// Gives back the end of a mapping that stays in use (a huge or over-aligned block
+    /// shrunk, or cut from a larger cached one): unmapped (`unmapEnd`: true, and the
+    /// caller records the mapping's new size) or, where the kernel refuses, purged and
+    /// kept in the mapping (false: the caller's sizes stay as they are).
+    static func cutEnd(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        if unmapEnd(p, size) { return true }
+        purge(p, size)
+        return false
+    }
+
     /// Unmaps memory obtained from `mapAligned` (none of it counted as purged). When the
     /// kernel refuses (see `OS.unmap`: its pages go back, the range stays mapped), the
     /// range stays counted in `mapped`, which is what the process has mapped, and counts
