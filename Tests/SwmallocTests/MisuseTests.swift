@@ -3,11 +3,12 @@
 // mapping, swmalloc's own metadata and unused spans), interior pointers of every kind of
 // block, block starts never handed out, double frees of every kind of block (on the owner,
 // on another thread, across both, after the page was retired and purged, after its span
-// was formatted again), and realloc / malloc_usable_size of freed, interior and foreign
-// pointers. Each aborts the process with SIGABRT and exactly one stderr line,
-// `swmalloc: <message> (pointer 0x…)`, with the exact message of the code path that
-// catches it and the pointer the program announced. One more case documents the misuse
-// that no allocator can catch: it runs to its end.
+// was formatted again, after a purged thread-free list, a given-up heap, a fork, a huge
+// shrink), and realloc / malloc_usable_size of freed, interior and foreign pointers.
+// Each aborts the process with SIGABRT and exactly one stderr line, `swmalloc: <message>
+// (pointer 0x…)`, with the exact message of the code path that catches it and the
+// pointer the program announced. One more case documents the misuse that no allocator
+// can catch: it runs to its end.
 
 import Testing
 
@@ -160,6 +161,20 @@ let misuseCases: [(name: String, message: String)] = [
     // to). Before, the first was handed out while live, silently (review R16).
     ("overflow_into_free_block", MisuseMessage.corruptFreeList),
     ("write_after_free", MisuseMessage.corruptFreeList),
+    // States left by the purger, thread exit, fork and shrinking (review R90's matrix,
+    // which found them caught): a 24 KiB block freed by a thread that exited, its
+    // thread-free list purged by another thread's swm_collect, freed again by its owner;
+    // a block of an exited thread freed twice after a collect; in a fork child, a block
+    // of a thread the child does not have, freed twice;
+    // a huge block shrunk in place by realloc, freed twice, and a pointer into the end
+    // that shrinking gave back; a huge block freed and trimmed whose address the program
+    // mapped for itself (free must not take that mapping for the block).
+    ("double_free_remote_purged", MisuseMessage.doubleFree),
+    ("double_free_exited_owner", MisuseMessage.doubleFree),
+    ("double_free_fork_child", MisuseMessage.doubleFree),
+    ("double_free_huge_shrunk", MisuseMessage.notOurs),
+    ("free_huge_shrunk_tail", MisuseMessage.notOurs),
+    ("free_huge_after_remap", MisuseMessage.notOurs),
 ]
 
 /// The cases of misuse.c that no allocator can catch: they run to their end (exit 0).

@@ -13,8 +13,10 @@
  * aligned mapping, swmalloc's own metadata and unused spans); interior pointers of every
  * kind of block; block starts never handed out; double frees of every kind of block, on
  * the owner thread, on another thread, and across both; double frees after the page was
- * retired and purged, and after its span was formatted again; realloc and
- * malloc_usable_size of freed, interior and foreign pointers.
+ * retired and purged, and after its span was formatted again; double frees after the
+ * states the purger, thread exit and fork leave (a thread-free list purged, a heap given
+ * up, a fork child's absent thread) and of huge blocks shrunk in place or mapped over by
+ * the program; realloc and malloc_usable_size of freed, interior and foreign pointers.
  *
  * Set MISUSE_TRACE=1 to print the addresses the heap-state cases work with (stderr). */
 #define _GNU_SOURCE
@@ -26,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -506,6 +511,135 @@ static void write_after_free(void) {
     free(keep);
 }
 
+// MARK: - States left by the purger, thread exit, fork and shrinking
+
+/** Calls swm_collect on a thread of its own: another thread's collect reaches the
+ * owner's pages through the purger's path (under the owner's span lock), not the
+ * owner's own collect. */
+static void *collect_main(void *arg) {
+    ((void (*)(void))arg)();
+    return NULL;
+}
+static void collect_on_another_thread(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, collect_main, swm_function("swm_collect")) != 0) setup_failed("pthread_create");
+    pthread_join(t, NULL);
+}
+
+/** A 24 KiB block freed by a thread that then exits (its batch of remote frees goes to
+ * the page), the thread-free list purged by another thread's swm_collect (the block's
+ * OS pages past its first go back; a live neighbour keeps the page), then freed again
+ * by its owner. */
+static void double_free_remote_purged(void) {
+    static const struct kind block24k = {24 * KiB, 0, 0};
+    struct remote r;
+    remote_start(&r, 1);
+    char *keep = allocate(&block24k);
+    char *p = announce(allocate(&block24k));
+    remote_free(&r, p);
+    collect_on_another_thread();
+    free(p);
+    free(keep);
+}
+
+/** Allocates `keep` and `block` (class 64) on a thread that then exits. */
+static void *allocate_two_main(void *arg) {
+    char **two = arg;
+    two[0] = allocate(&small);
+    two[1] = allocate(&small);
+    return NULL;
+}
+static void blocks_of_exited_thread(char **two) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, allocate_two_main, two) != 0) setup_failed("pthread_create");
+    pthread_join(t, NULL);
+}
+
+/** A block of a thread that exited (its heap given up, its segments left for another
+ * thread to adopt), freed twice by the main thread after a collect. */
+static void double_free_exited_owner(void) {
+    char *two[2];
+    blocks_of_exited_thread(two);
+    ((void (*)(void))swm_function("swm_collect"))();
+    free(announce(two[1]));
+    free(two[1]);
+    free(two[0]);
+}
+
+/** A thread that allocates two class-64 blocks, says so, and stays blocked until the
+ * process ends. */
+struct parked {
+    sem_t ready, never;
+    char *two[2];
+};
+static void *parked_main(void *arg) {
+    struct parked *k = arg;
+    k->two[0] = allocate(&small);
+    k->two[1] = allocate(&small);
+    sem_post(&k->ready);
+    while (sem_wait(&k->never) != 0) {}
+    return NULL;
+}
+
+/** In a fork child: a block of a thread that the child does not have (its heap is given
+ * up in the child), freed twice. The parent passes the child's abort on (the child's one
+ * line is on the shared stderr). */
+static void double_free_fork_child(void) {
+    static struct parked k;
+    pthread_t t;
+    if (sem_init(&k.ready, 0, 0) != 0 || sem_init(&k.never, 0, 0) != 0) setup_failed("sem_init");
+    if (pthread_create(&t, NULL, parked_main, &k) != 0) setup_failed("pthread_create");
+    while (sem_wait(&k.ready) != 0) {}
+    char *p = announce(k.two[1]);
+    pid_t child = fork();
+    if (child < 0) setup_failed("fork");
+    if (child == 0) {
+        free(p);
+        free(p);
+        _exit(3);
+    }
+    int status = 0;
+    if (waitpid(child, &status, 0) != child) setup_failed("waitpid");
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) {
+        signal(SIGABRT, SIG_DFL);
+        raise(SIGABRT);
+    }
+    fprintf(stderr, "misuse not detected (in the fork child)\n");
+    exit(3);
+}
+
+/** An 8 MiB block shrunk in place by realloc to 5 MiB (the mapping's end goes back),
+ * then freed twice. */
+static char *huge_shrunk(void) {
+    char *p = allocate(&huge);
+    char *q = realloc(p, 5 * MiB);
+    if (q != p) setup_failed("realloc did not shrink the huge block in place");
+    return q;
+}
+static void double_free_huge_shrunk(void) {
+    char *p = announce(huge_shrunk());
+    free(p);
+    free(p);
+}
+
+/** A pointer into the part of a huge block that shrinking gave back. */
+static void free_huge_shrunk_tail(void) {
+    free(announce(huge_shrunk() + 6 * MiB));
+}
+
+/** A huge block freed, its mapping unmapped by malloc_trim, and the program's own
+ * mapping placed at the same address: freeing the stale pointer must not take the
+ * program's mapping for the block. */
+static void free_huge_after_remap(void) {
+    char *p = allocate(&huge);
+    free(p);
+    malloc_trim(0);
+    void *m = mmap(p, huge.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (m != p) setup_failed("the freed block's address could not be mapped again");
+    memset(m, 7, huge.size);
+    free(announce(p));
+}
+
 // MARK: - What no allocator can catch
 
 /** free(p) after p was freed and handed out again (q == p): this is q's free, and
@@ -623,6 +757,13 @@ static const struct misuse_case cases[] = {
     // Free blocks written by the program.
     PLAIN("overflow_into_free_block", overflow_into_free_block),
     PLAIN("write_after_free", write_after_free),
+    // States left by the purger, thread exit, fork and shrinking.
+    PLAIN("double_free_remote_purged", double_free_remote_purged),
+    PLAIN("double_free_exited_owner", double_free_exited_owner),
+    PLAIN("double_free_fork_child", double_free_fork_child),
+    PLAIN("double_free_huge_shrunk", double_free_huge_shrunk),
+    PLAIN("free_huge_shrunk_tail", free_huge_shrunk_tail),
+    PLAIN("free_huge_after_remap", free_huge_after_remap),
     // Not detectable.
     {"free_after_reissue", NULL, NULL, free_after_reissue, 1},
 };
