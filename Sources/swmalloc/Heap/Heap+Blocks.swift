@@ -155,8 +155,8 @@ extension Heap {
     ///
     /// Safe from any thread: the block is the caller's, and no other thread reads a large
     /// page's block size or span while the block is live (large pages are never batched;
-    /// the purger reads free spans only, under the owner's span lock, which
-    /// `extendSpan` takes).
+    /// the purger retires a large page only once its block was freed, and reads free
+    /// spans, under the owner's span lock, which `extendSpan` takes).
     private static func growLarge(_ pointer: UnsafeMutableRawPointer, segment: UnsafeMutablePointer<Segment>, to size: Int) -> Bool {
         let heap = Heap.current
         if heap.isEmpty || size > Geometry.largeMax { return false }

@@ -402,10 +402,14 @@ extension Heap {
     static let remotePurgesPerPass = 32
 
     /// True when `page`'s thread-free list, whose word is `word`, holds every block the
-    /// page handed out (`used`, a count no thread changes then), one at least.
+    /// page handed out (`used`, a count no thread changes then), one at least. The
+    /// acquire fence pairs with `pushLocal`'s release: the owner's last free into the
+    /// page, whose `used` this read saw, is seen whole by the collect that follows.
     private static func holdsEveryBlock(_ page: UnsafeMutablePointer<Page>, _ word: UInt) -> Bool {
         let pending = Int(word >> UnsafeMutablePointer<Page>.threadFreeCountShift)
-        return pending != 0 && pending == Int(page.pointee.used)
+        let used = Int(page.pointee.used)
+        atomicMemoryFence(ordering: .acquiring)
+        return pending != 0 && pending == used
     }
 
     /// Collects `page`'s thread-free list when it holds every block the page handed out

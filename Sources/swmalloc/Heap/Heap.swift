@@ -31,8 +31,10 @@ struct Heap {
     /// on every slow path that takes or returns spans (`slowPath`, a page emptied by
     /// free, `swm_collect`, `detach`), never on a fast path; the purger and other threads'
     /// `swm_collect` only *try* it, and skip a heap whose owner is busy (that owner purges
-    /// its own spans). Class lists and page free lists are the owner's alone and need no
-    /// lock: the purger touches free spans only.
+    /// its own spans). The owner changes class lists' links and heads only under it;
+    /// its fast paths push and pop on page free lists without it. Another thread that
+    /// holds it may also collect and retire a full page or a class page behind its head
+    /// whose every block other threads freed (`releaseOthersFrees`), never a head.
     @inline(__always)
     var spanLock: FutexLock { FutexLock((raw + Heap.spanLockOffset).assumingMemoryBound(to: UInt32.self)) }
 

@@ -24,8 +24,10 @@ import Synchronization
 /// descriptor of the slice holding a pointer without the slice map: a pointer in any
 /// slice but a page's first finds tag 0 and takes the slow path, which looks it up.
 struct Page: ~Copyable {
-    // Line 0: written by the owner, on its fast paths (free, used) and slow paths; no other
-    // thread reads it while the page is in use (the purger reads free spans only).
+    // Line 0: written by the owner, on its fast paths (free, used) and slow paths. Another
+    // thread reads and writes it only under the owner's span lock, and only for a class
+    // page behind its head or a full page whose every block other threads freed
+    // (`Heap.releaseOthersFrees`; `pushLocal` orders its writes for that reader).
     var free: UnsafeMutableRawPointer?        // +0   owner's free blocks: malloc's fast path pops, free's pushes
     var used: Int32                           // +8   blocks handed out and not collected back
     var reserved: Int32                       // +12  blocks that fit in the span
@@ -259,12 +261,21 @@ extension UnsafeMutablePointer where Pointee == Page {
     }
 
     /// The owner's free of `block`: marked freed, pushed on `free`, uncounted from `used`.
+    ///
+    /// `used` is written last, behind a release fence: another thread that collects a class
+    /// page behind its head (`Heap.releaseOthersFrees`, under the owner's span lock, which
+    /// this push does not take) decides from `used` that every block is on the thread-free
+    /// list, then reads `free` and walks the links (`collectThreadFree`). Seeing the new
+    /// `used` must mean seeing the push (review R88: on aarch64 the stores may otherwise
+    /// be seen out of order, and the walk would follow a block's old first word). On
+    /// x86-64 the fence is no instruction, only a bar to the compiler's reordering.
     @inline(__always)
     @discardableResult
     func pushLocal(_ block: UnsafeMutableRawPointer) -> Int32 {
         block.storeBytes(of: pointee.free, as: UnsafeMutableRawPointer?.self)
         block.storeBytes(of: freedMark, toByteOffset: 8, as: UInt.self)
         pointee.free = block
+        atomicMemoryFence(ordering: .releasing)
         let left = pointee.used &- 1
         pointee.used = left
         return left
