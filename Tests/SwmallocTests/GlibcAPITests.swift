@@ -7,7 +7,7 @@ import Testing
 
 /// The cases of glibc_api.c.
 let glibcAPICases = [
-    "mallinfo2_fields", "mallinfo_saturates", "malloc_trim_returns", "malloc_stats_text", "malloc_stats_follows_stderr",
+    "mallinfo2_fields", "mallinfo_saturates", "malloc_trim_returns", "keepcost_after_trim", "malloc_stats_text", "malloc_stats_follows_stderr",
     "malloc_info_xml",
     "mallopt_answers", "mallopt_keeps_user_delay", "libc_aliases",
 ]

@@ -10,6 +10,10 @@
  *                        hblkhd reads INT_MAX, not a wrapped value.
  *   malloc_trim_returns  64 MiB freed: malloc_trim(0) gives memory back and returns 1; a
  *                        second call right after has nothing left and returns 0.
+ *   keepcost_after_trim  2,000 blocks aligned to 2 MiB (a segment each), freed: keepcost
+ *                        counts their resident free spans; after malloc_trim(0) it is
+ *                        under 1 MiB (the header page each retained segment keeps is not
+ *                        something trim gives back; it read as 7.8 MiB: review R91).
  *   malloc_stats_text    malloc_stats() prints swmalloc's report on stderr (the test
  *                        checks the text).
  *   malloc_stats_follows_stderr  malloc_stats() writes to the stderr stream as it is: a
@@ -128,6 +132,21 @@ static void malloc_trim_returns(void) {
     CHECK(stats_get(&st) == 0);
     CHECKF(st.returned > returned, "malloc_trim returned 1 but nothing went back");
     CHECKF(malloc_trim(0) == 0, "a second malloc_trim found memory to give back");
+}
+
+static void keepcost_after_trim(void) {
+    enum { N = 2000 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        CHECK(posix_memalign(&blocks[i], 2 << 20, 64) == 0);
+        memset(blocks[i], 3, 64);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    size_t freed = mallinfo2().keepcost;
+    malloc_trim(0);
+    size_t trimmed = mallinfo2().keepcost;
+    CHECKF(freed >= (4u << 20), "keepcost %zu after freeing 2,000 blocks: the test did not test", freed);
+    CHECKF(trimmed < (1u << 20), "keepcost %zu after malloc_trim gave everything back", trimmed);
 }
 
 static void malloc_stats_text(void) {
@@ -369,7 +388,8 @@ static void libc_aliases(void) {
 
 static const struct test_case cases[] = {
     {"mallinfo2_fields", mallinfo2_fields},   {"mallinfo_saturates", mallinfo_saturates},
-    {"malloc_trim_returns", malloc_trim_returns}, {"malloc_stats_text", malloc_stats_text},
+    {"malloc_trim_returns", malloc_trim_returns}, {"keepcost_after_trim", keepcost_after_trim},
+    {"malloc_stats_text", malloc_stats_text},
     {"malloc_stats_follows_stderr", malloc_stats_follows_stderr},
     {"malloc_info_xml", malloc_info_xml},     {"mallopt_answers", mallopt_answers},
     {"mallopt_keeps_user_delay", mallopt_keeps_user_delay},

@@ -174,6 +174,12 @@
  *                       stack); once the limit is lifted, a later allocation slow path
  *                       starts it (before, one failure turned it off for good: freed
  *                       memory below the owners' own purge threshold stayed resident).
+ *   vos_thread_tables   a thread that used VOS modules 0, 32, 64 … 65,504 (a block each,
+ *                       freed) and exited, then 16 such threads alive at once, all exited:
+ *                       the resident set after them must be within 8 MiB of where it was
+ *                       after the first (the exited threads' VOS tables go back to the OS
+ *                       when pooled; before, each kept the 2 MiB of entries its thread
+ *                       touched: +32 MiB for good, swm_collect included).
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -1467,6 +1473,45 @@ static void rare_allocators_among_short(void) {
     CHECKF(most <= 4096, "%.0f MiB mapped for about 100 MB live", most);
 }
 
+/* ---- vos_thread_tables ---- */
+
+enum { VOS_THREADS = 16, VOS_MODULE_STRIDE = 32, VOS_MODULES = 65536 };
+static void *(*vos_malloc_module)(unsigned long, unsigned long);
+static void (*vos_free_debug)(unsigned long, void *, const unsigned char *, unsigned int);
+static pthread_barrier_t vos_barrier;
+
+/** Charges and frees one block in every VOS_MODULE_STRIDE-th module, then (`arg` nonzero)
+ *  waits until every such thread did. */
+static void *vos_worker(void *arg) {
+    for (unsigned long m = 0; m < VOS_MODULES; m += VOS_MODULE_STRIDE) {
+        void *p = vos_malloc_module(48, m);
+        CHECK(p != NULL);
+        vos_free_debug(0, p, (const unsigned char *)__FILE__, __LINE__);
+    }
+    if (arg) pthread_barrier_wait(&vos_barrier);
+    return NULL;
+}
+
+static void vos_thread_tables(void) {
+    vos_malloc_module = (void *(*)(unsigned long, unsigned long))dlsym(RTLD_DEFAULT, "VOS_MallocModule");
+    vos_free_debug = (void (*)(unsigned long, void *, const unsigned char *, unsigned int))dlsym(RTLD_DEFAULT, "VOS_Free_Debug");
+    CHECK(vos_malloc_module != NULL && vos_free_debug != NULL);
+    pthread_t t[VOS_THREADS];
+    /* The first thread populates the process-wide statistics of every module it uses. */
+    CHECK(pthread_create(&t[0], NULL, vos_worker, NULL) == 0);
+    CHECK(pthread_join(t[0], NULL) == 0);
+    double start = rss_mib();
+    pthread_barrier_init(&vos_barrier, NULL, VOS_THREADS + 1);
+    for (int i = 0; i < VOS_THREADS; i++) CHECK(pthread_create(&t[i], NULL, vos_worker, (void *)1) == 0);
+    pthread_barrier_wait(&vos_barrier);
+    double alive = rss_mib();
+    for (int i = 0; i < VOS_THREADS; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    double end = rss_mib();
+    printf("rss MiB: after one thread %.1f, %d threads alive %.1f, exited %.1f\n", start, VOS_THREADS, alive, end);
+    CHECKF(alive - start > 16, "the threads' tables took only %.1f MiB: the test did not test", alive - start);
+    CHECKF(end - start <= 8, "%.1f MiB of exited threads' VOS tables still resident", end - start);
+}
+
 static const struct test_case cases[] = {
     {"idle_threads", idle_threads},         {"idle_wide_pages", idle_wide_pages},
     {"remote_batch_idle", remote_batch_idle},
@@ -1491,7 +1536,7 @@ static const struct test_case cases[] = {
     {"rare_allocators_among_short", rare_allocators_among_short},
     {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
     {"locked_memory_resident", locked_memory_resident}, {"partly_locked_span", partly_locked_span},
-    {"purger_retries_start", purger_retries_start},
+    {"purger_retries_start", purger_retries_start}, {"vos_thread_tables", vos_thread_tables},
 };
 
 int main(int argc, char **argv) {
