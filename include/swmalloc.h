@@ -55,7 +55,9 @@ typedef struct swm_stats {
                            MCL_CURRENT the purged ranges of cached segments). Purged
                            means free spans and segments given back: the OS pages that
                            swm_collect gives back inside free blocks of pages that still
-                           hold live blocks stay counted here (counted in `returned`) */
+                           hold live blocks stay counted here (counted in `returned`),
+                           as does the end of a huge block that realloc shrank but the
+                           kernel refused to unmap (it purges it, and the block keeps it) */
     size_t mapped;      /* mapped from the OS */
     size_t returned;    /* given back to the OS with madvise since start (cumulative) */
     size_t segments;    /* 4 MiB segments in use or cached (retained ones, whose

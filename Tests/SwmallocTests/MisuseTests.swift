@@ -163,7 +163,9 @@ let misuseCases: [(name: String, message: String)] = [
     ("write_after_free", MisuseMessage.corruptFreeList),
     // States left by the purger, thread exit, fork and shrinking (review R90's matrix,
     // which found them caught): a 24 KiB block freed by a thread that exited, its
-    // thread-free list purged by another thread's swm_collect, freed again by its owner;
+    // thread-free list purged by another thread's swm_collect, freed again by its owner
+    // (a plain remote double free reads the same: the case pins the message, not the
+    // purge, which retention.c's cases check);
     // a block of an exited thread freed twice after a collect; in a fork child, a block
     // of a thread the child does not have, freed twice;
     // a huge block shrunk in place by realloc, freed twice, and a pointer into the end

@@ -138,8 +138,9 @@ enum OSMemory {
     }
 
     /// Unmaps the end of a mapping counted in `mapped` that stays in use; false,
-    /// and the range left as it was, when the kernel refuses (at `vm.max_map_count`: the
-    /// split needs one more mapping). The caller then keeps it in the mapping, which
+    /// and the range left as it was, when the kernel refuses (at `vm.max_map_count`, when
+    /// the kernel merged the mapping with the one after it, so that the cut splits a
+    /// mapping in two: review R92). The caller then keeps it in the mapping, which
     /// goes back whole later: shrinking the mapping's size regardless left the range
     /// mapped and out of every record, for good.
     static func unmapEnd(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
