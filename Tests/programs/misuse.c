@@ -223,11 +223,13 @@ static char *past_first_slice_block(void) {
     return NULL;
 }
 
-static void double_free_past_first_slice(void) {
-    char *p = announce(past_first_slice_block());
-    free(p);
+/** Announces `p` and frees it twice. */
+static void free_twice(char *p) {
+    free(announce(p));
     free(p);
 }
+
+static void double_free_past_first_slice(void) { free_twice(past_first_slice_block()); }
 
 static void interior_free_past_first_slice(void) {
     free(announce(past_first_slice_block() + 16));
@@ -616,11 +618,7 @@ static char *huge_shrunk(void) {
     if (q != p) setup_failed("realloc did not shrink the huge block in place");
     return q;
 }
-static void double_free_huge_shrunk(void) {
-    char *p = announce(huge_shrunk());
-    free(p);
-    free(p);
-}
+static void double_free_huge_shrunk(void) { free_twice(huge_shrunk()); }
 
 /** A pointer into the part of a huge block that shrinking gave back. */
 static void free_huge_shrunk_tail(void) {
