@@ -180,6 +180,12 @@
  *                       after the first (the exited threads' VOS tables go back to the OS
  *                       when pooled; before, each kept the 2 MiB of entries its thread
  *                       touched: +32 MiB for good, swm_collect included).
+ *   purger_futex_refused  a seccomp filter refuses futex (EPERM); 200 MiB of 10,000-byte
+ *                       blocks allocated and freed start the purger, whose waits then
+ *                       fail: while the program sleeps 1 s the process must use under
+ *                       0.25 s of CPU (the purger stops for good, as with background=0;
+ *                       before, it went round its loop without sleeping: 0.65 … 0.98 s
+ *                       of CPU a second, review R93).
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -189,7 +195,13 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1473,6 +1485,44 @@ static void rare_allocators_among_short(void) {
     CHECKF(most <= 4096, "%.0f MiB mapped for about 100 MB live", most);
 }
 
+/* ---- purger_futex_refused ---- */
+
+/** Installs a seccomp filter that makes every futex call fail with EPERM (in this
+ *  thread and every thread it creates from now on). */
+static void refuse_futex(void) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {sizeof filter / sizeof filter[0], filter};
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0);
+}
+
+/** CPU time of the whole process (every thread), in seconds. */
+static double process_cpu_s(void) {
+    struct rusage u;
+    CHECK(getrusage(RUSAGE_SELF, &u) == 0);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+static void purger_futex_refused(void) {
+    enum { N = 20000 };
+    static void *blocks[N];
+    refuse_futex();
+    for (int i = 0; i < N; i++) {
+        CHECK((blocks[i] = malloc(10000)) != NULL);
+        memset(blocks[i], 4, 10000);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    double before = process_cpu_s();
+    sleep_ms(1000);
+    double used = process_cpu_s() - before;
+    CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex refused", used);
+}
+
 /* ---- vos_thread_tables ---- */
 
 enum { VOS_THREADS = 16, VOS_MODULE_STRIDE = 32, VOS_MODULES = 65536 };
@@ -1537,6 +1587,7 @@ static const struct test_case cases[] = {
     {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
     {"locked_memory_resident", locked_memory_resident}, {"partly_locked_span", partly_locked_span},
     {"purger_retries_start", purger_retries_start}, {"vos_thread_tables", vos_thread_tables},
+    {"purger_futex_refused", purger_futex_refused},
 };
 
 int main(int argc, char **argv) {

@@ -216,6 +216,7 @@ enum {
     SWM_MAP_FIXED_NOREPLACE = 0x100000,    // Linux 4.17; older kernels take it for a hint
     SWM_MADV_DONTNEED = 4, SWM_MADV_HUGEPAGE = 14, SWM_MADV_NOHUGEPAGE = 15,
     SWM_ENOMEM = 12, SWM_EINVAL = 22, SWM_EINTR = 4, SWM_EAGAIN = 11, SWM_EEXIST = 17,
+    SWM_ETIMEDOUT = 110,
 };
 
 #endif
