@@ -406,14 +406,48 @@ static void *vdso_function(const char *name) {
 void swmshim_set_errno(int value) { errno = value; }
 int swmshim_get_errno(void) { return errno; }
 _Noreturn void swmshim_abort(void) { abort(); }
+/* The environment the process started with (/proc/self/environ, read with raw system
+ * calls), up to its first 256 KiB: an entry that does not fit whole is left out. */
+static char start_environ[1 << 18];
+
+/* `name`'s value in the environment the process started with, else NULL (also without
+ * /proc). */
+static const char *start_environ_value(const char *name, size_t length) {
+    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/environ", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (raw_status(fd) != 0) return NULL;
+    size_t size = 0;
+    while (size < sizeof start_environ - 1) {
+        long n = raw_syscall(SYS_read, fd, (long)(start_environ + size), (long)(sizeof start_environ - 1 - size), 0, 0, 0);
+        if (n == -EINTR) continue;
+        if (n <= 0) break;
+        size += (size_t)n;
+    }
+    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+    start_environ[size] = 0;
+    for (size_t at = 0; at < size;) {
+        size_t end = at + text_length(start_environ + at);
+        if (end >= size) break;   /* cut at the buffer's end: not whole */
+        const char *value = entry_value(start_environ + at, name, length);
+        if (value) return value;
+        at = end + 1;
+    }
+    return NULL;
+}
+
 // As secure_getenv: a set-user-ID or set-group-ID program (AT_SECURE) ignores
 // SWMALLOC_OPTIONS, as glibc ignores its own tunables and jemalloc MALLOC_CONF there (an
 // unprivileged user could otherwise make it write reports to a descriptor, or install a
 // signal handler). `environ` is read directly: this runs under the start-up lock, where a
 // preloaded library's getenv that allocates would wait on that lock for ever.
+//
+// Before libc has set `environ` (a function of the program's `.preinit_array` runs ahead
+// of libc's own initialisation, and its allocation is the first), the environment the
+// process started with is read from /proc/self/environ: the options were lost for the
+// whole run before (review R94: `verbose=1,stats_print=1` printed nothing).
 const char *swmshim_getenv(const char *name) {
     if (auxv_secure) return NULL;
     size_t length = text_length(name);
+    if (!environ) return start_environ_value(name, length);
     for (char **entry = environ; entry && *entry; entry++) {
         const char *value = entry_value(*entry, name, length);
         if (value) return value;

@@ -127,6 +127,20 @@ let defaultOptionsLine =
         #expect(plain.swmallocLines == [defaultOptionsLine], "\(plain)")
     }
 
+    /// A program whose first allocation runs in its `.preinit_array`, before libc has set
+    /// `environ`: the options are read all the same, preloaded and linked (before, they
+    /// were lost for the whole run: review R94).
+    @Test(arguments: Library.allCases)
+    func optionsReadBeforeLibcSetsEnviron(_ library: Library) throws {
+        let options = ["SWMALLOC_OPTIONS": "verbose=1,purge_delay_ms=40"]
+        let line = "swmalloc: options purge_delay_ms=40 background=1 thp=segments verbose=1 stats_print=0 stats_json=0 stats_signal=0 stats_fd=2"
+        let preloaded = try runChild(try compileProgram("preinit_options.c"), [], environment: options, preload: library)
+        #expect(preloaded.succeeded && preloaded.stdout == "preinit ran\n", "\(library): \(preloaded)")
+        #expect(preloaded.swmallocLines == [line], "\(library): \(preloaded)")
+        let linked = try runChild(try compileProgram("preinit_options.c", linking: library), [], environment: options)
+        #expect(linked.succeeded && linked.swmallocLines == [line], "\(library), linked: \(linked)")
+    }
+
     /// `stats_fd_inode` lets reports go only to the pipe with that inode (stderr here is
     /// not it: no report); a later `stats_fd` clears it (an outside review: under
     /// `swmalloc stats`, `swmalloc run --stats --stats-fd 2` in the program wrote no report).
