@@ -3,10 +3,16 @@
 #ifndef SWM_TEST_CHECK_H
 #define SWM_TEST_CHECK_H
 
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /** Fails the program (exit 1) with a message naming the condition when `cond` is false. */
@@ -64,6 +70,29 @@ static inline const struct test_case *select_case(const struct test_case *cases,
         if (strcmp(cases[i].name, argv[1]) == 0) return &cases[i];
     fprintf(stderr, "usage: %s CASE | %s list\n", argv[0], argv[0]);
     exit(2);
+}
+
+/** Makes every call of system call `nr` by this thread, and by the threads it starts
+ *  afterwards, fail with `error`, as a sandbox may: a seccomp filter (other
+ *  architectures' calls pass). */
+static inline void refuse_system_call(long nr, int error) {
+#if defined(__x86_64__)
+    const unsigned arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+    const unsigned arch = AUDIT_ARCH_AARCH64;
+#endif
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)error),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {sizeof code / sizeof code[0], code};
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECKF(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0, "seccomp filter: errno %d", errno);
 }
 
 #endif

@@ -25,10 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -843,23 +839,7 @@ static void *spawn_leakers(void *arg) {
 /** Makes every tgkill of this thread (and of the threads it starts afterwards) fail with
  *  ESRCH, as a sandbox may: a seccomp filter. */
 static void tgkill_fails_with_esrch(void) {
-#if defined(__x86_64__)
-    const unsigned arch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-    const unsigned arch = AUDIT_ARCH_AARCH64;
-#endif
-    struct sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ESRCH),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog program = {sizeof code / sizeof code[0], code};
-    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-    CHECKF(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0, "seccomp filter: errno %d", errno);
+    refuse_system_call(SYS_tgkill, ESRCH);
     CHECK(syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), 0) == -1 && errno == ESRCH);
 }
 

@@ -191,15 +191,11 @@
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <errno.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <stdatomic.h>
@@ -1487,20 +1483,6 @@ static void rare_allocators_among_short(void) {
 
 /* ---- purger_futex_refused ---- */
 
-/** Installs a seccomp filter that makes every futex call fail with EPERM (in this
- *  thread and every thread it creates from now on). */
-static void refuse_futex(void) {
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog program = {sizeof filter / sizeof filter[0], filter};
-    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0);
-}
-
 /** CPU time of the whole process (every thread), in seconds. */
 static double process_cpu_s(void) {
     struct rusage u;
@@ -1511,7 +1493,7 @@ static double process_cpu_s(void) {
 static void purger_futex_refused(void) {
     enum { N = 20000 };
     static void *blocks[N];
-    refuse_futex();
+    refuse_system_call(SYS_futex, EPERM);
     for (int i = 0; i < N; i++) {
         CHECK((blocks[i] = malloc(10000)) != NULL);
         memset(blocks[i], 4, 10000);
