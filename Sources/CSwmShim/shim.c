@@ -406,6 +406,7 @@ static void *vdso_function(const char *name) {
 void swmshim_set_errno(int value) { errno = value; }
 int swmshim_get_errno(void) { return errno; }
 _Noreturn void swmshim_abort(void) { abort(); }
+
 /* The environment the process started with (/proc/self/environ, read with raw system
  * calls), up to its first 256 KiB: an entry that does not fit whole is left out. */
 static char start_environ[1 << 18];
