@@ -186,6 +186,18 @@
  *                       0.25 s of CPU (the purger stops for good, as with background=0;
  *                       before, it went round its loop without sleeping: 0.65 … 0.98 s
  *                       of CPU a second, review R93).
+ *   purger_futex_refused_later  64 MiB freed start the purger, which gives them back
+ *                       and sleeps without a timeout; then the filter refuses futex in
+ *                       the main thread, which allocates and frees 256 MiB of 4 KiB
+ *                       blocks: its wake of the purger is refused, and the resident set
+ *                       must still come back within 32 MiB of the start in 3 s (the
+ *                       owners purge as with background=0; before, all of it stayed:
+ *                       review R95).
+ *   reporter_futex_refused  (stats_signal=10) the program runs again under a filter that
+ *                       refuses futex, as a sandbox launcher would run it, so that the
+ *                       stats_signal reporter starts under it: while the program sleeps
+ *                       1 s the process must use under 0.25 s of CPU (the reporter stops
+ *                       at its refused wait; before, it took a whole CPU: review R95).
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -1505,6 +1517,44 @@ static void purger_futex_refused(void) {
     CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex refused", used);
 }
 
+static void purger_futex_refused_later(void) {
+    enum { BIG = 64, N = 65536 };
+    static void *blocks[N];
+    double start = rss_mib();
+    for (int i = 0; i < BIG; i++) {
+        CHECK((blocks[i] = malloc(1 << 20)) != NULL);
+        memset(blocks[i], 5, 1 << 20);
+    }
+    for (int i = 0; i < BIG; i++) free(blocks[i]);
+    long waited = 0;
+    double back = rss_fall_to(start + 16, 3000, &waited);
+    CHECKF(back <= start + 16, "%.1f MiB above the start 3 s after the first frees", back - start);
+    sleep_ms(300);   /* the purger goes to sleep without a timeout */
+    refuse_system_call(SYS_futex, EPERM);
+    for (int i = 0; i < N; i++) {
+        CHECK((blocks[i] = malloc(4096)) != NULL);
+        memset(blocks[i], 6, 4096);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    double end = rss_fall_to(start + 32, 3000, &waited);
+    printf("rss MiB: start %.1f, after the refused frees %.1f (%ld ms)\n", start, end, waited);
+    CHECKF(end - start <= 32, "%.1f MiB still resident 3 s after freeing 256 MiB with futex refused", end - start);
+}
+
+static void reporter_futex_refused(void) {
+    if (!getenv("RETENTION_UNDER_FILTER")) {
+        refuse_system_call(SYS_futex, EPERM);
+        CHECK(setenv("RETENTION_UNDER_FILTER", "1", 1) == 0);
+        char *const args[] = {"retention", "reporter_futex_refused", NULL};
+        execv("/proc/self/exe", args);
+        CHECKF(0, "execv: errno %d", errno);
+    }
+    double before = process_cpu_s();
+    sleep_ms(1000);
+    double used = process_cpu_s() - before;
+    CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex refused", used);
+}
+
 /* ---- vos_thread_tables ---- */
 
 enum { VOS_THREADS = 16, VOS_MODULE_STRIDE = 32, VOS_MODULES = 65536 };
@@ -1569,7 +1619,8 @@ static const struct test_case cases[] = {
     {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
     {"locked_memory_resident", locked_memory_resident}, {"partly_locked_span", partly_locked_span},
     {"purger_retries_start", purger_retries_start}, {"vos_thread_tables", vos_thread_tables},
-    {"purger_futex_refused", purger_futex_refused},
+    {"purger_futex_refused", purger_futex_refused}, {"purger_futex_refused_later", purger_futex_refused_later},
+    {"reporter_futex_refused", reporter_futex_refused},
 };
 
 int main(int argc, char **argv) {

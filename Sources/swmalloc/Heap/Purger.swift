@@ -105,7 +105,7 @@ enum Purger {
     @inline(never)
     private static func announceSlow() {
         if signal.pointee.exchange(1, ordering: .sequentiallyConsistent) == 0 && Globals.purgerState.loadRelaxed() == 1 {
-            _ = swmshim_futex_wake(Globals.purgerSignal, 1)
+            stopIfRefused(swmshim_futex_wake(Globals.purgerSignal, 1))
         }
     }
 
@@ -244,17 +244,16 @@ enum Purger {
         }
     }
 
-    /// After one of the purger's waits, which end when woken (0), when the word was not
-    /// the one expected (EAGAIN), on a signal (EINTR) or at their timeout (ETIMEDOUT):
-    /// any other answer is the kernel refusing `futex` (a seccomp filter: EPERM, ENOSYS),
-    /// and every wait would return at once. The purger stops for good then, as with
-    /// `background=0` (its last pass, then its thread ends), and owners purge on their
-    /// own slow paths; before, it went round its loop without sleeping (review R93: 0.65
-    /// … 0.98 s of CPU in every second the program slept).
+    /// After one of the purger's futex calls or an announcement's wake: where the kernel
+    /// refuses futex (`Futex.refused`), the purger is off for good, as with
+    /// `background=0`, and owners purge on their own slow paths. Refused in a wait, the
+    /// purger makes its last pass and its thread ends (before, it went round its loop
+    /// without sleeping: review R93, 0.65 … 0.98 s of CPU in every second the program
+    /// slept); refused in a wake (a filter installed while the purger slept without a
+    /// timeout), the purger sleeps on, never woken, and the owners' own purges take over
+    /// (before, what was freed from then on stayed resident: review R95, 265 MB).
     private static func stopIfRefused(_ result: Int) {
-        let error = -result
-        if result == 0 || error == SWM_EAGAIN || error == SWM_EINTR || error == SWM_ETIMEDOUT { return }
-        _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
+        if Futex.refused(result) { _ = Globals.purgerState.compareExchange(expected: 1, desired: 2) }
     }
 
     /// One pass over everything that may hold memory waiting for its purge; returns when

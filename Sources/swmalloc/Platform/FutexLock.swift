@@ -4,6 +4,18 @@
 import CSwmShim
 import Synchronization
 
+/// What the kernel's answer to a futex call says about futex itself.
+enum Futex {
+    /// True for an error other than EAGAIN (the word was not the one expected), EINTR (a
+    /// signal) and ETIMEDOUT (a timed wait ran out): the kernel refuses futex (a seccomp
+    /// filter: EPERM, ENOSYS), and every wait would return at once, every wake wake no
+    /// one. A thread that sleeps on a futex (the purger, the `stats_signal` reporter)
+    /// stops for good then rather than loop without sleeping (reviews R93, R95).
+    static func refused(_ result: Int) -> Bool {
+        result < 0 && -result != SWM_EAGAIN && -result != SWM_EINTR && -result != SWM_ETIMEDOUT
+    }
+}
+
 /// A futex-based mutex in a 32-bit word of raw memory (0 = free, 1 = held, 2 = held with
 /// waiters). It spins a bounded 64 rounds, then sleeps in the kernel: it never spins
 /// unbounded, the failure tcmalloc's central lock showed under contention.
