@@ -16,7 +16,7 @@ let retentionCases = [
     "main_pthread_exit_reporter", "main_exit_fork_child", "main_exit_after_remote_frees", "long_lived_among_short", "long_lived_among_short_sync",
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",
     "thread_churn_wide_classes", "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
-    "locked_memory_resident", "partly_locked_span", "purger_retries_start", "vos_thread_tables", "purger_futex_refused", "purger_futex_refused_later", "reporter_futex_refused",
+    "locked_memory_resident", "partly_locked_span", "purger_retries_start", "vos_thread_tables", "purger_futex_refused", "purger_futex_refused_later", "reporter_futex_refused", "purger_refused_then_main_exits",
 ]
 
 /// Options each case runs with (the defaults unless named here).

@@ -193,6 +193,12 @@
  *                       must still come back within 32 MiB of the start in 3 s (the
  *                       owners purge as with background=0; before, all of it stayed:
  *                       review R95).
+ *   purger_refused_then_main_exits  the purger sleeps without a timeout; a thread that
+ *                       refuses futex to itself (as a sandboxed worker) frees 256 MiB, so
+ *                       its wake of the purger is refused and the purger turns off; then
+ *                       the main thread ends with pthread_exit: the process must end
+ *                       (review R96: the sleeping purger, never woken, kept it alive; only
+ *                       SIGKILL ended it).
  *   reporter_futex_refused  (stats_signal=10) the program runs again under a filter that
  *                       refuses futex, as a sandbox launcher would run it, so that the
  *                       stats_signal reporter starts under it: while the program sleeps
@@ -1541,6 +1547,33 @@ static void purger_futex_refused_later(void) {
     CHECKF(end - start <= 32, "%.1f MiB still resident 3 s after freeing 256 MiB with futex refused", end - start);
 }
 
+/** Refuses futex to this thread only, then allocates and frees 256 MiB of 4 KiB blocks. */
+static void *refused_waker(void *arg) {
+    enum { N = 65536 };
+    static void *blocks[N];
+    refuse_system_call(SYS_futex, EPERM);
+    for (int i = 0; i < N; i++) {
+        CHECK((blocks[i] = malloc(4096)) != NULL);
+        memset(blocks[i], 7, 4096);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    return arg;
+}
+
+static void purger_refused_then_main_exits(void) {
+    churn_64_mib();
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    sleep_ms(600);   /* the purger goes to sleep without a timeout */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, refused_waker, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    printf("ok %s\n", running_case);
+    fflush(stdout);
+    pthread_exit(NULL);
+}
+
 static void reporter_futex_refused(void) {
     if (!getenv("RETENTION_UNDER_FILTER")) {
         refuse_system_call(SYS_futex, EPERM);
@@ -1621,6 +1654,7 @@ static const struct test_case cases[] = {
     {"purger_retries_start", purger_retries_start}, {"vos_thread_tables", vos_thread_tables},
     {"purger_futex_refused", purger_futex_refused}, {"purger_futex_refused_later", purger_futex_refused_later},
     {"reporter_futex_refused", reporter_futex_refused},
+    {"purger_refused_then_main_exits", purger_refused_then_main_exits},
 };
 
 int main(int argc, char **argv) {

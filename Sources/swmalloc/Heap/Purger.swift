@@ -192,8 +192,13 @@ enum Purger {
     /// each wait; here the state is set before the signal word gets 2, a value neither
     /// wait expects: so a purger that missed the state returns from its wait at once, or
     /// is woken in it.
+    ///
+    /// It wakes the purger from "off" too: a purger turned off by another thread's refused
+    /// wake (`stopIfRefused`: a futex filter on that thread alone) still sleeps, and this
+    /// thread's wake is the one that ends it (review R96: waking only a running purger
+    /// left that one asleep, and the process could not end; only SIGKILL ended it).
     static func stopForGood() {
-        if Globals.purgerState.exchange(2) == 1 {
+        if Globals.purgerState.exchange(2) != 0 {
             signal.pointee.store(2, ordering: .sequentiallyConsistent)
             _ = swmshim_futex_wake(Globals.purgerSignal, 1)
         }
