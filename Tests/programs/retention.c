@@ -497,15 +497,19 @@ static void purger_absent(void) {
 }
 
 /** Allocates and frees 64 MiB of 1 KiB blocks; returns the RSS (MiB) just after the frees. */
-static double churn_64_mib(void) {
-    enum { N = 64 * 1024 };
-    static void *blocks[N];
-    for (int i = 0; i < N; i++) {
-        blocks[i] = malloc(1024);
-        CHECK(blocks[i] != NULL);
-        memset(blocks[i], 5, 1024);
+/** Allocates `n` (at most 65,536) blocks of `size` bytes, writes them, frees them all. */
+static void churn_blocks(int n, size_t size) {
+    static void *blocks[65536];
+    CHECK(n <= 65536);
+    for (int i = 0; i < n; i++) {
+        CHECK((blocks[i] = malloc(size)) != NULL);
+        memset(blocks[i], 5, size);
     }
-    for (int i = 0; i < N; i++) free(blocks[i]);
+    for (int i = 0; i < n; i++) free(blocks[i]);
+}
+
+static double churn_64_mib(void) {
+    churn_blocks(64 * 1024, 1024);
     return rss_mib();
 }
 
@@ -1509,14 +1513,8 @@ static double process_cpu_s(void) {
 }
 
 static void purger_futex_refused(void) {
-    enum { N = 20000 };
-    static void *blocks[N];
     refuse_system_call(SYS_futex, EPERM);
-    for (int i = 0; i < N; i++) {
-        CHECK((blocks[i] = malloc(10000)) != NULL);
-        memset(blocks[i], 4, 10000);
-    }
-    for (int i = 0; i < N; i++) free(blocks[i]);
+    churn_blocks(20000, 10000);
     double before = process_cpu_s();
     sleep_ms(1000);
     double used = process_cpu_s() - before;
@@ -1524,24 +1522,14 @@ static void purger_futex_refused(void) {
 }
 
 static void purger_futex_refused_later(void) {
-    enum { BIG = 64, N = 65536 };
-    static void *blocks[N];
     double start = rss_mib();
-    for (int i = 0; i < BIG; i++) {
-        CHECK((blocks[i] = malloc(1 << 20)) != NULL);
-        memset(blocks[i], 5, 1 << 20);
-    }
-    for (int i = 0; i < BIG; i++) free(blocks[i]);
+    churn_blocks(64, 1 << 20);
     long waited = 0;
     double back = rss_fall_to(start + 16, 3000, &waited);
     CHECKF(back <= start + 16, "%.1f MiB above the start 3 s after the first frees", back - start);
     sleep_ms(300);   /* the purger goes to sleep without a timeout */
     refuse_system_call(SYS_futex, EPERM);
-    for (int i = 0; i < N; i++) {
-        CHECK((blocks[i] = malloc(4096)) != NULL);
-        memset(blocks[i], 6, 4096);
-    }
-    for (int i = 0; i < N; i++) free(blocks[i]);
+    churn_blocks(65536, 4096);
     double end = rss_fall_to(start + 32, 3000, &waited);
     printf("rss MiB: start %.1f, after the refused frees %.1f (%ld ms)\n", start, end, waited);
     CHECKF(end - start <= 32, "%.1f MiB still resident 3 s after freeing 256 MiB with futex refused", end - start);
@@ -1549,14 +1537,8 @@ static void purger_futex_refused_later(void) {
 
 /** Refuses futex to this thread only, then allocates and frees 256 MiB of 4 KiB blocks. */
 static void *refused_waker(void *arg) {
-    enum { N = 65536 };
-    static void *blocks[N];
     refuse_system_call(SYS_futex, EPERM);
-    for (int i = 0; i < N; i++) {
-        CHECK((blocks[i] = malloc(4096)) != NULL);
-        memset(blocks[i], 7, 4096);
-    }
-    for (int i = 0; i < N; i++) free(blocks[i]);
+    churn_blocks(65536, 4096);
     return arg;
 }
 
