@@ -435,6 +435,36 @@ static const char *start_environ_value(const char *name, size_t length) {
     return NULL;
 }
 
+/* The process's threads, as the kernel counts them (/proc/self/stat, field 20, read with
+ * raw system calls: the caller may be the purger, which must not allocate); -1 without
+ * /proc. `*main_ended` is set to whether the main thread ended (field 3, its state, is Z:
+ * a main thread that called pthread_exit stays counted, a zombie, while other threads
+ * live; one whose key destructor never returns, as libdispatch's, does not end). */
+int swmshim_thread_count(int *main_ended) {
+    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/stat", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (raw_status(fd) != 0) return -1;
+    char text[1024];
+    long n;
+    do n = raw_syscall(SYS_read, fd, (long)text, (long)sizeof text - 1, 0, 0, 0); while (n == -EINTR);
+    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (n <= 0) return -1;
+    text[n] = 0;
+    /* The command name (field 2) may hold spaces and parentheses: fields 3 on follow
+     * the last ')'. */
+    const char *at = NULL;
+    for (long i = 0; i < n; i++) if (text[i] == ')') at = text + i;
+    if (!at || at + 2 >= text + n) return -1;
+    *main_ended = at[2] == 'Z';
+    for (int field = 2; field < 20; field++) {
+        at++;
+        while (*at && *at != ' ') at++;
+        if (!*at) return -1;
+    }
+    int count = 0;
+    for (at++; *at >= '0' && *at <= '9'; at++) count = count * 10 + (*at - '0');
+    return count > 0 ? count : -1;
+}
+
 // As secure_getenv: a set-user-ID or set-group-ID program (AT_SECURE) ignores
 // SWMALLOC_OPTIONS, as glibc ignores its own tunables and jemalloc MALLOC_CONF there (an
 // unprivileged user could otherwise make it write reports to a descriptor, or install a

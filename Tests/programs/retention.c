@@ -119,19 +119,41 @@
  *                       64 MiB the parent frees go back while it sleeps.
  *   main_exit_after_remote_frees  a thread allocates 4,096 blocks of 16 KiB (64 MiB) and
  *                       sleeps; the main thread frees them all and 2 ms later calls
- *                       pthread_exit: the purger's last pass must give them back (within
+ *                       pthread_exit: the purger, which stays, must give them back (within
  *                       10 MiB of the start after 1.5 s, read by another thread). Before
- *                       (review R73): that pass skipped the walk of the page lists when the
- *                       previous one was less than 10 ms before, and up to 64 MiB stayed
- *                       (this case caught it in 1 of 6 runs: it needs that timing).
+ *                       (review R73), when the purger stopped there: its last pass skipped
+ *                       the walk of the page lists when the previous one was less than
+ *                       10 ms before, and up to 64 MiB stayed (this case caught it in 1 of
+ *                       6 runs: it needs that timing).
  *   main_pthread_exit   with the purger (and, with stats_signal, the reporter) running,
  *                       the main thread prints "ok" and ends with pthread_exit: the
  *                       process must exit 0 (it never ended: the C library waits for every
  *                       thread, swmalloc's own included).
- *   main_exit_fork_child  the main thread ends with pthread_exit (which stops the purger
- *                       for good); a thread then forks, and the child, whose main thread
- *                       is alive, must get a purger that gives back 64 MiB it frees (its
- *                       purger stayed off: 18.6 MiB kept after 1.5 s).
+ *   main_exit_fork_child  the main thread frees 64 MiB and ends with pthread_exit; a
+ *                       thread waits for them to go back (within 8 MiB of the start in
+ *                       3 s) and forks, and the child, whose main thread is alive, must
+ *                       get a purger that gives back 64 MiB it frees (when the main
+ *                       thread's end stopped the purger for good, the child's stayed off:
+ *                       18.6 MiB kept after 1.5 s).
+ *   main_exit_purger_stays  in a child process, the main thread ends with pthread_exit at
+ *                       once (as libdispatch's does in a Swift program with an async main);
+ *                       a thread allocates 40 MiB of 16 KiB blocks, frees the last 12 MiB
+ *                       and sleeps: 8 MiB of them must go back within 3 s (the purger
+ *                       stays after the main thread's end; stopped for good there, it left
+ *                       all 12 resident, review R97); then that thread ends, and the child
+ *                       must exit 0 within 4 s (the purger ends itself as the last thread;
+ *                       it takes milliseconds).
+ *   main_exit_last_without_heap  in a child, the main thread frees 64 MiB (the purger
+ *                       starts), starts a thread that never allocates and ends with
+ *                       pthread_exit; that thread ends 300 ms later without a hint to the
+ *                       purger: the child must exit 0 within 4 s (the purger counts the
+ *                       threads at least every second: about 0.5 s).
+ *   main_parked_in_destructor  in a child, the main thread frees 64 MiB and ends with
+ *                       pthread_exit, where a key destructor of the program's keeps it
+ *                       400 ms (libdispatch's never returns): the purger, alone with a main
+ *                       thread that has not ended, must stay; then the destructor starts
+ *                       the thread of main_exit_purger_stays (its 12 MiB must go back) and
+ *                       joins it, and the child must exit 0 within 4 s.
  *   long_lived_among_short  one long-lived thread and a stream of short-lived ones (one at
  *                       a time) each allocate 32 … 3,031-byte blocks and swap them into
  *                       512 shared slots, freeing the block each displaces (mostly another
@@ -496,7 +518,6 @@ static void purger_absent(void) {
     CHECKF(thread_count("swm-purger", NULL) == 1, "a small program got a second thread");
 }
 
-/** Allocates and frees 64 MiB of 1 KiB blocks; returns the RSS (MiB) just after the frees. */
 /** Allocates `n` (at most 65,536) blocks of `size` bytes, writes them, frees them all. */
 static void churn_blocks(int n, size_t size) {
     static void *blocks[65536];
@@ -508,6 +529,7 @@ static void churn_blocks(int n, size_t size) {
     for (int i = 0; i < n; i++) free(blocks[i]);
 }
 
+/** Allocates and frees 64 MiB of 1 KiB blocks; returns the RSS (MiB) just after the frees. */
 static double churn_64_mib(void) {
     churn_blocks(64 * 1024, 1024);
     return rss_mib();
@@ -1131,10 +1153,17 @@ static void main_pthread_exit(void) {
     pthread_exit(NULL);
 }
 
-/** After the main thread's pthread_exit: forks a child that frees 64 MiB and expects its
- *  purger to give them back, then says ok and ends the process. */
+/** main_exit_fork_child: the RSS before the main thread's churn. */
+static double fork_exit_start_rss;
+
+/** After the main thread's pthread_exit: waits for the parent's purger to give back the
+ *  64 MiB the main thread freed, forks a child that frees 64 MiB and expects its purger
+ *  to give them back, then says ok and ends the process. */
 static void *fork_after_main_exit(void *arg) {
-    sleep_ms(100);
+    long waited = 0;
+    double rss = rss_fall_to(fork_exit_start_rss + 8, 3000, &waited);
+    CHECKF(rss - fork_exit_start_rss <= 8, "%.1f MiB still resident 3 s after the main thread freed 64 MiB and "
+           "called pthread_exit (%.1f at the start)", rss, fork_exit_start_rss);
     /* Not `alone`: the child's first allocation (reading /proc) may start its purger. */
     fork_child_purger_returns("fork child after the main thread's pthread_exit", 0);
     printf("ok %s\n", running_case);
@@ -1144,6 +1173,7 @@ static void *fork_after_main_exit(void *arg) {
 }
 
 static void main_exit_fork_child(void) {
+    fork_exit_start_rss = rss_mib();
     churn_64_mib();
     pthread_t t;
     CHECK(pthread_create(&t, NULL, fork_after_main_exit, NULL) == 0);
@@ -1570,6 +1600,127 @@ static void reporter_futex_refused(void) {
     CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex refused", used);
 }
 
+/* ---- main_exit_purger_stays, main_exit_last_without_heap, main_parked_in_destructor ---- */
+
+static double monotonic_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/** Shared with the child of `ends_with_last_thread`: when its last thread ended. */
+static volatile double *last_thread_end;
+
+/** Allocates 40 MiB of 16 KiB blocks (the purger starts), frees the last 12 MiB and
+ *  sleeps: the purger must give them back (`who` names the case in messages). */
+static void free_12_of_40_then_sleep(const char *who) {
+    enum { N = 2560, FREED = 768 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        CHECK((blocks[i] = malloc(16384)) != NULL);
+        memset(blocks[i], 3, 16384);
+    }
+    double full = rss_mib();
+    for (int i = N - FREED; i < N; i++) free(blocks[i]);
+    long waited = 0;
+    double end = rss_fall_to(full - 8, 3000, &waited);
+    printf("%s: rss MiB with 40 MiB allocated %.1f, 12 MiB freed, after %ld ms %.1f\n", who, full, waited, end);
+    fflush(stdout);
+    CHECKF(full - end >= 8, "%s: %.1f of the 12 MiB freed still resident 3 s after the frees, the main thread "
+           "gone", who, 12 - (full - end));
+    for (int i = 0; i < N - FREED; i++) free(blocks[i]);
+}
+
+/** Runs `child_main` in a child process (whose main thread it is: it ends with
+ *  pthread_exit, leaving the process to its other threads) and expects the child to exit
+ *  0 within 4 s of the time its last thread records in `*last_thread_end`. */
+static void ends_with_last_thread(void (*child_main)(void), const char *who) {
+    last_thread_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(last_thread_end != MAP_FAILED);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        child_main();
+        pthread_exit(NULL);
+    }
+    int status = 0;
+    double deadline = monotonic_s() + 30;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (monotonic_s() > deadline) {
+            kill(pid, SIGKILL);
+            CHECK(waitpid(pid, &status, 0) == pid);
+            CHECKF(0, "%s: the child did not end 30 s after it started (killed)", who);
+        }
+        sleep_ms(5);
+    }
+    double ended = monotonic_s();
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: the child failed (status %#x)", who, status);
+    CHECKF(*last_thread_end > 0, "%s: the child's last thread did not record its end", who);
+    printf("%s: the child ended %.3f s after its last thread\n", who, ended - *last_thread_end);
+    CHECKF(ended - *last_thread_end <= 4, "%s: the child ended %.1f s after its last thread", who,
+           ended - *last_thread_end);
+}
+
+static void *freeing_last_thread(void *arg) {
+    free_12_of_40_then_sleep("main_exit_purger_stays");
+    *last_thread_end = monotonic_s();
+    return arg;
+}
+
+static void purger_stays_child(void) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, freeing_last_thread, NULL) == 0);
+}
+
+static void main_exit_purger_stays(void) { ends_with_last_thread(purger_stays_child, "main_exit_purger_stays"); }
+
+/** Never allocates: it never gets a heap, and its end gives the purger no hint. */
+static void *last_thread_without_heap(void *arg) {
+    sleep_ms(300);
+    *last_thread_end = monotonic_s();
+    return arg;
+}
+
+static void heapless_child(void) {
+    churn_64_mib();
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, last_thread_without_heap, NULL) == 0);
+}
+
+static void main_exit_last_without_heap(void) {
+    ends_with_last_thread(heapless_child, "main_exit_last_without_heap");
+}
+
+static pthread_key_t parking_key;
+
+/** The program's key destructor for the main thread, as libdispatch's for a program that
+ *  called dispatch_main: it does not return for a while (libdispatch's never does), and
+ *  the main thread stays a live thread. Meanwhile the purger is alone with it (it must
+ *  not end: the main thread has not ended), and then a new thread frees memory. */
+static void parked_main(void *value) {
+    (void)value;
+    sleep_ms(400);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, freeing_last_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+}
+
+static void parked_child(void) {
+    churn_64_mib();
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    CHECK(pthread_key_create(&parking_key, parked_main) == 0);
+    CHECK(pthread_setspecific(parking_key, &parking_key) == 0);
+}
+
+static void main_parked_in_destructor(void) {
+    ends_with_last_thread(parked_child, "main_parked_in_destructor");
+}
+
 /* ---- vos_thread_tables ---- */
 
 enum { VOS_THREADS = 16, VOS_MODULE_STRIDE = 32, VOS_MODULES = 65536 };
@@ -1637,6 +1788,8 @@ static const struct test_case cases[] = {
     {"purger_futex_refused", purger_futex_refused}, {"purger_futex_refused_later", purger_futex_refused_later},
     {"reporter_futex_refused", reporter_futex_refused},
     {"purger_refused_then_main_exits", purger_refused_then_main_exits},
+    {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
+    {"main_parked_in_destructor", main_parked_in_destructor},
 };
 
 int main(int argc, char **argv) {

@@ -203,6 +203,9 @@ int swmshim_signal(int signo, void (*handler)(int));
 int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
+/// The process's threads as the kernel counts them (/proc/self/stat), -1 without /proc;
+/// `*main_ended`: whether the main thread ended (a zombie until the last thread ends).
+int swmshim_thread_count(int *main_ended);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers
 /// ESRCH, and finds the calling thread); 0 when it exists, or may (a reused id, no
 /// permission, a tgkill that answers ESRCH for every thread).

@@ -595,8 +595,10 @@ extension Heap {
 /// Called by pthread when a thread that allocated exits.
 private func threadExited(_ raw: UnsafeMutableRawPointer?) {
     guard let raw, raw != swmshim_empty_heap_address() else { return }
-    if swmshim_gettid() == swmshim_getpid() { Process.mainThreadExiting() }
+    let main = swmshim_gettid() == swmshim_getpid()
+    if main { Process.mainThreadExiting() }
     Heap(raw).detach()
+    if !main { Purger.threadExited() }
 }
 
 /// Process-wide start-up, exit and fork handling.
@@ -614,10 +616,12 @@ enum Process {
     /// must end when the last of its threads does, and the C library counts swmalloc's
     /// own threads like any other, so a purger or a reporter would keep it alive for ever
     /// (an outside review: a program whose main thread called `pthread_exit` after 40 MB
-    /// of allocations never exited, SIGTERM included). Both are stopped for good: the
-    /// rest of the process runs as with `background=0`, and `stats_signal` reports no more.
+    /// of allocations never exited, SIGTERM included). The purger stays and ends itself
+    /// when it is the last thread (`Purger.mainThreadGone`), or, where the threads cannot
+    /// be counted, is stopped for good (the rest of the process runs as with
+    /// `background=0`); the reporter is stopped for good (`stats_signal` reports no more).
     static func mainThreadExiting() {
-        Purger.stopForGood()
+        if !Purger.mainThreadGone() { Purger.stopForGood() }
         SignalReport.stopForGood()
     }
 

@@ -144,6 +144,12 @@ enum Globals {
     /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).
     static var othersFreesDue: UnsafeMutablePointer<UInt64> { (base + 1648).assumingMemoryBound(to: UInt64.self) }
     static var othersWalkAt: UnsafeMutablePointer<UInt64> { (base + 1656).assumingMemoryBound(to: UInt64.self) }
+    /// 1 once the main thread ended with `pthread_exit` and the purger stays, ending itself
+    /// when it is the process's last thread (see `Purger.mainThreadGone`).
+    static var mainThreadGone: AtomicWord { AtomicWord(base + 1664) }
+    /// 1 when a thread's exit may have left the purger the process's last thread (after
+    /// the main thread's `pthread_exit`): the purger checks soon (see `Purger.run`).
+    static var purgerAloneHint: AtomicWord { AtomicWord(base + 1672) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
