@@ -322,6 +322,24 @@ __attribute__((no_builtin, visibility("hidden"))) void *swmshim_memmove(void *ds
     return dst;
 }
 
+/* Reads the file at `path` (a /proc file) whole, up to `size` - 1 bytes, with raw system
+ * calls (no allocation, no interposable libc call), and ends the text with a 0; returns
+ * the bytes read, or -1 when it cannot be opened. */
+static long read_proc_file(const char *path, char *text, size_t size) {
+    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (raw_status(fd) != 0) return -1;
+    size_t length = 0;
+    while (length < size - 1) {
+        long n = raw_syscall(SYS_read, fd, (long)(text + length), (long)(size - 1 - length), 0, 0, 0);
+        if (n == -EINTR) continue;
+        if (n <= 0) break;
+        length += (size_t)n;
+    }
+    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+    text[length] = 0;
+    return (long)length;
+}
+
 /* What start-up needs of the auxiliary vector (read by `read_auxv`, once). */
 static uintptr_t auxv_vdso;   /* AT_SYSINFO_EHDR: the vDSO's address, 0 if unknown */
 static int auxv_secure;       /* AT_SECURE, or, without /proc, whether the ids differ */
@@ -345,8 +363,10 @@ static int has_exec_capabilities(void) {
  * as privileged when its real and effective user or group ids differ, or when it is not
  * root's and has capabilities. */
 static void read_auxv(void) {
-    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/auxv", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-    if (raw_status(fd) != 0) {
+    /* Pairs of words up to AT_NULL's (a few dozen), and the 0 the reader ends with. */
+    unsigned long pairs[2 * 64 + 1];
+    long length = read_proc_file("/proc/self/auxv", (char *)pairs, sizeof pairs);
+    if (length < 0) {
         // What the kernel's AT_SECURE says, guessed: set-user-ID or set-group-ID (the ids
         // differ), or file capabilities (a process other than root's with a permitted
         // capability that is not ambient: ambient ones, a service manager's, do not make
@@ -357,12 +377,10 @@ static void read_auxv(void) {
             || (euid != 0 && has_exec_capabilities());
         return;
     }
-    unsigned long pair[2];
-    while (raw_syscall(SYS_read, fd, (long)pair, sizeof pair, 0, 0, 0) == (long)sizeof pair && pair[0] != AT_NULL) {
-        if (pair[0] == AT_SYSINFO_EHDR) auxv_vdso = pair[1];
-        else if (pair[0] == AT_SECURE) auxv_secure = pair[1] != 0;
+    for (long i = 0; (i + 1) * 2 * (long)sizeof(unsigned long) <= length && pairs[2 * i] != AT_NULL; i++) {
+        if (pairs[2 * i] == AT_SYSINFO_EHDR) auxv_vdso = pairs[2 * i + 1];
+        else if (pairs[2 * i] == AT_SECURE) auxv_secure = pairs[2 * i + 1] != 0;
     }
-    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
 }
 
 /* The address of the vDSO's function `name` (a defined function, by its ELF dynamic
@@ -414,17 +432,9 @@ static char start_environ[1 << 18];
 /* `name`'s value in the environment the process started with, else NULL (also without
  * /proc). */
 static const char *start_environ_value(const char *name, size_t length) {
-    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/environ", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-    if (raw_status(fd) != 0) return NULL;
-    size_t size = 0;
-    while (size < sizeof start_environ - 1) {
-        long n = raw_syscall(SYS_read, fd, (long)(start_environ + size), (long)(sizeof start_environ - 1 - size), 0, 0, 0);
-        if (n == -EINTR) continue;
-        if (n <= 0) break;
-        size += (size_t)n;
-    }
-    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
-    start_environ[size] = 0;
+    long got = read_proc_file("/proc/self/environ", start_environ, sizeof start_environ);
+    if (got < 0) return NULL;
+    size_t size = (size_t)got;
     for (size_t at = 0; at < size;) {
         size_t end = at + text_length(start_environ + at);
         if (end >= size) break;   /* cut at the buffer's end: not whole */
@@ -441,14 +451,9 @@ static const char *start_environ_value(const char *name, size_t length) {
  * a main thread that called pthread_exit stays counted, a zombie, while other threads
  * live; one whose key destructor never returns, as libdispatch's, does not end). */
 int swmshim_thread_count(int *main_ended) {
-    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/stat", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-    if (raw_status(fd) != 0) return -1;
     char text[1024];
-    long n;
-    do n = raw_syscall(SYS_read, fd, (long)text, (long)sizeof text - 1, 0, 0, 0); while (n == -EINTR);
-    raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+    long n = read_proc_file("/proc/self/stat", text, sizeof text);
     if (n <= 0) return -1;
-    text[n] = 0;
     /* The command name (field 2) may hold spaces and parentheses: fields 3 on follow
      * the last ')'. */
     const char *at = NULL;
@@ -499,14 +504,8 @@ static int strict_overcommit;
 // where a preloaded library's `open` or `getrlimit` that allocates would wait on that
 // lock for ever (an outside review's `open` hook deadlocked `free`).
 static void read_overcommit(void) {
-    int strict = 0;
-    long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)"/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-    if (raw_status(fd) == 0) {
-        char c = 0;
-        if (raw_syscall(SYS_read, fd, (long)&c, 1, 0, 0, 0) == 1 && c == '2') strict = 1;
-        raw_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
-    }
-    strict_overcommit = strict;
+    char text[4];
+    strict_overcommit = read_proc_file("/proc/sys/vm/overcommit_memory", text, sizeof text) > 0 && text[0] == '2';
 }
 
 int swmshim_address_space_limited(void) {
