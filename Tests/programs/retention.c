@@ -535,6 +535,15 @@ static double churn_64_mib(void) {
     return rss_mib();
 }
 
+/** Allocates and frees 64 MiB of 1 KiB blocks, which start the purger, and checks that it
+ *  runs (the case tests nothing otherwise). */
+static void churn_until_purger(void) {
+    churn_64_mib();
+    int found = 0;
+    thread_count("swm-purger", &found);
+    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+}
+
 /** The purger exists, gives `freed_rss` back within 600 ms and then sleeps. */
 static void expect_purger_returns(double start, double freed_rss, const char *who) {
     int found = 0;
@@ -1140,11 +1149,9 @@ static void purger_retries_start(void) {
 static const char *running_case;
 
 static void main_pthread_exit(void) {
-    churn_64_mib();
-    int found = 0;
-    thread_count("swm-purger", &found);
-    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    churn_until_purger();
     if (getenv("SWMALLOC_OPTIONS") && strstr(getenv("SWMALLOC_OPTIONS"), "stats_signal")) {
+        int found = 0;
         thread_count("swm-reporter", &found);
         CHECKF(found, "no reporter thread with stats_signal: nothing was tested");
     }
@@ -1573,10 +1580,7 @@ static void *refused_waker(void *arg) {
 }
 
 static void purger_refused_then_main_exits(void) {
-    churn_64_mib();
-    int found = 0;
-    thread_count("swm-purger", &found);
-    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    churn_until_purger();
     sleep_ms(600);   /* the purger goes to sleep without a timeout */
     pthread_t t;
     CHECK(pthread_create(&t, NULL, refused_waker, NULL) == 0);
@@ -1682,10 +1686,7 @@ static void *last_thread_without_heap(void *arg) {
 }
 
 static void heapless_child(void) {
-    churn_64_mib();
-    int found = 0;
-    thread_count("swm-purger", &found);
-    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    churn_until_purger();
     pthread_t t;
     CHECK(pthread_create(&t, NULL, last_thread_without_heap, NULL) == 0);
 }
@@ -1709,10 +1710,7 @@ static void parked_main(void *value) {
 }
 
 static void parked_child(void) {
-    churn_64_mib();
-    int found = 0;
-    thread_count("swm-purger", &found);
-    CHECKF(found, "no purger after 64 MiB were freed: nothing was tested");
+    churn_until_purger();
     CHECK(pthread_key_create(&parking_key, parked_main) == 0);
     CHECK(pthread_setspecific(parking_key, &parking_key) == 0);
 }
