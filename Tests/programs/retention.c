@@ -146,14 +146,29 @@
  *   main_exit_last_without_heap  in a child, the main thread frees 64 MiB (the purger
  *                       starts), starts a thread that never allocates and ends with
  *                       pthread_exit; that thread ends 300 ms later without a hint to the
- *                       purger: the child must exit 0 within 4 s (the purger counts the
- *                       threads at least every second: about 0.5 s).
+ *                       purger: the child must exit 0 within 4 s (the purger looks at
+ *                       least every second: about 0.5 s).
  *   main_parked_in_destructor  in a child, the main thread frees 64 MiB and ends with
  *                       pthread_exit, where a key destructor of the program's keeps it
  *                       400 ms (libdispatch's never returns): the purger, alone with a main
  *                       thread that has not ended, must stay; then the destructor starts
  *                       the thread of main_exit_purger_stays (its 12 MiB must go back) and
  *                       joins it, and the child must exit 0 within 4 s.
+ *   main_exit_raw_thread  as main_exit_last_without_heap, with one more thread made with a
+ *                       raw clone, which never ends: the kernel counts it, the C library
+ *                       does not (as io_uring's SQPOLL thread), and the child must exit 0
+ *                       within 4 s of its last C library thread (the purger counted the
+ *                       kernel's threads, and the child never ended: review R98).
+ *   main_exit_atexit_thread  in a child, an atexit handler records its signal mask and its
+ *                       thread's name; the main thread frees 64 MiB and ends with
+ *                       pthread_exit, and a thread frees 12 MiB and ends: the handler
+ *                       must run with SIGTERM and SIGUSR1 unblocked, in a thread named as
+ *                       the main thread (it ran in swm-purger with every signal blocked: a
+ *                       child it spawned could not be stopped, a SIGTERM was lost, R98).
+ *   main_exit_thread_chain  in a child whose main thread ended, a chain of 2,000 threads
+ *                       that each allocate, start the next and end: the purger must wake
+ *                       fewer than 200 times meanwhile (925 when every exit that left no
+ *                       live heap woke it, R98: the chain took twice as long).
  *   long_lived_among_short  one long-lived thread and a stream of short-lived ones (one at
  *                       a time) each allocate 32 … 3,031-byte blocks and swap them into
  *                       512 shared slots, freeing the block each displaces (mostly another
@@ -236,6 +251,9 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <stdatomic.h>
@@ -1612,8 +1630,17 @@ static double monotonic_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/** Shared with the child of `ends_with_last_thread`: when its last thread ended. */
-static volatile double *last_thread_end;
+/** Shared with the child of `ends_with_last_thread`: when its last thread ended, and what
+ *  the cases that look at the end itself found there. */
+struct child_end {
+    double last_thread;        /* CLOCK_MONOTONIC seconds */
+    int atexit_ran;            /* main_exit_atexit_thread: the handler ran */
+    int atexit_blocked;        /* ... SIGTERM or SIGUSR1 were blocked in it */
+    char atexit_name[16];      /* ... the name of the thread it ran in */
+    char main_name[16];        /* ... the main thread's name */
+    uint64_t wakeups;          /* main_exit_thread_chain: purger wake-ups during the chain */
+};
+static volatile struct child_end *child_end;
 
 /** Allocates 40 MiB of 16 KiB blocks (the purger starts), frees the last 12 MiB and
  *  sleeps: the purger must give them back (`who` names the case in messages). */
@@ -1637,10 +1664,10 @@ static void free_12_of_40_then_sleep(const char *who) {
 
 /** Runs `child_main` in a child process (whose main thread it is: it ends with
  *  pthread_exit, leaving the process to its other threads) and expects the child to exit
- *  0 within 4 s of the time its last thread records in `*last_thread_end`. */
+ *  0 within 4 s of the time its last thread records in `child_end->last_thread`. */
 static void ends_with_last_thread(void (*child_main)(void), const char *who) {
-    last_thread_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(last_thread_end != MAP_FAILED);
+    child_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(child_end != MAP_FAILED);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
@@ -1659,15 +1686,15 @@ static void ends_with_last_thread(void (*child_main)(void), const char *who) {
     }
     double ended = monotonic_s();
     CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: the child failed (status %#x)", who, status);
-    CHECKF(*last_thread_end > 0, "%s: the child's last thread did not record its end", who);
-    printf("%s: the child ended %.3f s after its last thread\n", who, ended - *last_thread_end);
-    CHECKF(ended - *last_thread_end <= 4, "%s: the child ended %.1f s after its last thread", who,
-           ended - *last_thread_end);
+    CHECKF(child_end->last_thread > 0, "%s: the child's last thread did not record its end", who);
+    printf("%s: the child ended %.3f s after its last thread\n", who, ended - child_end->last_thread);
+    CHECKF(ended - child_end->last_thread <= 4, "%s: the child ended %.1f s after its last thread", who,
+           ended - child_end->last_thread);
 }
 
 static void *freeing_last_thread(void *arg) {
     free_12_of_40_then_sleep("main_exit_purger_stays");
-    *last_thread_end = monotonic_s();
+    child_end->last_thread = monotonic_s();
     return arg;
 }
 
@@ -1681,7 +1708,7 @@ static void main_exit_purger_stays(void) { ends_with_last_thread(purger_stays_ch
 /** Never allocates: it never gets a heap, and its end gives the purger no hint. */
 static void *last_thread_without_heap(void *arg) {
     sleep_ms(300);
-    *last_thread_end = monotonic_s();
+    child_end->last_thread = monotonic_s();
     return arg;
 }
 
@@ -1717,6 +1744,99 @@ static void parked_child(void) {
 
 static void main_parked_in_destructor(void) {
     ends_with_last_thread(parked_child, "main_parked_in_destructor");
+}
+
+/** Never returns: a thread made with a raw clone, which the kernel counts among the
+ *  process's threads and the C library does not (as io_uring's SQPOLL thread). */
+static int raw_thread_body(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct timespec t = {1, 0};
+        syscall(SYS_nanosleep, &t, NULL);
+    }
+    return 0;
+}
+
+static void raw_thread_child(void) {
+    static char stack[1 << 16] __attribute__((aligned(16)));
+    churn_until_purger();
+    CHECK(clone(raw_thread_body, stack + sizeof stack,
+                CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, NULL) > 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, last_thread_without_heap, NULL) == 0);
+}
+
+static void main_exit_raw_thread(void) { ends_with_last_thread(raw_thread_child, "main_exit_raw_thread"); }
+
+/** The atexit handler of main_exit_atexit_thread: records its signal mask and its
+ *  thread's name. */
+static void record_exit_thread(void) {
+    sigset_t mask;
+    CHECK(pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0);
+    child_end->atexit_blocked = sigismember(&mask, SIGTERM) || sigismember(&mask, SIGUSR1);
+    char name[16] = "";
+    prctl(PR_GET_NAME, name, 0, 0, 0);
+    memcpy((char *)child_end->atexit_name, name, sizeof name);
+    child_end->atexit_ran = 1;
+}
+
+static void atexit_child(void) {
+    char name[16] = "";
+    prctl(PR_GET_NAME, name, 0, 0, 0);
+    memcpy((char *)child_end->main_name, name, sizeof name);
+    CHECK(atexit(record_exit_thread) == 0);
+    churn_until_purger();
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, freeing_last_thread, NULL) == 0);
+}
+
+static void main_exit_atexit_thread(void) {
+    ends_with_last_thread(atexit_child, "main_exit_atexit_thread");
+    CHECKF(child_end->atexit_ran, "the child's atexit handler did not run");
+    printf("atexit handler: thread '%s' (main '%s'), SIGTERM or SIGUSR1 blocked: %d\n",
+           (const char *)child_end->atexit_name, (const char *)child_end->main_name, child_end->atexit_blocked);
+    CHECKF(!child_end->atexit_blocked, "the child's atexit handler ran with SIGTERM or SIGUSR1 blocked");
+    CHECKF(strcmp((const char *)child_end->atexit_name, (const char *)child_end->main_name) == 0,
+           "the child's atexit handler ran in a thread named '%s', not '%s'",
+           (const char *)child_end->atexit_name, (const char *)child_end->main_name);
+}
+
+enum { CHAIN_THREADS = 2000 };
+static uint64_t chain_wakeups_before;
+
+/** Allocates (so that it has a heap), starts the next thread of the chain and ends; the
+ *  last one records the purger's wake-ups during the chain and its end. */
+static void *chain_link(void *arg) {
+    long k = (long)arg;
+    free(malloc(64));
+    if (k + 1 < CHAIN_THREADS) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        CHECK(pthread_create(&t, &attr, chain_link, (void *)(k + 1)) == 0);
+        pthread_attr_destroy(&attr);
+    } else {
+        child_end->wakeups = purger_wakeups() - chain_wakeups_before;
+        child_end->last_thread = monotonic_s();
+    }
+    return NULL;
+}
+
+static void chain_child(void) {
+    churn_until_purger();
+    sleep_ms(50);
+    chain_wakeups_before = purger_wakeups();
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, chain_link, (void *)0) == 0);
+}
+
+static void main_exit_thread_chain(void) {
+    ends_with_last_thread(chain_child, "main_exit_thread_chain");
+    printf("purger wake-ups during a chain of %d threads: %llu\n", CHAIN_THREADS,
+           (unsigned long long)child_end->wakeups);
+    CHECKF(child_end->wakeups < CHAIN_THREADS / 10, "the purger woke %llu times during a chain of %d threads",
+           (unsigned long long)child_end->wakeups, CHAIN_THREADS);
 }
 
 /* ---- vos_thread_tables ---- */
@@ -1787,7 +1907,8 @@ static const struct test_case cases[] = {
     {"reporter_futex_refused", reporter_futex_refused},
     {"purger_refused_then_main_exits", purger_refused_then_main_exits},
     {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
-    {"main_parked_in_destructor", main_parked_in_destructor},
+    {"main_parked_in_destructor", main_parked_in_destructor}, {"main_exit_raw_thread", main_exit_raw_thread},
+    {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
 };
 
 int main(int argc, char **argv) {

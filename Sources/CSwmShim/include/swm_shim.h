@@ -203,9 +203,15 @@ int swmshim_signal(int signo, void (*handler)(int));
 int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
-/// The process's threads as the kernel counts them (/proc/self/stat), -1 without /proc;
-/// `*main_ended`: whether the main thread ended (a zombie until the last thread ends).
-int swmshim_thread_count(int *main_ended);
+/// At the main thread's pthread_exit: finds glibc's count of its threads and saves the main
+/// thread's signal mask and name; 0 when the count is not found (not glibc).
+int swmshim_main_thread_ending(void);
+/// glibc's count of its threads, the purger included (0 before `swmshim_main_thread_ending`
+/// found it): the C library ends the process when it falls to 0.
+unsigned swmshim_glibc_threads(void);
+/// The purger, now the process's last thread, takes the main thread's signal mask and name:
+/// the process's exit (atexit handlers, destructors) runs in it.
+void swmshim_become_last_thread(void);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers
 /// ESRCH, and finds the calling thread); 0 when it exists, or may (a reused id, no
 /// permission, a tgkill that answers ESRCH for every thread).

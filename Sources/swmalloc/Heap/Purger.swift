@@ -221,40 +221,46 @@ enum Purger {
     }
 
     /// The main thread ends with `pthread_exit` (`Process.mainThreadExiting`): the C library
-    /// ends the process when its last thread ends, and counts the purger like any other, so
-    /// from now on the purger ends itself once it is the last (it checks the kernel's count
-    /// of the process's threads, `swmshim_thread_count`, soon after a thread gave up the
-    /// last live heap, and at `alonePollMax` or `alonePollMaxLong` intervals); its thread's
-    /// end then ends the process, with status 0, as the program's last thread would have.
+    /// ends the process when its last thread ends, and counts the purger like any other,
+    /// so from now on the purger ends itself once it is the last: once the C library's own
+    /// count of its threads (`swmshim_glibc_threads`) is 1. It looks soon after a hint (a
+    /// thread that ends while that count is at most 2: itself and the purger) and at least
+    /// every `alonePollMax`; ending, it takes the main thread's signal mask and name
+    /// (`swmshim_become_last_thread`), and its thread's end ends the process with status
+    /// 0, the program's `atexit` handlers and destructors running in it, as in the
+    /// program's last thread.
     ///
-    /// Returns false where the threads cannot be counted (no /proc): the caller then stops
+    /// Returns false where that count cannot be found (not glibc): the caller then stops
     /// the purger for good, as it did everywhere before. Stopping it everywhere turned it
     /// off in every program whose main thread ends early, and so in every Swift program
     /// with an `async` main, whose main thread libdispatch ends at start-up (review R97:
     /// 12 MB a thread freed before going idle stayed resident, 33.9 MB against 20.1 MB with
-    /// a synchronous main).
+    /// a synchronous main). The kernel's count of threads, tried first, counts threads the
+    /// C library does not wait for (io_uring's SQPOLL thread, one made with a raw `clone`):
+    /// with one of them the process never ended (review R98).
     static func mainThreadGone() -> Bool {
-        var mainEnded: Int32 = 0
-        if swmshim_thread_count(&mainEnded) < 0 { return false }
+        if swmshim_main_thread_ending() == 0 { return false }
         _ = Globals.mainThreadGone.exchange(1)
         pokeAlone()
         return true
     }
 
     /// After a thread's exit gave up its heap (`threadExited`): with the main thread gone
-    /// and no live heap left, the purger may be the last thread but for this one, and
-    /// checks soon. Cost otherwise: one load.
+    /// and at most this thread and the purger left in the C library's count, the purger
+    /// may soon be the last, and looks. Other exits give no hint (a chain of 20,000
+    /// threads that each started the next woke the purger 10,000 times and took twice as
+    /// long when every exit that left no live heap gave one: review R98). Cost
+    /// otherwise: one load.
     static func threadExited() {
-        if Globals.mainThreadGone.loadRelaxed() != 0 && Counters.shared.pointee.heaps.load(ordering: .relaxed) == 0 {
-            pokeAlone()
-        }
+        if Globals.mainThreadGone.loadRelaxed() != 0 && swmshim_glibc_threads() <= 2 { pokeAlone() }
     }
 
-    /// Asks the purger to check at once, and then every `alonePollFirst`, doubling, whether
+    /// Asks the purger to look at once, and then every `alonePollFirst`, doubling, whether
     /// it is the last thread. The signal word gets 2, a value neither of its waits expects,
     /// after the hint: a purger that read the hint before it was set cleared the word before
-    /// that read (sequentially consistent, see `run`), so its wait returns at once, or is
-    /// woken. A purger that is off and asleep (`stopIfRefused`) is woken too, and ends.
+    /// that read (sequentially consistent, see `run`), so its untimed wait returns at once,
+    /// or is woken; before a timed wait, whose store of 1 may overwrite the 2, it reads the
+    /// hint again. A purger that is off and asleep (`stopIfRefused`) is woken too, and ends.
     private static func pokeAlone() {
         _ = Globals.purgerAloneHint.exchange(1)
         if Globals.purgerState.loadRelaxed() == 0 { return }
@@ -262,18 +268,15 @@ enum Purger {
         _ = swmshim_futex_wake(Globals.purgerSignal, 1)
     }
 
-    /// After the main thread's `pthread_exit`: the first wait before the purger counts the
-    /// threads again after a hint, and the longest: once the main thread has ended and no
-    /// heap is live (the threads left never allocated, and end without a hint), and
-    /// otherwise (a thread that gives up the last live heap gives a hint; a main thread
-    /// kept alive by a key destructor of the program's, as libdispatch's, which never
-    /// returns, gives none when it ends; a heap whose thread ended without giving it up
-    /// keeps the count above zero). The longest is how late the process may end after
-    /// its last thread when no hint comes, and how often an idle purger wakes meanwhile
-    /// (an idle Swift program with an `async` main: once in 8 s).
+    /// After the main thread's `pthread_exit`: the first wait before the purger looks again
+    /// after a hint, and the longest. The longest is how late the process may end after
+    /// its last thread when no hint comes (that thread never allocated; a key destructor
+    /// of the program's ran long after swmalloc's; two threads ended at once, each seeing
+    /// the other in the count), and how often an idle purger wakes meanwhile (once a
+    /// second: a Swift program with an `async` main, whose main thread libdispatch keeps
+    /// asleep for good).
     static let alonePollFirst: UInt64 = 1_000_000
     static let alonePollMax: UInt64 = 1_000_000_000
-    static let alonePollMaxLong: UInt64 = 8_000_000_000
 
     /// The purger's loop: a pass, then sleep until the oldest waiting memory expires (at
     /// least an eighth of the delay, so a steady stream of frees costs at most eight
@@ -284,15 +287,18 @@ enum Purger {
     /// set to 1, which silences announcements: memory freed from then on expires after
     /// the planned wake (`due` ≤ now + delay), so the wake finds it anyway.
     ///
-    /// After the main thread's `pthread_exit` (`mainThreadGone`) no wait is untimed: the
-    /// purger counts the threads before each pass, at `poll` intervals that double from
-    /// `alonePollFirst` after each hint, and ends when it is the last. It reads the hint
-    /// after clearing the signal word (both sequentially consistent): a hint it misses is
-    /// set after that read, and the signal word's 2 that follows it makes the wait return.
-    /// A last pass would be wasted there: the process ends with this thread.
+    /// After the main thread's `pthread_exit` (`mainThreadGone`) no wait is longer than
+    /// `poll`: the purger looks before each pass whether it is the last thread, at `poll`
+    /// intervals that double from `alonePollFirst` after each hint, and ends when it is.
+    /// It reads the hint after clearing the signal word, and again after setting it to 1
+    /// before a timed wait (all sequentially consistent): a hint it misses at the first
+    /// read is set after it, and either the word's 2 that follows makes the untimed wait
+    /// return, or the second read sees it (review R98: without that read, a hint between
+    /// the pass and the store of 1 was overwritten, and the purger slept the whole purge
+    /// delay, up to 1,000 s, keeping the process alive). It makes no last pass then: the
+    /// process ends with it.
     private static func run() -> UnsafeMutableRawPointer? {
         var poll = alonePollFirst
-        var mainEnded: Int32 = 0
         while true {
             if stopped {
                 pass(now: OS.nowNanoseconds(), delay: 0, force: false, last: true)
@@ -302,11 +308,10 @@ enum Purger {
             let gone = Globals.mainThreadGone.loadSequentiallyConsistent() != 0
             if gone {
                 if Globals.purgerAloneHint.exchange(0) != 0 { poll = alonePollFirst }
-                let threads = swmshim_thread_count(&mainEnded)
-                if threads < 0 || threads == 1 || (threads == 2 && mainEnded != 0) {
+                if swmshim_glibc_threads() <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
-                    if threads > 0 { return nil }
-                    continue   // no longer counted: off for good, its last pass next
+                    swmshim_become_last_thread()
+                    return nil
                 }
             }
             Counters.shared.pointee.purgerWakeups.wrappingAdd(1, ordering: .relaxed)
@@ -321,13 +326,11 @@ enum Purger {
                 var wait = due > now &+ floor ? due - now : floor
                 if gone && wait > poll { wait = poll }
                 signal.pointee.store(1, ordering: .sequentiallyConsistent)
-                if !stopped { stopIfRefused(swmshim_futex_wait_ns(Globals.purgerSignal, 1, wait)) }
+                if !stopped && Globals.purgerAloneHint.loadSequentiallyConsistent() == 0 {
+                    stopIfRefused(swmshim_futex_wait_ns(Globals.purgerSignal, 1, wait))
+                }
             }
-            if gone {
-                let quiet = mainEnded != 0 && Counters.shared.pointee.heaps.load(ordering: .relaxed) == 0
-                let most = quiet ? alonePollMax : alonePollMaxLong
-                poll = poll < most / 2 ? poll &* 2 : most
-            }
+            if gone { poll = poll < alonePollMax / 2 ? poll &* 2 : alonePollMax }
         }
     }
 
