@@ -550,11 +550,13 @@ SWM_FORWARD(swm_vos_report, swmimpl_vos_report)
 // ---- at load ----
 void swmimpl_process_start(void);
 
-/// The library's constructor: options, the loading thread's heap, and the exit, fork and
+/// The library's constructor: glibc's thread count found (for the purger, see
+/// swmshim_main_thread_ending), options, the loading thread's heap, and the exit, fork and
 /// signal handlers (Process.start), so that a program that never calls malloc still gets
 /// what its options ask for. errno is kept: a C program starts with errno 0.
 __attribute__((constructor)) static void swm_load(void) {
     int saved = errno;
+    swmshim_find_glibc_threads();
     swmimpl_process_start();
     errno = saved;
 }

@@ -457,12 +457,21 @@ static const unsigned int *glibc_threads;
 static sigset_t main_mask;
 static char main_name[16];
 
+/* Where glibc's count is (NULL: not found), looked up by the library's constructor: not
+ * later, at the main thread's end, which may come in a fork child's handler (a fork made
+ * from a key destructor), where the loader's lock that dlsym takes may be held for good
+ * by a thread the child does not have. */
+static const unsigned int *glibc_threads_found;
+
+void swmshim_find_glibc_threads(void) {
+    glibc_threads_found = dlsym(RTLD_DEFAULT, "__nptl_nthreads");
+}
+
 int swmshim_main_thread_ending(void) {
-    const unsigned int *count = dlsym(RTLD_DEFAULT, "__nptl_nthreads");
-    if (!count) return 0;
+    if (!glibc_threads_found) return 0;
     pthread_sigmask(SIG_BLOCK, NULL, &main_mask);
     prctl(PR_GET_NAME, main_name, 0, 0, 0);
-    __atomic_store_n(&glibc_threads, count, __ATOMIC_RELEASE);
+    __atomic_store_n(&glibc_threads, glibc_threads_found, __ATOMIC_RELEASE);
     return 1;
 }
 

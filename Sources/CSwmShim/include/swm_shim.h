@@ -203,8 +203,10 @@ int swmshim_signal(int signo, void (*handler)(int));
 int swmshim_thread_start(void *(*body)(void *), const char *name);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
-/// At the main thread's pthread_exit: finds glibc's count of its threads and saves the main
-/// thread's signal mask and name; 0 when the count is not found (not glibc).
+/// At load (the library's constructor): looks up glibc's count of its threads.
+void swmshim_find_glibc_threads(void);
+/// At the main thread's pthread_exit: saves the main thread's signal mask and name and
+/// makes glibc's count of its threads readable; 0 when the count was not found (not glibc).
 int swmshim_main_thread_ending(void);
 /// glibc's count of its threads, the purger included (0 before `swmshim_main_thread_ending`
 /// found it): the C library ends the process when it falls to 0.
