@@ -133,7 +133,10 @@ void swm_stats_print(int fd, int json);
 size_t swm_collect(void);
 
 /** Times the background purger (thread "swm-purger") woke up since the process started;
- *  0 when it never ran. It sleeps without a timeout while nothing waits for its purge. */
+ *  0 when it never ran. It sleeps without a timeout while nothing waits for its purge,
+ *  except once the main thread ended with pthread_exit (a Swift program with an async
+ *  main, a C program's dispatch_main): then it wakes at least once a second, to end
+ *  itself when it is the process's last thread. */
 uint64_t swm_purger_wakeups(void);
 
 /** Small-block pages set up since the process started (a span of a segment becoming a
