@@ -64,9 +64,10 @@ typedef struct swm_stats {
                            memory went back but whose address space is kept, count
                            in mapped only) */
     size_t huge_blocks; /* live blocks mapped on their own: above 2 MiB when allocated
-                           (with an alignment up to 64 KiB), or aligned to 4 MiB or
-                           more, whatever their size; realloc may shrink one in place
-                           below 2 MiB */
+                           (with an alignment up to 64 KiB, or a larger one when the
+                           block does not fit a segment's large pages: 3 MiB aligned
+                           to 2 MiB), or aligned to 4 MiB or more, whatever their
+                           size; realloc may shrink one in place below 2 MiB */
     size_t heaps;       /* threads with a heap */
     size_t abandoned_segments; /* segments of exited threads not yet reclaimed */
     size_t mallocs;     /* allocations since start */
