@@ -447,37 +447,38 @@ static const char *start_environ_value(const char *name, size_t length) {
 }
 
 /* glibc's count of its threads (`__nptl_nthreads`, the word libthread_db reads to list
- * threads; found by name, GLIBC_PRIVATE), once the main thread ended: the C library ends
- * the process when it falls to 0, and the purger is alone once it is 1. Kernel counts
- * include threads the C library does not wait for (io_uring's SQPOLL thread, a thread
- * made with a raw clone: review R98), so they are not used. */
+ * threads; found by name, GLIBC_PRIVATE): the C library ends the process when it falls
+ * to 0. Kernel counts include threads the C library does not wait for (io_uring's SQPOLL
+ * thread, a thread made with a raw clone: review R98), so they are not used. Looked up
+ * by the library's constructor (NULL: not found), not later: the main thread's end may
+ * come in a fork child's handler (a fork made from a key destructor), where the loader's
+ * lock that dlsym takes may be held for good by a thread the child does not have. */
 static const unsigned int *glibc_threads;
-/* The main thread's signal mask and name at its pthread_exit: the purger's, once it is
- * the last thread and the process's exit runs in it. */
+/* The main thread's signal mask and name at its pthread_exit: the purger's, if it ends
+ * as the last thread and the process's exit runs in it. */
 static sigset_t main_mask;
 static char main_name[16];
 
-/* Where glibc's count is (NULL: not found), looked up by the library's constructor: not
- * later, at the main thread's end, which may come in a fork child's handler (a fork made
- * from a key destructor), where the loader's lock that dlsym takes may be held for good
- * by a thread the child does not have. */
-static const unsigned int *glibc_threads_found;
-
 void swmshim_find_glibc_threads(void) {
-    glibc_threads_found = dlsym(RTLD_DEFAULT, "__nptl_nthreads");
+    glibc_threads = dlsym(RTLD_DEFAULT, "__nptl_nthreads");
 }
 
 int swmshim_main_thread_ending(void) {
-    if (!glibc_threads_found) return 0;
+    if (!glibc_threads) return 0;
     pthread_sigmask(SIG_BLOCK, NULL, &main_mask);
     prctl(PR_GET_NAME, main_name, 0, 0, 0);
-    __atomic_store_n(&glibc_threads, glibc_threads_found, __ATOMIC_RELEASE);
     return 1;
 }
 
 unsigned swmshim_glibc_threads(void) {
-    const unsigned int *count = __atomic_load_n(&glibc_threads, __ATOMIC_ACQUIRE);
-    return count ? __atomic_load_n(count, __ATOMIC_RELAXED) : 0;
+    return glibc_threads ? __atomic_load_n(glibc_threads, __ATOMIC_RELAXED) : 0;
+}
+
+void swmshim_wait_glibc_threads(unsigned most, uint64_t timeout_ns) {
+    struct timespec pause = {0, 100000};
+    for (uint64_t waited = 0; swmshim_glibc_threads() > most && waited < timeout_ns; waited += 100000) {
+        raw_syscall(SYS_nanosleep, (long)&pause, 0, 0, 0, 0, 0);
+    }
 }
 
 void swmshim_become_last_thread(void) {

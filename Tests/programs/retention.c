@@ -165,6 +165,13 @@
  *                       must run with SIGTERM and SIGUSR1 unblocked, in a thread named as
  *                       the main thread (it ran in swm-purger with every signal blocked: a
  *                       child it spawned could not be stopped, a SIGTERM was lost, R98).
+ *   main_exit_last_thread_state  in a child whose main thread ended, the last thread
+ *                       frees 12 MiB, blocks SIGTERM and SIGUSR1 (which has a handler),
+ *                       sends both to the process, sets a thread-local text and ends: the
+ *                       child must exit 0 (the signals stay pending, as under glibc), the
+ *                       handler must not run, and an atexit handler must read that text
+ *                       (the exit runs in the last thread; when the purger ended last, it
+ *                       ran the exit with the main thread's mask: status 143, R100).
  *   main_exit_thread_chain  in a child whose main thread ended, a chain of 2,000 threads
  *                       that each allocate, start the next and end: the purger must wake
  *                       fewer than 200 times meanwhile (925 when every exit that left no
@@ -1639,6 +1646,9 @@ struct child_end {
     char atexit_name[16];      /* ... the name of the thread it ran in */
     char main_name[16];        /* ... the main thread's name */
     uint64_t wakeups;          /* main_exit_thread_chain: purger wake-ups during the chain */
+    char last_words[32];       /* main_exit_last_thread_state: the last thread's thread-local
+                                  text, as the atexit handler read it */
+    int usr1_ran;              /* ... the SIGUSR1 handler ran */
 };
 static volatile struct child_end *child_end;
 
@@ -1801,6 +1811,51 @@ static void main_exit_atexit_thread(void) {
            (const char *)child_end->atexit_name, (const char *)child_end->main_name);
 }
 
+/** main_exit_last_thread_state: the last thread's thread-local text. */
+static __thread char last_words[32];
+
+static void usr1_handler(int signo) {
+    (void)signo;
+    child_end->usr1_ran = 1;
+}
+
+/** The atexit handler: records the thread-local text of the thread it runs in. */
+static void record_last_words(void) {
+    memcpy((char *)child_end->last_words, last_words, sizeof last_words);
+}
+
+/** Blocks SIGTERM and SIGUSR1, sends both to the process (no thread can take them, so they
+ *  stay pending for good, as glibc leaves them), sets its thread-local text and ends. */
+static void *ending_with_signals_blocked(void *arg) {
+    free_12_of_40_then_sleep("main_exit_last_thread_state");
+    sigset_t both;
+    sigemptyset(&both);
+    sigaddset(&both, SIGTERM);
+    sigaddset(&both, SIGUSR1);
+    CHECK(pthread_sigmask(SIG_BLOCK, &both, NULL) == 0);
+    CHECK(kill(getpid(), SIGUSR1) == 0 && kill(getpid(), SIGTERM) == 0);
+    strcpy(last_words, "the last thread's words");
+    child_end->last_thread = monotonic_s();
+    return arg;
+}
+
+static void last_thread_state_child(void) {
+    CHECK(signal(SIGUSR1, usr1_handler) != SIG_ERR);
+    CHECK(atexit(record_last_words) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, ending_with_signals_blocked, NULL) == 0);
+}
+
+static void main_exit_last_thread_state(void) {
+    ends_with_last_thread(last_thread_state_child, "main_exit_last_thread_state");
+    printf("atexit handler read '%s'; SIGUSR1 handler ran: %d\n", (const char *)child_end->last_words,
+           child_end->usr1_ran);
+    CHECKF(strcmp((const char *)child_end->last_words, "the last thread's words") == 0,
+           "the child's atexit handler did not run in its last thread (it read '%s')",
+           (const char *)child_end->last_words);
+    CHECKF(!child_end->usr1_ran, "a signal the last thread had blocked was delivered at the child's exit");
+}
+
 enum { CHAIN_THREADS = 2000 };
 static uint64_t chain_wakeups_before;
 
@@ -1909,6 +1964,7 @@ static const struct test_case cases[] = {
     {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
     {"main_parked_in_destructor", main_parked_in_destructor}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
+    {"main_exit_last_thread_state", main_exit_last_thread_state},
 };
 
 int main(int argc, char **argv) {

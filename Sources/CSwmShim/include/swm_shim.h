@@ -205,12 +205,15 @@ int swmshim_thread_start(void *(*body)(void *), const char *name);
 int swmshim_gettid(void);
 /// At load (the library's constructor): looks up glibc's count of its threads.
 void swmshim_find_glibc_threads(void);
-/// At the main thread's pthread_exit: saves the main thread's signal mask and name and
-/// makes glibc's count of its threads readable; 0 when the count was not found (not glibc).
+/// At the main thread's pthread_exit: saves its signal mask and name; 0 when glibc's count
+/// of its threads was not found (not glibc).
 int swmshim_main_thread_ending(void);
-/// glibc's count of its threads, the purger included (0 before `swmshim_main_thread_ending`
-/// found it): the C library ends the process when it falls to 0.
+/// glibc's count of its threads, swmalloc's own included (0 when not found): the C library
+/// ends the process when it falls to 0.
 unsigned swmshim_glibc_threads(void);
+/// Sleeps (100 µs at a time, raw system calls) until glibc's count is at most `most`, or
+/// for `timeout_ns`.
+void swmshim_wait_glibc_threads(unsigned most, uint64_t timeout_ns);
 /// The purger, now the process's last thread, takes the main thread's signal mask and name:
 /// the process's exit (atexit handlers, destructors) runs in it.
 void swmshim_become_last_thread(void);

@@ -592,13 +592,15 @@ extension Heap {
     }
 }
 
-/// Called by pthread when a thread that allocated exits.
+/// Called by pthread when a thread that allocated exits; and once more, in the next round
+/// of key destructors, with the exited-heap address as the key's value, when the thread may
+/// be the last but for the purger (`Purger.mayEndBeforeThisThread`).
 private func threadExited(_ raw: UnsafeMutableRawPointer?) {
     guard let raw, raw != swmshim_empty_heap_address() else { return }
-    let main = swmshim_gettid() == swmshim_getpid()
-    if main { Process.mainThreadExiting() }
+    if raw == swmshim_exited_heap_address() { return Purger.endBeforeLastThread() }
+    if swmshim_gettid() == swmshim_getpid() { Process.mainThreadExiting() }
     Heap(raw).detach()
-    if !main { Purger.threadExited() }
+    if Purger.mayEndBeforeThisThread() { swmshim_thread_key_set(swmshim_exited_heap_address()) }
 }
 
 /// Process-wide start-up, exit and fork handling.

@@ -218,19 +218,23 @@ enum Purger {
         if state == 1 || (state == 2 && Options.current.pointee.background) { Globals.purgerState.store(0) }
         Globals.mainThreadGone.store(0)
         Globals.purgerAloneHint.store(0)
+        Globals.purgerEndNow.store(0)
     }
 
     /// The main thread ends with `pthread_exit` (`Process.mainThreadExiting`): the C library
     /// ends the process when its last thread ends, and counts the purger like any other,
-    /// so from now on the purger ends itself once it is the last: once the C library's own
-    /// count of its threads (`swmshim_glibc_threads`) is 1. It looks soon after a hint (a
-    /// thread that ends while that count is at most 2: itself and the purger) and at least
-    /// every `alonePollMax`; ending, it takes the main thread's signal mask and name
-    /// (`swmshim_become_last_thread`), and its thread's end ends the process with status
-    /// 0, the program's `atexit` handlers and destructors running in it, as in the
-    /// program's last thread.
+    /// so the purger must not outlive the others. A thread that ends through swmalloc's
+    /// key destructor as one of the C library's last two threads, the purger being the
+    /// other, ends the purger first (`endBeforeLastThread`), so that the process's exit
+    /// runs in that thread as without swmalloc. For the threads that end otherwise (they
+    /// never allocated; a key destructor of the program's ran after swmalloc's second
+    /// call; two ended at once), the purger from now on looks at least every
+    /// `alonePollMax` (1 ms after this call, doubling) whether the C library's count of
+    /// its threads (`swmshim_glibc_threads`) is 1, and then ends with the main thread's
+    /// signal mask and name (`swmshim_become_last_thread`): its thread's end ends the
+    /// process with status 0, the program's `atexit` handlers running in it.
     ///
-    /// Returns false where that count cannot be found (not glibc): the caller then stops
+    /// Returns false where that count was not found (not glibc): the caller then stops
     /// the purger for good, as it did everywhere before. Stopping it everywhere turned it
     /// off in every program whose main thread ends early, and so in every Swift program
     /// with an `async` main, whose main thread libdispatch ends at start-up (review R97:
@@ -245,15 +249,38 @@ enum Purger {
         return true
     }
 
-    /// After a thread's exit gave up its heap (`threadExited`): with the main thread gone
-    /// and at most this thread and the purger left in the C library's count, the purger
-    /// may soon be the last, and looks. Other exits give no hint (a chain of 20,000
-    /// threads that each started the next woke the purger 10,000 times and took twice as
-    /// long when every exit that left no live heap gave one: review R98). Cost
-    /// otherwise: one load.
-    static func threadExited() {
-        if Globals.mainThreadGone.loadRelaxed() != 0 && swmshim_glibc_threads() <= 2 { pokeAlone() }
+    /// At a thread's exit, after its heap was given up: true when the purger runs and the
+    /// C library counts at most 3 threads (this one, the purger, and one more that may
+    /// end at the same time). swmalloc's key destructor is then called once more, in the
+    /// next round, after the program's key destructors of this one (`endBeforeLastThread`);
+    /// a main thread that one of them keeps for good (libdispatch's) never gets there.
+    static func mayEndBeforeThisThread() -> Bool {
+        let threads = swmshim_glibc_threads()
+        return threads != 0 && threads <= 3 && Globals.purgerState.loadRelaxed() == 1
     }
+
+    /// swmalloc's key destructor's second call (`mayEndBeforeThisThread`): when this thread
+    /// and the purger are the C library's last two threads, the purger ends first, without
+    /// a last pass (the process is ending), and this thread waits until the C library no
+    /// longer counts it (at most `endWaitNanoseconds`). The process's exit then runs in
+    /// this thread, the last, as without swmalloc: with its thread-local data, its signal
+    /// mask and name (review R100: when the purger ended last, it ran the exit with the
+    /// main thread's mask, which delivered a signal the last thread had blocked and glibc
+    /// never delivers, and without the last thread's thread-local data; before, with every
+    /// signal blocked, R98). A thread that ends the purger and then starts another in a
+    /// later key destructor leaves the process as with `background=0`.
+    static func endBeforeLastThread() {
+        if swmshim_glibc_threads() != 2 || Globals.purgerState.loadRelaxed() != 1 { return }
+        _ = Globals.purgerEndNow.exchange(1)
+        if !Globals.purgerState.compareExchange(expected: 1, desired: 2).exchanged { return }
+        signal.pointee.store(2, ordering: .sequentiallyConsistent)
+        _ = swmshim_futex_wake(Globals.purgerSignal, 1)
+        swmshim_wait_glibc_threads(1, endWaitNanoseconds)
+    }
+
+    /// The longest a thread waits for the purger to end (`endBeforeLastThread`): a pass
+    /// under way ends first.
+    static let endWaitNanoseconds: UInt64 = 2_000_000_000
 
     /// Asks the purger to look at once, and then every `alonePollFirst`, doubling, whether
     /// it is the last thread. The signal word gets 2, a value neither of its waits expects,
@@ -269,12 +296,10 @@ enum Purger {
     }
 
     /// After the main thread's `pthread_exit`: the first wait before the purger looks again
-    /// after a hint, and the longest. The longest is how late the process may end after
-    /// its last thread when no hint comes (that thread never allocated; a key destructor
-    /// of the program's ran long after swmalloc's; two threads ended at once, each seeing
-    /// the other in the count), and how often an idle purger wakes meanwhile (once a
-    /// second: a Swift program with an `async` main, whose main thread libdispatch keeps
-    /// asleep for good).
+    /// whether it is the last thread, and the longest. The longest is how late the process
+    /// may end after a last thread that did not end the purger (see `mainThreadGone`), and
+    /// how often an idle purger wakes meanwhile (once a second: a Swift program with an
+    /// `async` main, whose main thread libdispatch keeps asleep for good).
     static let alonePollFirst: UInt64 = 1_000_000
     static let alonePollMax: UInt64 = 1_000_000_000
 
@@ -301,7 +326,9 @@ enum Purger {
         var poll = alonePollFirst
         while true {
             if stopped {
-                pass(now: OS.nowNanoseconds(), delay: 0, force: false, last: true)
+                if Globals.purgerEndNow.loadSequentiallyConsistent() == 0 {
+                    pass(now: OS.nowNanoseconds(), delay: 0, force: false, last: true)
+                }
                 return nil
             }
             signal.pointee.store(0, ordering: .sequentiallyConsistent)

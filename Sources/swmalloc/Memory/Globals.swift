@@ -147,9 +147,12 @@ enum Globals {
     /// 1 once the main thread ended with `pthread_exit` and the purger stays, ending itself
     /// when it is the process's last thread (see `Purger.mainThreadGone`).
     static var mainThreadGone: AtomicWord { AtomicWord(base + 1664) }
-    /// 1 when a thread's exit may have left the purger the process's last thread (after
-    /// the main thread's `pthread_exit`): the purger checks soon (see `Purger.run`).
+    /// 1 when the main thread's `pthread_exit` was announced to the purger: it looks
+    /// soon whether it is the last thread (see `Purger.run`).
     static var purgerAloneHint: AtomicWord { AtomicWord(base + 1672) }
+    /// 1 when a thread that is to be the process's last ends the purger
+    /// (`Purger.endBeforeLastThread`): it returns without a last pass.
+    static var purgerEndNow: AtomicWord { AtomicWord(base + 1680) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
