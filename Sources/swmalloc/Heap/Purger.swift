@@ -314,8 +314,8 @@ enum Purger {
     ///
     /// After the main thread's `pthread_exit` (`mainThreadGone`) no wait is longer than
     /// `poll`: the purger looks before each pass whether it is the last thread, at `poll`
-    /// intervals that double from `alonePollFirst` after each hint, and ends when it is.
-    /// It reads the hint after clearing the signal word, and again after setting it to 1
+    /// intervals that double from `alonePollFirst` after the hint of the main thread's end
+    /// (`pokeAlone`), and ends when it is. It reads the hint after clearing the signal word, and again after setting it to 1
     /// before a timed wait (all sequentially consistent): a hint it misses at the first
     /// read is set after it, and either the word's 2 that follows makes the untimed wait
     /// return, or the second read sees it (review R98: without that read, a hint between
