@@ -474,11 +474,9 @@ unsigned swmshim_glibc_threads(void) {
     return glibc_threads ? __atomic_load_n(glibc_threads, __ATOMIC_RELAXED) : 0;
 }
 
-void swmshim_wait_glibc_threads(unsigned most, uint64_t timeout_ns) {
+void swmshim_pause_100us(void) {
     struct timespec pause = {0, 100000};
-    for (uint64_t waited = 0; swmshim_glibc_threads() > most && waited < timeout_ns; waited += 100000) {
-        raw_syscall(SYS_nanosleep, (long)&pause, 0, 0, 0, 0, 0);
-    }
+    raw_syscall(SYS_nanosleep, (long)&pause, 0, 0, 0, 0, 0);
 }
 
 void swmshim_become_last_thread(void) {

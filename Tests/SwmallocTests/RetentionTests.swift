@@ -18,7 +18,7 @@ let retentionCases = [
     "thread_churn_wide_classes", "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
     "locked_memory_resident", "partly_locked_span", "purger_retries_start", "vos_thread_tables", "purger_futex_refused", "purger_futex_refused_later", "reporter_futex_refused", "purger_refused_then_main_exits",
     "main_exit_purger_stays", "main_exit_last_without_heap", "main_parked_in_destructor", "main_exit_raw_thread",
-    "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_last_thread_state",
+    "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_last_thread_state", "purger_start_race",
 ]
 
 /// Options each case runs with (the defaults unless named here).

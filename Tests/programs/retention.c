@@ -172,6 +172,12 @@
  *                       handler must not run, and an atexit handler must read that text
  *                       (the exit runs in the last thread; when the purger ended last, it
  *                       ran the exit with the main thread's mask: status 143, R100).
+ *   purger_start_race   the main thread starts the purger (mallopt(M_TRIM_THRESHOLD, 0))
+ *                       through a pthread_create that this program slows by 50 ms, while
+ *                       its only other thread ends: that exit must take under 1 s and the
+ *                       purger must run afterwards (a thread that ended during the start
+ *                       took the starting purger for a running one, stopped it and waited
+ *                       4 s for a thread count that never came: review R102).
  *   main_exit_thread_chain  in a child whose main thread ended, a chain of 2,000 threads
  *                       that each allocate, start the next and end: the purger must wake
  *                       fewer than 200 times meanwhile (925 when every exit that left no
@@ -1894,6 +1900,47 @@ static void main_exit_thread_chain(void) {
            (unsigned long long)child_end->wakeups, CHAIN_THREADS);
 }
 
+/** purger_start_race: while set, the next pthread_create (the purger's) sleeps 50 ms
+ *  before it creates its thread, as a slow stack mapping or a preemption would. */
+static atomic_int slow_thread_start;
+
+/** Every pthread_create of the program and of swmalloc goes through here (the program's
+ *  definition comes first in symbol lookup); it only passes the call on, but for
+ *  purger_start_race. */
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*body)(void *), void *arg) {
+    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (!real) real = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
+    if (atomic_exchange(&slow_thread_start, 0)) sleep_ms(50);
+    return real(thread, attr, body, arg);
+}
+
+static atomic_int race_go;
+static double race_worker_end;
+
+static void *race_worker(void *arg) {
+    free(malloc(100));
+    while (!atomic_load(&race_go)) sleep_ms(1);
+    sleep_ms(10);
+    race_worker_end = monotonic_s();
+    return arg;
+}
+
+static void purger_start_race(void) {
+    pthread_t worker;
+    CHECK(pthread_create(&worker, NULL, race_worker, NULL) == 0);
+    sleep_ms(20);
+    atomic_store(&slow_thread_start, 1);
+    atomic_store(&race_go, 1);
+    mallopt(M_TRIM_THRESHOLD, 0);   /* starts the purger now, through the slowed pthread_create */
+    CHECK(pthread_join(worker, NULL) == 0);
+    double exit_took = monotonic_s() - race_worker_end;
+    int found = 0;
+    thread_count("swm-purger", &found);
+    printf("the worker's exit took %.3f s; swm-purger %s\n", exit_took, found ? "runs" : "is gone");
+    CHECKF(exit_took < 1, "a thread's exit took %.1f s while the purger was being started", exit_took);
+    CHECKF(found, "no purger after a thread ended while it was being started");
+}
+
 /* ---- vos_thread_tables ---- */
 
 enum { VOS_THREADS = 16, VOS_MODULE_STRIDE = 32, VOS_MODULES = 65536 };
@@ -1964,7 +2011,7 @@ static const struct test_case cases[] = {
     {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
     {"main_parked_in_destructor", main_parked_in_destructor}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
-    {"main_exit_last_thread_state", main_exit_last_thread_state},
+    {"main_exit_last_thread_state", main_exit_last_thread_state}, {"purger_start_race", purger_start_race},
 };
 
 int main(int argc, char **argv) {

@@ -211,9 +211,8 @@ int swmshim_main_thread_ending(void);
 /// glibc's count of its threads, swmalloc's own included (0 when not found): the C library
 /// ends the process when it falls to 0.
 unsigned swmshim_glibc_threads(void);
-/// Sleeps (100 µs at a time, raw system calls) until glibc's count is at most `most`, or
-/// for `timeout_ns`.
-void swmshim_wait_glibc_threads(unsigned most, uint64_t timeout_ns);
+/// Sleeps 100 µs (a raw system call: no cancellation point, errno kept).
+void swmshim_pause_100us(void);
 /// The purger, now the process's last thread, takes the main thread's signal mask and name:
 /// the process's exit (atexit handlers, destructors) runs in it.
 void swmshim_become_last_thread(void);

@@ -59,17 +59,22 @@ enum SignalReport {
     /// (`Futex.refused`: a seccomp filter), which would return at once every time (review
     /// R95: the reporter took 100 % of a CPU). Signals then write no report: the handler's
     /// wake is refused too.
+    ///
+    /// `Globals.reporterAlive` is 1 while it runs (see `Purger.endBeforeLastThread`).
     private static func reporter() -> UnsafeMutableRawPointer? {
+        Globals.reporterAlive.store(1)
         while true {
             let raised = flag.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
-            if running.loadSequentiallyConsistent() == 2 { return nil }
+            if running.loadSequentiallyConsistent() == 2 { break }
             if raised {
                 Stats.printReport(atExit: false)
             } else if Futex.refused(swmshim_futex_wait(requested, 0)) {
                 _ = running.compareExchange(expected: 1, desired: 2)
-                return nil
+                break
             }
         }
+        Globals.reporterAlive.store(0)
+        return nil
     }
 
     /// Called on allocation slow paths: in a fork child, where no reporter runs, a raised
@@ -89,6 +94,7 @@ enum SignalReport {
     /// file (review R45).
     static func forkChild() {
         running.store(0)
+        Globals.reporterAlive.store(0)
         flag.pointee.store(0, ordering: .relaxed)
         Globals.reportLock.reset()
     }

@@ -219,6 +219,7 @@ enum Purger {
         Globals.mainThreadGone.store(0)
         Globals.purgerAloneHint.store(0)
         Globals.purgerEndNow.store(0)
+        Globals.purgerAlive.store(0)
     }
 
     /// The main thread ends with `pthread_exit` (`Process.mainThreadExiting`): the C library
@@ -249,33 +250,52 @@ enum Purger {
         return true
     }
 
-    /// At a thread's exit, after its heap was given up: true when the purger runs and the
-    /// C library counts at most 3 threads (this one, the purger, and one more that may
-    /// end at the same time). swmalloc's key destructor is then called once more, in the
-    /// next round, after the program's key destructors of this one (`endBeforeLastThread`);
-    /// a main thread that one of them keeps for good (libdispatch's) never gets there.
-    static func mayEndBeforeThisThread() -> Bool {
-        let threads = swmshim_glibc_threads()
-        return threads != 0 && threads <= 3 && Globals.purgerState.loadRelaxed() == 1
+    /// swmalloc's own threads running their loops (the purger, the signal reporter): each
+    /// is counted by the C library while its flag is set (see `Globals.purgerAlive`).
+    private static var ownThreads: UInt {
+        Globals.purgerAlive.loadSequentiallyConsistent() &+ Globals.reporterAlive.loadSequentiallyConsistent()
     }
 
-    /// swmalloc's key destructor's second call (`mayEndBeforeThisThread`): when this thread
-    /// and the purger are the C library's last two threads, the purger ends first, without
-    /// a last pass (the process is ending), and this thread waits until the C library no
-    /// longer counts it (at most `endWaitNanoseconds`). The process's exit then runs in
+    /// At a thread's exit, after its heap was given up: true when one of swmalloc's own
+    /// threads runs and the C library counts at most 2 more threads (this one, and one more
+    /// that may end at the same time). swmalloc's key destructor is then called once more,
+    /// in the next round, after the program's key destructors of this one
+    /// (`endBeforeLastThread`); a main thread that one of them keeps for good
+    /// (libdispatch's) never gets there.
+    static func mayEndBeforeThisThread() -> Bool {
+        let own = ownThreads
+        let threads = UInt(swmshim_glibc_threads())
+        return own != 0 && threads != 0 && threads <= own &+ 2
+    }
+
+    /// swmalloc's key destructor's second call (`mayEndBeforeThisThread`): when every other
+    /// thread the C library counts is one of swmalloc's own, running (the purger, the
+    /// reporter: counted from before their flags are set until after they are cleared, so
+    /// a thread being started, flag not yet set, keeps the count above), they end first:
+    /// the purger without a last pass (the process is ending) but releasing the heaps
+    /// parked with it, the reporter for good; and this thread waits until the C library
+    /// counts only itself (at most `endWaitNanoseconds`). The process's exit then runs in
     /// this thread, the last, as without swmalloc: with its thread-local data, its signal
     /// mask and name (review R100: when the purger ended last, it ran the exit with the
     /// main thread's mask, which delivered a signal the last thread had blocked and glibc
     /// never delivers, and without the last thread's thread-local data; before, with every
-    /// signal blocked, R98). A thread that ends the purger and then starts another in a
-    /// later key destructor leaves the process as with `background=0`.
+    /// signal blocked, R98). Review R102: tested on the purger's state alone, a thread
+    /// ending while the only other one was starting the purger (state 1, not yet counted)
+    /// stopped it and waited 4 s for a count that never came, in a program whose main
+    /// thread lived; and the heaps parked when it ended stayed for good (106 MB) in a
+    /// process that went on.
     static func endBeforeLastThread() {
-        if swmshim_glibc_threads() != 2 || Globals.purgerState.loadRelaxed() != 1 { return }
-        _ = Globals.purgerEndNow.exchange(1)
-        if !Globals.purgerState.compareExchange(expected: 1, desired: 2).exchanged { return }
-        signal.pointee.store(2, ordering: .sequentiallyConsistent)
-        _ = swmshim_futex_wake(Globals.purgerSignal, 1)
-        swmshim_wait_glibc_threads(1, endWaitNanoseconds)
+        let own = ownThreads
+        if own == 0 || UInt(swmshim_glibc_threads()) != own &+ 1 { return }
+        SignalReport.stopForGood()
+        if Globals.purgerAlive.loadSequentiallyConsistent() != 0 {
+            _ = Globals.purgerEndNow.exchange(1)
+            Globals.purgerState.store(2)
+            signal.pointee.store(2, ordering: .sequentiallyConsistent)
+            _ = swmshim_futex_wake(Globals.purgerSignal, 1)
+        }
+        let deadline = OS.nowNanoseconds() &+ endWaitNanoseconds
+        while swmshim_glibc_threads() > 1 && OS.nowNanoseconds() < deadline { swmshim_pause_100us() }
     }
 
     /// The longest a thread waits for the purger to end (`endBeforeLastThread`): a pass
@@ -323,12 +343,16 @@ enum Purger {
     /// delay, up to 1,000 s, keeping the process alive). It makes no last pass then: the
     /// process ends with it.
     private static func run() -> UnsafeMutableRawPointer? {
+        Globals.purgerAlive.store(1)
         var poll = alonePollFirst
         while true {
             if stopped {
                 if Globals.purgerEndNow.loadSequentiallyConsistent() == 0 {
                     pass(now: OS.nowNanoseconds(), delay: 0, force: false, last: true)
+                } else {
+                    releaseParkedNow()
                 }
+                Globals.purgerAlive.store(0)
                 return nil
             }
             signal.pointee.store(0, ordering: .sequentiallyConsistent)
@@ -338,6 +362,7 @@ enum Purger {
                 if swmshim_glibc_threads() <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
                     swmshim_become_last_thread()
+                    Globals.purgerAlive.store(0)
                     return nil
                 }
             }
@@ -371,6 +396,16 @@ enum Purger {
     /// (before, what was freed from then on stayed resident: review R95, 265 MB).
     private static func stopIfRefused(_ result: Int) {
         if Futex.refused(result) { _ = Globals.purgerState.compareExchange(expected: 1, desired: 2) }
+    }
+
+    /// The purger's end before the process's last thread (`endBeforeLastThread`): no pass
+    /// (the process is ending), but the heaps parked with it are released, since nothing
+    /// else would release them if the program went on (a key destructor of the last
+    /// thread's that starts a thread: review R102, 106 MB kept).
+    private static func releaseParkedNow() {
+        Globals.passLock.lock()
+        _ = Heap.releaseParked(now: OS.nowNanoseconds(), delay: 0)
+        Globals.passLock.unlock()
     }
 
     /// One pass over everything that may hold memory waiting for its purge; returns when
