@@ -471,7 +471,9 @@ int swmshim_main_thread_ending(void) {
 }
 
 unsigned swmshim_glibc_threads(void) {
-    return glibc_threads ? __atomic_load_n(glibc_threads, __ATOMIC_RELAXED) : 0;
+    /* Acquire: glibc's decrement is a read-modify-write with release order, so a thread's
+     * own stores before it (swmalloc's count of its own threads) are seen after. */
+    return glibc_threads ? __atomic_load_n(glibc_threads, __ATOMIC_ACQUIRE) : 0;
 }
 
 void swmshim_pause_100us(void) {

@@ -40,6 +40,8 @@ enum SignalReport {
         if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
         if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 {
             _ = running.compareExchange(expected: 1, desired: 0)   // not over a stop for good
+        } else {
+            Purger.ownThreadStarted()
         }
     }
 
@@ -59,10 +61,8 @@ enum SignalReport {
     /// (`Futex.refused`: a seccomp filter), which would return at once every time (review
     /// R95: the reporter took 100 % of a CPU). Signals then write no report: the handler's
     /// wake is refused too.
-    ///
-    /// `Globals.reporterAlive` is 1 while it runs (see `Purger.endBeforeLastThread`).
+    /// It leaves `Globals.ownThreads` as it returns (see `Purger.endBeforeLastThread`).
     private static func reporter() -> UnsafeMutableRawPointer? {
-        Globals.reporterAlive.store(1)
         while true {
             let raised = flag.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
             if running.loadSequentiallyConsistent() == 2 { break }
@@ -73,7 +73,7 @@ enum SignalReport {
                 break
             }
         }
-        Globals.reporterAlive.store(0)
+        Purger.ownThreadEnding()
         return nil
     }
 
@@ -94,7 +94,6 @@ enum SignalReport {
     /// file (review R45).
     static func forkChild() {
         running.store(0)
-        Globals.reporterAlive.store(0)
         flag.pointee.store(0, ordering: .relaxed)
         Globals.reportLock.reset()
     }

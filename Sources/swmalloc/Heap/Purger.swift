@@ -178,6 +178,8 @@ enum Purger {
             // thread's `pthread_exit`) set 2, which must stay, or a purger started a second
             // later would keep the process alive (it blocks every signal; review R12).
             _ = Globals.purgerState.compareExchange(expected: 1, desired: 0)
+        } else {
+            ownThreadStarted()
         }
     }
 
@@ -219,7 +221,7 @@ enum Purger {
         Globals.mainThreadGone.store(0)
         Globals.purgerAloneHint.store(0)
         Globals.purgerEndNow.store(0)
-        Globals.purgerAlive.store(0)
+        Globals.ownThreads.store(0)   // the purger and the reporter were not copied
     }
 
     /// The main thread ends with `pthread_exit` (`Process.mainThreadExiting`): the C library
@@ -250,11 +252,17 @@ enum Purger {
         return true
     }
 
-    /// swmalloc's own threads running their loops (the purger, the signal reporter): each
-    /// is counted by the C library while its flag is set (see `Globals.purgerAlive`).
+    /// swmalloc's own threads the C library counts, at most (`Globals.ownThreads`; 0 while
+    /// the count is short of a thread that ended before its creator added it).
     private static var ownThreads: UInt {
-        Globals.purgerAlive.loadSequentiallyConsistent() &+ Globals.reporterAlive.loadSequentiallyConsistent()
+        let n = Int(bitPattern: Globals.ownThreads.loadSequentiallyConsistent())
+        return n > 0 ? UInt(n) : 0
     }
+
+    /// One of swmalloc's own threads was created (`pthread_create` returned 0), or is
+    /// returning from its body: see `Globals.ownThreads`.
+    static func ownThreadStarted() { Globals.ownThreads.add(1) }
+    static func ownThreadEnding() { Globals.ownThreads.subtract(1) }
 
     /// At a thread's exit, after its heap was given up: true when one of swmalloc's own
     /// threads runs and the C library counts at most 2 more threads (this one, and one more
@@ -262,16 +270,20 @@ enum Purger {
     /// in the next round, after the program's key destructors of this one
     /// (`endBeforeLastThread`); a main thread that one of them keeps for good
     /// (libdispatch's) never gets there.
+    ///
+    /// The C library's count is read first: a thread of ours that left it subtracted
+    /// itself from `ownThreads` before (see `swmshim_glibc_threads`), so the two never
+    /// count it once each way.
     static func mayEndBeforeThisThread() -> Bool {
-        let own = ownThreads
         let threads = UInt(swmshim_glibc_threads())
+        let own = ownThreads
         return own != 0 && threads != 0 && threads <= own &+ 2
     }
 
     /// swmalloc's key destructor's second call (`mayEndBeforeThisThread`): when every other
-    /// thread the C library counts is one of swmalloc's own, running (the purger, the
-    /// reporter: counted from before their flags are set until after they are cleared, so
-    /// a thread being started, flag not yet set, keeps the count above), they end first:
+    /// thread the C library counts is one of swmalloc's own (the purger, the reporter:
+    /// `ownThreads` never counts one the C library does not, so a thread being started by
+    /// another thread keeps the C library's count above), they end first:
     /// the purger without a last pass (the process is ending) but releasing the heaps
     /// parked with it, the reporter for good; and this thread waits until the C library
     /// counts only itself (at most `endWaitNanoseconds`). The process's exit then runs in
@@ -285,12 +297,12 @@ enum Purger {
     /// thread lived; and the heaps parked when it ended stayed for good (106 MB) in a
     /// process that went on.
     static func endBeforeLastThread() {
+        let threads = UInt(swmshim_glibc_threads())   // first: see `mayEndBeforeThisThread`
         let own = ownThreads
-        if own == 0 || UInt(swmshim_glibc_threads()) != own &+ 1 { return }
+        if own == 0 || threads != own &+ 1 { return }
         SignalReport.stopForGood()
-        if Globals.purgerAlive.loadSequentiallyConsistent() != 0 {
-            _ = Globals.purgerEndNow.exchange(1)
-            Globals.purgerState.store(2)
+        _ = Globals.purgerEndNow.exchange(1)
+        if Globals.purgerState.exchange(2) != 0 {
             signal.pointee.store(2, ordering: .sequentiallyConsistent)
             _ = swmshim_futex_wake(Globals.purgerSignal, 1)
         }
@@ -343,7 +355,6 @@ enum Purger {
     /// delay, up to 1,000 s, keeping the process alive). It makes no last pass then: the
     /// process ends with it.
     private static func run() -> UnsafeMutableRawPointer? {
-        Globals.purgerAlive.store(1)
         var poll = alonePollFirst
         while true {
             if stopped {
@@ -352,7 +363,7 @@ enum Purger {
                 } else {
                     releaseParkedNow()
                 }
-                Globals.purgerAlive.store(0)
+                ownThreadEnding()
                 return nil
             }
             signal.pointee.store(0, ordering: .sequentiallyConsistent)
@@ -362,7 +373,7 @@ enum Purger {
                 if swmshim_glibc_threads() <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
                     swmshim_become_last_thread()
-                    Globals.purgerAlive.store(0)
+                    ownThreadEnding()
                     return nil
                 }
             }

@@ -153,11 +153,13 @@ enum Globals {
     /// 1 when a thread that is to be the process's last ends the purger
     /// (`Purger.endBeforeLastThread`): it returns without a last pass.
     static var purgerEndNow: AtomicWord { AtomicWord(base + 1680) }
-    /// 1 while the purger's thread, and the signal reporter's, runs its loop: set by the
-    /// thread itself at its start (the C library counts it from before then) and cleared
-    /// just before it returns (it is counted until after). See `Purger.endBeforeLastThread`.
-    static var purgerAlive: AtomicWord { AtomicWord(base + 1688) }
-    static var reporterAlive: AtomicWord { AtomicWord(base + 1696) }
+    /// swmalloc's own threads (the purger, the signal reporter) that the C library may
+    /// count, never more: the creator adds 1 once `pthread_create` returned (the C library
+    /// counted the thread from inside that call), the thread subtracts 1 just before it
+    /// returns (it is counted until after). So it may fall short for a moment, never
+    /// exceed; it is a signed count stored in a word (the thread's subtraction may come
+    /// first). See `Purger.endBeforeLastThread`.
+    static var ownThreads: AtomicWord { AtomicWord(base + 1688) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
