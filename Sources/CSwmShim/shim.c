@@ -778,7 +778,11 @@ int swmshim_signal(int signo, void (*handler)(int)) {
     return r;
 }
 
-int swmshim_thread_start(void *(*body)(void *), const char *name) {
+/* Set by swmshim_thread_start from before its pthread_create until it has counted the
+ * thread; cleared in a fork child (swmshim_thread_start_forget). */
+static __thread int thread_start_pending;
+
+int swmshim_thread_start(void *(*body)(void *), const char *name, unsigned long *counter) {
     int saved = errno;
     // The thread starts with every signal blocked, so that it never runs a program's
     // handler, and is detached: nobody joins it. Its mask is set through the attributes,
@@ -803,12 +807,25 @@ int swmshim_thread_start(void *(*body)(void *), const char *name) {
     // The default stack size: a smaller one fails (EINVAL) in a program whose static TLS
     // does not fit it, and untouched stack pages cost address space only.
     pthread_t thread;
+    thread_start_pending = 1;
     r = pthread_create(&thread, &attr, body, NULL);
     if (r == 0) pthread_setname_np(thread, name);
     pthread_attr_destroy(&attr);
+    // Counted once pthread_create returned (glibc counted the thread inside it), and only
+    // in the process that has the thread: a fork (from a signal handler) after
+    // pthread_create returned and before the signals are blocked leaves the child's copy
+    // of this thread with the mark cleared (swmshim_thread_start_forget), and no fork can
+    // come while they are blocked, between the test and the add.
+    sigset_t old;
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (r == 0 && thread_start_pending) __atomic_add_fetch(counter, 1, __ATOMIC_SEQ_CST);
+    thread_start_pending = 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     return r;
 }
+
+void swmshim_thread_start_forget(void) { thread_start_pending = 0; }
 
 int swmshim_gettid(void) { return (int)raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0); }
 

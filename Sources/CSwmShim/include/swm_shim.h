@@ -199,8 +199,11 @@ int swmshim_signal_usable(int signo);
 /// Installs `handler` for signal `signo` (SA_RESTART); returns 0 on success.
 int swmshim_signal(int signo, void (*handler)(int));
 /// Starts a detached thread named `name` (at most 15 characters, as `top -H` shows it)
-/// running `body` with every signal blocked; 0 on success.
-int swmshim_thread_start(void *(*body)(void *), const char *name);
+/// running `body` with every signal blocked; 0 on success, and then `*counter` gets 1 more
+/// (swmalloc's count of its own threads), unless a fork came in between (in the child).
+int swmshim_thread_start(void *(*body)(void *), const char *name, unsigned long *counter);
+/// In a fork child: a thread start under way in the forking thread adds nothing.
+void swmshim_thread_start_forget(void);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);
 /// At load (the library's constructor): looks up glibc's count of its threads.

@@ -38,10 +38,9 @@ enum SignalReport {
     private static func start() {
         if !Process.mayStartThread() { return }
         if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 {
+        if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self),
+                                Globals.ownThreadsWord) != 0 {
             _ = running.compareExchange(expected: 1, desired: 0)   // not over a stop for good
-        } else {
-            Purger.ownThreadStarted()
         }
     }
 

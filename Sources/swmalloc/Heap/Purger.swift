@@ -172,14 +172,13 @@ enum Purger {
         let retryAt = Globals.purgerRetryAt.loadRelaxed()
         if retryAt != 0 && UInt(OS.nowNanoseconds()) < retryAt { return }
         if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self)) != 0 {
+        if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self),
+                                Globals.ownThreadsWord) != 0 {
             Globals.purgerRetryAt.store(UInt(OS.nowNanoseconds()) &+ retryNanoseconds)
             // Back to "not started" only from "running": a `stopForGood` meanwhile (the main
             // thread's `pthread_exit`) set 2, which must stay, or a purger started a second
             // later would keep the process alive (it blocks every signal; review R12).
             _ = Globals.purgerState.compareExchange(expected: 1, desired: 0)
-        } else {
-            ownThreadStarted()
         }
     }
 
@@ -222,6 +221,7 @@ enum Purger {
         Globals.purgerAloneHint.store(0)
         Globals.purgerEndNow.store(0)
         Globals.ownThreads.store(0)   // the purger and the reporter were not copied
+        swmshim_thread_start_forget()
     }
 
     /// The main thread ends with `pthread_exit` (`Process.mainThreadExiting`): the C library
@@ -259,9 +259,8 @@ enum Purger {
         return n > 0 ? UInt(n) : 0
     }
 
-    /// One of swmalloc's own threads was created (`pthread_create` returned 0), or is
-    /// returning from its body: see `Globals.ownThreads`.
-    static func ownThreadStarted() { Globals.ownThreads.add(1) }
+    /// One of swmalloc's own threads is returning from its body (its creation was counted
+    /// by `swmshim_thread_start`): see `Globals.ownThreads`.
     static func ownThreadEnding() { Globals.ownThreads.subtract(1) }
 
     /// At a thread's exit, after its heap was given up: true when one of swmalloc's own

@@ -155,11 +155,13 @@ enum Globals {
     static var purgerEndNow: AtomicWord { AtomicWord(base + 1680) }
     /// swmalloc's own threads (the purger, the signal reporter) that the C library may
     /// count, never more: the creator adds 1 once `pthread_create` returned (the C library
-    /// counted the thread from inside that call), the thread subtracts 1 just before it
+    /// counted the thread from inside that call; in `swmshim_thread_start`, not in a fork
+    /// child that came in between: review R104), the thread subtracts 1 just before it
     /// returns (it is counted until after). So it may fall short for a moment, never
     /// exceed; it is a signed count stored in a word (the thread's subtraction may come
     /// first). See `Purger.endBeforeLastThread`.
     static var ownThreads: AtomicWord { AtomicWord(base + 1688) }
+    static var ownThreadsWord: UnsafeMutablePointer<UInt> { (base + 1688).assumingMemoryBound(to: UInt.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
