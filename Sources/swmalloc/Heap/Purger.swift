@@ -227,8 +227,8 @@ enum Purger {
     /// The main thread ends with `pthread_exit` (`Process.mainThreadExiting`): the C library
     /// ends the process when its last thread ends, and counts the purger like any other,
     /// so the purger must not outlive the others. A thread that ends through swmalloc's
-    /// key destructor as one of the C library's last two threads, the purger being the
-    /// other, ends the purger first (`endBeforeLastThread`), so that the process's exit
+    /// key destructor while the C library counts only it and swmalloc's own threads ends
+    /// those first (`endBeforeLastThread`), so that the process's exit
     /// runs in that thread as without swmalloc. For the threads that end otherwise (they
     /// never allocated; a key destructor of the program's ran after swmalloc's second
     /// call; two ended at once), the purger from now on looks at least every
