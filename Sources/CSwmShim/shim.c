@@ -780,7 +780,7 @@ int swmshim_signal(int signo, void (*handler)(int)) {
 
 /* Set by swmshim_thread_start from before its pthread_create until it has counted the
  * thread; cleared in a fork child (swmshim_thread_start_forget). */
-static __thread int thread_start_pending;
+static __thread int thread_start_pending __attribute__((tls_model("initial-exec")));
 
 /* The attributes every thread of swmalloc's starts with (detached, every signal
  * blocked), set up once and kept: 0 not set up, 1 being set up, 2 ready. Their signal
