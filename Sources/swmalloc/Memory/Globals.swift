@@ -161,6 +161,7 @@ enum Globals {
     /// exceed; it is a signed count stored in a word (the thread's subtraction may come
     /// first). See `Purger.endBeforeLastThread`.
     static var ownThreads: AtomicWord { AtomicWord(base + 1688) }
+    /// The same word, for `swmshim_thread_start`, which adds to it from C.
     static var ownThreadsWord: UnsafeMutablePointer<UInt> { (base + 1688).assumingMemoryBound(to: UInt.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
