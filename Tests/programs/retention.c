@@ -236,6 +236,10 @@
  *                       0.25 s of CPU (the purger stops for good, as with background=0;
  *                       before, it went round its loop without sleeping: 0.65 … 0.98 s
  *                       of CPU a second, review R93).
+ *   purger_futex_eagain, purger_futex_eintr, purger_futex_zero  the same under a filter
+ *                       that answers futex with EAGAIN, EINTR or 0 (success without
+ *                       sleeping): every wait returns at once, as a wait the purger may
+ *                       take for a wake-up; it must not spin either.
  *   purger_futex_refused_later  64 MiB freed start the purger, which gives them back
  *                       and sleeps without a timeout; then the filter refuses futex in
  *                       the main thread, which allocates and frees 256 MiB of 4 KiB
@@ -254,6 +258,7 @@
  *                       stats_signal reporter starts under it: while the program sleeps
  *                       1 s the process must use under 0.25 s of CPU (the reporter stops
  *                       at its refused wait; before, it took a whole CPU: review R95).
+ *   reporter_futex_eagain  (stats_signal=10) the same with futex answering EAGAIN.
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -1580,14 +1585,22 @@ static double process_cpu_s(void) {
     return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-static void purger_futex_refused(void) {
-    refuse_system_call(SYS_futex, EPERM);
+/** A filter answers every futex call with `error` (0: success, without sleeping or
+ *  waking); 200 MiB freed start the purger: while the program sleeps 1 s the process must
+ *  use under 0.25 s of CPU. */
+static void purger_futex_answers(int error) {
+    refuse_system_call(SYS_futex, error);
     churn_blocks(20000, 10000);
     double before = process_cpu_s();
     sleep_ms(1000);
     double used = process_cpu_s() - before;
-    CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex refused", used);
+    CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex answering %d", used, error);
 }
+
+static void purger_futex_refused(void) { purger_futex_answers(EPERM); }
+static void purger_futex_eagain(void) { purger_futex_answers(EAGAIN); }
+static void purger_futex_eintr(void) { purger_futex_answers(EINTR); }
+static void purger_futex_zero(void) { purger_futex_answers(0); }
 
 static void purger_futex_refused_later(void) {
     double start = rss_mib();
@@ -1621,19 +1634,25 @@ static void purger_refused_then_main_exits(void) {
     pthread_exit(NULL);
 }
 
-static void reporter_futex_refused(void) {
+/** The program runs again under a filter that answers futex with `error`, so that the
+ *  stats_signal reporter starts under it: while it sleeps 1 s the process must use under
+ *  0.25 s of CPU. */
+static void reporter_futex_answers(int error) {
     if (!getenv("RETENTION_UNDER_FILTER")) {
-        refuse_system_call(SYS_futex, EPERM);
+        refuse_system_call(SYS_futex, error);
         CHECK(setenv("RETENTION_UNDER_FILTER", "1", 1) == 0);
-        char *const args[] = {"retention", "reporter_futex_refused", NULL};
+        char *const args[] = {"retention", (char *)running_case, NULL};
         execv("/proc/self/exe", args);
         CHECKF(0, "execv: errno %d", errno);
     }
     double before = process_cpu_s();
     sleep_ms(1000);
     double used = process_cpu_s() - before;
-    CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex refused", used);
+    CHECKF(used < 0.25, "%.2f s of CPU while the program slept 1 s with futex answering %d", used, error);
 }
+
+static void reporter_futex_refused(void) { reporter_futex_answers(EPERM); }
+static void reporter_futex_eagain(void) { reporter_futex_answers(EAGAIN); }
 
 /* ---- main_exit_purger_stays, main_exit_last_without_heap, main_parked_in_destructor ---- */
 
@@ -2005,8 +2024,9 @@ static const struct test_case cases[] = {
     {"exit_after_remote_frees", exit_after_remote_frees}, {"exit_after_remote_frees_sync", exit_after_remote_frees},
     {"locked_memory_resident", locked_memory_resident}, {"partly_locked_span", partly_locked_span},
     {"purger_retries_start", purger_retries_start}, {"vos_thread_tables", vos_thread_tables},
-    {"purger_futex_refused", purger_futex_refused}, {"purger_futex_refused_later", purger_futex_refused_later},
-    {"reporter_futex_refused", reporter_futex_refused},
+    {"purger_futex_refused", purger_futex_refused}, {"purger_futex_eagain", purger_futex_eagain},
+    {"purger_futex_eintr", purger_futex_eintr}, {"purger_futex_zero", purger_futex_zero}, {"purger_futex_refused_later", purger_futex_refused_later},
+    {"reporter_futex_refused", reporter_futex_refused}, {"reporter_futex_eagain", reporter_futex_eagain},
     {"purger_refused_then_main_exits", purger_refused_then_main_exits},
     {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
     {"main_parked_in_destructor", main_parked_in_destructor}, {"main_exit_raw_thread", main_exit_raw_thread},

@@ -58,16 +58,17 @@ enum SignalReport {
     /// The reporter's loop: sleep until the flag is raised, clear it, write the report;
     /// return once stopped for good, or when the kernel refuses its futex wait
     /// (`Futex.refused`: a seccomp filter), which would return at once every time (review
-    /// R95: the reporter took 100 % of a CPU). Signals then write no report: the handler's
-    /// wake is refused too.
+    /// R95: the reporter took 100 % of a CPU), or answers without sleeping
+    /// (`FutexSleeper`). Signals then write no report: the handler's wake is refused too.
     /// It leaves `Globals.ownThreads` as it returns (see `Purger.endBeforeLastThread`).
     private static func reporter() -> UnsafeMutableRawPointer? {
+        var sleeper = FutexSleeper()
         while true {
             let raised = flag.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
             if running.loadSequentiallyConsistent() == 2 { break }
             if raised {
                 Stats.printReport(atExit: false)
-            } else if Futex.refused(swmshim_futex_wait(requested, 0)) {
+            } else if !sleeper.wait(requested, 0, timeout: 0) {
                 _ = running.compareExchange(expected: 1, desired: 2)
                 break
             }

@@ -355,6 +355,7 @@ enum Purger {
     /// process ends with it.
     private static func run() -> UnsafeMutableRawPointer? {
         var poll = alonePollFirst
+        var sleeper = FutexSleeper()
         while true {
             if stopped {
                 if Globals.purgerEndNow.loadSequentiallyConsistent() == 0 {
@@ -381,7 +382,7 @@ enum Purger {
             let now = OS.nowNanoseconds()
             let oldest = pass(now: now, delay: delay, force: false)
             if oldest == .max {
-                if !stopped { stopIfRefused(gone ? swmshim_futex_wait_ns(Globals.purgerSignal, 0, poll) : swmshim_futex_wait(Globals.purgerSignal, 0)) }
+                if !stopped && !sleeper.wait(Globals.purgerSignal, 0, timeout: gone ? poll : 0) { stopSleeping() }
             } else {
                 let due = oldest &+ delay
                 let floor = delay / 8 > 1_000_000 ? delay / 8 : 1_000_000
@@ -389,23 +390,30 @@ enum Purger {
                 if gone && wait > poll { wait = poll }
                 signal.pointee.store(1, ordering: .sequentiallyConsistent)
                 if !stopped && Globals.purgerAloneHint.loadSequentiallyConsistent() == 0 {
-                    stopIfRefused(swmshim_futex_wait_ns(Globals.purgerSignal, 1, wait))
+                    if !sleeper.wait(Globals.purgerSignal, 1, timeout: wait) { stopSleeping() }
                 }
             }
             if gone { poll = poll < alonePollMax / 2 ? poll &* 2 : alonePollMax }
         }
     }
 
-    /// After one of the purger's futex calls or an announcement's wake: where the kernel
-    /// refuses futex (`Futex.refused`), the purger is off for good, as with
-    /// `background=0`, and owners purge on their own slow paths. Refused in a wait, the
-    /// purger makes its last pass and its thread ends (before, it went round its loop
-    /// without sleeping: review R93, 0.65 … 0.98 s of CPU in every second the program
-    /// slept); refused in a wake (a filter installed while the purger slept without a
-    /// timeout), the purger sleeps on, never woken, and the owners' own purges take over
-    /// (before, what was freed from then on stayed resident: review R95, 265 MB).
+    /// After an announcement's wake: where the kernel refuses it (`Futex.refused`: a
+    /// filter installed while the purger slept without a timeout), the purger is off for
+    /// good (`stopSleeping`).
     private static func stopIfRefused(_ result: Int) {
-        if Futex.refused(result) { _ = Globals.purgerState.compareExchange(expected: 1, desired: 2) }
+        if Futex.refused(result) { stopSleeping() }
+    }
+
+    /// Where futex does not work, the purger is off for good, as with `background=0`, and
+    /// owners purge on their own slow paths. Where its wait is refused or returns at once
+    /// (`FutexSleeper`: a filter answering EPERM, ENOSYS, EAGAIN, EINTR or 0), the purger
+    /// makes its last pass and its thread ends (before, it went round its loop without
+    /// sleeping: review R93, 0.65 … 0.98 s of CPU in every second the program slept);
+    /// where a wake is refused, the purger sleeps on, never woken, and the owners' own
+    /// purges take over (before, what was freed from then on stayed resident: review R95,
+    /// 265 MB).
+    private static func stopSleeping() {
+        _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
     }
 
     /// The purger's end before the process's last thread (`endBeforeLastThread`): no pass

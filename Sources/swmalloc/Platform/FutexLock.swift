@@ -16,6 +16,41 @@ enum Futex {
     }
 }
 
+/// A thread that sleeps on a futex word for wake-ups (the purger, the `stats_signal`
+/// reporter), and that must not turn into a loop without sleep where futex does not sleep.
+///
+/// Every wake-up of theirs changes the word before the wake, so a wait that returns with
+/// the word still at the value it waited on, other than by its timeout running out, was
+/// woken by no one. A seccomp filter can answer every futex call with EAGAIN, EINTR or 0
+/// without a refusal `Futex.refused` sees: each wait then returns at once (an outside
+/// review's note: the purger of a sleeping program took a whole CPU). `earlyLimit` such
+/// returns in a row (legitimately, only a ptrace stop or a spurious kernel wake-up gives
+/// one) say that futex does not sleep here. A wake-up between them starts the count
+/// again, so a sleeper whose futex lies can go round while wake-ups keep coming; it stops
+/// once they pause.
+struct FutexSleeper {
+    /// Consecutive waits that returned with the word unchanged, before their timeout.
+    private var early: UInt32 = 0
+
+    /// How many such returns in a row mean that futex does not sleep.
+    static let earlyLimit: UInt32 = 64
+
+    /// Waits while `word` holds `expected`, for at most `timeout` nanoseconds (0: no
+    /// timeout). False when futex does not work for this thread: refused, or returning
+    /// early `earlyLimit` times in a row; the caller then stops for good.
+    mutating func wait(_ word: UnsafeMutablePointer<UInt32>, _ expected: UInt32, timeout: UInt64) -> Bool {
+        let result = timeout == 0 ? swmshim_futex_wait(word, expected) : swmshim_futex_wait_ns(word, expected, timeout)
+        if Futex.refused(result) { return false }
+        let current = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
+        if result == -Int(SWM_ETIMEDOUT) || current != expected {
+            early = 0
+            return true
+        }
+        early &+= 1
+        return early < Self.earlyLimit
+    }
+}
+
 /// A futex-based mutex in a 32-bit word of raw memory (0 = free, 1 = held, 2 = held with
 /// waiters). It spins a bounded 64 rounds, then sleeps in the kernel: it never spins
 /// unbounded, the failure tcmalloc's central lock showed under contention.
