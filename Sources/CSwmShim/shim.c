@@ -470,6 +470,15 @@ int swmshim_main_thread_ending(void) {
     return 1;
 }
 
+int swmshim_main_thread_unseen(void) {
+    if (!glibc_threads) return 0;
+    pthread_sigmask(SIG_BLOCK, NULL, &main_mask);
+    char comm[sizeof main_name + 1];   /* up to 15 characters and a newline */
+    long length = read_proc_file("/proc/self/comm", comm, sizeof comm);
+    for (long i = 0; i < length && i < (long)sizeof main_name - 1 && comm[i] != '\n'; i++) main_name[i] = comm[i];
+    return 1;
+}
+
 unsigned swmshim_glibc_threads(void) {
     /* Acquire: glibc's decrement is a read-modify-write with release order, so a thread's
      * own stores before it (swmalloc's count of its own threads) are seen after. */
@@ -482,7 +491,7 @@ void swmshim_pause_100us(void) {
 }
 
 void swmshim_become_last_thread(void) {
-    prctl(PR_SET_NAME, main_name, 0, 0, 0);
+    if (main_name[0]) prctl(PR_SET_NAME, main_name, 0, 0, 0);
     pthread_sigmask(SIG_SETMASK, &main_mask, NULL);
 }
 

@@ -148,6 +148,14 @@
  *                       pthread_exit; that thread ends 300 ms later without a hint to the
  *                       purger: the child must exit 0 within 4 s (the purger looks at
  *                       least every second: about 0.5 s).
+ *   dlopen_worker_last_without_heap  a program runs again without swmalloc preloaded;
+ *                       a worker loads it with dlopen, allocates and frees 64 MiB through
+ *                       it (the purger starts) and ends; the main thread, which never
+ *                       allocated through it, ended with pthread_exit, and the last
+ *                       thread never allocated through it either: the program must exit 0
+ *                       within 4 s of its last thread (nothing told the purger that the
+ *                       main thread ended: it kept the process alive until SIGKILL).
+ *   dlopen_worker_reporter  (stats_signal=10) the same with the reporter running too.
  *   main_parked_in_destructor  in a child, the main thread frees 64 MiB and ends with
  *                       pthread_exit, where a key destructor of the program's keeps it
  *                       400 ms (libdispatch's never returns): the purger, alone with a main
@@ -1747,6 +1755,84 @@ static void *last_thread_without_heap(void *arg) {
     return arg;
 }
 
+/* ---- dlopen_worker_last_without_heap ---- */
+
+static const char *dlopen_path;
+
+/** Loads swmalloc, allocates and frees 64 MiB through it (memset, so the purger has
+ *  something to give back) and ends. */
+static void *dlopen_worker(void *arg) {
+    void *library = dlopen(dlopen_path, RTLD_NOW | RTLD_LOCAL);
+    CHECKF(library != NULL, "dlopen: %s", dlerror());
+    void *(*allocate)(size_t) = (void *(*)(size_t))dlsym(library, "malloc");
+    void (*release)(void *) = (void (*)(void *))dlsym(library, "free");
+    CHECK(allocate != NULL && release != NULL);
+    void *blocks[64];
+    for (int i = 0; i < 64; i++) {
+        blocks[i] = allocate(1 << 20);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 1, 1 << 20);
+    }
+    for (int i = 0; i < 64; i++) release(blocks[i]);
+    sleep_ms(100);
+    return arg;
+}
+
+/** The last thread: never allocates through swmalloc; writes when it ends to `arg`, a
+ *  descriptor the parent reads. */
+static void *dlopen_last_thread(void *arg) {
+    sleep_ms(800);
+    double now = monotonic_s();
+    CHECK(write((int)(long)arg, &now, sizeof now) == sizeof now);
+    return NULL;
+}
+
+/** The program run again without swmalloc preloaded (`RETENTION_DLOPEN`: the library's
+ *  path; `RETENTION_DLOPEN_FD`: where the last thread writes its end). */
+static void dlopen_child(void) {
+    dlopen_path = getenv("RETENTION_DLOPEN");
+    int fd = atoi(getenv("RETENTION_DLOPEN_FD"));
+    pthread_t worker, last;
+    CHECK(pthread_create(&last, NULL, dlopen_last_thread, (void *)(long)fd) == 0);
+    CHECK(pthread_create(&worker, NULL, dlopen_worker, NULL) == 0);
+    pthread_exit(NULL);
+}
+
+static void dlopen_worker_last_without_heap(void) {
+    const char *library = getenv("LD_PRELOAD");
+    CHECKF(library != NULL, "run with LD_PRELOAD naming swmalloc");
+    int pipe_fds[2];
+    CHECK(pipe(pipe_fds) == 0);
+    char fd_text[16];
+    snprintf(fd_text, sizeof fd_text, "%d", pipe_fds[1]);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        CHECK(setenv("RETENTION_DLOPEN", library, 1) == 0);
+        CHECK(setenv("RETENTION_DLOPEN_FD", fd_text, 1) == 0);
+        CHECK(unsetenv("LD_PRELOAD") == 0);
+        char *const args[] = {"retention", (char *)running_case, NULL};
+        execv("/proc/self/exe", args);
+        _exit(99);
+    }
+    close(pipe_fds[1]);
+    int status = 0;
+    double deadline = monotonic_s() + 30;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (monotonic_s() > deadline) {
+            kill(pid, SIGKILL);
+            CHECK(waitpid(pid, &status, 0) == pid);
+            CHECKF(0, "the program did not end 30 s after it started (killed)");
+        }
+        sleep_ms(5);
+    }
+    double ended = monotonic_s(), last = 0;
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the program failed (status %#x)", status);
+    CHECKF(read(pipe_fds[0], &last, sizeof last) == sizeof last, "the last thread did not record its end");
+    printf("the program ended %.3f s after its last thread\n", ended - last);
+    CHECKF(ended - last <= 4, "the program ended %.1f s after its last thread", ended - last);
+}
+
 static void heapless_child(void) {
     churn_until_purger();
     pthread_t t;
@@ -2029,12 +2115,15 @@ static const struct test_case cases[] = {
     {"reporter_futex_refused", reporter_futex_refused}, {"reporter_futex_eagain", reporter_futex_eagain},
     {"purger_refused_then_main_exits", purger_refused_then_main_exits},
     {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
-    {"main_parked_in_destructor", main_parked_in_destructor}, {"main_exit_raw_thread", main_exit_raw_thread},
+    {"main_parked_in_destructor", main_parked_in_destructor},
+    {"dlopen_worker_last_without_heap", dlopen_worker_last_without_heap},
+    {"dlopen_worker_reporter", dlopen_worker_last_without_heap}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
     {"main_exit_last_thread_state", main_exit_last_thread_state}, {"purger_start_race", purger_start_race},
 };
 
 int main(int argc, char **argv) {
+    if (getenv("RETENTION_DLOPEN")) dlopen_child();
     const struct test_case *c = select_case(cases, sizeof cases / sizeof cases[0], argc, argv);
     stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
     purger_wakeups = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "swm_purger_wakeups");

@@ -211,12 +211,17 @@ void swmshim_find_glibc_threads(void);
 /// At the main thread's pthread_exit: saves its signal mask and name; 0 when glibc's count
 /// of its threads was not found (not glibc).
 int swmshim_main_thread_ending(void);
+/// At load from a thread other than the main one (dlopen): saves that thread's signal
+/// mask and the main thread's name (/proc/self/comm), for the exit the purger may run;
+/// 0 when glibc's count of its threads was not found.
+int swmshim_main_thread_unseen(void);
 /// glibc's count of its threads, swmalloc's own included (0 when not found): the C library
 /// ends the process when it falls to 0.
 unsigned swmshim_glibc_threads(void);
 /// Sleeps 100 µs (a raw system call: no cancellation point, errno kept).
 void swmshim_pause_100us(void);
-/// The purger, now the process's last thread, takes the main thread's signal mask and name:
+/// The purger, now the process's last thread, takes the main thread's signal mask and name
+/// (the loading thread's mask and the main thread's name, after `swmshim_main_thread_unseen`):
 /// the process's exit (atexit handlers, destructors) runs in it.
 void swmshim_become_last_thread(void);
 /// 1 when thread `tid` of process `pid` no longer exists (tgkill with signal 0 answers

@@ -630,10 +630,13 @@ enum Process {
     /// At load (the library's constructor, exports.c): the options are read and the
     /// loading thread gets its heap, which registers the exit, fork and signal handlers.
     /// So a program that never allocates still gets its `verbose` line, its `stats_print`
-    /// report and its `stats_signal` handler (without one the signal killed it).
+    /// report and its `stats_signal` handler (without one the signal killed it). Loaded by
+    /// another thread than the main one (`dlopen` from a worker), it may never see the
+    /// main thread's end (`Purger.mainThreadUnseen`).
     static func start() {
         let current = Heap.current
         if current.isEmpty && !current.isExited { _ = Heap.attach(registerExit: true) }
+        if swmshim_gettid() != swmshim_getpid() { Purger.mainThreadUnseen() }
     }
 
     /// Initialises options and the thread-exit key once; cheap after the first call.

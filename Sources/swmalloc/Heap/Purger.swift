@@ -252,6 +252,17 @@ enum Purger {
         return true
     }
 
+    /// At load by a thread other than the main one (`dlopen` from a worker): the main
+    /// thread has no heap, so its end may never reach swmalloc's key destructor, and
+    /// neither may the end of a last thread that never allocated through swmalloc; the
+    /// purger then kept the process alive until SIGKILL. The purger looks from the start
+    /// as after the main thread's end (`mainThreadGone`), with the loading thread's
+    /// signal mask and the main thread's name for an exit it runs. Its cost: an idle
+    /// purger wakes once a second.
+    static func mainThreadUnseen() {
+        if swmshim_main_thread_unseen() != 0 { Globals.mainThreadGone.store(1) }
+    }
+
     /// swmalloc's own threads the C library counts, at most (`Globals.ownThreads`; 0 while
     /// the count is short of a thread that ended before its creator added it).
     private static var ownThreads: UInt {
@@ -346,7 +357,8 @@ enum Purger {
     /// After the main thread's `pthread_exit` (`mainThreadGone`) no wait is longer than
     /// `poll`: the purger looks before each pass whether it is the last thread, at `poll`
     /// intervals that double from `alonePollFirst` after the hint of the main thread's end
-    /// (`pokeAlone`), and ends when it is. It reads the hint after clearing the signal word, and again after setting it to 1
+    /// (`pokeAlone`), and ends when it is (when the C library counts only swmalloc's own
+    /// threads, it stops the reporter for good first). It reads the hint after clearing the signal word, and again after setting it to 1
     /// before a timed wait (all sequentially consistent): a hint it misses at the first
     /// read is set after it, and either the word's 2 that follows makes the untimed wait
     /// return, or the second read sees it (review R98: without that read, a hint between
@@ -370,11 +382,16 @@ enum Purger {
             let gone = Globals.mainThreadGone.loadSequentiallyConsistent() != 0
             if gone {
                 if Globals.purgerAloneHint.exchange(0) != 0 { poll = alonePollFirst }
-                if swmshim_glibc_threads() <= 1 {
+                let threads = swmshim_glibc_threads()   // first: see `mayEndBeforeThisThread`
+                if threads <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
                     swmshim_become_last_thread()
                     ownThreadEnding()
                     return nil
+                }
+                if UInt(threads) <= ownThreads {
+                    SignalReport.stopForGood()
+                    poll = alonePollFirst
                 }
             }
             Counters.shared.pointee.purgerWakeups.wrappingAdd(1, ordering: .relaxed)
