@@ -1708,15 +1708,9 @@ static void free_12_of_40_then_sleep(const char *who) {
 /** Runs `child_main` in a child process (whose main thread it is: it ends with
  *  pthread_exit, leaving the process to its other threads) and expects the child to exit
  *  0 within 4 s of the time its last thread records in `child_end->last_thread`. */
-static void ends_with_last_thread(void (*child_main)(void), const char *who) {
-    child_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(child_end != MAP_FAILED);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        child_main();
-        pthread_exit(NULL);
-    }
+/** Waits for the child `pid`, which must exit 0 within 30 s (else it is killed and the
+ *  case fails); returns when it ended (CLOCK_MONOTONIC seconds). */
+static double wait_ended_child(pid_t pid, const char *who) {
     int status = 0;
     double deadline = monotonic_s() + 30;
     while (waitpid(pid, &status, WNOHANG) == 0) {
@@ -1729,6 +1723,19 @@ static void ends_with_last_thread(void (*child_main)(void), const char *who) {
     }
     double ended = monotonic_s();
     CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: the child failed (status %#x)", who, status);
+    return ended;
+}
+
+static void ends_with_last_thread(void (*child_main)(void), const char *who) {
+    child_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(child_end != MAP_FAILED);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        child_main();
+        pthread_exit(NULL);
+    }
+    double ended = wait_ended_child(pid, who);
     CHECKF(child_end->last_thread > 0, "%s: the child's last thread did not record its end", who);
     printf("%s: the child ended %.3f s after its last thread\n", who, ended - child_end->last_thread);
     CHECKF(ended - child_end->last_thread <= 4, "%s: the child ended %.1f s after its last thread", who,
@@ -1816,18 +1823,7 @@ static void dlopen_worker_last_without_heap(void) {
         _exit(99);
     }
     close(pipe_fds[1]);
-    int status = 0;
-    double deadline = monotonic_s() + 30;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (monotonic_s() > deadline) {
-            kill(pid, SIGKILL);
-            CHECK(waitpid(pid, &status, 0) == pid);
-            CHECKF(0, "the program did not end 30 s after it started (killed)");
-        }
-        sleep_ms(5);
-    }
-    double ended = monotonic_s(), last = 0;
-    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the program failed (status %#x)", status);
+    double ended = wait_ended_child(pid, running_case), last = 0;
     CHECKF(read(pipe_fds[0], &last, sizeof last) == sizeof last, "the last thread did not record its end");
     printf("the program ended %.3f s after its last thread\n", ended - last);
     CHECKF(ended - last <= 4, "the program ended %.1f s after its last thread", ended - last);
