@@ -81,6 +81,12 @@
  *                       back at least 40 MiB at once (the OS pages inside those blocks).
  *                       Before (review R72): the purger's bound of 32 lists per heap and
  *                       pass held for malloc_trim too, which gave back 1.4 MiB.
+ *   trim_right_after_trim  (and _sync, background=0) a thread allocates 8,192 blocks of
+ *                       16 KiB (128 MiB) and sleeps; malloc_trim(0); another thread frees
+ *                       all of them and ends; malloc_trim(0) at once must give back at
+ *                       least 100 MiB (a trim within 10 ms of the last walk of the page
+ *                       lists walks them again only if a free into another thread's page
+ *                       was noted since: this one must be).
  *   huge_shrink         realloc of a 64 MiB block to 33 MiB gives the rest back at once
  *                       (before: all 64 MiB stayed resident while the block lived).
  *   huge_cache_reuse    huge blocks freed and allocated again in other sizes reuse the
@@ -945,6 +951,22 @@ static void trim_sleeping_owner_frees(void) {
     unpark();
     pthread_join(t, NULL);
     for (long i = 1; i < owned_count; i += 2) free(owned[i]);
+    free(owned);
+}
+
+static void trim_right_after_trim(void) {
+    pthread_t t;
+    start_sleeping_owner(&t, 8192, 16384, 0);
+    malloc_trim(0);
+    run_freer(0, 7);
+    double before = rss_mib();
+    malloc_trim(0);
+    double after = rss_mib();
+    printf("rss MiB: before the second malloc_trim %.1f after %.1f\n", before, after);
+    CHECKF(before - after >= 100, "malloc_trim right after another gave back %.1f MiB of the 128 MiB another thread freed into a sleeping owner's pages",
+           before - after);
+    unpark();
+    pthread_join(t, NULL);
     free(owned);
 }
 
@@ -2091,7 +2113,8 @@ static const struct test_case cases[] = {
     {"realloc_chain_then_sleep", realloc_chain_then_sleep}, {"small_freed_then_sleep", small_freed_then_sleep},
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
     {"remote_owner_sleeps_delay0", remote_owner_sleeps}, {"pool_idle", pool_idle},
-    {"trickle_to_sleeping_owner", trickle_to_sleeping_owner}, {"trim_sleeping_owner_frees", trim_sleeping_owner_frees},
+    {"trickle_to_sleeping_owner", trickle_to_sleeping_owner}, {"trim_sleeping_owner_frees", trim_sleeping_owner_frees}, {"trim_right_after_trim", trim_right_after_trim},
+    {"trim_right_after_trim_sync", trim_right_after_trim},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},

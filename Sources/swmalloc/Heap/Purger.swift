@@ -115,7 +115,9 @@ enum Purger {
     /// first such free since the last walk of the page lists wakes a purger that sleeps
     /// without a timeout; that pass then plans the next one a purge delay later (and
     /// walks at most once per `othersWalkGap`), which finds what came free meanwhile (a
-    /// stream of such frees costs a pass per delay). Cost otherwise: two loads.
+    /// stream of such frees costs a pass per delay). Noted whether a purger runs or not:
+    /// a forced pass skips the walk when nothing was (`forcedWalkNeeded`). Cost once
+    /// noted: one load.
     ///
     /// Sequentially consistent, as the push before it and the pass's clearing and reading
     /// of the note are: either this load sees the cleared note and notes again, or the
@@ -126,7 +128,7 @@ enum Purger {
     /// review R73).
     @inline(__always)
     static func noteOthersFree() {
-        if isRunning && Globals.othersFreesNoted.loadSequentiallyConsistent() == 0 {
+        if Globals.othersFreesNoted.loadSequentiallyConsistent() == 0 {
             _ = Globals.othersFreesNoted.exchange(1)
             announce()
         }
@@ -465,11 +467,14 @@ enum Purger {
         // program notes them all the time; the note stays until its walk), or when lists
         // the last walk left waiting are due. Frees noted before a walk are seen by it (the
         // note is cleared first); the pages it retires wait for the delay, so the next pass
-        // is due then at the latest.
+        // is due then at the latest. A forced pass (`swm_collect`, `malloc_trim`) walks
+        // too, unless nothing can have come free since a walk less than `othersWalkGap`
+        // ago (`forcedWalkNeeded`).
         let noted = Globals.othersFreesNoted.loadSequentiallyConsistent() != 0
         let gapEnd = Globals.othersWalkAt.pointee &+ othersWalkGap
         let carried = Globals.othersFreesDue.pointee
-        let walk = force || (noted && (last || now >= gapEnd)) || (carried != 0 && (last || now >= carried))
+        let walk = (force && forcedWalkNeeded(noted: noted || carried != 0, now: now, gapEnd: gapEnd))
+            || (noted && (last || now >= gapEnd)) || (carried != 0 && (last || now >= carried))
         var oldest = UInt64.max
         if walk && noted {
             _ = Globals.othersFreesNoted.exchange(0)   // sequentially consistent: see `noteOthersFree`
@@ -493,6 +498,18 @@ enum Purger {
         oldest = min(oldest, UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: d))
         oldest = min(oldest, Huge.purgeCache(now: now, delay: d))
         return oldest
+    }
+
+    /// Whether a forced pass walks every heap's page lists: always, unless nothing was
+    /// noted or left waiting since the last walk (`pending`: every free into another
+    /// thread's page is noted, `noteOthersFree`) and that walk was less than
+    /// `othersWalkGap` ago. What the walk would find then came from the owners' own frees
+    /// into pages others had freed into (their last block freed by the owner), which the
+    /// next walk finds. A program that calls `malloc_trim` thousands of times a second
+    /// (stress-ng's `malloc` stressor: 64 % of its time walked page lists, one trim ~1 ms)
+    /// walks at most once per gap.
+    private static func forcedWalkNeeded(noted pending: Bool, now: UInt64, gapEnd: UInt64) -> Bool {
+        pending || now >= gapEnd
     }
 
     /// Purges the free spans of every live heap whose span lock is free.
@@ -533,9 +550,14 @@ enum Purger {
             }
             Globals.heapsLock.unlock()
             if othersFrees { remoteWaiting = min(remoteWaiting, heap.releaseOthersFrees(now: now, delay: othersDelay)) }
-            let waiting = heap.purgeSegments(now: now, delay: delay)
-            heap.state.pointee.purgeWaiting = waiting != .max
-            oldest = min(oldest, waiting)
+            // Only a heap where some free span waits: `purgeWaiting`, set under this lock
+            // by every `retire` that leaves one, is exact (a walk of every segment's spans
+            // for nothing cost `malloc_trim` as much as the page lists).
+            if heap.state.pointee.purgeWaiting {
+                let waiting = heap.purgeSegments(now: now, delay: delay)
+                heap.state.pointee.purgeWaiting = waiting != .max
+                oldest = min(oldest, waiting)
+            }
             Globals.heapsLock.lock()
             cursor = heap.state.pointee.nextLive
             heap.spanLock.unlock()
