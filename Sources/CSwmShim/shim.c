@@ -787,9 +787,49 @@ int swmshim_signal(int signo, void (*handler)(int)) {
     return r;
 }
 
-/* Set by swmshim_thread_start from before its pthread_create until it has counted the
- * thread; cleared in a fork child (swmshim_thread_start_forget). */
-static __thread int thread_start_pending __attribute__((tls_model("initial-exec")));
+/* A start of one of swmalloc's threads, one record per kind (`swm_thread_kind`): a
+ * kind's state admits one start at a time (its compare-and-swap). `acked` is 0 while the
+ * start is under way, 1 once the thread counted itself, 2 when a fork child forgot the
+ * start (`swmshim_thread_start_forget`). */
+struct own_start {
+    void *(*body)(void *);
+    unsigned long *counter;
+    const unsigned long *epoch;   /* swmalloc's count of fork children (`Globals.forkEpoch`) */
+    uint32_t acked;
+};
+static struct own_start own_starts[SWM_THREAD_KINDS];
+
+/* Every thread of swmalloc's begins here. It counts itself, so that it is counted in
+ * exactly the process it runs in: a fork (from a signal handler) in its creator before
+ * the clone has the child's copy of pthread_create make the thread there, one after it
+ * leaves the child without the thread (reviews R104, R105). Then it tells its creator,
+ * which waits for that (`swmshim_thread_start`). `arg` is the kind and the fork epoch its
+ * creator read after claiming the kind's state, by value: a thread that finds another
+ * epoch was made in a fork child that reset that state after the claim. Its creator
+ * there does not wait for it (the start was forgotten, or it is the parent's start going
+ * on), and its body is told so (`body(1)`: it must claim the state itself, and end if
+ * another start took it meanwhile). */
+static void *own_thread_main(void *arg) {
+    uintptr_t value = (uintptr_t)arg;
+    struct own_start *start = &own_starts[value & 1];
+    void *(*body)(void *) = start->body;
+    int forked = (value >> 1) != (__atomic_load_n(start->epoch, __ATOMIC_SEQ_CST) & (UINTPTR_MAX >> 1));
+    __atomic_add_fetch(start->counter, 1, __ATOMIC_SEQ_CST);
+    if (!forked) {
+        __atomic_store_n(&start->acked, 1, __ATOMIC_SEQ_CST);
+        raw_syscall(SYS_futex, (long)&start->acked, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+    }
+    return body(forked ? (void *)1 : NULL);
+}
+
+/* 1 while this thread is inside swmshim_thread_start: a start from a signal handler
+ * that interrupted it is refused (EAGAIN; the kind's start is tried again later). It
+ * would wait for a lock of glibc's pthread_create that the interrupted start holds, for
+ * good (R105's nested starts: 1 child in 300 hung so). */
+static __thread int thread_start_depth __attribute__((tls_model("initial-exec")));
+
+/* How long a creator waits for its thread to count itself (`swmshim_thread_start`). */
+#define OWN_START_WAIT_NS 1000000000L
 
 /* The attributes every thread of swmalloc's starts with (detached, every signal
  * blocked), set up once and kept: 0 not set up, 1 being set up, 2 ready. Their signal
@@ -821,7 +861,8 @@ static pthread_attr_t *thread_start_attr(void) {
     return &start_attr;
 }
 
-int swmshim_thread_start(void *(*body)(void *), const char *name, unsigned long *counter) {
+int swmshim_thread_start(int kind, void *(*body)(void *), const char *name, unsigned long *counter,
+                         const unsigned long *epoch_word, unsigned long epoch) {
     int saved = errno;
     // The thread starts with every signal blocked, so that it never runs a program's
     // handler, and is detached: nobody joins it. Its mask is set through the attributes,
@@ -830,35 +871,54 @@ int swmshim_thread_start(void *(*body)(void *), const char *name, unsigned long 
     // exit (which hold the loader's stack-cache lock) waits here for that lock for good,
     // and with the caller's signals blocked not even SIGTERM or Ctrl-C ended the process
     // (review R80; docs/design.md, "The background purger").
+    if (thread_start_depth) {
+        errno = saved;
+        return EAGAIN;
+    }
     pthread_attr_t *attr = thread_start_attr();
     if (!attr) {
         errno = saved;
         return EAGAIN;
     }
-    sigset_t all;
-    sigfillset(&all);
+    thread_start_depth = 1;
+    struct own_start *start = &own_starts[kind & 1];
+    start->body = body;
+    start->counter = counter;
+    start->epoch = epoch_word;
+    __atomic_store_n(&start->acked, 0, __ATOMIC_SEQ_CST);
     // The default stack size: a smaller one fails (EINVAL) in a program whose static TLS
     // does not fit it, and untouched stack pages cost address space only.
     pthread_t thread;
-    thread_start_pending = 1;
-    int r = pthread_create(&thread, attr, body, NULL);
-    if (r == 0) pthread_setname_np(thread, name);
-    // Counted once pthread_create returned (glibc counted the thread inside it), and only
-    // in the process that has the thread: a fork (from a signal handler) after
-    // pthread_create returned and before the signals are blocked leaves the child's copy
-    // of this thread with the mark cleared (swmshim_thread_start_forget), and no fork can
-    // come while they are blocked, between the test and the add.
-    sigset_t old;
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    if (r == 0 && thread_start_pending) __atomic_add_fetch(counter, 1, __ATOMIC_SEQ_CST);
-    thread_start_pending = 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    uintptr_t arg = ((uintptr_t)epoch << 1) | (uintptr_t)(kind & 1);
+    int r = pthread_create(&thread, attr, own_thread_main, (void *)arg);
+    if (r == 0) {
+        pthread_setname_np(thread, name);
+        // Until the thread counted itself (review R103: a last thread that had just
+        // started the purger, not yet counted, ended without ending it first, and the
+        // process's exit ran in the purger), at most OWN_START_WAIT_NS; not in a fork
+        // child made since the caller's claim (the epoch moved: the thread is not in the
+        // child, or does not answer), and not once a fork child forgot the start (a
+        // fork from a signal handler during this wait, which the kernel restarts).
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long deadline = (long long)now.tv_sec * 1000000000LL + now.tv_nsec + OWN_START_WAIT_NS;
+        while (__atomic_load_n(&start->acked, __ATOMIC_SEQ_CST) == 0 && __atomic_load_n(epoch_word, __ATOMIC_SEQ_CST) == epoch) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long left = deadline - ((long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+            if (left <= 0) break;
+            swmshim_futex_wait_ns(&start->acked, 0, (uint64_t)left);
+        }
+    }
+    thread_start_depth = 0;
     errno = saved;
     return r;
 }
 
 void swmshim_thread_start_forget(void) {
-    thread_start_pending = 0;
+    for (int kind = 0; kind < SWM_THREAD_KINDS; kind++) {
+        uint32_t expected = 0;
+        __atomic_compare_exchange_n(&own_starts[kind].acked, &expected, 2, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    }
     // Forked while another thread set the attributes up: that thread is not here to end it.
     if (start_attr_state == 1) start_attr_state = 0;
 }

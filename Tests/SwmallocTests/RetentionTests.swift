@@ -17,8 +17,10 @@ let retentionCases = [
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",
     "thread_churn_wide_classes", "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
     "locked_memory_resident", "partly_locked_span", "purger_retries_start", "vos_thread_tables", "purger_futex_refused", "purger_futex_eagain",
-    "purger_futex_eintr", "purger_futex_zero", "purger_futex_refused_later", "reporter_futex_refused", "reporter_futex_eagain", "purger_refused_then_main_exits",
+    "purger_futex_eintr", "purger_futex_zero", "purger_futex_etimedout", "purger_futex_refused_later", "reporter_futex_refused", "reporter_futex_eagain", "reporter_futex_etimedout", "purger_refused_then_main_exits",
     "main_exit_purger_stays", "main_exit_last_without_heap", "main_parked_in_destructor", "dlopen_worker_last_without_heap", "dlopen_worker_reporter",
+    "dlopen_reporter_without_purger", "dlopen_fork_child",
+    "fork_in_purger_create", "fork_in_purger_setname", "nested_thread_start",
     "main_exit_raw_thread",
     "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_last_thread_state", "purger_start_race",
 ]
@@ -26,8 +28,8 @@ let retentionCases = [
 /// Options each case runs with (the defaults unless named here).
 let retentionOptions = ["purger_off": "background=0", "big_freed_then_sleep_sync": "background=0",
                         "remote_owner_sleeps_delay0": "purge_delay_ms=0", "huge_cache_refill": "purge_delay_ms=10000",
-                        "main_pthread_exit_reporter": "stats_signal=10", "reporter_futex_refused": "stats_signal=10", "reporter_futex_eagain": "stats_signal=10",
-                        "dlopen_worker_reporter": "stats_signal=10",
+                        "main_pthread_exit_reporter": "stats_signal=10", "reporter_futex_refused": "stats_signal=10", "reporter_futex_eagain": "stats_signal=10", "reporter_futex_etimedout": "stats_signal=10",
+                        "dlopen_worker_reporter": "stats_signal=10", "dlopen_reporter_without_purger": "stats_signal=10", "nested_thread_start": "stats_signal=10",
                         "long_lived_among_short": "purge_delay_ms=0",
                         "long_lived_among_short_sync": "background=0,purge_delay_ms=0",
                         "thread_churn_resident_sync": "background=0", "trim_right_after_trim_sync": "background=0", "exit_after_remote_frees_sync": "background=0"]

@@ -162,6 +162,30 @@
  *                       within 4 s of its last thread (nothing told the purger that the
  *                       main thread ended: it kept the process alive until SIGKILL).
  *   dlopen_worker_reporter  (stats_signal=10) the same with the reporter running too.
+ *   dlopen_reporter_without_purger  (stats_signal=10) the same with 1 MiB used: no purger
+ *                       starts, and the reporter alone must not keep the program alive
+ *                       (review R106: it did, for ever).
+ *   dlopen_fork_child   the same in a child forked by the program's main thread (which
+ *                       never allocated through swmalloc) once a first worker used it
+ *                       (review R106: the child's main thread, without a heap, was taken
+ *                       for seen, and the child never ended).
+ *   fork_in_purger_create  a signal handler forks while the purger's start is inside
+ *                       pthread_create, before the thread exists (this program's
+ *                       pthread_create raises the signal): the child's copy of the call
+ *                       makes the thread there. The child starts a thread that frees 12 of
+ *                       40 MiB and ends its main thread: it must exit 0 within 4 s of that
+ *                       thread (review R105: the thread went uncounted, the child started a
+ *                       second purger, and it never ended).
+ *   nested_thread_start  (stats_signal=10) the program runs again; its pthread_setname_np
+ *                       starts the purger while swmalloc starts the reporter (at load), as
+ *                       an allocation in a signal handler there would; then a worker ends
+ *                       100 ms after the main thread's pthread_exit: the process's exit must
+ *                       run in the worker (review R105: the nested start made the reporter
+ *                       go uncounted, and the exit ran in the purger).
+ *   fork_in_purger_setname  the same with the fork after the thread exists, in the
+ *                       pthread_setname_np that follows (this program's raises the
+ *                       signal): the child has no purger from it (review R104: counted
+ *                       there, each thread exit in the child waited 2 s).
  *   main_parked_in_destructor  in a child, the main thread frees 64 MiB and ends with
  *                       pthread_exit, where a key destructor of the program's keeps it
  *                       400 ms (libdispatch's never returns): the purger, alone with a main
@@ -250,10 +274,11 @@
  *                       0.25 s of CPU (the purger stops for good, as with background=0;
  *                       before, it went round its loop without sleeping: 0.65 … 0.98 s
  *                       of CPU a second, review R93).
- *   purger_futex_eagain, purger_futex_eintr, purger_futex_zero  the same under a filter
- *                       that answers futex with EAGAIN, EINTR or 0 (success without
- *                       sleeping): every wait returns at once, as a wait the purger may
- *                       take for a wake-up; it must not spin either.
+ *   purger_futex_eagain, purger_futex_eintr, purger_futex_zero, purger_futex_etimedout
+ *                       the same under a filter that answers futex with EAGAIN, EINTR, 0
+ *                       (success without sleeping) or ETIMEDOUT: every wait returns at
+ *                       once, as a wait the purger may take for a wake-up or its timeout's
+ *                       end; it must not spin either (review R106: with ETIMEDOUT it did).
  *   purger_futex_refused_later  64 MiB freed start the purger, which gives them back
  *                       and sleeps without a timeout; then the filter refuses futex in
  *                       the main thread, which allocates and frees 256 MiB of 4 KiB
@@ -272,7 +297,8 @@
  *                       stats_signal reporter starts under it: while the program sleeps
  *                       1 s the process must use under 0.25 s of CPU (the reporter stops
  *                       at its refused wait; before, it took a whole CPU: review R95).
- *   reporter_futex_eagain  (stats_signal=10) the same with futex answering EAGAIN.
+ *   reporter_futex_eagain, reporter_futex_etimedout  (stats_signal=10) the same with futex
+ *                       answering EAGAIN, ETIMEDOUT.
  *   rare_allocators_among_short  80 threads each replace one of 16 blocks every 20 ms
  *                       beside short-lived threads that fill a shared pool: swmalloc's
  *                       mapped memory must stay under 4 GiB for 4 s (see the function). */
@@ -1631,6 +1657,7 @@ static void purger_futex_refused(void) { purger_futex_answers(EPERM); }
 static void purger_futex_eagain(void) { purger_futex_answers(EAGAIN); }
 static void purger_futex_eintr(void) { purger_futex_answers(EINTR); }
 static void purger_futex_zero(void) { purger_futex_answers(0); }
+static void purger_futex_etimedout(void) { purger_futex_answers(ETIMEDOUT); }
 
 static void purger_futex_refused_later(void) {
     double start = rss_mib();
@@ -1683,6 +1710,7 @@ static void reporter_futex_answers(int error) {
 
 static void reporter_futex_refused(void) { reporter_futex_answers(EPERM); }
 static void reporter_futex_eagain(void) { reporter_futex_answers(EAGAIN); }
+static void reporter_futex_etimedout(void) { reporter_futex_answers(ETIMEDOUT); }
 
 /* ---- main_exit_purger_stays, main_exit_last_without_heap, main_parked_in_destructor ---- */
 
@@ -1727,19 +1755,16 @@ static void free_12_of_40_then_sleep(const char *who) {
     for (int i = 0; i < N - FREED; i++) free(blocks[i]);
 }
 
-/** Runs `child_main` in a child process (whose main thread it is: it ends with
- *  pthread_exit, leaving the process to its other threads) and expects the child to exit
- *  0 within 4 s of the time its last thread records in `child_end->last_thread`. */
-/** Waits for the child `pid`, which must exit 0 within 30 s (else it is killed and the
- *  case fails); returns when it ended (CLOCK_MONOTONIC seconds). */
-static double wait_ended_child(pid_t pid, const char *who) {
+/** Waits for the child `pid`, which must exit 0 within `seconds` (else it is killed and
+ *  the case fails); returns when it ended (CLOCK_MONOTONIC seconds). */
+static double wait_ended_child(pid_t pid, const char *who, double seconds) {
     int status = 0;
-    double deadline = monotonic_s() + 30;
+    double deadline = monotonic_s() + seconds;
     while (waitpid(pid, &status, WNOHANG) == 0) {
         if (monotonic_s() > deadline) {
             kill(pid, SIGKILL);
             CHECK(waitpid(pid, &status, 0) == pid);
-            CHECKF(0, "%s: the child did not end 30 s after it started (killed)", who);
+            CHECKF(0, "%s: the child did not end %.0f s after it started (killed)", who, seconds);
         }
         sleep_ms(5);
     }
@@ -1748,6 +1773,17 @@ static double wait_ended_child(pid_t pid, const char *who) {
     return ended;
 }
 
+/** The child ended (`ended`, from `wait_ended_child`) at most 4 s after its last thread. */
+static void check_child_end(double ended, const char *who) {
+    CHECKF(child_end->last_thread > 0, "%s: the child's last thread did not record its end", who);
+    printf("%s: the child ended %.3f s after its last thread\n", who, ended - child_end->last_thread);
+    CHECKF(ended - child_end->last_thread <= 4, "%s: the child ended %.1f s after its last thread", who,
+           ended - child_end->last_thread);
+}
+
+/** Runs `child_main` in a child process (whose main thread it is: it ends with
+ *  pthread_exit, leaving the process to its other threads) and expects the child to exit
+ *  0 within 4 s of the time its last thread records in `child_end->last_thread`. */
 static void ends_with_last_thread(void (*child_main)(void), const char *who) {
     child_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(child_end != MAP_FAILED);
@@ -1757,11 +1793,7 @@ static void ends_with_last_thread(void (*child_main)(void), const char *who) {
         child_main();
         pthread_exit(NULL);
     }
-    double ended = wait_ended_child(pid, who);
-    CHECKF(child_end->last_thread > 0, "%s: the child's last thread did not record its end", who);
-    printf("%s: the child ended %.3f s after its last thread\n", who, ended - child_end->last_thread);
-    CHECKF(ended - child_end->last_thread <= 4, "%s: the child ended %.1f s after its last thread", who,
-           ended - child_end->last_thread);
+    check_child_end(wait_ended_child(pid, who, 30), who);
 }
 
 static void *freeing_last_thread(void *arg) {
@@ -1788,7 +1820,7 @@ static void *last_thread_without_heap(void *arg) {
 
 static const char *dlopen_path;
 
-/** Loads swmalloc, allocates and frees 64 MiB through it (memset, so the purger has
+/** Loads swmalloc, allocates and frees `arg` MiB through it (memset, so the purger has
  *  something to give back) and ends. */
 static void *dlopen_worker(void *arg) {
     void *library = dlopen(dlopen_path, RTLD_NOW | RTLD_LOCAL);
@@ -1796,15 +1828,16 @@ static void *dlopen_worker(void *arg) {
     void *(*allocate)(size_t) = (void *(*)(size_t))dlsym(library, "malloc");
     void (*release)(void *) = (void (*)(void *))dlsym(library, "free");
     CHECK(allocate != NULL && release != NULL);
+    long mib = (long)arg;
     void *blocks[64];
-    for (int i = 0; i < 64; i++) {
+    for (long i = 0; i < mib; i++) {
         blocks[i] = allocate(1 << 20);
         CHECK(blocks[i] != NULL);
         memset(blocks[i], 1, 1 << 20);
     }
-    for (int i = 0; i < 64; i++) release(blocks[i]);
+    for (long i = 0; i < mib; i++) release(blocks[i]);
     sleep_ms(100);
-    return arg;
+    return NULL;
 }
 
 /** The last thread: never allocates through swmalloc; writes when it ends to `arg`, a
@@ -1816,39 +1849,109 @@ static void *dlopen_last_thread(void *arg) {
     return NULL;
 }
 
-/** The program run again without swmalloc preloaded (`RETENTION_DLOPEN`: the library's
- *  path; `RETENTION_DLOPEN_FD`: where the last thread writes its end). */
-static void dlopen_child(void) {
+/** The program run again without swmalloc preloaded, for case `name` (`RETENTION_DLOPEN`:
+ *  the library's path; `RETENTION_FD`: where the last thread writes its end): a worker
+ *  loads swmalloc and uses 64 MiB (1 MiB for dlopen_reporter_without_purger: no purger
+ *  starts) while the main thread ends. For dlopen_fork_child this happens in a child
+ *  forked by the main thread once a first worker used swmalloc; the program waits for
+ *  that child. */
+static void dlopen_child(const char *name) {
     dlopen_path = getenv("RETENTION_DLOPEN");
-    int fd = atoi(getenv("RETENTION_DLOPEN_FD"));
+    int fd = atoi(getenv("RETENTION_FD"));
     pthread_t worker, last;
+    if (strcmp(name, "dlopen_fork_child") == 0) {
+        CHECK(pthread_create(&worker, NULL, dlopen_worker, (void *)64L) == 0);
+        CHECK(pthread_join(worker, NULL) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid > 0) {
+            wait_ended_child(pid, name, 20);   /* before the case's own 30 s: no child left behind */
+            exit(0);
+        }
+    }
+    long mib = strcmp(name, "dlopen_reporter_without_purger") == 0 ? 1 : 64;
     CHECK(pthread_create(&last, NULL, dlopen_last_thread, (void *)(long)fd) == 0);
-    CHECK(pthread_create(&worker, NULL, dlopen_worker, NULL) == 0);
+    CHECK(pthread_create(&worker, NULL, dlopen_worker, (void *)mib) == 0);
     pthread_exit(NULL);
 }
 
-static void dlopen_worker_last_without_heap(void) {
-    const char *library = getenv("LD_PRELOAD");
-    CHECKF(library != NULL, "run with LD_PRELOAD naming swmalloc");
+/** Runs this case again in a new program (fork and exec) with `name`=`value` in its
+ *  environment (and without LD_PRELOAD when `unpreloaded`), and the write end of a pipe
+ *  in RETENTION_FD; returns the child, and the pipe's read end in `read_end`. */
+static pid_t run_again(const char *name, const char *value, int unpreloaded, int *read_end) {
     int pipe_fds[2];
     CHECK(pipe(pipe_fds) == 0);
     char fd_text[16];
     snprintf(fd_text, sizeof fd_text, "%d", pipe_fds[1]);
+    fflush(stdout);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        CHECK(setenv("RETENTION_DLOPEN", library, 1) == 0);
-        CHECK(setenv("RETENTION_DLOPEN_FD", fd_text, 1) == 0);
-        CHECK(unsetenv("LD_PRELOAD") == 0);
+        CHECK(setenv(name, value, 1) == 0);
+        CHECK(setenv("RETENTION_FD", fd_text, 1) == 0);
+        if (unpreloaded) CHECK(unsetenv("LD_PRELOAD") == 0);
         char *const args[] = {"retention", (char *)running_case, NULL};
         execv("/proc/self/exe", args);
         _exit(99);
     }
     close(pipe_fds[1]);
-    double ended = wait_ended_child(pid, running_case), last = 0;
-    CHECKF(read(pipe_fds[0], &last, sizeof last) == sizeof last, "the last thread did not record its end");
+    *read_end = pipe_fds[0];
+    return pid;
+}
+
+static void dlopen_worker_last_without_heap(void) {
+    const char *library = getenv("LD_PRELOAD");
+    CHECKF(library != NULL, "run with LD_PRELOAD naming swmalloc");
+    int fd;
+    pid_t pid = run_again("RETENTION_DLOPEN", library, 1, &fd);
+    double ended = wait_ended_child(pid, running_case, 30), last = 0;
+    CHECKF(read(fd, &last, sizeof last) == sizeof last, "the last thread did not record its end");
     printf("the program ended %.3f s after its last thread\n", ended - last);
     CHECKF(ended - last <= 4, "the program ended %.1f s after its last thread", ended - last);
+}
+
+/* ---- nested_thread_start ---- */
+
+/** The worker of the program run again: allocates, marks its thread-local data, ends
+ *  100 ms later. */
+static __thread int nested_mark;
+static double nested_worker_end;
+static int nested_fd = -1;
+
+static void *nested_worker(void *arg) {
+    char *p = malloc(100000);
+    CHECK(p != NULL);
+    p[0] = 1;
+    nested_mark = 42;
+    sleep_ms(100);
+    free(p);
+    nested_worker_end = monotonic_s();
+    return arg;
+}
+
+/** The process's exit: reports to the parent the thread-local mark of the thread it runs
+ *  in (42: the worker's) and how long after the worker's end. */
+static void nested_at_exit(void) {
+    double report[2] = {nested_mark, monotonic_s() - nested_worker_end};
+    CHECK(write(nested_fd, report, sizeof report) == sizeof report);
+}
+
+static void nested_child(void) {
+    nested_fd = atoi(getenv("RETENTION_FD"));
+    CHECK(atexit(nested_at_exit) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, nested_worker, NULL) == 0);
+    pthread_exit(NULL);
+}
+
+static void nested_thread_start(void) {
+    int fd;
+    pid_t pid = run_again("RETENTION_NESTED", "1", 0, &fd);
+    wait_ended_child(pid, running_case, 30);
+    double report[2] = {0, 0};
+    CHECKF(read(fd, report, sizeof report) == sizeof report, "the program's atexit handler did not report");
+    printf("the exit ran %.3f s after the worker's end, in the thread with mark %.0f\n", report[1], report[0]);
+    CHECKF(report[0] == 42, "the process's exit ran in another thread than its last (its mark %.0f, not 42)", report[0]);
 }
 
 static void heapless_child(void) {
@@ -2026,16 +2129,65 @@ static void main_exit_thread_chain(void) {
 /** purger_start_race: while set, the next pthread_create (the purger's) sleeps 50 ms
  *  before it creates its thread, as a slow stack mapping or a preemption would. */
 static atomic_int slow_thread_start;
+/* Set by fork_in_purger_create / fork_in_purger_setname: the next pthread_create /
+ * pthread_setname_np raises SIGUSR1 first, as a signal arriving there would. */
+static atomic_int fork_in_thread_create, fork_in_thread_setname;
 
 /** Every pthread_create of the program and of swmalloc goes through here (the program's
  *  definition comes first in symbol lookup); it only passes the call on, but for
- *  purger_start_race. */
+ *  purger_start_race and fork_in_purger_create. */
 int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*body)(void *), void *arg) {
     static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
     if (!real) real = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
     if (atomic_exchange(&slow_thread_start, 0)) sleep_ms(50);
+    if (atomic_exchange(&fork_in_thread_create, 0)) raise(SIGUSR1);
     return real(thread, attr, body, arg);
 }
+
+/** As pthread_create above, for fork_in_purger_setname; and in nested_thread_start's
+ *  program, the reporter's start (at load) starts the purger from here, as an
+ *  allocation in a signal handler there would. */
+int pthread_setname_np(pthread_t thread, const char *name) {
+    static int (*real)(pthread_t, const char *);
+    if (!real) real = (int (*)(pthread_t, const char *))dlsym(RTLD_NEXT, "pthread_setname_np");
+    if (atomic_exchange(&fork_in_thread_setname, 0)) raise(SIGUSR1);
+    int r = real(thread, name);
+    static atomic_int nested_once;
+    if (getenv("RETENTION_NESTED") && strcmp(name, "swm-reporter") == 0 && !atomic_exchange(&nested_once, 1))
+        mallopt(M_TRIM_THRESHOLD, 0);
+    return r;
+}
+
+/* ---- fork_in_purger_create, fork_in_purger_setname ---- */
+
+static pid_t forked_in_start = -1;
+
+static void fork_in_start_handler(int signo) {
+    (void)signo;
+    forked_in_start = fork();
+}
+
+/** The purger's start (mallopt) with a fork from a signal handler at `where`; the child
+ *  goes on from there, starts a thread that frees 12 of 40 MiB and ends its main thread:
+ *  it must exit 0 within 4 s of that thread. */
+static void fork_during_purger_start(atomic_int *where) {
+    child_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(child_end != MAP_FAILED);
+    CHECK(signal(SIGUSR1, fork_in_start_handler) != SIG_ERR);
+    fflush(stdout);
+    atomic_store(where, 1);
+    mallopt(M_TRIM_THRESHOLD, 0);   /* starts the purger now */
+    CHECKF(forked_in_start >= 0, "no fork in the purger's start");
+    if (forked_in_start == 0) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, freeing_last_thread, NULL) == 0);
+        pthread_exit(NULL);
+    }
+    check_child_end(wait_ended_child(forked_in_start, running_case, 30), running_case);
+}
+
+static void fork_in_purger_create(void) { fork_during_purger_start(&fork_in_thread_create); }
+static void fork_in_purger_setname(void) { fork_during_purger_start(&fork_in_thread_setname); }
 
 static atomic_int race_go;
 static double race_worker_end;
@@ -2130,19 +2282,26 @@ static const struct test_case cases[] = {
     {"locked_memory_resident", locked_memory_resident}, {"partly_locked_span", partly_locked_span},
     {"purger_retries_start", purger_retries_start}, {"vos_thread_tables", vos_thread_tables},
     {"purger_futex_refused", purger_futex_refused}, {"purger_futex_eagain", purger_futex_eagain},
-    {"purger_futex_eintr", purger_futex_eintr}, {"purger_futex_zero", purger_futex_zero}, {"purger_futex_refused_later", purger_futex_refused_later},
+    {"purger_futex_eintr", purger_futex_eintr}, {"purger_futex_zero", purger_futex_zero},
+    {"purger_futex_etimedout", purger_futex_etimedout}, {"purger_futex_refused_later", purger_futex_refused_later},
     {"reporter_futex_refused", reporter_futex_refused}, {"reporter_futex_eagain", reporter_futex_eagain},
+    {"reporter_futex_etimedout", reporter_futex_etimedout},
     {"purger_refused_then_main_exits", purger_refused_then_main_exits},
     {"main_exit_purger_stays", main_exit_purger_stays}, {"main_exit_last_without_heap", main_exit_last_without_heap},
     {"main_parked_in_destructor", main_parked_in_destructor},
     {"dlopen_worker_last_without_heap", dlopen_worker_last_without_heap},
-    {"dlopen_worker_reporter", dlopen_worker_last_without_heap}, {"main_exit_raw_thread", main_exit_raw_thread},
+    {"dlopen_worker_reporter", dlopen_worker_last_without_heap},
+    {"dlopen_reporter_without_purger", dlopen_worker_last_without_heap},
+    {"dlopen_fork_child", dlopen_worker_last_without_heap},
+    {"fork_in_purger_create", fork_in_purger_create}, {"fork_in_purger_setname", fork_in_purger_setname},
+    {"nested_thread_start", nested_thread_start}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
     {"main_exit_last_thread_state", main_exit_last_thread_state}, {"purger_start_race", purger_start_race},
 };
 
 int main(int argc, char **argv) {
-    if (getenv("RETENTION_DLOPEN")) dlopen_child();
+    if (getenv("RETENTION_DLOPEN")) dlopen_child(argc > 1 ? argv[1] : "");
+    if (getenv("RETENTION_NESTED")) nested_child();
     const struct test_case *c = select_case(cases, sizeof cases / sizeof cases[0], argc, argv);
     stats_get = (int (*)(swm_stats_t *))dlsym(RTLD_DEFAULT, "swm_stats_get");
     purger_wakeups = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "swm_purger_wakeups");

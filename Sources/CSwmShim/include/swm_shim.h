@@ -198,11 +198,18 @@ void swmshim_report_fd_forget(void);
 int swmshim_signal_usable(int signo);
 /// Installs `handler` for signal `signo` (SA_RESTART); returns 0 on success.
 int swmshim_signal(int signo, void (*handler)(int));
-/// Starts a detached thread named `name` (at most 15 characters, as `top -H` shows it)
-/// running `body` with every signal blocked; 0 on success, and then `*counter` gets 1 more
-/// (swmalloc's count of its own threads), unless a fork came in between (in the child).
-int swmshim_thread_start(void *(*body)(void *), const char *name, unsigned long *counter);
-/// In a fork child: a thread start under way in the forking thread adds nothing.
+/// The kinds of swmalloc's own threads: at most one start of each is under way.
+enum { SWM_THREAD_PURGER = 0, SWM_THREAD_REPORTER = 1, SWM_THREAD_KINDS = 2 };
+/// Starts a detached thread of `kind` named `name` (at most 15 characters, as `top -H`
+/// shows it) running `body` with every signal blocked; 0 on success. The thread adds 1 to
+/// `*counter` (swmalloc's count of its own threads) as it begins, and the caller returns
+/// once it did (at most a second). `epoch` is the value of `*epoch_word` (swmalloc's count
+/// of fork children) the caller read after claiming the kind's state: `body` gets NULL, or
+/// 1 when the thread finds another value (it was made in a fork child that reset the
+/// state after the claim, and must claim it itself).
+int swmshim_thread_start(int kind, void *(*body)(void *), const char *name, unsigned long *counter,
+                         const unsigned long *epoch_word, unsigned long epoch);
+/// In a fork child: a thread start under way in the forking thread is not waited for.
 void swmshim_thread_start_forget(void);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);

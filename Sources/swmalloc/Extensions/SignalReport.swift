@@ -37,9 +37,10 @@ enum SignalReport {
     /// Starts the reporter thread unless one runs (or it was stopped for good).
     private static func start() {
         if !Process.mayStartThread() { return }
-        if !running.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in SignalReport.reporter() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self),
-                                Globals.ownThreadsWord) != 0 {
+        guard let epoch = Purger.claimStart(running) else { return }
+        if swmshim_thread_start(Int32(SWM_THREAD_REPORTER), { forked in SignalReport.reporter(forkedStart: forked != nil) },
+                                UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self),
+                                Globals.ownThreadsWord, Globals.forkEpochWord, epoch) != 0 {
             _ = running.compareExchange(expected: 1, desired: 0)   // not over a stop for good
         }
     }
@@ -48,11 +49,13 @@ enum SignalReport {
     /// `start` never takes; then the flag is raised, so that a reporter that missed the
     /// state returns from its wait at once (or is woken in it), finds the state and
     /// returns without writing a report.
-    static func stopForGood() {
-        if running.exchange(2) == 1 {
-            flag.pointee.store(2, ordering: .sequentiallyConsistent)
-            _ = swmshim_futex_wake(requested, 1)
-        }
+    /// True when a reporter was running (it is told to end).
+    @discardableResult
+    static func stopForGood() -> Bool {
+        if running.exchange(2) != 1 { return false }
+        flag.pointee.store(2, ordering: .sequentiallyConsistent)
+        _ = swmshim_futex_wake(requested, 1)
+        return true
     }
 
     /// The reporter's loop: sleep until the flag is raised, clear it, write the report;
@@ -61,14 +64,30 @@ enum SignalReport {
     /// R95: the reporter took 100 % of a CPU), or answers without sleeping
     /// (`FutexSleeper`). Signals then write no report: the handler's wake is refused too.
     /// It leaves `Globals.ownThreads` as it returns (see `Purger.endBeforeLastThread`).
-    private static func reporter() -> UnsafeMutableRawPointer? {
+    ///
+    /// Where the main thread's end cannot be seen (`Purger.mainThreadUnseen`: swmalloc
+    /// loaded by `dlopen` from another thread), no wait is longer than `alonePollMax`, and
+    /// it ends for good when the C library counts only swmalloc's threads, taking the
+    /// main thread's mask and name if it is the last (review R106: with no purger started,
+    /// the reporter kept such a process alive for ever).
+    private static func reporter(forkedStart: Bool) -> UnsafeMutableRawPointer? {
+        // Made in a fork child after its creator's claim (`Purger.claimForkedStart`).
+        if forkedStart && !Purger.claimForkedStart(running) {
+            Purger.ownThreadEnding()
+            return nil
+        }
         var sleeper = FutexSleeper()
         while true {
             let raised = flag.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0
             if running.loadSequentiallyConsistent() == 2 { break }
+            let watching = Globals.mainThreadGone.loadSequentiallyConsistent() != 0
             if raised {
                 Stats.printReport(atExit: false)
-            } else if !sleeper.wait(requested, 0, timeout: 0) {
+            } else if watching && Purger.onlyOwnThreadsLeft() {
+                _ = running.compareExchange(expected: 1, desired: 2)
+                if swmshim_glibc_threads() <= 1 { swmshim_become_last_thread() }
+                break
+            } else if !sleeper.wait(requested, 0, timeout: watching ? Purger.alonePollMax : 0) {
                 _ = running.compareExchange(expected: 1, desired: 2)
                 break
             }

@@ -634,9 +634,10 @@ enum Process {
     /// another thread than the main one (`dlopen` from a worker), it may never see the
     /// main thread's end (`Purger.mainThreadUnseen`).
     static func start() {
+        // First: the reporter the attach may start reads it.
+        if swmshim_gettid() != swmshim_getpid() { Purger.mainThreadUnseen() }
         let current = Heap.current
         if current.isEmpty && !current.isExited { _ = Heap.attach(registerExit: true) }
-        if swmshim_gettid() != swmshim_getpid() { Purger.mainThreadUnseen() }
     }
 
     /// Initialises options and the thread-exit key once; cheap after the first call.
@@ -815,6 +816,11 @@ enum Process {
         // main thread's pthread_exit (review R14: the child's purger kept it alive for
         // ever; lifecycle.c `fork_from_exit_destructor`).
         if current.isExited { Process.mainThreadExiting() }
+        // A forking thread without a heap (one that never allocated through swmalloc, as
+        // a thread of a program that loaded it with `dlopen`) is the child's main thread:
+        // its end never reaches swmalloc's key destructor (review R106: the child of such
+        // a process never ended after its main thread's pthread_exit).
+        if current.isEmpty && !current.isExited { Purger.mainThreadUnseen() }
         Globals.hugeCacheLock.reset()
         Globals.overAlignedLock.reset()
         Globals.segmentCacheLock.reset()

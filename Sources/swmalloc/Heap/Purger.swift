@@ -173,9 +173,10 @@ enum Purger {
         if !Process.mayStartThread() { return }
         let retryAt = Globals.purgerRetryAt.loadRelaxed()
         if retryAt != 0 && UInt(OS.nowNanoseconds()) < retryAt { return }
-        if !Globals.purgerState.compareExchange(expected: 0, desired: 1).exchanged { return }
-        if swmshim_thread_start({ _ in Purger.run() }, UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self),
-                                Globals.ownThreadsWord) != 0 {
+        guard let epoch = claimStart(Globals.purgerState) else { return }
+        if swmshim_thread_start(Int32(SWM_THREAD_PURGER), { forked in Purger.run(forkedStart: forked != nil) },
+                                UnsafeRawPointer(threadName.utf8Start).assumingMemoryBound(to: CChar.self),
+                                Globals.ownThreadsWord, Globals.forkEpochWord, epoch) != 0 {
             Globals.purgerRetryAt.store(UInt(OS.nowNanoseconds()) &+ retryNanoseconds)
             // Back to "not started" only from "running": a `stopForGood` meanwhile (the main
             // thread's `pthread_exit`) set 2, which must stay, or a purger started a second
@@ -223,6 +224,7 @@ enum Purger {
         Globals.purgerAloneHint.store(0)
         Globals.purgerEndNow.store(0)
         Globals.ownThreads.store(0)   // the purger and the reporter were not copied
+        Globals.forkEpoch.add(1)
         swmshim_thread_start_forget()
     }
 
@@ -254,26 +256,34 @@ enum Purger {
         return true
     }
 
-    /// At load by a thread other than the main one (`dlopen` from a worker): the main
-    /// thread has no heap, so its end may never reach swmalloc's key destructor, and
-    /// neither may the end of a last thread that never allocated through swmalloc; the
-    /// purger then kept the process alive until SIGKILL. The purger looks from the start
-    /// as after the main thread's end (`mainThreadGone`), with the loading thread's
-    /// signal mask and the main thread's name for an exit it runs. Its cost: an idle
-    /// purger wakes once a second.
+    /// At load by a thread other than the main one (`dlopen` from a worker), and in a fork
+    /// child whose forking thread has no heap: the main thread has no heap, so its end
+    /// may never reach swmalloc's key destructor, and neither may the end of a last
+    /// thread that never allocated through swmalloc; the purger then kept the process
+    /// alive until SIGKILL. The purger looks from the start as after the main thread's
+    /// end (`mainThreadGone`), with the loading (forking) thread's signal mask and the
+    /// main thread's name for an exit it runs. Its cost: an idle purger wakes once a
+    /// second.
     static func mainThreadUnseen() {
         if swmshim_main_thread_unseen() != 0 { Globals.mainThreadGone.store(1) }
     }
 
-    /// swmalloc's own threads the C library counts, at most (`Globals.ownThreads`; 0 while
-    /// the count is short of a thread that ended before its creator added it).
+    /// swmalloc's own threads the C library counts, at most (`Globals.ownThreads`, read
+    /// as 0 should it ever be below).
     private static var ownThreads: UInt {
         let n = Int(bitPattern: Globals.ownThreads.loadSequentiallyConsistent())
         return n > 0 ? UInt(n) : 0
     }
 
-    /// One of swmalloc's own threads is returning from its body (its creation was counted
-    /// by `swmshim_thread_start`): see `Globals.ownThreads`.
+    /// True when the C library counts only swmalloc's own threads (glibc's count read
+    /// first: see `mayEndBeforeThisThread`): after the main thread's end, they must end.
+    static func onlyOwnThreadsLeft() -> Bool {
+        let threads = UInt(swmshim_glibc_threads())
+        return threads != 0 && threads <= ownThreads
+    }
+
+    /// One of swmalloc's own threads is returning from its body (it counted itself as it
+    /// began, in `swmshim_thread_start`'s trampoline): see `Globals.ownThreads`.
     static func ownThreadEnding() { Globals.ownThreads.subtract(1) }
 
     /// At a thread's exit, after its heap was given up: true when one of swmalloc's own
@@ -367,7 +377,11 @@ enum Purger {
     /// the pass and the store of 1 was overwritten, and the purger slept the whole purge
     /// delay, up to 1,000 s, keeping the process alive). It makes no last pass then: the
     /// process ends with it.
-    private static func run() -> UnsafeMutableRawPointer? {
+    private static func run(forkedStart: Bool) -> UnsafeMutableRawPointer? {
+        if forkedStart && !claimForkedStart(Globals.purgerState) {
+            ownThreadEnding()
+            return nil
+        }
         var poll = alonePollFirst
         var sleeper = FutexSleeper()
         while true {
@@ -391,10 +405,10 @@ enum Purger {
                     ownThreadEnding()
                     return nil
                 }
-                if UInt(threads) <= ownThreads {
-                    SignalReport.stopForGood()
-                    poll = alonePollFirst
-                }
+                // Looks again soon after stopping a running reporter, once: one blocked in a
+                // `write` stays (review R106: a poll reset at every turn woke the purger
+                // 900 times a second meanwhile).
+                if onlyOwnThreadsLeft() && SignalReport.stopForGood() { poll = alonePollFirst }
             }
             Counters.shared.pointee.purgerWakeups.wrappingAdd(1, ordering: .relaxed)
             let delay = Options.current.pointee.purgeDelayNanoseconds
@@ -416,6 +430,32 @@ enum Purger {
         }
     }
 
+    /// Claims the state of one of swmalloc's thread kinds (the purger's, the reporter's:
+    /// 0 not started, 1 running, 2 stopped for good) for a start from this thread, 0 → 1,
+    /// and returns the fork epoch to hand the thread (`Globals.forkEpoch`, read after the
+    /// claim); nil when another start took it or it was stopped for good. A fork (from a
+    /// signal handler) between the claim and the read resets the state in the child
+    /// (`forkChild`), where the claim is made again.
+    static func claimStart(_ state: AtomicWord) -> UInt? {
+        while state.compareExchange(expected: 0, desired: 1).exchanged {
+            let epoch = Globals.forkEpoch.loadSequentiallyConsistent()
+            if state.loadSequentiallyConsistent() == 1 { return epoch }
+        }
+        return nil
+    }
+
+    /// A thread whose start's fork epoch is not its process's (`swmshim_thread_start`): a
+    /// fork child reset the kind's state after its creator claimed it (the fork came from
+    /// a signal handler in the creator, after the claim and before the clone, whose copy in
+    /// the child made the thread there). It runs if it claims the state (0 → 1), or to its
+    /// end if the state is 2 (stopped for good); where another start took the state
+    /// meanwhile, that thread runs and this one ends (review R105: two purgers, one of them
+    /// counted, and a process that never ended; and a purger that ran with the state at 0,
+    /// which the main thread's end then did not wake).
+    static func claimForkedStart(_ state: AtomicWord) -> Bool {
+        state.compareExchange(expected: 0, desired: 1).exchanged || state.loadSequentiallyConsistent() == 2
+    }
+
     /// After an announcement's wake: where the kernel refuses it (`Futex.refused`: a
     /// filter installed while the purger slept without a timeout), the purger is off for
     /// good (`stopSleeping`).
@@ -425,7 +465,7 @@ enum Purger {
 
     /// Where futex does not work, the purger is off for good, as with `background=0`, and
     /// owners purge on their own slow paths. Where its wait is refused or returns at once
-    /// (`FutexSleeper`: a filter answering EPERM, ENOSYS, EAGAIN, EINTR or 0), the purger
+    /// (`FutexSleeper`: a filter answering EPERM, ENOSYS, EAGAIN, EINTR, ETIMEDOUT or 0), the purger
     /// makes its last pass and its thread ends (before, it went round its loop without
     /// sleeping: review R93, 0.65 … 0.98 s of CPU in every second the program slept);
     /// where a wake is refused, the purger sleeps on, never woken, and the owners' own

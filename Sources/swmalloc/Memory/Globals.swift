@@ -154,15 +154,23 @@ enum Globals {
     /// (`Purger.endBeforeLastThread`): it returns without a last pass.
     static var purgerEndNow: AtomicWord { AtomicWord(base + 1680) }
     /// swmalloc's own threads (the purger, the signal reporter) that the C library may
-    /// count, never more: the creator adds 1 once `pthread_create` returned (the C library
-    /// counted the thread from inside that call; in `swmshim_thread_start`, not in a fork
-    /// child that came in between: review R104), the thread subtracts 1 just before it
-    /// returns (it is counted until after). So it may fall short for a moment, never
-    /// exceed; it is a signed count stored in a word (the thread's subtraction may come
-    /// first). See `Purger.endBeforeLastThread`.
+    /// count, never more: each thread adds 1 as it begins (the C library counted it from
+    /// before its clone), so it is counted in exactly the process it runs in, whatever
+    /// fork came during its start (reviews R104, R105), and its creator returns only
+    /// after that (`swmshim_thread_start`); it subtracts 1 just before it returns (it is
+    /// counted until after). So it may fall short for a moment, never exceed. It is a
+    /// signed count stored in a word. See `Purger.endBeforeLastThread`.
     static var ownThreads: AtomicWord { AtomicWord(base + 1688) }
     /// The same word, for `swmshim_thread_start`, which adds to it from C.
     static var ownThreadsWord: UnsafeMutablePointer<UInt> { (base + 1688).assumingMemoryBound(to: UInt.self) }
+    /// Fork children this process's memory went through: +1 in each fork child
+    /// (`Purger.forkChild`). A start of one of swmalloc's threads hands its thread the
+    /// value it read after claiming its kind's state (`OwnThread.claimStart`); a thread
+    /// that finds another value was made in a fork child whose reset of that state came
+    /// after the claim (see `swmshim_thread_start`).
+    static var forkEpoch: AtomicWord { AtomicWord(base + 1696) }
+    /// The same word, for `swmshim_thread_start`'s threads, which read it from C.
+    static var forkEpochWord: UnsafeMutablePointer<UInt> { (base + 1696).assumingMemoryBound(to: UInt.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }

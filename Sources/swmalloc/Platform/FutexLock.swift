@@ -20,10 +20,11 @@ enum Futex {
 /// reporter), and that must not turn into a loop without sleep where futex does not sleep.
 ///
 /// Every wake-up of theirs changes the word before the wake, so a wait that returns with
-/// the word still at the value it waited on, other than by its timeout running out, was
-/// woken by no one. A seccomp filter can answer every futex call with EAGAIN, EINTR or 0
-/// without a refusal `Futex.refused` sees: each wait then returns at once (an outside
-/// review's note: the purger of a sleeping program took a whole CPU). `earlyLimit` such
+/// the word still at the value it waited on, before its timeout ran out on the clock, was
+/// woken by no one. A seccomp filter can answer every futex call with EAGAIN, EINTR,
+/// ETIMEDOUT or 0 without a refusal `Futex.refused` sees: each wait then returns at once
+/// (an outside review's note: the purger of a sleeping program took a whole CPU; review
+/// R106: an ETIMEDOUT, taken for the timeout's end, still did). `earlyLimit` such
 /// returns in a row (legitimately, only a ptrace stop or a spurious kernel wake-up gives
 /// one) say that futex does not sleep here. A wake-up between them starts the count
 /// again, so a sleeper whose futex lies can go round while wake-ups keep coming; it stops
@@ -39,10 +40,11 @@ struct FutexSleeper {
     /// timeout). False when futex does not work for this thread: refused, or returning
     /// early `earlyLimit` times in a row; the caller then stops for good.
     mutating func wait(_ word: UnsafeMutablePointer<UInt32>, _ expected: UInt32, timeout: UInt64) -> Bool {
+        let start = timeout == 0 ? 0 : OS.nowNanoseconds()
         let result = timeout == 0 ? swmshim_futex_wait(word, expected) : swmshim_futex_wait_ns(word, expected, timeout)
         if Futex.refused(result) { return false }
         let current = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
-        if result == -Int(SWM_ETIMEDOUT) || current != expected {
+        if current != expected || (timeout != 0 && OS.nowNanoseconds() &- start >= timeout) {
             early = 0
             return true
         }
