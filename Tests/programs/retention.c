@@ -961,6 +961,15 @@ static void trickle_to_sleeping_owner(void) {
     free(owned);
 }
 
+/** malloc_trim(0) now (`which` names it in the output): the MiB the resident set fell by. */
+static double trim_gain(const char *which) {
+    double before = rss_mib();
+    malloc_trim(0);
+    double after = rss_mib();
+    printf("rss MiB: before %s %.1f after %.1f\n", which, before, after);
+    return before - after;
+}
+
 static void trim_sleeping_owner_frees(void) {
     pthread_t t;
     start_sleeping_owner(&t, 8192, 16384, 0);
@@ -968,12 +977,8 @@ static void trim_sleeping_owner_frees(void) {
     run_freer(2, 2);
     run_freer(4, 4);
     run_freer(6, 6);
-    double before = rss_mib();
-    malloc_trim(0);
-    double after = rss_mib();
-    printf("rss MiB: before malloc_trim %.1f after %.1f\n", before, after);
-    CHECKF(before - after >= 40, "malloc_trim gave back %.1f MiB of the 64 MiB other threads freed into a sleeping owner's pages",
-           before - after);
+    double gain = trim_gain("malloc_trim");
+    CHECKF(gain >= 40, "malloc_trim gave back %.1f MiB of the 64 MiB other threads freed into a sleeping owner's pages", gain);
     unpark();
     pthread_join(t, NULL);
     for (long i = 1; i < owned_count; i += 2) free(owned[i]);
@@ -985,12 +990,9 @@ static void trim_right_after_trim(void) {
     start_sleeping_owner(&t, 8192, 16384, 0);
     malloc_trim(0);
     run_freer(0, 7);
-    double before = rss_mib();
-    malloc_trim(0);
-    double after = rss_mib();
-    printf("rss MiB: before the second malloc_trim %.1f after %.1f\n", before, after);
-    CHECKF(before - after >= 100, "malloc_trim right after another gave back %.1f MiB of the 128 MiB another thread freed into a sleeping owner's pages",
-           before - after);
+    double gain = trim_gain("the second malloc_trim");
+    CHECKF(gain >= 100, "malloc_trim right after another gave back %.1f MiB of the 128 MiB another thread freed into a sleeping owner's pages",
+           gain);
     unpark();
     pthread_join(t, NULL);
     free(owned);
