@@ -788,37 +788,27 @@ int swmshim_signal(int signo, void (*handler)(int)) {
 }
 
 /* A start of one of swmalloc's threads, one record per kind (`swm_thread_kind`): a
- * kind's state admits one start at a time (its compare-and-swap). `acked` is 0 while the
- * start is under way, 1 once the thread counted itself, 2 when a fork child forgot the
- * start (`swmshim_thread_start_forget`). */
+ * kind's state admits one start at a time (its compare-and-swap). */
 struct own_start {
     void *(*body)(void *);
     unsigned long *counter;
     const unsigned long *epoch;   /* swmalloc's count of fork children (`Globals.forkEpoch`) */
-    uint32_t acked;
 };
 static struct own_start own_starts[SWM_THREAD_KINDS];
 
-/* Every thread of swmalloc's begins here. It counts itself, so that it is counted in
- * exactly the process it runs in: a fork (from a signal handler) in its creator before
- * the clone has the child's copy of pthread_create make the thread there, one after it
- * leaves the child without the thread (reviews R104, R105). Then it tells its creator,
- * which waits for that (`swmshim_thread_start`). `arg` is the kind and the fork epoch its
- * creator read after claiming the kind's state, by value: a thread that finds another
- * epoch was made in a fork child that reset that state after the claim. Its creator
- * there does not wait for it (the start was forgotten, or it is the parent's start going
- * on), and its body is told so (`body(1)`: it must claim the state itself, and end if
+/* Every thread of swmalloc's begins here. `arg` is its kind and the fork epoch its
+ * creator read after claiming the kind's state, by value. A thread that finds another
+ * epoch was made in a fork child that reset that state after the claim (a fork from a
+ * signal handler in its creator, before the clone, whose copy of pthread_create made the
+ * thread in the child: review R105). Its creator there does not count it, so it counts
+ * itself, and its body is told (`body(1)`: it must claim the state itself, and end if
  * another start took it meanwhile). */
 static void *own_thread_main(void *arg) {
     uintptr_t value = (uintptr_t)arg;
     struct own_start *start = &own_starts[value & 1];
     void *(*body)(void *) = start->body;
     int forked = (value >> 1) != (__atomic_load_n(start->epoch, __ATOMIC_SEQ_CST) & (UINTPTR_MAX >> 1));
-    __atomic_add_fetch(start->counter, 1, __ATOMIC_SEQ_CST);
-    if (!forked) {
-        __atomic_store_n(&start->acked, 1, __ATOMIC_SEQ_CST);
-        raw_syscall(SYS_futex, (long)&start->acked, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
-    }
+    if (forked) __atomic_add_fetch(start->counter, 1, __ATOMIC_SEQ_CST);
     return body(forked ? (void *)1 : NULL);
 }
 
@@ -827,9 +817,6 @@ static void *own_thread_main(void *arg) {
  * would wait for a lock of glibc's pthread_create that the interrupted start holds, for
  * good (R105's nested starts: 1 child in 300 hung so). */
 static __thread int thread_start_depth __attribute__((tls_model("initial-exec")));
-
-/* How long a creator waits for its thread to count itself (`swmshim_thread_start`). */
-#define OWN_START_WAIT_NS 1000000000L
 
 /* The attributes every thread of swmalloc's starts with (detached, every signal
  * blocked), set up once and kept: 0 not set up, 1 being set up, 2 ready. Their signal
@@ -885,40 +872,32 @@ int swmshim_thread_start(int kind, void *(*body)(void *), const char *name, unsi
     start->body = body;
     start->counter = counter;
     start->epoch = epoch_word;
-    __atomic_store_n(&start->acked, 0, __ATOMIC_SEQ_CST);
     // The default stack size: a smaller one fails (EINVAL) in a program whose static TLS
     // does not fit it, and untouched stack pages cost address space only.
     pthread_t thread;
     uintptr_t arg = ((uintptr_t)epoch << 1) | (uintptr_t)(kind & 1);
     int r = pthread_create(&thread, attr, own_thread_main, (void *)arg);
-    if (r == 0) {
-        pthread_setname_np(thread, name);
-        // Until the thread counted itself (review R103: a last thread that had just
-        // started the purger, not yet counted, ended without ending it first, and the
-        // process's exit ran in the purger), at most OWN_START_WAIT_NS; not in a fork
-        // child made since the caller's claim (the epoch moved: the thread is not in the
-        // child, or does not answer), and not once a fork child forgot the start (a
-        // fork from a signal handler during this wait, which the kernel restarts).
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long long deadline = (long long)now.tv_sec * 1000000000LL + now.tv_nsec + OWN_START_WAIT_NS;
-        while (__atomic_load_n(&start->acked, __ATOMIC_SEQ_CST) == 0 && __atomic_load_n(epoch_word, __ATOMIC_SEQ_CST) == epoch) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            long long left = deadline - ((long long)now.tv_sec * 1000000000LL + now.tv_nsec);
-            if (left <= 0) break;
-            swmshim_futex_wait_ns(&start->acked, 0, (uint64_t)left);
-        }
-    }
+    if (r == 0) pthread_setname_np(thread, name);
+    // Counted once pthread_create returned (glibc counted the thread inside it: review
+    // R103, a last thread that had just started the purger must find it counted), unless
+    // a fork came since the caller's claim (the epoch moved): this is then a fork child,
+    // which has the thread only if the fork came before the clone, and then the thread
+    // counts itself (`own_thread_main`; review R104: counted here, the thread absent,
+    // every thread exit in the child waited 2 s). Every signal is blocked from the test
+    // to the add, so that no fork from a handler comes between them. (No wait for the
+    // thread: one whose start the program's own pthread_create wrapper delays, on a lock
+    // the caller holds, would stall the caller: review R107.)
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (r == 0 && __atomic_load_n(epoch_word, __ATOMIC_SEQ_CST) == epoch) __atomic_add_fetch(counter, 1, __ATOMIC_SEQ_CST);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     thread_start_depth = 0;
     errno = saved;
     return r;
 }
 
 void swmshim_thread_start_forget(void) {
-    for (int kind = 0; kind < SWM_THREAD_KINDS; kind++) {
-        uint32_t expected = 0;
-        __atomic_compare_exchange_n(&own_starts[kind].acked, &expected, 2, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-    }
     // Forked while another thread set the attributes up: that thread is not here to end it.
     if (start_attr_state == 1) start_attr_state = 0;
 }

@@ -87,6 +87,16 @@
  *                       least 100 MiB (a trim within 10 ms of the last walk of the page
  *                       lists walks them again only if a free into another thread's page
  *                       was noted since: this one must be).
+ *   locked_then_trimmed  (purge_delay_ms=0) under mlockall a thread allocates 48 MiB of
+ *                       192 KiB blocks and frees half (their purges are refused); after
+ *                       munlockall, malloc_trim(0) in the main thread must give back 16 MiB
+ *                       (review R107: the spans were left out, as no purge waited).
+ *   trim_after_purger_walk  a thread allocates 64 MiB of 4 KiB blocks; another frees all but
+ *                       every 16th; right after the purger's next pass (which walks the page
+ *                       lists for those frees) the owner frees the 16ths and the program's
+ *                       only malloc_trim(0) must give back 48 MiB at once (review R107: it
+ *                       skipped the walk within 10 ms of the purger's, and the memory stayed
+ *                       for good).
  *   huge_shrink         realloc of a 64 MiB block to 33 MiB gives the rest back at once
  *                       (before: all 64 MiB stayed resident while the block lived).
  *   huge_cache_reuse    huge blocks freed and allocated again in other sizes reuse the
@@ -310,6 +320,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -995,6 +1006,87 @@ static void trim_right_after_trim(void) {
            gain);
     unpark();
     pthread_join(t, NULL);
+    free(owned);
+}
+
+/* ---- locked_then_trimmed ---- */
+
+static sem_t locked_done, locked_quit;
+static void *locked_blocks[256];
+
+/** Allocates 256 blocks of 192 KiB, frees every other one (while memory is locked: the
+ *  purges are refused) and waits. */
+static void *locked_worker(void *arg) {
+    for (int i = 0; i < 256; i++) {
+        CHECK((locked_blocks[i] = malloc(192 << 10)) != NULL);
+        memset(locked_blocks[i], 1, 192 << 10);
+    }
+    for (int i = 0; i < 256; i += 2) free(locked_blocks[i]);
+    sem_post(&locked_done);
+    sem_wait(&locked_quit);
+    for (int i = 1; i < 256; i += 2) free(locked_blocks[i]);
+    return arg;
+}
+
+static void locked_then_trimmed(void) {
+    CHECK(sem_init(&locked_done, 0, 0) == 0 && sem_init(&locked_quit, 0, 0) == 0);
+    CHECKF(mlockall(MCL_CURRENT | MCL_FUTURE) == 0, "mlockall: errno %d", errno);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, locked_worker, NULL) == 0);
+    sem_wait(&locked_done);
+    CHECK(munlockall() == 0);
+    double gain = trim_gain("malloc_trim after munlockall");
+    CHECKF(gain >= 16, "malloc_trim gave back %.1f MiB of the 24 MiB another thread freed while memory was locked", gain);
+    sem_post(&locked_quit);
+    CHECK(pthread_join(t, NULL) == 0);
+}
+
+/* ---- trim_after_purger_walk ---- */
+
+static atomic_int owner_step;
+
+/** Allocates and writes `owned_count` blocks of `owned_size` bytes (step 1), frees every
+ *  16th one when told (step 2 → 3), and ends when told (step 4). */
+static void *stepping_owner(void *arg) {
+    for (long i = 0; i < owned_count; i++) {
+        CHECK((owned[i] = malloc(owned_size)) != NULL);
+        memset(owned[i], 7, owned_size);
+    }
+    atomic_store(&owner_step, 1);
+    while (atomic_load(&owner_step) != 2) sleep_ms(1);
+    for (long i = 15; i < owned_count; i += 16) free(owned[i]);
+    atomic_store(&owner_step, 3);
+    while (atomic_load(&owner_step) != 4) sleep_ms(1);
+    return arg;
+}
+
+/** Frees every owned block but every 16th. */
+static void *free_all_but_sixteenths(void *arg) {
+    for (long i = 0; i < owned_count; i++) {
+        if (i % 16 != 15) free(owned[i]);
+    }
+    return arg;
+}
+
+static void trim_after_purger_walk(void) {
+    owned_count = 16384;
+    owned_size = 4096;
+    CHECK((owned = malloc((size_t)owned_count * sizeof *owned)) != NULL);
+    pthread_t owner, freer;
+    CHECK(pthread_create(&owner, NULL, stepping_owner, NULL) == 0);
+    while (atomic_load(&owner_step) != 1) sleep_ms(1);
+    CHECK(pthread_create(&freer, NULL, free_all_but_sixteenths, NULL) == 0);
+    CHECK(pthread_join(freer, NULL) == 0);
+    /* The purger's next pass walks the page lists for the frees noted last. */
+    uint64_t wakeups = purger_wakeups();
+    for (int i = 0; i < 2000 && purger_wakeups() == wakeups; i++) sleep_ms(1);
+    sleep_ms(1);
+    atomic_store(&owner_step, 2);
+    while (atomic_load(&owner_step) != 3) sched_yield();
+    double gain = trim_gain("malloc_trim right after the purger's walk");
+    CHECKF(gain >= 48, "malloc_trim gave back %.1f MiB of the 64 MiB freed (the owner's own frees last)", gain);
+    atomic_store(&owner_step, 4);
+    CHECK(pthread_join(owner, NULL) == 0);
     free(owned);
 }
 
@@ -2268,7 +2360,8 @@ static const struct test_case cases[] = {
     {"fork_child_sleeps", fork_child_sleeps}, {"remote_owner_sleeps", remote_owner_sleeps},
     {"remote_owner_sleeps_delay0", remote_owner_sleeps}, {"pool_idle", pool_idle},
     {"trickle_to_sleeping_owner", trickle_to_sleeping_owner}, {"trim_sleeping_owner_frees", trim_sleeping_owner_frees}, {"trim_right_after_trim", trim_right_after_trim},
-    {"trim_right_after_trim_sync", trim_right_after_trim},
+    {"trim_right_after_trim_sync", trim_right_after_trim}, {"trim_after_purger_walk", trim_after_purger_walk},
+    {"locked_then_trimmed", locked_then_trimmed},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},

@@ -201,15 +201,15 @@ int swmshim_signal(int signo, void (*handler)(int));
 /// The kinds of swmalloc's own threads: at most one start of each is under way.
 enum { SWM_THREAD_PURGER = 0, SWM_THREAD_REPORTER = 1, SWM_THREAD_KINDS = 2 };
 /// Starts a detached thread of `kind` named `name` (at most 15 characters, as `top -H`
-/// shows it) running `body` with every signal blocked; 0 on success. The thread adds 1 to
-/// `*counter` (swmalloc's count of its own threads) as it begins, and the caller returns
-/// once it did (at most a second). `epoch` is the value of `*epoch_word` (swmalloc's count
-/// of fork children) the caller read after claiming the kind's state: `body` gets NULL, or
-/// 1 when the thread finds another value (it was made in a fork child that reset the
-/// state after the claim, and must claim it itself).
+/// shows it) running `body` with every signal blocked; 0 on success, and then `*counter`
+/// (swmalloc's count of its own threads) got 1 more. `epoch` is the value of `*epoch_word`
+/// (swmalloc's count of fork children) the caller read after claiming the kind's state:
+/// in a fork child made since (from a signal handler during this call) the caller adds
+/// nothing, and a thread made there finds the other value, adds 1 itself and gets 1 as
+/// `body`'s argument (it must claim the state itself); `body` gets NULL otherwise.
 int swmshim_thread_start(int kind, void *(*body)(void *), const char *name, unsigned long *counter,
                          const unsigned long *epoch_word, unsigned long epoch);
-/// In a fork child: a thread start under way in the forking thread is not waited for.
+/// In a fork child: attributes another thread was setting up are set up again.
 void swmshim_thread_start_forget(void);
 /// The calling thread's kernel thread id (a system call; async-signal-safe).
 int swmshim_gettid(void);

@@ -182,8 +182,10 @@ extension Heap {
         st.pointee.activeSlices -= page.pointee.sliceCount
         seg.returnSpan(page, now: now, purgeNow: delay == 0)
         segmentChanged(seg)
-        if delay == 0 { return }
+        // Also with a delay of 0: a purge the kernel refused (locked memory) leaves the
+        // span waiting, and passes purge only heaps where one waits (review R107).
         st.pointee.purgeWaiting = true
+        if delay == 0 { return }
         if !Purger.isRunning {
             if st.pointee.activePeak - st.pointee.activeSlices >= Heap.dropPurgeSlices {
                 purgeExpired(now: now, force: true)

@@ -282,8 +282,8 @@ enum Purger {
         return threads != 0 && threads <= ownThreads
     }
 
-    /// One of swmalloc's own threads is returning from its body (it counted itself as it
-    /// began, in `swmshim_thread_start`'s trampoline): see `Globals.ownThreads`.
+    /// One of swmalloc's own threads is returning from its body (its creator counted it,
+    /// or it counted itself: `swmshim_thread_start`): see `Globals.ownThreads`.
     static func ownThreadEnding() { Globals.ownThreads.subtract(1) }
 
     /// At a thread's exit, after its heap was given up: true when one of swmalloc's own
@@ -508,13 +508,16 @@ enum Purger {
         // the last walk left waiting are due. Frees noted before a walk are seen by it (the
         // note is cleared first); the pages it retires wait for the delay, so the next pass
         // is due then at the latest. A forced pass (`swm_collect`, `malloc_trim`) walks
-        // too, unless nothing can have come free since a walk less than `othersWalkGap`
-        // ago (`forcedWalkNeeded`).
+        // too, unless nothing can have come free since another forced pass walked less
+        // than `othersWalkGap` ago (`forcedWalkNeeded`).
         let noted = Globals.othersFreesNoted.loadSequentiallyConsistent() != 0
         let gapEnd = Globals.othersWalkAt.pointee &+ othersWalkGap
         let carried = Globals.othersFreesDue.pointee
-        let walk = (force && forcedWalkNeeded(noted: noted || carried != 0, now: now, gapEnd: gapEnd))
-            || (noted && (last || now >= gapEnd)) || (carried != 0 && (last || now >= carried))
+        let forcedGapEnd = Globals.forcedWalkAt.pointee &+ othersWalkGap
+        // Lists left waiting by a walk, not the walk a skipped forced pass left due.
+        let waiting = carried != 0 && Globals.forcedWalkOwed.pointee == 0
+        let forcedWalk = force && forcedWalkNeeded(noted: noted || waiting, now: now, gapEnd: forcedGapEnd)
+        let walk = forcedWalk || (noted && (last || now >= gapEnd)) || (carried != 0 && (last || now >= carried))
         var oldest = UInt64.max
         if walk && noted {
             _ = Globals.othersFreesNoted.exchange(0)   // sequentially consistent: see `noteOthersFree`
@@ -523,12 +526,23 @@ enum Purger {
             oldest = gapEnd > d ? gapEnd &- d : 0
         }
         oldest = min(oldest, Heap.releaseParked(now: now, delay: d))
+        // A walk owed to a skipped forced pass is made as that pass would have made it.
+        let owed = walk && Globals.forcedWalkOwed.pointee != 0
         let heaps = purgeHeaps(now: now, delay: d, requestCollect: force, othersFrees: walk,
-                               othersDelay: force || last ? 0 : max(delay, remoteFreesDelay))
+                               othersDelay: force || last || owed ? 0 : max(delay, remoteFreesDelay))
         oldest = min(oldest, heaps.spans)
         if walk {
             Globals.othersWalkAt.pointee = now
             Globals.othersFreesDue.pointee = heaps.othersFrees == .max ? 0 : heaps.othersFrees
+            if forcedWalk || owed {
+                Globals.forcedWalkAt.pointee = now
+                Globals.forcedWalkOwed.pointee = 0
+            }
+        } else if force {
+            // A skipped forced walk: the purger makes it when the gap ends.
+            Globals.othersFreesDue.pointee = forcedGapEnd
+            Globals.forcedWalkOwed.pointee = 1
+            announce()
         }
         // Lists waiting: the pass due when they are (a pass is due `d` after the oldest
         // time it is given) walks the page lists again.
@@ -542,12 +556,17 @@ enum Purger {
 
     /// Whether a forced pass walks every heap's page lists: always, unless nothing was
     /// noted or left waiting since the last walk (`pending`: every free into another
-    /// thread's page is noted, `noteOthersFree`) and that walk was less than
-    /// `othersWalkGap` ago. What the walk would find then came from the owners' own frees
-    /// into pages others had freed into (their last block freed by the owner), which the
-    /// next walk finds. A program that calls `malloc_trim` thousands of times a second
-    /// (stress-ng's `malloc` stressor: 64 % of its time walked page lists, one trim ~1 ms)
-    /// walks at most once per gap.
+    /// thread's page is noted, `noteOthersFree`) and another forced pass walked less than
+    /// `othersWalkGap` ago (`gapEnd`). What the walk would find then came from the
+    /// owners' own frees into pages others had freed into (their last block freed by the
+    /// owner): the pass leaves the walk due at the gap's end, when the purger makes it as
+    /// a forced pass would (every thread-free list purged; the pages it retires wait for
+    /// the purge delay; with no purger, the next forced pass walks). A
+    /// program that calls `malloc_trim` thousands of times a second (stress-ng's `malloc`
+    /// stressor: 64 % of its time walked page lists, one trim ~1 ms) walks at most once
+    /// per gap. Only forced walks count: after the purger's walk, an owner's last frees
+    /// that no note announced were left by the program's only trim, and stayed for good
+    /// (review R107).
     private static func forcedWalkNeeded(noted pending: Bool, now: UInt64, gapEnd: UInt64) -> Bool {
         pending || now >= gapEnd
     }

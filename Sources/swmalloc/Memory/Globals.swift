@@ -154,12 +154,14 @@ enum Globals {
     /// (`Purger.endBeforeLastThread`): it returns without a last pass.
     static var purgerEndNow: AtomicWord { AtomicWord(base + 1680) }
     /// swmalloc's own threads (the purger, the signal reporter) that the C library may
-    /// count, never more: each thread adds 1 as it begins (the C library counted it from
-    /// before its clone), so it is counted in exactly the process it runs in, whatever
-    /// fork came during its start (reviews R104, R105), and its creator returns only
-    /// after that (`swmshim_thread_start`); it subtracts 1 just before it returns (it is
-    /// counted until after). So it may fall short for a moment, never exceed. It is a
-    /// signed count stored in a word. See `Purger.endBeforeLastThread`.
+    /// count, never more: the creator adds 1 once `pthread_create` returned (the C library
+    /// counted the thread inside that call), unless a fork came since it claimed the
+    /// thread's kind (`forkEpoch` moved: a fork child, where a thread made by that call
+    /// adds 1 itself), so that each is counted in exactly the process it runs in (reviews
+    /// R104, R105; `swmshim_thread_start`); the thread subtracts 1 just before it returns
+    /// (it is counted until after). So it may fall short for a moment, never exceed. It is
+    /// a signed count stored in a word (the thread's subtraction may come first). See
+    /// `Purger.endBeforeLastThread`.
     static var ownThreads: AtomicWord { AtomicWord(base + 1688) }
     /// The same word, for `swmshim_thread_start`, which adds to it from C.
     static var ownThreadsWord: UnsafeMutablePointer<UInt> { (base + 1688).assumingMemoryBound(to: UInt.self) }
@@ -171,6 +173,12 @@ enum Globals {
     static var forkEpoch: AtomicWord { AtomicWord(base + 1696) }
     /// The same word, for `swmshim_thread_start`'s threads, which read it from C.
     static var forkEpochWord: UnsafeMutablePointer<UInt> { (base + 1696).assumingMemoryBound(to: UInt.self) }
+    /// When a forced pass (`swm_collect`, `malloc_trim`) last walked the page lists (under
+    /// `passLock`; see `Purger.forcedWalkNeeded`).
+    static var forcedWalkAt: UnsafeMutablePointer<UInt64> { (base + 1704).assumingMemoryBound(to: UInt64.self) }
+    /// 1 when a forced pass skipped its walk and left it to the purger (under `passLock`;
+    /// see `Purger.forcedWalkNeeded`).
+    static var forcedWalkOwed: UnsafeMutablePointer<UInt64> { (base + 1712).assumingMemoryBound(to: UInt64.self) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
