@@ -398,8 +398,7 @@ enum Purger {
             let gone = Globals.mainThreadGone.loadSequentiallyConsistent() != 0
             if gone {
                 if Globals.purgerAloneHint.exchange(0) != 0 { poll = alonePollFirst }
-                let threads = swmshim_glibc_threads()   // first: see `mayEndBeforeThisThread`
-                if threads <= 1 {
+                if swmshim_glibc_threads() <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
                     swmshim_become_last_thread()
                     ownThreadEnding()
@@ -561,7 +560,7 @@ enum Purger {
     /// owners' own frees into pages others had freed into (their last block freed by the
     /// owner): the pass leaves the walk due at the gap's end, when the purger makes it as
     /// a forced pass would (every thread-free list purged; the pages it retires wait for
-    /// the purge delay; with no purger, the next forced pass walks). A
+    /// the purge delay; with no purger, a forced pass after the gap walks). A
     /// program that calls `malloc_trim` thousands of times a second (stress-ng's `malloc`
     /// stressor: 64 % of its time walked page lists, one trim ~1 ms) walks at most once
     /// per gap. Only forced walks count: after the purger's walk, an owner's last frees
@@ -609,9 +608,9 @@ enum Purger {
             }
             Globals.heapsLock.unlock()
             if othersFrees { remoteWaiting = min(remoteWaiting, heap.releaseOthersFrees(now: now, delay: othersDelay)) }
-            // Only a heap where some free span waits: `purgeWaiting`, set under this lock
-            // by every `retire` that leaves one, is exact (a walk of every segment's spans
-            // for nothing cost `malloc_trim` as much as the page lists).
+            // Only a heap where some free span may wait: `purgeWaiting` is set under this
+            // lock by every `retire` (a walk of every segment's spans for nothing cost
+            // `malloc_trim` as much as the page lists).
             if heap.state.pointee.purgeWaiting {
                 let waiting = heap.purgeSegments(now: now, delay: delay)
                 heap.state.pointee.purgeWaiting = waiting != .max

@@ -167,11 +167,11 @@ enum Globals {
     static var ownThreadsWord: UnsafeMutablePointer<UInt> { (base + 1688).assumingMemoryBound(to: UInt.self) }
     /// Fork children this process's memory went through: +1 in each fork child
     /// (`Purger.forkChild`). A start of one of swmalloc's threads hands its thread the
-    /// value it read after claiming its kind's state (`OwnThread.claimStart`); a thread
+    /// value it read after claiming its kind's state (`Purger.claimStart`); a thread
     /// that finds another value was made in a fork child whose reset of that state came
     /// after the claim (see `swmshim_thread_start`).
     static var forkEpoch: AtomicWord { AtomicWord(base + 1696) }
-    /// The same word, for `swmshim_thread_start`'s threads, which read it from C.
+    /// The same word, for `swmshim_thread_start` and its threads, which read it from C.
     static var forkEpochWord: UnsafeMutablePointer<UInt> { (base + 1696).assumingMemoryBound(to: UInt.self) }
     /// When a forced pass (`swm_collect`, `malloc_trim`) last walked the page lists (under
     /// `passLock`; see `Purger.forcedWalkNeeded`).
