@@ -87,10 +87,15 @@
  *                       least 100 MiB (a trim within 10 ms of the last walk of the page
  *                       lists walks them again only if a free into another thread's page
  *                       was noted since: this one must be).
- *   locked_then_trimmed  (purge_delay_ms=0) under mlockall a thread allocates 48 MiB of
- *                       192 KiB blocks and frees half (their purges are refused); after
- *                       munlockall, malloc_trim(0) in the main thread must give back 16 MiB
- *                       (review R107: the spans were left out, as no purge waited).
+ *   locked_then_trimmed  (and _delay0, purge_delay_ms=0) under mlockall a thread allocates
+ *                       48 MiB of 192 KiB blocks and frees half (their purges are refused);
+ *                       600 ms later munlockall, and malloc_trim(0) in the main thread must
+ *                       give back 16 MiB (reviews R107, R108: the heap's spans were left
+ *                       out of every later pass, as none counted as waiting).
+ *   trim_twice_before_purger  as trim_after_purger_walk with 16 MiB, below the purger's
+ *                       start: a malloc_trim, the owner's frees, a malloc_trim at once must
+ *                       give back 12 MiB (review R108: the second skipped its walk and left
+ *                       it to a purger that did not run: the memory stayed for good).
  *   trim_after_purger_walk  a thread allocates 64 MiB of 4 KiB blocks; another frees all but
  *                       every 16th; right after the purger's next pass (which walks the page
  *                       lists for those frees) the owner frees the 16ths and the program's
@@ -1034,6 +1039,7 @@ static void locked_then_trimmed(void) {
     pthread_t t;
     CHECK(pthread_create(&t, NULL, locked_worker, NULL) == 0);
     sem_wait(&locked_done);
+    sleep_ms(600);   /* longer than the purge delay: passes find the refused spans */
     CHECK(munlockall() == 0);
     double gain = trim_gain("malloc_trim after munlockall");
     CHECKF(gain >= 16, "malloc_trim gave back %.1f MiB of the 24 MiB another thread freed while memory was locked", gain);
@@ -1085,6 +1091,28 @@ static void trim_after_purger_walk(void) {
     while (atomic_load(&owner_step) != 3) sched_yield();
     double gain = trim_gain("malloc_trim right after the purger's walk");
     CHECKF(gain >= 48, "malloc_trim gave back %.1f MiB of the 64 MiB freed (the owner's own frees last)", gain);
+    atomic_store(&owner_step, 4);
+    CHECK(pthread_join(owner, NULL) == 0);
+    free(owned);
+}
+
+static void trim_twice_before_purger(void) {
+    owned_count = 4096;
+    owned_size = 4096;
+    CHECK((owned = malloc((size_t)owned_count * sizeof *owned)) != NULL);
+    pthread_t owner, freer;
+    CHECK(pthread_create(&owner, NULL, stepping_owner, NULL) == 0);
+    while (atomic_load(&owner_step) != 1) sleep_ms(1);
+    CHECK(pthread_create(&freer, NULL, free_all_but_sixteenths, NULL) == 0);
+    CHECK(pthread_join(freer, NULL) == 0);
+    int purger = 0;
+    thread_count("swm-purger", &purger);
+    CHECKF(!purger, "the purger runs: the case does not test a process without one");
+    trim_gain("the first malloc_trim");
+    atomic_store(&owner_step, 2);
+    while (atomic_load(&owner_step) != 3) sched_yield();
+    double gain = trim_gain("the second malloc_trim");
+    CHECKF(gain >= 12, "malloc_trim gave back %.1f MiB of the 16 MiB freed (the owner's own frees last), no purger running", gain);
     atomic_store(&owner_step, 4);
     CHECK(pthread_join(owner, NULL) == 0);
     free(owned);
@@ -2361,7 +2389,8 @@ static const struct test_case cases[] = {
     {"remote_owner_sleeps_delay0", remote_owner_sleeps}, {"pool_idle", pool_idle},
     {"trickle_to_sleeping_owner", trickle_to_sleeping_owner}, {"trim_sleeping_owner_frees", trim_sleeping_owner_frees}, {"trim_right_after_trim", trim_right_after_trim},
     {"trim_right_after_trim_sync", trim_right_after_trim}, {"trim_after_purger_walk", trim_after_purger_walk},
-    {"locked_then_trimmed", locked_then_trimmed},
+    {"locked_then_trimmed", locked_then_trimmed}, {"locked_then_trimmed_delay0", locked_then_trimmed},
+    {"trim_twice_before_purger", trim_twice_before_purger},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},

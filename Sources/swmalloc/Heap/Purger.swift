@@ -560,14 +560,15 @@ enum Purger {
     /// owners' own frees into pages others had freed into (their last block freed by the
     /// owner): the pass leaves the walk due at the gap's end, when the purger makes it as
     /// a forced pass would (every thread-free list purged; the pages it retires wait for
-    /// the purge delay; with no purger, a forced pass after the gap walks). A
+    /// the purge delay). Where no purger runs (not started yet, `background=0`), every
+    /// forced pass walks (review R108: what a skipped one left stayed for good). A
     /// program that calls `malloc_trim` thousands of times a second (stress-ng's `malloc`
     /// stressor: 64 % of its time walked page lists, one trim ~1 ms) walks at most once
     /// per gap. Only forced walks count: after the purger's walk, an owner's last frees
     /// that no note announced were left by the program's only trim, and stayed for good
     /// (review R107).
     private static func forcedWalkNeeded(noted pending: Bool, now: UInt64, gapEnd: UInt64) -> Bool {
-        pending || now >= gapEnd
+        pending || !isRunning || now >= gapEnd
     }
 
     /// Purges the free spans of every live heap whose span lock is free.

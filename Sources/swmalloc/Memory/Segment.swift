@@ -659,7 +659,11 @@ extension UnsafeMutablePointer where Pointee == Segment {
             let span = page(at: i)
             if span.pointee.kind == .freeSpan && !span.pointee.purged {
                 if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) { purge(span, now: now) }
-                else if span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
+                // Still waiting, refused spans included (their free time moved ahead): a
+                // heap with only those must stay among the ones passes purge (review R108:
+                // its `purgeWaiting` fell to false, and locked memory that the program
+                // unlocked later never went back, `malloc_trim` included).
+                if !span.pointee.purged && span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
             }
             i += span.pointee.sliceCount
         }
