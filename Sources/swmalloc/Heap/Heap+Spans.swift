@@ -340,22 +340,28 @@ extension Heap {
     func purgeExpired(now: UInt64, force: Bool) {
         let s = state
         let delay = Options.current.pointee.purgeDelayNanoseconds
-        s.pointee.purgeWaiting = purgeSegments(now: now, delay: force ? 0 : delay) != .max
+        purgeSegments(now: now, delay: force ? 0 : delay)
         s.pointee.nextPurge = now &+ (delay / 2 > 1_000_000 ? delay / 2 : 1_000_000)
         UnsafeMutablePointer<Segment>.purgeCache(now: now, delay: force ? 0 : delay)
         Huge.purgeCache(now: now, delay: force ? 0 : delay)
     }
 
     /// Purges this heap's free spans freed at least `delay` before `now`; returns when the
-    /// oldest one still waiting was freed (`UInt64.max`: none). Span lock held (by the
-    /// owner, or by the purger).
+    /// oldest one still waiting was freed (`UInt64.max`: none), and records in
+    /// `purgeWaiting` whether one waits, a span whose purge the kernel refused included
+    /// (review R108: without it, a heap of only such spans dropped out of every later pass,
+    /// `malloc_trim` included, and memory the program unlocked later stayed). Span lock
+    /// held (by the owner, or by the purger).
+    @discardableResult
     func purgeSegments(now: UInt64, delay: UInt64) -> UInt64 {
         var oldest = UInt64.max
+        var refused = false
         var seg = state.pointee.segments
         while let current = seg {
-            oldest = min(oldest, current.purgeExpired(now: now, delay: delay))
+            oldest = min(oldest, current.purgeExpired(now: now, delay: delay, refused: &refused))
             seg = current.pointee.next
         }
+        state.pointee.purgeWaiting = oldest != .max || refused
         return oldest
     }
 }

@@ -612,11 +612,7 @@ enum Purger {
             // Only a heap where some free span may wait: `purgeWaiting` is set under this
             // lock by every `retire` (a walk of every segment's spans for nothing cost
             // `malloc_trim` as much as the page lists).
-            if heap.state.pointee.purgeWaiting {
-                let waiting = heap.purgeSegments(now: now, delay: delay)
-                heap.state.pointee.purgeWaiting = waiting != .max
-                oldest = min(oldest, waiting)
-            }
+            if heap.state.pointee.purgeWaiting { oldest = min(oldest, heap.purgeSegments(now: now, delay: delay)) }
             Globals.heapsLock.lock()
             cursor = heap.state.pointee.nextLive
             heap.spanLock.unlock()

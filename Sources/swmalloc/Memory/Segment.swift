@@ -653,17 +653,25 @@ extension UnsafeMutablePointer where Pointee == Segment {
     /// none waits).
     @discardableResult
     func purgeExpired(now: UInt64, delay: UInt64) -> UInt64 {
+        var refused = false
+        return purgeExpired(now: now, delay: delay, refused: &refused)
+    }
+
+    /// The same; `refused` becomes true where the kernel refused a purge (that span waits
+    /// `refusedRetryNanoseconds` more, and is not in the time returned: a cached segment
+    /// of such spans may still be unmapped, which the kernel does not refuse).
+    func purgeExpired(now: UInt64, delay: UInt64, refused: inout Bool) -> UInt64 {
         var oldest = UInt64.max
         var i = 1
         while i < Geometry.slicesPerSegment {
             let span = page(at: i)
             if span.pointee.kind == .freeSpan && !span.pointee.purged {
-                if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) { purge(span, now: now) }
-                // Still waiting, refused spans included (their free time moved ahead): a
-                // heap with only those must stay among the ones passes purge (review R108:
-                // its `purgeWaiting` fell to false, and locked memory that the program
-                // unlocked later never went back, `malloc_trim` included).
-                if !span.pointee.purged && span.pointee.freedAt < oldest { oldest = span.pointee.freedAt }
+                if hasExpired(freedAt: span.pointee.freedAt, now: now, delay: delay) {
+                    purge(span, now: now)
+                    if !span.pointee.purged { refused = true }
+                } else if span.pointee.freedAt < oldest {
+                    oldest = span.pointee.freedAt
+                }
             }
             i += span.pointee.sliceCount
         }
