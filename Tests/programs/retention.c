@@ -1074,8 +1074,10 @@ static void *free_all_but_sixteenths(void *arg) {
     return arg;
 }
 
-static void trim_after_purger_walk(void) {
-    owned_count = 16384;
+/** Starts a stepping owner of `count` 4 KiB blocks and has another thread free all of
+ *  them but every 16th; returns the owner. */
+static pthread_t owner_freed_by_others(long count) {
+    owned_count = count;
     owned_size = 4096;
     CHECK((owned = malloc((size_t)owned_count * sizeof *owned)) != NULL);
     pthread_t owner, freer;
@@ -1083,39 +1085,39 @@ static void trim_after_purger_walk(void) {
     while (atomic_load(&owner_step) != 1) sleep_ms(1);
     CHECK(pthread_create(&freer, NULL, free_all_but_sixteenths, NULL) == 0);
     CHECK(pthread_join(freer, NULL) == 0);
+    return owner;
+}
+
+/** The owner frees its 16ths, a malloc_trim(0) at once (`which` names it), the owner
+ *  ends; returns the MiB the trim gave back. */
+static double owner_frees_then_trim(pthread_t owner, const char *which) {
+    atomic_store(&owner_step, 2);
+    while (atomic_load(&owner_step) != 3) sched_yield();
+    double gain = trim_gain(which);
+    atomic_store(&owner_step, 4);
+    CHECK(pthread_join(owner, NULL) == 0);
+    free(owned);
+    return gain;
+}
+
+static void trim_after_purger_walk(void) {
+    pthread_t owner = owner_freed_by_others(16384);
     /* The purger's next pass walks the page lists for the frees noted last. */
     uint64_t wakeups = purger_wakeups();
     for (int i = 0; i < 2000 && purger_wakeups() == wakeups; i++) sleep_ms(1);
     sleep_ms(1);
-    atomic_store(&owner_step, 2);
-    while (atomic_load(&owner_step) != 3) sched_yield();
-    double gain = trim_gain("malloc_trim right after the purger's walk");
+    double gain = owner_frees_then_trim(owner, "malloc_trim right after the purger's walk");
     CHECKF(gain >= 48, "malloc_trim gave back %.1f MiB of the 64 MiB freed (the owner's own frees last)", gain);
-    atomic_store(&owner_step, 4);
-    CHECK(pthread_join(owner, NULL) == 0);
-    free(owned);
 }
 
 static void trim_twice_before_purger(void) {
-    owned_count = 4096;
-    owned_size = 4096;
-    CHECK((owned = malloc((size_t)owned_count * sizeof *owned)) != NULL);
-    pthread_t owner, freer;
-    CHECK(pthread_create(&owner, NULL, stepping_owner, NULL) == 0);
-    while (atomic_load(&owner_step) != 1) sleep_ms(1);
-    CHECK(pthread_create(&freer, NULL, free_all_but_sixteenths, NULL) == 0);
-    CHECK(pthread_join(freer, NULL) == 0);
+    pthread_t owner = owner_freed_by_others(4096);
     int purger = 0;
     thread_count("swm-purger", &purger);
     CHECKF(!purger, "the purger runs: the case does not test a process without one");
     trim_gain("the first malloc_trim");
-    atomic_store(&owner_step, 2);
-    while (atomic_load(&owner_step) != 3) sched_yield();
-    double gain = trim_gain("the second malloc_trim");
+    double gain = owner_frees_then_trim(owner, "the second malloc_trim");
     CHECKF(gain >= 12, "malloc_trim gave back %.1f MiB of the 16 MiB freed (the owner's own frees last), no purger running", gain);
-    atomic_store(&owner_step, 4);
-    CHECK(pthread_join(owner, NULL) == 0);
-    free(owned);
 }
 
 static void huge_shrink(void) {
