@@ -48,8 +48,8 @@ enum SignalReport {
     /// Stops the reporter for good (`Process.mainThreadExiting`): `running` = 2, which
     /// `start` never takes; then the flag is raised, so that a reporter that missed the
     /// state returns from its wait at once (or is woken in it), finds the state and
-    /// returns without writing a report.
-    /// True when a reporter was running (it is told to end).
+    /// returns without writing a report. Returns true when a reporter was running (the
+    /// purger then looks again soon whether it ended: `Purger.run`).
     @discardableResult
     static func stopForGood() -> Bool {
         if running.exchange(2) != 1 { return false }
