@@ -235,6 +235,12 @@
  *                       that each allocate, start the next and end: the purger must wake
  *                       fewer than 200 times meanwhile (925 when every exit that left no
  *                       live heap woke it, R98: the chain took twice as long).
+ *   main_exit_threads_at_once  in a child whose main thread ended, three threads that
+ *                       allocated end together (a key destructor of the program's holds
+ *                       each until all are in it), once the purger's look at the thread
+ *                       count is a second apart: the child must exit within 0.15 s of
+ *                       them (each found the others counted, and the exit waited for the
+ *                       purger's next look: 0.25 s at f486e34, up to 1 s).
  *   long_lived_among_short  one long-lived thread and a stream of short-lived ones (one at
  *                       a time) each allocate 32 … 3,031-byte blocks and swap them into
  *                       512 shared slots, freeing the block each displaces (mostly another
@@ -1897,18 +1903,21 @@ static double wait_ended_child(pid_t pid, const char *who, double seconds) {
     return ended;
 }
 
-/** The child ended (`ended`, from `wait_ended_child`) at most 4 s after its last thread. */
-static void check_child_end(double ended, const char *who) {
+/** The child ended (`ended`, from `wait_ended_child`) at most 4 s after its last thread;
+ *  returns how long after. */
+static double check_child_end(double ended, const char *who) {
     CHECKF(child_end->last_thread > 0, "%s: the child's last thread did not record its end", who);
-    printf("%s: the child ended %.3f s after its last thread\n", who, ended - child_end->last_thread);
-    CHECKF(ended - child_end->last_thread <= 4, "%s: the child ended %.1f s after its last thread", who,
-           ended - child_end->last_thread);
+    double late = ended - child_end->last_thread;
+    printf("%s: the child ended %.3f s after its last thread\n", who, late);
+    CHECKF(late <= 4, "%s: the child ended %.1f s after its last thread", who, late);
+    return late;
 }
 
 /** Runs `child_main` in a child process (whose main thread it is: it ends with
  *  pthread_exit, leaving the process to its other threads) and expects the child to exit
- *  0 within 4 s of the time its last thread records in `child_end->last_thread`. */
-static void ends_with_last_thread(void (*child_main)(void), const char *who) {
+ *  0 within 4 s of the time its last thread records in `child_end->last_thread`; returns
+ *  how long after that time it ended. */
+static double ends_with_last_thread(void (*child_main)(void), const char *who) {
     child_end = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(child_end != MAP_FAILED);
     pid_t pid = fork();
@@ -1917,7 +1926,7 @@ static void ends_with_last_thread(void (*child_main)(void), const char *who) {
         child_main();
         pthread_exit(NULL);
     }
-    check_child_end(wait_ended_child(pid, who, 30), who);
+    return check_child_end(wait_ended_child(pid, who, 30), who);
 }
 
 static void *freeing_last_thread(void *arg) {
@@ -2250,6 +2259,49 @@ static void main_exit_thread_chain(void) {
            (unsigned long long)child_end->wakeups, CHAIN_THREADS);
 }
 
+/* ---- main_exit_threads_at_once ---- */
+
+enum { AT_ONCE_THREADS = 3 };
+static pthread_barrier_t at_once_barrier;
+static pthread_key_t at_once_key;
+
+/** A key destructor of the program's: the threads end together, after swmalloc's first
+ *  destructor call (its key is older), each recording its end. */
+static void at_once_end(void *value) {
+    (void)value;
+    pthread_barrier_wait(&at_once_barrier);
+    child_end->last_thread = monotonic_s();
+}
+
+/** Allocates (so that it has a heap); the first one waits until the purger's look at the
+ *  thread count has gone to its longest interval and the purger just woke; then they all
+ *  end. */
+static void *at_once_worker(void *arg) {
+    free(malloc(64));
+    CHECK(pthread_setspecific(at_once_key, (void *)1) == 0);
+    if (arg == NULL) {
+        sleep_ms(1800);
+        uint64_t before = purger_wakeups();
+        for (int i = 0; i < 3000 && purger_wakeups() == before; i++) sleep_ms(1);
+    }
+    return arg;
+}
+
+static void at_once_child(void) {
+    churn_until_purger();
+    CHECK(pthread_barrier_init(&at_once_barrier, NULL, AT_ONCE_THREADS) == 0);
+    CHECK(pthread_key_create(&at_once_key, at_once_end) == 0);
+    for (long i = 0; i < AT_ONCE_THREADS; i++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, at_once_worker, (void *)i) == 0);
+    }
+}
+
+static void main_exit_threads_at_once(void) {
+    double late = ends_with_last_thread(at_once_child, "main_exit_threads_at_once");
+    CHECKF(late <= 0.15, "the child ended %.2f s after its last threads, which ended together", late);
+}
+
 /** purger_start_race: while set, the next pthread_create (the purger's) sleeps 50 ms
  *  before it creates its thread, as a slow stack mapping or a preemption would. */
 static atomic_int slow_thread_start;
@@ -2422,6 +2474,7 @@ static const struct test_case cases[] = {
     {"fork_in_purger_create", fork_in_purger_create}, {"fork_in_purger_setname", fork_in_purger_setname},
     {"nested_thread_start", nested_thread_start}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
+    {"main_exit_threads_at_once", main_exit_threads_at_once},
     {"main_exit_last_thread_state", main_exit_last_thread_state}, {"purger_start_race", purger_start_race},
 };
 

@@ -222,6 +222,7 @@ enum Purger {
         if state == 1 || (state == 2 && Options.current.pointee.background) { Globals.purgerState.store(0) }
         Globals.mainThreadGone.store(0)
         Globals.purgerAloneHint.store(0)
+        Globals.purgerAlonePoll.store(0)
         Globals.purgerEndNow.store(0)
         Globals.ownThreads.store(0)   // the purger and the reporter were not copied
         Globals.forkEpoch.add(1)
@@ -287,10 +288,10 @@ enum Purger {
     static func ownThreadEnding() { Globals.ownThreads.subtract(1) }
 
     /// At a thread's exit, after its heap was given up: true when one of swmalloc's own
-    /// threads runs and the C library counts at most 2 more threads (this one, and one more
-    /// that may end at the same time). swmalloc's key destructor is then called once more,
-    /// in the next round, after the program's key destructors of this one
-    /// (`endBeforeLastThread`); a main thread that one of them keeps for good
+    /// threads runs and the C library counts at most `endingTogether` more threads (this
+    /// one, and others that may end at the same time). swmalloc's key destructor is then
+    /// called once more, in the next round, after the program's key destructors of this
+    /// one (`endBeforeLastThread`); a main thread that one of them keeps for good
     /// (libdispatch's) never gets there.
     ///
     /// The C library's count is read first: a thread of ours that left it subtracted
@@ -299,8 +300,12 @@ enum Purger {
     static func mayEndBeforeThisThread() -> Bool {
         let threads = UInt(swmshim_glibc_threads())
         let own = ownThreads
-        return own != 0 && threads != 0 && threads <= own &+ 2
+        return own != 0 && threads != 0 && threads <= own &+ endingTogether
     }
+
+    /// Threads ending at the same time, at most, whose ends hurry the purger's look at the
+    /// thread count (`endBeforeLastThread`).
+    static let endingTogether: UInt = 8
 
     /// swmalloc's key destructor's second call (`mayEndBeforeThisThread`): when every other
     /// thread the C library counts is one of swmalloc's own (the purger, the reporter:
@@ -318,10 +323,25 @@ enum Purger {
     /// stopped it and waited 4 s for a count that never came, in a program whose main
     /// thread lived; and the heaps parked when it ended stayed for good (106 MB) in a
     /// process that went on.
+    ///
+    /// Where other threads still count, after the main thread's end, the purger is asked
+    /// to look again soon (`pokeAlone`) if its looks are more than `alonePokePoll` apart:
+    /// threads that end together (in the same key destructor round of each, say) all
+    /// find the others still counted, and the last of them to end left the exit to the
+    /// purger's next look, up to `alonePollMax` (1 s) later. The bound keeps a chain of
+    /// threads, each starting the next and ending, from waking the purger at every end
+    /// (`retention main_exit_thread_chain`); it costs at most twice that bound where a
+    /// look doubled its interval past it just after this thread read it.
     static func endBeforeLastThread() {
         let threads = UInt(swmshim_glibc_threads())   // first: see `mayEndBeforeThisThread`
         let own = ownThreads
-        if own == 0 || threads != own &+ 1 { return }
+        if own == 0 || threads != own &+ 1 {
+            if own != 0 && threads > own &+ 1 && Globals.mainThreadGone.loadSequentiallyConsistent() != 0
+                && Globals.purgerAlonePoll.loadSequentiallyConsistent() > alonePokePoll {
+                pokeAlone()
+            }
+            return
+        }
         SignalReport.stopForGood()
         _ = Globals.purgerEndNow.exchange(1)
         if Globals.purgerState.exchange(2) != 0 {
@@ -356,6 +376,9 @@ enum Purger {
     /// `async` main, whose main thread libdispatch keeps asleep for good).
     static let alonePollFirst: UInt64 = 1_000_000
     static let alonePollMax: UInt64 = 1_000_000_000
+    /// The interval between the purger's looks above which a thread ending among the last
+    /// ones asks it to look soon (`endBeforeLastThread`).
+    static let alonePokePoll: UInt = 256_000_000
 
     /// The purger's loop: a pass, then sleep until the oldest waiting memory expires (at
     /// least an eighth of the delay, so a steady stream of frees costs at most eight
@@ -397,7 +420,10 @@ enum Purger {
             signal.pointee.store(0, ordering: .sequentiallyConsistent)
             let gone = Globals.mainThreadGone.loadSequentiallyConsistent() != 0
             if gone {
-                if Globals.purgerAloneHint.exchange(0) != 0 { poll = alonePollFirst }
+                if Globals.purgerAloneHint.exchange(0) != 0 {
+                    poll = alonePollFirst
+                    Globals.purgerAlonePoll.store(UInt(poll))
+                }
                 if swmshim_glibc_threads() <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
                     swmshim_become_last_thread()
@@ -425,7 +451,10 @@ enum Purger {
                     if !sleeper.wait(Globals.purgerSignal, 1, timeout: wait) { stopSleeping() }
                 }
             }
-            if gone { poll = poll < alonePollMax / 2 ? poll &* 2 : alonePollMax }
+            if gone {
+                poll = poll < alonePollMax / 2 ? poll &* 2 : alonePollMax
+                Globals.purgerAlonePoll.store(UInt(poll))
+            }
         }
     }
 

@@ -179,6 +179,11 @@ enum Globals {
     /// 1 when a forced pass skipped its walk and left it to the purger (under `passLock`;
     /// see `Purger.forcedWalkNeeded`).
     static var forcedWalkOwed: UnsafeMutablePointer<UInt64> { (base + 1712).assumingMemoryBound(to: UInt64.self) }
+    /// After the main thread's end: the longest the purger sleeps before it looks again
+    /// whether it is the last thread (its `poll`, nanoseconds; see `Purger.run`). A thread
+    /// ending among the last ones hurries it only when that is long (see
+    /// `Purger.endBeforeLastThread`).
+    static var purgerAlonePoll: AtomicWord { AtomicWord(base + 1720) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }
