@@ -11,7 +11,7 @@ let retentionCases = [
     "idle_threads", "idle_wide_pages", "remote_batch_idle", "fork_child_reuse", "purger_absent", "purger_lifecycle", "purger_off",
     "huge_cache_reuse", "big_freed_then_sleep", "big_freed_then_sleep_sync", "realloc_chain_then_sleep",
     "small_freed_then_sleep", "fork_child_sleeps", "remote_owner_sleeps", "remote_owner_sleeps_delay0", "pool_idle", "trickle_to_sleeping_owner",
-    "trim_sleeping_owner_frees", "trim_right_after_trim", "trim_right_after_trim_sync", "trim_after_purger_walk", "locked_then_trimmed", "locked_then_trimmed_delay0", "trim_twice_before_purger", "huge_shrink",
+    "trim_sleeping_owner_frees", "trim_right_after_trim", "trim_right_after_trim_sync", "trim_after_purger_walk", "locked_then_trimmed", "locked_then_trimmed_delay0", "trim_twice_before_purger", "owner_last_after_purger_walk", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "main_exit_after_remote_frees", "long_lived_among_short", "long_lived_among_short_sync",
     "trim_sparse_survivors", "trim_sparse_survivors_exited", "thread_churn_resident", "thread_churn_resident_sync",

@@ -96,6 +96,11 @@
  *                       start: a malloc_trim, the owner's frees, a malloc_trim at once must
  *                       give back 12 MiB (review R108: the second skipped its walk and left
  *                       it to a purger that did not run: the memory stayed for good).
+ *   owner_last_after_purger_walk  as trim_after_purger_walk without the trim: once the
+ *                       owner freed its 16ths, every thread sleeps, and the resident set
+ *                       must fall to 16 MiB above the start within 3 s (review R107: the
+ *                       purger's walk had seen the pages partly freed, nothing announced
+ *                       the owner's frees, and the 64 MiB stayed for good).
  *   trim_after_purger_walk  a thread allocates 64 MiB of 4 KiB blocks; another frees all but
  *                       every 16th; right after the purger's next pass (which walks the page
  *                       lists for those frees) the owner frees the 16ths and the program's
@@ -1114,6 +1119,24 @@ static void trim_after_purger_walk(void) {
     sleep_ms(1);
     double gain = owner_frees_then_trim(owner, "malloc_trim right after the purger's walk");
     CHECKF(gain >= 48, "malloc_trim gave back %.1f MiB of the 64 MiB freed (the owner's own frees last)", gain);
+}
+
+static void owner_last_after_purger_walk(void) {
+    double start = rss_mib();
+    pthread_t owner = owner_freed_by_others(16384);
+    uint64_t wakeups = purger_wakeups();
+    for (int i = 0; i < 2000 && purger_wakeups() == wakeups; i++) sleep_ms(1);
+    sleep_ms(1);
+    atomic_store(&owner_step, 2);
+    while (atomic_load(&owner_step) != 3) sched_yield();
+    long waited = 0;
+    double rss = rss_fall_to(start + 16, 3000, &waited);
+    printf("rss MiB at start %.1f, %ld ms after the owner's frees %.1f\n", start, waited, rss);
+    CHECKF(rss <= start + 16, "64 MiB of 4 KiB blocks, all but every 16th freed by another thread, the owner's 16ths "
+           "freed after the purger's walk, then every thread asleep: %.1f MiB resident after 3 s (start %.1f)", rss, start);
+    atomic_store(&owner_step, 4);
+    CHECK(pthread_join(owner, NULL) == 0);
+    free(owned);
 }
 
 static void trim_twice_before_purger(void) {
@@ -2444,7 +2467,7 @@ static const struct test_case cases[] = {
     {"trickle_to_sleeping_owner", trickle_to_sleeping_owner}, {"trim_sleeping_owner_frees", trim_sleeping_owner_frees}, {"trim_right_after_trim", trim_right_after_trim},
     {"trim_right_after_trim_sync", trim_right_after_trim}, {"trim_after_purger_walk", trim_after_purger_walk},
     {"locked_then_trimmed", locked_then_trimmed}, {"locked_then_trimmed_delay0", locked_then_trimmed},
-    {"trim_twice_before_purger", trim_twice_before_purger},
+    {"trim_twice_before_purger", trim_twice_before_purger}, {"owner_last_after_purger_walk", owner_last_after_purger_walk},
     {"huge_shrink", huge_shrink}, {"huge_cache_refill", huge_cache_refill},
     {"huge_cut_cycles", huge_cut_cycles},   {"map_count_frees", map_count_frees},
     {"vfork_child_purger", vfork_child_purger},   {"main_pthread_exit", main_pthread_exit},

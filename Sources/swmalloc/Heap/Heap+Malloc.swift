@@ -371,7 +371,7 @@ extension Heap {
                 unlinkFull(page)
                 retire(page, now: now)
             } else {
-                due = min(due, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay, budget: &budget))
+                due = min(due, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay, retirable: true, budget: &budget))
             }
         }
         for c in 0..<SizeClass.count {
@@ -389,7 +389,9 @@ extension Heap {
                         retire(page, now: now)
                     }
                 } else {
-                    due = min(due, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay, budget: &budget))
+                    due = min(due, Heap.purgeStaleRemoteFrees(page, now: now, delay: delay,
+                                                              retirable: page != head && !page.pointee.keptEmpty,
+                                                              budget: &budget))
                 }
             }
         }
@@ -438,6 +440,15 @@ extension Heap {
     /// due (`UInt64.max`: none waits); with no `budget` left, a list due now waits for the
     /// next pass (due: `now`).
     ///
+    /// A page of smaller blocks that the walk may retire (`retirable`: a full page, a
+    /// class page behind its head) gets one more look `delay` after its list was first
+    /// seen: the owner's own last frees into it, which no note announces, make it hold
+    /// every block, and that look retires it. Without it, an owner that freed its blocks
+    /// just after the walk and then slept kept the page for good (review R107, `retention
+    /// owner_last_after_purger_walk`: 66.5 MiB of 64 MiB freed stayed). One look per
+    /// list: an owner whose last frees come later still keeps it until a note, its own
+    /// slow path or a trim.
+    ///
     /// Safe under the owner's span lock from any thread: only the owner's collect, which
     /// takes that lock, takes blocks off a thread-free list; other threads' frees push in
     /// front of the word read here, and their compare-and-swap (sequentially consistent)
@@ -446,9 +457,14 @@ extension Heap {
     /// rest reads zero once the owner collects and hands them out again. The descriptor's
     /// `remoteSeen` fields are written under the span lock only.
     private static func purgeStaleRemoteFrees(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64,
-                                              budget: inout Int) -> UInt64 {
-        if page.pointee.kind != .small || Int(page.pointee.blockSize) <= Page.smallestPurgedBlock { return .max }
+                                              retirable: Bool, budget: inout Int) -> UInt64 {
+        if page.pointee.kind != .small { return .max }
         let word = page.pointee.threadFree.load(ordering: .acquiring)
+        if Int(page.pointee.blockSize) <= Page.smallestPurgedBlock {
+            if word == 0 || !retirable { return .max }
+            let when = remoteDue(page, word, now: now, delay: delay)
+            return when > now ? when : .max
+        }
         if word == 0 || page.pointee.remoteSeen == word | Page.remotePurged { return .max }
         let when = remoteDue(page, word, now: now, delay: delay)
         if when > now { return when }
