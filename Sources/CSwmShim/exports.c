@@ -342,19 +342,43 @@ __attribute__((noinline)) static void *swm_new_out_of_memory(intptr_t size, intp
     swmshim_abort();
 }
 
-/// A nothrow `operator new` (`name`, the runtime's symbol) whose allocation failed: NULL at
-/// once without a new-handler; with one, the runtime's own nothrow operator, which calls
-/// the throwing one (the handler, a retry, std::bad_alloc) and returns NULL for what it
-/// throws — C frames cannot catch. Only a shared runtime's: a module's static copy may
-/// define that operator over an `operator new` of its own (a pool), whose block would
+/// The four nothrow `operator new` forms, by index: `new`, `new[]`, and their aligned forms.
+enum { SWM_NOTHROW_FORMS = 4 };
+static const char *const swm_nothrow_names[SWM_NOTHROW_FORMS] = {
+    "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_ZnamSt11align_val_tRKSt9nothrow_t"};
+
+/// Each nothrow form as the shared C++ runtime defines it (`swm_cxx_symbol`), for
+/// `swm_nothrow_out_of_memory`; and as the next object after swmalloc defines it
+/// (`dlsym(RTLD_NEXT)`, or the program's replacement where none does), for
+/// `swm_nothrow_replaced`. Looked up at load where the process has a C++ runtime then
+/// (`swm_cxx_at_load`), else on first need and kept.
+static void *volatile swm_nothrow_runtime[SWM_NOTHROW_FORMS];
+static void *volatile swm_nothrow_next[SWM_NOTHROW_FORMS];
+
+/// A nothrow `operator new` (`form`, see `swm_nothrow_names`) whose allocation failed: NULL
+/// at once without a new-handler; with one, the runtime's own nothrow operator, which
+/// calls the throwing one (the handler, a retry, std::bad_alloc) and returns NULL for
+/// what it throws — C frames cannot catch. Only a shared runtime's: a module's static copy
+/// may define that operator over an `operator new` of its own (a pool), whose block would
 /// reach swmalloc's `delete` (R38), so in a module with a static runtime and no shared
 /// one in the process the nothrow forms return NULL without the handler.
+///
+/// The runtime's operator is the one found at load when the process had its runtime
+/// then: looked up here, the lookup's `dlopen` allocates, which fails when memory is out
+/// (review R109: the handler that would have freed a reserve was never called), and
+/// waits for the loader's lock, which a library constructor that joins this thread holds
+/// (a hang).
 __attribute__((noinline)) static void *swm_nothrow_out_of_memory(intptr_t size, intptr_t alignment, const void *tag,
-                                                                  const char *name) {
+                                                                  int form) {
     struct swm_caller unknown = {NULL, NULL};
     if (swm_get_new_handler(unknown, 0) == NULL) return NULL;
-    void *runtime = swm_cxx_symbol(name, unknown, 0);
-    if (runtime == NULL) return NULL;
+    void *runtime = __atomic_load_n(&swm_nothrow_runtime[form], __ATOMIC_ACQUIRE);
+    if (runtime == NULL) {
+        runtime = swm_cxx_symbol(swm_nothrow_names[form], unknown, 0);
+        if (runtime == NULL) return NULL;
+        __atomic_store_n(&swm_nothrow_runtime[form], runtime, __ATOMIC_RELEASE);   // its runtime stays loaded
+    }
     if (alignment) return ((void *(*)(intptr_t, intptr_t, const void *))runtime)(size, alignment, tag);
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
 }
@@ -452,18 +476,18 @@ static inline int swm_is_own(void *global, void *own) {
     return global == own || (own == (void *)swm_own__Znwm && global == (void *)swmimpl_cxx_new);
 }
 
-/// A nothrow `new` (`name`) whose throwing form the program replaced: the C++ runtime's
-/// own nothrow form, which calls the replacement and catches what it throws (looked up
-/// once: a replacing program pays the loader's lock on its first nothrow `new` only);
-/// without a shared runtime (a program with a static libstdc++ that does not keep that
-/// form), the replacement itself (`replaced`), whose exception, if it throws, reaches
-/// the caller.
-static void *swm_nothrow_replaced(const char *name, void *volatile *cache, void *replaced, intptr_t size,
-                                  intptr_t alignment, const void *tag) {
+/// A nothrow `new` (`form`) whose throwing form the program replaced: the C++ runtime's
+/// own nothrow form, which calls the replacement and catches what it throws (found at
+/// load, `swm_cxx_at_load`, or looked up once: a program whose runtime came later pays
+/// the loader's lock on its first nothrow `new` only); without a shared runtime (a
+/// program with a static libstdc++ that does not keep that form), the replacement itself
+/// (`replaced`), whose exception, if it throws, reaches the caller.
+static void *swm_nothrow_replaced(int form, void *replaced, intptr_t size, intptr_t alignment, const void *tag) {
+    void *volatile *cache = &swm_nothrow_next[form];
     void *runtime = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
     if (runtime == NULL) {
         int saved = errno;
-        runtime = dlsym(RTLD_NEXT, name);
+        runtime = dlsym(RTLD_NEXT, swm_nothrow_names[form]);
         if (runtime == NULL) {
             (void)dlerror();
             runtime = replaced;
@@ -479,38 +503,60 @@ static void *swm_nothrow_replaced(const char *name, void *volatile *cache, void 
     return ((void *(*)(intptr_t, const void *))runtime)(size, tag);
 }
 
-/// A nothrow `operator new` (`name`) defined over `over` (and `basic`, what `over` is
-/// defined over: the array form's plain one), given as their global and own definitions:
-/// malloc, or memalign when `aligned`, while both are swmalloc's, then
-/// `swm_nothrow_out_of_memory` when that fails; else `swm_nothrow_replaced` (`cache`:
-/// the form's runtime, looked up once).
-static inline void *swm_nothrow_new(const char *name, void *volatile *cache, void *over, void *own_over, void *basic,
-                                    void *own_basic, intptr_t size, int aligned, intptr_t alignment, const void *tag) {
+/// A nothrow `operator new` (`form`, see `swm_nothrow_names`) defined over `over` (and
+/// `basic`, what `over` is defined over: the array form's plain one), given as their
+/// global and own definitions: malloc, or memalign when `aligned`, while both are
+/// swmalloc's, then `swm_nothrow_out_of_memory` when that fails; else
+/// `swm_nothrow_replaced`.
+static inline void *swm_nothrow_new(int form, void *over, void *own_over, void *basic, void *own_basic, intptr_t size,
+                                    int aligned, intptr_t alignment, const void *tag) {
     if (__builtin_expect(!swm_is_own(over, own_over) || !swm_is_own(basic, own_basic), 0))
-        return swm_nothrow_replaced(name, cache, over, size, alignment, tag);
+        return swm_nothrow_replaced(form, over, size, alignment, tag);
     void *p = aligned ? swmimpl_memalign(alignment, size) : swmimpl_malloc(size);
-    return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, name);
+    return p != NULL ? p : swm_nothrow_out_of_memory(size, alignment, tag, form);
 }
 
-/// Define the nothrow `operator new` `name` over `over` and `basic` (`swm_nothrow_new`):
-/// `SWM_NOTHROW_NEW` takes a size, `SWM_NOTHROW_NEW_ALIGNED` a size and an alignment.
-#define SWM_NOTHROW_ARGUMENTS(name, over, basic)                                                           \
-    #name, &runtime, SWM_GLOBAL(over), (void *)swm_own_##over, SWM_GLOBAL(basic), (void *)swm_own_##basic
-#define SWM_NOTHROW_NEW(name, over, basic)                                                                 \
+/// Define the nothrow `operator new` `name` (form `form`) over `over` and `basic`
+/// (`swm_nothrow_new`): `SWM_NOTHROW_NEW` takes a size, `SWM_NOTHROW_NEW_ALIGNED` a size
+/// and an alignment.
+#define SWM_NOTHROW_ARGUMENTS(form, over, basic)                                                           \
+    form, SWM_GLOBAL(over), (void *)swm_own_##over, SWM_GLOBAL(basic), (void *)swm_own_##basic
+#define SWM_NOTHROW_NEW(name, form, over, basic)                                                           \
     __attribute__((visibility("default"))) void *name(intptr_t size, const void *tag) {                   \
-        static void *volatile runtime;                                                                     \
-        return swm_nothrow_new(SWM_NOTHROW_ARGUMENTS(name, over, basic), size, 0, 0, tag);                 \
+        return swm_nothrow_new(SWM_NOTHROW_ARGUMENTS(form, over, basic), size, 0, 0, tag);                 \
     }
-#define SWM_NOTHROW_NEW_ALIGNED(name, over, basic)                                                         \
+#define SWM_NOTHROW_NEW_ALIGNED(name, form, over, basic)                                                   \
     __attribute__((visibility("default"))) void *name(intptr_t size, intptr_t alignment, const void *tag) { \
-        static void *volatile runtime;                                                                     \
-        return swm_nothrow_new(SWM_NOTHROW_ARGUMENTS(name, over, basic), size, 1, alignment, tag);         \
+        return swm_nothrow_new(SWM_NOTHROW_ARGUMENTS(form, over, basic), size, 1, alignment, tag);         \
     }
 
-SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t, _Znwm, _Znwm)                                          // new(size_t, nothrow_t)
-SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t, _Znam, _Znwm)                                          // new[](size_t, nothrow_t)
-SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t, _ZnwmSt11align_val_t, _ZnwmSt11align_val_t) // new(size_t, align_val_t, nothrow_t)
-SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t, _ZnamSt11align_val_t, _ZnwmSt11align_val_t) // new[](size_t, align_val_t, nothrow_t)
+SWM_NOTHROW_NEW(_ZnwmRKSt9nothrow_t, 0, _Znwm, _Znwm)                                       // new(size_t, nothrow_t)
+SWM_NOTHROW_NEW(_ZnamRKSt9nothrow_t, 1, _Znam, _Znwm)                                       // new[](size_t, nothrow_t)
+SWM_NOTHROW_NEW_ALIGNED(_ZnwmSt11align_val_tRKSt9nothrow_t, 2, _ZnwmSt11align_val_t, _ZnwmSt11align_val_t) // new(size_t, align_val_t, nothrow_t)
+SWM_NOTHROW_NEW_ALIGNED(_ZnamSt11align_val_tRKSt9nothrow_t, 3, _ZnamSt11align_val_t, _ZnwmSt11align_val_t) // new[](size_t, align_val_t, nothrow_t)
+
+/// At load, where the process has a C++ runtime already (the weak reference to its
+/// `std::get_new_handler` is bound: a C++ program, or a C program linked against one):
+/// the nothrow forms' lookups, made now so that neither an out-of-memory path nor a
+/// first call needs the loader (review R109: a nothrow `new` at real exhaustion did not
+/// call the new-handler, as the lookup's `dlopen` could not allocate; one in a thread
+/// that a library's constructor joined, inside `dlopen`, waited for the loader's lock
+/// for good, and so did a first nothrow `new` there in a program that replaces `operator
+/// new`). Only what is found is kept: a runtime loaded later with `dlopen` is looked up
+/// when needed, as before.
+static void swm_cxx_at_load(void) {
+    if (_ZSt15get_new_handlerv == NULL) return;
+    struct swm_caller unknown = {NULL, NULL};
+    int saved = errno;
+    for (int form = 0; form < SWM_NOTHROW_FORMS; form++) {
+        void *runtime = swm_cxx_symbol(swm_nothrow_names[form], unknown, 0);
+        if (runtime != NULL) __atomic_store_n(&swm_nothrow_runtime[form], runtime, __ATOMIC_RELEASE);
+        void *next = dlsym(RTLD_NEXT, swm_nothrow_names[form]);
+        if (next != NULL) __atomic_store_n(&swm_nothrow_next[form], next, __ATOMIC_RELEASE);
+        else (void)dlerror();
+    }
+    errno = saved;
+}
 
 // ---- statistics and maintenance (include/swmalloc.h) ----
 SWM_FORWARD(swm_version, swmimpl_version)
@@ -558,5 +604,6 @@ __attribute__((constructor)) static void swm_load(void) {
     int saved = errno;
     swmshim_find_glibc_threads();
     swmimpl_process_start();
+    swm_cxx_at_load();
     errno = saved;
 }

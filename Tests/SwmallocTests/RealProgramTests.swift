@@ -170,6 +170,39 @@ func withoutOptionLines(_ text: String) -> String {
         }
     }
 
+    /// The nothrow forms need neither memory nor the loader on their slow paths (review
+    /// R109): a library whose constructor joins a thread that calls nothrow `new` (with a
+    /// new-handler, out of memory; and for an int) loads, preloaded and linked, and in a
+    /// program that replaces `operator new` (whose nothrow forms defer to the C++
+    /// runtime's); swmalloc looked the runtime's nothrow forms up there, under the loader's
+    /// lock that `dlopen` held: a hang. And at real exhaustion (an address-space limit) a
+    /// nothrow `new` calls the new-handler, which frees a reserve, before it returns NULL:
+    /// the lookup's `dlopen` needed memory, failed, and NULL came back at once.
+    @Test(arguments: Library.allCases)
+    func cxxNothrowNeedsNoLoader(_ library: Library) throws {
+        let gxx = try requireTool("g++", debianPackage: "g++")
+        let module = "\(Paths.scratch)/libcxx_nothrow_loader-\(library.rawValue).so"
+        let built = try runChild(gxx, ["-O1", "-g", "-shared", "-fPIC", "-pthread",
+                                       "\(Paths.programs)/cxx_nothrow_loader_lib.cpp", "-o", module])
+        #expect(built.succeeded, "building the library: \(built)")
+        let replacing = "\(Paths.scratch)/cxx_nothrow_loader_replacing-\(library.rawValue)"
+        let replacingBuilt = try runChild(gxx, ["-O1", "-g", "-fno-builtin", "-pthread", "-std=c++17", "-DREPLACES_NEW",
+                                                "-I", Paths.include, "\(Paths.programs)/cxx_nothrow_loader.cpp",
+                                                "-o", replacing, "-ldl"])
+        #expect(replacingBuilt.succeeded, "building the replacing program: \(replacingBuilt)")
+        let plain = try compileProgram("cxx_nothrow_loader.cpp")
+        let runs: [(String, String, [String], Library?)] = [
+            ("preloaded", plain, ["constructor", module], library),
+            ("linked", try compileProgram("cxx_nothrow_loader.cpp", linking: library), ["constructor", module], nil),
+            ("replacing operator new, preloaded", replacing, ["constructor", module], library),
+            ("exhausted, preloaded", plain, ["exhausted"], library),
+        ]
+        for (mode, program, arguments, preload) in runs {
+            let run = try runChild(program, arguments, preload: preload)
+            #expect(run.succeeded && run.stdout == "cxx nothrow loader ok\n", "\(mode): \(run)")
+        }
+    }
+
     /// A C program that loads a C++ module with dlopen (as python3 loads a C++ extension)
     /// gets the C++ rules in that module when memory is out: the module's new-handler,
     /// std::bad_alloc it catches (plain and over-aligned new), NULL from the nothrow form.
