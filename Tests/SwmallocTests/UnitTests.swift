@@ -150,6 +150,13 @@ let defaultOptionsLine =
         #expect(withInode.succeeded && !withInode.stderr.contains("swmalloc statistics"), "\(withInode)")
         let cleared = try runChild(units, ["noop"], environment: ["SWMALLOC_OPTIONS": "stats_print=1,stats_fd=2,stats_fd_inode=12345,stats_fd=2"])
         #expect(cleared.succeeded && cleared.stderr.contains("swmalloc statistics"), "\(cleared)")
+        // An inode number takes the whole 64-bit range (review R109: 2^64 − 1 was refused
+        // as a bad value); one more warns.
+        let widest = try run(options: "verbose=1,stats_fd_inode=18446744073709551615")
+        #expect(widest.swmallocLines == [defaultOptionsLine.replacingOccurrences(of: "stats_fd=2", with: "stats_fd=2 stats_fd_inode=18446744073709551615")],
+                "\(widest.swmallocLines)")
+        let over = try run(options: "verbose=1,stats_fd_inode=18446744073709551616")
+        #expect(over.swmallocLines.count == 2 && over.swmallocLines.contains(defaultOptionsLine), "\(over.swmallocLines)")
     }
 
     /// An unknown key prints one warning naming it and changes nothing.

@@ -10,7 +10,7 @@ enum Extensions {
     static func processStarted() {
         let options = Options.current.pointee
         if options.statsPrint || options.statsSignal != 0 {
-            swmshim_report_fd_keep(options.statsFD, UInt(bitPattern: options.statsFDInode))
+            swmshim_report_fd_keep(options.statsFD, options.statsFDInode)
         }
         if options.statsPrint { _ = swmshim_atexit { Stats.printReport(atExit: true) } }
         else if options.statsSignal != 0 { _ = swmshim_atexit { Stats.endReports() } }

@@ -46,7 +46,7 @@ struct Options {
     var statsFD: Int32
     /// When nonzero: the inode number of the pipe `stats_fd` must be (see
     /// `swmshim_report_fd_keep`).
-    var statsFDInode: Int
+    var statsFDInode: UInt
     /// True when `SWMALLOC_OPTIONS` set `purge_delay_ms` (then `mallopt` leaves it alone).
     var purgeDelayGiven: Bool
 
@@ -127,7 +127,7 @@ struct Options {
                 Options.badValue(item, "a file descriptor, 1 to 1023")
             }
         } else if key == "stats_fd_inode" {
-            if let n = value.integer { statsFDInode = n } else { Options.badValue(item, "an inode number") }
+            if let n = value.word { statsFDInode = n } else { Options.badValue(item, "an inode number") }
         } else {
             Options.warn("unknown option in SWMALLOC_OPTIONS (ignored): ", item)
         }
@@ -238,6 +238,22 @@ struct Token {
             if d < 0 || d > 9 { return nil }
             n = n * 10 + d
             if n > 1_000_000_000_000_000 { return nil }
+        }
+        return n
+    }
+
+    /// The token as a decimal number of the whole word's range (0 … 2^64 − 1: an inode
+    /// number), or nil (not digits, or above the range).
+    var word: UInt? {
+        if count == 0 { return nil }
+        var n: UInt = 0
+        for i in 0..<count {
+            let d = Int(base[i]) - 48
+            if d < 0 || d > 9 { return nil }
+            let (tens, over) = n.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = tens.addingReportingOverflow(UInt(d))
+            if over || carry { return nil }
+            n = sum
         }
         return n
     }
