@@ -229,17 +229,10 @@ struct Token {
     private static func isSpace(_ c: CChar) -> Bool { c == 32 || (c >= 9 && c <= 13) }
 
     /// A non-negative decimal number (leading zeros allowed, however many), or nil: nil
-    /// also for a value above 10^15, which no option takes (so nothing overflows).
+    /// also for a value above 10^15, which no option but an inode number takes.
     var integer: Int? {
-        if count == 0 { return nil }
-        var n = 0
-        for i in 0..<count {
-            let d = Int(base[i]) - 48
-            if d < 0 || d > 9 { return nil }
-            n = n * 10 + d
-            if n > 1_000_000_000_000_000 { return nil }
-        }
-        return n
+        guard let n = word, n <= 1_000_000_000_000_000 else { return nil }
+        return Int(n)
     }
 
     /// The token as a decimal number of the whole word's range (0 … 2^64 − 1: an inode
