@@ -22,7 +22,7 @@ let retentionCases = [
     "dlopen_reporter_without_purger", "dlopen_fork_child",
     "fork_in_purger_create", "fork_in_purger_setname", "nested_thread_start",
     "main_exit_raw_thread",
-    "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_threads_at_once", "main_exit_last_thread_state", "purger_start_race",
+    "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_threads_at_once", "main_exit_thread_churn", "main_exit_last_thread_state", "purger_start_race",
 ]
 
 /// Options each case runs with (the defaults unless named here).

@@ -240,12 +240,17 @@
  *                       that each allocate, start the next and end: the purger must wake
  *                       fewer than 200 times meanwhile (925 when every exit that left no
  *                       live heap woke it, R98: the chain took twice as long).
- *   main_exit_threads_at_once  in a child whose main thread ended, three threads that
+ *   main_exit_threads_at_once  in a child whose main thread ended, twelve threads that
  *                       allocated end together (a key destructor of the program's holds
  *                       each until all are in it), once the purger's look at the thread
  *                       count is a second apart: the child must exit within 0.15 s of
  *                       them (each found the others counted, and the exit waited for the
- *                       purger's next look: 0.25 s at f486e34, up to 1 s).
+ *                       purger's next look: 0.25 s at f486e34, up to 1 s; and at 0c673fa
+ *                       for more than 8, review R111).
+ *   main_exit_thread_churn  in a child whose main thread ended, a thread starts and joins
+ *                       a short thread (it allocates) every 20 ms for 3 s: the purger must
+ *                       wake fewer than 42 times meanwhile (review R111: each end asked it
+ *                       to look again from 1 ms, 119 wake-ups in 6 s where f486e34 woke 33).
  *   long_lived_among_short  one long-lived thread and a stream of short-lived ones (one at
  *                       a time) each allocate 32 … 3,031-byte blocks and swap them into
  *                       512 shared slots, freeing the block each displaces (mostly another
@@ -2284,7 +2289,7 @@ static void main_exit_thread_chain(void) {
 
 /* ---- main_exit_threads_at_once ---- */
 
-enum { AT_ONCE_THREADS = 3 };
+enum { AT_ONCE_THREADS = 12 };
 static pthread_barrier_t at_once_barrier;
 static pthread_key_t at_once_key;
 
@@ -2318,6 +2323,43 @@ static void at_once_child(void) {
         pthread_t t;
         CHECK(pthread_create(&t, NULL, at_once_worker, (void *)i) == 0);
     }
+}
+
+/* ---- main_exit_thread_churn ---- */
+
+static void *churn_short(void *arg) {
+    free(malloc(64));
+    return arg;
+}
+
+/** Starts and joins a short thread every 20 ms for 3 s; records the purger's wake-ups
+ *  meanwhile and its end. */
+static void *churn_starter(void *arg) {
+    uint64_t before = purger_wakeups();
+    double end = monotonic_s() + 3;
+    while (monotonic_s() < end) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, churn_short, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        sleep_ms(20);
+    }
+    child_end->wakeups = purger_wakeups() - before;
+    child_end->last_thread = monotonic_s();
+    return arg;
+}
+
+static void churn_child(void) {
+    churn_until_purger();
+    sleep_ms(50);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, churn_starter, NULL) == 0);
+}
+
+static void main_exit_thread_churn(void) {
+    ends_with_last_thread(churn_child, "main_exit_thread_churn");
+    printf("purger wake-ups during 3 s of short threads: %llu\n", (unsigned long long)child_end->wakeups);
+    CHECKF(child_end->wakeups < 42, "the purger woke %llu times in 3 s of short threads, the main thread gone",
+           (unsigned long long)child_end->wakeups);
 }
 
 static void main_exit_threads_at_once(void) {
@@ -2497,7 +2539,7 @@ static const struct test_case cases[] = {
     {"fork_in_purger_create", fork_in_purger_create}, {"fork_in_purger_setname", fork_in_purger_setname},
     {"nested_thread_start", nested_thread_start}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
-    {"main_exit_threads_at_once", main_exit_threads_at_once},
+    {"main_exit_threads_at_once", main_exit_threads_at_once}, {"main_exit_thread_churn", main_exit_thread_churn},
     {"main_exit_last_thread_state", main_exit_last_thread_state}, {"purger_start_race", purger_start_race},
 };
 

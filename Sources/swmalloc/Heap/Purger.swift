@@ -223,6 +223,7 @@ enum Purger {
         Globals.mainThreadGone.store(0)
         Globals.purgerAloneHint.store(0)
         Globals.purgerAlonePoll.store(0)
+        Globals.purgerEndingPokeAt.store(0)
         Globals.purgerEndNow.store(0)
         Globals.ownThreads.store(0)   // the purger and the reporter were not copied
         Globals.forkEpoch.add(1)
@@ -253,7 +254,7 @@ enum Purger {
     static func mainThreadGone() -> Bool {
         if swmshim_main_thread_ending() == 0 { return false }
         _ = Globals.mainThreadGone.exchange(1)
-        pokeAlone()
+        pokeAlone(aloneHintMainGone)
         return true
     }
 
@@ -304,8 +305,9 @@ enum Purger {
     }
 
     /// Threads ending at the same time, at most, whose ends hurry the purger's look at the
-    /// thread count (`endBeforeLastThread`).
-    static let endingTogether: UInt = 8
+    /// thread count (`endBeforeLastThread`). Its cost: a thread ending while at most this
+    /// many threads run goes through one more round of key destructors.
+    static let endingTogether: UInt = 64
 
     /// swmalloc's key destructor's second call (`mayEndBeforeThisThread`): when every other
     /// thread the C library counts is one of swmalloc's own (the purger, the reporter:
@@ -325,20 +327,15 @@ enum Purger {
     /// process that went on.
     ///
     /// Where other threads still count, after the main thread's end, the purger is asked
-    /// to look again soon (`pokeAlone`) if its looks are more than `alonePokePoll` apart:
-    /// threads that end together (in the same key destructor round of each, say) all
-    /// find the others still counted, and the last of them to end left the exit to the
-    /// purger's next look, up to `alonePollMax` (1 s) later. The bound keeps a chain of
-    /// threads, each starting the next and ending, from waking the purger at every end
-    /// (`retention main_exit_thread_chain`); it costs at most twice that bound where a
-    /// look doubled its interval past it just after this thread read it.
+    /// to look soon (`pokeEnding`): threads that end together (in the same key destructor
+    /// round of each, say) all find the others still counted, and the last of them to end
+    /// left the exit to the purger's next look, up to `alonePollMax` (1 s) later.
     static func endBeforeLastThread() {
         let threads = UInt(swmshim_glibc_threads())   // first: see `mayEndBeforeThisThread`
         let own = ownThreads
         if own == 0 || threads != own &+ 1 {
-            if own != 0 && threads > own &+ 1 && Globals.mainThreadGone.loadSequentiallyConsistent() != 0
-                && Globals.purgerAlonePoll.loadSequentiallyConsistent() > alonePokePoll {
-                pokeAlone()
+            if own != 0 && threads > own &+ 1 && Globals.mainThreadGone.loadSequentiallyConsistent() != 0 {
+                pokeEnding()
             }
             return
         }
@@ -356,18 +353,47 @@ enum Purger {
     /// under way ends first.
     static let endWaitNanoseconds: UInt64 = 2_000_000_000
 
-    /// Asks the purger to look at once, and then every `alonePollFirst`, doubling, whether
-    /// it is the last thread. The signal word gets 2, a value neither of its waits expects,
-    /// after the hint: a purger that read the hint before it was set cleared the word before
-    /// that read (sequentially consistent, see `run`), so its untimed wait returns at once,
-    /// or is woken; before a timed wait, whose store of 1 may overwrite the 2, it reads the
-    /// hint again. A purger that is off and asleep (`stopIfRefused`) is woken too, and ends.
-    private static func pokeAlone() {
-        _ = Globals.purgerAloneHint.exchange(1)
+    /// Asks the purger to look at once whether it is the last thread, and then after
+    /// `alonePollFirst`, doubling (`hint`: see `run` for what each asks). The signal word
+    /// gets 2, a value neither of its waits expects, after the hint: a purger that read
+    /// the hint before it was set cleared the word before that read (sequentially
+    /// consistent, see `run`), so its untimed wait returns at once, or is woken; before a
+    /// timed wait, whose store of 1 may overwrite the 2, it reads the hint again. A purger
+    /// that is off and asleep (`stopIfRefused`) is woken too, and ends.
+    private static func pokeAlone(_ hint: UInt) {
+        Globals.purgerAloneHint.orSequentiallyConsistent(hint)
         if Globals.purgerState.loadRelaxed() == 0 { return }
         signal.pointee.store(2, ordering: .sequentiallyConsistent)
         _ = swmshim_futex_wake(Globals.purgerSignal, 1)
     }
+
+    /// `pokeAlone` for a thread ending among the last ones (`endBeforeLastThread`): only
+    /// when the purger's looks are more than `alonePokePoll` apart (its `poll`, as it
+    /// published it) and no such poke came in the last `alonePokeGap`, one thread of those
+    /// ending at once winning. The purger then looks at `alonePollFirst`, doubling, while
+    /// each look finds fewer threads than the one before (they are ending) or the
+    /// interval is under `aloneFollowQuiet`, and goes back to the interval it had at the
+    /// first look after that which finds none fewer (see `run`). So a
+    /// thread that starts and ends short threads for good costs at most a few wake-ups
+    /// per `alonePokeGap` (review R111: reset to 1 ms at every such end, the poll woke the
+    /// purger 20 times a second where it had woken 5). A look that doubled its interval
+    /// past the bound just after this thread read it, or a thread whose end comes later
+    /// than the looks (a long key destructor of the program's after this call), leaves
+    /// the exit to the look after, as before.
+    private static func pokeEnding() {
+        if Globals.purgerAlonePoll.loadSequentiallyConsistent() <= alonePokePoll { return }
+        let now = UInt(OS.nowNanoseconds())
+        let last = Globals.purgerEndingPokeAt.loadRelaxed()
+        if last != 0 && now < last &+ UInt(alonePokeGap) { return }
+        if Globals.purgerEndingPokeAt.compareExchange(expected: last, desired: now).exchanged {
+            pokeAlone(aloneHintEnding)
+        }
+    }
+
+    /// `Globals.purgerAloneHint`'s bits: the main thread ended (`mainThreadGone`);
+    /// threads are ending after it (`pokeEnding`).
+    static let aloneHintMainGone: UInt = 1
+    static let aloneHintEnding: UInt = 2
 
     /// After the main thread's `pthread_exit`: the first wait before the purger looks again
     /// whether it is the last thread, and the longest. The longest is how late the process
@@ -377,8 +403,14 @@ enum Purger {
     static let alonePollFirst: UInt64 = 1_000_000
     static let alonePollMax: UInt64 = 1_000_000_000
     /// The interval between the purger's looks above which a thread ending among the last
-    /// ones asks it to look soon (`endBeforeLastThread`).
+    /// ones asks it to look soon, and the shortest time between two such requests
+    /// (`pokeEnding`).
     static let alonePokePoll: UInt = 256_000_000
+    static let alonePokeGap: UInt64 = 1_000_000_000
+    /// After `pokeEnding`: the interval from which a look that finds no fewer threads
+    /// than the one before ends the quick looks (before it, threads still ending may just
+    /// not have got there: a loaded machine).
+    static let aloneFollowQuiet: UInt64 = 8_000_000
 
     /// The purger's loop: a pass, then sleep until the oldest waiting memory expires (at
     /// least an eighth of the delay, so a steady stream of frees costs at most eight
@@ -406,6 +438,10 @@ enum Purger {
             return nil
         }
         var poll = alonePollFirst
+        // After a thread's `pokeEnding`: the C library's thread count at the last look
+        // (0: no such poke is being followed), and the poll to go back to.
+        var endingThreads: UInt32 = 0
+        var pollBeforeEnding = alonePollFirst
         var sleeper = FutexSleeper()
         while true {
             if stopped {
@@ -420,11 +456,28 @@ enum Purger {
             signal.pointee.store(0, ordering: .sequentiallyConsistent)
             let gone = Globals.mainThreadGone.loadSequentiallyConsistent() != 0
             if gone {
-                if Globals.purgerAloneHint.exchange(0) != 0 {
+                let hint = Globals.purgerAloneHint.exchange(0)
+                if hint & aloneHintMainGone != 0 {
+                    endingThreads = 0
+                } else if hint & aloneHintEnding != 0 && endingThreads == 0 {
+                    endingThreads = swmshim_glibc_threads() &+ 1   // the first look counts as fewer
+                    pollBeforeEnding = poll
+                }
+                if hint != 0 {
                     poll = alonePollFirst
                     Globals.purgerAlonePoll.store(UInt(poll))
                 }
-                if swmshim_glibc_threads() <= 1 {
+                let threads = swmshim_glibc_threads()
+                if endingThreads != 0 {
+                    if threads < endingThreads {
+                        endingThreads = threads
+                    } else if poll >= aloneFollowQuiet {
+                        endingThreads = 0
+                        poll = pollBeforeEnding
+                        Globals.purgerAlonePoll.store(UInt(poll))
+                    }
+                }
+                if threads <= 1 {
                     _ = Globals.purgerState.compareExchange(expected: 1, desired: 2)
                     swmshim_become_last_thread()
                     ownThreadEnding()

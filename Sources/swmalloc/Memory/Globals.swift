@@ -147,8 +147,9 @@ enum Globals {
     /// 1 once the main thread ended with `pthread_exit` and the purger stays, ending itself
     /// when it is the process's last thread (see `Purger.mainThreadGone`).
     static var mainThreadGone: AtomicWord { AtomicWord(base + 1664) }
-    /// 1 when the main thread's `pthread_exit` was announced to the purger: it looks
-    /// soon whether it is the last thread (see `Purger.run`).
+    /// Set when the purger is to look soon whether it is the last thread (see
+    /// `Purger.run`): `Purger.aloneHintMainGone` when the main thread's `pthread_exit` was
+    /// announced, `Purger.aloneHintEnding` when threads are ending after it.
     static var purgerAloneHint: AtomicWord { AtomicWord(base + 1672) }
     /// 1 when a thread that is to be the process's last ends the purger
     /// (`Purger.endBeforeLastThread`): it returns without a last pass.
@@ -184,6 +185,9 @@ enum Globals {
     /// ending among the last ones hurries it only when that is long (see
     /// `Purger.endBeforeLastThread`).
     static var purgerAlonePoll: AtomicWord { AtomicWord(base + 1720) }
+    /// When a thread ending among the last ones last asked the purger to look soon
+    /// (`OS.nowNanoseconds`; see `Purger.endBeforeLastThread`).
+    static var purgerEndingPokeAt: AtomicWord { AtomicWord(base + 1728) }
     /// Heaps that `Heap.reapDeadOwners` took and is still giving up (under `heapsLock`):
     /// the live heaps counter counts them until each is released.
     static var reapPending: UnsafeMutablePointer<Int> { (base + 1616).assumingMemoryBound(to: Int.self) }

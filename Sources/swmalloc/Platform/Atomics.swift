@@ -32,5 +32,6 @@ struct AtomicWord {
         cell.pointee.wrappingSubtract(v, ordering: .relaxed).oldValue
     }
     @inline(__always) func or(_ v: UInt) { _ = cell.pointee.bitwiseOr(v, ordering: .acquiringAndReleasing) }
+    @inline(__always) func orSequentiallyConsistent(_ v: UInt) { _ = cell.pointee.bitwiseOr(v, ordering: .sequentiallyConsistent) }
     @inline(__always) func and(_ v: UInt) { _ = cell.pointee.bitwiseAnd(v, ordering: .acquiringAndReleasing) }
 }
