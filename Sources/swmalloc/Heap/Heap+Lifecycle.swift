@@ -457,6 +457,9 @@ extension Heap {
                         page.pointee.forkOrphaned = page.pointee.forkOrphaned || forkOrphan
                         page.pointee.next = nil
                         page.pointee.prev = nil
+                        // The abandoned page's free list is looked at afresh
+                        // (`Purger.purgeStaleFreeBlocks`).
+                        page.pointee.remoteSeen = 0
                     }
                 }
                 if s.pointee.usedSlices == 0 {
