@@ -485,6 +485,10 @@ unsigned swmshim_glibc_threads(void) {
     return glibc_threads ? __atomic_load_n(glibc_threads, __ATOMIC_ACQUIRE) : 0;
 }
 
+int swmshim_process_exiting(void) {
+    return glibc_threads != NULL && __atomic_load_n(glibc_threads, __ATOMIC_ACQUIRE) == 0;
+}
+
 void swmshim_pause_100us(void) {
     struct timespec pause = {0, 100000};
     raw_syscall(SYS_nanosleep, (long)&pause, 0, 0, 0, 0, 0);

@@ -14,7 +14,7 @@ let retentionCases = [
     "trim_sleeping_owner_frees", "trim_right_after_trim", "trim_right_after_trim_sync", "trim_after_purger_walk", "locked_then_trimmed", "locked_then_trimmed_delay0", "trim_twice_before_purger", "owner_last_after_purger_walk", "huge_shrink",
     "huge_cache_refill", "huge_cut_cycles", "map_count_frees", "vfork_child_purger", "main_pthread_exit",
     "main_pthread_exit_reporter", "main_exit_fork_child", "main_exit_after_remote_frees", "long_lived_among_short", "long_lived_among_short_sync",
-    "trim_sparse_survivors", "trim_sparse_survivors_exited", "sparse_survivors_exited_asleep", "thread_churn_resident", "thread_churn_resident_sync",
+    "trim_sparse_survivors", "trim_sparse_survivors_exited", "sparse_survivors_exited_asleep", "sparse_survivors_exited_freed_later", "thread_churn_resident", "thread_churn_resident_sync",
     "thread_churn_wide_classes", "rare_allocators_among_short", "exit_after_remote_frees", "exit_after_remote_frees_sync",
     "locked_memory_resident", "partly_locked_span", "purger_retries_start", "vos_thread_tables", "purger_futex_refused", "purger_futex_eagain",
     "purger_futex_eintr", "purger_futex_zero", "purger_futex_etimedout", "purger_futex_refused_later", "reporter_futex_refused", "reporter_futex_eagain", "reporter_futex_etimedout", "purger_refused_then_main_exits",
@@ -22,7 +22,7 @@ let retentionCases = [
     "dlopen_reporter_without_purger", "dlopen_fork_child",
     "fork_in_purger_create", "fork_in_purger_setname", "nested_thread_start",
     "main_exit_raw_thread",
-    "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_threads_at_once", "main_exit_thread_churn", "main_exit_last_thread_state", "purger_start_race",
+    "main_exit_atexit_thread", "main_exit_thread_chain", "main_exit_threads_at_once", "main_exit_thread_churn", "main_exit_atexit_allocates", "main_exit_last_thread_state", "purger_start_race",
 ]
 
 /// Options each case runs with (the defaults unless named here).

@@ -247,6 +247,12 @@
  *                       them (each found the others counted, and the exit waited for the
  *                       purger's next look: 0.25 s at f486e34, up to 1 s; and at 0c673fa
  *                       for more than 8, review R111).
+ *   main_exit_atexit_allocates  in a child whose main thread ended, the last thread's
+ *                       end runs the exit, where an atexit handler frees 16 MiB (the
+ *                       purger's start would come there): the handler must run to its end
+ *                       and the one registered before it after (review R112: the purger
+ *                       started, ended as the last thread and ran exit a second time,
+ *                       which cut the first handler short).
  *   main_exit_thread_churn  in a child whose main thread ended, a thread starts and joins
  *                       a short thread (it allocates) every 20 ms for 3 s: the purger must
  *                       wake fewer than 42 times meanwhile (review R111: each end asked it
@@ -832,6 +838,40 @@ static void trim_sparse(int in_thread, int trim) {
         memset(ts_blocks[i], 3, TS_SIZE);
     }
     for (int i = 0; i < TS_N; i++) free(ts_blocks[i]);
+}
+
+/** Allocates the blocks, written, and frees one in TS_KEEP (the first of each group). */
+static void *ts_fill_keep_most(void *arg) {
+    for (int i = 0; i < TS_N; i++) {
+        ts_blocks[i] = malloc(TS_SIZE);
+        CHECK(ts_blocks[i] != NULL);
+        memset(ts_blocks[i], (unsigned char)i, TS_SIZE);
+    }
+    for (int i = 0; i < TS_N; i += TS_KEEP) { free(ts_blocks[i]); ts_blocks[i] = NULL; }
+    return arg;
+}
+
+/** An exited thread's pages, purged once (it freed one block in TS_KEEP), then another
+ *  thread frees six in TS_KEEP into them: they go back too (review R113: the purger took
+ *  the page's free list for the one it had purged, as the collect appended the frees
+ *  behind its first block, and 42 MB stayed). */
+static void sparse_survivors_exited_freed_later(void) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, ts_fill_keep_most, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    sleep_ms(1000);
+    for (int i = 0; i < TS_N; i++) {
+        if (i % TS_KEEP == 0 || i % TS_KEEP == 1) continue;
+        free(ts_blocks[i]);
+        ts_blocks[i] = NULL;
+    }
+    double before = rss_mib();
+    long waited = 0;
+    double after = rss_fall_to(before - 30, 3000, &waited);
+    printf("rss MiB %.1f, %ld ms later %.1f\n", before, waited, after);
+    CHECKF(after < before - 30, "48 MiB freed into an exited thread's pages purged before: resident %.1f -> %.1f MiB "
+           "after 3 s", before, after);
+    for (int i = 1; i < TS_N; i += TS_KEEP) free(ts_blocks[i]);
 }
 
 static void trim_sparse_survivors(void) { trim_sparse(0, 1); }
@@ -1902,6 +1942,8 @@ struct child_end {
     char last_words[32];       /* main_exit_last_thread_state: the last thread's thread-local
                                   text, as the atexit handler read it */
     int usr1_ran;              /* ... the SIGUSR1 handler ran */
+    int handlers;              /* main_exit_atexit_allocates: 1 the second handler began,
+                                  2 it ended, 4 the first ran after that */
 };
 static volatile struct child_end *child_end;
 
@@ -2337,6 +2379,48 @@ static void at_once_child(void) {
     }
 }
 
+/* ---- main_exit_atexit_allocates ---- */
+
+/** Registered first, so it runs last: records whether the other one had ended. */
+static void atexit_runs_last(void) {
+    if (child_end->handlers & 2) child_end->handlers |= 4;
+}
+
+/** Allocates and frees 16 MiB (enough for the purger's start) and a few small blocks. */
+static void atexit_allocates(void) {
+    child_end->handlers |= 1;
+    void *blocks[256];
+    for (int i = 0; i < 256; i++) {
+        CHECK((blocks[i] = malloc(65536)) != NULL);
+        memset(blocks[i], 1, 64);
+    }
+    for (int i = 0; i < 256; i++) free(blocks[i]);
+    for (int i = 0; i < 64; i++) free(malloc(100 + i * 512));
+    sleep_ms(20);
+    child_end->handlers |= 2;
+}
+
+static void *briefly(void *arg) {
+    free(malloc(100));
+    sleep_ms(50);
+    child_end->last_thread = monotonic_s();
+    return arg;
+}
+
+static void atexit_allocates_child(void) {
+    CHECK(atexit(atexit_runs_last) == 0 && atexit(atexit_allocates) == 0);
+    free(malloc(100));
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, briefly, NULL) == 0);
+    CHECK(pthread_detach(t) == 0);
+}
+
+static void main_exit_atexit_allocates(void) {
+    ends_with_last_thread(atexit_allocates_child, "main_exit_atexit_allocates");
+    printf("atexit handlers: %#x (7: the second began and ended, then the first ran)\n", child_end->handlers);
+    CHECKF(child_end->handlers == 7, "the atexit handlers ran cut short or out of order (%#x)", child_end->handlers);
+}
+
 /* ---- main_exit_thread_churn ---- */
 
 static void *churn_short(void *arg) {
@@ -2531,6 +2615,7 @@ static const struct test_case cases[] = {
     {"trim_sparse_survivors", trim_sparse_survivors},
     {"trim_sparse_survivors_exited", trim_sparse_survivors_exited},
     {"sparse_survivors_exited_asleep", sparse_survivors_exited_asleep},
+    {"sparse_survivors_exited_freed_later", sparse_survivors_exited_freed_later},
     {"thread_churn_resident", thread_churn_resident}, {"thread_churn_resident_sync", thread_churn_resident},
     {"thread_churn_wide_classes", thread_churn_wide_classes},
     {"rare_allocators_among_short", rare_allocators_among_short},
@@ -2553,6 +2638,7 @@ static const struct test_case cases[] = {
     {"nested_thread_start", nested_thread_start}, {"main_exit_raw_thread", main_exit_raw_thread},
     {"main_exit_atexit_thread", main_exit_atexit_thread}, {"main_exit_thread_chain", main_exit_thread_chain},
     {"main_exit_threads_at_once", main_exit_threads_at_once}, {"main_exit_thread_churn", main_exit_thread_churn},
+    {"main_exit_atexit_allocates", main_exit_atexit_allocates},
     {"main_exit_last_thread_state", main_exit_last_thread_state}, {"purger_start_race", purger_start_race},
 };
 

@@ -225,6 +225,9 @@ int swmshim_main_thread_unseen(void);
 /// glibc's count of its threads, swmalloc's own included (0 when not found): the C library
 /// ends the process when it falls to 0.
 unsigned swmshim_glibc_threads(void);
+/// 1 when glibc's count of its threads fell to 0: its last thread called `exit` (the main
+/// thread having ended with `pthread_exit`), and the process is running its exit.
+int swmshim_process_exiting(void);
 /// Sleeps 100 µs (a raw system call: no cancellation point, errno kept).
 void swmshim_pause_100us(void);
 /// The purger, now the process's last thread, takes the main thread's signal mask and name

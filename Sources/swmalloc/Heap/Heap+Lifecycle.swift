@@ -577,6 +577,7 @@ extension Heap {
             // Kept by the heap that gave it up, in rings that are gone: not kept here (a
             // class's only page marked kept is never retired when it empties).
             page.pointee.keptEmpty = false
+            page.pointee.remoteSeen = 0   // the purger's word for its free list while abandoned
             page.collectThreadFree()
             if page.pointee.used == 0 {
                 seg.returnSpan(page, now: now, purgeNow: false)
@@ -613,8 +614,13 @@ enum Process {
     /// only until it execs or exits, and takes its threads with it (an outside review: a
     /// purger started there died holding a heap's span lock, and the parent hung at its
     /// next free; or the purger was marked running with no thread behind it, for good).
+    /// Nor while the process runs its exit in the last thread after the main thread's
+    /// `pthread_exit` (glibc's count of its threads is 0): a thread started there counts
+    /// 1, and its end brought the count to 0 again, so glibc ran `exit` a second time in
+    /// it, and the program's `atexit` handler that had allocated was cut short (review
+    /// R112: a handler that freed 16 MiB and then printed never got to print).
     static func mayStartThread() -> Bool {
-        swmshim_getpid() == Globals.processId.pointee
+        swmshim_getpid() == Globals.processId.pointee && swmshim_process_exiting() == 0
     }
 
     /// The main thread ends with `pthread_exit` (its key destructors run): the process

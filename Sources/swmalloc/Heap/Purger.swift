@@ -439,9 +439,13 @@ enum Purger {
         }
         var poll = alonePollFirst
         // After a thread's `pokeEnding`: the C library's thread count at the last look
-        // (0: no such poke is being followed), and the poll to go back to.
+        // (0: no such poke is being followed), the poll to go back to, and the look that
+        // was planned before the poke, which the purger keeps (`resumeAt`, once).
         var endingThreads: UInt32 = 0
         var pollBeforeEnding = alonePollFirst
+        var plannedLook: UInt64 = 0
+        var lookBeforeEnding: UInt64 = 0
+        var resumeAt: UInt64 = 0
         var sleeper = FutexSleeper()
         while true {
             if stopped {
@@ -462,6 +466,7 @@ enum Purger {
                 } else if hint & aloneHintEnding != 0 && endingThreads == 0 {
                     endingThreads = swmshim_glibc_threads() &+ 1   // the first look counts as fewer
                     pollBeforeEnding = poll
+                    lookBeforeEnding = plannedLook
                 }
                 if hint != 0 {
                     poll = alonePollFirst
@@ -474,6 +479,7 @@ enum Purger {
                     } else if poll >= aloneFollowQuiet {
                         endingThreads = 0
                         poll = pollBeforeEnding
+                        resumeAt = lookBeforeEnding
                         Globals.purgerAlonePoll.store(UInt(poll))
                     }
                 }
@@ -492,13 +498,23 @@ enum Purger {
             let delay = Options.current.pointee.purgeDelayNanoseconds
             let now = OS.nowNanoseconds()
             let oldest = pass(now: now, delay: delay, force: false)
+            // After the main thread's end, the longest wait: `poll`, or less, once, to keep
+            // the look planned before quick looks that found no thread ending (review R112:
+            // counted from their end, the exit came up to a second later than without them).
+            var aloneWait = poll
+            if resumeAt != 0 {
+                aloneWait = resumeAt > now &+ alonePollFirst ? min(poll, resumeAt - now) : alonePollFirst
+                resumeAt = 0
+            }
             if oldest == .max {
-                if !stopped && !sleeper.wait(Globals.purgerSignal, 0, timeout: gone ? poll : 0) { stopSleeping() }
+                plannedLook = now &+ aloneWait
+                if !stopped && !sleeper.wait(Globals.purgerSignal, 0, timeout: gone ? aloneWait : 0) { stopSleeping() }
             } else {
                 let due = oldest &+ delay
                 let floor = delay / 8 > 1_000_000 ? delay / 8 : 1_000_000
                 var wait = due > now &+ floor ? due - now : floor
-                if gone && wait > poll { wait = poll }
+                if gone && wait > aloneWait { wait = aloneWait }
+                plannedLook = now &+ wait
                 signal.pointee.store(1, ordering: .sequentiallyConsistent)
                 if !stopped && Globals.purgerAloneHint.loadSequentiallyConsistent() == 0 {
                     if !sleeper.wait(Globals.purgerSignal, 1, timeout: wait) { stopSleeping() }
@@ -788,14 +804,16 @@ enum Purger {
     }
 
     /// The decay for the free blocks of an abandoned page that live blocks keep: once its
-    /// free list (its first block: every block freed or collected into it comes first)
-    /// stayed the same for `delay`, the OS pages inside its blocks go back
-    /// (`Page.purgeFreeBlocks`, blocks above 4 KiB + 16 bytes), once. The page's
+    /// free list stayed the same for `delay`, the OS pages inside its blocks go back
+    /// (`Page.purgeFreeBlocks`, blocks above 4 KiB + 16 bytes), once. The list is known
+    /// by its first block and the page's blocks in use (`used`, in the top bits, as a
+    /// thread-free word carries its count): a free comes first, a collect of other
+    /// threads' frees lowers `used` (it may append them behind the first block: review
+    /// R113 found 42 MB freed into a page purged before never purged). The page's
     /// `remoteSeen` fields, the purger's for a thread-free list while the page has an
-    /// owner, remember that list here (`remotePurged` once purged); a free list's word is
-    /// a block's address, never a thread-free word that holds blocks (those carry their
-    /// count in the top bits). Returns when the list was first seen as it is while it
-    /// still waits (it is due `delay` later; `UInt64.max`: nothing waits).
+    /// owner, remember it here (`remotePurged` once purged); they are cleared when the
+    /// page is abandoned and when it is adopted. Returns when the list was first seen as
+    /// it is while it still waits (it is due `delay` later; `UInt64.max`: nothing waits).
     ///
     /// Before, only `swm_collect` and a zero purge delay purged them: an exited thread's
     /// blocks freed around the ones it left live stayed resident for good where a
@@ -803,7 +821,7 @@ enum Purger {
     private static func purgeStaleFreeBlocks(_ page: UnsafeMutablePointer<Page>, now: UInt64, delay: UInt64) -> UInt64 {
         if page.pointee.kind != .small || Int(page.pointee.blockSize) <= Page.smallestPurgedBlock { return .max }
         guard let head = page.pointee.free else { return .max }
-        let word = UInt(bitPattern: head)
+        let word = UInt(bitPattern: head) | UInt(page.pointee.used) << UnsafeMutablePointer<Page>.threadFreeCountShift
         if page.pointee.remoteSeen == word | Page.remotePurged { return .max }
         if page.pointee.remoteSeen != word {
             page.pointee.remoteSeen = word
