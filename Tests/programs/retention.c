@@ -2310,6 +2310,7 @@ static uint64_t chain_wakeups_before;
  *  last one records the purger's wake-ups during the chain and its end. */
 static void *chain_link(void *arg) {
     long k = (long)arg;
+    if (k == 0) chain_wakeups_before = purger_wakeups();
     free(malloc(64));
     if (k + 1 < CHAIN_THREADS) {
         pthread_attr_t attr;
@@ -2325,13 +2326,16 @@ static void *chain_link(void *arg) {
     return NULL;
 }
 
-static void chain_child(void) {
+/** Starts the purger (churn_until_purger), then, 50 ms later, a thread running `body`:
+ *  the child of a case whose main thread then ends. */
+static void purger_then_thread(void *(*body)(void *)) {
     churn_until_purger();
     sleep_ms(50);
-    chain_wakeups_before = purger_wakeups();
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, chain_link, (void *)0) == 0);
+    CHECK(pthread_create(&t, NULL, body, NULL) == 0);
 }
+
+static void chain_child(void) { purger_then_thread(chain_link); }
 
 static void main_exit_thread_chain(void) {
     ends_with_last_thread(chain_child, "main_exit_thread_chain");
@@ -2444,12 +2448,7 @@ static void *churn_starter(void *arg) {
     return arg;
 }
 
-static void churn_child(void) {
-    churn_until_purger();
-    sleep_ms(50);
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, churn_starter, NULL) == 0);
-}
+static void churn_child(void) { purger_then_thread(churn_starter); }
 
 static void main_exit_thread_churn(void) {
     ends_with_last_thread(churn_child, "main_exit_thread_churn");
