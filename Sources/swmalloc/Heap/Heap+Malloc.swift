@@ -424,8 +424,10 @@ extension Heap {
 
     /// When `page`'s thread-free list, whose word now is `word`, is due for the purger:
     /// `delay` after the purger first saw that word (the list is the same while no block
-    /// is pushed and none collected). Records a word it has not seen. Span lock held.
-    private static func remoteDue(_ page: UnsafeMutablePointer<Page>, _ word: UInt, now: UInt64, delay: UInt64) -> UInt64 {
+    /// is pushed and none collected). Records a word it has not seen. Span lock held (for
+    /// an abandoned page's free list, `Purger.purgeStaleFreeBlocks`: the abandoned list's
+    /// lock).
+    static func remoteDue(_ page: UnsafeMutablePointer<Page>, _ word: UInt, now: UInt64, delay: UInt64) -> UInt64 {
         if page.pointee.remoteSeen & ~Page.remotePurged != word {
             page.pointee.remoteSeen = word
             page.pointee.remoteSeenAt = now

@@ -823,11 +823,8 @@ enum Purger {
         guard let head = page.pointee.free else { return .max }
         let word = UInt(bitPattern: head) | UInt(page.pointee.used) << UnsafeMutablePointer<Page>.threadFreeCountShift
         if page.pointee.remoteSeen == word | Page.remotePurged { return .max }
-        if page.pointee.remoteSeen != word {
-            page.pointee.remoteSeen = word
-            page.pointee.remoteSeenAt = now
-        }
-        if now < page.pointee.remoteSeenAt &+ delay { return page.pointee.remoteSeenAt }
+        let due = Heap.remoteDue(page, word, now: now, delay: delay)
+        if due > now { return due &- delay }
         page.purgeFreeBlocks()
         page.pointee.remoteSeen = word | Page.remotePurged
         return .max

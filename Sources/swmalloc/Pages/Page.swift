@@ -54,7 +54,7 @@ struct Page: ~Copyable {
     var classIndex: UInt16                    // +108 size class (small pages)
     var kind: PageKind                        // +110 free span, small page, large page, huge
     var divShift: UInt8                       // +111 log2 of blockSize's power-of-two part
-    var remoteSeen: UInt                      // +112 the purger's last look at `threadFree` (`Heap.purgeStaleRemoteFrees`); | `remotePurged` once purged
+    var remoteSeen: UInt                      // +112 the purger's last look at `threadFree` (`Heap.purgeStaleRemoteFrees`), or at an abandoned page's `free` (`Purger.purgeStaleFreeBlocks`); | `remotePurged` once purged
     var remoteSeenAt: UInt64                  // +120 when it first saw that word
     // Line 2: other threads' frees, alone: their compare-and-swaps invalidate no line the
     // owner's fast paths use.
