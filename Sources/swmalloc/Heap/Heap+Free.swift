@@ -17,11 +17,11 @@
 import Synchronization
 
 extension Heap {
-    /// free's fast path (NULL included). Cost (x86-64, 34 instructions, no frame): the
+    /// free's fast path (NULL included). Cost (x86-64, 33 instructions, no frame): the
     /// segment-map test (a shift, a mask, a byte test: `SegmentMap.pagesSegment(maskedFrom:)`),
     /// the descriptor of the pointer's slice (the segment's base shifted back from the
     /// map's index, a shift, a mask, an or: no load, see `Page`'s descriptor invariant and
-    /// `Segment`'s layout), the TLS load and the owner test, the block-start
+    /// `Segment`'s layout), the TLS load and the owner test (a compare with memory: `ownerTagPlain`), the block-start
     /// test (a subtraction, a multiply, a rotate, a compare), the double-free test (a
     /// compare with memory), then the push: three stores, the per-class counter and the
     /// used count. No lock, no atomic read-modify-write. Every other case leaves through
@@ -66,7 +66,7 @@ extension Heap {
     func localClassPage(holding p: UInt) -> UnsafeMutablePointer<Page>? {
         guard let segment = SegmentMap.pagesSegment(maskedFrom: p) else { return nil }
         let page = segment.descriptor(ofSliceHolding: p)
-        guard _fastPath(page.pointee.ownerTag.load(ordering: .relaxed) == tag) else { return nil }
+        guard _fastPath(page.ownerTagPlain == tag) else { return nil }
         return page
     }
 

@@ -10,7 +10,8 @@ extension Heap {
     ///  segments   seg.heap == self; the segment map has it; spans tile slices 1…63
     ///             (Σ sliceCount == 63, sliceMap[s] == first slice of s's span);
     ///             usedSlices == Σ sliceCount of non-free spans; isFull == (usedSlices == 63);
-    ///             descriptors inside a span (not its first) have ownerTag == 0
+    ///             descriptors inside a span (not its first) have ownerTag == 0;
+    ///             ownerTagPlain == ownerTag (the fast path's plain load reads the field)
     ///  pages      used == capacity − |free|; |threadFree| ≤ used (snapshot), and
     ///             |threadFree| == the count in the word's top bits;
     ///             capacity ≤ reserved; every listed block is a block start of the page
@@ -30,6 +31,9 @@ extension Heap {
                 if page.pointee.kind != .small || Int(page.pointee.classIndex) != c || page.pointee.inFullList
                     || page.pointee.ownerTag.load(ordering: .relaxed) != tag || page.pointee.prev != prev {
                     errors += report("page in a class list is not a small page of that class tagged with its heap", page)
+                }
+                if page.ownerTagPlain != page.pointee.ownerTag.load(ordering: .relaxed) {
+                    errors += report("Page.ownerTagOffset is not where the descriptor keeps its owner tag", page)
                 }
                 listed += 1
                 prev = page
