@@ -54,7 +54,7 @@ struct Heap {
     var isEmpty: Bool { raw == swmshim_empty_heap_address() || raw == swmshim_exited_heap_address() }
 
     /// True for the exited heap: the thread's key destructor ran, and a heap attached now
-    /// would never be detached (see `Heap.allocateExited`).
+    /// would never be detached (see `Heap.withHeapOnce`).
     @inline(__always)
     var isExited: Bool { raw == swmshim_exited_heap_address() }
 
