@@ -25,7 +25,11 @@
  *     vos_peak refused 0
  * A VOS_Realloc refused for memory (RLIMIT_AS) of a block counted against its module's
  * quota, into another module, or into its own after its quota was removed: the quota's
- * count keeps the block until its free (review R87). Prints "ok: refused reallocs". */
+ * count keeps the block until its free (review R87). And a VOS_Realloc refused for memory
+ * leaves the statistics as they were, with or without a quota: the modules' allocs,
+ * frees and peaks and the sites' counts (review R116: the new size, charged before the
+ * resize and credited after, raised a 5 MiB block's module's peak to the size refused,
+ * and counted two allocations and two frees). Prints "ok: refused reallocs". */
 #include "check.h"
 #include <errno.h>
 #include <sys/resource.h>
@@ -135,6 +139,52 @@ static int realloc_peaks(void) {
     return 0;
 }
 
+/** Sums of every site's allocations and frees. */
+static void site_counts(size_t *allocs, size_t *frees) {
+    static swm_vos_site_stats_t sites[64];
+    size_t n = swm_vos_sites(sites, 64);
+    CHECK(n <= 64);
+    *allocs = *frees = 0;
+    for (size_t i = 0; i < n; i++) {
+        *allocs += sites[i].allocs;
+        *frees += sites[i].frees;
+    }
+}
+
+/** VOS_Realloc(p, 900 MiB, target) under an address-space limit 64 MiB above what the
+ * process maps: it must fail with ENOMEM and change no statistics of `module` (p's) or
+ * `target`, nor any site's. */
+static void realloc_refused(void *p, unsigned long module, unsigned long target) {
+    swm_vos_module_stats_t before, target_before, after;
+    size_t site_allocs, site_frees, allocs_after, frees_after;
+    CHECK(swm_vos_module_stats(module, &before) == 0 && swm_vos_module_stats(target, &target_before) == 0);
+    site_counts(&site_allocs, &site_frees);
+    struct rlimit limit;
+    CHECK(getrlimit(RLIMIT_AS, &limit) == 0);
+    struct rlimit tight = {statm_bytes(0) + (64u << 20), limit.rlim_max};
+    CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
+    errno = 0;
+    void *q = VOS_Realloc(p, 900u << 20, target);
+    int error = errno;
+    CHECK(setrlimit(RLIMIT_AS, &limit) == 0);
+    CHECKF(q == NULL && error == ENOMEM, "VOS_Realloc to 900 MiB under a 64 MiB margin: %p, errno %d", q, error);
+    CHECK(swm_vos_module_stats(module, &after) == 0);
+    CHECKF(after.allocs == before.allocs && after.frees == before.frees && after.peak_bytes == before.peak_bytes
+           && after.live_bytes == before.live_bytes,
+           "module %lu after the refused realloc: allocs %zu, frees %zu, peak %zu, live %ld; before %zu, %zu, %zu, %ld",
+           module, after.allocs, after.frees, after.peak_bytes, after.live_bytes, before.allocs, before.frees,
+           before.peak_bytes, before.live_bytes);
+    CHECK(swm_vos_module_stats(target, &after) == 0);
+    CHECKF(after.allocs == target_before.allocs && after.frees == target_before.frees
+           && after.peak_bytes == target_before.peak_bytes,
+           "module %lu, the refused realloc's: allocs %zu, frees %zu, peak %zu; before %zu, %zu, %zu", target,
+           after.allocs, after.frees, after.peak_bytes, target_before.allocs, target_before.frees, target_before.peak_bytes);
+    site_counts(&allocs_after, &frees_after);
+    CHECKF(allocs_after == site_allocs && frees_after == site_frees,
+           "sites after the refused realloc: %zu allocs, %zu frees; before %zu, %zu", allocs_after, frees_after,
+           site_allocs, site_frees);
+}
+
 /** A refused VOS_Realloc of a block counted against its module's quota, into a module
  * without one (`other`), or into its own after the quota was removed: the quota counter
  * still holds the block, and its free takes it out once (review R87: the refused resize
@@ -147,15 +197,7 @@ static int refused_realloc(int other) {
     CHECK(p != NULL);
     memset(p, 1, 4096);
     if (!other) CHECK(swm_vos_set_quota(module, 0) == 0);
-    struct rlimit limit;
-    CHECK(getrlimit(RLIMIT_AS, &limit) == 0);
-    struct rlimit tight = {statm_bytes(0) + (64u << 20), limit.rlim_max};
-    CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
-    errno = 0;
-    void *q = VOS_Realloc(p, 900u << 20, other ? 799 : module);
-    int error = errno;
-    CHECK(setrlimit(RLIMIT_AS, &limit) == 0);
-    CHECKF(q == NULL && error == ENOMEM, "VOS_Realloc to 900 MiB under a 64 MiB margin: %p, errno %d", q, error);
+    realloc_refused(p, module, other ? 799 : module);
     swm_vos_module_stats_t st;
     CHECK(swm_vos_module_stats(module, &st) == 0);
     CHECKF(st.quota_live_bytes == 8u << 20, "after the refused realloc: quota live %zu, want %u", st.quota_live_bytes, 8u << 20);
@@ -175,6 +217,15 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "realloc") == 0) return realloc_peaks();
     if (strcmp(argv[1], "refused") == 0) {
         if (refused_realloc(1) != 0 || refused_realloc(0) != 0) return 1;
+        /* A module that never had a quota, a huge block, into itself and into a module
+           with a quota. */
+        char *p = VOS_Malloc(5u << 20, 710);
+        CHECK(p != NULL);
+        memset(p, 1, 4096);
+        CHECK(swm_vos_set_quota(711, 4ul << 30) == 0);
+        realloc_refused(p, 710, 710);
+        realloc_refused(p, 710, 711);
+        VOS_Free(p);
         printf("ok: refused reallocs\n");
         return 0;
     }

@@ -276,13 +276,26 @@ enum VOSModules {
 
     /// When `header`'s module has a quota: charges the block to it (`admit`) and marks the
     /// header as counted; false when the quota refuses it. True, changing nothing, when
-    /// the module has none.
-    static func admitQuota(_ g: UnsafeMutableRawPointer, _ header: inout VOSHeader) -> Bool {
+    /// the module has none. `raisingPeak` false leaves the module's peak to the caller
+    /// (`raiseQuotaPeak`).
+    static func admitQuota(_ g: UnsafeMutableRawPointer, _ header: inout VOSHeader, raisingPeak: Bool) -> Bool {
         let quota = globalModule(g, header.module, 4).loadRelaxed()
         if quota == 0 { return true }
-        if !admit(g, header.module, header.size, quota: quota) { return false }
+        if !admit(g, header.module, header.size, quota: quota, raisingPeak: raisingPeak) { return false }
         header.quotaCounted = true
         return true
+    }
+
+    /// Raises module `m`'s peak to its quota counter as it is now: the peak of an admission
+    /// made without raising it (`admitQuota`), once the block it admitted exists.
+    static func raiseQuotaPeak(_ g: UnsafeMutableRawPointer, _ m: Int) {
+        raisePeak(g, m, Int(bitPattern: globalModule(g, m, 5).loadRelaxed()), fromQuota: true)
+    }
+
+    /// Takes back the admission of `header` (if its quota counted it) whose block never
+    /// came: a refused resize (`VOS.resizeInPlace`).
+    static func unadmit(_ g: UnsafeMutableRawPointer, _ header: VOSHeader) {
+        if header.quotaCounted { globalModule(g, header.module, 5).subtract(header.size) }
     }
 
     /// Charges `size` bytes to module `m`'s exact quota counter; false (counted as a
@@ -293,7 +306,7 @@ enum VOSModules {
     /// thread's request that fit was refused (an outside review: a thread asking for
     /// 2 MiB over a 1 MiB quota made up to 2.6 % of another's 64-byte requests fail).
     @inline(never)
-    static func admit(_ g: UnsafeMutableRawPointer, _ m: Int, _ size: UInt, quota: UInt) -> Bool {
+    static func admit(_ g: UnsafeMutableRawPointer, _ m: Int, _ size: UInt, quota: UInt, raisingPeak: Bool) -> Bool {
         let live = globalModule(g, m, 5)
         var current = live.loadRelaxed()
         while true {
@@ -304,7 +317,7 @@ enum VOSModules {
             }
             let (exchanged, original) = live.compareExchange(expected: current, desired: after)
             if exchanged {
-                raisePeak(g, m, Int(bitPattern: after), fromQuota: true)
+                if raisingPeak { raisePeak(g, m, Int(bitPattern: after), fromQuota: true) }
                 return true
             }
             current = original
@@ -314,16 +327,14 @@ enum VOSModules {
     // MARK: - Allocations and frees by threads without a table
 
     /// An allocation on a thread without a heap (a key destructor that runs after the
-    /// thread gave its heap up; the block comes from a temporary heap): charged straight
-    /// to the global region, as `orphanRelease` credits, its site registered there and
-    /// its quota applied. False, having charged nothing, when the global region cannot be
-    /// mapped or the quota refuses it. Before, such allocations failed with ENOMEM (an
-    /// outside review).
+    /// thread gave its heap up; the block comes from a temporary heap), admitted to its
+    /// quota (`VOS.admit`): charged straight to the global region `g`, as `orphanRelease`
+    /// credits, its site registered there. Before, such allocations failed with ENOMEM
+    /// (an outside review).
     @inline(never)
-    static func orphanCharge(_ header: inout VOSHeader, withSite: Bool, file: UnsafePointer<UInt8>?, line: UInt32) -> Bool {
-        guard let g = global() else { return false }
+    static func orphanCharge(_ header: inout VOSHeader, _ g: UnsafeMutableRawPointer, withSite: Bool,
+                             file: UnsafePointer<UInt8>?, line: UInt32) {
         let m = header.module
-        if !admitQuota(g, &header) { return false }
         if withSite { header.site = VOSSites.globalId(g, module: m, file: file, line: line) }
         let after = Int(bitPattern: globalModule(g, m, 0).add(header.size) &+ header.size)
         raisePeak(g, m, after)
@@ -333,7 +344,6 @@ enum VOSModules {
             VOSSites.record(g, header.site, 3).add(header.size)
             VOSSites.record(g, header.site, 4).add(1)
         }
-        return true
     }
 
     /// A free on a thread without a heap: charged straight to the global region.

@@ -113,22 +113,44 @@ enum VOS {
     }
 
     /// Charges a VOS request of `size` bytes and returns the header that records it: the
-    /// thread's table (created on first use), the site (registered on first use), the
-    /// module's quota; a thread without a heap charges the global region (`orphanCharge`).
-    /// nil, having charged nothing, when there is no memory for the accounting or the
-    /// quota refuses it.
+    /// module's quota (`admit`), then the thread's table (created on first use) and the
+    /// site (registered on first use; `chargeAdmitted`); a thread without a heap charges
+    /// the global region. nil, having charged nothing, when there is no memory for the
+    /// accounting or the quota refuses it.
     private static func account(_ size: UInt, _ module: UInt, withSite: Bool,
                                 file: UnsafePointer<UInt8>?, line: UInt32) -> VOSHeader? {
-        let m = VOSModules.index(of: module)
-        var header = VOSHeader(size: size, module: m, site: 0, quotaCounted: false)
-        guard let table = VOSModules.currentTable() else {
-            let orphan = Heap.current.isEmpty && VOSModules.orphanCharge(&header, withSite: withSite, file: file, line: line)
-            return orphan ? header : nil
-        }
-        if withSite { header.site = VOSSites.id(table, module: m, file: file, line: line) }
-        if table.quotasExist && !VOSModules.admitQuota(table.global, &header) { return nil }
-        table.charge(header)
+        var header = VOSHeader(size: size, module: VOSModules.index(of: module), site: 0, quotaCounted: false)
+        let table = VOSModules.currentTable()
+        guard let global = admit(&header, table, raisingPeak: true) else { return nil }
+        chargeAdmitted(&header, table, global, withSite: withSite, file: file, line: line)
         return header
+    }
+
+    /// `account`'s first step: admits `header` to its module's quota, if the module has
+    /// one (marking the header counted), and returns the global region, or nil when the
+    /// quota refuses or there is no memory for the accounting (no table on a thread that
+    /// has a heap; no global region on one that has none). Admitted and `raisingPeak`
+    /// false, the module's peak is left to the caller.
+    private static func admit(_ header: inout VOSHeader, _ table: VOSTable?, raisingPeak: Bool) -> UnsafeMutableRawPointer? {
+        if let table {
+            if table.quotasExist && !VOSModules.admitQuota(table.global, &header, raisingPeak: raisingPeak) { return nil }
+            return table.global
+        }
+        guard Heap.current.isEmpty, let global = VOSModules.global(),
+              VOSModules.admitQuota(global, &header, raisingPeak: raisingPeak) else { return nil }
+        return global
+    }
+
+    /// `account`'s second step, which cannot fail: registers the site (`withSite`) and
+    /// charges the admitted `header` to the thread's table, or to the global region when
+    /// the thread has none.
+    private static func chargeAdmitted(_ header: inout VOSHeader, _ table: VOSTable?, _ global: UnsafeMutableRawPointer,
+                                       withSite: Bool, file: UnsafePointer<UInt8>?, line: UInt32) {
+        guard let table else {
+            return VOSModules.orphanCharge(&header, global, withSite: withSite, file: file, line: line)
+        }
+        if withSite { header.site = VOSSites.id(table, module: header.module, file: file, line: line) }
+        table.charge(header)
     }
 
     /// Frees a VOS block (NULL is a no-op). A pointer that is not a live VOS block aborts
@@ -281,34 +303,34 @@ enum VOS {
     /// VOS_Realloc of a block whose core block `resize` keeps where it is (or resizes
     /// itself, returning it, or nil when out of memory): the block's header `old` gives way
     /// to one of `size` bytes charged to `module` (and the site), and the header is
-    /// rewritten. When `module` has a quota, or the old block is counted against one, the
-    /// new size is charged first (so, as for a copy, the old and new bytes must fit the
-    /// quota together for a moment) and the old credited once the resize succeeded.
-    /// Otherwise the old header is credited first, so the module's peak sees the old size
-    /// or the new one, not both (review R61: a 20 MiB block shrunk in place to 12 MiB
-    /// raised the peak to 32 MiB; review R82: so it did still while any other module had
-    /// a quota); a refused resize charges it again. (A quota-counted block credited first
-    /// left the quota's count when the resize was refused, which `charge` does not put
-    /// back, and its free took it out a second time: review R87.) NULL with ENOMEM, the
-    /// accounting as before, when a quota refuses.
+    /// rewritten.
+    ///
+    /// Only the quota is asked first: the new size is admitted to its module's quota before
+    /// the resize (so, as for a copy, the old and new bytes must fit it together for a
+    /// moment), without raising the module's peak, and a refused resize takes the
+    /// admission back. Everything else is counted once the resize succeeded: the old
+    /// header is credited, then the new one charged and the quota's peak raised, so the
+    /// module's peak sees the old size or the new one, not both (review R61: a 20 MiB block
+    /// shrunk in place to 12 MiB raised the peak to 32 MiB; review R82: so it did still
+    /// while any other module had a quota). A refused resize leaves the statistics as they
+    /// were (review R116: the new size, charged before the resize and credited after its
+    /// refusal, raised a 5 MiB block's module's peak to the 30 GiB refused, for good, and
+    /// counted two allocations and two frees that never happened; review R87: a
+    /// quota-counted block credited first left the quota's count). NULL with ENOMEM,
+    /// nothing counted but the refusal, when the quota refuses.
     private static func resizeInPlace(_ old: VOSHeader, _ size: UInt, _ module: UInt, withSite: Bool,
                                       file: UnsafePointer<UInt8>?, line: UInt32,
                                       _ resize: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        var header = VOSHeader(size: size, module: VOSModules.index(of: module), site: 0, quotaCounted: false)
         let table = VOSModules.currentTable()
-        let creditFirst = table.map {
-            !$0.quotasExist || (!old.quotaCounted && !VOSModules.hasQuota($0.global, VOSModules.index(of: module)))
-        } ?? false
-        if creditFirst { table?.release(old) }
-        guard let header = account(size, module, withSite: withSite, file: file, line: line) else {
-            if creditFirst { table?.charge(old) }
-            return Heap.outOfMemory()
-        }
+        guard let global = admit(&header, table, raisingPeak: false) else { return Heap.outOfMemory() }
         guard let block = resize() else {
-            release(header)
-            if creditFirst { table?.charge(old) }
+            VOSModules.unadmit(global, header)
             return nil
         }
-        if !creditFirst { release(old) }
+        release(old)
+        chargeAdmitted(&header, table, global, withSite: withSite, file: file, line: line)
+        if header.quotaCounted { VOSModules.raiseQuotaPeak(global, header.module) }
         return VOSBlock.write(block, header)
     }
 
