@@ -140,9 +140,10 @@ long swmshim_futex_wake(uint32_t *addr, int count) {
 // The errno of this thread's last `swmshim_write` that failed (which keeps errno itself).
 static __thread int last_write_error __attribute__((tls_model("initial-exec")));
 
-/* `swmshim_write_patience`'s setting for this thread (0: none), and whether a write ran
- * out of it since. */
+/* `swmshim_write_patience`'s setting for this thread (0: none), whether a report is being
+ * written (`swmshim_report_writes`), and whether a write ran out of its wait since. */
 static __thread uint64_t write_patience_ns __attribute__((tls_model("initial-exec")));
+static __thread int report_writes __attribute__((tls_model("initial-exec")));
 static __thread int write_gave_up __attribute__((tls_model("initial-exec")));
 
 void swmshim_write_patience(uint64_t nanoseconds) {
@@ -150,12 +151,17 @@ void swmshim_write_patience(uint64_t nanoseconds) {
     write_gave_up = 0;
 }
 
-/* With a patience set: waits that long at most for `fd` to take bytes; false when it did
- * not (then every later write fails at once, until the patience is set again). */
-static int writable_in_time(int fd) {
+void swmshim_report_writes(int on) {
+    report_writes = on;
+    write_gave_up = 0;
+}
+
+/* Waits at most `nanoseconds` for `fd` to take bytes; false when it did not (then every
+ * later write fails at once, until the patience or the report is set again). */
+static int writable_in_time(int fd, uint64_t nanoseconds) {
     if (write_gave_up) return 0;
     struct pollfd p = {fd, POLLOUT, 0};
-    struct timespec wait = {(time_t)(write_patience_ns / 1000000000u), (long)(write_patience_ns % 1000000000u)};
+    struct timespec wait = {(time_t)(nanoseconds / 1000000000u), (long)(nanoseconds % 1000000000u)};
     long r;
     do r = raw_syscall(SYS_ppoll, (long)&p, 1, (long)&wait, 0, 0, 0);
     while (r == -EINTR);
@@ -163,20 +169,37 @@ static int writable_in_time(int fd) {
     return !write_gave_up;
 }
 
+/* A signal handler installed without SA_RESTART interrupts a write to a slow reader (a
+ * pipe): the report must go on, not lose that chunk. A raw system call: option warnings
+ * are written under the start-up lock. */
+static long write_uninterrupted(int fd, const void *buf, size_t len) {
+    long r;
+    do r = raw_syscall(SYS_write, fd, (long)buf, (long)len, 0, 0, 0);
+    while (r == -EINTR);
+    return r;
+}
+
 long swmshim_write(int fd, const void *buf, size_t len) {
     long r;
     if (write_patience_ns != 0) {
-        if (!writable_in_time(fd)) {
+        if (!writable_in_time(fd, write_patience_ns)) {
             last_write_error = EAGAIN;
             return -1;
         }
         if (len > 4096) len = 4096;   /* what a pipe that polls writable takes without blocking */
+    } else if (write_gave_up) {
+        last_write_error = EAGAIN;
+        return -1;
     }
-    /* A signal handler installed without SA_RESTART interrupts a write to a slow reader
-     * (a pipe): the report must go on, not lose that chunk. A raw system call: option
-     * warnings are written under the start-up lock. */
-    do r = raw_syscall(SYS_write, fd, (long)buf, (long)len, 0, 0, 0);
-    while (r == -EINTR);
+    r = write_uninterrupted(fd, buf, len);
+    /* A report to a non-blocking descriptor that is full (a pipe its parent left
+     * O_NONBLOCK, a slow reader): the write waits for room instead of dropping this chunk
+     * while later ones went through, which left a hole in the middle of the report (review
+     * R116: JSON from a signal report lost 600 KB between its first 64 KiB and its end). */
+    while (r == -EAGAIN && report_writes && writable_in_time(fd, 1000000000u)) {
+        if (len > 4096) len = 4096;
+        r = write_uninterrupted(fd, buf, len);
+    }
     if (r < 0) {
         last_write_error = (int)-r;
         return -1;

@@ -8,7 +8,7 @@ import Testing
 
 /// The cases of reports.c, in its order.
 let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds",
-                   "interrupted_writes", "reader_gone", "reopens_stderr", "blocked_report"]
+                   "interrupted_writes", "nonblocking_pipe", "reader_gone", "reopens_stderr", "blocked_report"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -69,6 +69,14 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
     /// was dropped: about 2,800 of 3,000 sites arrived.
     @Test func interruptedWritesLoseNothing() throws {
         _ = try run("interrupted_writes", options: "")
+    }
+
+    /// A report to a non-blocking pipe read slowly arrives whole: each write that finds the
+    /// pipe full waits for room (at most a second). Before the fix (review R116) the
+    /// chunks that found it full were dropped and later ones went through: a hole in the
+    /// middle of the report.
+    @Test func nonBlockingPipeGetsTheWholeReport() throws {
+        _ = try run("nonblocking_pipe", options: "")
     }
 
     /// With stats_print, a program one of whose threads is blocked writing a report to a

@@ -15,6 +15,10 @@
  *                    handler (installed without SA_RESTART) interrupts the writes: every
  *                    site arrives (before: about 2,800; each interrupted write's chunk
  *                    was dropped)
+ *   nonblocking_pipe  3,000 sites reported to a pipe whose write end is non-blocking (as
+ *                    a parent may leave stderr), read slowly: every site arrives (review
+ *                    R116: the chunks written while the pipe was full were dropped and
+ *                    later ones went through, a hole in the middle of the report)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
  *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
@@ -160,6 +164,21 @@ static void case_interrupted_writes(void) {
     CHECKF(lines == SITES, "%ld of %d sites reported (%d timer signals during the report)", lines, SITES, (int)ticks);
 }
 
+static void case_nonblocking_pipe(void) {
+    enum { SITES = 3000 };
+    for (unsigned i = 0; i < SITES; i++)
+        CHECK(VOS_MallocWithDebug(1 + i, i % 50, (const unsigned char *)"reports.c", i + 1) != NULL);
+    CHECK(pipe(report_pipe) == 0);
+    CHECK(fcntl(report_pipe[1], F_SETFL, fcntl(report_pipe[1], F_GETFL) | O_NONBLOCK) == 0);
+    long lines = 0;
+    pthread_t reader;
+    CHECK(pthread_create(&reader, NULL, slow_reader, &lines) == 0);
+    swm_vos_report(report_pipe[1], 0);
+    close(report_pipe[1]);
+    CHECK(pthread_join(reader, NULL) == 0);
+    CHECKF(lines == SITES, "%ld of %d sites reported to a non-blocking pipe", lines, SITES);
+}
+
 static void case_reader_gone(void) {
     int p[2], go[2];
     CHECK(pipe(p) == 0 && pipe(go) == 0);
@@ -226,6 +245,7 @@ static const struct test_case cases[] = {
     {"file_encoding", case_file_encoding},
     {"fork_child_fds", case_fork_child_fds},
     {"interrupted_writes", case_interrupted_writes},
+    {"nonblocking_pipe", case_nonblocking_pipe},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
     {"blocked_report", case_blocked_report},

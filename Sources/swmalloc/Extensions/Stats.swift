@@ -242,6 +242,10 @@ enum Stats {
     /// went away (`prog 2>&1 | head`) gets EPIPE and ends, where the report at exit killed
     /// the program (exit status 141 instead of 0; an outside review).
     ///
+    /// To a non-blocking descriptor that is full, each write waits for room, at most a
+    /// second, and the report is cut short after one that ran out, instead of losing the
+    /// chunks that came while it was full (`swmshim_report_writes`).
+    ///
     /// `atExit`: waits for the lock at most `exitWaitNanoseconds`, and returns false
     /// without running `body` when it did not come free: a thread blocked in a report's
     /// `write` (to a pipe nobody reads) holds it for as long as that lasts, and the exit
@@ -258,7 +262,9 @@ enum Stats {
             locked = true
         }
         if locked {
+            swmshim_report_writes(1)
             body()
+            swmshim_report_writes(0)
             Globals.reportLock.unlock()
         }
         swmshim_sigpipe_restore(pipeState)
