@@ -117,7 +117,13 @@ uint64_t swm_thread_allocated(void);
 uint64_t swm_thread_freed(void);
 
 /** Writes the statistics report (text, or JSON when json != 0) to fd without calling
- *  malloc. SWMALLOC_OPTIONS=stats_print=1 does this at exit, stats_signal=N on signal N. */
+ *  malloc. SWMALLOC_OPTIONS=stats_print=1 does this at exit, stats_signal=N on signal N.
+ *  Not async-signal-safe, nor are swm_stats_get, swm_class_stats_get and the swm_vos_*
+ *  functions: they take locks (the report's, the VOS records', the heaps' registry), and
+ *  a signal handler that calls one while the code it interrupted holds that lock waits
+ *  for ever (review R116: a
+ *  handler's swm_vos_report during VOS_Malloc). For a report on a signal, use
+ *  stats_signal=N: a thread of swmalloc's writes it, not the handler. */
 void swm_stats_print(int fd, int json);
 
 /** Gives back to the OS, now and regardless of purge_delay_ms, everything that can go
@@ -175,7 +181,9 @@ typedef struct swm_vos_module_stats {
 /** One allocation site (module, file, line) in site mode, summed over all threads. */
 typedef struct swm_vos_site_stats {
     const char *file;        /* the __FILE__ passed by VOS_Malloc (swmalloc's copy, at most
-                                200 bytes, valid for the life of the process) */
+                                200 bytes, valid for the life of the process); NULL when
+                                VOS_MallocWithDebug was given NULL, or there was no memory
+                                for the copy (the reports print "?") */
     unsigned long line;
     unsigned long module;
     long live_bytes;

@@ -8,7 +8,9 @@
  * its heap up are served, counted (module and site) and held to the quota (before: NULL
  * with ENOMEM). A module whose only counts are quota refusals stays listed after its
  * quota is removed. A quota set after a higher peak restarts the peak from the quota
- * counter. Prints "vos quota ok". */
+ * counter. A request the quota refuses counts as a refusal (out_of_memory) only: no
+ * allocation or free in the core's statistics or the thread's counters (review R116: each
+ * counted a malloc and a free of the block taken for it). Prints "vos quota ok". */
 #include "check.h"
 #include "swmalloc.h"
 #include "vos_mem.h"
@@ -207,6 +209,31 @@ int main(void) {
     CHECK(swm_vos_set_quota(PEAK_MODULE + 1, 2 * PEAK_QUOTA) == 0);
     CHECK(swm_vos_module_stats(PEAK_MODULE + 1, &st) == 0);
     CHECKF(st.peak_bytes == 1000, "peak %zu after the quota was removed and set again (was 1000)", st.peak_bytes);
+    enum { COUNTED_MODULE = 78 };
+    CHECK(swm_vos_set_quota(COUNTED_MODULE, 100) == 0);
+    void *warm = VOS_Malloc(50, COUNTED_MODULE);
+    CHECK(warm != NULL);
+    const size_t refused_sizes[] = {200, 100000, 5u << 20};
+    for (int k = 0; k < 4; k++) {
+        size_t size = refused_sizes[k < 3 ? k : 2];
+        swm_stats_t a, b;
+        CHECK(swm_stats_get(&a) == 0);
+        uint64_t allocated = swm_thread_allocated(), freed = swm_thread_freed();
+        for (int i = 0; i < 100; i++) {
+            errno = 0;
+            void *p = k < 3 ? VOS_Malloc(size, COUNTED_MODULE) : VOS_Calloc(1, size, COUNTED_MODULE);
+            CHECK(p == NULL && errno == ENOMEM);
+        }
+        CHECK(swm_stats_get(&b) == 0);
+        CHECKF(b.mallocs == a.mallocs && b.frees == a.frees && b.out_of_memory == a.out_of_memory + 100
+               && b.allocated == a.allocated && swm_thread_allocated() == allocated && swm_thread_freed() == freed,
+               "100 requests of %zu bytes refused by the quota%s: mallocs +%zu, frees +%zu, out of memory +%zu, "
+               "allocated %+ld, thread allocated +%llu, freed +%llu", size, k < 3 ? "" : " (VOS_Calloc)",
+               b.mallocs - a.mallocs, b.frees - a.frees, b.out_of_memory - a.out_of_memory,
+               (long)(b.allocated - a.allocated), (unsigned long long)(swm_thread_allocated() - allocated),
+               (unsigned long long)(swm_thread_freed() - freed));
+    }
+    VOS_Free(warm);
     printf("vos quota ok\n");
     return 0;
 }

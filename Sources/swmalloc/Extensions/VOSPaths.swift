@@ -101,14 +101,15 @@ enum VOS {
     }
 
     /// Charges the core block `block` of a VOS request and writes its header (`account`).
-    /// Frees the block and returns NULL with ENOMEM when `account` refuses.
+    /// Frees the block, uncounted (`Stats.freeUncounted`), and returns NULL with ENOMEM
+    /// when `account` refuses.
     @inline(never)
     private static func charge(_ block: UnsafeMutableRawPointer, _ size: UInt, _ module: UInt, withSite: Bool,
                                file: UnsafePointer<UInt8>?, line: UInt32) -> UnsafeMutableRawPointer? {
         if let header = account(size, module, withSite: withSite, file: file, line: line) {
             return VOSBlock.write(block, header)
         }
-        Heap.deallocate(block)
+        Stats.freeUncounted(block)
         return Heap.outOfMemory()
     }
 
