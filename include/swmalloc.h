@@ -118,6 +118,9 @@ uint64_t swm_thread_freed(void);
 
 /** Writes the statistics report (text, or JSON when json != 0) to fd without calling
  *  malloc. SWMALLOC_OPTIONS=stats_print=1 does this at exit, stats_signal=N on signal N.
+ *  To a non-blocking fd that is full, each write waits for room, at most 1 s, and after
+ *  a wait in vain the rest of the report is left out (malloc_stats does not wait, as
+ *  glibc's does not). swm_vos_report writes the same way.
  *  Not async-signal-safe, nor are swm_stats_get, swm_class_stats_get and the swm_vos_*
  *  functions: they take locks (the report's, the VOS records', the heaps' registry), and
  *  a signal handler that calls one while the code it interrupted holds that lock waits

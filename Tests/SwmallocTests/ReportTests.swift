@@ -8,7 +8,7 @@ import Testing
 
 /// The cases of reports.c, in its order.
 let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds",
-                   "interrupted_writes", "nonblocking_pipe", "reader_gone", "reopens_stderr", "blocked_report"]
+                   "interrupted_writes", "nonblocking_pipe", "malloc_stats_full", "fatal_in_cut_report", "reader_gone", "reopens_stderr", "blocked_report"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -77,6 +77,21 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
     /// middle of the report.
     @Test func nonBlockingPipeGetsTheWholeReport() throws {
         _ = try run("nonblocking_pipe", options: "")
+    }
+
+    /// malloc_stats() to a full non-blocking stderr nobody reads does not wait for room, as
+    /// glibc's does not: five calls together within 2.5 s (review R118: 1 s each, once
+    /// reports waited on such descriptors).
+    @Test func mallocStatsDoesNotWaitOnAFullStderr() throws {
+        _ = try run("malloc_stats_full", options: "")
+    }
+
+    /// A misuse abort from a signal handler during a report cut short on a full
+    /// non-blocking pipe still writes its one line to stderr (review R118: the thread's
+    /// writes to every descriptor failed once the report gave up on its pipe). Eleven
+    /// children, the handler's timer 1.00 … 1.10 s after the report began.
+    @Test func fatalLineDuringACutShortReport() throws {
+        _ = try run("fatal_in_cut_report", options: "")
     }
 
     /// With stats_print, a program one of whose threads is blocked writing a report to a

@@ -19,6 +19,15 @@
  *                    a parent may leave stderr), read slowly: every site arrives (review
  *                    R116: the chunks written while the pipe was full were dropped and
  *                    later ones went through, a hole in the middle of the report)
+ *   malloc_stats_full  stderr is a non-blocking pipe nobody reads, full: five calls of
+ *                    malloc_stats return within 2.5 s together, as glibc's (review R118:
+ *                    each waited 1 s for room once reports waited on such descriptors)
+ *   fatal_in_cut_report  children whose swm_vos_report to a full non-blocking pipe is
+ *                    cut short after its 1 s wait, each with a timer (1.00 … 1.10 s)
+ *                    whose handler frees a pointer that is not a block: every child must
+ *                    abort with its one line on stderr (review R118: once the report gave
+ *                    up on its pipe, the thread's writes to any descriptor failed at once,
+ *                    and a fatal line in that window was lost)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
  *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
@@ -41,6 +50,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -179,6 +189,73 @@ static void case_nonblocking_pipe(void) {
     CHECKF(lines == SITES, "%ld of %d sites reported to a non-blocking pipe", lines, SITES);
 }
 
+/** Fills the non-blocking pipe `fd` writes to until it takes no more. */
+static void fill_nonblocking(int fd) {
+    CHECK(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0);
+    char chunk[4096];
+    memset(chunk, 'x', sizeof chunk);
+    while (write(fd, chunk, sizeof chunk) > 0) {}
+    CHECK(errno == EAGAIN);
+}
+
+static double monotonic_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void case_malloc_stats_full(void) {
+    CHECK(malloc(100) != NULL);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    int saved = dup(2);
+    CHECK(saved >= 0 && dup2(p[1], 2) == 2);
+    fill_nonblocking(2);
+    double start = monotonic_now();
+    for (int i = 0; i < 5; i++) malloc_stats();
+    double took = monotonic_now() - start;
+    CHECK(dup2(saved, 2) == 2);
+    CHECKF(took < 2.5, "5 malloc_stats() on a full non-blocking stderr took %.2f s (glibc: none waits)", took);
+}
+
+static char not_a_block[64];
+static void free_not_a_block(int signal) { (void)signal; free(not_a_block + 16); }
+
+static void case_fatal_in_cut_report(void) {
+    for (unsigned i = 0; i < 60000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
+    for (int k = 0; k <= 10; k++) {
+        char path[] = "/tmp/swm-reports-XXXXXX";
+        int err = mkstemp(path);
+        CHECK(err >= 0);
+        unlink(path);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            dup2(err, 2);
+            int p[2];
+            CHECK(pipe(p) == 0);
+            fill_nonblocking(p[1]);
+            struct sigaction action;
+            memset(&action, 0, sizeof action);
+            action.sa_handler = free_not_a_block;
+            CHECK(sigaction(SIGALRM, &action, NULL) == 0);
+            struct itimerval at = {{0, 0}, {1, k * 10000}};
+            CHECK(setitimer(ITIMER_REAL, &at, NULL) == 0);
+            swm_vos_report(p[1], 0);
+            for (;;) pause();   /* the report ended first: the handler aborts here */
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        char text[512] = {0};
+        CHECK(pread(err, text, sizeof text - 1, 0) >= 0);
+        close(err);
+        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(text, "swmalloc: free(): invalid pointer"),
+               "timer at 1.%02d s: the child's free of a non-block during its cut-short report: status %#x, "
+               "stderr \"%s\"", k, status, text);
+    }
+}
+
 static void case_reader_gone(void) {
     int p[2], go[2];
     CHECK(pipe(p) == 0 && pipe(go) == 0);
@@ -246,6 +323,8 @@ static const struct test_case cases[] = {
     {"fork_child_fds", case_fork_child_fds},
     {"interrupted_writes", case_interrupted_writes},
     {"nonblocking_pipe", case_nonblocking_pipe},
+    {"malloc_stats_full", case_malloc_stats_full},
+    {"fatal_in_cut_report", case_fatal_in_cut_report},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
     {"blocked_report", case_blocked_report},

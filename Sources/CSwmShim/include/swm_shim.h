@@ -118,14 +118,14 @@ long swmshim_futex_wake(uint32_t *addr, int count);
 long swmshim_write(int fd, const void *buf, size_t len);
 /// From now on, this thread's `swmshim_write` waits at most `nanoseconds` for a
 /// descriptor to take bytes (a pipe nobody reads: the report at exit would wait for ever),
-/// writes at most 4 KiB at a time, and once a wait ran out fails at once (EAGAIN); 0: no
-/// limit again.
+/// writes at most 4 KiB at a time, and once a wait ran out fails at once (EAGAIN) for that
+/// descriptor; 0: no limit again.
 void swmshim_write_patience(uint64_t nanoseconds);
 /// Between `swmshim_report_writes(1)` and `(0)` (a report: `Stats.serialized`), this
 /// thread's `swmshim_write` to a non-blocking descriptor that is full (EAGAIN) waits for
 /// it to take bytes, at most a second a write, instead of failing; once a wait ran out,
-/// every later write of the report fails at once, so the report is cut short, never
-/// left with a hole.
+/// every later write of the report to that descriptor fails at once, so the report is
+/// cut short, never left with a hole. Either call also forgets a descriptor given up on.
 void swmshim_report_writes(int on);
 /// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
 /// of nothing; 0: none did since `swmshim_clear_write_error`).

@@ -47,12 +47,13 @@ func swm_mallinfo2(_ out: UnsafeMutablePointer<UInt>?) {
 }
 
 /// `malloc_stats()`'s body, written to the descriptor of `stderr` (the C wrapper has
-/// flushed the stream): the text statistics report, as glibc prints its own there.
+/// flushed the stream): the text statistics report, as glibc prints its own there, and
+/// as glibc's without waiting when that descriptor is non-blocking and full.
 /// Returns 0, or -1 when a write failed.
 @c(swmimpl_malloc_stats_fd)
 func swm_malloc_stats_fd(_ fd: Int32) -> Int32 {
     Process.initialize()
-    Stats.writeReport(to: fd, json: false)
+    Stats.writeReport(to: fd, json: false, waitingForRoom: false)
     return swmshim_last_write_error() == 0 ? 0 : -1   // cleared by the wrapper
 }
 

@@ -260,8 +260,8 @@ enum Stats {
     }
 
     /// Writes the report to `fd`, without calling malloc, under the report lock.
-    static func writeReport(to fd: Int32, json: Bool) {
-        serialized { writeReportUnlocked(to: fd, json: json) }
+    static func writeReport(to fd: Int32, json: Bool, waitingForRoom: Bool = true) {
+        serialized(waitingForRoom: waitingForRoom) { writeReportUnlocked(to: fd, json: json) }
     }
 
     /// Runs `body`, which writes a report, under the report lock: a report is written in
@@ -275,14 +275,16 @@ enum Stats {
     ///
     /// To a non-blocking descriptor that is full, each write waits for room, at most a
     /// second, and the report is cut short after one that ran out, instead of losing the
-    /// chunks that came while it was full (`swmshim_report_writes`).
+    /// chunks that came while it was full (`swmshim_report_writes`); `waitingForRoom`
+    /// false: not (`malloc_stats`, which glibc writes to stderr without waiting: a program
+    /// calling it often on a full non-blocking stderr waited a second a call, review R118).
     ///
     /// `atExit`: waits for the lock at most `exitWaitNanoseconds`, and returns false
     /// without running `body` when it did not come free: a thread blocked in a report's
     /// `write` (to a pipe nobody reads) holds it for as long as that lasts, and the exit
     /// waited with it for ever (an outside review). True when `body` ran.
     @discardableResult
-    static func serialized(atExit: Bool = false, _ body: () -> Void) -> Bool {
+    static func serialized(atExit: Bool = false, waitingForRoom: Bool = true, _ body: () -> Void) -> Bool {
         let cancelState = swmshim_cancel_disable()
         let pipeState = swmshim_sigpipe_block()
         let locked: Bool
@@ -293,7 +295,7 @@ enum Stats {
             locked = true
         }
         if locked {
-            swmshim_report_writes(1)
+            swmshim_report_writes(waitingForRoom ? 1 : 0)
             body()
             swmshim_report_writes(0)
             Globals.reportLock.unlock()

@@ -176,6 +176,9 @@ enum OS {
         // without aborting. Not restored: the report ends in abort (a program whose
         // SIGABRT handler `siglongjmp`s out keeps the thread's cancellation off).
         _ = swmshim_cancel_disable()
+        // Not a report's descriptor given up on: a signal handler's misuse that interrupted a
+        // report cut short on stderr lost its line (review R118).
+        swmshim_report_writes(0)
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if r.exchanged || r.original == me { return }
