@@ -35,18 +35,24 @@
         }                                                                                 \
     } while (0)
 
-/** The address space (`resident` 0) or the resident set (1) in bytes, from
- *  /proc/thread-self/statm, read without calling the allocator (so that waiting for the
- *  resident set to fall is not what makes it fall; thread-self: after the main thread's
- *  pthread_exit, /proc/self, the exited leader, reads zero). */
-static inline size_t statm_bytes(int resident) {
-    char text[128];
-    int fd = open("/proc/thread-self/statm", O_RDONLY);
+/** Reads the file `path` (of /proc) into `text`, `size` bytes at most with the NUL that
+ *  ends it, without calling the allocator (so that waiting for the resident set to fall
+ *  is not what makes it fall). */
+static inline void read_proc(const char *path, char *text, size_t size) {
+    int fd = open(path, O_RDONLY);
     CHECK(fd >= 0);
-    ssize_t n = read(fd, text, sizeof text - 1);
+    ssize_t n = read(fd, text, size - 1);
     close(fd);
     CHECK(n > 0);
     text[n] = 0;
+}
+
+/** The address space (`resident` 0) or the resident set (1) in bytes, from
+ *  /proc/thread-self/statm (thread-self: after the main thread's pthread_exit,
+ *  /proc/self, the exited leader, reads zero). */
+static inline size_t statm_bytes(int resident) {
+    char text[128];
+    read_proc("/proc/thread-self/statm", text, sizeof text);
     unsigned long pages[2] = {0, 0};
     CHECK(sscanf(text, "%lu %lu", &pages[0], &pages[1]) == 2);
     return pages[resident ? 1 : 0] * (size_t)sysconf(_SC_PAGESIZE);

@@ -380,15 +380,10 @@ static void sleep_ms(long ms) {
 /** Resident set size in MiB. */
 static double rss_mib(void) { return (double)statm_bytes(1) / (1 << 20); }
 
-/** The resident set's high-water mark (VmHWM in /proc/self/status), MiB. */
+/** The resident set's high-water mark (VmHWM in /proc/thread-self/status), MiB. */
 static double peak_rss_mib(void) {
     char text[8192];
-    int fd = open("/proc/self/status", O_RDONLY);
-    CHECK(fd >= 0);
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    CHECK(n > 0);
-    text[n] = 0;
+    read_proc("/proc/thread-self/status", text, sizeof text);
     const char *line = strstr(text, "VmHWM:");
     CHECK(line != NULL);
     return strtod(line + 6, NULL) / 1024;
