@@ -141,35 +141,60 @@ long swmshim_futex_wake(uint32_t *addr, int count) {
 static __thread int last_write_error __attribute__((tls_model("initial-exec")));
 
 /* `swmshim_write_patience`'s setting for this thread (0: none), whether a report is being
- * written (`swmshim_report_writes`), and the descriptor (+ 1; 0: none) a write ran out of
- * its wait for since: only that one's later writes fail at once (review R118: a fatal
- * error's line to another descriptor, from a signal handler that interrupted the report,
- * was lost). */
+ * written (`swmshim_report_writes`), and the descriptors (+ 1; 0: a free slot) a write ran
+ * out of its wait for since: only those descriptors' later writes fail at once (review
+ * R118: a fatal error's line to another descriptor, from a signal handler that
+ * interrupted the report, was lost). A handler's own report to another descriptor takes
+ * another slot (review R119: with one slot, it replaced the report's, which then wrote
+ * on: a hole); past `GIVE_UP_SLOTS` descriptors, every later write fails at once. */
+enum { GIVE_UP_SLOTS = 4 };
 static __thread uint64_t write_patience_ns __attribute__((tls_model("initial-exec")));
 static __thread int report_writes __attribute__((tls_model("initial-exec")));
-static __thread int write_gave_up_on __attribute__((tls_model("initial-exec")));
+static __thread int write_gave_up_on[GIVE_UP_SLOTS] __attribute__((tls_model("initial-exec")));
+static __thread int write_gave_up_all __attribute__((tls_model("initial-exec")));
+
+static void forget_given_up(void) {
+    for (int i = 0; i < GIVE_UP_SLOTS; i++) write_gave_up_on[i] = 0;
+    write_gave_up_all = 0;
+}
+
+static int given_up(int fd) {
+    if (write_gave_up_all) return 1;
+    for (int i = 0; i < GIVE_UP_SLOTS; i++)
+        if (write_gave_up_on[i] == fd + 1) return 1;
+    return 0;
+}
+
+static void give_up(int fd) {
+    for (int i = 0; i < GIVE_UP_SLOTS; i++)
+        if (write_gave_up_on[i] == 0) {
+            write_gave_up_on[i] = fd + 1;
+            return;
+        }
+    write_gave_up_all = 1;
+}
 
 void swmshim_write_patience(uint64_t nanoseconds) {
     write_patience_ns = nanoseconds;
-    write_gave_up_on = 0;
+    forget_given_up();
 }
 
 void swmshim_report_writes(int on) {
     report_writes = on;
-    write_gave_up_on = 0;
+    forget_given_up();
 }
 
 /* Waits at most `nanoseconds` for `fd` to take bytes; false when it did not (then every
  * later write to `fd` fails at once, until the patience or the report is set again). */
 static int writable_in_time(int fd, uint64_t nanoseconds) {
-    if (write_gave_up_on == fd + 1) return 0;
+    if (given_up(fd)) return 0;
     struct pollfd p = {fd, POLLOUT, 0};
     struct timespec wait = {(time_t)(nanoseconds / 1000000000u), (long)(nanoseconds % 1000000000u)};
     long r;
     do r = raw_syscall(SYS_ppoll, (long)&p, 1, (long)&wait, 0, 0, 0);
     while (r == -EINTR);
     if (r != 0) return 1;
-    write_gave_up_on = fd + 1;
+    give_up(fd);
     return 0;
 }
 
@@ -191,7 +216,7 @@ long swmshim_write(int fd, const void *buf, size_t len) {
             return -1;
         }
         if (len > 4096) len = 4096;   /* what a pipe that polls writable takes without blocking */
-    } else if (write_gave_up_on == fd + 1) {
+    } else if (given_up(fd)) {
         last_write_error = EAGAIN;
         return -1;
     }

@@ -8,7 +8,7 @@ import Testing
 
 /// The cases of reports.c, in its order.
 let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds",
-                   "interrupted_writes", "nonblocking_pipe", "malloc_stats_full", "fatal_in_cut_report", "reader_gone", "reopens_stderr", "blocked_report"]
+                   "interrupted_writes", "nonblocking_pipe", "malloc_stats_full", "fatal_in_cut_report", "fatal_in_slow_report", "reader_gone", "reopens_stderr", "blocked_report"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -92,6 +92,13 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
     /// children, the handler's timer 1.00 … 1.10 s after the report began.
     @Test func fatalLineDuringACutShortReport() throws {
         _ = try run("fatal_in_cut_report", options: "")
+    }
+
+    /// A misuse abort from a signal handler during a report to a slow non-blocking stderr
+    /// reaches the reader: the line waits for room as the report's writes do (review
+    /// R119: its one write found the pipe full, and the line was lost every time).
+    @Test func fatalLineDuringASlowReport() throws {
+        _ = try run("fatal_in_slow_report", options: "")
     }
 
     /// With stats_print, a program one of whose threads is blocked writing a report to a

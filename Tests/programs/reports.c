@@ -28,6 +28,11 @@
  *                    abort with its one line on stderr (review R118: once the report gave
  *                    up on its pipe, the thread's writes to any descriptor failed at once,
  *                    and a fatal line in that window was lost)
+ *   fatal_in_slow_report  children whose stderr is a non-blocking pipe the parent drains
+ *                    slowly, each writing a JSON report of 20,000 sites there with a timer
+ *                    (100, 200, 300 ms) whose handler frees a pointer that is not a block:
+ *                    every child's abort line must reach the parent (review R119: the
+ *                    line's one write found the pipe full and was lost, every time)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
  *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
@@ -256,6 +261,50 @@ static void case_fatal_in_cut_report(void) {
     }
 }
 
+static void case_fatal_in_slow_report(void) {
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
+    for (int k = 1; k <= 3; k++) {
+        int p[2];
+        CHECK(pipe(p) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            dup2(p[1], 2);
+            close(p[1]);
+            CHECK(fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK) == 0);
+            struct sigaction action;
+            memset(&action, 0, sizeof action);
+            action.sa_handler = free_not_a_block;
+            CHECK(sigaction(SIGALRM, &action, NULL) == 0);
+            struct itimerval at = {{0, 0}, {0, k * 100000}};
+            CHECK(setitimer(ITIMER_REAL, &at, NULL) == 0);
+            swm_vos_report(2, 1);
+            for (;;) pause();   /* the report ended first: the handler aborts here */
+        }
+        close(p[1]);
+        static char text[16 << 20];
+        size_t total = 0;
+        ssize_t n;
+        char chunk[4096];
+        while ((n = read(p[0], chunk, sizeof chunk)) > 0) {
+            if (total + (size_t)n < sizeof text) memcpy(text + total, chunk, (size_t)n);
+            total += (size_t)n;
+            struct timespec pause = {0, 5 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        close(p[0]);
+        text[total < sizeof text ? total : sizeof text - 1] = 0;
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
+               && memmem(text, total < sizeof text ? total : sizeof text, "swmalloc: free(): invalid pointer", 33),
+               "timer at %d ms: the child's free of a non-block during its report to a slow non-blocking stderr: "
+               "status %#x, %zu bytes on stderr, no abort line", k * 100, status, total);
+    }
+}
+
 static void case_reader_gone(void) {
     int p[2], go[2];
     CHECK(pipe(p) == 0 && pipe(go) == 0);
@@ -325,6 +374,7 @@ static const struct test_case cases[] = {
     {"nonblocking_pipe", case_nonblocking_pipe},
     {"malloc_stats_full", case_malloc_stats_full},
     {"fatal_in_cut_report", case_fatal_in_cut_report},
+    {"fatal_in_slow_report", case_fatal_in_slow_report},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
     {"blocked_report", case_blocked_report},

@@ -125,7 +125,8 @@ void swmshim_write_patience(uint64_t nanoseconds);
 /// thread's `swmshim_write` to a non-blocking descriptor that is full (EAGAIN) waits for
 /// it to take bytes, at most a second a write, instead of failing; once a wait ran out,
 /// every later write of the report to that descriptor fails at once, so the report is
-/// cut short, never left with a hole. Either call also forgets a descriptor given up on.
+/// cut short, never left with a hole. Either call also forgets the descriptors given up
+/// on. A fatal error's line is written as a report's (`OS.beginFatal`).
 void swmshim_report_writes(int on);
 /// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
 /// of nothing; 0: none did since `swmshim_clear_write_error`).

@@ -245,7 +245,7 @@ enum Stats {
         }
         if !wrote {
             var line = LineBuffer()
-            line.append("swmalloc: statistics at exit left out: another report has been blocked in its write for 1 s\n")
+            line.append("swmalloc: statistics at exit left out: another report has been in progress for 1 s\n")
             line.write(to: swmshim_report_fd(options.statsFD))
         }
         if atExit { swmshim_write_patience(0) }

@@ -176,9 +176,11 @@ enum OS {
         // without aborting. Not restored: the report ends in abort (a program whose
         // SIGABRT handler `siglongjmp`s out keeps the thread's cancellation off).
         _ = swmshim_cancel_disable()
-        // Not a report's descriptor given up on: a signal handler's misuse that interrupted a
-        // report cut short on stderr lost its line (review R118).
-        swmshim_report_writes(0)
+        // The line waits for room as a report's writes do, and a descriptor a report gave up
+        // on is tried again: a signal handler's misuse that interrupted a report lost its
+        // line when the report had given up on stderr (review R118), or, on a slow
+        // non-blocking stderr, when its one write found the pipe full (review R119).
+        swmshim_report_writes(1)
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if r.exchanged || r.original == me { return }
