@@ -184,6 +184,8 @@ void swmshim_report_writes(int on) {
     forget_given_up();
 }
 
+void swmshim_write_forget_given_up(void) { forget_given_up(); }
+
 /* Waits at most `nanoseconds` for `fd` to take bytes; false when it did not (then every
  * later write to `fd` fails at once, until the patience or the report is set again). */
 static int writable_in_time(int fd, uint64_t nanoseconds) {

@@ -8,7 +8,7 @@ import Testing
 
 /// The cases of reports.c, in its order.
 let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encoding", "fork_child_fds",
-                   "interrupted_writes", "nonblocking_pipe", "malloc_stats_full", "fatal_in_cut_report", "fatal_in_slow_report", "reader_gone", "reopens_stderr", "blocked_report"]
+                   "interrupted_writes", "nonblocking_pipe", "malloc_stats_full", "fatal_in_cut_report", "fatal_in_slow_report", "abort_on_full_stderr", "reader_gone", "reopens_stderr", "blocked_report"]
 
 @Suite struct ReportTests {
     /// reports.c knows exactly the cases this file runs.
@@ -99,6 +99,14 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
     /// R119: its one write found the pipe full, and the line was lost every time).
     @Test func fatalLineDuringASlowReport() throws {
         _ = try run("fatal_in_slow_report", options: "")
+    }
+
+    /// A misuse outside a report aborts at once on a full non-blocking stderr nobody reads,
+    /// as glibc's does: a thread's invalid free kills the child with SIGABRT before its
+    /// main thread returns 500 ms later (review R120: the line waited a second for room,
+    /// and the exit came first: status 0).
+    @Test func abortOnAFullStderrKeepsItsStatus() throws {
+        _ = try run("abort_on_full_stderr", options: "")
     }
 
     /// With stats_print, a program one of whose threads is blocked writing a report to a

@@ -33,6 +33,11 @@
  *                    (100, 200, 300 ms) whose handler frees a pointer that is not a block:
  *                    every child's abort line must reach the parent (review R119: the
  *                    line's one write found the pipe full and was lost, every time)
+ *   abort_on_full_stderr  a child whose stderr is a full non-blocking pipe nobody reads:
+ *                    a thread frees a pointer that is not a block, and the main thread
+ *                    returns from main 500 ms later: the child must die of SIGABRT
+ *                    (review R120: the abort line waited a second for room, and the
+ *                    main thread's exit ended the process with status 0 meanwhile)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
  *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
@@ -305,6 +310,33 @@ static void case_fatal_in_slow_report(void) {
     }
 }
 
+static void *free_not_a_block_thread(void *arg) {
+    free(not_a_block + 16);
+    return arg;
+}
+
+static void case_abort_on_full_stderr(void) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        fill_nonblocking(2);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, free_not_a_block_thread, NULL) == 0);
+        struct timespec pause = {0, 500 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    close(p[0]);
+    close(p[1]);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+           "a thread's invalid free with stderr a full non-blocking pipe: status %#x, not SIGABRT", status);
+}
+
 static void case_reader_gone(void) {
     int p[2], go[2];
     CHECK(pipe(p) == 0 && pipe(go) == 0);
@@ -375,6 +407,7 @@ static const struct test_case cases[] = {
     {"malloc_stats_full", case_malloc_stats_full},
     {"fatal_in_cut_report", case_fatal_in_cut_report},
     {"fatal_in_slow_report", case_fatal_in_slow_report},
+    {"abort_on_full_stderr", case_abort_on_full_stderr},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
     {"blocked_report", case_blocked_report},

@@ -126,8 +126,11 @@ void swmshim_write_patience(uint64_t nanoseconds);
 /// it to take bytes, at most a second a write, instead of failing; once a wait ran out,
 /// every later write of the report to that descriptor fails at once, so the report is
 /// cut short, never left with a hole. Either call also forgets the descriptors given up
-/// on. A fatal error's line is written as a report's (`OS.beginFatal`).
+/// on.
 void swmshim_report_writes(int on);
+/// Forgets the descriptors this thread's report gave up on, and nothing else (a fatal
+/// error's line: `OS.beginFatal`).
+void swmshim_write_forget_given_up(void);
 /// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
 /// of nothing; 0: none did since `swmshim_clear_write_error`).
 int swmshim_last_write_error(void);

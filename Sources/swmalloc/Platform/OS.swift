@@ -176,11 +176,14 @@ enum OS {
         // without aborting. Not restored: the report ends in abort (a program whose
         // SIGABRT handler `siglongjmp`s out keeps the thread's cancellation off).
         _ = swmshim_cancel_disable()
-        // The line waits for room as a report's writes do, and a descriptor a report gave up
-        // on is tried again: a signal handler's misuse that interrupted a report lost its
-        // line when the report had given up on stderr (review R118), or, on a slow
-        // non-blocking stderr, when its one write found the pipe full (review R119).
-        swmshim_report_writes(1)
+        // A descriptor a report gave up on is tried again: a signal handler's misuse that
+        // interrupted a report lost its line when the report had given up on stderr (review
+        // R118). Inside a report the line also waits for room as the report's writes do (a
+        // slow non-blocking stderr: review R119); elsewhere it does not wait, as glibc's
+        // does not (review R120: waiting a second on a full non-blocking stderr, the abort
+        // came a second late, and a main thread's exit meanwhile ended the process with
+        // status 0).
+        swmshim_write_forget_given_up()
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if r.exchanged || r.original == me { return }
