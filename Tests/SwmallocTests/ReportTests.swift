@@ -64,49 +64,24 @@ let reportCases = ["signal_at_exit", "no_malloc", "closes_stderr", "file_encodin
         #expect(seen == 1, "no report in 5 runs")
     }
 
-    /// A report written while a timer's signal handler (installed without SA_RESTART)
-    /// interrupts its writes arrives whole. Before the fix each interrupted write's chunk
-    /// was dropped: about 2,800 of 3,000 sites arrived.
-    @Test func interruptedWritesLoseNothing() throws {
-        _ = try run("interrupted_writes", options: "")
-    }
-
-    /// A report to a non-blocking pipe read slowly arrives whole: each write that finds the
-    /// pipe full waits for room (at most a second). Before the fix (review R116) the
-    /// chunks that found it full were dropped and later ones went through: a hole in the
-    /// middle of the report.
-    @Test func nonBlockingPipeGetsTheWholeReport() throws {
-        _ = try run("nonblocking_pipe", options: "")
-    }
-
-    /// malloc_stats() to a full non-blocking stderr nobody reads does not wait for room, as
-    /// glibc's does not: five calls together within 2.5 s (review R118: 1 s each, once
-    /// reports waited on such descriptors).
-    @Test func mallocStatsDoesNotWaitOnAFullStderr() throws {
-        _ = try run("malloc_stats_full", options: "")
-    }
-
-    /// A misuse abort from a signal handler during a report cut short on a full
-    /// non-blocking pipe still writes its one line to stderr (review R118: the thread's
-    /// writes to every descriptor failed once the report gave up on its pipe). Eleven
-    /// children, the handler's timer 1.00 … 1.10 s after the report began.
-    @Test func fatalLineDuringACutShortReport() throws {
-        _ = try run("fatal_in_cut_report", options: "")
-    }
-
-    /// A misuse abort from a signal handler during a report to a slow non-blocking stderr
-    /// reaches the reader: the line waits for room as the report's writes do (review
-    /// R119: its one write found the pipe full, and the line was lost every time).
-    @Test func fatalLineDuringASlowReport() throws {
-        _ = try run("fatal_in_slow_report", options: "")
-    }
-
-    /// A misuse outside a report aborts at once on a full non-blocking stderr nobody reads,
-    /// as glibc's does: a thread's invalid free kills the child with SIGABRT before its
-    /// main thread returns 500 ms later (review R120: the line waited a second for room,
-    /// and the exit came first: status 0).
-    @Test func abortOnAFullStderrKeepsItsStatus() throws {
-        _ = try run("abort_on_full_stderr", options: "")
+    /// The cases that check themselves (reports.c says what each asserts):
+    /// - `interrupted_writes`: a report whose writes a timer's handler (installed without
+    ///   SA_RESTART) interrupts arrives whole (before: about 2,800 of 3,000 sites);
+    /// - `nonblocking_pipe`: a report to a non-blocking pipe read slowly arrives whole
+    ///   (review R116: the chunks that found it full were dropped, a hole in the middle);
+    /// - `malloc_stats_full`: malloc_stats() to a full non-blocking stderr nobody reads does
+    ///   not wait for room, as glibc's does not (review R118: 1 s a call);
+    /// - `fatal_in_cut_report`: a misuse abort from a handler during a report cut short on a
+    ///   full non-blocking pipe still writes its line to stderr (review R118);
+    /// - `fatal_in_slow_report`: one during a report to a slow non-blocking stderr reaches
+    ///   the reader (review R119: lost every time);
+    /// - `abort_on_full_stderr`: a misuse outside a report aborts at once on a full
+    ///   non-blocking stderr, before the main thread's exit 500 ms later (review R120:
+    ///   the line waited a second, and the process ended with status 0).
+    @Test(arguments: ["interrupted_writes", "nonblocking_pipe", "malloc_stats_full", "fatal_in_cut_report",
+                      "fatal_in_slow_report", "abort_on_full_stderr"])
+    func caseChecksItself(_ name: String) throws {
+        _ = try run(name, options: "")
     }
 
     /// With stats_print, a program one of whose threads is blocked writing a report to a

@@ -231,6 +231,20 @@ static void case_malloc_stats_full(void) {
 static char not_a_block[64];
 static void free_not_a_block(int signal) { (void)signal; free(not_a_block + 16); }
 
+/** Writes a VOS report of the process's sites to `fd` with a timer armed to fire
+ *  `microseconds` later, whose handler frees a pointer that is not a block; then waits for
+ *  it (the report ended first): the process always ends in swmalloc's abort. */
+static _Noreturn void report_until_aborted(int fd, int json, long microseconds) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = free_not_a_block;
+    CHECK(sigaction(SIGALRM, &action, NULL) == 0);
+    struct itimerval at = {{0, 0}, {microseconds / 1000000, microseconds % 1000000}};
+    CHECK(setitimer(ITIMER_REAL, &at, NULL) == 0);
+    swm_vos_report(fd, json);
+    for (;;) pause();
+}
+
 static void case_fatal_in_cut_report(void) {
     for (unsigned i = 0; i < 60000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
@@ -246,14 +260,7 @@ static void case_fatal_in_cut_report(void) {
             int p[2];
             CHECK(pipe(p) == 0);
             fill_nonblocking(p[1]);
-            struct sigaction action;
-            memset(&action, 0, sizeof action);
-            action.sa_handler = free_not_a_block;
-            CHECK(sigaction(SIGALRM, &action, NULL) == 0);
-            struct itimerval at = {{0, 0}, {1, k * 10000}};
-            CHECK(setitimer(ITIMER_REAL, &at, NULL) == 0);
-            swm_vos_report(p[1], 0);
-            for (;;) pause();   /* the report ended first: the handler aborts here */
+            report_until_aborted(p[1], 0, 1000000 + k * 10000);
         }
         int status = 0;
         CHECK(waitpid(pid, &status, 0) == pid);
@@ -279,14 +286,7 @@ static void case_fatal_in_slow_report(void) {
             dup2(p[1], 2);
             close(p[1]);
             CHECK(fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK) == 0);
-            struct sigaction action;
-            memset(&action, 0, sizeof action);
-            action.sa_handler = free_not_a_block;
-            CHECK(sigaction(SIGALRM, &action, NULL) == 0);
-            struct itimerval at = {{0, 0}, {0, k * 100000}};
-            CHECK(setitimer(ITIMER_REAL, &at, NULL) == 0);
-            swm_vos_report(2, 1);
-            for (;;) pause();   /* the report ended first: the handler aborts here */
+            report_until_aborted(2, 1, k * 100000);
         }
         close(p[1]);
         static char text[16 << 20];
