@@ -120,10 +120,12 @@ uint64_t swm_thread_freed(void);
  *  malloc. SWMALLOC_OPTIONS=stats_print=1 does this at exit, stats_signal=N on signal N.
  *  To a non-blocking fd that is full, each write waits for room, at most 1 s, and after
  *  a wait in vain the rest of the report is left out (malloc_stats does not wait, as
- *  glibc's does not). swm_vos_report writes the same way. Reports are written one at a
+ *  glibc's does not: it is cut short at its first write that finds the fd full).
+ *  swm_vos_report and malloc_info write the same way. Reports are written one at a
  *  time: while one goes to a slow reader, or is blocked in a write, the others wait,
  *  malloc_stats's included (the report at exit waits 1 s at most, then leaves its own
- *  out with a one-line note).
+ *  out with a one-line note); a report from a signal handler that interrupted its own
+ *  thread's report is written inside it.
  *  Not async-signal-safe, nor are swm_stats_get, swm_class_stats_get and the swm_vos_*
  *  functions: they take locks (the report's, the VOS records', the heaps' registry), and
  *  a signal handler that calls one while the code it interrupted holds that lock waits

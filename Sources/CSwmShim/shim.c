@@ -141,8 +141,9 @@ long swmshim_futex_wake(uint32_t *addr, int count) {
 static __thread int last_write_error __attribute__((tls_model("initial-exec")));
 
 /* `swmshim_write_patience`'s setting for this thread (0: none), whether a report is being
- * written (`swmshim_report_writes`), and the descriptors (+ 1; 0: a free slot) a write ran
- * out of its wait for since: only those descriptors' later writes fail at once (review
+ * written and whether it waits (`swmshim_report_writes`), and the descriptors (+ 1; 0: a
+ * free slot) a report's write ran out of its wait for, or found full in a report that
+ * does not wait, since: only those descriptors' later writes fail at once (review
  * R118: a fatal error's line to another descriptor, from a signal handler that
  * interrupted the report, was lost). A handler's own report to another descriptor takes
  * another slot (review R119: with one slot, it replaced the report's, which then wrote
@@ -179,12 +180,10 @@ void swmshim_write_patience(uint64_t nanoseconds) {
     forget_given_up();
 }
 
-void swmshim_report_writes(int on) {
-    report_writes = on;
+void swmshim_report_writes(int mode) {
+    report_writes = mode;
     forget_given_up();
 }
-
-void swmshim_write_forget_given_up(void) { forget_given_up(); }
 
 /* Waits at most `nanoseconds` for `fd` to take bytes; false when it did not (then every
  * later write to `fd` fails at once, until the patience or the report is set again). */
@@ -227,10 +226,15 @@ long swmshim_write(int fd, const void *buf, size_t len) {
      * O_NONBLOCK, a slow reader): the write waits for room instead of dropping this chunk
      * while later ones went through, which left a hole in the middle of the report (review
      * R116: JSON from a signal report lost 600 KB between its first 64 KiB and its end). */
-    while (r == -EAGAIN && report_writes && writable_in_time(fd, 1000000000u)) {
+    while (r == -EAGAIN && report_writes == SWMSHIM_REPORT_WAITS && writable_in_time(fd, 1000000000u)) {
         if (len > 4096) len = 4096;
         r = write_uninterrupted(fd, buf, len);
     }
+    /* A report that does not wait (malloc_stats) is cut short at its first chunk that
+     * found the descriptor full: a later, smaller chunk that fitted went through after it,
+     * a hole (review R122: malloc_stats into a pipe with 200 bytes of room wrote its last
+     * two lines only). */
+    if (r == -EAGAIN && report_writes != SWMSHIM_REPORT_OFF && !given_up(fd)) give_up(fd);
     if (r < 0) {
         last_write_error = (int)-r;
         return -1;

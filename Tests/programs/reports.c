@@ -38,6 +38,18 @@
  *                    returns from main 500 ms later: the child must die of SIGABRT
  *                    (review R120: the abort line waited a second for room, and the
  *                    main thread's exit ended the process with status 0 meanwhile)
+ *   cut_not_holed    malloc_stats and malloc_info into a non-blocking pipe with 0 … 1,200
+ *                    bytes of room: what they wrote must be the start of the whole report
+ *                    (review R122: a chunk that did not fit was dropped and a later one
+ *                    that did went through, a hole)
+ *   info_waits_its_turn  malloc_info to a pipe (read slowly) while another thread writes
+ *                    a JSON report there: the two reports must not interleave (review R122:
+ *                    malloc_info took no report lock, and its XML landed inside the JSON)
+ *   fatal_during_others_report  children whose stderr is a non-blocking pipe the parent
+ *                    drains slowly: one thread writes a JSON report there, another frees a
+ *                    pointer that is not a block 150 ms later: the abort line must reach
+ *                    the parent (review R122: it was written once, found the pipe full,
+ *                    and was lost in 21 of 23 runs)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
  *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
@@ -273,6 +285,22 @@ static void case_fatal_in_cut_report(void) {
     }
 }
 
+/** Reads `fd` to its end 4 KiB every 5 ms (a slow reader), keeping what fits of it in
+ *  `text` (NUL-terminated); returns how many bytes came. */
+static size_t read_slowly(int fd, char *text, size_t size) {
+    size_t total = 0;
+    ssize_t n;
+    char chunk[4096];
+    while ((n = read(fd, chunk, sizeof chunk)) > 0) {
+        if (total + (size_t)n < size) memcpy(text + total, chunk, (size_t)n);
+        total += (size_t)n;
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    text[total < size ? total : size - 1] = 0;
+    return total;
+}
+
 static void case_fatal_in_slow_report(void) {
     for (unsigned i = 0; i < 20000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
@@ -290,17 +318,8 @@ static void case_fatal_in_slow_report(void) {
         }
         close(p[1]);
         static char text[16 << 20];
-        size_t total = 0;
-        ssize_t n;
-        char chunk[4096];
-        while ((n = read(p[0], chunk, sizeof chunk)) > 0) {
-            if (total + (size_t)n < sizeof text) memcpy(text + total, chunk, (size_t)n);
-            total += (size_t)n;
-            struct timespec pause = {0, 5 * 1000 * 1000};
-            nanosleep(&pause, NULL);
-        }
+        size_t total = read_slowly(p[0], text, sizeof text);
         close(p[0]);
-        text[total < sizeof text ? total : sizeof text - 1] = 0;
         int status = 0;
         CHECK(waitpid(pid, &status, 0) == pid);
         CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
@@ -335,6 +354,140 @@ static void case_abort_on_full_stderr(void) {
     close(p[1]);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "a thread's invalid free with stderr a full non-blocking pipe: status %#x, not SIGABRT", status);
+}
+
+/** Writes the report `what` (malloc_stats to stderr, or malloc_info to `stream`) into a
+ *  non-blocking pipe left with `room` bytes of room (-1: empty); returns the length of what
+ *  it put there, copied to `out`. The pipe's 16 pages are in use, the last with `room`
+ *  bytes free, so that a report's chunk may not fit where a shorter later one does. */
+static size_t report_into_pipe(int info, int room, FILE *stream, char *out, size_t size) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK) == 0);
+    static char filler[4096];
+    memset(filler, '#', sizeof filler);
+    int pages = fcntl(p[1], F_GETPIPE_SZ) / 4096;
+    if (room >= 0) {
+        for (int i = 0; i < pages - 1; i++) CHECK(write(p[1], filler, 4096) == 4096);
+        CHECK(write(p[1], filler, (size_t)(4096 - room)) == 4096 - room);
+    }
+    int target = info ? fileno(stream) : 2;
+    int saved = dup(target);
+    CHECK(saved >= 0 && dup2(p[1], target) == target);
+    if (info) malloc_info(0, stream); else malloc_stats();
+    CHECK(dup2(saved, target) == target);
+    close(saved);
+    close(p[1]);
+    size_t total = 0;
+    ssize_t n;
+    while ((n = read(p[0], out + total, size - total)) > 0) total += (size_t)n;
+    close(p[0]);
+    size_t skip = 0;
+    while (skip < total && out[skip] == '#') skip++;
+    memmove(out, out + skip, total - skip);
+    return total - skip;
+}
+
+static void case_cut_not_holed(void) {
+    CHECK(malloc(100) != NULL);
+    CHECK(VOS_MallocWithDebug(100, 7, (const unsigned char *)"reports.c", 1) != NULL);
+    FILE *stream = fdopen(dup(1), "w");
+    CHECK(stream != NULL);
+    static char whole[1 << 16], part[1 << 17];
+    for (int info = 0; info <= 1; info++)
+        for (int room = 0; room <= 1200; room += 100) {
+            size_t length = report_into_pipe(info, -1, stream, whole, sizeof whole);
+            CHECK(length > 0);
+            size_t cut = report_into_pipe(info, room, stream, part, sizeof part);
+            CHECKF(cut <= length && memcmp(part, whole, cut) == 0,
+                   "%s into a full non-blocking pipe with %d bytes of room wrote %zu bytes, "
+                   "not the start of its %zu-byte report: \"%.80s\"",
+                   info ? "malloc_info" : "malloc_stats", room, cut, length, part);
+        }
+}
+
+static int shared_pipe[2];
+static void *json_report(void *arg) {
+    swm_stats_print(shared_pipe[1], 1);
+    return arg;
+}
+
+static void case_info_waits_its_turn(void) {
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+    FILE *stream = fdopen(dup(1), "w");
+    CHECK(stream != NULL);
+    CHECK(pipe(shared_pipe) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(shared_pipe[0]);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, json_report, NULL) == 0);
+        struct timespec pause = {0, 50 * 1000 * 1000};   /* the JSON report is under way */
+        nanosleep(&pause, NULL);
+        CHECK(dup2(shared_pipe[1], fileno(stream)) == fileno(stream));
+        malloc_info(0, stream);
+        CHECK(pthread_join(t, NULL) == 0);
+        _exit(0);
+    }
+    close(shared_pipe[1]);
+    static char text[16 << 20];
+    size_t total = read_slowly(shared_pipe[0], text, sizeof text);
+    close(shared_pipe[0]);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECKF(total < sizeof text, "%zu bytes of reports", total);
+    /* Two whole reports, in either order: the JSON one line, the XML from "<malloc" to
+     * "</malloc>\n". */
+    char *xml = strstr(text, "<malloc version=");
+    char *xml_end = strstr(text, "</malloc>\n");
+    CHECKF(xml && xml_end, "no whole malloc_info report in %zu bytes", total);
+    xml_end += strlen("</malloc>\n");
+    char *json = xml == text ? xml_end : text;
+    char *json_end = strchr(json, '\n');
+    CHECKF(json[0] == '{' && json_end && (xml == text ? json_end + 1 == text + total : json_end + 1 == xml)
+               && xml_end == (xml == text ? json : text + total),
+           "malloc_info's XML at byte %td of %zu, its end at %td: inside the JSON report (\"…%.40s\")",
+           xml - text, total, xml_end - text, xml > text + 40 ? xml - 40 : text);
+}
+
+static void *free_not_a_block_later(void *arg) {
+    struct timespec pause = {0, 150 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    free(not_a_block + 16);
+    return arg;
+}
+
+static void case_fatal_during_others_report(void) {
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+    for (int k = 0; k < 3; k++) {
+        int p[2];
+        CHECK(pipe(p) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            dup2(p[1], 2);
+            close(p[1]);
+            CHECK(fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK) == 0);
+            pthread_t t;
+            CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
+            swm_stats_print(2, 1);
+            for (;;) pause();
+        }
+        close(p[1]);
+        static char text[16 << 20];
+        size_t total = read_slowly(p[0], text, sizeof text);
+        close(p[0]);
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
+               && memmem(text, total < sizeof text ? total : sizeof text, "swmalloc: free(): invalid pointer", 33),
+               "run %d: a thread's free of a non-block while another writes a report to a slow non-blocking "
+               "stderr: status %#x, %zu bytes on stderr, no abort line", k, status, total);
+    }
 }
 
 static void case_reader_gone(void) {
@@ -408,6 +561,9 @@ static const struct test_case cases[] = {
     {"fatal_in_cut_report", case_fatal_in_cut_report},
     {"fatal_in_slow_report", case_fatal_in_slow_report},
     {"abort_on_full_stderr", case_abort_on_full_stderr},
+    {"cut_not_holed", case_cut_not_holed},
+    {"info_waits_its_turn", case_info_waits_its_turn},
+    {"fatal_during_others_report", case_fatal_during_others_report},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
     {"blocked_report", case_blocked_report},

@@ -121,16 +121,22 @@ long swmshim_write(int fd, const void *buf, size_t len);
 /// writes at most 4 KiB at a time, and once a wait ran out fails at once (EAGAIN) for that
 /// descriptor; 0: no limit again.
 void swmshim_write_patience(uint64_t nanoseconds);
-/// Between `swmshim_report_writes(1)` and `(0)` (a report: `Stats.serialized`), this
-/// thread's `swmshim_write` to a non-blocking descriptor that is full (EAGAIN) waits for
-/// it to take bytes, at most a second a write, instead of failing; once a wait ran out,
-/// every later write of the report to that descriptor fails at once, so the report is
-/// cut short, never left with a hole. Either call also forgets the descriptors given up
-/// on.
-void swmshim_report_writes(int on);
-/// Forgets the descriptors this thread's report gave up on, and nothing else (a fatal
-/// error's line: `OS.beginFatal`).
-void swmshim_write_forget_given_up(void);
+/// How this thread's `swmshim_write` treats a non-blocking descriptor that is full
+/// (EAGAIN), set by `swmshim_report_writes`.
+enum {
+    /// Not in a report: the write fails (EAGAIN).
+    SWMSHIM_REPORT_OFF = 0,
+    /// In a report (`Stats.serialized`): it waits for the descriptor to take bytes, at most
+    /// a second a write, instead of failing; once a wait ran out, every later write of the
+    /// report to that descriptor fails at once, so the report is cut short, never left with
+    /// a hole.
+    SWMSHIM_REPORT_WAITS = 1,
+    /// In a report that does not wait (`malloc_stats`, as glibc's): the first write that
+    /// finds it full fails, and every later write of the report to it fails at once.
+    SWMSHIM_REPORT_CUT = 2,
+};
+/// Sets this thread's `SWMSHIM_REPORT_…` mode; also forgets the descriptors given up on.
+void swmshim_report_writes(int mode);
 /// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
 /// of nothing; 0: none did since `swmshim_clear_write_error`).
 int swmshim_last_write_error(void);

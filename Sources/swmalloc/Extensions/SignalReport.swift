@@ -115,5 +115,6 @@ enum SignalReport {
         running.store(0)
         flag.pointee.store(0, ordering: .relaxed)
         Globals.reportLock.reset()
+        Globals.reportOwner.store(0)
     }
 }

@@ -276,29 +276,48 @@ enum Stats {
     /// To a non-blocking descriptor that is full, each write waits for room, at most a
     /// second, and the report is cut short after one that ran out, instead of losing the
     /// chunks that came while it was full (`swmshim_report_writes`); `waitingForRoom`
-    /// false: not (`malloc_stats`, which glibc writes to stderr without waiting: a program
-    /// calling it often on a full non-blocking stderr waited a second a call, review R118).
+    /// false: it does not wait, and is cut short at its first write that finds the
+    /// descriptor full (`malloc_stats`, which glibc writes to stderr without waiting: a
+    /// program calling it often on a full non-blocking stderr waited a second a call,
+    /// review R118; before it was cut short there, a later, shorter chunk that fitted left
+    /// a hole, review R122).
     ///
     /// `atExit`: waits for the lock at most `exitWaitNanoseconds`, and returns false
     /// without running `body` when it did not come free: a thread blocked in a report's
     /// `write` (to a pipe nobody reads) holds it for as long as that lasts, and the exit
     /// waited with it for ever (an outside review). True when `body` ran.
+    ///
+    /// A report that a signal handler writes while its thread's own report is under way
+    /// (the thread holds the lock: `Globals.reportOwner`) runs at once, inside it, with the
+    /// interrupted report's way of writing and its descriptors given up on: it would wait
+    /// for ever for the lock otherwise (review R122, once `malloc_info` took the lock).
+    /// Except the report at exit (a handler that calls `exit`), which is left out, as
+    /// after a wait in vain: it would end inside the interrupted one.
     @discardableResult
     static func serialized(atExit: Bool = false, waitingForRoom: Bool = true, _ body: () -> Void) -> Bool {
         let cancelState = swmshim_cancel_disable()
         let pipeState = swmshim_sigpipe_block()
+        let me = UInt(swmshim_gettid())
+        let nested = Globals.reportOwner.loadRelaxed() == me
         let locked: Bool
-        if atExit {
-            locked = Globals.reportLock.lock(timeout: exitWaitNanoseconds)
+        if nested {
+            locked = !atExit
+            if locked { body() }
         } else {
-            Globals.reportLock.lock()
-            locked = true
-        }
-        if locked {
-            swmshim_report_writes(waitingForRoom ? 1 : 0)
-            body()
-            swmshim_report_writes(0)
-            Globals.reportLock.unlock()
+            if atExit {
+                locked = Globals.reportLock.lock(timeout: exitWaitNanoseconds)
+            } else {
+                Globals.reportLock.lock()
+                locked = true
+            }
+            if locked {
+                Globals.reportOwner.store(me)
+                swmshim_report_writes(Int32(waitingForRoom ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_CUT))
+                body()
+                swmshim_report_writes(Int32(SWMSHIM_REPORT_OFF))
+                Globals.reportOwner.store(0)
+                Globals.reportLock.unlock()
+            }
         }
         swmshim_sigpipe_restore(pipeState)
         swmshim_cancel_restore(cancelState)
@@ -418,7 +437,17 @@ enum Stats {
     /// blocks are not counted per size), written to `fd` without calling malloc; false
     /// when a write failed. "rest" is the bytes of segments in no live block, "mmap" the
     /// live huge blocks, "current"/"max"/"total" the bytes mapped (no peak is kept).
+    /// Written under the report lock, waiting for room as the other reports (review R122:
+    /// it was not, and its XML landed in the middle of another thread's report to the
+    /// same pipe).
     static func writeMallocInfo(to fd: Int32) -> Bool {
+        var ok = false
+        serialized { ok = writeMallocInfoUnlocked(to: fd) }
+        return ok
+    }
+
+    /// `writeMallocInfo`'s body.
+    private static func writeMallocInfoUnlocked(to fd: Int32) -> Bool {
         let v = glibcView()
         let s = v.totals
         let arena = v.arena

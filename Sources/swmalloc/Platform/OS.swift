@@ -176,23 +176,28 @@ enum OS {
         // without aborting. Not restored: the report ends in abort (a program whose
         // SIGABRT handler `siglongjmp`s out keeps the thread's cancellation off).
         _ = swmshim_cancel_disable()
-        // A descriptor a report gave up on is tried again: a signal handler's misuse that
-        // interrupted a report lost its line when the report had given up on stderr (review
-        // R118). Inside a report the line also waits for room as the report's writes do (a
-        // slow non-blocking stderr: review R119); elsewhere it does not wait, as glibc's
-        // does not (review R120: waiting a second on a full non-blocking stderr, the abort
-        // came a second late, and a main thread's exit meanwhile ended the process with
-        // status 0).
-        swmshim_write_forget_given_up()
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
-        if r.exchanged || r.original == me { return }
-        let holder = r.original
-        let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
-        for _ in 0..<100 {
-            if swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0 { break }
-            _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
+        if !r.exchanged && r.original != me {
+            let holder = r.original
+            let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
+            for _ in 0..<100 {
+                if swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0 { break }
+                _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
+            }
+            Globals.fatalThread.store(me)
         }
-        Globals.fatalThread.store(me)
+        // The line is tried on every descriptor, those a report gave up on too (review
+        // R118: a handler's misuse that interrupted a report lost its line once the report
+        // had given up on stderr). While a report is under way, on this thread or another,
+        // it waits for room as the report's writes do, at most a second a write (a slow
+        // non-blocking stderr that the report keeps full: reviews R119, R122, the line was
+        // lost); otherwise it does not wait, as glibc's does not (review R120: waiting a
+        // second on a full non-blocking stderr, the abort came a second late, and a main
+        // thread's exit meanwhile ended the process with status 0), nor does a misuse in a
+        // handler that interrupted this thread's fatal line (R120: a timer's handler
+        // misusing at every tick nested waits until the stack overflowed).
+        let nested = r.original == me
+        swmshim_report_writes(Int32(!nested && Globals.reportLock.isLocked ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_OFF))
     }
 }
