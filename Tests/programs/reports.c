@@ -301,32 +301,40 @@ static size_t read_slowly(int fd, char *text, size_t size) {
     return total;
 }
 
+/** Runs `child(k)` (which does not return) in a child whose stderr is a non-blocking pipe
+ *  this process drains slowly; the child must die of SIGABRT with swmalloc's abort line
+ *  on that stderr. */
+static void child_aborts_with_line(void (*child)(int), int k, const char *what) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        dup2(p[1], 2);
+        close(p[1]);
+        CHECK(fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK) == 0);
+        child(k);
+    }
+    close(p[1]);
+    static char text[16 << 20];
+    size_t total = read_slowly(p[0], text, sizeof text);
+    close(p[0]);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
+           && memmem(text, total < sizeof text ? total : sizeof text, "swmalloc: free(): invalid pointer", 33),
+           "%s (%d) to a slow non-blocking stderr: status %#x, %zu bytes on stderr, no abort line",
+           what, k, status, total);
+}
+
+static _Noreturn void report_with_timer(int k) { report_until_aborted(2, 1, k * 100000); }
+
 static void case_fatal_in_slow_report(void) {
     for (unsigned i = 0; i < 20000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
-    for (int k = 1; k <= 3; k++) {
-        int p[2];
-        CHECK(pipe(p) == 0);
-        pid_t pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0) {
-            close(p[0]);
-            dup2(p[1], 2);
-            close(p[1]);
-            CHECK(fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK) == 0);
-            report_until_aborted(2, 1, k * 100000);
-        }
-        close(p[1]);
-        static char text[16 << 20];
-        size_t total = read_slowly(p[0], text, sizeof text);
-        close(p[0]);
-        int status = 0;
-        CHECK(waitpid(pid, &status, 0) == pid);
-        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
-               && memmem(text, total < sizeof text ? total : sizeof text, "swmalloc: free(): invalid pointer", 33),
-               "timer at %d ms: the child's free of a non-block during its report to a slow non-blocking stderr: "
-               "status %#x, %zu bytes on stderr, no abort line", k * 100, status, total);
-    }
+    for (int k = 1; k <= 3; k++)
+        child_aborts_with_line(report_with_timer, k, "a handler's free of a non-block, timer at k * 100 ms, during a report");
 }
 
 static void *free_not_a_block_thread(void *arg) {
@@ -459,35 +467,19 @@ static void *free_not_a_block_later(void *arg) {
     return arg;
 }
 
+static _Noreturn void report_while_thread_misuses(int k) {
+    (void)k;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
+    swm_stats_print(2, 1);
+    for (;;) pause();
+}
+
 static void case_fatal_during_others_report(void) {
     for (unsigned i = 0; i < 20000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
-    for (int k = 0; k < 3; k++) {
-        int p[2];
-        CHECK(pipe(p) == 0);
-        pid_t pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0) {
-            close(p[0]);
-            dup2(p[1], 2);
-            close(p[1]);
-            CHECK(fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK) == 0);
-            pthread_t t;
-            CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
-            swm_stats_print(2, 1);
-            for (;;) pause();
-        }
-        close(p[1]);
-        static char text[16 << 20];
-        size_t total = read_slowly(p[0], text, sizeof text);
-        close(p[0]);
-        int status = 0;
-        CHECK(waitpid(pid, &status, 0) == pid);
-        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
-               && memmem(text, total < sizeof text ? total : sizeof text, "swmalloc: free(): invalid pointer", 33),
-               "run %d: a thread's free of a non-block while another writes a report to a slow non-blocking "
-               "stderr: status %#x, %zu bytes on stderr, no abort line", k, status, total);
-    }
+    for (int k = 0; k < 3; k++)
+        child_aborts_with_line(report_while_thread_misuses, k, "a thread's free of a non-block while another writes a report");
 }
 
 static void case_reader_gone(void) {
