@@ -124,14 +124,13 @@ uint64_t swm_thread_freed(void);
  *  swm_vos_report and malloc_info write the same way. Reports are written one at a
  *  time: while one goes to a slow reader, or is blocked in a write, the others wait,
  *  malloc_stats's included (the report at exit waits 1 s at most, then leaves its own
- *  out with a one-line note); a report from a signal handler that interrupted its own
- *  thread's report is written inside it.
- *  Not async-signal-safe, nor are swm_stats_get, swm_class_stats_get and the swm_vos_*
- *  functions: they take locks (the report's, the VOS records', the heaps' registry), and
- *  a signal handler that calls one while the code it interrupted holds that lock waits
- *  for ever (review R116: a
- *  handler's swm_vos_report during VOS_Malloc). For a report on a signal, use
- *  stats_signal=N: a thread of swmalloc's writes it, not the handler. */
+ *  out with a one-line note).
+ *  Not async-signal-safe, nor are malloc_stats, malloc_info (as glibc's), swm_stats_get,
+ *  swm_class_stats_get and the swm_vos_* functions: they take locks (the report's, the
+ *  VOS records', the heaps' registry), and a signal handler that calls one while the code
+ *  it interrupted holds that lock waits for ever (review R116: a handler's swm_vos_report
+ *  during VOS_Malloc; R124: a handler's report during its thread's report). For a report
+ *  on a signal, use stats_signal=N: a thread of swmalloc's writes it, not the handler. */
 void swm_stats_print(int fd, int json);
 
 /** Gives back to the OS, now and regardless of purge_delay_ms, everything that can go

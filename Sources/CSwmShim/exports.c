@@ -607,3 +607,13 @@ __attribute__((constructor)) static void swm_load(void) {
     swm_cxx_at_load();
     errno = saved;
 }
+
+void swmimpl_process_end(void);
+
+/// The library's destructor, at the process's exit: waits for the abort of a fatal error
+/// another thread is reporting (OS.awaitFatalAtExit).
+__attribute__((destructor)) static void swm_unload(void) {
+    int saved = errno;
+    swmimpl_process_end();
+    errno = saved;
+}

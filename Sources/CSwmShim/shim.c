@@ -482,7 +482,31 @@ static void *vdso_function(const char *name) {
 
 void swmshim_set_errno(int value) { errno = value; }
 int swmshim_get_errno(void) { return errno; }
-_Noreturn void swmshim_abort(void) { abort(); }
+/* The signal mask a fatal error's report found (`swmshim_fatal_signals_block`), and
+ * whether it is saved. */
+static __thread sigset_t fatal_saved_mask __attribute__((tls_model("initial-exec")));
+static __thread int fatal_mask_saved __attribute__((tls_model("initial-exec")));
+
+void swmshim_fatal_signals_block(void) {
+    sigset_t all;
+    sigfillset(&all);
+    int saved = errno;
+    if (fatal_mask_saved) {
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+    } else {
+        pthread_sigmask(SIG_BLOCK, &all, &fatal_saved_mask);
+        fatal_mask_saved = 1;
+    }
+    errno = saved;
+}
+
+_Noreturn void swmshim_abort(void) {
+    if (fatal_mask_saved) {
+        fatal_mask_saved = 0;
+        pthread_sigmask(SIG_SETMASK, &fatal_saved_mask, NULL);
+    }
+    abort();
+}
 
 /* The environment the process started with (/proc/self/environ, read with raw system
  * calls), up to its first 256 KiB: an entry that does not fit whole is left out. */

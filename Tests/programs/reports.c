@@ -38,6 +38,15 @@
  *                    returns from main 500 ms later: the child must die of SIGABRT
  *                    (review R120: the abort line waited a second for room, and the
  *                    main thread's exit ended the process with status 0 meanwhile)
+ *   exit_during_abort_line  stderr a full non-blocking pipe, a report blocked writing to
+ *                    a pipe nobody reads, a thread's misuse, the main thread's exit 500 ms
+ *                    later: the child must die of SIGABRT (review R124: the line waited for
+ *                    room, as a report was under way, and the exit ended it with status 0)
+ *   misuse_every_tick  the same with a thread (256 KiB of stack) whose 1 ms SA_NODEFER
+ *                    timer's handler misuses at every tick: SIGABRT (R124: the waits nested
+ *                    until SIGSEGV); then, stderr drained slowly while a report is written
+ *                    there, such a handler's misuse: SIGABRT with its line (R124: a tick
+ *                    during the line's wait dropped it)
  *   cut_not_holed    malloc_stats and malloc_info into a non-blocking pipe with 0 … 1,200
  *                    bytes of room: what they wrote must be the start of the whole report
  *                    (review R122: a chunk that did not fit was dropped and a later one
@@ -76,6 +85,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -337,12 +347,21 @@ static void case_fatal_in_slow_report(void) {
         child_aborts_with_line(report_with_timer, k, "a handler's free of a non-block, timer at k * 100 ms, during a report");
 }
 
+static void *free_not_a_block_later(void *arg) {
+    struct timespec pause = {0, 150 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    free(not_a_block + 16);
+    return arg;
+}
+
 static void *free_not_a_block_thread(void *arg) {
     free(not_a_block + 16);
     return arg;
 }
 
-static void case_abort_on_full_stderr(void) {
+/** Runs `child()` (which does not return) in a child whose stderr is a full
+ *  non-blocking pipe nobody reads; returns how the child ended. */
+static int status_on_full_stderr(void (*child)(void)) {
     int p[2];
     CHECK(pipe(p) == 0);
     pid_t pid = fork();
@@ -350,18 +369,119 @@ static void case_abort_on_full_stderr(void) {
     if (pid == 0) {
         dup2(p[1], 2);
         fill_nonblocking(2);
-        pthread_t t;
-        CHECK(pthread_create(&t, NULL, free_not_a_block_thread, NULL) == 0);
-        struct timespec pause = {0, 500 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-        exit(0);
+        child();
     }
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
     close(p[0]);
     close(p[1]);
+    return status;
+}
+
+static _Noreturn void misuse_then_exit(void) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_not_a_block_thread, NULL) == 0);
+    struct timespec pause = {0, 500 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    exit(0);
+}
+
+static void case_abort_on_full_stderr(void) {
+    int status = status_on_full_stderr(misuse_then_exit);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "a thread's invalid free with stderr a full non-blocking pipe: status %#x, not SIGABRT", status);
+}
+
+static int unread_pipe[2];
+static void *report_to_unread_pipe(void *arg) {
+    swm_stats_print(unread_pipe[1], 1);
+    return arg;
+}
+
+/** A report under way (blocked writing to a pipe nobody reads, holding the report lock),
+ *  stderr full: a thread's misuse (its line waits for room, as a report is under way). */
+static void report_blocked_and_misuse(void) {
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+    CHECK(pipe(unread_pipe) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, report_to_unread_pipe, NULL) == 0);
+    CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
+}
+
+static _Noreturn void report_blocked_misuse_then_exit(void) {
+    report_blocked_and_misuse();
+    struct timespec pause = {0, 500 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    exit(0);
+}
+
+static void case_exit_during_abort_line(void) {
+    int status = status_on_full_stderr(report_blocked_misuse_then_exit);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+           "a thread's invalid free while a report is under way and stderr is full, the main thread's exit "
+           "500 ms later: status %#x, not SIGABRT", status);
+}
+
+static char *ticking_block;
+static void free_inside_block(int signal) { (void)signal; free(ticking_block + 8); }
+
+/** Arms a 1 ms timer on the calling thread whose handler (SA_NODEFER: a tick may interrupt
+ *  the handler itself) frees a pointer inside a block, then spins. */
+static _Noreturn void misuse_every_tick(void) {
+    ticking_block = malloc(64);
+    CHECK(ticking_block != NULL);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = free_inside_block;
+    action.sa_flags = SA_NODEFER;
+    CHECK(sigaction(SIGUSR2, &action, NULL) == 0);
+    struct sigevent event;
+    memset(&event, 0, sizeof event);
+    event.sigev_notify = SIGEV_THREAD_ID;
+    event.sigev_signo = SIGUSR2;
+    event._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    timer_t timer;
+    CHECK(timer_create(CLOCK_MONOTONIC, &event, &timer) == 0);
+    struct itimerspec every_ms = {{0, 1000000}, {0, 1000000}};
+    CHECK(timer_settime(timer, 0, &every_ms, NULL) == 0);
+    for (;;) {}
+}
+
+static void *misuse_every_tick_later(void *arg) {
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    misuse_every_tick();
+    return arg;
+}
+
+/** As `report_blocked_and_misuse`, and a thread with a 256 KiB stack whose timer's
+ *  handler misuses at every tick from 200 ms: it waits for the first misuse's abort. */
+static _Noreturn void report_blocked_misuse_every_tick(void) {
+    report_blocked_and_misuse();
+    pthread_attr_t small;
+    CHECK(pthread_attr_init(&small) == 0 && pthread_attr_setstacksize(&small, 256 << 10) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, &small, misuse_every_tick_later, NULL) == 0);
+    for (;;) pause();
+}
+
+static _Noreturn void report_while_handler_misuses(int k) {
+    (void)k;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, misuse_every_tick_later, NULL) == 0);
+    swm_stats_print(2, 1);
+    for (;;) pause();
+}
+
+static void case_misuse_every_tick(void) {
+    int status = status_on_full_stderr(report_blocked_misuse_every_tick);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+           "a thread whose handler misuses at every tick while another thread's misuse line waits: "
+           "status %#x, not SIGABRT", status);
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+    child_aborts_with_line(report_while_handler_misuses, 0, "a handler's free inside a block at every tick while another thread writes a report");
 }
 
 /** Writes the report `what` (malloc_stats to stderr, or malloc_info to `stream`) into a
@@ -460,13 +580,6 @@ static void case_info_waits_its_turn(void) {
            xml - text, total, xml_end - text, xml > text + 40 ? xml - 40 : text);
 }
 
-static void *free_not_a_block_later(void *arg) {
-    struct timespec pause = {0, 150 * 1000 * 1000};
-    nanosleep(&pause, NULL);
-    free(not_a_block + 16);
-    return arg;
-}
-
 static _Noreturn void report_while_thread_misuses(int k) {
     (void)k;
     pthread_t t;
@@ -553,6 +666,8 @@ static const struct test_case cases[] = {
     {"fatal_in_cut_report", case_fatal_in_cut_report},
     {"fatal_in_slow_report", case_fatal_in_slow_report},
     {"abort_on_full_stderr", case_abort_on_full_stderr},
+    {"exit_during_abort_line", case_exit_during_abort_line},
+    {"misuse_every_tick", case_misuse_every_tick},
     {"cut_not_holed", case_cut_not_holed},
     {"info_waits_its_turn", case_info_waits_its_turn},
     {"fatal_during_others_report", case_fatal_during_others_report},

@@ -148,7 +148,13 @@ uint64_t swmshim_now_ns(void);
 /// Sets errno for the caller (ENOMEM/EINVAL on the C API's error paths).
 void swmshim_set_errno(int value);
 int swmshim_get_errno(void);
-/// Writes one line to stderr and aborts the process (SIGABRT).
+/// Blocks every signal the calling thread may block, for a fatal error's report: a
+/// handler that interrupted the report (a timer's) and misused again nested reports
+/// without bound, or cut the line's wait for room short (reviews R120, R124). The first
+/// call of a report saves the mask that `swmshim_abort` puts back.
+void swmshim_fatal_signals_block(void);
+/// Puts back the signal mask `swmshim_fatal_signals_block` saved, if any (a signal that
+/// came meanwhile is then handled), and calls `abort`.
 _Noreturn void swmshim_abort(void);
 /// C++ `operator new` after malloc's fast path missed (`swmimpl_cxx_new`, CAPI.swift):
 /// malloc's slow path, then, when memory is out, the C++ rules (exports.c).

@@ -174,3 +174,10 @@ func swm_free_aligned_sized(_ pointer: UnsafeMutableRawPointer?, _ alignment: In
 func swm_process_start() {
     Process.start()
 }
+
+/// The library's destructor (exports.c), at the process's exit: a fatal error another
+/// thread is reporting ends the process first (`OS.awaitFatalAtExit`).
+@c(swmimpl_process_end)
+func swm_process_end() {
+    OS.awaitFatalAtExit()
+}

@@ -115,6 +115,5 @@ enum SignalReport {
         running.store(0)
         flag.pointee.store(0, ordering: .relaxed)
         Globals.reportLock.reset()
-        Globals.reportOwner.store(0)
     }
 }

@@ -286,38 +286,22 @@ enum Stats {
     /// without running `body` when it did not come free: a thread blocked in a report's
     /// `write` (to a pipe nobody reads) holds it for as long as that lasts, and the exit
     /// waited with it for ever (an outside review). True when `body` ran.
-    ///
-    /// A report that a signal handler writes while its thread's own report is under way
-    /// (the thread holds the lock: `Globals.reportOwner`) runs at once, inside it, with the
-    /// interrupted report's way of writing and its descriptors given up on: it would wait
-    /// for ever for the lock otherwise (review R122, once `malloc_info` took the lock).
-    /// Except the report at exit (a handler that calls `exit`), which is left out, as
-    /// after a wait in vain: it would end inside the interrupted one.
     @discardableResult
     static func serialized(atExit: Bool = false, waitingForRoom: Bool = true, _ body: () -> Void) -> Bool {
         let cancelState = swmshim_cancel_disable()
         let pipeState = swmshim_sigpipe_block()
-        let me = UInt(swmshim_gettid())
-        let nested = Globals.reportOwner.loadRelaxed() == me
         let locked: Bool
-        if nested {
-            locked = !atExit
-            if locked { body() }
+        if atExit {
+            locked = Globals.reportLock.lock(timeout: exitWaitNanoseconds)
         } else {
-            if atExit {
-                locked = Globals.reportLock.lock(timeout: exitWaitNanoseconds)
-            } else {
-                Globals.reportLock.lock()
-                locked = true
-            }
-            if locked {
-                Globals.reportOwner.store(me)
-                swmshim_report_writes(Int32(waitingForRoom ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_CUT))
-                body()
-                swmshim_report_writes(Int32(SWMSHIM_REPORT_OFF))
-                Globals.reportOwner.store(0)
-                Globals.reportLock.unlock()
-            }
+            Globals.reportLock.lock()
+            locked = true
+        }
+        if locked {
+            swmshim_report_writes(Int32(waitingForRoom ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_CUT))
+            body()
+            swmshim_report_writes(Int32(SWMSHIM_REPORT_OFF))
+            Globals.reportLock.unlock()
         }
         swmshim_sigpipe_restore(pipeState)
         swmshim_cancel_restore(cancelState)

@@ -47,10 +47,6 @@ enum Globals {
     /// Serializes the statistics reports, so that two (a signal's and the one at exit, say)
     /// written to the same descriptor never interleave.
     static var reportLock: FutexLock { FutexLock((base + 120).assumingMemoryBound(to: UInt32.self)) }
-    /// The kernel id of the thread holding `reportLock` (0: none), so that a report a
-    /// signal handler writes while that thread's report is under way runs inside it
-    /// instead of waiting for the lock it holds (`Stats.serialized`).
-    static var reportOwner: AtomicWord { AtomicWord(base + 1736) }
     /// Nonzero once the report at exit is written (under `reportLock`).
     static var exitReported: UnsafeMutablePointer<UInt32> { (base + 124).assumingMemoryBound(to: UInt32.self) }
     static var heapsLock: FutexLock { FutexLock((base + 128).assumingMemoryBound(to: UInt32.self)) }

@@ -170,7 +170,14 @@ enum OS {
     /// memory and died, a thread of the parent seen from a child of `_Fork`), or after 1 s (a program whose SIGABRT handler `longjmp`s out and
     /// goes on), the waiting thread takes the report over and reports itself. Waiting for
     /// ever hung those programs at their next misuse (review R18). Polled every 10 ms.
+    ///
+    /// From here to the abort the thread's signals are blocked (`swmshim_abort` unblocks
+    /// them): a timer's handler that misused again at every tick nested one wait in
+    /// another until the stack overflowed (reviews R120, R124: SIGSEGV instead of
+    /// SIGABRT), and one that misused once, in the middle of the line's wait for room,
+    /// left the process without either line (R124).
     static func beginFatal() {
+        swmshim_fatal_signals_block()
         // The report is not cut short by `pthread_cancel` (`write` is a cancellation
         // point): before, a thread with a cancellation pending lost its line and ended
         // without aborting. Not restored: the report ends in abort (a program whose
@@ -179,12 +186,7 @@ enum OS {
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if !r.exchanged && r.original != me {
-            let holder = r.original
-            let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
-            for _ in 0..<100 {
-                if swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0 { break }
-                _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
-            }
+            awaitOthersFatal(me, rounds: 100)
             Globals.fatalThread.store(me)
         }
         // The line is tried on every descriptor, those a report gave up on too (review
@@ -192,12 +194,34 @@ enum OS {
         // had given up on stderr). While a report is under way, on this thread or another,
         // it waits for room as the report's writes do, at most a second a write (a slow
         // non-blocking stderr that the report keeps full: reviews R119, R122, the line was
-        // lost); otherwise it does not wait, as glibc's does not (review R120: waiting a
-        // second on a full non-blocking stderr, the abort came a second late, and a main
-        // thread's exit meanwhile ended the process with status 0), nor does a misuse in a
-        // handler that interrupted this thread's fatal line (R120: a timer's handler
-        // misusing at every tick nested waits until the stack overflowed).
+        // lost; the process's exit meanwhile waits for the abort: `awaitFatalAtExit`);
+        // otherwise it does not wait, as glibc's does not (review R120: on a full
+        // non-blocking stderr nobody reads, the abort came a second late), nor does a
+        // misuse in a handler that ran between the first one's line and its abort.
         let nested = r.original == me
         swmshim_report_writes(Int32(!nested && Globals.reportLock.isLocked ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_OFF))
+    }
+
+    /// Waits while a thread other than `me` reports a fatal error (its abort ends the
+    /// process): at most `rounds` polls of 10 ms, or until none does or its thread is gone.
+    private static func awaitOthersFatal(_ me: UInt, rounds: Int) {
+        let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
+        for _ in 0..<rounds {
+            let holder = Globals.fatalThread.load()
+            if holder == 0 || holder == me || swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0 {
+                return
+            }
+            _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
+        }
+    }
+
+    /// At the process's exit (the library's destructor): while another thread reports a
+    /// fatal error, waits for its abort, at most 3 s, so that the process ends with
+    /// SIGABRT. Before, a main thread that returned from `main` while a misuse's line
+    /// waited for room (a report under way kept stderr full) ended the process with
+    /// status 0 (review R124).
+    static func awaitFatalAtExit() {
+        if Globals.fatalThread.load() == 0 { return }
+        awaitOthersFatal(UInt(swmshim_gettid()), rounds: 300)
     }
 }
