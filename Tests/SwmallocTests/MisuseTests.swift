@@ -272,8 +272,10 @@ func hexNumbers(in line: String) -> [String] {
     /// thread still reports its own line, and aborts. A version whose first reporter held
     /// the others off for ever hung there (review R18). And a thread with a cancellation
     /// pending reports its misuse whole and aborts (before, `write` acted on the
-    /// cancellation: no line, and the main thread's next misuse hung).
-    @Test(arguments: ["recovered", "cancelled", "vfork"], Library.allCases)
+    /// cancellation: no line, and the main thread's next misuse hung). A program whose
+    /// worker recovered from its abort exits at once (`recovered_exit`: the exit's wait
+    /// for another thread's abort, review R124's fix, waited 3 s in its first form).
+    @Test(arguments: ["recovered", "recovered_exit", "cancelled", "vfork"], Library.allCases)
     func fatalReportAfterOneThatDidNotEndTheProcess(_ mode: String, _ library: Library) throws {
         let program = try compileProgram("fatal_once.c")
         let result = try runChild(program, [mode], preload: library, timeLimit: 30)
@@ -285,6 +287,9 @@ func hexNumbers(in line: String) -> [String] {
         case "recovered":
             #expect(result.succeeded && result.stdout == "recovered twice\n", "\(result)")
             #expect(lines.count == 2, "\(lines)")
+        case "recovered_exit":
+            #expect(result.succeeded && result.stdout == "recovered exit\n", "\(result)")
+            #expect(lines.count == 1, "\(lines)")
         case "cancelled":
             // The line of the thread with the cancellation pending, naming its pointer.
             let announced = result.stdout.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }

@@ -1,10 +1,14 @@
 /* fatal_once.c — a fatal report whose process does not end, then a misuse on another
  * thread, which must still report its own line (and abort):
- *     fatal_once recovered | cancelled | vfork
+ *     fatal_once recovered | recovered_exit | cancelled | vfork
  * Run with swmalloc preloaded.
  *   recovered  a SIGABRT handler siglongjmps out of the first report (POSIX allows it);
  *              a second thread's invalid free must report and abort too (the handler
  *              recovers it as well): exit 0, two lines.
+ *   recovered_exit  in a child, a worker's invalid free whose SIGABRT handler
+ *              siglongjmps out, the worker going on (asleep), then exit(7): the child must
+ *              end with status 7 within 1.5 s (the first form of the exit's wait for
+ *              another thread's abort, review R124's fix, waited 3 s for this one).
  *   cancelled  a thread with a cancellation pending makes an invalid free: its report
  *              must not be cut short by the cancellation (write is a cancellation point):
  *              SIGABRT with its line, which names the pointer it printed ("thread
@@ -22,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -43,6 +48,21 @@ static void *recovered_second(void *arg) {
         exit(1);
     }
     return arg;
+}
+
+static volatile sig_atomic_t worker_recovered;
+
+static void *recovered_worker(void *arg) {
+    if (sigsetjmp(recovery, 1) == 0) bad_free();
+    else worker_recovered = 1;
+    for (;;) pause();
+    return arg;
+}
+
+static double monotonic_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static void *cancelled_first(void *arg) {
@@ -75,6 +95,28 @@ int main(int argc, char **argv) {
         CHECK(pthread_create(&t, NULL, recovered_second, NULL) == 0);
         CHECK(pthread_join(t, NULL) == 0);
         printf("recovered twice\n");
+        return 0;
+    }
+    if (!strcmp(argv[1], "recovered_exit")) {
+        double start = monotonic_now();
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_abort;
+            CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+            pthread_t t;
+            CHECK(pthread_create(&t, NULL, recovered_worker, NULL) == 0);
+            while (!worker_recovered) usleep(1000);
+            exit(7);
+        }
+        int status;
+        CHECK(waitpid(child, &status, 0) == child);
+        double took = monotonic_now() - start;
+        CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %#x, not exit 7", status);
+        CHECKF(took < 1.5, "the child took %.2f s to exit after its worker recovered from the abort", took);
+        printf("recovered exit\n");
         return 0;
     }
     if (!strcmp(argv[1], "cancelled")) {

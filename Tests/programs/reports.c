@@ -38,11 +38,13 @@
  *                    returns from main 500 ms later: the child must die of SIGABRT
  *                    (review R120: the abort line waited a second for room, and the
  *                    main thread's exit ended the process with status 0 meanwhile)
- *   exit_during_abort_line  stderr a full non-blocking pipe, a report blocked writing to
- *                    a pipe nobody reads, a thread's misuse, the main thread's exit 500 ms
- *                    later: the child must die of SIGABRT (review R124: the line waited for
- *                    room, as a report was under way, and the exit ended it with status 0)
- *   misuse_every_tick  the same with a thread (256 KiB of stack) whose 1 ms SA_NODEFER
+ *   exit_during_abort_line  stderr a full non-blocking pipe, a report written there, a
+ *                    thread's misuse, the main thread's exit 350 ms later: the child must
+ *                    die of SIGABRT (review R124: the line waited for room, as a report was
+ *                    under way, and the exit ended it with status 0); and with the report
+ *                    blocked on a pipe nobody reads, an _exit 150 ms after the misuse:
+ *                    SIGABRT (R125: the line waited for room there too, and _exit won)
+ *   misuse_every_tick  the first with a thread (256 KiB of stack) whose 1 ms SA_NODEFER
  *                    timer's handler misuses at every tick: SIGABRT (R124: the waits nested
  *                    until SIGSEGV); then, stderr drained slowly while a report is written
  *                    there, such a handler's misuse: SIGABRT with its line (R124: a tick
@@ -392,35 +394,50 @@ static void case_abort_on_full_stderr(void) {
            "a thread's invalid free with stderr a full non-blocking pipe: status %#x, not SIGABRT", status);
 }
 
-static int unread_pipe[2];
-static void *report_to_unread_pipe(void *arg) {
-    swm_stats_print(unread_pipe[1], 1);
+static int report_target;
+static void *report_to_target(void *arg) {
+    swm_stats_print(report_target, 1);
     return arg;
 }
 
-/** A report under way (blocked writing to a pipe nobody reads, holding the report lock),
- *  stderr full: a thread's misuse (its line waits for room, as a report is under way). */
-static void report_blocked_and_misuse(void) {
+/** A report under way (holding the report lock) to stderr, which is full (its writes wait
+ *  a second for room, then it is cut short), or, with `elsewhere`, to a pipe nobody reads
+ *  (blocked in its write); a thread's misuse 150 ms later (its line waits for room only
+ *  while the report goes to stderr). */
+static void report_and_misuse(int elsewhere) {
     for (unsigned i = 0; i < 20000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
-    CHECK(pipe(unread_pipe) == 0);
+    int unread[2];
+    CHECK(pipe(unread) == 0);
+    report_target = elsewhere ? unread[1] : 2;
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, report_to_unread_pipe, NULL) == 0);
+    CHECK(pthread_create(&t, NULL, report_to_target, NULL) == 0);
     CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
 }
 
-static _Noreturn void report_blocked_misuse_then_exit(void) {
-    report_blocked_and_misuse();
+static _Noreturn void report_misuse_then_exit(void) {
+    report_and_misuse(0);
     struct timespec pause = {0, 500 * 1000 * 1000};
     nanosleep(&pause, NULL);
     exit(0);
 }
 
+static _Noreturn void report_elsewhere_misuse_then_quick_exit(void) {
+    report_and_misuse(1);
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    _exit(0);
+}
+
 static void case_exit_during_abort_line(void) {
-    int status = status_on_full_stderr(report_blocked_misuse_then_exit);
+    int status = status_on_full_stderr(report_misuse_then_exit);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-           "a thread's invalid free while a report is under way and stderr is full, the main thread's exit "
-           "500 ms later: status %#x, not SIGABRT", status);
+           "a thread's invalid free while a report to stderr is under way and stderr is full, the main "
+           "thread's exit 350 ms later: status %#x, not SIGABRT", status);
+    status = status_on_full_stderr(report_elsewhere_misuse_then_quick_exit);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+           "a thread's invalid free while a report to another descriptor is under way and stderr is full, the "
+           "main thread's _exit 150 ms later: status %#x, not SIGABRT", status);
 }
 
 static char *ticking_block;
@@ -455,10 +472,10 @@ static void *misuse_every_tick_later(void *arg) {
     return arg;
 }
 
-/** As `report_blocked_and_misuse`, and a thread with a 256 KiB stack whose timer's
+/** As `report_and_misuse` to stderr, and a thread with a 256 KiB stack whose timer's
  *  handler misuses at every tick from 200 ms: it waits for the first misuse's abort. */
-static _Noreturn void report_blocked_misuse_every_tick(void) {
-    report_blocked_and_misuse();
+static _Noreturn void report_misuse_every_tick(void) {
+    report_and_misuse(0);
     pthread_attr_t small;
     CHECK(pthread_attr_init(&small) == 0 && pthread_attr_setstacksize(&small, 256 << 10) == 0);
     pthread_t t;
@@ -475,7 +492,7 @@ static _Noreturn void report_while_handler_misuses(int k) {
 }
 
 static void case_misuse_every_tick(void) {
-    int status = status_on_full_stderr(report_blocked_misuse_every_tick);
+    int status = status_on_full_stderr(report_misuse_every_tick);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "a thread whose handler misuses at every tick while another thread's misuse line waits: "
            "status %#x, not SIGABRT", status);

@@ -354,6 +354,6 @@ enum VOS {
         }
         text.append("\n")
         text.write(to: 2)
-        swmshim_abort()
+        OS.abortFatal()
     }
 }

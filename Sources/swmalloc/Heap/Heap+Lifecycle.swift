@@ -796,6 +796,8 @@ enum Process {
         // reaper, unless this thread is one (`markForkOrphans`): the heaps another
         // reaper was giving up are orphans now, counted as live until reclaimed.
         Globals.fatalThread.store(0)
+        Globals.fatalAborting.store(0)
+        Globals.fatalWaiters.store(0)
         if swmshim_reaping().pointee == 0 { Globals.reapPending.pointee = 0 }
         Extensions.forkChild()
         // A fork that interrupted this thread inside the allocator (a signal handler's)

@@ -139,6 +139,10 @@ enum Globals {
     static var segmentVisitCount: AtomicWord { AtomicWord(base + 1600) }
     /// The thread id of the thread reporting a fatal error (0: none). See `OS.beginFatal`.
     static var fatalThread: AtomicWord { AtomicWord(base + 1608) }
+    /// 1 once that thread calls `abort` (`OS.abortFatal`): its line is written.
+    static var fatalAborting: AtomicWord { AtomicWord(base + 1736) }
+    /// Threads waiting in `OS.beginFatal` for that thread's abort, their own line unwritten.
+    static var fatalWaiters: AtomicWord { AtomicWord(base + 1744) }
     /// When the purger's next walk of the heaps' page lists is due for the thread-free
     /// lists the last walk left waiting (0: none waits), and when that walk was
     /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).

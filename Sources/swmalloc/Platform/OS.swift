@@ -156,7 +156,7 @@ enum OS {
     static func fatal(_ message: StaticString, pointer: UnsafeRawPointer?) -> Never {
         beginFatal()
         reportLine("", message, label: "pointer", value: pointer)
-        swmshim_abort()
+        abortFatal()
     }
 
     /// Lets one thread report a fatal error at a time: the first to come returns at once,
@@ -167,8 +167,9 @@ enum OS {
     /// moment reported a double free as well).
     ///
     /// The wait is bounded: when the reporter is gone (a `vfork` child that shared this
-    /// memory and died, a thread of the parent seen from a child of `_Fork`), or after 1 s (a program whose SIGABRT handler `longjmp`s out and
-    /// goes on), the waiting thread takes the report over and reports itself. Waiting for
+    /// memory and died, a thread of the parent seen from a child of `_Fork`), 50 ms after
+    /// it called `abort` (a program whose SIGABRT handler `longjmp`s out and goes on), or
+    /// after 1 s, the waiting thread takes the report over and reports itself. Waiting for
     /// ever hung those programs at their next misuse (review R18). Polled every 10 ms.
     ///
     /// From here to the abort the thread's signals are blocked (`swmshim_abort` unblocks
@@ -186,42 +187,85 @@ enum OS {
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         if !r.exchanged && r.original != me {
-            awaitOthersFatal(me, rounds: 100)
+            // Counted as waiting until it holds the report, so that the exit waits for it
+            // (`awaitFatalAtExit`).
+            Globals.fatalWaiters.add(1)
+            awaitOthersFatal(me)
             Globals.fatalThread.store(me)
+            Globals.fatalAborting.store(0)
+            Globals.fatalWaiters.subtract(1)
         }
         // The line is tried on every descriptor, those a report gave up on too (review
         // R118: a handler's misuse that interrupted a report lost its line once the report
-        // had given up on stderr). While a report is under way, on this thread or another,
-        // it waits for room as the report's writes do, at most a second a write (a slow
-        // non-blocking stderr that the report keeps full: reviews R119, R122, the line was
-        // lost; the process's exit meanwhile waits for the abort: `awaitFatalAtExit`);
-        // otherwise it does not wait, as glibc's does not (review R120: on a full
-        // non-blocking stderr nobody reads, the abort came a second late), nor does a
-        // misuse in a handler that ran between the first one's line and its abort.
+        // had given up on stderr). While a report to stderr's file is under way, on this
+        // thread or another, it waits for room as the report's writes do, at most a second
+        // a write (the report keeps a slow reader's pipe full: reviews R119, R122, the
+        // line was lost; the process's exit meanwhile waits for the abort:
+        // `awaitFatalAtExit`); otherwise it does not wait, as glibc's does not (review
+        // R120: on a full non-blocking stderr nobody reads, the abort came a second late;
+        // R125: waiting while a report went to another descriptor, an `_exit` or a signal
+        // that ended the process meanwhile lost the abort), nor does a misuse in a handler
+        // that ran between the first one's line and its abort.
         let nested = r.original == me
-        swmshim_report_writes(Int32(!nested && Globals.reportLock.isLocked ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_OFF))
+        swmshim_fatal_line_waits(!nested && Globals.reportLock.isLocked && swmshim_report_shares_stderr() != 0 ? 1 : 0)
+    }
+
+    /// Ends a fatal error's report, its line written: marks it aborting (see
+    /// `awaitFatalAtExit`) and aborts.
+    static func abortFatal() -> Never {
+        Globals.fatalAborting.store(1)
+        swmshim_abort()
+    }
+
+    /// Whether thread `holder` (a fatal error's reporter, not 0) is gone from this process.
+    private static func gone(_ holder: UInt) -> Bool {
+        swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0
+    }
+
+    /// One 10 ms poll of the fatal error's reporter word, which holds `holder`.
+    private static func pollFatal(_ holder: UInt) {
+        let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
+        _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
     }
 
     /// Waits while a thread other than `me` reports a fatal error (its abort ends the
-    /// process): at most `rounds` polls of 10 ms, or until none does or its thread is gone.
-    private static func awaitOthersFatal(_ me: UInt, rounds: Int) {
-        let word = Globals.fatalThread.address.assumingMemoryBound(to: UInt32.self)
-        for _ in 0..<rounds {
+    /// process): at most 1 s, and at most 50 ms once that thread called `abort`, or until
+    /// none does or its thread is gone.
+    private static func awaitOthersFatal(_ me: UInt) {
+        var left = 100
+        while left > 0 {
             let holder = Globals.fatalThread.load()
-            if holder == 0 || holder == me || swmshim_task_gone(swmshim_getpid(), Int32(truncatingIfNeeded: holder)) != 0 {
-                return
-            }
-            _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
+            if holder == 0 || holder == me || gone(holder) { return }
+            if Globals.fatalAborting.load() != 0 { left = min(left, 5) }
+            pollFatal(holder)
+            left -= 1
         }
     }
 
-    /// At the process's exit (the library's destructor): while another thread reports a
-    /// fatal error, waits for its abort, at most 3 s, so that the process ends with
-    /// SIGABRT. Before, a main thread that returned from `main` while a misuse's line
+    /// At the process's exit (the library's destructor): while another thread has a
+    /// fatal error's line to write (the reporter before its `abort`, or a thread waiting
+    /// for the reporter in `beginFatal`), waits, at most 3 s, so that the process ends
+    /// with SIGABRT. Before, a main thread that returned from `main` while a misuse's line
     /// waited for room (a report under way kept stderr full) ended the process with
-    /// status 0 (review R124).
+    /// status 0 (review R124), and so did one whose own earlier misuse it had recovered
+    /// from while another thread's misuse waited for it (R125). Once the reporter called
+    /// `abort`, 50 ms at most: a program whose SIGABRT handler `longjmp`s out goes on
+    /// (review R18), and its exit must not wait for an abort that is not coming (R125:
+    /// 3 s at every exit).
     static func awaitFatalAtExit() {
         if Globals.fatalThread.load() == 0 { return }
-        awaitOthersFatal(UInt(swmshim_gettid()), rounds: 300)
+        let me = UInt(swmshim_gettid())
+        var grace = 5
+        for _ in 0..<300 {
+            let holder = Globals.fatalThread.load()
+            if Globals.fatalWaiters.load() == 0 {
+                if holder == 0 || holder == me || gone(holder) { return }
+                if Globals.fatalAborting.load() != 0 {
+                    if grace == 0 { return }
+                    grace -= 1
+                }
+            }
+            pollFatal(holder)
+        }
     }
 }
