@@ -380,11 +380,16 @@ static int status_on_full_stderr(void (*child)(void)) {
     return status;
 }
 
+/** Sleeps `milliseconds` (under a second). */
+static void sleep_ms(long milliseconds) {
+    struct timespec pause = {0, milliseconds * 1000 * 1000};
+    nanosleep(&pause, NULL);
+}
+
 static _Noreturn void misuse_then_exit(void) {
     pthread_t t;
     CHECK(pthread_create(&t, NULL, free_not_a_block_thread, NULL) == 0);
-    struct timespec pause = {0, 500 * 1000 * 1000};
-    nanosleep(&pause, NULL);
+    sleep_ms(500);
     exit(0);
 }
 
@@ -417,15 +422,13 @@ static void report_and_misuse(int elsewhere) {
 
 static _Noreturn void report_misuse_then_exit(void) {
     report_and_misuse(0);
-    struct timespec pause = {0, 500 * 1000 * 1000};
-    nanosleep(&pause, NULL);
+    sleep_ms(500);
     exit(0);
 }
 
 static _Noreturn void report_elsewhere_misuse_then_quick_exit(void) {
     report_and_misuse(1);
-    struct timespec pause = {0, 300 * 1000 * 1000};
-    nanosleep(&pause, NULL);
+    sleep_ms(300);
     _exit(0);
 }
 
@@ -483,10 +486,14 @@ static _Noreturn void report_misuse_every_tick(void) {
     for (;;) pause();
 }
 
-static _Noreturn void report_while_handler_misuses(int k) {
+/** What `report_while_misusing`'s other thread runs: a misuse, later. */
+static void *(*misuser)(void *);
+
+/** Starts a thread that runs `misuser`, and writes a JSON report to stderr meanwhile. */
+static _Noreturn void report_while_misusing(int k) {
     (void)k;
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, misuse_every_tick_later, NULL) == 0);
+    CHECK(pthread_create(&t, NULL, misuser, NULL) == 0);
     swm_stats_print(2, 1);
     for (;;) pause();
 }
@@ -498,7 +505,8 @@ static void case_misuse_every_tick(void) {
            "status %#x, not SIGABRT", status);
     for (unsigned i = 0; i < 20000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
-    child_aborts_with_line(report_while_handler_misuses, 0, "a handler's free inside a block at every tick while another thread writes a report");
+    misuser = misuse_every_tick_later;
+    child_aborts_with_line(report_while_misusing, 0, "a handler's free inside a block at every tick while another thread writes a report");
 }
 
 /** Writes the report `what` (malloc_stats to stderr, or malloc_info to `stream`) into a
@@ -597,19 +605,12 @@ static void case_info_waits_its_turn(void) {
            xml - text, total, xml_end - text, xml > text + 40 ? xml - 40 : text);
 }
 
-static _Noreturn void report_while_thread_misuses(int k) {
-    (void)k;
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
-    swm_stats_print(2, 1);
-    for (;;) pause();
-}
-
 static void case_fatal_during_others_report(void) {
     for (unsigned i = 0; i < 20000; i++)
         CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+    misuser = free_not_a_block_later;
     for (int k = 0; k < 3; k++)
-        child_aborts_with_line(report_while_thread_misuses, k, "a thread's free of a non-block while another writes a report");
+        child_aborts_with_line(report_while_misusing, k, "a thread's free of a non-block while another writes a report");
 }
 
 static void case_reader_gone(void) {
