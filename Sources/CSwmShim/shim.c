@@ -180,31 +180,14 @@ void swmshim_write_patience(uint64_t nanoseconds) {
     forget_given_up();
 }
 
-/* The descriptor the report under way writes to (-1: none; reports are written one at a
- * time), for a fatal error's line on another thread (`swmshim_report_shares_stderr`). */
-static int report_target = -1;
-
 void swmshim_report_writes(int mode) {
     report_writes = mode;
     forget_given_up();
-    if (mode == SWMSHIM_REPORT_OFF) __atomic_store_n(&report_target, -1, __ATOMIC_RELAXED);
 }
 
-void swmshim_fatal_line_waits(int wait) {
-    report_writes = wait ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_OFF;
+void swmshim_fatal_line_mode(int nested) {
+    report_writes = !nested && report_writes == SWMSHIM_REPORT_WAITS ? SWMSHIM_REPORT_WAITS : SWMSHIM_REPORT_OFF;
     forget_given_up();
-}
-
-int swmshim_report_shares_stderr(void) {
-    int fd = __atomic_load_n(&report_target, __ATOMIC_RELAXED);
-    if (fd < 0) return 0;
-    if (fd == 2) return 1;
-    int saved = errno;
-    struct stat target, err;
-    int same = fstat(fd, &target) == 0 && fstat(2, &err) == 0 && target.st_dev == err.st_dev
-               && target.st_ino == err.st_ino;
-    errno = saved;
-    return same;
 }
 
 /* Waits at most `nanoseconds` for `fd` to take bytes; false when it did not (then every
@@ -233,7 +216,6 @@ static long write_uninterrupted(int fd, const void *buf, size_t len) {
 
 long swmshim_write(int fd, const void *buf, size_t len) {
     long r;
-    if (report_writes != SWMSHIM_REPORT_OFF) __atomic_store_n(&report_target, fd, __ATOMIC_RELAXED);
     if (write_patience_ns != 0) {
         if (!writable_in_time(fd, write_patience_ns)) {
             last_write_error = EAGAIN;

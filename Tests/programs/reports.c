@@ -38,17 +38,18 @@
  *                    returns from main 500 ms later: the child must die of SIGABRT
  *                    (review R120: the abort line waited a second for room, and the
  *                    main thread's exit ended the process with status 0 meanwhile)
- *   exit_during_abort_line  stderr a full non-blocking pipe, a report written there, a
- *                    thread's misuse, the main thread's exit 350 ms later: the child must
- *                    die of SIGABRT (review R124: the line waited for room, as a report was
- *                    under way, and the exit ended it with status 0); and with the report
- *                    blocked on a pipe nobody reads, an _exit 150 ms after the misuse:
- *                    SIGABRT (R125: the line waited for room there too, and _exit won)
- *   misuse_every_tick  the first with a thread (256 KiB of stack) whose 1 ms SA_NODEFER
- *                    timer's handler misuses at every tick: SIGABRT (R124: the waits nested
- *                    until SIGSEGV); then, stderr drained slowly while a report is written
- *                    there, such a handler's misuse: SIGABRT with its line (R124: a tick
- *                    during the line's wait dropped it)
+ *   exit_during_abort_line  stderr a full non-blocking pipe: a SIGALRM handler's misuse
+ *                    inside its thread's report there (its line waits for room, as the
+ *                    report's writes do), the main thread's exit 200 ms later: the child
+ *                    must die of SIGABRT (review R124: the exit ended it with status 0);
+ *                    and a thread's misuse while another thread's report keeps stderr
+ *                    full, the main thread's _exit 50 ms later: SIGABRT (R126: the line
+ *                    waited for room there too, and _exit won)
+ *   misuse_every_tick  the first of those with a thread (256 KiB of stack) whose 1 ms
+ *                    SA_NODEFER timer's handler misuses at every tick: SIGABRT (R124: the
+ *                    waits nested until SIGSEGV); then, stderr drained slowly, a reporting
+ *                    thread whose own such timer misuses during its report: SIGABRT with
+ *                    its line (R124: a tick during the line's wait dropped it)
  *   cut_not_holed    malloc_stats and malloc_info into a non-blocking pipe with 0 … 1,200
  *                    bytes of room: what they wrote must be the start of the whole report
  *                    (review R122: a chunk that did not fit was dropped and a later one
@@ -56,11 +57,6 @@
  *   info_waits_its_turn  malloc_info to a pipe (read slowly) while another thread writes
  *                    a JSON report there: the two reports must not interleave (review R122:
  *                    malloc_info took no report lock, and its XML landed inside the JSON)
- *   fatal_during_others_report  children whose stderr is a non-blocking pipe the parent
- *                    drains slowly: one thread writes a JSON report there, another frees a
- *                    pointer that is not a block 150 ms later: the abort line must reach
- *                    the parent (review R122: it was written once, found the pipe full,
- *                    and was lost in 21 of 23 runs)
  *   reader_gone      with stats_print, a child whose stderr is a pipe nobody reads any
  *                    more exits 0 (before: killed by SIGPIPE in the report at exit)
  *   reopens_stderr   closes stderr and opens its data file ($REPORTS_DATA), which gets
@@ -399,56 +395,72 @@ static void case_abort_on_full_stderr(void) {
            "a thread's invalid free with stderr a full non-blocking pipe: status %#x, not SIGABRT", status);
 }
 
-static int report_target;
-static void *report_to_target(void *arg) {
-    swm_stats_print(report_target, 1);
+/** Adds 20,000 VOS sites, so that a JSON report of them takes a while to write. */
+static void add_sites(void) {
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+}
+
+static void *report_to_stderr(void *arg) {
+    swm_stats_print(2, 1);
     return arg;
 }
 
-/** A report under way (holding the report lock) to stderr, which is full (its writes wait
- *  a second for room, then it is cut short), or, with `elsewhere`, to a pipe nobody reads
- *  (blocked in its write); a thread's misuse 150 ms later (its line waits for room only
- *  while the report goes to stderr). */
-static void report_and_misuse(int elsewhere) {
-    for (unsigned i = 0; i < 20000; i++)
-        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
-    int unread[2];
-    CHECK(pipe(unread) == 0);
-    report_target = elsewhere ? unread[1] : 2;
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, report_to_target, NULL) == 0);
-    CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
+static void *report_until_aborted_thread(void *arg) {
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &alarm, NULL) == 0);
+    report_until_aborted(2, 1, 100000);
+    return arg;
 }
 
-static _Noreturn void report_misuse_then_exit(void) {
-    report_and_misuse(0);
-    sleep_ms(500);
+/** Starts a thread whose report to stderr a SIGALRM handler interrupts 100 ms in with a
+ *  misuse (the calling thread, and those it starts later, block SIGALRM): the misuse's
+ *  line waits for room, as the report's writes do. */
+static void start_report_misused_inside(void) {
+    add_sites();
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    CHECK(pthread_sigmask(SIG_BLOCK, &alarm, NULL) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, report_until_aborted_thread, NULL) == 0);
+}
+
+static _Noreturn void misuse_inside_report_then_exit(void) {
+    start_report_misused_inside();
+    sleep_ms(300);
     exit(0);
 }
 
-static _Noreturn void report_elsewhere_misuse_then_quick_exit(void) {
-    report_and_misuse(1);
-    sleep_ms(300);
+static _Noreturn void misuse_beside_report_then_quick_exit(void) {
+    add_sites();
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, report_to_stderr, NULL) == 0);
+    CHECK(pthread_create(&t, NULL, free_not_a_block_later, NULL) == 0);
+    sleep_ms(200);
     _exit(0);
 }
 
 static void case_exit_during_abort_line(void) {
-    int status = status_on_full_stderr(report_misuse_then_exit);
+    int status = status_on_full_stderr(misuse_inside_report_then_exit);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-           "a thread's invalid free while a report to stderr is under way and stderr is full, the main "
-           "thread's exit 350 ms later: status %#x, not SIGABRT", status);
-    status = status_on_full_stderr(report_elsewhere_misuse_then_quick_exit);
+           "a handler's invalid free inside its thread's report to a full stderr, the main thread's exit 200 ms "
+           "later: status %#x, not SIGABRT", status);
+    status = status_on_full_stderr(misuse_beside_report_then_quick_exit);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-           "a thread's invalid free while a report to another descriptor is under way and stderr is full, the "
-           "main thread's _exit 150 ms later: status %#x, not SIGABRT", status);
+           "a thread's invalid free while another thread's report keeps stderr full, the main thread's _exit 50 ms "
+           "later: status %#x, not SIGABRT", status);
 }
 
 static char *ticking_block;
 static void free_inside_block(int signal) { (void)signal; free(ticking_block + 8); }
 
-/** Arms a 1 ms timer on the calling thread whose handler (SA_NODEFER: a tick may interrupt
- *  the handler itself) frees a pointer inside a block, then spins. */
-static _Noreturn void misuse_every_tick(void) {
+/** Arms a timer on the calling thread, first after `first_ms`, then every 1 ms, whose
+ *  handler (SA_NODEFER: a tick may interrupt the handler itself) frees a pointer inside a
+ *  block. */
+static void arm_misuse_ticks(long first_ms) {
     ticking_block = malloc(64);
     CHECK(ticking_block != NULL);
     struct sigaction action;
@@ -463,22 +475,20 @@ static _Noreturn void misuse_every_tick(void) {
     event._sigev_un._tid = (pid_t)syscall(SYS_gettid);
     timer_t timer;
     CHECK(timer_create(CLOCK_MONOTONIC, &event, &timer) == 0);
-    struct itimerspec every_ms = {{0, 1000000}, {0, 1000000}};
-    CHECK(timer_settime(timer, 0, &every_ms, NULL) == 0);
-    for (;;) {}
+    struct itimerspec ticks = {{0, 1000000}, {first_ms / 1000, first_ms % 1000 * 1000000}};
+    CHECK(timer_settime(timer, 0, &ticks, NULL) == 0);
 }
 
 static void *misuse_every_tick_later(void *arg) {
-    struct timespec pause = {0, 200 * 1000 * 1000};
-    nanosleep(&pause, NULL);
-    misuse_every_tick();
+    arm_misuse_ticks(200);
+    for (;;) {}
     return arg;
 }
 
-/** As `report_and_misuse` to stderr, and a thread with a 256 KiB stack whose timer's
+/** As `start_report_misused_inside`, and a thread with a 256 KiB stack whose timer's
  *  handler misuses at every tick from 200 ms: it waits for the first misuse's abort. */
-static _Noreturn void report_misuse_every_tick(void) {
-    report_and_misuse(0);
+static _Noreturn void report_misused_inside_and_every_tick(void) {
+    start_report_misused_inside();
     pthread_attr_t small;
     CHECK(pthread_attr_init(&small) == 0 && pthread_attr_setstacksize(&small, 256 << 10) == 0);
     pthread_t t;
@@ -486,27 +496,21 @@ static _Noreturn void report_misuse_every_tick(void) {
     for (;;) pause();
 }
 
-/** What `report_while_misusing`'s other thread runs: a misuse, later. */
-static void *(*misuser)(void *);
-
-/** Starts a thread that runs `misuser`, and writes a JSON report to stderr meanwhile. */
-static _Noreturn void report_while_misusing(int k) {
+/** A report to stderr whose own thread's timer misuses at every tick from 100 ms. */
+static _Noreturn void report_misused_every_tick(int k) {
     (void)k;
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, misuser, NULL) == 0);
+    arm_misuse_ticks(100);
     swm_stats_print(2, 1);
     for (;;) pause();
 }
 
 static void case_misuse_every_tick(void) {
-    int status = status_on_full_stderr(report_misuse_every_tick);
+    int status = status_on_full_stderr(report_misused_inside_and_every_tick);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "a thread whose handler misuses at every tick while another thread's misuse line waits: "
            "status %#x, not SIGABRT", status);
-    for (unsigned i = 0; i < 20000; i++)
-        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
-    misuser = misuse_every_tick_later;
-    child_aborts_with_line(report_while_misusing, 0, "a handler's free inside a block at every tick while another thread writes a report");
+    add_sites();
+    child_aborts_with_line(report_misused_every_tick, 0, "a handler's free inside a block at every tick of the reporting thread");
 }
 
 /** Writes the report `what` (malloc_stats to stderr, or malloc_info to `stream`) into a
@@ -605,14 +609,6 @@ static void case_info_waits_its_turn(void) {
            xml - text, total, xml_end - text, xml > text + 40 ? xml - 40 : text);
 }
 
-static void case_fatal_during_others_report(void) {
-    for (unsigned i = 0; i < 20000; i++)
-        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
-    misuser = free_not_a_block_later;
-    for (int k = 0; k < 3; k++)
-        child_aborts_with_line(report_while_misusing, k, "a thread's free of a non-block while another writes a report");
-}
-
 static void case_reader_gone(void) {
     int p[2], go[2];
     CHECK(pipe(p) == 0 && pipe(go) == 0);
@@ -688,7 +684,6 @@ static const struct test_case cases[] = {
     {"misuse_every_tick", case_misuse_every_tick},
     {"cut_not_holed", case_cut_not_holed},
     {"info_waits_its_turn", case_info_waits_its_turn},
-    {"fatal_during_others_report", case_fatal_during_others_report},
     {"reader_gone", case_reader_gone},
     {"reopens_stderr", case_reopens_stderr},
     {"blocked_report", case_blocked_report},

@@ -136,16 +136,12 @@ enum {
     SWMSHIM_REPORT_CUT = 2,
 };
 /// Sets this thread's `SWMSHIM_REPORT_…` mode; also forgets the descriptors given up on.
-/// The descriptor a report writes to is recorded process-wide until its writer sets
-/// `SWMSHIM_REPORT_OFF` (`swmshim_report_shares_stderr`).
 void swmshim_report_writes(int mode);
-/// For a fatal error's line: this thread's writes wait for room as a report's do (`wait`
-/// nonzero) or not; also forgets the descriptors given up on. Leaves the record of a
-/// report under way on another thread as it is.
-void swmshim_fatal_line_waits(int wait);
-/// Whether a report is under way to the file stderr names (descriptor 2, or another one
-/// for the same file).
-int swmshim_report_shares_stderr(void);
+/// For a fatal error's line: this thread's writes keep waiting for room when the error
+/// came inside its own report that waits (`SWMSHIM_REPORT_WAITS`: a signal handler's
+/// misuse) and is not `nested` in another fatal error's report; else they do not wait.
+/// Also forgets the descriptors given up on.
+void swmshim_fatal_line_mode(int nested);
 /// The errno of the calling thread's last `swmshim_write` that failed (EIO for a write
 /// of nothing; 0: none did since `swmshim_clear_write_error`).
 int swmshim_last_write_error(void);

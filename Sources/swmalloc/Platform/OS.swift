@@ -197,17 +197,16 @@ enum OS {
         }
         // The line is tried on every descriptor, those a report gave up on too (review
         // R118: a handler's misuse that interrupted a report lost its line once the report
-        // had given up on stderr). While a report to stderr's file is under way, on this
-        // thread or another, it waits for room as the report's writes do, at most a second
-        // a write (the report keeps a slow reader's pipe full: reviews R119, R122, the
-        // line was lost; the process's exit meanwhile waits for the abort:
-        // `awaitFatalAtExit`); otherwise it does not wait, as glibc's does not (review
-        // R120: on a full non-blocking stderr nobody reads, the abort came a second late;
-        // R125: waiting while a report went to another descriptor, an `_exit` or a signal
-        // that ended the process meanwhile lost the abort), nor does a misuse in a handler
-        // that ran between the first one's line and its abort.
-        let nested = r.original == me
-        swmshim_fatal_line_waits(!nested && Globals.reportLock.isLocked && swmshim_report_shares_stderr() != 0 ? 1 : 0)
+        // had given up on stderr). Inside the thread's own report that waits for room (a
+        // handler's misuse during it) the line waits as the report's writes do, at most a
+        // second a write (review R119: a slow non-blocking stderr, the line was lost; the
+        // process's exit meanwhile waits for the abort: `awaitFatalAtExit`). Elsewhere it
+        // does not wait, as glibc's does not, also while another thread's report keeps
+        // stderr full (its line may then be lost, but the abort comes at once): waiting
+        // there, an `_exit`, `quick_exit` or signal that ended the process meanwhile, which
+        // no destructor sees, lost the abort itself (reviews R120, R125, R126). Nor does a
+        // misuse in a handler that ran between the first one's line and its abort.
+        swmshim_fatal_line_mode(r.original == me ? 1 : 0)
     }
 
     /// Ends a fatal error's report, its line written: marks it aborting (see
@@ -252,18 +251,21 @@ enum OS {
     /// `abort`, 50 ms at most: a program whose SIGABRT handler `longjmp`s out goes on
     /// (review R18), and its exit must not wait for an abort that is not coming (R125:
     /// 3 s at every exit).
+    ///
+    /// Not in a child of `_Fork` (no fork handler ran there, so the state is the parent's:
+    /// R126, a child waited 3 s for a thread that was waiting in the parent).
     static func awaitFatalAtExit() {
-        if Globals.fatalThread.load() == 0 { return }
+        if Globals.fatalThread.load() == 0 || Globals.processId.pointee != swmshim_getpid() { return }
         let me = UInt(swmshim_gettid())
         var grace = 5
         for _ in 0..<300 {
             let holder = Globals.fatalThread.load()
-            if Globals.fatalWaiters.load() == 0 {
-                if holder == 0 || holder == me || gone(holder) { return }
-                if Globals.fatalAborting.load() != 0 {
-                    if grace == 0 { return }
-                    grace -= 1
-                }
+            let waiting = Globals.fatalWaiters.load() != 0
+            if !waiting && (holder == 0 || holder == me || gone(holder)) { return }
+            // A waiting thread takes a gone or aborting reporter's place within 50 ms.
+            if gone(holder) || Globals.fatalAborting.load() != 0 {
+                if grace == 0 { return }
+                grace -= 1
             }
             pollFatal(holder)
         }
