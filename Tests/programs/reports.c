@@ -336,11 +336,16 @@ static void child_aborts_with_line(void (*child)(int), int k, const char *what) 
            what, k, status, total);
 }
 
+/** Adds 20,000 VOS sites, so that a JSON report of them takes a while to write. */
+static void add_sites(void) {
+    for (unsigned i = 0; i < 20000; i++)
+        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+}
+
 static _Noreturn void report_with_timer(int k) { report_until_aborted(2, 1, k * 100000); }
 
 static void case_fatal_in_slow_report(void) {
-    for (unsigned i = 0; i < 20000; i++)
-        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 5000, (const unsigned char *)"reports.c", i) != NULL);
+    add_sites();
     for (int k = 1; k <= 3; k++)
         child_aborts_with_line(report_with_timer, k, "a handler's free of a non-block, timer at k * 100 ms, during a report");
 }
@@ -393,12 +398,6 @@ static void case_abort_on_full_stderr(void) {
     int status = status_on_full_stderr(misuse_then_exit);
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "a thread's invalid free with stderr a full non-blocking pipe: status %#x, not SIGABRT", status);
-}
-
-/** Adds 20,000 VOS sites, so that a JSON report of them takes a while to write. */
-static void add_sites(void) {
-    for (unsigned i = 0; i < 20000; i++)
-        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
 }
 
 static void *report_to_stderr(void *arg) {
@@ -570,8 +569,7 @@ static void *json_report(void *arg) {
 }
 
 static void case_info_waits_its_turn(void) {
-    for (unsigned i = 0; i < 20000; i++)
-        CHECK(VOS_MallocWithDebug(1 + i % 100, i % 500, (const unsigned char *)"reports.c", i) != NULL);
+    add_sites();
     FILE *stream = fdopen(dup(1), "w");
     CHECK(stream != NULL);
     CHECK(pipe(shared_pipe) == 0);
