@@ -274,8 +274,10 @@ func hexNumbers(in line: String) -> [String] {
     /// pending reports its misuse whole and aborts (before, `write` acted on the
     /// cancellation: no line, and the main thread's next misuse hung). A program whose
     /// worker recovered from its abort exits at once (`recovered_exit`: the exit's wait
-    /// for another thread's abort, review R124's fix, waited 3 s in its first form).
-    @Test(arguments: ["recovered", "recovered_exit", "cancelled", "vfork"], Library.allCases)
+    /// for another thread's abort, review R124's fix, waited 3 s in its first form), and
+    /// another thread's misuse after a recovered one aborts before a prompt `_exit` can
+    /// end the process (`recovered_then_other`, review R127: status 0).
+    @Test(arguments: ["recovered", "recovered_exit", "recovered_then_other", "cancelled", "vfork"], Library.allCases)
     func fatalReportAfterOneThatDidNotEndTheProcess(_ mode: String, _ library: Library) throws {
         let program = try compileProgram("fatal_once.c")
         let result = try runChild(program, [mode], preload: library, timeLimit: 30)
@@ -290,6 +292,9 @@ func hexNumbers(in line: String) -> [String] {
         case "recovered_exit":
             #expect(result.succeeded && result.stdout == "recovered exit\n", "\(result)")
             #expect(lines.count == 1, "\(lines)")
+        case "recovered_then_other":
+            #expect(result.succeeded && result.stdout == "second misuse aborted\n", "\(result)")
+            #expect(lines.count == 2, "\(lines)")
         case "cancelled":
             // The line of the thread with the cancellation pending, naming its pointer.
             let announced = result.stdout.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }

@@ -1,6 +1,6 @@
 /* fatal_once.c — a fatal report whose process does not end, then a misuse on another
  * thread, which must still report its own line (and abort):
- *     fatal_once recovered | recovered_exit | cancelled | vfork
+ *     fatal_once recovered | recovered_exit | recovered_then_other | cancelled | vfork
  * Run with swmalloc preloaded.
  *   recovered  a SIGABRT handler siglongjmps out of the first report (POSIX allows it);
  *              a second thread's invalid free must report and abort too (the handler
@@ -9,6 +9,11 @@
  *              siglongjmps out, the worker going on (asleep), then exit(7): the child must
  *              end with status 7 within 1.5 s (the first form of the exit's wait for
  *              another thread's abort, review R124's fix, waited 3 s for this one).
+ *   recovered_then_other  in a child, main's invalid free whose SIGABRT handler
+ *              siglongjmps out (SIGABRT then back to its default), a worker's invalid free
+ *              100 ms later, main's _exit 20 ms after that: the child must die of SIGABRT
+ *              (review R127: the worker waited 50 ms for main's long-past abort, and the
+ *              _exit ended the child with status 0).
  *   cancelled  a thread with a cancellation pending makes an invalid free: its report
  *              must not be cut short by the cancellation (write is a cancellation point):
  *              SIGABRT with its line, which names the pointer it printed ("thread
@@ -65,6 +70,12 @@ static double monotonic_now(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static void *misuse_later(void *arg) {
+    usleep(100000);
+    bad_free();
+    return arg;
+}
+
 static void *cancelled_first(void *arg) {
     int old;
     CHECK(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old) == 0);
@@ -117,6 +128,28 @@ int main(int argc, char **argv) {
         CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %#x, not exit 7", status);
         CHECKF(took < 1.5, "the child took %.2f s to exit after its worker recovered from the abort", took);
         printf("recovered exit\n");
+        return 0;
+    }
+    if (!strcmp(argv[1], "recovered_then_other")) {
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_abort;
+            CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+            if (sigsetjmp(recovery, 1) == 0) bad_free();
+            signal(SIGABRT, SIG_DFL);
+            pthread_t t;
+            CHECK(pthread_create(&t, NULL, misuse_later, NULL) == 0);
+            usleep(120000);
+            _exit(0);
+        }
+        int status;
+        CHECK(waitpid(child, &status, 0) == child);
+        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+               "a worker's misuse after main recovered from its own, main's _exit 20 ms later: status %#x", status);
+        printf("second misuse aborted\n");
         return 0;
     }
     if (!strcmp(argv[1], "cancelled")) {

@@ -796,7 +796,7 @@ enum Process {
         // reaper, unless this thread is one (`markForkOrphans`): the heaps another
         // reaper was giving up are orphans now, counted as live until reclaimed.
         Globals.fatalThread.store(0)
-        Globals.fatalAborting.store(0)
+        Globals.fatalAbortedAt.store(0)
         Globals.fatalWaiters.store(0)
         if swmshim_reaping().pointee == 0 { Globals.reapPending.pointee = 0 }
         Extensions.forkChild()

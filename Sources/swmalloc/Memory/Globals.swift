@@ -139,10 +139,15 @@ enum Globals {
     static var segmentVisitCount: AtomicWord { AtomicWord(base + 1600) }
     /// The thread id of the thread reporting a fatal error (0: none). See `OS.beginFatal`.
     static var fatalThread: AtomicWord { AtomicWord(base + 1608) }
-    /// 1 once that thread calls `abort` (`OS.abortFatal`): its line is written.
-    static var fatalAborting: AtomicWord { AtomicWord(base + 1736) }
+    /// When that thread called `abort` (`OS.abortFatal`, `OS.nowNanoseconds`; 0: not yet):
+    /// its line is written, and if the process still runs `OS.abortGrace` later, its
+    /// SIGABRT handler jumped out.
+    static var fatalAbortedAt: AtomicWord { AtomicWord(base + 1736) }
     /// Threads waiting in `OS.beginFatal` for that thread's abort, their own line unwritten.
     static var fatalWaiters: AtomicWord { AtomicWord(base + 1744) }
+    /// The process that thread reports in (`getpid`): a child of `_Fork` (no fork handler)
+    /// finds its parent's here.
+    static var fatalProcess: AtomicWord { AtomicWord(base + 1752) }
     /// When the purger's next walk of the heaps' page lists is due for the thread-free
     /// lists the last walk left waiting (0: none waits), and when that walk was
     /// (`OS.nowNanoseconds`); under `passLock` (see `Purger.pass`).

@@ -186,15 +186,24 @@ enum OS {
         _ = swmshim_cancel_disable()
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
-        if !r.exchanged && r.original != me {
+        // Nested: a handler's misuse between this thread's line and its abort (the signals
+        // it blocked came in as `swmshim_abort` unblocked them). A thread that jumped out
+        // of an earlier abort starts a report of its own (review R127: taken for nested,
+        // its handler's line inside its report did not wait for room).
+        let nested = r.original == me && abortInFlight()
+        let waits = !r.exchanged && r.original != me
+        if waits {
             // Counted as waiting until it holds the report, so that the exit waits for it
             // (`awaitFatalAtExit`).
             Globals.fatalWaiters.add(1)
             awaitOthersFatal(me)
             Globals.fatalThread.store(me)
-            Globals.fatalAborting.store(0)
-            Globals.fatalWaiters.subtract(1)
         }
+        if !nested {
+            Globals.fatalAbortedAt.store(0)
+            Globals.fatalProcess.store(UInt(UInt32(bitPattern: swmshim_getpid())))
+        }
+        if waits { Globals.fatalWaiters.subtract(1) }
         // The line is tried on every descriptor, those a report gave up on too (review
         // R118: a handler's misuse that interrupted a report lost its line once the report
         // had given up on stderr). Inside the thread's own report that waits for room (a
@@ -206,14 +215,30 @@ enum OS {
         // there, an `_exit`, `quick_exit` or signal that ended the process meanwhile, which
         // no destructor sees, lost the abort itself (reviews R120, R125, R126). Nor does a
         // misuse in a handler that ran between the first one's line and its abort.
-        swmshim_fatal_line_mode(r.original == me ? 1 : 0)
+        swmshim_fatal_line_mode(nested ? 1 : 0)
     }
 
-    /// Ends a fatal error's report, its line written: marks it aborting (see
+    /// Ends a fatal error's report, its line written: notes when it aborts (see
     /// `awaitFatalAtExit`) and aborts.
     static func abortFatal() -> Never {
-        Globals.fatalAborting.store(1)
+        Globals.fatalAbortedAt.store(UInt(max(OS.nowNanoseconds(), 1)))
         swmshim_abort()
+    }
+
+    /// How long after a reporter's `abort` others take its SIGABRT to be still on its way
+    /// (50 ms); later, its SIGABRT handler jumped out and the program goes on (review R18).
+    static let abortGrace: UInt64 = 50_000_000
+
+    /// Whether the reporter called `abort` less than `abortGrace` ago.
+    private static func abortInFlight() -> Bool {
+        let at = UInt64(Globals.fatalAbortedAt.load())
+        return at != 0 && OS.nowNanoseconds() &- at < abortGrace
+    }
+
+    /// Whether the reporter called `abort` `abortGrace` ago or more: it jumped out of it.
+    private static func abortJumpedOut() -> Bool {
+        let at = UInt64(Globals.fatalAbortedAt.load())
+        return at != 0 && OS.nowNanoseconds() &- at >= abortGrace
     }
 
     /// Whether thread `holder` (a fatal error's reporter, not 0) is gone from this process.
@@ -227,17 +252,22 @@ enum OS {
         _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
     }
 
+    /// Whether a thread other than `me` reports a fatal error that will end the process:
+    /// one is recorded, its thread is here, and it did not jump out of its abort.
+    private static func othersFatalPending(_ me: UInt, _ holder: UInt) -> Bool {
+        holder != 0 && holder != me && !gone(holder) && !abortJumpedOut()
+    }
+
     /// Waits while a thread other than `me` reports a fatal error (its abort ends the
-    /// process): at most 1 s, and at most 50 ms once that thread called `abort`, or until
-    /// none does or its thread is gone.
+    /// process): at most 1 s (waiting for ever hung a program at its next misuse, review
+    /// R18), or until none does, its thread is gone or it jumped out of its abort (R127:
+    /// the 50 ms this waited for one that had, long before, let an `_exit` meanwhile end
+    /// the process without this thread's abort).
     private static func awaitOthersFatal(_ me: UInt) {
-        var left = 100
-        while left > 0 {
+        for _ in 0..<100 {
             let holder = Globals.fatalThread.load()
-            if holder == 0 || holder == me || gone(holder) { return }
-            if Globals.fatalAborting.load() != 0 { left = min(left, 5) }
+            if !othersFatalPending(me, holder) { return }
             pollFatal(holder)
-            left -= 1
         }
     }
 
@@ -245,28 +275,24 @@ enum OS {
     /// fatal error's line to write (the reporter before its `abort`, or a thread waiting
     /// for the reporter in `beginFatal`), waits, at most 3 s, so that the process ends
     /// with SIGABRT. Before, a main thread that returned from `main` while a misuse's line
-    /// waited for room (a report under way kept stderr full) ended the process with
-    /// status 0 (review R124), and so did one whose own earlier misuse it had recovered
-    /// from while another thread's misuse waited for it (R125). Once the reporter called
-    /// `abort`, 50 ms at most: a program whose SIGABRT handler `longjmp`s out goes on
-    /// (review R18), and its exit must not wait for an abort that is not coming (R125:
-    /// 3 s at every exit).
+    /// waited for room (a handler's misuse inside its thread's report to a full stderr)
+    /// ended the process with status 0 (review R124), and so did one whose own earlier
+    /// misuse it had recovered from while another thread's misuse waited for it (R125).
+    /// A reporter that called `abort` `abortGrace` ago or more jumped out of it (review
+    /// R18): the exit does not wait for it (R125: 3 s at every exit).
     ///
-    /// Not in a child of `_Fork` (no fork handler ran there, so the state is the parent's:
-    /// R126, a child waited 3 s for a thread that was waiting in the parent).
+    /// Only in the process the report is made in: a child of `_Fork` (no fork handler ran)
+    /// finds its parent's state (R126: it waited 3 s for a thread that was waiting in the
+    /// parent; R127: comparing with the pid recorded at start-up skipped the wait in every
+    /// `_Fork` child, and a handler's misuse there ended with status 0).
     static func awaitFatalAtExit() {
-        if Globals.fatalThread.load() == 0 || Globals.processId.pointee != swmshim_getpid() { return }
+        if Globals.fatalThread.load() == 0 || Globals.fatalProcess.load() != UInt(UInt32(bitPattern: swmshim_getpid())) {
+            return
+        }
         let me = UInt(swmshim_gettid())
-        var grace = 5
         for _ in 0..<300 {
             let holder = Globals.fatalThread.load()
-            let waiting = Globals.fatalWaiters.load() != 0
-            if !waiting && (holder == 0 || holder == me || gone(holder)) { return }
-            // A waiting thread takes a gone or aborting reporter's place within 50 ms.
-            if gone(holder) || Globals.fatalAborting.load() != 0 {
-                if grace == 0 { return }
-                grace -= 1
-            }
+            if Globals.fatalWaiters.load() == 0 && !othersFatalPending(me, holder) { return }
             pollFatal(holder)
         }
     }
