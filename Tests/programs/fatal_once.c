@@ -39,6 +39,14 @@
 static __thread sigjmp_buf recovery;
 static void on_abort(int signal) { (void)signal; siglongjmp(recovery, 1); }
 
+/** SIGABRT goes to `on_abort`, which jumps back to `recovery`. */
+static void catch_abort(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_abort;
+    CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+}
+
 /** An invalid free: 8 bytes into a live block. */
 static void bad_free(void) {
     char *p = malloc(64);
@@ -93,10 +101,7 @@ int main(int argc, char **argv) {
     CHECK(argc == 2);
     free(malloc(1));
     if (!strcmp(argv[1], "recovered")) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_abort;
-        CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+        catch_abort();
         if (sigsetjmp(recovery, 1) == 0) {
             bad_free();
             fprintf(stderr, "main: free returned\n");
@@ -113,10 +118,7 @@ int main(int argc, char **argv) {
         pid_t child = fork();
         CHECK(child >= 0);
         if (child == 0) {
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_handler = on_abort;
-            CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+            catch_abort();
             pthread_t t;
             CHECK(pthread_create(&t, NULL, recovered_worker, NULL) == 0);
             while (!worker_recovered) usleep(1000);
@@ -134,10 +136,7 @@ int main(int argc, char **argv) {
         pid_t child = fork();
         CHECK(child >= 0);
         if (child == 0) {
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_handler = on_abort;
-            CHECK(sigaction(SIGABRT, &sa, NULL) == 0);
+            catch_abort();
             if (sigsetjmp(recovery, 1) == 0) bad_free();
             signal(SIGABRT, SIG_DFL);
             pthread_t t;
