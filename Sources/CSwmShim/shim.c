@@ -505,10 +505,18 @@ void swmshim_fatal_signals_block(void) {
     errno = saved;
 }
 
+/* 1 while `swmshim_abort` puts the mask back: a handler that runs then (a signal that came
+ * while it was blocked) is inside this thread's fatal report. */
+static __thread int abort_unblocking __attribute__((tls_model("initial-exec")));
+
+int swmshim_fatal_nested(void) { return abort_unblocking; }
+
 _Noreturn void swmshim_abort(void) {
     if (fatal_mask_saved) {
         fatal_mask_saved = 0;
+        abort_unblocking = 1;
         pthread_sigmask(SIG_SETMASK, &fatal_saved_mask, NULL);
+        abort_unblocking = 0;
     }
     abort();
 }

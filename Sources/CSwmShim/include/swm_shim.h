@@ -161,6 +161,9 @@ void swmshim_fatal_signals_block(void);
 /// Puts back the signal mask `swmshim_fatal_signals_block` saved, if any (a signal that
 /// came meanwhile is then handled), and calls `abort`.
 _Noreturn void swmshim_abort(void);
+/// Nonzero in a signal handler that `swmshim_abort`'s unblocking let run: a misuse there
+/// is nested in this thread's fatal report.
+int swmshim_fatal_nested(void);
 /// C++ `operator new` after malloc's fast path missed (`swmimpl_cxx_new`, CAPI.swift):
 /// malloc's slow path, then, when memory is out, the C++ rules (exports.c).
 void *swmshim_cxx_new_slow(intptr_t size);

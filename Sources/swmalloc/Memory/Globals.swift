@@ -140,8 +140,8 @@ enum Globals {
     /// The thread id of the thread reporting a fatal error (0: none). See `OS.beginFatal`.
     static var fatalThread: AtomicWord { AtomicWord(base + 1608) }
     /// When that thread called `abort` (`OS.abortFatal`, `OS.nowNanoseconds`; 0: not yet):
-    /// its line is written, and if the process still runs `OS.abortGrace` later, its
-    /// SIGABRT handler jumped out.
+    /// its line is written (if the process goes on `OS.abortGrace` later, its SIGABRT
+    /// handler jumped out).
     static var fatalAbortedAt: AtomicWord { AtomicWord(base + 1736) }
     /// Threads waiting in `OS.beginFatal` for that thread's abort, their own line unwritten.
     static var fatalWaiters: AtomicWord { AtomicWord(base + 1744) }

@@ -168,7 +168,7 @@ enum OS {
     ///
     /// The wait is bounded: when the reporter is gone (a `vfork` child that shared this
     /// memory and died, a thread of the parent seen from a child of `_Fork`), 50 ms after
-    /// it called `abort` (a program whose SIGABRT handler `longjmp`s out and goes on), or
+    /// it called `abort` (a program whose SIGABRT handler `longjmp`s out goes on), or
     /// after 1 s, the waiting thread takes the report over and reports itself. Waiting for
     /// ever hung those programs at their next misuse (review R18). Polled every 10 ms.
     ///
@@ -190,7 +190,7 @@ enum OS {
         // it blocked came in as `swmshim_abort` unblocked them). A thread that jumped out
         // of an earlier abort starts a report of its own (review R127: taken for nested,
         // its handler's line inside its report did not wait for room).
-        let nested = r.original == me && abortInFlight()
+        let nested = r.original == me && swmshim_fatal_nested() != 0
         let waits = !r.exchanged && r.original != me
         if waits {
             // Counted as waiting until it holds the report, so that the exit waits for it
@@ -218,27 +218,11 @@ enum OS {
         swmshim_fatal_line_mode(nested ? 1 : 0)
     }
 
-    /// Ends a fatal error's report, its line written: notes when it aborts (see
+    /// Ends a fatal error's report, its line written: notes that it aborts (see
     /// `awaitFatalAtExit`) and aborts.
     static func abortFatal() -> Never {
         Globals.fatalAbortedAt.store(UInt(max(OS.nowNanoseconds(), 1)))
         swmshim_abort()
-    }
-
-    /// How long after a reporter's `abort` others take its SIGABRT to be still on its way
-    /// (50 ms); later, its SIGABRT handler jumped out and the program goes on (review R18).
-    static let abortGrace: UInt64 = 50_000_000
-
-    /// Whether the reporter called `abort` less than `abortGrace` ago.
-    private static func abortInFlight() -> Bool {
-        let at = UInt64(Globals.fatalAbortedAt.load())
-        return at != 0 && OS.nowNanoseconds() &- at < abortGrace
-    }
-
-    /// Whether the reporter called `abort` `abortGrace` ago or more: it jumped out of it.
-    private static func abortJumpedOut() -> Bool {
-        let at = UInt64(Globals.fatalAbortedAt.load())
-        return at != 0 && OS.nowNanoseconds() &- at >= abortGrace
     }
 
     /// Whether thread `holder` (a fatal error's reporter, not 0) is gone from this process.
@@ -252,21 +236,35 @@ enum OS {
         _ = swmshim_futex_wait_ns(word, UInt32(truncatingIfNeeded: holder), 10_000_000)
     }
 
-    /// Whether a thread other than `me` reports a fatal error that will end the process:
-    /// one is recorded, its thread is here, and it did not jump out of its abort.
-    private static func othersFatalPending(_ me: UInt, _ holder: UInt) -> Bool {
-        holder != 0 && holder != me && !gone(holder) && !abortJumpedOut()
+    /// How long after a reporter's `abort` its SIGABRT may still be on its way (50 ms):
+    /// others wait that long at most for it (review R16: a thread that failed because of
+    /// the reporter's misuse reported a second line); a reporter that aborted longer ago
+    /// jumped out of its abort and the program goes on (review R18).
+    static let abortGrace: UInt64 = 50_000_000
+
+    /// Whether thread `me` should keep waiting for the fatal error `holder` reports, which
+    /// it has waited for with `grace` polls left for an abort on its way: its thread is
+    /// here and it has not called `abort` yet, or did so less than `abortGrace` ago and
+    /// `grace` is not spent (one that keeps aborting and jumping out, a death-test loop,
+    /// made others wait a second, and the exit 3 s: review R128; waiting for one that
+    /// aborted long ago let an `_exit` end the process without this thread's abort: R127).
+    private static func othersFatalPending(_ me: UInt, _ holder: UInt, _ grace: inout Int) -> Bool {
+        if holder == 0 || holder == me || gone(holder) { return false }
+        let at = UInt64(Globals.fatalAbortedAt.load())
+        if at == 0 { return true }
+        if OS.nowNanoseconds() &- at >= abortGrace || grace == 0 { return false }
+        grace -= 1
+        return true
     }
 
     /// Waits while a thread other than `me` reports a fatal error (its abort ends the
     /// process): at most 1 s (waiting for ever hung a program at its next misuse, review
-    /// R18), or until none does, its thread is gone or it jumped out of its abort (R127:
-    /// the 50 ms this waited for one that had, long before, let an `_exit` meanwhile end
-    /// the process without this thread's abort).
+    /// R18), and at most 50 ms for an abort on its way (`othersFatalPending`).
     private static func awaitOthersFatal(_ me: UInt) {
+        var grace = Int(abortGrace / 10_000_000)
         for _ in 0..<100 {
             let holder = Globals.fatalThread.load()
-            if !othersFatalPending(me, holder) { return }
+            if !othersFatalPending(me, holder, &grace) { return }
             pollFatal(holder)
         }
     }
@@ -278,8 +276,8 @@ enum OS {
     /// waited for room (a handler's misuse inside its thread's report to a full stderr)
     /// ended the process with status 0 (review R124), and so did one whose own earlier
     /// misuse it had recovered from while another thread's misuse waited for it (R125).
-    /// A reporter that called `abort` `abortGrace` ago or more jumped out of it (review
-    /// R18): the exit does not wait for it (R125: 3 s at every exit).
+    /// A reporter that called `abort` is waited for 50 ms at most, and not at all once
+    /// that is past: it jumped out of it (review R18; R125, R128: 3 s at every exit).
     ///
     /// Only in the process the report is made in: a child of `_Fork` (no fork handler ran)
     /// finds its parent's state (R126: it waited 3 s for a thread that was waiting in the
@@ -290,9 +288,10 @@ enum OS {
             return
         }
         let me = UInt(swmshim_gettid())
+        var grace = Int(abortGrace / 10_000_000)
         for _ in 0..<300 {
             let holder = Globals.fatalThread.load()
-            if Globals.fatalWaiters.load() == 0 && !othersFatalPending(me, holder) { return }
+            if Globals.fatalWaiters.load() == 0 && !othersFatalPending(me, holder, &grace) { return }
             pollFatal(holder)
         }
     }
