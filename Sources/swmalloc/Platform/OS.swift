@@ -187,10 +187,11 @@ enum OS {
         let me = UInt(swmshim_gettid())
         let r = Globals.fatalThread.compareExchange(expected: 0, desired: me)
         // Nested: a handler's misuse between this thread's line and its abort (the signals
-        // it blocked came in as `swmshim_abort` unblocked them). A thread that jumped out
-        // of an earlier abort starts a report of its own (review R127: taken for nested,
-        // its handler's line inside its report did not wait for room).
-        let nested = r.original == me && swmshim_fatal_nested() != 0
+        // it blocked came in as `swmshim_abort` unblocked them), so this thread holds the
+        // report. A thread that jumped out of an earlier abort starts a report of its own
+        // (review R127: taken for nested, its handler's line inside its report did not wait
+        // for room).
+        let nested = swmshim_fatal_nested() != 0
         let waits = !r.exchanged && r.original != me
         if waits {
             // Counted as waiting until it holds the report, so that the exit waits for it
